@@ -1,0 +1,3 @@
+from rf8hw.cli import main
+
+raise SystemExit(main())

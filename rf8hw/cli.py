@@ -1,0 +1,49 @@
+"""The ``rf8hw`` command line: a thin layer over the library.
+
+Each sub-command lives in a module that defines ``register(subparsers)``; ``register`` adds its
+parser and sets ``func`` (called with the parsed arguments, returns an exit status).  Modules are
+imported only when their command runs or when help is printed, so ``rf8hw table`` does not pay
+for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+# command name -> (module, one-line help).  Keep sorted by workflow, not alphabet.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rf8hw import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rf8hw",
+        description="RF8 hardware/software co-design: format, golden model, RTL, co-simulation, "
+                    "training and accelerator estimates.",
+    )
+    parser.add_argument("--version", action="version", version=f"rf8hw {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        import_module(module).register(sub, name, help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        # Bad input is reported as one clear line, not a traceback.
+        print(f"rf8hw {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

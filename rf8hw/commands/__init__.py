@@ -1,0 +1,1 @@
+"""Sub-commands of the rf8hw CLI (see rf8hw.cli)."""
