@@ -15,6 +15,8 @@ from importlib import import_module
 # command name -> (module, one-line help).  Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
+    "generate": ("rf8hw.commands.generate", "write Verilog + JSON manifest of an RF8 systolic MAC array"),
+    "train": ("rf8hw.commands.train", "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
 }
 
 
