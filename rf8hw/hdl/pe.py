@@ -157,11 +157,15 @@ class WeightStationaryPE(wiring.Component):
         with m.If(self.w_load):
             m.d.sync += weight.eq(self.w_data)
         p = self.product(m, self.a_in, weight)
+        # Data registers need no reset: the array tracks which wavefronts are valid.
+        a_reg = Signal(signed(self.act_bits), name="a_reg", reset_less=True)
+        psum_reg = Signal(signed(self.acc_bits), name="psum_reg", reset_less=True)
         with m.If(self.ce):
             m.d.sync += [
-                self.a_out.eq(self.a_in),
-                self.psum_out.eq(accumulate(self.psum_in, p, self.acc_bits, self.overflow)),
+                a_reg.eq(self.a_in),
+                psum_reg.eq(accumulate(self.psum_in, p, self.acc_bits, self.overflow)),
             ]
+        m.d.comb += [self.a_out.eq(a_reg), self.psum_out.eq(psum_reg)]
         return m
 
 

@@ -1,0 +1,84 @@
+"""Top level with AXI4-Stream port names, for FPGA block designs and the cocotb co-simulation.
+
+The Verilog module has ``clk``, ``rst`` (synchronous, active high) and flat ``s_axis_w_*``,
+``s_axis_a_*``, ``m_axis_acc_*`` ports (``docs/architecture.md``, "Ports").  It only renames and
+packs :class:`rf8hw.hdl.array.RF8Array`'s streams; all behaviour lives there.
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rf8hw.hdl.array import RF8Array
+from rf8hw.hdl.pe import RF8PE
+
+__all__ = ["RF8AxiTop"]
+
+
+class RF8AxiTop(wiring.Component):
+    """:class:`RF8Array` behind AXI4-Stream-named ports.
+
+    Parameters
+    ----------
+    rows, cols, act_bits, acc_bits, overflow, pe
+        As :class:`rf8hw.hdl.array.RF8Array`.
+
+    Members
+    -------
+    s_axis_w_tdata : In(8 * cols)
+        Weight row k: ``W[k, n]`` (RF8 code) in bits ``[8n +: 8]``.
+    s_axis_w_tvalid, s_axis_w_tlast : In(1); s_axis_w_tready : Out(1)
+        ``tlast`` belongs on beat ``rows - 1``; elsewhere (or missing there) it sets ``err_w_tlast``.
+    s_axis_a_tdata : In(act_bits * rows)
+        Activation row m: ``a[m, k]`` (two's complement) in bits ``[act_bits*k +: act_bits]``.
+    s_axis_a_tvalid, s_axis_a_tlast : In(1); s_axis_a_tready : Out(1)
+        ``tlast`` marks the tile's last activation row (m = M-1).
+    m_axis_acc_tdata : Out(acc_bits * cols)
+        Result row m: ``acc[m, n]`` (two's complement) in bits ``[acc_bits*n +: acc_bits]``.
+    m_axis_acc_tvalid, m_axis_acc_tlast : Out(1); m_axis_acc_tready : In(1)
+        ``tlast`` on the tile's last result row.
+    err_w_tlast : Out(1)
+        Sticky until ``rst``: a weight ``tlast`` arrived on the wrong beat (or was missing).
+    """
+
+    def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
+                 overflow: str = "wrap", pe=RF8PE):
+        self.array = RF8Array(rows, cols, act_bits, acc_bits, overflow, pe)
+        self.rows, self.cols = rows, cols
+        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
+        self.timing = self.array.timing
+        super().__init__({
+            "s_axis_w_tdata": In(pe.weight_bits * cols),
+            "s_axis_w_tvalid": In(1),
+            "s_axis_w_tready": Out(1),
+            "s_axis_w_tlast": In(1),
+            "s_axis_a_tdata": In(act_bits * rows),
+            "s_axis_a_tvalid": In(1),
+            "s_axis_a_tready": Out(1),
+            "s_axis_a_tlast": In(1),
+            "m_axis_acc_tdata": Out(acc_bits * cols),
+            "m_axis_acc_tvalid": Out(1),
+            "m_axis_acc_tready": In(1),
+            "m_axis_acc_tlast": Out(1),
+            "err_w_tlast": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.array = array = self.array
+        m.d.comb += [
+            array.w.p.data.as_value().eq(self.s_axis_w_tdata),
+            array.w.p.last.eq(self.s_axis_w_tlast),
+            array.w.valid.eq(self.s_axis_w_tvalid),
+            self.s_axis_w_tready.eq(array.w.ready),
+            array.act.p.data.as_value().eq(self.s_axis_a_tdata),
+            array.act.p.last.eq(self.s_axis_a_tlast),
+            array.act.valid.eq(self.s_axis_a_tvalid),
+            self.s_axis_a_tready.eq(array.act.ready),
+            self.m_axis_acc_tdata.eq(array.acc.p.data.as_value()),
+            self.m_axis_acc_tlast.eq(array.acc.p.last),
+            self.m_axis_acc_tvalid.eq(array.acc.valid),
+            array.acc.ready.eq(self.m_axis_acc_tready),
+            self.err_w_tlast.eq(array.err_w_last),
+        ]
+        return m
