@@ -182,7 +182,7 @@ def _as_array(x, what: str = "x") -> np.ndarray:
         raise ValueError(f"{what} is empty; need at least one value")
     bad = ~np.isfinite(a)
     if bad.any():
-        raise ValueError(f"{what} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), e.g. {a[bad][0]!r}")
+        raise ValueError(f"{what} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), e.g. {float(a[bad][0])!r}")
     return a
 
 
@@ -226,7 +226,7 @@ def fit_gaussian(x) -> GGParams:
     mu = float(a.mean())
     var = float(np.mean((a - mu) ** 2))
     if var <= 0:
-        raise ValueError(f"cannot fit a distribution to constant data (all values {a[0]!r})")
+        raise ValueError(f"cannot fit a distribution to constant data (all values {float(a[0])!r})")
     return GGParams(2.0, math.sqrt(2 * var), mu)
 
 
@@ -284,7 +284,7 @@ def fit(x, method: str = "moment", center: bool = True) -> GGParams:
     m1 = float(np.mean(np.abs(d)))
     m2 = float(np.mean(d * d))
     if m1 == 0.0:
-        raise ValueError(f"cannot fit a GG to constant data (all values {a[0]!r})")
+        raise ValueError(f"cannot fit a GG to constant data (all values {float(a[0])!r})")
     nu = shape_from_ratio(m2 / (m1 * m1), how="solve")
     if method == "ml":
         nu = _ml_shape(a, mu)
@@ -337,7 +337,7 @@ def layer_type(name: str) -> str:
 
 
 def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment",
-              center: bool = True) -> dict[str, GGParams]:
+              center: bool = True, on_error: str = "raise") -> dict[str, GGParams | str]:
     """Fit GGs to a model's parameters: per tensor, per layer type, or pooled.
 
     Parameters
@@ -352,14 +352,22 @@ def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment
         Which parameters, as :func:`rf8hw.backslash.select_params`.
     method, center
         Passed to :func:`fit`.
+    on_error : {"raise", "record"}
+        A group no GG fits (e.g. uniform weights straight from ``nn.Linear``'s default init, whose
+        moment ratio is at the uniform limit 4/3): ``"raise"`` a ValueError naming the group, or
+        ``"record"`` the reason as that key's value instead of a GGParams.
 
     Returns
     -------
-    dict of str -> GGParams
+    dict of str -> GGParams (or str, the reason, with ``on_error="record"``)
     """
     from rf8hw.backslash import select_params
 
+    if on_error not in ("raise", "record"):
+        raise ValueError(f"on_error must be 'raise' or 'record', not {on_error!r}")
     params = select_params(model, which)
+    if not params:
+        raise ValueError(f"no parameters selected by which={which!r}")
     if by == "tensor":
         groups = {n: [t] for n, t in params.items()}
     elif by == "type":
@@ -372,8 +380,12 @@ def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment
         raise ValueError(f"by must be 'tensor', 'type' or 'model', not {by!r}")
     out = {}
     for key, ts in groups.items():
-        data = np.concatenate([_as_array(t, key) for t in ts])
-        out[key] = fit(data, method=method, center=center)
+        try:
+            out[key] = fit(np.concatenate([_as_array(t, key) for t in ts]), method=method, center=center)
+        except ValueError as exc:
+            if on_error == "raise":
+                raise ValueError(f"{key}: {exc}") from exc
+            out[key] = str(exc)
     return out
 
 
