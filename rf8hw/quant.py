@@ -98,9 +98,9 @@ def encode_weight(w_kn: np.ndarray, fmt: str, granularity: str, rounding: str = 
     _check_choice("rounding", rounding, ROUNDINGS)
     w = np.ascontiguousarray(w_kn, dtype=np.float32)
     if not np.isfinite(w).all():
-        bad = np.argwhere(~np.isfinite(w))[0]
-        raise ValueError(f"weight contains NaN/Inf (first {w[tuple(bad)]!r} at index {tuple(bad)}); "
-                         "quantization needs finite weights")
+        k, n = (int(i) for i in np.argwhere(~np.isfinite(w))[0])
+        raise ValueError(f"weight contains NaN/Inf (first {float(w[k, n])!r} at out-feature {n}, "
+                         f"in-feature {k}); quantization needs finite weights")
     if fmt == "rf8":
         X = rf8.shared_exponent(w, axis=0 if granularity == "channel" else None)
         X = np.asarray(X, dtype=np.int32).reshape(-1)
