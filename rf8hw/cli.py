@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
     "generate": ("rf8hw.commands.generate", "write Verilog + JSON manifest of an RF8 systolic MAC array"),
     "train": ("rf8hw.commands.train", "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
+    "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),
 }
 
 

@@ -20,8 +20,8 @@ API
     Exact torch sampling through the Gamma distribution.
 ``shape_from_ratio(ratio, how="solve"|"table"|"grid")``, ``moment_ratio(nu)``
     The moment-ratio rule in both directions.
-``fit_model(model_or_tensors, by="tensor"|"type"|"model", which="matrices")``
-    Fits per tensor, per layer type or pooled over the whole model.
+``fit_model(model_or_tensors, by="tensor"|"type"|"model", which="matrices", on_error="raise")``
+    Fits per tensor, per layer type or pooled over the whole model (groups: ``group_params``).
 ``plot_fits(named_tensors, path)``
     Histogram (log y) with the fitted GG and the best Gaussian per layer, one PNG.
 ``gg_init_(module, shape=1.0, xi=2.0, fan="in", embeddings="keep", generator=None)``
@@ -40,8 +40,8 @@ from scipy import optimize, special
 
 __all__ = [
     "GGParams", "NU_GRID", "SHAPE_MIN", "SHAPE_MAX", "moment_ratio", "shape_from_ratio", "fit",
-    "fit_gaussian", "pdf", "logpdf", "cdf", "loglik", "sample", "variance_scale", "fit_model",
-    "layer_type", "plot_fits", "gg_init_",
+    "fit_gaussian", "pdf", "logpdf", "cdf", "loglik", "sample", "variance_scale", "group_params",
+    "fit_model", "layer_type", "plot_fits", "gg_init_",
 ]
 
 #: The authors' estimation grid: nu = 0.10, 0.11, ..., 2.99.
@@ -336,20 +336,51 @@ def layer_type(name: str) -> str:
     return ".".join("*" if re.fullmatch(r"\d+", part) else part for part in name.split("."))
 
 
-def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment",
-              center: bool = True, on_error: str = "raise") -> dict[str, GGParams | str]:
-    """Fit GGs to a model's parameters: per tensor, per layer type, or pooled.
+def group_params(model, by: str = "tensor", which="matrices") -> dict[str, np.ndarray]:
+    """Flattened float64 values of a model's parameters, grouped per tensor, layer type or model.
 
     Parameters
     ----------
     model : torch.nn.Module or mapping of name -> tensor
         A module or a state dict (e.g. a safetensors checkpoint).
     by : {"tensor", "type", "model"}
-        ``"tensor"``: one fit per parameter (key: its name).  ``"type"``: parameters with the same
+        ``"tensor"``: one group per parameter (key: its name).  ``"type"``: parameters with the same
         :func:`layer_type` pooled (key: the type).  ``"model"``: all selected parameters pooled
         (key ``"model"``).
     which : {"matrices", "all"} or callable
         Which parameters, as :func:`rf8hw.backslash.select_params`.
+
+    Returns
+    -------
+    dict of str -> 1-D numpy array
+    """
+    from rf8hw.backslash import select_params
+
+    params = select_params(model, which)
+    if not params:
+        raise ValueError(f"no parameters selected by which={which!r}")
+    if by == "tensor":
+        keys = {n: n for n in params}
+    elif by == "type":
+        keys = {n: layer_type(n) for n in params}
+    elif by == "model":
+        keys = {n: "model" for n in params}
+    else:
+        raise ValueError(f"by must be 'tensor', 'type' or 'model', not {by!r}")
+    groups: dict[str, list] = {}
+    for n, t in params.items():
+        groups.setdefault(keys[n], []).append(_as_array(t, n))
+    return {k: np.concatenate(v) for k, v in groups.items()}
+
+
+def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment",
+              center: bool = True, on_error: str = "raise") -> dict[str, GGParams | str]:
+    """Fit GGs to a model's parameters: per tensor, per layer type, or pooled.
+
+    Parameters
+    ----------
+    model, by, which
+        As :func:`group_params`.
     method, center
         Passed to :func:`fit`.
     on_error : {"raise", "record"}
@@ -361,27 +392,12 @@ def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment
     -------
     dict of str -> GGParams (or str, the reason, with ``on_error="record"``)
     """
-    from rf8hw.backslash import select_params
-
     if on_error not in ("raise", "record"):
         raise ValueError(f"on_error must be 'raise' or 'record', not {on_error!r}")
-    params = select_params(model, which)
-    if not params:
-        raise ValueError(f"no parameters selected by which={which!r}")
-    if by == "tensor":
-        groups = {n: [t] for n, t in params.items()}
-    elif by == "type":
-        groups = {}
-        for n, t in params.items():
-            groups.setdefault(layer_type(n), []).append(t)
-    elif by == "model":
-        groups = {"model": list(params.values())}
-    else:
-        raise ValueError(f"by must be 'tensor', 'type' or 'model', not {by!r}")
     out = {}
-    for key, ts in groups.items():
+    for key, data in group_params(model, by, which).items():
         try:
-            out[key] = fit(np.concatenate([_as_array(t, key) for t in ts]), method=method, center=center)
+            out[key] = fit(data, method=method, center=center)
         except ValueError as exc:
             if on_error == "raise":
                 raise ValueError(f"{key}: {exc}") from exc
