@@ -247,3 +247,37 @@ def test_gg_init_embeddings_gg_authors_mode_and_tied_weights():
 def test_gg_init_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
         gg.gg_init_(Net(), **kw)
+
+
+def test_fit_cli_prints_table_writes_plot_and_json(tmp_path, capsys):
+    import json
+
+    from safetensors.torch import save_file
+
+    from rf8hw.cli import main
+
+    net = Net()
+    gg.gg_init_(net, shape=1.0, embeddings="gg", generator=torch.Generator().manual_seed(0))
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    state["untrained.weight"] = torch.linspace(-1, 1, 4096).reshape(64, 64)      # uniform: not GG
+    ckpt = tmp_path / "m.safetensors"
+    save_file(state, ckpt)
+    assert main(["fit", str(ckpt), "--by", "type", "--json", str(tmp_path / "fits.json")]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.*.weight" in out and "untrained.weight" in out and "not GG-like: moment ratio" in out
+    assert (tmp_path / "m.safetensors.gg.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((tmp_path / "fits.json").read_text())["groups"]
+    pooled = torch.cat([state["blocks.0.weight"].ravel(), state["blocks.1.weight"].ravel()])
+    assert rows["blocks.*.weight"]["shape"] == pytest.approx(gg.fit(pooled).shape, rel=1e-12)
+    assert "error" in rows["untrained.weight"]
+
+
+def test_fit_cli_bad_checkpoint(tmp_path, capsys):
+    from rf8hw.cli import main
+
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["fit", str(bad)]) == 2
+    assert "is not a readable safetensors file" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
