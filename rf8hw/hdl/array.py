@@ -18,7 +18,7 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.hdl.params import check_array_shape, check_mac_params
+from rf8hw.hdl.params import check_array_shape, check_mac_params, rejecting
 from rf8hw.hdl.pe import RF8PE
 
 __all__ = ["weight_beat_layout", "act_beat_layout", "acc_beat_layout", "Timing", "timing",
@@ -144,8 +144,9 @@ class RF8Array(wiring.Component):
 
     def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
                  overflow: str = "wrap", pe=RF8PE):
-        check_array_shape(rows, cols)
-        check_mac_params(act_bits, acc_bits, overflow)
+        with rejecting(self):
+            check_array_shape(rows, cols)
+            check_mac_params(act_bits, acc_bits, overflow)
         self.rows, self.cols = rows, cols
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
         self.pe = pe

@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rf8hw.hdl.array import RF8Array
+from rf8hw.hdl.params import rejecting
 from rf8hw.hdl.pe import RF8PE
 
 __all__ = ["RF8AxiTop"]
@@ -43,7 +44,8 @@ class RF8AxiTop(wiring.Component):
 
     def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
                  overflow: str = "wrap", pe=RF8PE):
-        self.array = RF8Array(rows, cols, act_bits, acc_bits, overflow, pe)
+        with rejecting(self):
+            self.array = RF8Array(rows, cols, act_bits, acc_bits, overflow, pe)
         self.rows, self.cols = rows, cols
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
         self.timing = self.array.timing

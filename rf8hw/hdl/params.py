@@ -6,9 +6,11 @@ hardware is built or any file is written.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rf8hw import spec
 
-__all__ = ["MAX_DIM", "check_mac_params", "check_array_shape"]
+__all__ = ["MAX_DIM", "check_mac_params", "check_array_shape", "rejecting"]
 
 #: Largest ``rows``/``cols`` accepted.  Bigger GEMMs are tiled; a 64 x 64 array (4,096 PEs)
 #: already takes minutes to convert to Verilog and is far beyond any FPGA this project targets.
@@ -55,3 +57,17 @@ def check_array_shape(rows, cols) -> None:
     for name, value in (("rows", rows), ("cols", cols)):
         if not _is_int(value) or not 1 <= value <= MAX_DIM:
             raise ValueError(f"{name} must be an integer in 1..{MAX_DIM}, not {value!r}")
+
+
+@contextmanager
+def rejecting(component):
+    """Run parameter checks inside a component's constructor.
+
+    A component whose constructor raises was never meant to be elaborated; marking it used keeps
+    Amaranth from adding an ``UnusedElaboratable`` warning to the ``ValueError``.
+    """
+    try:
+        yield
+    except ValueError:
+        component._MustUse__used = True
+        raise

@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 
 from rf8hw import spec
 from rf8hw.hdl.decoder import CODE_BITS, RF8Decoder, RF8Fields
-from rf8hw.hdl.params import check_mac_params
+from rf8hw.hdl.params import check_mac_params, rejecting
 
 __all__ = ["accumulate", "IdentityDecoder", "WeightStationaryPE", "RF8PE"]
 
@@ -130,7 +130,8 @@ class WeightStationaryPE(wiring.Component):
         return IdentityDecoder(cls.weight_bits, cls.weight_shape)
 
     def __init__(self, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap"):
-        check_mac_params(act_bits, acc_bits, overflow)
+        with rejecting(self):
+            check_mac_params(act_bits, acc_bits, overflow)
         self.act_bits = act_bits
         self.acc_bits = acc_bits
         self.overflow = overflow
