@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from rf8hw import spec
 
-__all__ = ["MAX_DIM", "check_mac_params", "check_array_shape", "rejecting"]
+__all__ = ["MAX_DIM", "check_mac_params", "check_overflow", "check_array_shape", "rejecting"]
 
 #: Largest ``rows``/``cols`` accepted.  Bigger GEMMs are tiled; a 64 x 64 array (4,096 PEs)
 #: already takes minutes to convert to Verilog and is far beyond any FPGA this project targets.
@@ -47,6 +47,11 @@ def check_mac_params(act_bits, acc_bits, overflow) -> None:
         raise ValueError(f"acc_bits must be an integer in {lo}..{spec.ACC_BITS_MAX} for "
                          f"act_bits={act_bits} (the largest single product needs {lo} bits), "
                          f"not {acc_bits!r}")
+    check_overflow(overflow)
+
+
+def check_overflow(overflow) -> None:
+    """Check an overflow rule name against ``spec.OVERFLOW_MODES``."""
     if overflow not in spec.OVERFLOW_MODES:
         allowed = ", ".join(repr(o) for o in spec.OVERFLOW_MODES)
         raise ValueError(f"overflow must be one of {allowed}, not {overflow!r}")

@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 
 from rf8hw import spec
 from rf8hw.hdl.decoder import CODE_BITS, RF8Decoder, RF8Fields
-from rf8hw.hdl.params import check_mac_params, rejecting
+from rf8hw.hdl.params import check_mac_params, check_overflow, rejecting
 
 __all__ = ["accumulate", "IdentityDecoder", "WeightStationaryPE", "RF8PE"]
 
@@ -82,7 +82,8 @@ def accumulate(psum, product, acc_bits: int, overflow: str) -> Value:
                     Const((1 << (acc_bits - 1)) - 1, signed(acc_bits)))
         return Mux(out_of_range, limit, wrapped)
     else:
-        raise ValueError(f"overflow must be one of {spec.OVERFLOW_MODES}, not {overflow!r}")
+        check_overflow(overflow)          # raises, naming the allowed modes
+        raise AssertionError(f"unreachable: overflow {overflow!r}")
 
 
 class IdentityDecoder(wiring.Component):

@@ -74,7 +74,7 @@ def iverilog_executable() -> Path:
 
 def lint_verilator(verilog: Path, top: str) -> subprocess.CompletedProcess:
     """``verilator --lint-only`` on one file; warnings other than the waivers are errors."""
-    cmd = [str(verilator_executable()), "--lint-only", f"--top-module={top}",
+    cmd = [str(verilator_executable()), "--lint-only", "--top-module", top,
            *(f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS), str(verilog)]
     return subprocess.run(cmd, env=verilator_env(), capture_output=True, text=True, check=False)
 
