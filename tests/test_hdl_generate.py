@@ -114,26 +114,34 @@ def require_tool(locate):
         pytest.skip(f"tool not installed here: {exc}")
 
 
-@pytest.fixture(scope="module")
-def fresh_8x8(tmp_path_factory):
-    """``rf8hw generate --rows 8 --cols 8 -o DIR`` into a fresh directory (the acceptance check)."""
-    out = tmp_path_factory.mktemp("gen8")
-    assert main(["generate", "--rows", "8", "--cols", "8", "-o", str(out)]) == 0
-    return out / "rf8_array_8x8_a8_acc40_wrap.v", "rf8_array_8x8_a8_acc40_wrap"
+LINT_CASES = {  # the acceptance case, and a variant exercising the other widths and saturate
+    "8x8_default": (["--rows", "8", "--cols", "8"], "rf8_array_8x8_a8_acc40_wrap"),
+    "3x5_a4_acc30_saturate": (["--rows", "3", "--cols", "5", "--act-bits", "4", "--acc-bits", "30",
+                               "--overflow", "saturate"], "rf8_array_3x5_a4_acc30_saturate"),
+}
 
 
-def test_iverilog_accepts_generated_verilog(fresh_8x8, tmp_path):
+@pytest.fixture(scope="module", params=list(LINT_CASES))
+def fresh_verilog(request, tmp_path_factory):
+    """``rf8hw generate ... -o DIR`` into a fresh directory (the acceptance check)."""
+    args, top = LINT_CASES[request.param]
+    out = tmp_path_factory.mktemp("gen")
+    assert main(["generate", *args, "-o", str(out)]) == 0
+    return out / f"{top}.v", top
+
+
+def test_iverilog_accepts_generated_verilog(fresh_verilog, tmp_path):
     require_tool(tools.iverilog_executable)
-    path, top = fresh_8x8
+    path, top = fresh_verilog
     result = tools.lint_iverilog(path, top, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "error" not in (result.stdout + result.stderr).lower()
     assert (tmp_path / f"{top}.vvp").stat().st_size > 0
 
 
-def test_verilator_lint_accepts_generated_verilog(fresh_8x8):
+def test_verilator_lint_accepts_generated_verilog(fresh_verilog):
     require_tool(tools.verilator_executable)
-    path, top = fresh_8x8
+    path, top = fresh_verilog
     result = tools.lint_verilator(path, top)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "%Error" not in result.stderr and "%Warning" not in result.stderr
