@@ -33,10 +33,11 @@ __all__ = ["encode", "decode", "shared_exponent", "EncodeStats", "value_table", 
 _F = 52                      # fraction bits of the float64 fields the kernels work on
 _ONE = 1 << _F               # the implicit leading one
 
-#: Largest magnitude, ``1.5 * 2**X``: E = 15, R = 1 (the only canonical R = 1 code).
-MAX_CODE = spec.make_code(0, spec.EXP_MAX, 1)
-#: Smallest non-zero magnitude, ``0.75 * 2**(1 - 15 + X) = 1.5 * 2**(X - 15)``: E = 1, R = 5.
-MIN_CODE = spec.make_code(0, 1, 5)
+
+def _pack_nibbles(values) -> int:
+    """Small lookup tables as one integer, read with a variable shift (vectorises, unlike a gather)."""
+    return sum(v << (4 * i) for i, v in enumerate(values))
+
 
 # ---- "nearest": the seven midpoints of one octave [1, 2) ----------------------------------------
 # Representable significands in an octave: 1, 17/16, 18/16, 20/16, 24/16, 28/16, 30/16 (and 2 = next
@@ -45,126 +46,120 @@ MIN_CODE = spec.make_code(0, 1, 5)
 #   33/32: 16 vs 17 -> 16 (down)   35/32: 17 vs 18 -> 18 (up)    38/32: 18 vs 20 -> 20 (up)
 #   44/32: 20 vs 24 -> 24 (up)     52/32: 24 vs 28 -> 24 (down)  58/32: 28 vs 30 -> 28 (down)
 #   62/32: 30 vs 32 -> 32 (up)
-_NEAREST_MID = np.array([1, 3, 6, 12, 20, 26, 30], dtype=np.int64) << (_F - 5)
-_NEAREST_TIE_UP = np.array([0, 1, 1, 1, 0, 0, 1], dtype=np.int64)
-# index of the chosen significand -> (exponent offset from the octave, residual field R)
-_NEAREST_OFF = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=np.int64)
-_NEAREST_R = np.array([0, 4, 3, 2, 5, 6, 7, 0], dtype=np.int64)
+# A tie going up is a ">=" comparison, a tie going down a ">".
+_MID = 1 << (_F - 5)
+_N1, _N3, _N6, _N12, _N20, _N26, _N30 = (k * _MID for k in (1, 3, 6, 12, 20, 26, 30))
+# index of the chosen significand (0..7) -> residual field R; indices 4..7 belong to the next octave
+_NEAREST_R = _pack_nibbles([0, 4, 3, 2, 5, 6, 7, 0])
 
 # ---- "paper": log-domain thresholds ---------------------------------------------------------------
 # e1 = round(log2|w|) is j + 1 exactly when 1 + f/2**52 >= sqrt(2), i.e. (2**52 + f)**2 >= 2**105.
 # sqrt(2**105) is irrational, so there are no ties and the threshold is an exact integer.
-_PAPER_SQRT2 = math.isqrt(1 << (2 * _F + 1)) + 1 - _ONE
+_SQRT2 = math.isqrt(1 << (2 * _F + 1)) + 1 - _ONE
 # The residual term is kept with gap d = e1 - e2 = -round(log2(rho)) where rho = |r| / 2**j.  rho lies
 # at or above 2**-(k + 1/2) exactly when (rho * 2**52)**2 >= 2**(103 - 2k): thresholds for k = 1..4.
-_PAPER_RES = np.array([math.isqrt(1 << (2 * _F - 1 - 2 * k)) + 1 for k in range(1, 5)],
-                      dtype=np.int64)
-# L = number of thresholds reached (0..4) -> (exponent offset from j, R)
+_P1, _P2, _P3, _P4 = (math.isqrt(1 << (2 * _F - 1 - 2 * k)) + 1 for k in range(1, 5))
+# L = number of thresholds reached (0..4) -> R
 #   positive residual (e1 = j):      L=0 none, 1 -> +2^-4 (R4), 2 -> +2^-3 (R3), 3 -> +2^-2 (R2),
 #                                    4 -> +2^-1, m = 1.5, emitted canonically as (j+1, R5)
 #   negative residual (e1 = j + 1):  L<=1 none (gap >= 5), 2 -> R7, 3 -> R6, 4 -> R5
-_PAPER_POS_OFF = np.array([0, 0, 0, 0, 1], dtype=np.int64)
-_PAPER_POS_R = np.array([0, 4, 3, 2, 5], dtype=np.int64)
-_PAPER_NEG_R = np.array([0, 0, 7, 6, 5], dtype=np.int64)
+_PAPER_POS_R = _pack_nibbles([0, 4, 3, 2, 5])
+_PAPER_NEG_R = _pack_nibbles([0, 0, 7, 6, 5])
+_HALF = 1 << (_F - 1)                         # significand 1.5
+#: Largest magnitude, ``1.5 * 2**X``: E = 15, R = 1 (the only canonical R = 1 code).
+MAX_CODE = _MAX_CODE = spec.make_code(0, spec.EXP_MAX, 1)
+#: Smallest non-zero magnitude, ``0.75 * 2**(1 - 15 + X) = 1.5 * 2**(X - 15)``: E = 1, R = 5.
+MIN_CODE = _MIN_CODE = spec.make_code(0, 1, 5)
 
 _MODES = {"nearest": 0, "paper": 1}
 
 
 # ---------------------------------------------------------------------------------------------------
-# Kernels
+# Kernels.  Written without data-dependent branches or table gathers so that LLVM vectorises them.
 # ---------------------------------------------------------------------------------------------------
 
 @nb.njit(cache=True, inline="always")
 def _fields(b, is64):
-    """Float bits -> (sign, unbiased exponent j, 52-bit fraction f, kind); kind 0 normal, 1 zero or
-    subnormal, 2 Inf/NaN.  float32 fields are widened exactly."""
+    """Float bits -> (sign, unbiased exponent j, 52-bit fraction f, biased-exponent kind):
+    kind 0 normal, 1 zero or subnormal, 2 Inf/NaN.  float32 fields are widened exactly."""
     bi = np.int64(b)
     if is64:
         s = (bi >> 63) & 1
         be = (bi >> 52) & 0x7FF
         f = bi & ((1 << 52) - 1)
-        emax = 0x7FF
-        bias = 1023
+        j = be - 1023
+        kind = np.int64(be == 0) + 2 * np.int64(be == 0x7FF)
     else:
         s = (bi >> 31) & 1
         be = (bi >> 23) & 0xFF
         f = (bi & ((1 << 23) - 1)) << 29
-        emax = 0xFF
-        bias = 127
-    kind = 0
-    if be == 0:
-        kind = 1
-    elif be == emax:
-        kind = 2
-    return s, be - bias, f, kind
+        j = be - 127
+        kind = np.int64(be == 0) + 2 * np.int64(be == 0xFF)
+    return s, j, f, kind
 
 
 @nb.njit(cache=True, inline="always")
-def _encode_one(b, is64, X, mode, near_mid, near_tie_up, near_off, near_r,
-                paper_sqrt2, paper_res, paper_pos_off, paper_pos_r, paper_neg_r):
+def _encode_one(b, is64, X, paper):
     """One value -> (code, saturated, flushed, special).  The single implementation of both modes."""
     s, j, f, kind = _fields(b, is64)
-    if kind == 2:
-        return 0, 0, 0, 1
-    if kind == 1:                       # zero or subnormal: below every flush threshold (spec.X_MIN)
-        return 0, 0, np.int64(f != 0), 0
-    if mode == 0:                       # nearest in value
-        idx = 0
-        for i in range(7):
-            if f > near_mid[i] or (f == near_mid[i] and near_tie_up[i] == 1):
-                idx += 1
-        off = near_off[idx]
-        R = near_r[idx]
-    else:                               # paper: log-domain two-term rounding
-        if f < paper_sqrt2:             # e1 = j, residual r = |w| - 2^j >= 0
-            n = f
-            L = 0
-            for i in range(4):
-                if n >= paper_res[i]:
-                    L += 1
-            off = paper_pos_off[L]
-            R = paper_pos_r[L]
-        else:                           # e1 = j + 1, residual r < 0
-            n = (1 << 52) - f
-            L = 0
-            for i in range(4):
-                if n >= paper_res[i]:
-                    L += 1
-            off = 1
-            R = paper_neg_r[L]
+    # nearest in value: index of the chosen significand among 1, 17/16, ..., 30/16, 2
+    idx = (np.int64(f > _N1) + np.int64(f >= _N3) + np.int64(f >= _N6) + np.int64(f >= _N12)
+           + np.int64(f > _N20) + np.int64(f > _N26) + np.int64(f >= _N30))
+    off_n = np.int64(idx >= 4)
+    r_n = (_NEAREST_R >> (4 * idx)) & 7
+    # paper: e1 = j (positive residual) or j + 1 (negative residual), then the residual's gap
+    pos = f < _SQRT2
+    n = f if pos else (1 << 52) - f
+    L = np.int64(n >= _P1) + np.int64(n >= _P2) + np.int64(n >= _P3) + np.int64(n >= _P4)
+    off_p = np.int64(L == 4) if pos else np.int64(1)
+    r_p = ((_PAPER_POS_R if pos else _PAPER_NEG_R) >> (4 * L)) & 7
+    off = off_p if paper else off_n
+    R = r_p if paper else r_n
+    # range rules (docs/rf8-format.md section 3.3)
     E = j + off - X + 15
-    sat = np.int64(j > X or (j == X and f > (1 << 51)))          # |w| > 1.5 * 2^X
-    if E >= 16:
-        return (s << 7) | (15 << 3) | 1, sat, 0, 0
-    if E <= 0:
-        # nearest: everything above half the smallest magnitude (0.75 * 2^(X-15)) rounds up to it
-        Ej = j - X + 15
-        if mode == 0 and (Ej >= 0 or (Ej == -1 and f > (1 << 51))):
-            return (s << 7) | (1 << 3) | 5, 0, 0, 0
-        return 0, 0, 1, 0
-    return (s << 7) | (E << 3) | R, sat, 0, 0
+    Ej = j - X + 15
+    normal = kind == 0
+    low = E <= 0
+    up_to_min = (not paper) and (Ej >= 0 or (Ej == -1 and f > _HALF))
+    code = (s << 7) | (E << 3) | R
+    code = (s << 7) | _MAX_CODE if E >= 16 else code
+    code = (((s << 7) | _MIN_CODE) if up_to_min else 0) if low else code
+    code = code if normal else 0
+    sat = np.int64(normal and (j > X or (j == X and f > _HALF)))          # |w| > 1.5 * 2^X
+    flushed = np.int64((normal and low and not up_to_min) or (kind == 1 and f != 0))
+    return code, sat, flushed, np.int64(kind == 2)
 
 
-@nb.njit(cache=True, parallel=True)
-def _encode_flat(bits, is64, X, mode, out, near_mid, near_tie_up, near_off, near_r,
-                 paper_sqrt2, paper_res, paper_pos_off, paper_pos_r, paper_neg_r):
-    n_sat = 0
-    n_flush = 0
-    n_special = 0
-    for i in nb.prange(bits.size):
-        c, sa, fl, sp = _encode_one(bits[i], is64, X, mode, near_mid, near_tie_up, near_off,
-                                    near_r, paper_sqrt2, paper_res, paper_pos_off, paper_pos_r,
-                                    paper_neg_r)
+_CHUNK = 1 << 16          # values per parallel task; the three counts of a chunk fit in 21 bits
+
+
+@nb.njit(cache=True)
+def _encode_run(bits, is64, X, paper, out, lo, hi):
+    """Serial loop over bits[lo:hi] (hi - lo <= _CHUNK).  Returns the (saturated, flushed,
+    special) counts packed in one integer, 21 bits each: LLVM vectorises a loop with one
+    reduction, not with three."""
+    packed = 0
+    for i in range(lo, hi):
+        c, sa, fl, sp = _encode_one(bits[i], is64, X, paper)
         out[i] = c
-        n_sat += sa
-        n_flush += fl
-        n_special += sp
-    return n_sat, n_flush, n_special
+        packed += sa | (fl << 21) | (sp << 42)
+    return packed
 
 
 @nb.njit(cache=True, parallel=True)
-def _encode_2d(bits, is64, X2, mode, out, near_mid, near_tie_up, near_off, near_r,
-               paper_sqrt2, paper_res, paper_pos_off, paper_pos_r, paper_neg_r):
+def _encode_flat(bits, is64, X, paper, out):
+    n = bits.size
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    packed = np.zeros(nchunks, dtype=np.int64)
+    for ch in nb.prange(nchunks):
+        lo = ch * _CHUNK
+        packed[ch] = _encode_run(bits, is64, X, paper, out, lo, min(lo + _CHUNK, n))
+    mask = (1 << 21) - 1
+    return (packed & mask).sum(), ((packed >> 21) & mask).sum(), (packed >> 42).sum()
+
+
+@nb.njit(cache=True, parallel=True)
+def _encode_2d(bits, is64, X2, paper, out):
     rows, cols = bits.shape
     xr = 1 if X2.shape[0] > 1 else 0
     xc = 1 if X2.shape[1] > 1 else 0
@@ -173,9 +168,7 @@ def _encode_2d(bits, is64, X2, mode, out, near_mid, near_tie_up, near_off, near_
     n_special = 0
     for r in nb.prange(rows):
         for c in range(cols):
-            code, sa, fl, sp = _encode_one(bits[r, c], is64, X2[r * xr, c * xc], mode, near_mid,
-                                           near_tie_up, near_off, near_r, paper_sqrt2, paper_res,
-                                           paper_pos_off, paper_pos_r, paper_neg_r)
+            code, sa, fl, sp = _encode_one(bits[r, c], is64, X2[r * xr, c * xc], paper)
             out[r, c] = code
             n_sat += sa
             n_flush += fl
@@ -315,21 +308,18 @@ def encode(w, X, rounding: str = "nearest", *, on_saturate: str = "warn",
     if on_saturate not in ("warn", "error", "ignore"):
         raise ValueError(f"on_saturate must be 'warn', 'error' or 'ignore', not {on_saturate!r}")
     Xop = _exponent_operand(X, w.shape)
-    mode = _MODES[rounding]
+    paper = rounding == "paper"
     is64 = w.dtype == np.float64
     wc = np.ascontiguousarray(w)
     bits = wc.view(np.uint64 if is64 else np.uint32)
     out = np.empty(w.shape, dtype=np.uint8)
-    tables = (_NEAREST_MID, _NEAREST_TIE_UP, _NEAREST_OFF, _NEAREST_R, _PAPER_SQRT2, _PAPER_RES,
-              _PAPER_POS_OFF, _PAPER_POS_R, _PAPER_NEG_R)
     if w.size == 0:
         n_sat = n_flush = n_special = 0
     elif isinstance(Xop, int):
-        n_sat, n_flush, n_special = _encode_flat(bits.reshape(-1), is64, Xop, mode,
-                                                 out.reshape(-1), *tables)
+        n_sat, n_flush, n_special = _encode_flat(bits.reshape(-1), is64, Xop, paper,
+                                                 out.reshape(-1))
     else:
-        n_sat, n_flush, n_special = _encode_2d(_as_2d(bits), is64, Xop, mode, _as_2d(out),
-                                               *tables)
+        n_sat, n_flush, n_special = _encode_2d(_as_2d(bits), is64, Xop, paper, _as_2d(out))
     if n_special:
         bad = ~np.isfinite(w)
         first = _first_index(bad)
