@@ -315,6 +315,10 @@ def encode(w, X, rounding: str = "nearest", *, on_saturate: str = "warn",
     out = np.empty(w.shape, dtype=np.uint8)
     if w.size == 0:
         n_sat = n_flush = n_special = 0
+    elif isinstance(Xop, int) and w.size <= _CHUNK:   # small: one serial run, no thread start-up
+        packed = _encode_run(bits.reshape(-1), is64, Xop, paper, out.reshape(-1), 0, w.size)
+        mask = (1 << 21) - 1
+        n_sat, n_flush, n_special = packed & mask, (packed >> 21) & mask, packed >> 42
     elif isinstance(Xop, int):
         n_sat, n_flush, n_special = _encode_flat(bits.reshape(-1), is64, Xop, paper,
                                                  out.reshape(-1))

@@ -88,11 +88,11 @@ def test_paper_equals_float64_oracle_on_gg_samples(shape):
         _check_values(codes, x, oracles.paper_float64(w, x))
 
 
-def test_paper_equals_float64_oracle_on_every_float32_in_1_to_4():
-    # every float32 significand, two octaves, exercising both e1 choices and every residual gap
-    w = np.arange(np.float32(1.0).view(np.uint32), np.float32(4.0).view(np.uint32),
+def test_paper_equals_float64_oracle_on_every_float32_significand():
+    # every float32 in [1, 2): both e1 choices and every residual gap occur in one octave
+    w = np.arange(np.float32(1.0).view(np.uint32), np.float32(2.0).view(np.uint32),
                   dtype=np.uint32).view(np.float32)
-    for X in (1, 3, 16):               # saturating top octave; inside the range; at the flush edge
+    for X in (0, 1, 15):               # saturation edge inside; plain; flush edge inside
         codes = rf8.encode(w, X, "paper", on_saturate="ignore")
         _check_values(codes, X, oracles.paper_float64(w, X))
 
@@ -314,7 +314,7 @@ def test_shared_exponent_boundaries_and_zero():
 finite32 = st.floats(min_value=-3e4, max_value=3e4, allow_nan=False, width=32)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(finite32, min_size=2, max_size=64), st.integers(-20, 16),
        st.sampled_from(MODES))
 def test_encode_is_monotonic(ws, X, mode):
@@ -323,7 +323,7 @@ def test_encode_is_monotonic(ws, X, mode):
     assert np.all(np.diff(v) >= 0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(finite32, min_size=1, max_size=64), st.integers(-20, 16),
        st.sampled_from(MODES))
 def test_encode_sign_symmetry_and_idempotence(ws, X, mode):
