@@ -46,6 +46,8 @@ def _flatten(w) -> np.ndarray:
         w = [p for p in w.parameters()]
     if isinstance(w, dict):
         w = list(w.values())
+    elif not isinstance(w, (list, tuple)) and not hasattr(w, "__array__") and hasattr(w, "__iter__"):
+        w = list(w)                                          # e.g. model.parameters()
     if isinstance(w, (list, tuple)) and w and (hasattr(w[0], "detach") or isinstance(w[0], np.ndarray)):
         return np.concatenate([_as_array(t, f"weights[{i}]") for i, t in enumerate(w)])
     return _as_array(w, "weights")

@@ -103,6 +103,7 @@ def test_report_fields_and_pooling():
     assert r["entropy_bpp"] <= r["exp_golomb_bpp"]
     module = torch.nn.Linear(3, 2)
     assert rate.report(module, 0.1)["n_params"] == 8
+    assert rate.report(module.parameters(), 0.1) == rate.report(module, 0.1)
 
 
 @pytest.mark.parametrize("step, msg", [
