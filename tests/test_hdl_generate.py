@@ -90,6 +90,14 @@ def test_generate_rejects_bad_parameters_before_writing(kwargs, message, tmp_pat
     assert not out.exists()
 
 
+def test_generate_rejects_a_file_as_output_directory(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a directory")
+    with pytest.raises(ValueError, match=r"^out_dir '.*taken' exists and is not a directory$"):
+        generate(2, 2, out_dir=target)
+    assert target.read_text() == "not a directory"
+
+
 def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0

@@ -67,6 +67,9 @@ def generate(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overfl
     """
     check_array_shape(rows, cols)
     check_mac_params(act_bits, acc_bits, overflow)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
 
     from amaranth.back import verilog
 
@@ -99,7 +102,6 @@ def generate(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overfl
         "files": {"verilog": f"{name}.v",
                   "verilog_sha256": hashlib.sha256(text.encode()).hexdigest()},
     }
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     v_path, j_path = out / f"{name}.v", out / f"{name}.json"
     v_path.write_text(text)
