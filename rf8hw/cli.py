@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("rf8hw.commands.generate", "write Verilog + JSON manifest of an RF8 systolic MAC array"),
     "train": ("rf8hw.commands.train", "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
     "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),
+    "synth": ("rf8hw.commands.synth", "synthesise + place and route an array (yosys/nextpnr): LUT4/FF/DSP and post-route Fmax"),
 }
 
 

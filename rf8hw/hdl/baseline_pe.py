@@ -1,0 +1,118 @@
+"""Baseline PE kinds for the FPGA comparison: INT8 x INT8 and FP8-E4M3 weight x INT8 activation.
+
+Both follow the PE interface of :mod:`rf8hw.hdl.pe` (they subclass
+:class:`~rf8hw.hdl.pe.WeightStationaryPE`), so they drop into :class:`rf8hw.hdl.array.RF8Array`
+with ``pe=Int8PE`` / ``pe=FP8E4M3PE`` and share its registers, accumulator and overflow rule.  The
+products are defined, independently of this RTL, in :mod:`rf8hw.baselines`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from rf8hw import baselines
+from rf8hw.hdl.pe import IdentityDecoder, WeightStationaryPE
+
+__all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE"]
+
+
+class Int8PE(WeightStationaryPE):
+    """INT8 weight x signed activation: ``P(x, w) = x * w`` with one ``*`` operator.
+
+    The same RTL serves two synthesis kinds (``rf8hw.synth``): ``int8`` (DSP inference disabled,
+    so the multiplier is built from LUTs) and ``int8_dsp`` (Yosys maps it to a DSP multiplier).
+    The stored weight is the raw two's complement code (8 flip-flops).
+
+    Parameters
+    ----------
+    act_bits, acc_bits, overflow
+        As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
+    """
+
+    weight_bits = 8
+    weight_shape = signed(8)
+
+    @classmethod
+    def make_decoder(cls) -> wiring.Component:
+        return IdentityDecoder(cls.weight_bits, cls.weight_shape)
+
+    def product(self, m: Module, a: Value, w) -> Value:
+        p = Signal(signed(self.act_bits + self.weight_bits))
+        m.d.comb += p.eq(a * w)
+        return p
+
+
+class FP8E4M3Fields(data.Struct):
+    """Decoded FP8-E4M3 weight as stored in each PE (9 bits): ``W = (-1)**sign * sig << shift``.
+
+    Attributes
+    ----------
+    sign : 1 bit
+        Weight sign.
+    shift : 4 bits
+        ``e - 1`` (0..14), ``e = max(E, 1)``.
+    sig : 4 bits
+        Integer significand: ``8 + M`` (normal), ``M`` (subnormal), 0 for the NaN codes.
+    """
+
+    sign: 1
+    shift: 4
+    sig: 4
+
+
+class FP8E4M3Decoder(wiring.Component):
+    """Split an FP8-E4M3 code into :class:`FP8E4M3Fields` (combinational, one per array column).
+
+    Members
+    -------
+    code : In(8)
+        ``s EEEE MMM`` (E4M3FN: bias 7, NaN = ``S.1111.111``, no infinities).
+    fields : Out(FP8E4M3Fields)
+        Valid in the same cycle.
+    """
+
+    code: In(8)
+    fields: Out(FP8E4M3Fields)
+
+    def elaborate(self, platform):
+        m = Module()
+        e_field, mant = self.code[3:7], self.code[:3]
+        normal = e_field != 0
+        nan = (e_field == 0xF) & (mant == 0x7)
+        m.d.comb += [
+            self.fields.sign.eq(self.code[7]),
+            self.fields.shift.eq(Mux(normal, e_field - 1, 0)),
+            self.fields.sig.eq(Mux(nan, 0, Mux(normal, 8 + mant, mant))),
+        ]
+        return m
+
+
+class FP8E4M3PE(WeightStationaryPE):
+    """FP8-E4M3 weight x signed activation: ``P(x, code) = x * W(code)``, ``W = value * 2**9``.
+
+    Computed as ``((-x if sign else x) * sig) << shift``: a ``(act_bits+1) x 4``-bit multiplier and
+    a 0..14 barrel shifter, truncated exactly to ``baselines.product_bits("fp8_e4m3", act_bits)``
+    bits (26 for 8-bit activations).  Same structure as :class:`~rf8hw.hdl.pe.RF8PE` with the
+    shift-add replaced by a small multiplier.
+
+    Parameters
+    ----------
+    act_bits, acc_bits, overflow
+        As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
+    """
+
+    weight_bits = 8
+    weight_shape = FP8E4M3Fields
+
+    @classmethod
+    def make_decoder(cls) -> wiring.Component:
+        return FP8E4M3Decoder()
+
+    def product(self, m: Module, a: Value, w) -> Value:
+        xs = Signal(signed(self.act_bits + 1))
+        m.d.comb += xs.eq(Mux(w.sign, -a, a))
+        xm = Signal(signed(self.act_bits + 5))
+        m.d.comb += xm.eq(xs * w.sig)
+        return (xm << w.shift)[:baselines.product_bits("fp8_e4m3", self.act_bits)].as_signed()

