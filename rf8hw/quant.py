@@ -26,10 +26,9 @@ Storage of one layer with ``in_features = K`` and ``out_features = N`` (buffers,
 
 A layer whose weights are all zero gets ``scale = 1`` / ``X = 0`` (zeros encode exactly).
 
-``mode``: ``"fake"`` (decode to float, ``F.linear``) is the only mode so far.  A bit-exact mode will
-quantize ``x`` to signed integers ``a`` with a scale ``act_scale`` and compute, per output column n,
-``golden.matmul(a, codes) * 2**(exponent[n] - spec.PRODUCT_SHIFT) * act_scale`` (RF8 only): the
-stored layout is already the one that path consumes.
+``mode``: ``"fake"`` (decode to float, ``F.linear``) or ``"bitexact"`` (RF8 only, :mod:`rf8hw.bitexact`):
+``x`` is quantized to signed integers ``a`` with a scale ``act_scale`` and, per output column n,
+``golden.matmul(a, codes) * 2**(exponent[n] - spec.PRODUCT_SHIFT) * act_scale`` is computed.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from rf8hw import rf8
 FORMATS = ("rf8", "int8", "fp8_e4m3", "apot")
 ROUNDINGS = ("paper", "nearest")        # RF8 only; the baselines always round to nearest
 GRANULARITIES = ("tensor", "channel")
-MODES = ("fake",)
+MODES = ("fake", "bitexact")   # "bitexact": RF8 only, see rf8hw.bitexact
 #: the granularity each format gets when ``granularity=None``
 DEFAULT_GRANULARITY = {"rf8": "channel", "int8": "channel", "fp8_e4m3": "tensor", "apot": "channel"}
 FILE_FORMAT = "rf8hw-quantized-model"
@@ -154,8 +153,9 @@ class QuantLinear(nn.Module):
     rounding : {"paper", "nearest"}
         RF8 rounding rule (ignored by the baselines, recorded anyway).
     bias : bool
-    mode : {"fake"}
-        ``"fake"``: decode the codes to float32 and run ``F.linear``.
+    mode : {"fake", "bitexact"}
+        ``"fake"``: decode the codes to float32 and run ``F.linear``.  ``"bitexact"`` (RF8 only):
+        INT8 activations through the array's integer model, :func:`rf8hw.bitexact.linear`.
 
     Attributes
     ----------
@@ -173,6 +173,8 @@ class QuantLinear(nn.Module):
         _check_choice("granularity", granularity, GRANULARITIES)
         _check_choice("rounding", rounding, ROUNDINGS)
         _check_choice("mode", mode, MODES)
+        if mode == "bitexact" and fmt != "rf8":
+            raise ValueError(f"mode 'bitexact' needs fmt='rf8', not {fmt!r}")
         self.in_features, self.out_features = in_features, out_features
         self.fmt, self.granularity, self.rounding, self.mode = fmt, granularity, rounding, mode
         n = out_features if granularity == "channel" else 1
@@ -205,7 +207,10 @@ class QuantLinear(nn.Module):
         return decode_weight(self.codes, self.fmt, self.params())
 
     def forward(self, x):
-        return F.linear(x, self.weight_kn().T, self.bias)       # fake-quant: mode "fake" only
+        if self.mode == "bitexact":
+            from rf8hw import bitexact
+            return bitexact.linear(self, x)
+        return F.linear(x, self.weight_kn().T, self.bias)       # fake-quant
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, "
@@ -240,7 +245,7 @@ def quantize(model: nn.Module, fmt: str = "rf8", rounding: str = "nearest", gran
     skip : sequence of str
         Module names (``fnmatch`` patterns, e.g. ``"lm_head"`` or ``"blocks.0.*"``) left in float.
         A pattern that matches no ``nn.Linear`` is an error.
-    mode : {"fake"}
+    mode : {"fake", "bitexact"}
 
     Returns
     -------
