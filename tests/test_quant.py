@@ -174,7 +174,7 @@ def test_skip_keeps_layers_float_and_unknown_pattern_is_an_error(model):
     ({"fmt": "int4"}, r"^unknown format 'int4'; choose one of rf8, int8, fp8_e4m3, apot$"),
     ({"granularity": "row"}, r"^unknown granularity 'row'; choose one of tensor, channel$"),
     ({"rounding": "stochastic"}, r"^unknown rounding 'stochastic'; choose one of paper, nearest$"),
-    ({"mode": "bitexact"}, r"^unknown mode 'bitexact'; choose one of fake$"),
+    ({"mode": "exact"}, r"^unknown mode 'exact'; choose one of fake, bitexact$"),
 ])
 def test_bad_options_are_rejected_by_name(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
