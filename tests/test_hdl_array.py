@@ -111,6 +111,7 @@ def test_reset_in_the_middle_of_a_tile_then_a_clean_tile():
     assert np.array_equal(np.array(trace.results), expected_rows(clean, 40, "wrap", 8))
     assert trace.lasts == expected_lasts(clean)
     assert min(trace.result_cycles) > reset_cycle + rows     # nothing stale right after reset
+    assert trace.during_reset == (0, 0, 0)
 
 
 def test_reset_while_results_wait_on_backpressure():
@@ -118,6 +119,7 @@ def test_reset_while_results_wait_on_backpressure():
     tiles = random_tiles(rng, 3, 3, [6, 2])
     trace = run_tiles(RF8AxiTop(3, 3), tiles, rng=rng, p_out_stall=0.9, reset_at=20)
     assert np.array_equal(np.array(trace.results), expected_rows([tiles[-1]], 40, "wrap", 8))
+    assert trace.during_reset == (0, 0, 0)
 
 
 def test_weight_tlast_on_wrong_beat_sets_sticky_error_and_tile_still_loads():

@@ -5,7 +5,7 @@ The Verilog module has ``clk``, ``rst`` (synchronous, active high) and flat ``s_
 packs :class:`rf8hw.hdl.array.RF8Array`'s streams; all behaviour lives there.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, ResetSignal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,6 +40,9 @@ class RF8AxiTop(wiring.Component):
         ``tlast`` on the tile's last result row.
     err_w_tlast : Out(1)
         Sticky until ``rst``: a weight ``tlast`` arrived on the wrong beat (or was missing).
+
+    While ``rst`` is high, ``s_axis_w_tready``, ``s_axis_a_tready`` and ``m_axis_acc_tvalid`` are
+    low (from the first reset cycle on) and no handshake takes place.
     """
 
     def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
@@ -68,19 +71,22 @@ class RF8AxiTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.array = array = self.array
+        # While rst is high every tvalid/tready the module drives is low (AXI4-Stream reset rule),
+        # and no handshake reaches the array, also in the first reset cycle.
+        run = ~ResetSignal()
         m.d.comb += [
             array.w.p.data.as_value().eq(self.s_axis_w_tdata),
             array.w.p.last.eq(self.s_axis_w_tlast),
-            array.w.valid.eq(self.s_axis_w_tvalid),
-            self.s_axis_w_tready.eq(array.w.ready),
+            array.w.valid.eq(self.s_axis_w_tvalid & run),
+            self.s_axis_w_tready.eq(array.w.ready & run),
             array.act.p.data.as_value().eq(self.s_axis_a_tdata),
             array.act.p.last.eq(self.s_axis_a_tlast),
-            array.act.valid.eq(self.s_axis_a_tvalid),
-            self.s_axis_a_tready.eq(array.act.ready),
+            array.act.valid.eq(self.s_axis_a_tvalid & run),
+            self.s_axis_a_tready.eq(array.act.ready & run),
             self.m_axis_acc_tdata.eq(array.acc.p.data.as_value()),
             self.m_axis_acc_tlast.eq(array.acc.p.last),
-            self.m_axis_acc_tvalid.eq(array.acc.valid),
-            array.acc.ready.eq(self.m_axis_acc_tready),
+            self.m_axis_acc_tvalid.eq(array.acc.valid & run),
+            array.acc.ready.eq(self.m_axis_acc_tready & run),
             self.err_w_tlast.eq(array.err_w_last),
         ]
         return m

@@ -40,6 +40,7 @@ class Trace:
     weight_cycles: list = field(default_factory=list)
     err_w_tlast: int = 0
     cycles: int = 0
+    during_reset: tuple = ()     # (s_axis_w_tready, s_axis_a_tready, m_axis_acc_tvalid) under rst
 
 
 def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0.0,
@@ -94,8 +95,9 @@ def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0
         for cycle in range(max_cycles):
             if reset_at is not None and cycle == reset_at:
                 ctx.set(cd.rst, 1)
-                for s in (top.s_axis_w_tvalid, top.s_axis_a_tvalid, top.m_axis_acc_tready):
-                    ctx.set(s, 0)
+                # producers/consumer keep offering: the DUT must not handshake under reset
+                trace.during_reset = (ctx.get(top.s_axis_w_tready), ctx.get(top.s_axis_a_tready),
+                                      ctx.get(top.m_axis_acc_tvalid))
                 await ctx.tick()
                 ctx.set(cd.rst, 0)
                 w_beats, a_beats = beats(len(tiles) - 1)
