@@ -164,3 +164,15 @@ def test_array_rejects_bad_parameters(args, message):
         RF8Array(*args)
     with pytest.raises(ValueError, match=message):
         RF8AxiTop(*args)
+
+
+def test_timing_example_in_architecture_doc():
+    """The 8 x 8, M = 8 column of the timing table in docs/architecture.md, cycle by cycle."""
+    rng = np.random.default_rng(12)
+    tiles = random_tiles(rng, 8, 8, [8, 8])
+    trace = run_tiles(RF8AxiTop(8, 8), tiles, rng=rng)
+    assert trace.weight_cycles[:8] == list(range(0, 8))        # weight load: cycles 0..7
+    assert trace.act_cycles[:8] == list(range(8, 16))          # activations 8..15
+    assert trace.result_cycles[:8] == list(range(24, 32))      # results 24..31
+    assert trace.weight_cycles[8] == 22                        # next tile's weights from 22
+    assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
