@@ -1,5 +1,6 @@
 """Verilog generation: rtl/ drift, manifest, parameter errors, CLI, and the two Verilog front ends."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -68,7 +69,6 @@ def test_manifest_matches_verilog_ports_and_timing(tmp_path):
                                       "min_acc_bits": 23}
     timing = manifest["timing"]
     assert (timing["weight_load_cycles"], timing["latency_cycles"], timing["guard_steps"]) == (3, 8, 3)
-    import hashlib
     assert manifest["files"]["verilog_sha256"] == hashlib.sha256(v_path.read_bytes()).hexdigest()
 
 

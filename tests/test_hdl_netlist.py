@@ -2,7 +2,7 @@
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
