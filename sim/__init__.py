@@ -1,0 +1,26 @@
+"""cocotb co-simulation of the generated RF8 array against the golden model (``docs/cosim.md``).
+
+An importable package (listed in ``pyproject.toml``), so ``rf8hw cosim`` works from any directory
+after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test module
+:mod:`sim.cosim_test`.  This module imports neither cocotb nor the simulators: the host-side entry
+points below start the simulator through ``cocotb_tools.runner``.
+
+Entry points
+------------
+:func:`run_cosim`
+    Random tiles (``rf8hw cosim``).
+:func:`run_tiles`
+    Given tiles; reset mid-run, a deliberately wrong model, observed results.
+:func:`run_gemm`
+    A whole GEMM split into tiles (ragged K and N zero-padded), for the cycle model.
+:func:`prepare`
+    Generate/reuse the Verilog and build/reuse the simulator build.
+"""
+
+from .build import SIMULATORS, Build, check_simulator, default_cache_root, prepare
+from .run import CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_tiles, summary_line
+from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
+
+__all__ = ["SIMULATORS", "Build", "check_simulator", "default_cache_root", "prepare",
+           "CYCLES_FORMAT", "check_stall_prob", "run_cosim", "run_gemm", "run_tiles",
+           "summary_line", "exhaustive_pairs", "exhaustive_tiles", "gemm_tiles", "random_tiles"]

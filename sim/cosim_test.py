@@ -1,0 +1,90 @@
+"""The cocotb test module the simulator loads (``COCOTB_TEST_MODULES=sim.cosim_test``).
+
+It runs one *job* written by :func:`sim.run.run_tiles`: the plusarg ``+rf8hw_job=<dir>`` names a
+directory holding ``job.json`` (options) and ``tiles.npz`` (stimulus); the test writes
+``result.json`` (and ``results.npz`` when asked) into the same directory and fails if any result
+differed from the golden model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+
+from .stimulus import unpack_row
+from .testbench import Testbench, dump_json, wall_clock
+
+PROGRESS_PREFIX = "rf8hw-progress:"
+
+
+def load_tiles(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Tiles from ``tiles.npz`` (``codes[T, rows, cols]``, ``a[sum M, rows]``, ``m_rows[T]``)."""
+    with np.load(path) as z:
+        codes, a, m_rows = z["codes"], z["a"], z["m_rows"]
+    bounds = np.concatenate([[0], np.cumsum(m_rows)])
+    return [(codes[t], a[bounds[t]:bounds[t + 1]]) for t in range(len(codes))]
+
+
+@cocotb.test()
+async def cosim(dut):
+    """Stream the job's tiles through the DUT; every result row is checked as it arrives."""
+    job_dir = Path(cocotb.plusargs["rf8hw_job"])
+    job = json.loads((job_dir / "job.json").read_text())
+    tiles = load_tiles(job_dir / "tiles.npz")
+    log = logging.getLogger("rf8hw.cosim")
+    tb = Testbench(dut, job["parameters"], stall_prob=job["stall_prob"], seed=job["seed"], log=log)
+    tb.scoreboard.keep_results = job["keep_results"]
+    if job["corrupt"] is not None:
+        tb.corrupt_expected(*job["corrupt"])
+    n_after = job["tiles_after_reset"]
+    first, second = tiles[:len(tiles) - n_after], tiles[len(tiles) - n_after:]
+    for t, (codes, a) in enumerate(first):
+        tb.queue_tile(t, codes, a)
+
+    every = max(1, len(tiles) // 10)
+    next_report = [every]
+
+    def progress(bench):
+        if bench.tiles_done >= next_report[0]:
+            log.info("%s tiles %d/%d cycles %d mismatches %d", PROGRESS_PREFIX, bench.tiles_done,
+                     len(tiles), bench.cycle, bench.scoreboard.mismatches)
+            next_report[0] += every
+
+    # No result row for this long while rows are expected: the design hangs.
+    max_idle = 200 * (tb.rows + tb.cols) + 10_000
+    t0 = wall_clock()
+    await tb.start()
+    cycles_before_reset = 0
+    if job["reset_at_cycle"] is not None:
+        while tb.cycle < job["reset_at_cycle"]:
+            await tb.run_cycles(1)
+        cycles_before_reset = tb.cycle + 1
+        await tb.reset()
+        for t, (codes, a) in enumerate(second, start=len(first)):
+            tb.queue_tile(t, codes, a)
+    await tb.run_until_idle(max_idle, progress)
+    last_result = tb.cycle
+    wall = wall_clock() - t0
+    # A few more cycles with tready high: a duplicated or spurious row is a mismatch.
+    tb.monitor.stall_prob = 0.0
+    await tb.run_cycles(tb.rows + tb.cols + 4)
+    tb.stop()
+    report = tb.report()
+    report["tiles_last_result_cycle"] = max((r["r_last"] for r in report["tiles"]), default=-1)
+    report["cycles"] = cycles_before_reset + report["tiles_last_result_cycle"] + 1
+    report["loop_cycles"] = last_result + 1 + cycles_before_reset
+    report["wall_s"] = wall
+    dump_json(job_dir / "result.json", report)
+    if job["keep_results"]:
+        np.savez(job_dir / "results.npz", **{
+            f"tile_{t}": np.stack([unpack_row(w, tb.acc_bits, tb.cols) for w in words])
+            for t, words in tb.scoreboard.results.items()})
+    log.info("%s done cycles %d mismatches %d", PROGRESS_PREFIX, report["cycles"],
+             report["mismatches"])
+    assert report["mismatches"] == 0, f"{report['mismatches']} mismatches; first: " \
+        f"{report['first_mismatch']}"

@@ -1,0 +1,508 @@
+"""cocotb testbench for the generated RF8 array (``RF8AxiTop`` Verilog): roles kept apart.
+
+Roles (``shared/STYLE.md`` section 3 and point 9):
+
+:class:`StreamSource`
+    Producer of one AXI4-Stream input (weights or activations): offers queued beats, idling a
+    random number of cycles between beats (never dropping ``tvalid`` before a handshake).
+:class:`ResultMonitor`
+    Consumer of ``m_axis_acc``: random backpressure on ``tready``, hands every accepted row
+    (one bus word) to the scoreboard the cycle it is accepted.
+:class:`GoldenModel`
+    Expected results of a tile from :func:`rf8hw.golden.matmul`.
+:class:`Scoreboard`
+    In-order checker: compares each result row with the model's row as soon as it arrives.
+:class:`Testbench`
+    Wires them together, owns the clock loop, ``start/stop/reset``, and the per-tile cycle record.
+
+Speed: one coroutine awaits ``FallingEdge(clk)`` once per cycle and calls ``step`` on each role
+(no Python await per signal).  Every DUT output is a function of registers only
+(``docs/architecture.md``, "Stall"), so the values read at the falling edge are the ones the next
+rising edge samples, and inputs written there are stable at that edge.  Bus words are Python ints
+packed once per tile; a result row is compared as one integer against the packed expected row and
+split into fields only on a mismatch.
+
+Cycle numbering: cycle ``c`` is the ``c``-th rising edge of ``clk`` after reset is released
+(the first edge is cycle 0).  A handshake "at cycle c" means ``tvalid`` and ``tready`` were both
+high at rising edge ``c``.  The quantities derived from these stamps are defined in
+``docs/cosim.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+from rf8hw import golden
+
+from .stimulus import pack_rows, unpack_row
+
+__all__ = ["Beat", "StreamSource", "ResultMonitor", "GoldenModel", "Mismatch", "Scoreboard",
+           "TileRecord", "Testbench"]
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One input beat: bus word, ``tlast``, owning tile, index in the tile and tile length."""
+
+    data: int
+    last: int
+    tile: int
+    index: int
+    count: int
+
+
+class StreamSource:
+    """AXI4-Stream producer for the ``<prefix>_tdata/_tvalid/_tlast/_tready`` ports.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+    prefix : str
+        ``"s_axis_w"`` or ``"s_axis_a"``.
+    idle_prob : float
+        Probability of one idle cycle (``tvalid`` low) before offering the next beat; drawn again
+        after every idle cycle, so gaps are geometric.  ``tvalid`` never drops before a handshake.
+    rng : random.Random
+    on_beat : callable(beat, cycle, not_ready, idle)
+        Called for every handshake with the cumulative counters of this stream (see ``step``).
+    """
+
+    def __init__(self, dut, prefix: str, idle_prob: float, rng: random.Random, on_beat):
+        self.tdata = getattr(dut, f"{prefix}_tdata")
+        self.tvalid = getattr(dut, f"{prefix}_tvalid")
+        self.tlast = getattr(dut, f"{prefix}_tlast")
+        self.tready = getattr(dut, f"{prefix}_tready")
+        self.idle_prob, self.rng, self.on_beat = idle_prob, rng, on_beat
+        self.queue: deque[Beat] = deque()
+        self.current: Beat | None = None     # beat offered at the coming rising edge
+        self.ready = 0                       # tready as it will be at the coming rising edge
+        self.not_ready = 0                   # cumulative: edges with tready low (queue non-empty)
+        self.idle = 0                        # cumulative: edges with tready high, tvalid low
+        self._active = False                 # counting: the queue was non-empty at that edge
+        self._valid = 0                      # tvalid as driven
+        self.tvalid.value = 0
+        self.tlast.value = 0
+
+    def queue_beats(self, words, tile: int) -> None:
+        """Queue one tile's beats (``tlast`` on the last)."""
+        n = len(words)
+        self.queue.extend(Beat(w, int(i == n - 1), tile, i, n) for i, w in enumerate(words))
+
+    def flush(self) -> None:
+        """Drop everything queued or offered (after a reset)."""
+        self.queue.clear()
+        self.current = None
+        self.ready = 0
+        self._active = False
+        self.tvalid.value = self._valid = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.queue)
+
+    def step(self, cycle: int) -> None:
+        """Resolve rising edge ``cycle``, then drive the next one (called at the falling edge)."""
+        if self._active:
+            if not self.ready:
+                self.not_ready += 1
+            elif self.current is None:
+                self.idle += 1
+            else:
+                beat, self.current = self.current, None
+                self.on_beat(beat, cycle, self.not_ready, self.idle)
+        self._active = self.busy
+        if not self._active:
+            if self._valid:
+                self.tvalid.value = self._valid = 0
+            return
+        self.ready = self.tready.value
+        if self.current is None:
+            if self.idle_prob and self.rng.random() < self.idle_prob:
+                if self._valid:
+                    self.tvalid.value = self._valid = 0
+                return
+            self.current = beat = self.queue.popleft()
+            self.tdata.value = beat.data
+            self.tlast.value = beat.last
+            if not self._valid:
+                self.tvalid.value = self._valid = 1
+
+
+class ResultMonitor:
+    """Consumer and monitor of ``m_axis_acc``: random backpressure, one callback per accepted row.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+    stall_prob : float
+        Probability that ``m_axis_acc_tready`` is low in a cycle.
+    rng : random.Random
+    on_row : callable(word, last, cycle)
+        Called with the row (the whole ``tdata`` as an unsigned int), its ``tlast`` and the cycle
+        of its handshake.
+    on_stall : callable(cycle)
+        Called for every cycle in which a row was offered but not taken.
+    """
+
+    def __init__(self, dut, stall_prob: float, rng: random.Random, on_row, on_stall):
+        self.tdata, self.tvalid = dut.m_axis_acc_tdata, dut.m_axis_acc_tvalid
+        self.tlast, self.tready = dut.m_axis_acc_tlast, dut.m_axis_acc_tready
+        self.stall_prob, self.rng = stall_prob, rng
+        self.on_row, self.on_stall = on_row, on_stall
+        self.taking = None          # (word, last) accepted at the coming rising edge
+        self.offered = False        # a row is offered and not taken at the coming edge
+        self.ready = 1
+        self.tready.value = 1
+
+    def step(self, cycle: int) -> None:
+        if self.taking is not None:
+            self.on_row(*self.taking, cycle)
+        elif self.offered:
+            self.on_stall(cycle)
+        ready = 0 if self.stall_prob and self.rng.random() < self.stall_prob else 1
+        if ready != self.ready:
+            self.tready.value = self.ready = ready
+        valid = self.tvalid.value
+        if valid and ready:
+            self.taking = (self.tdata.value.to_unsigned(), int(self.tlast.value))
+            self.offered = False
+        else:
+            self.taking = None
+            self.offered = bool(valid)
+
+
+class GoldenModel:
+    """Expected result of a tile: :func:`rf8hw.golden.matmul` with the DUT's parameters."""
+
+    def __init__(self, act_bits: int, acc_bits: int, overflow: str):
+        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
+
+    def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
+        # impl="loop": the Numba path (equal to the others, tests/test_golden.py); the default
+        # int8 path would import torch into the simulator process (~3 s per start).
+        return golden.matmul(a, codes, acc_bits=self.acc_bits, overflow=self.overflow,
+                             act_bits=self.act_bits, impl="loop")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """First wrong result: tile, row ``m`` in the tile, column ``n``, expected and observed value.
+
+    ``column`` is -1 and ``expected`` None for a row that arrived when none was expected;
+    ``column`` is -1 for a ``tlast`` error (values then are the expected and observed ``tlast``).
+    """
+
+    tile: int
+    row: int
+    column: int
+    expected: int | None
+    got: int
+    cycle: int
+
+    def __str__(self) -> str:
+        return (f"tile={self.tile} row={self.row} column={self.column} expected={self.expected} "
+                f"got={self.got} (cycle {self.cycle})")
+
+
+class Scoreboard:
+    """In-order checker of result rows against the model's expected tiles.
+
+    Each expected tile is kept as packed bus words, so a row is checked with one integer
+    comparison the moment it is accepted; only a differing row is unpacked to find the columns.
+    ``mismatches`` counts wrong result *values* (elements), plus wrong ``tlast`` flags and
+    unexpected rows.
+    """
+
+    def __init__(self, cols: int, acc_bits: int, log: logging.Logger):
+        self.cols, self.acc_bits, self.log = cols, acc_bits, log
+        self.expected: deque = deque()       # [tile, words, expected int64 [M, cols], next row]
+        self.mismatches = 0
+        self.first: Mismatch | None = None
+        self.rows_checked = 0
+        self.values_checked = 0
+        self.results: dict[int, list[int]] = {}   # tile -> observed words (when kept)
+        self.keep_results = False
+        self.on_tile_done = None
+
+    def expect(self, tile: int, expected: np.ndarray) -> None:
+        self.expected.append([tile, pack_rows(expected, self.acc_bits), expected, 0])
+
+    def flush(self) -> None:
+        """Forget every expectation not fully seen (a reset drops the tiles in flight)."""
+        self.expected.clear()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.expected)
+
+    def _fail(self, mismatch: Mismatch, count: int = 1) -> None:
+        self.mismatches += count
+        if self.first is None:
+            self.first = mismatch
+            self.log.error("first mismatch: %s", mismatch)
+
+    def observe(self, word: int, last: int, cycle: int) -> None:
+        if not self.expected:
+            self._fail(Mismatch(-1, -1, -1, None, word, cycle))
+            return
+        entry = self.expected[0]
+        tile, words, exp, m = entry
+        self.rows_checked += 1
+        self.values_checked += self.cols
+        if self.keep_results:
+            self.results.setdefault(tile, []).append(word)
+        if word != words[m]:
+            got = unpack_row(word, self.acc_bits, self.cols)
+            bad = np.flatnonzero(got != exp[m])
+            n = int(bad[0])
+            self._fail(Mismatch(tile, m, n, int(exp[m, n]), int(got[n]), cycle), len(bad))
+        if last != (m == len(words) - 1):
+            self._fail(Mismatch(tile, m, -1, int(m == len(words) - 1), last, cycle))
+        entry[3] = m + 1
+        if m + 1 == len(words):
+            self.expected.popleft()
+            if self.on_tile_done is not None:
+                self.on_tile_done(tile, cycle)
+
+
+@dataclass
+class TileRecord:
+    """Handshake cycles and stall counters of one tile (definitions: ``docs/cosim.md``)."""
+
+    tile: int
+    m_rows: int
+    w_first: int = -1
+    w_last: int = -1
+    a_first: int = -1
+    a_last: int = -1
+    r_first: int = -1
+    r_last: int = -1
+    w_not_ready: int = 0
+    w_idle: int = 0
+    a_not_ready: int = 0
+    a_idle: int = 0
+    out_stall: int = 0
+    _w0: tuple = field(default=(0, 0), repr=False)
+    _a0: tuple = field(default=(0, 0), repr=False)
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        d.update(weight_load=self.w_last - self.w_first + 1,
+                 compute=self.a_last - self.a_first + 1,
+                 drain=self.r_last - self.a_last,
+                 total=self.r_last - self.w_first + 1)
+        return d
+
+
+class Testbench:
+    """The RF8 array under test with its drivers, monitor, model and scoreboard.
+
+    Parameters
+    ----------
+    dut : cocotb handle of the ``RF8AxiTop`` module.
+    params : dict
+        The manifest's ``parameters`` (rows, cols, act_bits, acc_bits, overflow); checked against
+        the DUT's port widths.
+    stall_prob : float
+        Idle probability of both input producers and backpressure probability of the consumer.
+    seed : int
+        Seeds the three roles' random streams.
+    """
+
+    def __init__(self, dut, params: dict, *, stall_prob: float = 0.0, seed: int = 0,
+                 log: logging.Logger | None = None):
+        self.dut = dut
+        self.rows, self.cols = params["rows"], params["cols"]
+        self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
+        widths = {"s_axis_w_tdata": params["weight_bits"] * self.cols,
+                  "s_axis_a_tdata": self.act_bits * self.rows,
+                  "m_axis_acc_tdata": self.acc_bits * self.cols}
+        for port, width in widths.items():
+            if len(getattr(dut, port)) != width:
+                raise ValueError(f"{port} is {len(getattr(dut, port))} bits wide, the manifest "
+                                 f"implies {width}: wrong manifest for this DUT")
+        self.log = log or logging.getLogger("rf8hw.cosim")
+        self.model = GoldenModel(self.act_bits, self.acc_bits, params["overflow"])
+        self.scoreboard = Scoreboard(self.cols, self.acc_bits, self.log.getChild("scoreboard"))
+        self.scoreboard.on_tile_done = self._tile_done
+        rngs = [random.Random(hash((seed, role))) for role in ("w", "a", "acc")]
+        self.w_source = StreamSource(dut, "s_axis_w", stall_prob, rngs[0], self._w_beat)
+        self.a_source = StreamSource(dut, "s_axis_a", stall_prob, rngs[1], self._a_beat)
+        self.monitor = ResultMonitor(dut, stall_prob, rngs[2], self._row, self._out_stall)
+        self.records: dict[int, TileRecord] = {}
+        self.dropped: list[int] = []           # tiles interrupted by a reset
+        self.cycle = -1                        # last rising edge resolved
+        self.tiles_done = 0
+        self._corrupt = None
+        self._running = False
+        self._loop_task = None
+        dut.rst.value = 1
+
+    # --- stimulus ------------------------------------------------------------------------------
+    def corrupt_expected(self, tile: int, row: int, column: int) -> None:
+        """Add 1 to one expected value (a wrong model: proves that the scoreboard can fail)."""
+        self._corrupt = (tile, row, column)
+
+    def queue_tile(self, tile: int, codes: np.ndarray, a: np.ndarray) -> None:
+        """Queue one tile: weight beats, activation rows, and the model's expected rows."""
+        expected = self.model.tile(codes, a)
+        if self._corrupt is not None and self._corrupt[0] == tile:
+            expected = expected.copy()
+            expected[self._corrupt[1], self._corrupt[2]] += 1
+        self.records[tile] = TileRecord(tile, len(a))
+        self.scoreboard.expect(tile, expected)
+        self.w_source.queue_beats(pack_rows(codes.astype(np.int64), 8), tile)
+        self.a_source.queue_beats(pack_rows(a, self.act_bits), tile)
+
+    # --- callbacks from the roles ------------------------------------------------------------------
+    def _w_beat(self, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:
+        rec = self.records[beat.tile]
+        if beat.index == 0:
+            rec.w_first, rec._w0 = cycle, (not_ready, idle)
+        if beat.index == beat.count - 1:
+            rec.w_last = cycle
+            rec.w_not_ready, rec.w_idle = not_ready - rec._w0[0], idle - rec._w0[1]
+
+    def _a_beat(self, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:
+        rec = self.records[beat.tile]
+        if beat.index == 0:
+            rec.a_first, rec._a0 = cycle, (not_ready, idle)
+        if beat.index == beat.count - 1:
+            rec.a_last = cycle
+            rec.a_not_ready, rec.a_idle = not_ready - rec._a0[0], idle - rec._a0[1]
+
+    def _row(self, word: int, last: int, cycle: int) -> None:
+        if self.scoreboard.expected:
+            rec = self.records[self.scoreboard.expected[0][0]]
+            if rec.r_first < 0:
+                rec.r_first = cycle
+            rec.r_last = cycle
+        self.scoreboard.observe(word, last, cycle)
+
+    def _out_stall(self, cycle: int) -> None:
+        if self.scoreboard.expected:
+            self.records[self.scoreboard.expected[0][0]].out_stall += 1
+
+    def _tile_done(self, tile: int, cycle: int) -> None:
+        self.tiles_done += 1
+
+    # --- running -------------------------------------------------------------------------------
+    async def _clock_loop(self) -> None:
+        falling = FallingEdge(self.dut.clk)
+        roles = (self.w_source, self.a_source, self.monitor)
+        while self._running:
+            await falling
+            self.cycle += 1
+            for role in roles:
+                role.step(self.cycle)
+
+    async def start(self, reset_cycles: int = 2) -> None:
+        """Start the clock, hold reset for ``reset_cycles`` edges, then start the roles' loop."""
+        Clock(self.dut.clk, 10, unit="ns").start(start_high=False)
+        await self._pulse_reset(reset_cycles)
+        self._running = True
+        self._loop_task = cocotb.start_soon(self._clock_loop())
+
+    async def _pulse_reset(self, cycles: int) -> None:
+        falling = FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await falling
+        self.dut.rst.value = 0
+        self.cycle = -1
+        self.monitor.taking, self.monitor.offered = None, False
+
+    def stop(self) -> None:
+        """Stop the roles' loop (the clock keeps running)."""
+        self._running = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            self._loop_task = None
+
+    async def reset(self, cycles: int = 2) -> None:
+        """Assert ``rst`` for ``cycles`` rising edges with every producer idle, then release it.
+
+        Tiles not completely seen by the scoreboard are dropped (the RTL drops them too) and listed
+        in :attr:`dropped`; the cycle count restarts, so cycle 0 is again the first edge after
+        reset.
+        """
+        running = self._running
+        self.stop()
+        self.w_source.flush()
+        self.a_source.flush()
+        self.dropped += [e[0] for e in self.scoreboard.expected]
+        for tile in self.dropped:
+            self.records.pop(tile, None)
+        self.scoreboard.flush()
+        await self._pulse_reset(cycles)
+        if running:
+            self._running = True
+            self._loop_task = cocotb.start_soon(self._clock_loop())
+
+    @property
+    def busy(self) -> bool:
+        return self.w_source.busy or self.a_source.busy or self.scoreboard.pending
+
+    async def run_until_idle(self, max_idle_cycles: int, progress=None) -> None:
+        """Wait until every queued tile's results have been checked.
+
+        Raises
+        ------
+        TimeoutError
+            If no result row arrives for ``max_idle_cycles`` cycles while some are expected.
+        """
+        falling = FallingEdge(self.dut.clk)
+        last_rows, last_change = -1, self.cycle
+        while self.busy:
+            for _ in range(64):
+                await falling
+            if self.scoreboard.rows_checked != last_rows:
+                last_rows, last_change = self.scoreboard.rows_checked, self.cycle
+            elif self.cycle - last_change > max_idle_cycles:
+                raise TimeoutError(f"no result row for {max_idle_cycles} cycles at cycle "
+                                   f"{self.cycle}: {len(self.scoreboard.expected)} tile(s) "
+                                   f"outstanding, {len(self.w_source.queue)} weight and "
+                                   f"{len(self.a_source.queue)} activation beats unsent")
+            if progress is not None:
+                progress(self)
+
+    async def run_cycles(self, n: int) -> None:
+        """Let the loop run ``n`` more cycles (catches duplicated or spurious result rows)."""
+        falling = FallingEdge(self.dut.clk)
+        for _ in range(n):
+            await falling
+
+    def report(self) -> dict:
+        """Everything the host side needs: counts, first mismatch, per-tile cycle records."""
+        sb = self.scoreboard
+        return {
+            "mismatches": sb.mismatches,
+            "first_mismatch": asdict(sb.first) if sb.first else None,
+            "rows_checked": sb.rows_checked,
+            "values_checked": sb.values_checked,
+            "err_w_tlast": int(self.dut.err_w_tlast.value),
+            "dropped_tiles": self.dropped,
+            "tiles": [self.records[t].as_dict() for t in sorted(self.records)],
+        }
+
+
+def dump_json(path, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
+def wall_clock() -> float:
+    return time.perf_counter()
