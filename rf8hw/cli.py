@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rf8hw.commands.train", "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
     "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),
     "synth": ("rf8hw.commands.synth", "synthesise + place and route an array (yosys/nextpnr): LUT4/FF/DSP and post-route Fmax"),
+    "estimate": ("rf8hw.commands.estimate", "accuracy on the bit-exact RF8 hardware path, cycles, area and Fmax for a trained model"),
 }
 
 
