@@ -74,7 +74,7 @@ def generate(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overfl
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
-    from rf8hw.hdl.tools import tool_versions
+    from rf8hw.hdl.tools import VERILATOR_LINT_WAIVERS, tool_versions
 
     name = module_name(rows, cols, act_bits, acc_bits, overflow)
     command = regenerate_command(rows, cols, act_bits, acc_bits, overflow, out_dir)
@@ -88,6 +88,10 @@ def generate(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overfl
         f"acc_bits={acc_bits}, overflow={overflow}.\n"
         f"// Regenerate: {command}\n"
         f"// Ports, parameters and timing: {name}.json; design: docs/architecture.md\n"
+        "// Amaranth's Verilog relies on implicit width extension/truncation and writes FSM casez\n"
+        "// without a default; these Verilator lint classes are waived in the file itself so that a\n"
+        "// plain `verilator --lint-only` passes. Every other warning stays on.\n"
+        + "".join(f"/* verilator lint_off {w} */\n" for w in VERILATOR_LINT_WAIVERS)
     )
     text = header + body
     manifest = {
