@@ -35,6 +35,7 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     init: str = "default"            # "default": torch's init; "gg": rf8hw.gg.gg_init_ on weight matrices
+    init_from: str | None = None     # start from this checkpoint (same model) instead of a fresh init
     gg_shape: float = 2.0            # GG shape for init="gg" (2 = Gaussian)
     gg_fan: str = "in"               # "in": variance xi/fan_in; "out" reproduces the authors' code
     backslash: float = 0.0           # BackSlash lambda; 0 switches it off
@@ -49,6 +50,7 @@ class TrainConfig:
     lr: float | None = None          # None: the model's RECIPE value
     batch_size: int | None = None    # None: RECIPE (per rank)
     steps_per_epoch: int | None = None  # None: RECIPE (mlp_digits: one pass over the data)
+    eval_batches: int | None = None  # None: RECIPE (tinygpt: 20 validation batches; mlp_digits: whole test set)
 
     def __post_init__(self):
         import models
@@ -177,12 +179,17 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
     # -- setup: model, init, data, optimizer, BackSlash ---------------------------------------------
     mod = models.get(cfg.model)
     recipe = dict(mod.RECIPE)
-    for key in ("lr", "batch_size", "steps_per_epoch"):
+    for key in ("lr", "batch_size", "steps_per_epoch", "eval_batches"):
         if getattr(cfg, key) is not None:
             recipe[key] = getattr(cfg, key)
     torch.manual_seed(cfg.seed)                      # same initial weights on every rank
     model = mod.build()
-    if cfg.init == "gg":
+    if cfg.init_from is not None:
+        start, start_meta = load_checkpoint(cfg.init_from)
+        if start_meta["model"] != cfg.model:
+            raise ValueError(f"checkpoint {cfg.init_from!r} holds a {start_meta['model']!r} model, not {cfg.model!r}")
+        model.load_state_dict(start.state_dict())
+    elif cfg.init == "gg":
         from rf8hw import gg
 
         gg.gg_init_(model, shape=cfg.gg_shape, xi=recipe["xi"], fan=cfg.gg_fan)

@@ -18,6 +18,8 @@ def register(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory (metrics.jsonl, model.safetensors, model.json)")
     p.add_argument("--init", default="default", choices=INITS)
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from a checkpoint of the same model (model.safetensors) instead of a fresh init")
     p.add_argument("--gg-shape", type=float, default=2.0, help="GG shape for --init gg (default 2 = Gaussian)")
     p.add_argument("--gg-fan", default="in", choices=GG_FANS,
                    help="variance xi/fan_in, or xi/fan_out as in the authors' code")
@@ -44,6 +46,7 @@ def run(args) -> int:
     from rf8hw.train import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, init=args.init,
+                      init_from=args.init_from,
                       gg_shape=args.gg_shape, gg_fan=args.gg_fan, backslash=args.backslash,
                       backslash_form=args.backslash_form, backslash_epochs=args.backslash_epochs,
                       deepshape=args.deepshape, deepshape_epochs=args.deepshape_epochs,
