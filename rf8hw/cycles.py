@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from rf8hw.hdl.params import check_array_shape
 
-__all__ = ["GemmCycles", "gemm_cycles", "Gemm", "model_gemms", "model_cycles", "example_input",
+__all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
            "plot_model_cycles"]
 
 
@@ -106,6 +106,38 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
     return GemmCycles(M=M, K=K, N=N, rows=rows, cols=cols, k_tiles=k_tiles, n_tiles=n_tiles,
                       tiles=tiles, cycles=cycles, macs=macs,
                       utilisation=macs / (rows * cols * cycles), **parts)
+
+
+def tile_schedule(m_rows, rows: int, cols: int) -> list[dict]:
+    """Handshake cycles of tiles streamed back to back, the first weight beat at cycle 0.
+
+    Parameters
+    ----------
+    m_rows : sequence of int
+        Activation rows ``M_t`` of each tile, in streaming order.
+    rows, cols : int
+        Array shape.
+
+    Returns
+    -------
+    list of dict
+        Per tile: ``w_first``/``w_last`` (first/last weight beat), ``a_first``/``a_last``
+        (activation rows), ``r_first``/``r_last`` (result rows taken), all cycle numbers.  Tile ``t``
+        starts at ``sum_{u<t} (rows + M_u + max(0, cols-2))``; its weights take ``rows`` cycles, its
+        activations ``M_t``, and result row ``m`` follows activation row ``m`` by ``rows + cols``.
+        The last ``r_last + 1`` equals :func:`gemm_cycles` for the tiles of one GEMM.
+    """
+    check_array_shape(rows, cols)
+    g = max(0, cols - 2)
+    out, start = [], 0
+    for t, m in enumerate(m_rows):
+        _check_dim(f"m_rows[{t}]", m)
+        a_first = start + rows
+        out.append({"w_first": start, "w_last": start + rows - 1, "a_first": a_first,
+                    "a_last": a_first + m - 1, "r_first": a_first + rows + cols,
+                    "r_last": a_first + m - 1 + rows + cols})
+        start += rows + m + g
+    return out
 
 
 @dataclass(frozen=True)
