@@ -235,7 +235,8 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
                 bar.set_postfix(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
             log({"kind": "eval", "phase": phase, "epoch": epoch, "step": (epoch + 1) * steps,
                  **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
-                 **coded_size(linear_weights(model), cfg.rate_step)})
+                 **coded_size(linear_weights(model), cfg.rate_step),
+                 **({"rate_term": bs.rate_term()} if bs is not None else {})})
         bar.close()
 
     # -- the loop: training (BackSlash in the first bs_epochs), then optional DeepShape + fine-tune --
@@ -255,7 +256,7 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
         final.update(data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                      **coded_size(linear_weights(model), cfg.rate_step))
     final["rounded"] = evaluate_rounded(model, data, recipe, cfg.rate_step)
-    if bs is not None:
+    if bs is not None and bs.nu is not None:
         final["nu"] = float(bs.nu)
     log(final)
     log_file.close()

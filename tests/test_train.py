@@ -78,6 +78,7 @@ def test_backslash_forms_log_nu_and_shrink_the_code(tmp_path, mlp_run):
     assert all(0.05 < r["nu"] < 20 for r in s_steps)
     assert all("penalty" in r for r in l_steps if r["epoch"] < 2)
     assert not any("penalty" in r or "nu" in r for r in l_steps if r["epoch"] == 2)   # BackSlash off
+    assert all(r["rate_term"] >= 1 for r in _records(tmp_path / "s", "eval"))   # mean (|w|+1)^nu >= 1
     for run in (step, loss):
         assert run["bits_per_param"] < base["bits_per_param"] - 0.5
         assert run["zero_fraction"] > base["zero_fraction"]
