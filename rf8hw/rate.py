@@ -54,12 +54,15 @@ def _flatten(w) -> np.ndarray:
 
 
 def quantize(w, step) -> np.ndarray:
-    """``rint(w / step)`` as int64 (ties to even), refusing values whose level overflows int64."""
+    """``rint(w / step)`` as int64 (ties to even), refusing levels of magnitude ``>= 2**52``.
+
+    The limit keeps zig-zag codes below ``2**53``, where code lengths are computed exactly.
+    """
     step = _check_step(step)
     x = _flatten(w) / step
-    if x.size and np.max(np.abs(x)) >= 2.0 ** 62:
+    if x.size and np.max(np.abs(x)) >= 2.0 ** 52:
         raise ValueError(f"step {step!r} is too small for these weights: level {np.max(np.abs(x)):.3g} "
-                         "overflows a 64-bit integer")
+                         "is beyond the 2**52 levels the coder supports")
     return np.rint(x).astype(np.int64)
 
 
@@ -68,7 +71,10 @@ def exp_golomb_length(k) -> np.ndarray:
     k = np.asarray(k, dtype=np.int64)
     if np.any(k < 0):
         raise ValueError(f"Exp-Golomb codes non-negative integers; got {k[k < 0].ravel()[0]} (zig-zag first)")
-    _, e = np.frexp((k + 1).astype(np.float64))    # k + 1 = f * 2**e, f in [0.5, 1): bit length e
+    if np.any(k >= 2 ** 53):
+        raise ValueError(f"Exp-Golomb length supports k < 2**53, got {k[k >= 2 ** 53].ravel()[0]}")
+    # k + 1 = f * 2**e with f in [0.5, 1): e is the bit length (exact: k + 1 <= 2**53 is a float64)
+    _, e = np.frexp((k + 1).astype(np.float64))
     return 2 * e.astype(np.int64) - 1
 
 

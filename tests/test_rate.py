@@ -6,6 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from rf8hw import gg, rate
@@ -29,9 +31,18 @@ def test_lengths_and_round_trip_exhaustive_below_4096():
 
 
 def test_lengths_at_powers_of_two_boundaries():
-    ks = np.array([2 ** m - 2 for m in range(1, 53)] + [2 ** m - 1 for m in range(1, 53)])
+    ks = np.array([2 ** m - 2 for m in range(1, 54)] + [2 ** m - 1 for m in range(1, 53)] + [2 ** 53 - 1])
     expected = [len(rate.exp_golomb_encode([int(k)])) for k in ks]     # python ints: exact
     assert rate.exp_golomb_length(ks).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=-(2 ** 51), max_value=2 ** 51), max_size=50))
+def test_zigzag_exp_golomb_round_trip_any_ints(ints):
+    zz = rate.zigzag(np.array(ints, dtype=np.int64))
+    bits = rate.exp_golomb_encode(zz.tolist())
+    assert len(bits) == int(rate.exp_golomb_length(zz).sum())
+    assert rate.unzigzag(np.array(rate.exp_golomb_decode(bits), dtype=np.int64)).tolist() == ints
 
 
 def test_zigzag_order_and_inverse():
@@ -111,7 +122,7 @@ def test_report_fields_and_pooling():
     (-1, r"quantization step must be a finite number > 0, not -1"),
     (float("nan"), r"quantization step must be a finite number > 0, not nan"),
     ("0.1", r"quantization step must be a finite number > 0, not '0\.1'"),
-    (1e-300, r"step 1e-300 is too small for these weights: level .* overflows a 64-bit integer"),
+    (1e-300, r"step 1e-300 is too small for these weights: level .* is beyond the 2\*\*52 levels"),
 ])
 def test_bad_step(step, msg):
     with pytest.raises(ValueError, match=msg):
@@ -133,6 +144,8 @@ def test_coder_rejects_negative_and_broken_streams():
         rate.exp_golomb_encode([3, -1])
     with pytest.raises(ValueError, match=r"Exp-Golomb codes non-negative integers; got -2"):
         rate.exp_golomb_length([-2])
+    with pytest.raises(ValueError, match=r"Exp-Golomb length supports k < 2\*\*53, got 9007199254740992"):
+        rate.exp_golomb_length([2 ** 53])
     with pytest.raises(ValueError, match=r"truncated Exp-Golomb code at bit 1: need 5 bits, 3 left"):
         rate.exp_golomb_decode("1001")
     with pytest.raises(ValueError, match=r"bit string may only contain '0' and '1', got \['2'\]"):
