@@ -186,6 +186,13 @@ def _as_array(x, what: str = "x") -> np.ndarray:
     return a
 
 
+def _numeric(x) -> np.ndarray:
+    """float64 array of the same shape from numpy, torch or a sequence (no other checks)."""
+    if hasattr(x, "detach"):
+        x = x.detach().to("cpu").double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
 def _check_params(p) -> GGParams:
     if not isinstance(p, GGParams):
         raise ValueError(f"expected GGParams, not {type(p).__name__}")
@@ -195,7 +202,7 @@ def _check_params(p) -> GGParams:
 def logpdf(x, p: GGParams) -> np.ndarray:
     """Elementwise log density ``log nu - log(2 alpha) - lgamma(1/nu) - (|x-mu|/alpha)^nu``."""
     p = _check_params(p)
-    x = np.asarray(_as_array(x) if hasattr(x, "detach") else x, dtype=np.float64)
+    x = _numeric(x)
     return (math.log(p.shape) - math.log(2 * p.scale) - special.gammaln(1 / p.shape)
             - (np.abs(x - p.mean) / p.scale) ** p.shape)
 
@@ -211,7 +218,7 @@ def cdf(x, p: GGParams) -> np.ndarray:
     ``P`` is the regularised lower incomplete gamma function.
     """
     p = _check_params(p)
-    z = np.asarray(x, dtype=np.float64) - p.mean
+    z = _numeric(x) - p.mean
     return 0.5 + 0.5 * np.sign(z) * special.gammainc(1 / p.shape, (np.abs(z) / p.scale) ** p.shape)
 
 

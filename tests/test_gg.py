@@ -65,6 +65,7 @@ def test_pdf_matches_scipy_gennorm_and_integrates_to_one(nu):
     total = sum(integrate.quad(lambda t: gg.pdf(t, p), a, b)[0] for a, b in [(-np.inf, -0.2), (-0.2, np.inf)])
     assert total == pytest.approx(1.0, abs=1e-8)
     assert gg.loglik(x, p) == pytest.approx(stats.gennorm.logpdf(x, nu, loc=-0.2, scale=0.7).sum(), rel=1e-12)
+    assert gg.pdf(torch.tensor(x).reshape(101, 1), p).shape == (101, 1)      # torch in, shape kept
     # variance formula alpha^2 Gamma(3/nu)/Gamma(1/nu)
     assert p.std ** 2 == pytest.approx(stats.gennorm.var(nu, scale=0.7), rel=1e-12)
 
@@ -147,6 +148,11 @@ def test_impossible_parameters(kw, msg):
         gg.GGParams(**kw)
     with pytest.raises(ValueError, match=msg):
         gg.sample(10, **kw)
+
+
+def test_density_needs_ggparams():
+    with pytest.raises(ValueError, match=r"expected GGParams, not tuple"):
+        gg.pdf([0.0], (1.0, 1.0, 0.0))
 
 
 def test_fit_method_name_checked():
