@@ -75,8 +75,9 @@ def pooled_shape(tensors) -> float:
     n = 0
     with torch.no_grad():
         for t in tensors:
-            s1 += float(torch.linalg.vector_norm(t, 1))
-            s2 += float(torch.linalg.vector_norm(t, 2)) ** 2
+            dt = torch.promote_types(t.dtype, torch.float32)     # half types accumulate in float32
+            s1 += float(torch.linalg.vector_norm(t, 1, dtype=dt))
+            s2 += float(torch.linalg.vector_norm(t, 2, dtype=dt)) ** 2
             n += t.numel()
     if not (math.isfinite(s1) and math.isfinite(s2)):
         raise ValueError("cannot estimate the GG shape: the parameters contain NaN/Inf")

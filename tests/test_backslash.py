@@ -63,6 +63,14 @@ def test_default_nu_is_pooled_uncentred_moment_ratio():
     assert nu == pytest.approx(gg.shape_from_ratio(ratio, how="solve"), rel=1e-4)
 
 
+def test_nu_of_half_precision_weights_matches_float32():
+    x = gg.sample((500, 500), 0.9, 0.02, generator=torch.Generator().manual_seed(5))
+    ref = backslash.pooled_shape([x])
+    for dt in (torch.bfloat16, torch.float16):
+        # rounding the values to 8/11 significant bits moves the moment ratio by well under 1e-3
+        assert backslash.pooled_shape([x.to(dt)]) == pytest.approx(ref, rel=1e-3)
+
+
 def test_nu_is_re_estimated_on_every_call():
     g = torch.Generator().manual_seed(1)
     p = nn.Parameter(gg.sample((200, 200), 2.0, 0.05, generator=g))
