@@ -85,6 +85,8 @@ PE_KINDS: dict[str, tuple[str, str, bool]] = {
     "int8": ("rf8hw.hdl.baseline_pe", "Int8PE", False),
     "int8_dsp": ("rf8hw.hdl.baseline_pe", "Int8PE", True),
     "fp8_e4m3": ("rf8hw.hdl.baseline_pe", "FP8E4M3PE", False),
+    "rf8_signlate": ("rf8hw.hdl.rf8_variants", "RF8SignLatePE", False),
+    "rf8_lean": ("rf8hw.hdl.rf8_variants", "RF8LeanPE", False),
 }
 
 #: Yosys cell type -> reported resource, per family.  Cell types not listed land in ``cells`` only.
@@ -312,14 +314,31 @@ def _stderr_progress(message: str) -> None:
     print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
 
 
-def design_name(rows: int, cols: int, pe: str, act_bits: int, acc_bits: int, overflow: str) -> str:
+def design_name(rows: int, cols: int, pe: str, act_bits: int, acc_bits: int, overflow: str,
+                unit: str = "array") -> str:
     """Top-level module / work directory stem, e.g. ``synth_rf8_8x8_a8_acc40_wrap``."""
-    return f"synth_{pe}_{rows}x{cols}_a{act_bits}_acc{acc_bits}_{overflow}"
+    size = "pe" if unit == "pe" else f"{rows}x{cols}"
+    return f"synth_{pe}_{size}_a{act_bits}_acc{acc_bits}_{overflow}"
+
+
+def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
+    """Run nextpnr; a failed placement becomes :class:`DoesNotFitError` with the utilisation."""
+    try:
+        _run(cmd, work, work / "nextpnr.log", f"nextpnr-{family}")
+    except ToolError as exc:
+        log_text = (work / "nextpnr.log").read_text(errors="replace")
+        util = parse_nextpnr_utilisation(log_text)
+        over = {k: v for k, v in util.items() if v[0] > v[1]}
+        if over or "nable to place" in log_text:
+            table = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in
+                              (over or util).items())
+            raise DoesNotFitError(f"{what}: {table} (log: {work / 'nextpnr.log'})", util) from exc
+        raise
 
 
 def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", act_bits: int = 8,
                acc_bits: int = 40, overflow: str = "wrap", seed: int = 1, workdir=None,
-               progress=_stderr_progress) -> dict:
+               progress=_stderr_progress, unit: str = "array", place: bool = True) -> dict:
     """Synthesise, place and route one ``rows x cols`` array and return its area and Fmax.
 
     Parameters
@@ -340,6 +359,13 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
         (the tools run with ``cwd=workdir`` and relative paths, as the YoWASP sandbox needs).
     progress : callable(str), optional
         Called with a line before each stage; default prints to stderr.  ``None`` is silent.
+    unit : {"array", "pe"}
+        ``"array"``: the :class:`~rf8hw.hdl.axi.RF8AxiTop` array.  ``"pe"``: one bare PE (no
+        decoder, no array control; its decoded weight, activation and partial sum come from the
+        wrapper's input register chain), to measure the cost of one PE; ``rows`` and ``cols``
+        must then be 1.
+    place : bool
+        ``False`` stops after Yosys (cell counts only; ``fmax_mhz`` and ``comb_used`` are None).
 
     Returns
     -------
@@ -360,23 +386,32 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
         Yosys or nextpnr failed otherwise; the message has the log tail and the log path.
     """
     check_args(rows, cols, device, pe, act_bits, acc_bits, overflow, seed)
+    if unit not in ("array", "pe"):
+        raise ValueError(f"unit must be 'array' or 'pe', not {unit!r}")
+    if unit == "pe" and (rows, cols) != (1, 1):
+        raise ValueError(f"unit='pe' measures one PE: rows and cols must be 1, not {rows}x{cols}")
     dev = DEVICES[device]
     allow_dsp = PE_KINDS[pe][2]
     say = progress or (lambda message: None)
-    name = design_name(rows, cols, pe, act_bits, acc_bits, overflow)
+    name = design_name(rows, cols, pe, act_bits, acc_bits, overflow, unit)
     work = Path(workdir) if workdir is not None else Path("build") / "synth" / f"{name}_{device}_s{seed}"
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
     seconds = {}
 
     # 1. RTL -> Verilog
-    say(f"elaborating {rows}x{cols} {pe} array -> {work / 'top.v'}")
+    what = f"one {pe} PE" if unit == "pe" else f"{rows}x{cols} {pe} array"
+    say(f"elaborating {what} -> {work / 'top.v'}")
     t0 = time.monotonic()
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
 
-    wrapper = SynthWrapper(RF8AxiTop(rows, cols, act_bits, acc_bits, overflow, pe=pe_class(pe)))
+    if unit == "pe":
+        inner = pe_class(pe)(act_bits, acc_bits, overflow)
+    else:
+        inner = RF8AxiTop(rows, cols, act_bits, acc_bits, overflow, pe=pe_class(pe))
+    wrapper = SynthWrapper(inner)
     (work / "top.v").write_text(verilog.convert(wrapper, name=name, emit_src=False,
                                                 strip_internal_attrs=True))
     seconds["verilog"] = round(time.monotonic() - t0, 1)
@@ -403,23 +438,14 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
            "--top", name, "--report", "report.json", "--seed", str(seed), "-l", "nextpnr.log",
            "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
     pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
-    say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
-        f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
-    t0 = time.monotonic()
-    try:
-        _run(pnr, work, work / "nextpnr.log", f"nextpnr-{dev.family}")
-    except ToolError as exc:
-        log_text = (work / "nextpnr.log").read_text(errors="replace")
-        util = parse_nextpnr_utilisation(log_text)
-        over = {k: v for k, v in util.items() if v[0] > v[1]}
-        if over or "Unable to place" in log_text or "unable to place" in log_text:
-            table = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in
-                              (over or util).items())
-            raise DoesNotFitError(f"{rows}x{cols} {pe} array does not fit {dev.part}: {table} "
-                                  f"(log: {work / 'nextpnr.log'})", util) from exc
-        raise
-    seconds["nextpnr"] = round(time.monotonic() - t0, 1)
-    timing = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
+    timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
+    if place:
+        say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
+            f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
+        t0 = time.monotonic()
+        _place_and_route(pnr, work, f"{what} does not fit {dev.part}", dev.family)
+        seconds["nextpnr"] = round(time.monotonic() - t0, 1)
+        timing = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
     comb = timing["utilization"].get(_COMB_SITE[dev.family], {})
 
     result = {
@@ -427,11 +453,11 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
         "comb_used": comb.get("used"), "comb_available": comb.get("available"),
         "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
-        "seed": seed, "pe": pe, "dsp_inference": allow_dsp, "rows": rows, "cols": cols,
+        "seed": seed, "pe": pe, "unit": unit, "dsp_inference": allow_dsp, "rows": rows, "cols": cols,
         "act_bits": act_bits, "acc_bits": acc_bits, "overflow": overflow,
         "tools": tool_versions(dev.family),
-        "yosys_command": synth_cmd, "nextpnr_command": shlex.join(["nextpnr-" + dev.family,
-                                                                   *pnr[1:]]),
+        "yosys_command": synth_cmd,
+        "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,
         "cells": area["cells"], "utilization": timing["utilization"],
         "critical_path": timing["critical_path"],
         "wrapper": {"in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits,

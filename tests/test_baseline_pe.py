@@ -13,10 +13,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rf8hw import baselines
+from rf8hw import baselines, golden
 from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.hdl.baseline_pe import FP8E4M3PE, Int8PE
 from rf8hw.hdl.pysim import run_tiles
+from rf8hw.hdl.rf8_variants import RF8LeanPE, RF8SignLatePE
 
 #: codes loaded at once: 16 PEs share one activation, so 16 x 257 cycles cover 65,536 pairs.
 BANK = 16
@@ -131,3 +132,27 @@ def test_baseline_pe_in_array_matches_matmul(pe_cls, fmt):
     weights = np.array([[baselines.WEIGHT_INT_FUNCS[fmt](int(c)) for c in row] for row in codes])
     assert trace.results == (a @ weights).tolist()
 
+
+
+@pytest.mark.parametrize("pe_cls", [RF8SignLatePE, RF8LeanPE], ids=["signlate", "lean"])
+def test_rf8_variant_pe_all_65536_pairs(pe_cls):
+    """Every (int8 activation, RF8 code) pair of a variant PE equals golden.product."""
+    expected = golden.product(np.arange(-128, 128)[None, :], np.arange(256, dtype=np.uint8)[:, None])
+    assert_equal_pairs(simulate_all_pairs(pe_cls), expected)
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("pe_cls", [RF8SignLatePE, RF8LeanPE], ids=["signlate", "lean"])
+def test_rf8_variant_in_array_at_min_acc_bits(pe_cls, overflow):
+    """A variant in the array shell at the narrowest accumulator (27 bits) matches golden.matmul,
+    overflow rule included (large products drive the sums past the limits)."""
+    rng = np.random.default_rng(11)
+    acc_bits = 27
+    top = RF8AxiTop(4, 3, acc_bits=acc_bits, overflow=overflow, pe=pe_cls)
+    codes = rng.integers(0, 256, (4, 3)).astype(np.uint8)
+    codes[:, 0] = 0x79                                    # largest magnitude: overflows quickly
+    a = rng.integers(-128, 128, (8, 4))
+    a[0] = -128
+    trace = run_tiles(top, [(codes, a)], rng=rng, p_a_idle=0.2, p_out_stall=0.2)
+    expected = golden.matmul(a, codes, acc_bits=acc_bits, overflow=overflow)
+    assert trace.results == np.asarray(expected).tolist()
