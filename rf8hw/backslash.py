@@ -20,7 +20,7 @@ API
 ``BackSlash(params, lam, eps=1.0, form="loss"|"step", shape_estimator=pooled_shape)``
     ``.penalty()``, ``.step()``, ``.estimate_nu()``, ``.nu``, ``.last_rate_term``,
     ``.log(quant_step=None) -> dict``
-``pooled_shape(tensors) -> float``
+``pooled_shape(tensors, how="table"|"grid") -> float``
 """
 
 from __future__ import annotations
@@ -67,8 +67,14 @@ def select_params(model, which="matrices") -> dict:
     return {name: t for name, t in items if keep(name, t)}
 
 
-def pooled_shape(tensors) -> float:
-    """One GG shape for all tensors: moment ratio ``N sum(x^2) / sum(|x|)^2`` (no centring), table lookup."""
+def pooled_shape(tensors, how: str = "table") -> float:
+    """One GG shape for all tensors: moment ratio ``N sum(x^2) / sum(|x|)^2`` (no centring), inverted.
+
+    ``how`` is passed to :func:`rf8hw.gg.shape_from_ratio`: ``"table"`` (default) raises when no GG
+    shape in [0.05, 20] matches, e.g. for a single ``nn.Linear`` straight from PyTorch's uniform
+    default init; ``"grid"`` is the authors' nearest-grid-point rule, which saturates at 2.99
+    there (``shape_estimator=functools.partial(pooled_shape, how="grid")``).
+    """
     import torch
 
     s1 = s2 = 0.0
@@ -83,7 +89,7 @@ def pooled_shape(tensors) -> float:
         raise ValueError("cannot estimate the GG shape: the parameters contain NaN/Inf")
     if s1 == 0.0:
         raise ValueError("cannot estimate the GG shape: all selected parameters are zero")
-    return gg.shape_from_ratio(n * s2 / (s1 * s1), how="table")
+    return gg.shape_from_ratio(n * s2 / (s1 * s1), how=how)
 
 
 class BackSlash:

@@ -1,5 +1,6 @@
 """BackSlash arithmetic against hand computations in plain Python (math.pow)."""
 
+import functools
 import math
 
 import numpy as np
@@ -71,6 +72,19 @@ def test_nu_of_half_precision_weights_matches_float32():
         assert backslash.pooled_shape([x.to(dt)]) == pytest.approx(ref, rel=1e-3)
 
 
+def test_uniform_weights_raise_by_default_and_saturate_with_the_authors_grid():
+    """A lone nn.Linear from PyTorch's default init is uniform: moment ratio ~4/3, below any GG's."""
+    w = torch.empty(256, 256).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    r = float(w.double().pow(2).mean() / w.double().abs().mean() ** 2)
+    assert r < gg.moment_ratio(gg.SHAPE_MAX)
+    with pytest.raises(ValueError, match=r"moment ratio 1\.33\d+ is outside .* not GG-like"):
+        backslash.BackSlash([w], lam=1.0, form="step").step()
+    bs = backslash.BackSlash([w], lam=1.0, form="step",
+                             shape_estimator=functools.partial(backslash.pooled_shape, how="grid"))
+    bs.step()
+    assert bs.nu == 2.99
+
+
 def test_nu_is_re_estimated_on_every_call():
     g = torch.Generator().manual_seed(1)
     p = nn.Parameter(gg.sample((200, 200), 2.0, 0.05, generator=g))
@@ -85,6 +99,11 @@ def test_nu_is_re_estimated_on_every_call():
 
 def test_module_default_touches_weight_matrices_only():
     net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4))
+    gg.gg_init_(net, shape=1.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net[1].weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(1))
+        for m in (net[0], net[1], net[2]):
+            m.bias.uniform_(-1, 1, generator=torch.Generator().manual_seed(2))
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     bs = backslash.BackSlash(net, lam=100.0, form="step")
     assert bs.n == 8 * 16 + 16 * 4
@@ -103,7 +122,8 @@ def test_select_params_rules():
     assert list(picked) == ["1.bias"]
     with pytest.raises(ValueError, match=r"which must be 'matrices', 'all' or a callable .*, not 'weights'"):
         backslash.select_params(net, "weights")
-    with pytest.raises(ValueError, match=r"select_params needs a torch.nn.Module or a name -> tensor mapping, not int"):
+    with pytest.raises(ValueError, match=r"select_params needs a torch.nn.Module or a name -> tensor mapping, "
+                                         r"not int"):
         backslash.select_params(3)
 
 
