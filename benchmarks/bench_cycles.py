@@ -1,0 +1,174 @@
+"""Cycle model vs cocotb co-simulation on GEMM shapes, and the model zoo's cycles vs array size.
+
+1. For each shape of :data:`SHAPES` (ragged ones included), co-simulate the whole GEMM on the
+   generated Verilog (``sim.run.run_gemm``, full-rate producers, consumer always ready), check the
+   result against ``golden.matmul``, and compare the measured cycles with
+   :func:`rf8hw.cycles.gemm_cycles` and every tile's handshake stamps with
+   :func:`rf8hw.cycles.tile_schedule`.  Writes ``docs/cycles_cosim.json`` and the table between the
+   ``COSIM TABLE`` markers of ``docs/estimates.md``.
+2. Cycles per inference and utilisation of mlp_digits and tinygpt for square arrays 4..64
+   (``docs/estimates_cycles.png``, ``docs/estimates_zoo.json``).
+
+Run: ``.venv/bin/python benchmarks/bench_cycles.py [--simulator icarus|verilator] [--zoo-only]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: (rows, cols, M, K, N): array shape and GEMM shape
+SHAPES = [
+    (8, 8, 8, 8, 8),          # one full tile (the docs/architecture.md example)
+    (8, 8, 16, 20, 12),       # ragged K and N
+    (8, 8, 1, 64, 128),       # mlp_digits fc1 at batch 1: 128 tiles of one row
+    (8, 8, 12, 128, 10),      # mlp_digits fc3 at batch 12: ragged N
+    (4, 4, 5, 13, 7),         # ragged K and N, small array
+    (4, 6, 3, 10, 10),        # more columns than rows
+    (3, 5, 7, 9, 11),         # odd sizes everywhere
+    (1, 1, 2, 7, 3),          # a single PE: no guard, no skew
+    (4, 8, 1, 5, 70),         # M = 1, many N tiles
+    (16, 16, 9, 33, 20),      # larger array, ragged
+]
+
+BEGIN, END = "<!-- BEGIN COSIM TABLE -->", "<!-- END COSIM TABLE -->"
+ZOO_SIZES = [4, 8, 16, 32, 64]
+
+
+def compare(simulator: str, progress=True) -> list[dict]:
+    from tqdm import tqdm
+
+    from rf8hw import golden
+    from rf8hw.cycles import gemm_cycles, tile_schedule
+    from sim.run import run_gemm
+
+    rows_out = []
+    keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
+    for i, (R, C, M, K, N) in enumerate(tqdm(SHAPES, desc="co-sim shapes", disable=not progress)):
+        rng = np.random.default_rng(i)
+        a = rng.integers(-128, 128, size=(M, K))
+        codes = rng.integers(0, 256, size=(K, N), dtype=np.uint8)
+        t0 = time.monotonic()
+        res = run_gemm(M, K, N, R, C, a=a, codes=codes, seed=i, simulator=simulator, stall_prob=0.0)
+        wall = time.monotonic() - t0
+        recs = sorted(res["tile_cycles"], key=lambda r: r["tile"])
+        first = recs[0]["w_first"]
+        measured_span = recs[-1]["r_last"] - first + 1
+        model = gemm_cycles(M, K, N, R, C)
+        sched = tile_schedule([M] * model.tiles, R, C)
+        stamps_equal = [{k: r[k] - first for k in keys} for r in recs] == sched
+        exact = bool(np.array_equal(res["gemm"], golden.matmul(a, codes)))
+        rows_out.append({
+            "rows": R, "cols": C, "M": M, "K": K, "N": N, "tiles": model.tiles,
+            "cosim_cycles": res["cycles"], "first_weight_cycle": first,
+            "measured_cycles": measured_span, "model_cycles": model.cycles,
+            "equal": measured_span == model.cycles, "all_handshakes_equal": stamps_equal,
+            "result_exact": exact and res["mismatches"] == 0, "utilisation": model.utilisation,
+            "simulator": simulator, "wall_s": round(wall, 1),
+        })
+    return rows_out
+
+
+def table(rows: list[dict], simulator: str) -> str:
+    lines = [f"Co-simulation: `sim.run.run_gemm` on the generated Verilog ({simulator}), full-rate "
+             "producers, consumer always ready.  *measured* = last result handshake - first weight "
+             "handshake + 1 (the co-sim's own count, edges from reset release, is one more: its "
+             "first weight beat is at edge 1).  Regenerate: "
+             "`.venv/bin/python benchmarks/bench_cycles.py`.", "",
+             "| array R x C | GEMM M x K x N | tiles | co-sim edges | measured | model | equal | "
+             "every handshake equal | result = golden | utilisation |",
+             "|---|---|--:|--:|--:|--:|:-:|:-:|:-:|--:|"]
+    for r in rows:
+        lines.append(f"| {r['rows']} x {r['cols']} | {r['M']} x {r['K']} x {r['N']} | {r['tiles']} | "
+                     f"{r['cosim_cycles']} | {r['measured_cycles']} | {r['model_cycles']} | "
+                     f"{'yes' if r['equal'] else '**NO**'} | "
+                     f"{'yes' if r['all_handshakes_equal'] else '**NO**'} | "
+                     f"{'yes' if r['result_exact'] else '**NO**'} | {100 * r['utilisation']:.1f} % |")
+    return "\n".join(lines)
+
+
+def write_table(doc: Path, text: str) -> None:
+    s = doc.read_text()
+    if BEGIN not in s or END not in s:
+        raise ValueError(f"{doc} has no {BEGIN} ... {END} markers")
+    head, rest = s.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def zoo(plot_path: Path, json_path: Path) -> dict:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import models
+    from rf8hw import cycles
+
+    out = {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, batch in (("mlp_digits", 1), ("mlp_digits", 64), ("tinygpt", 1)):
+        mod = models.get(name)
+        model = mod.build()
+        gemms = cycles.model_gemms(model, cycles.example_input(name, model.config, batch))
+        reps = [cycles.model_cycles(gemms, s, s, batch) for s in ZOO_SIZES]
+        label = f"{name} (batch {batch})"
+        out[label] = [{"rows": s, "cols": s, "cycles_per_inference": r["cycles_per_inference"],
+                       "utilisation": r["utilisation"], "macs_on_array": r["macs_on_array"] // batch,
+                       "macs_off_array": r["macs_off_array"] // batch,
+                       "layers": [{k: v for k, v in L.items()} for L in r["layers"]]}
+                      for s, r in zip(ZOO_SIZES, reps)]
+        axes[0].plot(ZOO_SIZES, [r["cycles_per_inference"] for r in reps], "o-", label=label)
+        axes[1].plot(ZOO_SIZES, [100 * r["utilisation"] for r in reps], "o-", label=label)
+    axes[0].set(yscale="log", xlabel="array size R = C", ylabel="cycles per inference")
+    axes[1].set(xlabel="array size R = C", ylabel="utilisation (%)", ylim=(0, 100))
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(ZOO_SIZES, [str(s) for s in ZOO_SIZES])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.cycles) for the model zoo", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(plot_path, dpi=110)
+    plt.close(fig)
+    json_path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
+    p.add_argument("--zoo-only", action="store_true", help="only the model-zoo plot (no co-simulation)")
+    p.add_argument("--docs", default=str(ROOT / "docs"))
+    args = p.parse_args(argv)
+    docs = Path(args.docs)
+    z = zoo(docs / "estimates_cycles.png", docs / "estimates_zoo.json")
+    for label, rows in z.items():
+        print(label, ", ".join(f"{r['rows']}x{r['cols']}: {r['cycles_per_inference']:,.0f} cyc "
+                               f"{100 * r['utilisation']:.1f} %" for r in rows))
+    if args.zoo_only:
+        return 0
+    rows = compare(args.simulator)
+    (docs / "cycles_cosim.json").write_text(json.dumps(rows, indent=1) + "\n")
+    text = table(rows, args.simulator)
+    write_table(docs / "estimates.md", text)
+    print(text)
+    bad = [r for r in rows if not (r["equal"] and r["all_handshakes_equal"] and r["result_exact"])]
+    if bad:
+        print(f"{len(bad)} shape(s) differ: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
