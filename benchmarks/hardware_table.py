@@ -56,8 +56,13 @@ def save(db: dict) -> None:
 
 
 def run_one(db, device, pe, rows, cols, seed, force=False) -> dict:
-    """Synthesise one configuration (or return the stored result) and store it."""
+    """Synthesise one configuration (or return the stored result) and store it.
+
+    The JSON is re-read before the check and before the write, so several copies of this script
+    (e.g. one per device) can fill it at the same time.
+    """
     k = key(device, pe, rows, cols, seed)
+    db["runs"].update(load()["runs"])
     if k in db["runs"] and not force:
         return db["runs"][k]
     t0 = time.monotonic()
@@ -68,7 +73,9 @@ def run_one(db, device, pe, rows, cols, seed, force=False) -> dict:
         entry = {"fits": True, **{f: res[f] for f in (
             "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used",
             "comb_available", "fmax_mhz", "part", "package", "speed", "tools", "yosys_command",
-            "critical_path", "wrapper")}}
+            "critical_path", "wrapper")},
+                 "dsp_available": sum(v["available"] for b, v in res["utilization"].items()
+                                      if b in ("MULT18X18D", "ICESTORM_DSP"))}
     except synth.DoesNotFitError as exc:
         entry = {"fits": False, "error": str(exc).split(" (log:")[0],
                  "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
@@ -78,6 +85,7 @@ def run_one(db, device, pe, rows, cols, seed, force=False) -> dict:
                   "seconds": round(time.monotonic() - t0, 1)})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
+    db["runs"].update(load()["runs"])
     db["runs"][k] = entry
     save(db)
     return entry
@@ -92,27 +100,47 @@ def stage_grid(db, devices, pes, sizes, seed, force) -> None:
 
 
 def stage_largest(db, device, pes, seed, force) -> None:
+    """Largest square array per PE kind that places and routes, then ``n x (n+1)``.
+
+    The first size tried comes from the marginal LUT4-site cost per PE between the two largest
+    square arrays of the grid (``capacity / cost``, rounded down); from there the side grows
+    while it fits and shrinks while it does not.
+    """
+    capacity = None
     for pe in pes:
-        runs = [r for r in db["runs"].values() if r["device"] == device and r["pe"] == pe
-                and r["rows"] == r["cols"] and r["seed"] == seed]
-        lo = max([r["rows"] for r in runs if r["fits"]], default=1)
-        hi = min([r["rows"] for r in runs if r["fits"] is False], default=None)
-        if hi is None:                      # grow until it does not fit
-            n = lo
-            while True:
-                n = min(2 * n if n < 8 else n + 4, MAX_DIM)
-                r = run_one(db, device, pe, n, n, seed, force)
-                if not r["fits"]:
-                    hi = n
-                    break
-                lo = n
-        while hi - lo > 1:                  # bisection on the side length
-            mid = (lo + hi) // 2
-            if run_one(db, device, pe, mid, mid, seed, force)["fits"]:
-                lo = mid
-            else:
-                hi = mid
-        run_one(db, device, pe, lo, lo + 1, seed, force)
+        runs = sorted((r for r in db["runs"].values() if r["device"] == device and r["pe"] == pe
+                       and r["rows"] == r["cols"] and r["seed"] == seed and r["fits"]),
+                      key=lambda r: r["rows"])
+        if len(runs) < 2:
+            print(f"largest {pe}: run the grid first (need two sizes that fit)", flush=True)
+            continue
+        small, big = runs[-2], runs[-1]
+        capacity = capacity or big["comb_available"]
+        per_pe = (big["lut4_equiv"] - small["lut4_equiv"]) / (big["rows"] ** 2 - small["rows"] ** 2)
+        limit = capacity - big["lut4_equiv"] + per_pe * big["rows"] ** 2
+        n = max(big["rows"], int((limit / per_pe) ** 0.5)) if per_pe > 0 else big["rows"]
+        if big["dsp"]:                      # DSP-bound
+            n = min(n, int((big["dsp_available"] * big["rows"] ** 2 / big["dsp"]) ** 0.5))
+        fits = run_one(db, device, pe, n, n, seed, force)["fits"]
+        step = 1 if fits else -1
+        while True:
+            nxt = n + step
+            if not 1 <= nxt <= MAX_DIM:
+                break
+            r = run_one(db, device, pe, nxt, nxt, seed, force)
+            if bool(r["fits"]) != bool(fits):
+                n = nxt if r["fits"] else n
+                break
+            n = nxt
+        if run_one(db, device, pe, n, n, seed, force)["fits"]:
+            run_one(db, device, pe, n, n + 1, seed, force)
+
+
+def stage_shapes(db, device, pes, shapes, seed, force) -> None:
+    for pe in pes:
+        for shape in shapes:
+            rows, cols = (int(v) for v in shape.lower().split("x"))
+            run_one(db, device, pe, rows, cols, seed, force)
 
 
 # --- reports -----------------------------------------------------------------------------
@@ -182,7 +210,8 @@ def plot(db) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", nargs="+", choices=("grid", "largest"), default=["grid"])
+    ap.add_argument("--stage", nargs="+", choices=("grid", "largest", "shapes"), default=["grid"])
+    ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
     ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(synth.PE_KINDS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 4, 8, 16])
@@ -196,6 +225,8 @@ def main(argv=None) -> int:
         stage_grid(db, args.device, args.pe, args.sizes, args.seed, args.force)
     if "largest" in args.stage:
         stage_largest(db, args.largest_device, args.pe, args.seed, args.force)
+    if "shapes" in args.stage:
+        stage_shapes(db, args.largest_device, args.pe, args.shapes, args.seed, args.force)
     save(db)
     return 0
 
