@@ -13,6 +13,9 @@ rows; the host adds the k-tiles' partial results.  The timing rules are those of
   weight row (the next weight load overlaps the drain of the results in flight);
 * fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted.
 
+The three constants are read from the RTL's :func:`rf8hw.hdl.array.timing` (``weight_load``,
+``guard``, ``latency``), so a timing change there reaches this model (and its tests).
+
 Counting cycles from the first weight beat (cycle 0) to the cycle in which the last result row is
 taken, inclusive, with ``T`` tiles::
 
@@ -41,6 +44,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from rf8hw.hdl.array import timing
 from rf8hw.hdl.params import check_array_shape
 
 __all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
@@ -96,11 +100,11 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
     """
     for name, v in (("M", M), ("K", K), ("N", N)):
         _check_dim(name, v)
-    check_array_shape(rows, cols)
+    t = timing(rows, cols)            # the RTL's own constants: rows, rows + cols, max(0, cols - 2)
     k_tiles, n_tiles = -(-K // rows), -(-N // cols)
     tiles = k_tiles * n_tiles
-    g = max(0, cols - 2)
-    parts = dict(weight_load=tiles * rows, act=tiles * M, guard=(tiles - 1) * g, fill_drain=rows + cols)
+    parts = dict(weight_load=tiles * t.weight_load, act=tiles * M, guard=(tiles - 1) * t.guard,
+                 fill_drain=t.latency)
     cycles = sum(parts.values())
     macs = M * K * N
     return GemmCycles(M=M, K=K, N=N, rows=rows, cols=cols, k_tiles=k_tiles, n_tiles=n_tiles,
@@ -127,16 +131,15 @@ def tile_schedule(m_rows, rows: int, cols: int) -> list[dict]:
         activations ``M_t``, and result row ``m`` follows activation row ``m`` by ``rows + cols``.
         The last ``r_last + 1`` equals :func:`gemm_cycles` for the tiles of one GEMM.
     """
-    check_array_shape(rows, cols)
-    g = max(0, cols - 2)
+    t = timing(rows, cols)
     out, start = [], 0
-    for t, m in enumerate(m_rows):
-        _check_dim(f"m_rows[{t}]", m)
-        a_first = start + rows
-        out.append({"w_first": start, "w_last": start + rows - 1, "a_first": a_first,
-                    "a_last": a_first + m - 1, "r_first": a_first + rows + cols,
-                    "r_last": a_first + m - 1 + rows + cols})
-        start += rows + m + g
+    for i, m in enumerate(m_rows):
+        _check_dim(f"m_rows[{i}]", m)
+        a_first = start + t.weight_load
+        out.append({"w_first": start, "w_last": a_first - 1, "a_first": a_first,
+                    "a_last": a_first + m - 1, "r_first": a_first + t.latency,
+                    "r_last": a_first + m - 1 + t.latency})
+        start += t.weight_load + m + t.guard
     return out
 
 
