@@ -87,6 +87,9 @@ PE_KINDS: dict[str, tuple[str, str, bool]] = {
     "fp8_e4m3": ("rf8hw.hdl.baseline_pe", "FP8E4M3PE", False),
     "rf8_signlate": ("rf8hw.hdl.rf8_variants", "RF8SignLatePE", False),
     "rf8_lean": ("rf8hw.hdl.rf8_variants", "RF8LeanPE", False),
+    "rf8_pipe": ("rf8hw.hdl.rf8_variants", "RF8PipePE", False),
+    "int8_pipe": ("rf8hw.hdl.baseline_pe", "Int8PipePE", False),
+    "int8_dsp_pipe": ("rf8hw.hdl.baseline_pe", "Int8PipePE", True),
 }
 
 #: Yosys cell type -> reported resource, per family.  Cell types not listed land in ``cells`` only.

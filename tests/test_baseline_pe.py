@@ -17,7 +17,7 @@ from rf8hw import baselines, golden
 from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.hdl.baseline_pe import FP8E4M3PE, Int8PE
 from rf8hw.hdl.pysim import run_tiles
-from rf8hw.hdl.rf8_variants import RF8LeanPE, RF8SignLatePE
+from rf8hw.hdl.rf8_variants import RF8LeanPE, RF8PipePE, RF8SignLatePE
 
 #: codes loaded at once: 16 PEs share one activation, so 16 x 257 cycles cover 65,536 pairs.
 BANK = 16
@@ -49,6 +49,7 @@ def simulate_all_pairs(pe_cls) -> np.ndarray:
     """``got[code, x + 128] = psum_out`` with ``psum_in = 0`` for every code and int8 activation."""
     dut = PEBank(pe_cls)
     got = np.zeros((256, 256), dtype=np.int64)
+    lag = getattr(pe_cls, "product_latency", 1) - 1
 
     async def bench(ctx):
         for base in range(0, 256, BANK):
@@ -56,11 +57,12 @@ def simulate_all_pairs(pe_cls) -> np.ndarray:
             ctx.set(dut.w_load, 1)
             await ctx.tick()
             ctx.set(dut.w_load, 0)
-            for x in range(-128, 128):
-                ctx.set(dut.a_in, x)
+            for t in range(256 + lag):              # P(x) reaches psum_out ``lag`` ticks later
+                ctx.set(dut.a_in, t - 128 if t < 256 else 0)
                 await ctx.tick()
-                for i in range(BANK):
-                    got[base + i, x + 128] = ctx.get(getattr(dut, f"p{i}"))
+                if t >= lag:
+                    for i in range(BANK):
+                        got[base + i, t - lag] = ctx.get(getattr(dut, f"p{i}"))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -134,7 +136,11 @@ def test_baseline_pe_in_array_matches_matmul(pe_cls, fmt):
 
 
 
-@pytest.mark.parametrize("pe_cls", [RF8SignLatePE, RF8LeanPE], ids=["signlate", "lean"])
+VARIANTS = pytest.mark.parametrize("pe_cls", [RF8SignLatePE, RF8LeanPE, RF8PipePE],
+                                   ids=["signlate", "lean", "pipe"])
+
+
+@VARIANTS
 def test_rf8_variant_pe_all_65536_pairs(pe_cls):
     """Every (int8 activation, RF8 code) pair of a variant PE equals golden.product."""
     expected = golden.product(np.arange(-128, 128)[None, :], np.arange(256, dtype=np.uint8)[:, None])
@@ -142,7 +148,7 @@ def test_rf8_variant_pe_all_65536_pairs(pe_cls):
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
-@pytest.mark.parametrize("pe_cls", [RF8SignLatePE, RF8LeanPE], ids=["signlate", "lean"])
+@VARIANTS
 def test_rf8_variant_in_array_at_min_acc_bits(pe_cls, overflow):
     """A variant in the array shell at the narrowest accumulator (27 bits) matches golden.matmul,
     overflow rule included (large products drive the sums past the limits)."""
@@ -156,3 +162,17 @@ def test_rf8_variant_in_array_at_min_acc_bits(pe_cls, overflow):
     trace = run_tiles(top, [(codes, a)], rng=rng, p_a_idle=0.2, p_out_stall=0.2)
     expected = golden.matmul(a, codes, acc_bits=acc_bits, overflow=overflow)
     assert trace.results == np.asarray(expected).tolist()
+
+
+def test_pipelined_variant_back_to_back_tiles_and_latency():
+    """RF8PipePE: two tiles back to back (weight reload right after the guard) stay exact, and
+    every result arrives ``rows + cols + 1`` cycles after its activation (one more than RF8PE)."""
+    rng = np.random.default_rng(5)
+    top = RF8AxiTop(3, 4, pe=RF8PipePE)
+    assert top.timing.latency == 3 + 4 + 1
+    tiles = [(rng.integers(0, 256, (3, 4)).astype(np.uint8), rng.integers(-128, 128, (5, 3)))
+             for _ in range(2)]
+    trace = run_tiles(top, tiles, rng=rng)
+    expected = [row for codes, a in tiles for row in np.asarray(golden.matmul(a, codes)).tolist()]
+    assert trace.results == expected
+    assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [8] * 10

@@ -56,10 +56,12 @@ class Timing:
         last activation has passed all of its columns).
     """
 
-    def __init__(self, rows: int, cols: int):
+    def __init__(self, rows: int, cols: int, product_latency: int = 1):
         self.rows, self.cols = rows, cols
         self.weight_load = rows
-        self.latency = rows + cols
+        # PE kinds with a pipelined product (class attribute ``product_latency``, default 1) delay
+        # every result by the extra stages; nothing else changes.
+        self.latency = rows + cols + product_latency - 1
         self.guard = max(0, cols - 2)
 
     def result_cycle(self, m: int) -> int:
@@ -150,7 +152,7 @@ class RF8Array(wiring.Component):
         self.rows, self.cols = rows, cols
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
         self.pe = pe
-        self.timing = Timing(rows, cols)
+        self.timing = Timing(rows, cols, getattr(pe, "product_latency", 1))
         super().__init__({
             "w": In(stream.Signature(weight_beat_layout(cols, pe.weight_bits))),
             "act": In(stream.Signature(act_beat_layout(rows, act_bits))),
@@ -167,7 +169,7 @@ class RF8Array(wiring.Component):
         out_layout = acc_beat_layout(cols, self.acc_bits)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(width=out_layout.size, depth=2)
         # (valid, last) of the wavefront in each pipeline stage; stage depth-1 is the bottom.
-        depth = rows + cols - 1
+        depth = self.timing.latency - 1
         wave_valid = Signal(depth)
         wave_last = Signal(depth)
         bottom_valid = wave_valid[depth - 1]

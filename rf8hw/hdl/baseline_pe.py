@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from rf8hw import baselines
 from rf8hw.hdl.pe import IdentityDecoder, WeightStationaryPE
 
-__all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE"]
+__all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE", "Int8PipePE"]
 
 
 class Int8PE(WeightStationaryPE):
@@ -115,3 +115,21 @@ class FP8E4M3PE(WeightStationaryPE):
         xm = Signal(signed(self.act_bits + 5))
         m.d.comb += xm.eq(xs * w.sig)
         return (xm << w.shift)[:baselines.product_bits("fp8_e4m3", self.act_bits)].as_signed()
+
+
+class Int8PipePE(Int8PE):
+    """:class:`Int8PE` with the product registered before the accumulator (``product_latency = 2``).
+
+    The fair partner of :class:`rf8hw.hdl.rf8_variants.RF8PipePE`: the same pipeline cut (the
+    multiplier in stage 1, the accumulator adder in stage 2).  With DSP inference on
+    (``int8_dsp_pipe``), Yosys can put the stage register into the DSP's output register.
+    """
+
+    product_latency = 2
+
+    def product(self, m: Module, a: Value, w) -> Value:
+        p = super().product(m, a, w)
+        p_r = Signal(p.shape(), name="p_r", reset_less=True)
+        with m.If(self.ce):
+            m.d.sync += p_r.eq(p)
+        return p_r

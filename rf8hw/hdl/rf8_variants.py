@@ -13,6 +13,18 @@ it drops into the array shell unchanged.  They differ only in how ``P(x, code)``
     sign is applied *after* the shift as ``(q ^ s) + s``, which Yosys folds into the accumulator
     adder (the XOR lands in the last shifter LUT, the ``+ s`` in the adder's carry-in), so the
     9-bit negation of ``x`` disappears.
+:class:`RF8LeanPE` (``rf8_lean``)
+    The sign goes *into* the ``x*M`` adder instead (``~(A + B) = ~A + ~B + 1``), the shift is a
+    sign-filling arithmetic right shift by ``15 - E`` (so ``~(x*M) << (E-1)`` comes out exactly),
+    and the ``+ s`` that completes the negation is the accumulator's carry-in; the per-column
+    :class:`RF8LeanDecoder` precomputes the fields this needs.  The residual term is taken from
+    the ungated activation (the decoder zeroes ``res`` for zero codes), which let Yosys/ABC map the
+    residual mux far more compactly (measured: 255 -> 140 LUT4 for one PE).
+:class:`RF8PipePE` (``rf8_pipe``)
+    ``RF8LeanPE`` with a register between ``x*M`` and the shift (``product_latency = 2``); the
+    array shell delays its valid/last pipeline by the extra stage.
+
+Measured numbers and what each idea bought: ``docs/hardware.md``.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
@@ -23,7 +35,7 @@ from rf8hw import spec
 from rf8hw.hdl.decoder import CODE_BITS
 from rf8hw.hdl.pe import RF8PE, WeightStationaryPE
 
-__all__ = ["RF8SignLatePE", "RF8LeanFields", "RF8LeanDecoder", "RF8LeanPE"]
+__all__ = ["RF8SignLatePE", "RF8LeanFields", "RF8LeanDecoder", "RF8LeanPE", "RF8PipePE"]
 
 
 def _plus_carry(q: Value, bit: Value, acc_bits: int) -> Value:
@@ -164,17 +176,47 @@ class RF8LeanPE(WeightStationaryPE):
         return RF8LeanDecoder()
 
     def product(self, m: Module, a: Value, w) -> Value:
-        frac, width = spec.FRAC_BITS, spec.min_acc_bits(self.act_bits)
-        xm_bits = self.act_bits + frac + 1
-        sign = w.sign.replicate(width)
+        return self._place(m, self._times_m(m, a, w), w.rsh, w.sign)
+
+    def _times_m(self, m: Module, a: Value, w) -> Value:
+        """``xm' = x*M`` (or ``~(x*M)`` for a negative weight), ``act_bits + 5`` bits."""
+        frac = spec.FRAC_BITS
+        sign = w.sign.replicate(self.act_bits).as_signed()
         xg = Signal(signed(self.act_bits))
         m.d.comb += xg.eq(Mux(w.zero, 0, a))
-        lead = Cat(sign[:frac], (xg ^ sign[:self.act_bits].as_signed())).as_signed()
+        lead = Cat(sign[:frac], xg ^ sign).as_signed()
         res = Signal(signed(self.act_bits + frac - 1))
         m.d.comb += res.eq(Mux(w.res, a << w.res_shift, 0) ^ w.rinv.replicate(len(res)))
-        xm = Signal(signed(xm_bits))
+        xm = Signal(signed(self.act_bits + frac + 1))
         m.d.comb += xm.eq(lead + res + w.rinv)
-        v = Cat(sign[:width - xm_bits], xm).as_signed()
+        return xm
+
+    def _place(self, m: Module, xm: Value, rsh: Value, sign_bit: Value) -> Value:
+        """``P = (Cat(S, xm') >>> rsh) + s``: the shift by ``E - 1`` and the weight sign."""
+        width = spec.min_acc_bits(self.act_bits)
+        v = Cat(sign_bit.replicate(width - len(xm)), xm).as_signed()
         q = Signal(signed(width))
-        m.d.comb += q.eq(v >> w.rsh)
-        return _plus_carry(q, w.sign, self.acc_bits)
+        m.d.comb += q.eq(v >> rsh)
+        return _plus_carry(q, sign_bit, self.acc_bits)
+
+
+class RF8PipePE(RF8LeanPE):
+    """:class:`RF8LeanPE` with a register between ``x*M`` and the shift (``product_latency = 2``).
+
+    Stage 1: ``xm' = x*M`` (gating, residual mux, one adder); stage 2: sign-filling shift and the
+    accumulator adder.  The stage register holds ``xm'`` with the ``rsh`` and ``sign`` it was
+    computed for (``act_bits + 10`` flip-flops), so a weight reload never mixes two weights and
+    the array's reload guard is unchanged; it advances with ``ce``.  Every result leaves the array
+    one cycle later (:class:`rf8hw.hdl.array.Timing` adds ``product_latency - 1``).
+    """
+
+    product_latency = 2
+
+    def product(self, m: Module, a: Value, w) -> Value:
+        xm = self._times_m(m, a, w)
+        xm_r = Signal(xm.shape(), name="xm_r", reset_less=True)
+        rsh_r = Signal(len(w.rsh), name="rsh_r", reset_less=True)
+        sign_r = Signal(name="sign_r", reset_less=True)
+        with m.If(self.ce):
+            m.d.sync += [xm_r.eq(xm), rsh_r.eq(w.rsh), sign_r.eq(w.sign)]
+        return self._place(m, xm_r, rsh_r, sign_r)
