@@ -50,9 +50,19 @@ def load() -> dict:
     return json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {"runs": {}}
 
 
+BEGIN, END = "<!-- BEGIN GENERATED (benchmarks/hardware_table.py) -->", "<!-- END GENERATED -->"
+
+
 def save(db: dict) -> None:
+    """Write the JSON, the Markdown tables (also spliced into docs/hardware.md) and the plot."""
     JSON_PATH.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
-    MD_PATH.write_text(markdown(db))
+    text = markdown(db)
+    MD_PATH.write_text(text)
+    doc = DOCS / "hardware.md"
+    if doc.is_file() and BEGIN in doc.read_text():
+        head, rest = doc.read_text().split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
     plot(db)
 
 
@@ -213,7 +223,60 @@ def markdown(db) -> str:
                          f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
                          f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + targets(runs))
+
+
+RF8_KINDS = ("rf8", "rf8_lean", "rf8_pipe")
+INT8_SOFT = ("int8", "int8_pipe")
+INT8_DSP = ("int8_dsp", "int8_dsp_pipe")
+
+
+def targets(runs, device="ecp5-25k") -> list[str]:
+    """The issue's three targets, evaluated on the stored runs (only what was measured)."""
+    lines = [f"### Targets on {device}", ""]
+    pe = {r["pe"]: r["lut4_equiv"] - r["wrapper"]["xor_lut4"] for r in runs
+          if r["device"] == device and r.get("unit") == "pe" and r["fits"]}
+    lines.append("1. RF8 PE <= 50 % of the LUT4 sites of the soft INT8 PE (acc 40 bits, wrapper "
+                 "XORs subtracted):")
+    for a in RF8_KINDS:
+        for b in INT8_SOFT:
+            if a in pe and b in pe:
+                ratio = pe[a] / pe[b]
+                lines.append(f"   - {a} {pe[a]} vs {b} {pe[b]}: {100 * ratio:.0f} % "
+                             f"({'met' if ratio <= 0.5 else 'missed'})")
+    arrays = [r for r in runs if r["device"] == device and r.get("unit") != "pe" and r["fits"]
+              and r["fmax_mhz"]]
+    best = {}
+    for r in arrays:
+        macs = r["rows"] * r["cols"]
+        if r["pe"] not in best or macs > best[r["pe"]]["rows"] * best[r["pe"]]["cols"]:
+            best[r["pe"]] = r
+    lines.append("2. Largest array that places and routes (largest rows x cols measured; the "
+                 "search is in `stage_largest`) and its GMAC/s:")
+    gmacs = {}
+    for k in sorted(best):
+        r = best[k]
+        gmacs[k] = r["rows"] * r["cols"] * r["fmax_mhz"] / 1e3
+        failed = sorted(f"{f['rows']}x{f['cols']}" for f in runs
+                        if f["device"] == device and f["pe"] == k and f["fits"] is False
+                        and f["rows"] * f["cols"] > r["rows"] * r["cols"])
+        bound = (f"larger tried and did not fit: {', '.join(failed)}" if failed
+                 else "no larger size tried yet: a lower bound")
+        lines.append(f"   - {k}: {r['rows']}x{r['cols']} at {r['fmax_mhz']:.1f} MHz = "
+                     f"{gmacs[k]:.2f} GMAC/s ({r['comb_used']}/{r['comb_available']} logic sites, "
+                     f"{r['dsp']} DSP; {bound})")
+    rf8_best = max((k for k in gmacs if k in RF8_KINDS), key=gmacs.get, default=None)
+    dsp_best = max((k for k in gmacs if k in INT8_DSP), key=gmacs.get, default=None)
+    if rf8_best and dsp_best:
+        ratio = gmacs[rf8_best] / gmacs[dsp_best]
+        lines.append(f"   - best RF8 ({rf8_best}) / best DSP INT8 ({dsp_best}): {ratio:.2f}x "
+                     f"(target >= 3x: {'met' if ratio >= 3 else 'missed'})")
+    lines.append("3. 8x8 RF8 array >= 100 MHz post-route:")
+    for r in arrays:
+        if r["pe"] in RF8_KINDS and (r["rows"], r["cols"]) == (8, 8):
+            lines.append(f"   - {r['pe']}: {r['fmax_mhz']:.1f} MHz "
+                         f"({'met' if r['fmax_mhz'] >= 100 else 'missed'})")
+    return lines + [""]
 
 
 def plot(db) -> None:
