@@ -10,7 +10,10 @@ PE kinds (:data:`PE_KINDS`)
 ``int8``       :class:`rf8hw.hdl.baseline_pe.Int8PE`, ``a * w`` built from LUTs (DSP inference off).
 ``int8_dsp``   the same ``Int8PE`` RTL with DSP inference on (ECP5 ``MULT18X18D``, iCE40UP ``SB_MAC16``).
 ``fp8_e4m3``   :class:`rf8hw.hdl.baseline_pe.FP8E4M3PE`, DSP inference off.
-plus the RF8 micro-architecture variants of :mod:`rf8hw.hdl.rf8_variants`.
+``rf8_signlate``, ``rf8_lean``, ``rf8_pipe``
+               RF8 micro-architecture variants (:mod:`rf8hw.hdl.rf8_variants`), DSP inference off.
+``int8_pipe``, ``int8_dsp_pipe``
+               :class:`rf8hw.hdl.baseline_pe.Int8PipePE` (product registered), off / on.
 
 "DSP inference off" is ``synth_ecp5 -nodsp`` on ECP5 and the default of ``synth_ice40`` (no
 ``-dsp``) on iCE40; "on" is the default of ``synth_ecp5`` and ``synth_ice40 -dsp``.
