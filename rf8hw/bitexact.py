@@ -24,7 +24,9 @@ Bias, activation functions, LayerNorm, softmax, attention score matmuls and ever
 the ``QuantLinear`` layers stay in float32.
 
 **Overflow events.**  Each call also computes the exact sum ``golden.matmul(..., acc_bits=64)``
-(no product sum of a real layer comes near ``2**63``).  An *overflow event* is one output
+(no product sum of a real layer comes near ``2**63``).  When ``K * max|a| * max|W| <
+2**(acc_bits-1)`` no partial sum can leave the accumulator's range, so step 2's result *is* the
+exact sum and the second GEMM is skipped.  An *overflow event* is one output
 accumulation ``(m, n)`` whose ``acc_bits`` result differs from that exact sum.  In ``wrap`` mode this
 is exactly "the exact sum lies outside ``[-2**(acc_bits-1), 2**(acc_bits-1) - 1]``" (wrapping is
 order-independent); in ``saturate`` mode it also counts sums that saturated on the way (in k order)
@@ -168,6 +170,15 @@ def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None 
     return np.clip(u, -qmax, qmax).astype(np.int64), scale, clipped
 
 
+def _cannot_overflow(a: np.ndarray, codes: np.ndarray, acc_bits: int) -> bool:
+    """True when ``K * max|a| * max|W(codes)| < 2**(acc_bits-1)``: then every prefix sum of every
+    output fits the accumulator, so its result is the exact sum (one GEMM instead of two)."""
+    if a.size == 0 or codes.size == 0:
+        return True
+    bound = a.shape[1] * int(np.abs(a).max()) * int(np.abs(golden.weight_int(codes)).max())
+    return bound < (1 << (acc_bits - 1))
+
+
 def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.ndarray,
              hw: HardwareConfig = HardwareConfig()):
     """Run ``a @ codes`` on the array model and dequantize (rules 2-3 of the module docstring).
@@ -192,9 +203,11 @@ def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.nd
     exact : numpy.ndarray of int64 [M, N]
         The exact sums (64-bit accumulation).
     """
-    acc = golden.matmul(a, codes, acc_bits=hw.acc_bits, overflow=hw.overflow, act_bits=hw.act_bits)
-    exact = (acc if hw.acc_bits == spec.ACC_BITS_MAX else
-             golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap", act_bits=hw.act_bits))
+    exact = golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap", act_bits=hw.act_bits)
+    if _cannot_overflow(a, codes, hw.acc_bits):
+        acc = exact          # no partial or final sum leaves the range: every overflow rule is the identity
+    else:
+        acc = golden.matmul(a, codes, acc_bits=hw.acc_bits, overflow=hw.overflow, act_bits=hw.act_bits)
     step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
     y = acc.astype(np.float64) * step * act_scale
     return y, acc, exact
