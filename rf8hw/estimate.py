@@ -94,10 +94,8 @@ class EstimateConfig:
         HardwareConfig(acc_bits=self.acc_bits, overflow=self.overflow)      # raises on bad values
         if self.device not in synth.DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(synth.DEVICES)}")
-        for name in ("batch",):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, not {v!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"batch must be an integer >= 1, not {self.batch!r}")
         v = self.calibrate_batches
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"calibrate_batches must be an integer >= 0, not {v!r}")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import rf8hw
 from rf8hw import bitexact, golden, quant, rf8, spec

@@ -4,7 +4,6 @@ real 1x1 synthesis), the report files, bad input."""
 import json
 from dataclasses import asdict
 
-import numpy as np
 import pytest
 import torch
 
