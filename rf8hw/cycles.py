@@ -13,8 +13,10 @@ rows; the host adds the k-tiles' partial results.  The timing rules are those of
   weight row (the next weight load overlaps the drain of the results in flight);
 * fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted.
 
-The three constants are read from the RTL's :func:`rf8hw.hdl.array.timing` (``weight_load``,
-``guard``, ``latency``), so a timing change there reaches this model (and its tests).
+The three constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
+``guard``, ``latency``), so a timing change there reaches this model (and its tests).  A PE kind
+with a pipelined product (``product_latency = 2``, ``RF8PipePE``) adds ``product_latency - 1`` to
+the latency ``R + C``.
 
 Counting cycles from the first weight beat (cycle 0) to the cycle in which the last result row is
 taken, inclusive, with ``T`` tiles::
@@ -44,7 +46,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from rf8hw.hdl.array import timing
+from rf8hw.hdl.array import Timing
 from rf8hw.hdl.params import check_array_shape
 
 __all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
@@ -84,7 +86,14 @@ class GemmCycles:
         return asdict(self)
 
 
-def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
+def _timing(rows: int, cols: int, product_latency: int) -> Timing:
+    check_array_shape(rows, cols)
+    if isinstance(product_latency, bool) or not isinstance(product_latency, int) or product_latency < 1:
+        raise ValueError(f"product_latency must be an integer >= 1, not {product_latency!r}")
+    return Timing(rows, cols, product_latency)
+
+
+def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, product_latency: int = 1) -> GemmCycles:
     """Cycles of ``[M, K] x [K, N]`` on a ``rows x cols`` array (formula in the module docstring).
 
     Parameters
@@ -93,6 +102,9 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
         GEMM shape, each >= 1.
     rows, cols : int
         Array shape, as accepted by the RTL (``rf8hw.hdl.params.check_array_shape``).
+    product_latency : int
+        The PE kind's ``product_latency`` (1 for ``RF8PE``, 2 for the pipelined ``RF8PipePE``):
+        every result comes ``product_latency - 1`` cycles later; nothing else changes.
 
     Returns
     -------
@@ -100,7 +112,7 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
     """
     for name, v in (("M", M), ("K", K), ("N", N)):
         _check_dim(name, v)
-    t = timing(rows, cols)            # the RTL's own constants: rows, rows + cols, max(0, cols - 2)
+    t = _timing(rows, cols, product_latency)   # the RTL's constants: rows, rows + cols, max(0, cols - 2)
     k_tiles, n_tiles = -(-K // rows), -(-N // cols)
     tiles = k_tiles * n_tiles
     parts = dict(weight_load=tiles * t.weight_load, act=tiles * M, guard=(tiles - 1) * t.guard,
@@ -112,7 +124,7 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int) -> GemmCycles:
                       utilisation=macs / (rows * cols * cycles), **parts)
 
 
-def tile_schedule(m_rows, rows: int, cols: int) -> list[dict]:
+def tile_schedule(m_rows, rows: int, cols: int, product_latency: int = 1) -> list[dict]:
     """Handshake cycles of tiles streamed back to back, the first weight beat at cycle 0.
 
     Parameters
@@ -121,6 +133,8 @@ def tile_schedule(m_rows, rows: int, cols: int) -> list[dict]:
         Activation rows ``M_t`` of each tile, in streaming order.
     rows, cols : int
         Array shape.
+    product_latency : int
+        As :func:`gemm_cycles`.
 
     Returns
     -------
@@ -131,7 +145,7 @@ def tile_schedule(m_rows, rows: int, cols: int) -> list[dict]:
         activations ``M_t``, and result row ``m`` follows activation row ``m`` by ``rows + cols``.
         The last ``r_last + 1`` equals :func:`gemm_cycles` for the tiles of one GEMM.
     """
-    t = timing(rows, cols)
+    t = _timing(rows, cols, product_latency)
     out, start = [], 0
     for i, m in enumerate(m_rows):
         _check_dim(f"m_rows[{i}]", m)
@@ -222,7 +236,7 @@ def model_gemms(model: nn.Module, x) -> list[Gemm]:
     return gemms
 
 
-def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1) -> dict:
+def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1, product_latency: int = 1) -> dict:
     """Per-layer and whole-model cycles of ``gemms`` (from :func:`model_gemms`) on a ``rows x cols`` array.
 
     Parameters
@@ -231,6 +245,8 @@ def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1) -> dic
     rows, cols : int
     batch : int
         Inferences the GEMMs cover (``M`` includes the batch); per-inference numbers divide by it.
+    product_latency : int
+        As :func:`gemm_cycles`.
 
     Returns
     -------
@@ -241,13 +257,13 @@ def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1) -> dic
         ``rows * cols * cycles``).
     """
     _check_dim("batch", batch)
-    check_array_shape(rows, cols)
+    _timing(rows, cols, product_latency)        # checks the arguments
     layers, total, on, off = [], 0, 0, 0
     for g in gemms:
         row = {"name": g.name, "M": g.M, "K": g.K, "N": g.N, "count": g.count, "on_array": g.on_array,
                "macs": g.macs}
         if g.on_array:
-            c = gemm_cycles(g.M, g.K, g.N, rows, cols)
+            c = gemm_cycles(g.M, g.K, g.N, rows, cols, product_latency)
             row.update({k: v for k, v in c.as_dict().items() if k not in row})
             row["cycles"] = c.cycles * g.count
             total += row["cycles"]
@@ -255,7 +271,7 @@ def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1) -> dic
         else:
             off += g.macs
         layers.append(row)
-    return {"rows": rows, "cols": cols, "batch": batch, "layers": layers, "cycles": total,
+    return {"rows": rows, "cols": cols, "batch": batch, "product_latency": product_latency, "layers": layers, "cycles": total,
             "cycles_per_inference": total / batch, "macs_on_array": on, "macs_off_array": off,
             "utilisation": on / (rows * cols * total) if total else 0.0}
 

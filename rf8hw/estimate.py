@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["MODELS", "BASELINES", "EstimateConfig", "estimate", "cached_synthesis",
+__all__ = ["MODELS", "BASELINES", "EstimateConfig", "estimate", "cached_synthesis", "rf8_pe_kinds",
+           "product_latency",
            "synth_cache_key", "default_synth_cache", "render_markdown", "write_report"]
 
 MODELS = ("tinygpt", "mlp_digits")
@@ -53,6 +54,10 @@ class EstimateConfig:
         Accumulator width (27..64 for 8-bit activations).
     overflow : {"wrap", "saturate"}
     device : {"ecp5-25k", "ecp5-85k", "ice40-up5k"}
+    pe : str
+        RF8 PE kind of the array: ``"rf8"`` or an RF8 micro-architecture variant of
+        :data:`rf8hw.synth.PE_KINDS` (``rf8_signlate``, ``rf8_lean``, ``rf8_pipe``); all compute the
+        same products, the kind changes area, Fmax and (``rf8_pipe``) the result latency.
     batch : int
         Inferences streamed through each weight tile together (``M`` of every GEMM is multiplied by
         it); cycles per inference divide by it.
@@ -76,6 +81,7 @@ class EstimateConfig:
     acc_bits: int = 40
     overflow: str = "wrap"
     device: str = "ecp5-25k"
+    pe: str = "rf8"
     batch: int = 1
     rounding: str = "nearest"
     calibrate_batches: int = 0
@@ -94,6 +100,8 @@ class EstimateConfig:
         HardwareConfig(acc_bits=self.acc_bits, overflow=self.overflow)      # raises on bad values
         if self.device not in synth.DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {', '.join(synth.DEVICES)}")
+        if self.pe not in rf8_pe_kinds():
+            raise ValueError(f"unknown RF8 PE kind {self.pe!r}; choose one of {', '.join(rf8_pe_kinds())}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f"batch must be an integer >= 1, not {self.batch!r}")
         v = self.calibrate_batches
@@ -106,6 +114,20 @@ class EstimateConfig:
 
 
 # ----------------------------------------------------------------------------------- synthesis
+
+def rf8_pe_kinds() -> tuple[str, ...]:
+    """The PE kinds of :data:`rf8hw.synth.PE_KINDS` that implement RF8 weights (``rf8*``)."""
+    from rf8hw import synth
+
+    return tuple(k for k in synth.PE_KINDS if k == "rf8" or k.startswith("rf8_"))
+
+
+def product_latency(pe: str) -> int:
+    """``product_latency`` of a PE kind's class (1 unless the kind pipelines its product)."""
+    from rf8hw import synth
+
+    return getattr(synth.pe_class(pe), "product_latency", 1)
+
 
 def default_synth_cache() -> Path:
     """``$XDG_CACHE_HOME/rf8hw/synth`` (``~/.cache/rf8hw/synth`` when the variable is unset)."""
@@ -232,7 +254,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     metric, higher = HEADLINE[cfg.model]
 
     gemms = cycles.model_gemms(model, cycles.example_input(cfg.model, model.config, cfg.batch))
-    cyc = cycles.model_cycles(gemms, cfg.rows, cfg.cols, cfg.batch)
+    cyc = cycles.model_cycles(gemms, cfg.rows, cfg.cols, cfg.batch, product_latency(cfg.pe))
     if cyc["macs_off_array"]:
         notes.append(f"{cyc['macs_off_array']:,} MACs per {cfg.batch} inference(s) are activation x "
                      "activation attention products: they do not map onto the weight-stationary RF8 "
@@ -245,10 +267,11 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     if cfg.synth:
         try:
             res, cached = cached_synthesis(cfg.rows, cfg.cols, cfg.device, cfg.acc_bits, cfg.overflow,
-                                           cfg.seed, cache_dir=cfg.synth_cache)
+                                           cfg.seed, pe=cfg.pe, cache_dir=cfg.synth_cache)
             area = {k: res[k] for k in hw_keys}
             fmax = res["fmax_mhz"]
             synth_info = {"ran": True, "cached": cached, "device": res["device"], "part": res["part"],
+                          "pe": res.get("pe", cfg.pe),
                           "seed": res["seed"], "tools": res["tools"], "lut4_equiv": res.get("lut4_equiv"),
                           "wrapper_xor_lut4": res.get("wrapper", {}).get("xor_lut4"),
                           "fmax_target_mhz": res.get("fmax_target_mhz")}
@@ -286,7 +309,7 @@ def render_markdown(rep: dict) -> str:
     c = rep["config"]
     metric = rep["metric"]
     pct = metric.endswith("acc")
-    lines = [f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array ({c['device']})", "",
+    lines = [f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array ({c['device']}, PE {c.get('pe', 'rf8')})", "",
              f"Checkpoint `{rep['checkpoint']}`; accumulator {c['acc_bits']} bits, {c['overflow']}; "
              f"8-bit activations ({'static scales from ' + str(c['calibrate_batches']) + ' batches' if c['calibrate_batches'] else 'per-tensor absmax per call'}); "
              f"RF8 rounding {c['rounding']}; batch {c['batch']}.", "",

@@ -66,6 +66,21 @@ def test_model_equals_amaranth_simulation_cycle_for_cycle(rows, cols, shapes):
         assert tr.result_cycles[-1] + 1 == gemm_cycles(M, K, N, rows, cols).cycles
 
 
+def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
+    """RF8PipePE (product_latency 2) in the Amaranth simulation: weights and activations as for
+    RF8PE, every result one cycle later; the model follows with product_latency=2."""
+    from rf8hw.hdl.rf8_variants import RF8PipePE
+
+    rows, cols, shapes = 3, 4, [(4, 7, 6)]
+    tiles, _ = _gemm_stimulus(np.random.default_rng(3), shapes, rows, cols)
+    tr = pysim_run_tiles(RF8AxiTop(rows, cols, pe=RF8PipePE), tiles)
+    sched = tile_schedule([len(a) for _, a in tiles], rows, cols, product_latency=RF8PipePE.product_latency)
+    assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
+    assert tr.result_cycles == [c for s in sched for c in range(s["r_first"], s["r_last"] + 1)]
+    assert tr.result_cycles[-1] + 1 == gemm_cycles(4, 7, 6, rows, cols, product_latency=2).cycles \
+        == gemm_cycles(4, 7, 6, rows, cols).cycles + 1
+
+
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
     """One Icarus co-simulation (sim.run.run_tiles, full rate) of two ragged GEMMs on a 4x3 array:
     every tile's handshake stamps equal the model's schedule (shifted to the first weight beat) and
@@ -121,6 +136,8 @@ def test_bad_inputs_are_named():
         gemm_cycles(1, 0, 1, 4, 4)
     with pytest.raises(ValueError, match=r"^rows must be an integer in 1\.\.64, not 65$"):
         gemm_cycles(1, 1, 1, 65, 4)
+    with pytest.raises(ValueError, match=r"^product_latency must be an integer >= 1, not 0$"):
+        gemm_cycles(1, 1, 1, 4, 4, product_latency=0)
     with pytest.raises(ValueError, match=r"^m_rows\[1\] must be an integer >= 1, not 0$"):
         tile_schedule([2, 0], 2, 2)
     with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of mlp_digits, tinygpt$"):

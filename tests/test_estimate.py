@@ -66,10 +66,13 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert (out / "estimate_cycles.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_estimate_with_wrapping_27_bit_accumulator_reports_overflow(checkpoint):
+def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
+    """Overflow events appear with a 27-bit accumulator; the pipelined RF8 PE adds one cycle per layer."""
     cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), rows=4, cols=4,
-                                  acc_bits=27, synth=False)
+                                  acc_bits=27, pe="rf8_pipe", synth=False)
     rep = estimate.estimate(cfg, progress=False)
+    plain = sum(gemm_cycles(1, k, n, 4, 4).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    assert rep["cycles_per_inference"] == plain + 3
     per_layer = {k: v["events"] for k, v in rep["overflow"].items() if k != "total"}
     assert rep["overflow_events"] == sum(per_layer.values()) > 0
     assert rep["overflow"]["total"]["acc_bits_needed"] > 27
@@ -91,6 +94,8 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
 def test_bad_input_is_named(checkpoint, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"):
         estimate.EstimateConfig(model="resnet", checkpoint="x")
+    with pytest.raises(ValueError, match=r"^unknown RF8 PE kind 'int8'; choose one of rf8, rf8_signlate, rf8_lean, rf8_pipe$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", pe="int8")
     with pytest.raises(ValueError, match=r"^batch must be an integer >= 1, not 0$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", batch=0)
     with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64"):

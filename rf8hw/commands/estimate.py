@@ -16,6 +16,8 @@ def register(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--acc-bits", type=int, default=40, help="accumulator width (27..64; default 40)")
     p.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"))
     p.add_argument("--device", default="ecp5-25k", choices=("ecp5-25k", "ecp5-85k", "ice40-up5k"))
+    p.add_argument("--pe", default="rf8", choices=("rf8", "rf8_signlate", "rf8_lean", "rf8_pipe"),
+                   help="RF8 PE micro-architecture (rf8hw.synth.PE_KINDS; default rf8)")
     p.add_argument("--batch", type=int, default=1,
                    help="inferences streamed through each weight tile together (default 1)")
     p.add_argument("--rounding", default="nearest", choices=("nearest", "paper"), help="RF8 rounding")
@@ -40,7 +42,7 @@ def run(args) -> int:
 
     cfg = EstimateConfig(model=args.model, checkpoint=args.checkpoint, rows=args.rows, cols=args.cols,
                          acc_bits=args.acc_bits, overflow=args.overflow, device=args.device,
-                         batch=args.batch, rounding=args.rounding, calibrate_batches=args.calibrate,
+                         pe=args.pe, batch=args.batch, rounding=args.rounding, calibrate_batches=args.calibrate,
                          synth=not args.no_synth, seed=args.seed, synth_cache=args.synth_cache)
     out = Path(args.out) if args.out else (
         Path(args.checkpoint).parent / f"estimate_{args.model}_{args.rows}x{args.cols}_{args.device}")
