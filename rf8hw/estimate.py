@@ -19,6 +19,7 @@ and derives inferences/s at the synthesized Fmax.  :func:`write_report` writes
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import sys
@@ -157,8 +158,11 @@ def synth_cache_key(params: dict) -> str:
 
 
 def cached_synthesis(rows: int, cols: int, device: str, acc_bits: int, overflow: str, seed: int = 1,
-                     act_bits: int = 8, pe: str = "rf8", cache_dir=None) -> tuple[dict, bool]:
+                     act_bits: int = 8, pe: str = "rf8", cache_dir=None,
+                     quiet: bool = False) -> tuple[dict, bool]:
     """:func:`rf8hw.synth.synthesize`, reusing an earlier result with the same :func:`synth_cache_key`.
+
+    ``quiet`` silences synthesis' progress lines on stderr.
 
     Returns
     -------
@@ -180,7 +184,8 @@ def cached_synthesis(rows: int, cols: int, device: str, acc_bits: int, overflow:
             return json.loads(hit.read_text()), True
         except json.JSONDecodeError:
             hit.unlink()                      # a torn write: synthesize again
-    result = synth.synthesize(**params, workdir=root / "work" / key)
+    kwargs = {"progress": None} if quiet else {}
+    result = synth.synthesize(**params, workdir=root / "work" / key, **kwargs)
     root.mkdir(parents=True, exist_ok=True)
     tmp = hit.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -250,6 +255,13 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     model.eval()
     notes = []
 
+    # Synthesis runs in subprocesses (yowasp tools): start it first, in a thread, so it overlaps
+    # the accuracy evaluation.
+    pool = ThreadPoolExecutor(max_workers=1)
+    synth_job = pool.submit(cached_synthesis, cfg.rows, cfg.cols, cfg.device, cfg.acc_bits,
+                            cfg.overflow, cfg.seed, pe=cfg.pe, cache_dir=cfg.synth_cache,
+                            quiet=not progress) if cfg.synth else None
+    pool.shutdown(wait=False)
     metrics, overflow, absmax = _accuracy(cfg, model, mod, progress)
     metric, higher = HEADLINE[cfg.model]
 
@@ -266,8 +278,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     synth_info: dict = {"ran": False}
     if cfg.synth:
         try:
-            res, cached = cached_synthesis(cfg.rows, cfg.cols, cfg.device, cfg.acc_bits, cfg.overflow,
-                                           cfg.seed, pe=cfg.pe, cache_dir=cfg.synth_cache)
+            res, cached = synth_job.result()
             area = {k: res[k] for k in hw_keys}
             fmax = res["fmax_mhz"]
             synth_info = {"ran": True, "cached": cached, "device": res["device"], "part": res["part"],
