@@ -286,12 +286,13 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
 
     rows = [r for r in report["layers"] if r["on_array"]]
     names = [r["name"] for r in rows]
-    parts = ("weight_load", "act", "guard", "fill_drain")
+    parts = {"weight_load": "weight load", "act": "activation rows", "guard": "guard",
+             "fill_drain": "fill/drain"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
     bottom = [0] * len(rows)
-    for part in parts:
+    for part, label in parts.items():
         vals = [r[part] * r["count"] for r in rows]
-        ax.bar(names, vals, bottom=bottom, label=part.replace("_", " "))
+        ax.bar(names, vals, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_ylabel("cycles")
     ax.tick_params(axis="x", rotation=70, labelsize=7)
