@@ -51,7 +51,7 @@ SETUP = {
     "tinygpt": dict(
         epochs=6,                        # 6 x 100 steps of 32 x 64 characters (CPU budget, see docs)
         gg_shapes=(1.0,),
-        backslash=(400.0,),
+        backslash=(100.0, 400.0),
         finetune_epochs=1,
         deepshape=dict(deepshape_grid=2.0 ** -11, deepshape_min_count=5),   # same reason
         reach=("val_loss", None, "min"),  # threshold: mean val loss of the default arm at half budget
@@ -145,6 +145,34 @@ def steps_to_reach(run_dir: Path, key: str, threshold: float, sense: str):
 def eval_curve(run_dir: Path, key: str):
     ev = [r for r in read_metrics(run_dir) if r["kind"] == "eval" and r["phase"] == "train"]
     return [r["step"] for r in ev], [r[key] for r in ev]
+
+
+def plot_deepshape(model: str, base_run: Path, knobs: dict, path: Path) -> None:
+    """Histogram (log y) of all Linear weights of one baseline before and right after DeepShape."""
+    import torch
+
+    from rf8hw import deepshape
+
+    net, _ = load_checkpoint(base_run / "model.safetensors")
+    before = np.concatenate([w.detach().numpy().ravel() for w in linear_weights(net)])
+    try:
+        with torch.no_grad():
+            deepshape.deepshape_(linear_weights(net), grid=knobs["deepshape_grid"],
+                                 min_count=knobs["deepshape_min_count"])
+    except ValueError as exc:
+        print(f"no DeepShape plot for {model}: {exc}")
+        return
+    after = np.concatenate([w.detach().numpy().ravel() for w in linear_weights(net)])
+    lim = np.quantile(np.abs(before), 0.999)
+    bins = np.linspace(-lim, lim, 201)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(before, bins=bins, histtype="step", label="trained", log=True)
+    ax.hist(after, bins=bins, histtype="step", label="after DeepShape (before fine-tune)", log=True)
+    ax.set(xlabel="weight", ylabel="count", title=f"{model}: all Linear weights, seed {base_run.name[4:]}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def claim5_quant(model: str, base_runs: list[Path]) -> dict:
@@ -315,6 +343,8 @@ def main(argv=None) -> None:
                 c4[stage] = {"bits_per_param": mean_std([r["bits_per_param"] for r in recs]),
                              key: mean_std([r[key] for r in recs])}
                 tables.append(f"| {stage} | {fmt_ms(c4[stage]['bits_per_param'], 2)} | {fmt_ms(c4[stage][key], 4)} |\n")
+
+        plot_deepshape(m, base_runs[0], s["deepshape"], args.docs / f"deepshape_{m}.png")
 
         # 5 -- weight-only quantization
         c5 = res["5_quant"] = claim5_quant(m, base_runs)
