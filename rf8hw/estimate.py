@@ -285,7 +285,8 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
                           "pe": res.get("pe", cfg.pe),
                           "seed": res["seed"], "tools": res["tools"], "lut4_equiv": res.get("lut4_equiv"),
                           "wrapper_xor_lut4": res.get("wrapper", {}).get("xor_lut4"),
-                          "fmax_target_mhz": res.get("fmax_target_mhz")}
+                          "fmax_target_mhz": res.get("fmax_target_mhz"),
+                          "seconds": res.get("seconds")}
             notes.append("LUT4 includes the measurement wrapper's XOR tree "
                          f"({synth_info['wrapper_xor_lut4']} LUT4, rf8hw.synth.SynthWrapper)")
         except synth.DoesNotFitError as exc:
