@@ -66,6 +66,7 @@ def main(argv=None) -> int:
         "array": f"{args.rows}x{args.cols}", "device": args.device, "train_epochs": args.epochs,
         "train_s": round(train_s, 1), "estimate_fresh_s": round(fresh_s, 1),
         "estimate_cached_synth_s": round(cached_s, 1), "synth_cached_second_run": rep2["synth"].get("cached"),
+        "synth_stage_s": rep["synth"].get("seconds"),
         "accuracy": acc, "rf8_bitexact_minus_fp32_pt": round(delta_pt, 2),
         "overflow_events": rep["overflow_events"], "cycles_per_inference": rep["cycles_per_inference"],
         "fmax_mhz": rep["fmax_mhz"], "lut4": rep["lut4"], "ff": rep["ff"], "dsp": rep["dsp"],
