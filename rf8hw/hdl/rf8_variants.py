@@ -19,7 +19,7 @@ it drops into the array shell unchanged.  They differ only in how ``P(x, code)``
     and the ``+ s`` that completes the negation is the accumulator's carry-in; the per-column
     :class:`RF8LeanDecoder` precomputes the fields this needs.  The residual term is taken from
     the ungated activation (the decoder zeroes ``res`` for zero codes), which let Yosys/ABC map the
-    residual mux far more compactly (measured: 255 -> 140 LUT4 for one PE).
+    residual mux far more compactly (measured: 256 -> 140 LUT4 for one PE).
 :class:`RF8PipePE` (``rf8_pipe``)
     ``RF8LeanPE`` with a register between ``x*M`` and the shift (``product_latency = 2``); the
     array shell delays its valid/last pipeline by the extra stage.
