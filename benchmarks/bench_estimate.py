@@ -32,6 +32,7 @@ TARGET_PT = 1.0
 
 
 def _run(cmd: list[str], env: dict) -> tuple[float, str]:
+    print(f"[bench_estimate] {' '.join(cmd[1:3])} ...", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - t0

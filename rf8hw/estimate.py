@@ -195,9 +195,21 @@ def cached_synthesis(rows: int, cols: int, device: str, acc_bits: int, overflow:
 
 # ------------------------------------------------------------------------------------ accuracy
 
-def _evaluate(model, mod, data) -> dict:
+def _evaluate(model, mod, data, label: str, progress: bool) -> dict:
+    """``data.evaluate`` with the recipe's batches; a progress bar ticks once per forward batch."""
+    from tqdm import tqdm
+
     recipe = mod.RECIPE
-    return data.evaluate(model, recipe["eval_batches"], recipe["batch_size"])
+    with tqdm(total=recipe["eval_batches"] or 1, desc=f"evaluate {label}", unit="batch",
+              disable=not progress, file=sys.stderr, leave=False) as bar:
+        def tick(*_):               # a forward hook returning non-None would replace the output
+            bar.update()
+
+        hook = model.register_forward_hook(tick)
+        try:
+            return data.evaluate(model, recipe["eval_batches"], recipe["batch_size"])
+        finally:
+            hook.remove()
 
 
 def _calibration_batches(mod, data, n: int):
@@ -223,7 +235,7 @@ def _accuracy(cfg: EstimateConfig, model, mod, progress: bool) -> tuple[dict, di
             if cfg.calibrate_batches:
                 absmax = bitexact.calibrate(m, _calibration_batches(mod, data, cfg.calibrate_batches))
             bitexact.set_mode(m, hw=hw, absmax=absmax)
-        metrics[name] = _evaluate(m, mod, data)
+        metrics[name] = _evaluate(m, mod, data, name, progress)
         if exact:
             overflow = bitexact.overflow_report(m)
     return metrics, overflow, absmax
