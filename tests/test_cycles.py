@@ -82,12 +82,13 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
 
 
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
-    """One Icarus co-simulation (sim.run.run_tiles, full rate) of two ragged GEMMs on a 4x3 array:
+    """One Icarus co-simulation (sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
+    single exact tile) streamed back to back on a 4x3 array:
     every tile's handshake stamps equal the model's schedule (shifted to the first weight beat) and
     each GEMM's span from first weight beat to last result equals gemm_cycles."""
     from sim.run import run_tiles
 
-    rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4)]
+    rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(1), shapes, rows, cols)
     res = run_tiles(tiles, rows, cols, simulator="icarus", stall_prob=0.0, out_dir=tmp_path / "run")
     assert res["mismatches"] == 0 and res["tiles"] == len(tiles)
