@@ -37,7 +37,8 @@ async def cosim(dut):
     job = json.loads((job_dir / "job.json").read_text())
     tiles = load_tiles(job_dir / "tiles.npz")
     log = logging.getLogger("cocotb.rf8hw.cosim")   # under "cocotb": shown at INFO
-    tb = Testbench(dut, job["parameters"], stall_prob=job["stall_prob"], seed=job["seed"], log=log)
+    tb = Testbench(dut, job["parameters"], stall_prob=job["stall_prob"], seed=job["seed"],
+                   backpressure_prob=job["backpressure_prob"], log=log)
     tb.scoreboard.keep_results = job["keep_results"]
     if job["corrupt"] is not None:
         tb.corrupt_expected(*job["corrupt"])

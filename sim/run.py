@@ -104,7 +104,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
               overflow: str = "wrap", simulator: str = "verilator", stall_prob: float = 0.0,
               seed: int = 0, waves: bool = False, out_dir=None, cache_root=None,
               reset_at_cycle: int | None = None, tiles_after_reset: int = 0, corrupt=None,
-              keep_results: bool = False, progress=None) -> dict:
+              keep_results: bool = False, backpressure_prob: float | None = None,
+              progress=None) -> dict:
     """Co-simulate the generated ``rows x cols`` array on ``tiles`` and check every result row.
 
     Parameters
@@ -134,6 +135,9 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
         Add 1 to that expected value: a wrong model, to show the scoreboard failing.
     keep_results : bool
         Return the observed result rows (``results``: int64 [M, cols] per tile).
+    backpressure_prob : float in [0, 1), optional
+        Backpressure probability of the result consumer when it should differ from
+        ``stall_prob`` (a high value makes the full output FIFO stall the whole array).
     progress : callable(str), optional
         Receives a line about every tenth of the tiles.
 
@@ -155,6 +159,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
         If the simulation crashed or hung without writing a result (names the log).
     """
     stall_prob = check_stall_prob(stall_prob)
+    if backpressure_prob is not None:
+        backpressure_prob = check_stall_prob(backpressure_prob)
     check_array_shape(rows, cols)
     check_mac_params(act_bits, acc_bits, overflow)
     _check_tiles(tiles, rows, cols, act_bits)
@@ -170,9 +176,11 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
     for stale in ("result.json", "results.npz", "cycles.json"):
         (out_dir / stale).unlink(missing_ok=True)
     config = {"simulator": simulator, "module": build.module, "stall_prob": stall_prob,
+              "backpressure_prob": stall_prob if backpressure_prob is None else backpressure_prob,
               "seed": seed, "verilog": str(build.verilog), "manifest": str(build.manifest),
               "build_dir": str(build.build_dir), **build.parameters}
-    job = {"parameters": build.parameters, "stall_prob": stall_prob, "seed": seed,
+    job = {"parameters": build.parameters, "stall_prob": stall_prob,
+           "backpressure_prob": backpressure_prob, "seed": seed,
            "reset_at_cycle": reset_at_cycle, "tiles_after_reset": tiles_after_reset,
            "corrupt": list(corrupt) if corrupt is not None else None,
            "keep_results": keep_results}

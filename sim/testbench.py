@@ -339,12 +339,14 @@ class Testbench:
         the DUT's port widths.
     stall_prob : float
         Idle probability of both input producers and backpressure probability of the consumer.
+    backpressure_prob : float, optional
+        A different backpressure probability for the consumer.
     seed : int
         Seeds the three roles' random streams.
     """
 
     def __init__(self, dut, params: dict, *, stall_prob: float = 0.0, seed: int = 0,
-                 log: logging.Logger | None = None):
+                 backpressure_prob: float | None = None, log: logging.Logger | None = None):
         self.dut = dut
         self.rows, self.cols = params["rows"], params["cols"]
         self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
@@ -362,7 +364,8 @@ class Testbench:
         rngs = [random.Random(f"{seed}:{role}") for role in ("w", "a", "acc")]   # str seeds: reproducible
         self.w_source = StreamSource(dut, "s_axis_w", stall_prob, rngs[0], self._w_beat)
         self.a_source = StreamSource(dut, "s_axis_a", stall_prob, rngs[1], self._a_beat)
-        self.monitor = ResultMonitor(dut, stall_prob, rngs[2], self._row, self._out_stall)
+        out_prob = stall_prob if backpressure_prob is None else backpressure_prob
+        self.monitor = ResultMonitor(dut, out_prob, rngs[2], self._row, self._out_stall)
         self.records: dict[int, TileRecord] = {}
         self.dropped: list[int] = []           # tiles interrupted by a reset
         self.cycle = -1                        # last rising edge resolved

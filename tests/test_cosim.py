@@ -6,6 +6,7 @@ builds in about a second, so it runs every configuration, 8 x 8 included.
 """
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,10 +71,13 @@ def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
     """Random tiles (overflowing ones included), idle inputs and output backpressure."""
     simulator, rows, cols, acc_bits, overflow = cfg
     rng = np.random.default_rng(rows * 100 + len(overflow))
-    tiles = sim.random_tiles(rng, rows, cols, 24, m_rows=(1, 2 * rows))
+    # Tiles up to M = 3 * rows, longer than the fill latency rows + cols: results back up while
+    # the tile's own activations still stream in.  The consumer is slower than the producers, so
+    # the 2-row output FIFO fills and stalls the array (in weight and in activation phases).
+    tiles = sim.random_tiles(rng, rows, cols, 20, m_rows=(1, 3 * rows))
     r = sim.run_tiles(tiles, rows, cols, acc_bits=acc_bits, overflow=overflow,
-                      simulator=simulator, stall_prob=0.3, seed=5, cache_root=cosim_cache,
-                      out_dir=tmp_path)
+                      simulator=simulator, stall_prob=0.2, backpressure_prob=0.6, seed=5,
+                      cache_root=cosim_cache, out_dir=tmp_path)
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert r["rows_checked"] == sum(len(a) for _, a in tiles)
     assert r["tiles"] == len(tiles) and r["err_w_tlast"] == 0
@@ -83,7 +87,8 @@ def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
     recs = r["tile_cycles"]
     # stalls happened on every stream, and backpressure reached the activation input
     assert sum(x["w_idle"] for x in recs) and sum(x["a_idle"] for x in recs)
-    assert sum(x["out_stall"] for x in recs) and sum(x["a_not_ready"] for x in recs)
+    assert sum(x["out_stall"] for x in recs)
+    assert sum(x["w_not_ready"] for x in recs) and sum(x["a_not_ready"] for x in recs)
     for x in recs:   # every cycle of a phase is a handshake, a not-ready cycle or an idle cycle
         assert x["weight_load"] == rows + x["w_not_ready"] + x["w_idle"], x
         assert x["compute"] == x["m_rows"] + x["a_not_ready"] + x["a_idle"], x
@@ -208,3 +213,21 @@ def test_missing_simulator_is_named(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"iverilog not found on PATH"):
         sim.check_simulator("icarus")
+
+
+def test_cli_from_another_directory_with_waves(cosim_cache, tmp_path):
+    """As a user runs it: a subprocess in an unrelated directory; --waves writes and names a file."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rf8hw", "cosim", "--rows", "4", "--cols", "4",
+                          "--tiles", "2", "--seed", "5", "--sim", "icarus", "--acc-bits", "27",
+                          "--waves", "--cache-dir", str(cosim_cache)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert SUMMARY.match(lines[-1]), lines
+    waves = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("waveform: ")]
+    assert len(waves) == 1 and waves[0].endswith(".fst")
+    assert Path(waves[0]).is_file() and Path(waves[0]).stat().st_size > 0
+    assert Path(waves[0]).is_relative_to(tmp_path)
