@@ -9,6 +9,9 @@ Stages (``--stage``, any number, in this order):
 
 ``grid``      rows = cols in ``--sizes`` for every ``--pe`` on every ``--device``; a size that does
               not fit is recorded as such and larger sizes of that PE on that device are skipped.
+``pe``        one bare PE of every kind (``synthesize(unit="pe")``).
+``shapes``    explicit ``--shapes RxC ...`` for every ``--pe`` on ``--largest-device``.
+``report``    nothing new: rewrite the Markdown, the section of docs/hardware.md and the plot.
 ``largest``   the largest square array of each PE kind that places and routes on ``--largest-device``
               (bisection between the largest size known to fit and the smallest known not to fit),
               then ``n x (n+1)`` next to it.
@@ -293,7 +296,8 @@ def plot(db) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    devices = sorted({r["device"] for r in db["runs"].values()})
+    devices = sorted({r["device"] for r in db["runs"].values()
+                      if r.get("unit") != "pe" and r["fits"]})
     fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 4.2), squeeze=False)
     for ax, device in zip(axes[0], devices):
         for pe in sorted({r["pe"] for r in db["runs"].values() if r["device"] == device}):
@@ -317,8 +321,8 @@ def plot(db) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes"),
-                    default=["grid"])
+    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "report"),
+                    default=["grid"], help="report: only rewrite the Markdown and the plot")
     ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
     ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(synth.PE_KINDS))
