@@ -170,7 +170,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
                     cache_root=cache_root)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     if out_dir is None:
-        out_dir = root / "runs" / f"{build.module}-{simulator}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out_dir = root / "runs" / f"{build.module}-{simulator}-{stamp}-{os.getpid()}"
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "results.npz", "cycles.json"):

@@ -361,7 +361,8 @@ class Testbench:
         self.model = GoldenModel(self.act_bits, self.acc_bits, params["overflow"])
         self.scoreboard = Scoreboard(self.cols, self.acc_bits, self.log.getChild("scoreboard"))
         self.scoreboard.on_tile_done = self._tile_done
-        rngs = [random.Random(f"{seed}:{role}") for role in ("w", "a", "acc")]   # str seeds: reproducible
+        # str seeds are hashed deterministically (tuples of str are not: PYTHONHASHSEED)
+        rngs = [random.Random(f"{seed}:{role}") for role in ("w", "a", "acc")]
         self.w_source = StreamSource(dut, "s_axis_w", stall_prob, rngs[0], self._w_beat)
         self.a_source = StreamSource(dut, "s_axis_a", stall_prob, rngs[1], self._a_beat)
         out_prob = stall_prob if backpressure_prob is None else backpressure_prob
