@@ -1,6 +1,7 @@
 """``rf8hw train``: train a model of the zoo (thin over :func:`rf8hw.train.train`).
 
-Runs alone or under ``torchrun --nproc_per_node=N $(which rf8hw) train ...`` (DDP, gloo, CPU).
+Runs alone or under ``torchrun --nproc_per_node=N -m rf8hw train ...`` (DDP, gloo, CPU; tested by
+``tests/test_ddp.py``).
 """
 
 from __future__ import annotations
