@@ -209,6 +209,12 @@ class GoldenModel:
 
     def __init__(self, act_bits: int, acc_bits: int, overflow: str):
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
+        # One Numba thread in the simulator process: a tile is tiny, and waking the parallel
+        # loop's thread pool per call cost ~12 ms a tile on the loaded 2-core machine (1 thread:
+        # ~0.1 ms).  Only this process (the simulator's embedded Python) is affected.
+        import numba
+
+        numba.set_num_threads(1)
 
     def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
         """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
