@@ -50,7 +50,7 @@ SETUP = {
     ),
     "tinygpt": dict(
         epochs=6,                        # 6 x 100 steps of 32 x 64 characters (CPU budget, see docs)
-        gg_shapes=(1.0,),
+        gg_shapes=(1.0, 2.0),
         backslash=(100.0, 400.0),
         finetune_epochs=1,
         deepshape=dict(deepshape_grid=2.0 ** -11, deepshape_min_count=5),   # same reason
