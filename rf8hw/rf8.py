@@ -138,10 +138,12 @@ def _encode_run(bits, is64, X, paper, out, lo, hi):
     """Serial loop over bits[lo:hi] (hi - lo <= _CHUNK).  Returns the (saturated, flushed,
     special) counts packed in one integer, 21 bits each: LLVM vectorises a loop with one
     reduction, not with three."""
+    src = bits[lo:hi]       # a loop over range(lo, hi) does not vectorise; one over a slice does
+    dst = out[lo:hi]
     packed = 0
-    for i in range(lo, hi):
-        c, sa, fl, sp = _encode_one(bits[i], is64, X, paper)
-        out[i] = c
+    for i in range(src.size):
+        c, sa, fl, sp = _encode_one(src[i], is64, X, paper)
+        dst[i] = c
         packed += sa | (fl << 21) | (sp << 42)
     return packed
 
