@@ -110,12 +110,12 @@ def _check_act(a, act_bits: int, name: str = "a") -> np.ndarray:
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{name} has {int(bad.sum())} value(s) outside the signed {act_bits}-bit "
                              f"range {lo}..{hi}; the first is {int(a[first])} at index {first}")
-    return a.astype(np.int64, copy=False)
+    return a
 
 
 def product(x, code, act_bits: int = 8) -> np.ndarray:
     """Elementwise integer product ``P(x, code)`` (int64), broadcasting ``x`` against ``code``."""
-    x = _check_act(x, act_bits, "x")
+    x = _check_act(x, act_bits, "x").astype(np.int64)
     code = _check_codes(code, "code")
     return x * WEIGHT_INT[code]
 
@@ -198,7 +198,7 @@ def matmul(a, codes, acc_bits: int = 40, overflow: str = "wrap", act_bits: int =
     N = codes.shape[1]
     if M == 0 or N == 0 or K == 0:
         return np.zeros((M, N), dtype=np.int64)
-    amax = int(np.abs(a).max())
+    amax = max(-int(a.min()), int(a.max()))      # not np.abs: abs(int8 -128) overflows
     int8_ok = int(a.min()) >= -128 and int(a.max()) <= 127 and K * amax * _PLANE_MAX < _INT32_LIMIT
     f64_ok = K * amax * spec.max_abs_weight_int() < _F64_EXACT_LIMIT
     if impl == "int8" and not int8_ok:
@@ -208,25 +208,54 @@ def matmul(a, codes, acc_bits: int = 40, overflow: str = "wrap", act_bits: int =
         raise ValueError(f"impl='f64' is not exact here: K * max|a| * max|W| >= 2**53 (K={K}, "
                          f"max|a|={amax})")
     if overflow == "wrap" and impl in ("auto", "int8") and int8_ok:
-        return _wrap(_matmul_int8_planes(a, codes), acc_bits)
+        return _matmul_int8_planes(a, codes, acc_bits)
     if overflow == "wrap" and impl in ("auto", "f64") and f64_ok:
         s = (a.astype(np.float64) @ WEIGHT_INT[codes].astype(np.float64)).astype(np.int64)
         return _wrap(s, acc_bits)
     lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
     out = np.empty((M, N), dtype=np.int64)
-    _matmul_loop(np.ascontiguousarray(a), np.ascontiguousarray(WEIGHT_INT[codes]),
+    _matmul_loop(np.ascontiguousarray(a, dtype=np.int64), np.ascontiguousarray(WEIGHT_INT[codes]),
                  overflow == "saturate", lo, hi, out)
     return out if overflow == "saturate" else _wrap(out, acc_bits)
 
 
-def _matmul_int8_planes(a: np.ndarray, codes: np.ndarray) -> np.ndarray:
+@nb.njit(cache=True, parallel=True)
+def _gather_planes(codes, planes, out):
+    """out[g] = planes[g][codes] for the three bands, in one pass over the codes."""
+    K, N = codes.shape
+    for k in nb.prange(K):
+        for n in range(N):
+            c = codes[k, n]
+            out[0, k, n] = planes[0, c]
+            out[1, k, n] = planes[1, c]
+            out[2, k, n] = planes[2, c]
+
+
+@nb.njit(cache=True, parallel=True)
+def _combine_wrap(r0, r1, r2, sh, out):
+    """out = wrap(r0 + (r1 << 7) + (r2 << 14)) in int64 (int32 GEMM results of the three bands)."""
+    M, N = out.shape
+    for m in nb.prange(M):
+        for n in range(N):
+            v = np.int64(r0[m, n]) + (np.int64(r1[m, n]) << 7) + (np.int64(r2[m, n]) << 14)
+            # two's complement wrap to 64 - sh bits: shift left as unsigned, back as signed
+            out[m, n] = np.int64(np.uint64(v) << np.uint64(sh)) >> sh
+
+
+def _matmul_int8_planes(a: np.ndarray, codes: np.ndarray, acc_bits: int) -> np.ndarray:
     import torch  # deferred: only this path needs it
 
+    assert _PLANE_BAND == 7
+    M, N = a.shape[0], codes.shape[1]
     at = torch.from_numpy(np.ascontiguousarray(a, dtype=np.int8))
-    idx = torch.from_numpy(np.ascontiguousarray(codes)).long()
-    acc = torch.zeros((a.shape[0], codes.shape[1]), dtype=torch.int64)
-    for g, plane in enumerate(torch.from_numpy(_PLANES)):
-        pg = plane[idx]
-        if pg.any():   # trained weights often leave whole exponent bands empty
-            acc += torch._int_mm(at, pg).to(torch.int64) << (_PLANE_BAND * g)
-    return acc.numpy()
+    cc = np.ascontiguousarray(codes)
+    planes = np.empty((3,) + cc.shape, dtype=np.int8)
+    _gather_planes(cc, _PLANES, planes)
+    # trained weights often leave whole exponent bands empty: skip those GEMMs
+    present = np.bincount(cc.reshape(-1), minlength=256) > 0
+    use = [bool((_PLANES[g][present] != 0).any()) for g in range(3)]
+    results = [torch._int_mm(at, torch.from_numpy(planes[g])).numpy() if use[g]
+               else np.zeros((M, N), dtype=np.int32) for g in range(3)]
+    out = np.empty((M, N), dtype=np.int64)
+    _combine_wrap(*results, 64 - acc_bits, out)
+    return out

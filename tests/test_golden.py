@@ -129,3 +129,14 @@ def test_matmul_rejects_bad_inputs():
 def test_matmul_empty_shapes():
     assert golden.matmul(np.zeros((0, 3), np.int8), np.zeros((3, 2), np.uint8)).shape == (0, 2)
     assert (golden.matmul(np.zeros((2, 0), np.int8), np.zeros((0, 2), np.uint8)) == 0).all()
+
+
+def test_exactness_bounds_use_the_magnitude_of_minus_128():
+    # |int8(-128)| does not fit int8: a bound computed with np.abs on int8 would go negative and
+    # send this case to the int8 GEMM, whose int32 sums overflow here (K * 128 * 96 > 2**31).
+    K = 180_000
+    a = np.full((1, K), -128, dtype=np.int8)
+    codes = np.full((K, 1), 0x79, dtype=np.uint8)                 # largest weight, 24 * 2^14
+    assert golden.matmul(a, codes, 64)[0, 0] == K * oracles.product(-128, 0x79)
+    with pytest.raises(ValueError, match=r"^impl='int8' needs int8-range activations"):
+        golden.matmul(a, codes, 64, impl="int8")
