@@ -237,7 +237,8 @@ def _combine_wrap(r0, r1, r2, sh, out):
     M, N = out.shape
     for m in nb.prange(M):
         for n in range(N):
-            v = np.int64(r0[m, n]) + (np.int64(r1[m, n]) << 7) + (np.int64(r2[m, n]) << 14)
+            v = (np.int64(r0[m, n]) + (np.int64(r1[m, n]) << _PLANE_BAND)
+                 + (np.int64(r2[m, n]) << (2 * _PLANE_BAND)))
             # two's complement wrap to 64 - sh bits: shift left as unsigned, back as signed
             out[m, n] = np.int64(np.uint64(v) << np.uint64(sh)) >> sh
 
@@ -245,7 +246,6 @@ def _combine_wrap(r0, r1, r2, sh, out):
 def _matmul_int8_planes(a: np.ndarray, codes: np.ndarray, acc_bits: int) -> np.ndarray:
     import torch  # deferred: only this path needs it
 
-    assert _PLANE_BAND == 7
     M, N = a.shape[0], codes.shape[1]
     at = torch.from_numpy(np.ascontiguousarray(a, dtype=np.int8))
     cc = np.ascontiguousarray(codes)
