@@ -67,11 +67,9 @@ _PAPER_POS_R = _pack_nibbles([0, 4, 3, 2, 5])
 _PAPER_NEG_R = _pack_nibbles([0, 0, 7, 6, 5])
 _HALF = 1 << (_F - 1)                         # significand 1.5
 #: Largest magnitude, ``1.5 * 2**X``: E = 15, R = 1 (the only canonical R = 1 code).
-MAX_CODE = _MAX_CODE = spec.make_code(0, spec.EXP_MAX, 1)
+MAX_CODE = spec.make_code(0, spec.EXP_MAX, 1)
 #: Smallest non-zero magnitude, ``0.75 * 2**(1 - 15 + X) = 1.5 * 2**(X - 15)``: E = 1, R = 5.
-MIN_CODE = _MIN_CODE = spec.make_code(0, 1, 5)
-
-_MODES = {"nearest": 0, "paper": 1}
+MIN_CODE = spec.make_code(0, 1, 5)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -122,8 +120,8 @@ def _encode_one(b, is64, X, paper):
     low = E <= 0
     up_to_min = (not paper) and (Ej >= 0 or (Ej == -1 and f > _HALF))
     code = (s << 7) | (E << 3) | R
-    code = (s << 7) | _MAX_CODE if E >= 16 else code
-    code = (((s << 7) | _MIN_CODE) if up_to_min else 0) if low else code
+    code = (s << 7) | MAX_CODE if E >= 16 else code
+    code = (((s << 7) | MIN_CODE) if up_to_min else 0) if low else code
     code = code if normal else 0
     sat = np.int64(normal and (j > X or (j == X and f > _HALF)))          # |w| > 1.5 * 2^X
     flushed = np.int64((normal and low and not up_to_min) or (kind == 1 and f != 0))
@@ -305,8 +303,8 @@ def encode(w, X, rounding: str = "nearest", *, on_saturate: str = "warn",
     if w.dtype not in (np.float32, np.float64):
         raise TypeError(f"w must be a float32 or float64 array, not {w.dtype}; convert it first "
                         "(e.g. w.astype(np.float32))")
-    if rounding not in _MODES:
-        raise ValueError(f"rounding must be one of {tuple(_MODES)}, not {rounding!r}")
+    if rounding not in spec.ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {spec.ROUNDING_MODES}, not {rounding!r}")
     if on_saturate not in ("warn", "error", "ignore"):
         raise ValueError(f"on_saturate must be 'warn', 'error' or 'ignore', not {on_saturate!r}")
     Xop = _exponent_operand(X, w.shape)
