@@ -35,7 +35,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import tinygpt  # noqa: E402
 
-from rf8hw import backslash  # noqa: E402
+from rf8hw.nn import backslash  # noqa: E402
 
 
 def make_arm(form: str | None, seed: int = 0):

@@ -3,8 +3,8 @@
 1. For each shape of :data:`SHAPES` (ragged ones included), co-simulate the whole GEMM on the
    generated Verilog (``sim.run.run_gemm``, full-rate producers, consumer always ready), check the
    result against ``golden.matmul``, and compare the measured cycles with
-   :func:`rf8hw.cycles.gemm_cycles` and every tile's handshake stamps with
-   :func:`rf8hw.cycles.tile_schedule`.  Writes ``docs/cycles_cosim.json`` and the table between the
+   :func:`rf8hw.accel.cycles.gemm_cycles` and every tile's handshake stamps with
+   :func:`rf8hw.accel.cycles.tile_schedule`.  Writes ``docs/cycles_cosim.json`` and the table between the
    ``COSIM TABLE`` markers of ``docs/estimates.md``.
 2. Cycles per inference and utilisation of mlp_digits and tinygpt for square arrays 4..64
    (``docs/estimates_cycles.png``, ``docs/estimates_zoo.json``).
@@ -46,8 +46,8 @@ ZOO_SIZES = [4, 8, 16, 32, 64]
 def compare(simulator: str, progress=True) -> list[dict]:
     from tqdm import tqdm
 
-    from rf8hw import golden
-    from rf8hw.cycles import gemm_cycles, tile_schedule
+    from rf8hw.format import golden
+    from rf8hw.accel.cycles import gemm_cycles, tile_schedule
     from sim.run import run_gemm
 
     rows_out = []
@@ -112,7 +112,7 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
     import matplotlib.pyplot as plt
 
     import models
-    from rf8hw import cycles
+    from rf8hw.accel import cycles
 
     out = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -137,7 +137,7 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
         ax.set_xticks(ZOO_SIZES, [str(s) for s in ZOO_SIZES])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.cycles) for the model zoo", fontsize=10)
+    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.accel.cycles) for the model zoo", fontsize=10)
     fig.tight_layout()
     fig.savefig(plot_path, dpi=110)
     plt.close(fig)

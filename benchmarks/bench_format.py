@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from rf8hw import golden, rf8
+from rf8hw.format import codec, golden
 
 
 def best(fn, repeat):
@@ -47,7 +47,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     n = args.size
     w = (rng.standard_normal(n) * 0.05).astype(np.float32)
-    X = rf8.shared_exponent(w)
+    X = codec.shared_exponent(w)
     wt = torch.from_numpy(w)
     rows = []
 
@@ -62,15 +62,15 @@ def main(argv=None):
     t_torch_enc = best(lambda: wt.to(torch.float8_e4m3fn), args.repeat)
     t_mld_enc = best(lambda: w.astype(ml_dtypes.float8_e4m3fn), args.repeat)
     for mode in ("nearest", "paper"):
-        t = best(lambda: rf8.encode(w, X, mode), args.repeat)
-        row(f"rf8.encode {mode} ({n / 1e6:.0f}M)", t, "torch f32->float8_e4m3fn", t_torch_enc, 1.0)
-        row(f"rf8.encode {mode} ({n / 1e6:.0f}M)", t, "ml_dtypes f32->float8_e4m3fn", t_mld_enc, 3.0)
+        t = best(lambda: codec.encode(w, X, mode), args.repeat)
+        row(f"codec.encode {mode} ({n / 1e6:.0f}M)", t, "torch f32->float8_e4m3fn", t_torch_enc, 1.0)
+        row(f"codec.encode {mode} ({n / 1e6:.0f}M)", t, "ml_dtypes f32->float8_e4m3fn", t_mld_enc, 3.0)
 
-    codes = rf8.encode(w, X)
+    codes = codec.encode(w, X)
     f8 = wt.to(torch.float8_e4m3fn)
-    t_dec = best(lambda: rf8.decode(codes, X), args.repeat)
+    t_dec = best(lambda: codec.decode(codes, X), args.repeat)
     t_torch_dec = best(lambda: f8.to(torch.float32), args.repeat)
-    row(f"rf8.decode ({n / 1e6:.0f}M)", t_dec, "torch float8_e4m3fn->f32", t_torch_dec, 1.0)
+    row(f"codec.decode ({n / 1e6:.0f}M)", t_dec, "torch float8_e4m3fn->f32", t_torch_dec, 1.0)
 
     g = args.gemm
     a = rng.integers(-128, 128, (g, g)).astype(np.int8)

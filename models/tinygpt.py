@@ -104,7 +104,7 @@ class TinyGPT(nn.Module):
         return logits, loss
 
 
-# Training recipe (rf8hw.train reads these; the CLI can override epochs and seed).
+# Training recipe (rf8hw.nn.train reads these; the CLI can override epochs and seed).
 RECIPE = dict(
     lr=3e-3,                 # AdamW; small model, short runs
     weight_decay=0.0,        # BackSlash is the only regulariser we compare against

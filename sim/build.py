@@ -104,7 +104,7 @@ def use_simulator_path(simulator: str) -> None:
     in the process itself, from library code: the CLI works outside pytest too.
     """
     if simulator == "verilator":
-        from rf8hw.hdl.tools import verilator_env
+        from rf8hw.toolchain.tools import verilator_env
 
         env = verilator_env()
         # No CXXFLAGS (see verilator_env): -DVL_TIME_CONTEXT would make Verilated read time from its
@@ -227,7 +227,7 @@ endmodule
 def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, waves: bool) -> None:
     from cocotb_tools.runner import get_runner
 
-    from rf8hw.hdl.tools import VERILATOR_LINT_WAIVERS
+    from rf8hw.toolchain.tools import VERILATOR_LINT_WAIVERS
 
     sources = [verilog]
     if simulator == "verilator":

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from rf8hw import spec
+from rf8hw.format import spec
 
 __all__ = ["TILE_KINDS", "random_tiles", "exhaustive_tiles", "exhaustive_pairs", "gemm_tiles",
            "assemble_gemm", "pack_rows", "unpack_row"]

@@ -9,7 +9,7 @@ Roles (``shared/STYLE.md`` section 3 and point 9):
     Consumer of ``m_axis_acc``: random backpressure on ``tready``, hands every accepted row
     (one bus word) to the scoreboard the cycle it is accepted.
 :class:`GoldenModel`
-    Expected results of a tile from :func:`rf8hw.golden.matmul`.
+    Expected results of a tile from :func:`rf8hw.format.golden.matmul`.
 :class:`Scoreboard`
     In-order checker: compares each result row with the model's row as soon as it arrives.
 :class:`Testbench`
@@ -43,7 +43,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge
 
-from rf8hw import golden
+from rf8hw.format import golden
 
 from .stimulus import pack_rows, unpack_row
 
@@ -205,7 +205,7 @@ class ResultMonitor:
 
 
 class GoldenModel:
-    """Expected result of a tile: :func:`rf8hw.golden.matmul` with the DUT's parameters."""
+    """Expected result of a tile: :func:`rf8hw.format.golden.matmul` with the DUT's parameters."""
 
     def __init__(self, act_bits: int, acc_bits: int, overflow: str):
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
@@ -218,7 +218,7 @@ class GoldenModel:
 
     def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
         """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
-        # impl="loop": the Numba path (equal to the others, tests/test_golden.py); the default
+        # impl="loop": the Numba path (equal to the others, tests/format/test_golden.py); the default
         # int8 path would import torch into the simulator process (~3 s per start).
         return golden.matmul(a, codes, acc_bits=self.acc_bits, overflow=self.overflow,
                              act_bits=self.act_bits, impl="loop")

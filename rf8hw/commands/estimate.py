@@ -1,5 +1,5 @@
 """``rf8hw estimate``: accuracy on the bit-exact hardware path, cycles, area and Fmax of an RF8 array
-for a trained zoo model (thin over :func:`rf8hw.estimate.estimate`)."""
+for a trained zoo model (thin over :func:`rf8hw.accel.estimate.estimate`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def register(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--overflow", default="wrap", choices=("wrap", "saturate"))
     p.add_argument("--device", default="ecp5-25k", choices=("ecp5-25k", "ecp5-85k", "ice40-up5k"))
     p.add_argument("--pe", default="rf8", choices=("rf8", "rf8_signlate", "rf8_lean", "rf8_pipe"),
-                   help="RF8 PE micro-architecture (rf8hw.synth.PE_KINDS; default rf8)")
+                   help="RF8 PE micro-architecture (rf8hw.accel.synth.PE_KINDS; default rf8)")
     p.add_argument("--batch", type=int, default=1,
                    help="inferences streamed through each weight tile together (default 1)")
     p.add_argument("--rounding", default="nearest", choices=("nearest", "paper"), help="RF8 rounding")
@@ -38,7 +38,7 @@ def register(subparsers, name: str, help_text: str) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from rf8hw.estimate import EstimateConfig, estimate, render_markdown, write_report
+    from rf8hw.accel.estimate import EstimateConfig, estimate, render_markdown, write_report
 
     cfg = EstimateConfig(model=args.model, checkpoint=args.checkpoint, rows=args.rows, cols=args.cols,
                          acc_bits=args.acc_bits, overflow=args.overflow, device=args.device,

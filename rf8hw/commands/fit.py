@@ -1,6 +1,6 @@
 """``rf8hw fit CHECKPOINT``: GG parameters per layer of a safetensors checkpoint, and the plot.
 
-Thin over :func:`rf8hw.gg.fit_model` and :func:`rf8hw.gg.plot_fits`.  For each group it prints the
+Thin over :func:`rf8hw.nn.gg.fit_model` and :func:`rf8hw.nn.gg.plot_fits`.  For each group it prints the
 fitted shape, scale, mean, the number of values and the GG-minus-Gaussian log-likelihood per value
 (nats; > 0 means the GG fits better).  Groups no GG fits are listed with the reason.
 """
@@ -39,7 +39,7 @@ def _load(path: Path) -> dict:
 
 
 def run(args) -> int:
-    from rf8hw import gg
+    from rf8hw.nn import gg
 
     path = Path(args.checkpoint)
     state = _load(path)

@@ -6,7 +6,7 @@ _TEXT_KEYS = ("lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "com
 
 
 def register(subparsers, name: str, help_text: str) -> None:
-    from rf8hw.synth import DEVICES, PE_KINDS
+    from rf8hw.accel.synth import DEVICES, PE_KINDS
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--rows", type=int, required=True, help="PE rows (reduction depth K)")
@@ -28,7 +28,7 @@ def run(args) -> int:
     import json
     import sys
 
-    from rf8hw import synth
+    from rf8hw.accel import synth
 
     try:
         res = synth.synthesize(args.rows, args.cols, device=args.device, pe=args.pe,

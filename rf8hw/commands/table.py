@@ -12,9 +12,9 @@ REGENERATE = "rf8hw table --update-docs docs/rf8-format.md"
 
 def rows(X: int = 0):
     """One dict per code: fields, decoded value (exact), integer weight and canonical flag."""
-    from rf8hw import golden, rf8, spec
+    from rf8hw.format import codec, golden, spec
 
-    values = rf8.value_table(X)
+    values = codec.value_table(X)
     out = []
     for code in range(256):
         f = spec.fields(code)

@@ -1,7 +1,7 @@
-"""``rf8hw train``: train a model of the zoo (thin over :func:`rf8hw.train.train`).
+"""``rf8hw train``: train a model of the zoo (thin over :func:`rf8hw.nn.train.train`).
 
 Runs alone or under ``torchrun --nproc_per_node=N -m rf8hw train ...`` (DDP, gloo, CPU; tested by
-``tests/test_ddp.py``).
+``tests/nn/test_ddp.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 
 def register(subparsers, name: str, help_text: str) -> None:
-    from rf8hw.train import BACKSLASH_FORMS, GG_FANS, INITS
+    from rf8hw.nn.train import BACKSLASH_FORMS, GG_FANS, INITS
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--model", required=True, choices=("tinygpt", "mlp_digits"))
@@ -44,7 +44,7 @@ def register(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from rf8hw.train import TrainConfig, train
+    from rf8hw.nn.train import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, init=args.init,
                       init_from=args.init_from,

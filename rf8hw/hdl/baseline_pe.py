@@ -3,7 +3,7 @@
 Both follow the PE interface of :mod:`rf8hw.hdl.pe` (they subclass
 :class:`~rf8hw.hdl.pe.WeightStationaryPE`), so they drop into :class:`rf8hw.hdl.array.RF8Array`
 with ``pe=Int8PE`` / ``pe=FP8E4M3PE`` and share its registers, accumulator and overflow rule.  The
-products are defined, independently of this RTL, in :mod:`rf8hw.baselines`.
+products are defined, independently of this RTL, in :mod:`rf8hw.format.baselines`.
 """
 
 
@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw import baselines
+from rf8hw.format import baselines
 from rf8hw.hdl.pe import IdentityDecoder, WeightStationaryPE
 
 __all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE", "Int8PipePE"]
@@ -20,7 +20,7 @@ __all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE", "Int8PipePE
 class Int8PE(WeightStationaryPE):
     """INT8 weight x signed activation: ``P(x, w) = x * w`` with one ``*`` operator.
 
-    The same RTL serves two synthesis kinds (``rf8hw.synth``): ``int8`` (DSP inference disabled,
+    The same RTL serves two synthesis kinds (``rf8hw.accel.synth``): ``int8`` (DSP inference disabled,
     so the multiplier is built from LUTs) and ``int8_dsp`` (Yosys maps it to a DSP multiplier).
     The stored weight is the raw two's complement code (8 flip-flops).
 

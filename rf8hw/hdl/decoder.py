@@ -1,13 +1,13 @@
 """RF8 code byte -> the fields the shift-add datapath needs (combinational).
 
-The field meanings are the contract's (``docs/rf8-format.md``, :mod:`rf8hw.spec`); this module only
+The field meanings are the contract's (``docs/rf8-format.md``, :mod:`rf8hw.format.spec`); this module only
 re-packs them for the datapath.  For a code ``(s, E, R)`` with ``RESIDUAL[R] = (rsign, d)``::
 
     P(x, code) = (-1)**s * x * M(R) * 2**(E-1),     x * M(R) = (x << 4) +/- (x << (4 - d))
 
 so the PE needs: ``zero`` (E == 0), ``sign`` (s), ``shift`` (E - 1), ``res`` (R != 0), ``res_neg``
-(rsign == -1) and ``res_shift`` (4 - d).  All of them come from :data:`rf8hw.spec.RESIDUAL` and the
-field layout in :mod:`rf8hw.spec`; no constant is typed twice.
+(rsign == -1) and ``res_shift`` (4 - d).  All of them come from :data:`rf8hw.format.spec.RESIDUAL` and the
+field layout in :mod:`rf8hw.format.spec`; no constant is typed twice.
 """
 
 
@@ -15,7 +15,7 @@ from amaranth.hdl import Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw import spec
+from rf8hw.format import spec
 
 __all__ = ["RF8Fields", "RF8Decoder", "CODE_BITS"]
 

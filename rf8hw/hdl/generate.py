@@ -12,7 +12,8 @@ import json
 import shlex
 from pathlib import Path
 
-from rf8hw import __version__, spec
+from rf8hw import __version__
+from rf8hw.format import spec
 from rf8hw.hdl.params import check_array_shape, check_mac_params
 
 __all__ = ["module_name", "regenerate_command", "generate"]
@@ -74,7 +75,7 @@ def generate(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overfl
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
-    from rf8hw.hdl.tools import VERILATOR_LINT_WAIVERS, tool_versions
+    from rf8hw.toolchain.tools import VERILATOR_LINT_WAIVERS, tool_versions
 
     name = module_name(rows, cols, act_bits, acc_bits, overflow)
     command = regenerate_command(rows, cols, act_bits, acc_bits, overflow, out_dir)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from rf8hw import spec
+from rf8hw.format import spec
 
 __all__ = ["MAX_DIM", "check_mac_params", "check_overflow", "check_array_shape", "rejecting"]
 

@@ -48,7 +48,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw import spec
+from rf8hw.format import spec
 from rf8hw.hdl.decoder import CODE_BITS, RF8Decoder, RF8Fields
 from rf8hw.hdl.params import check_mac_params, check_overflow, rejecting
 

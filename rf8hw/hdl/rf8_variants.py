@@ -1,7 +1,7 @@
 """RF8 PE micro-architecture variants, explored for area and Fmax (``docs/hardware.md``).
 
-Each is bit-exact to :func:`rf8hw.golden.product` (the same exhaustive test as
-:class:`rf8hw.hdl.pe.RF8PE`, ``tests/test_baseline_pe.py``) and follows the same PE interface, so
+Each is bit-exact to :func:`rf8hw.format.golden.product` (the same exhaustive test as
+:class:`rf8hw.hdl.pe.RF8PE`, ``tests/hdl/test_baseline_pe.py``) and follows the same PE interface, so
 it drops into the array shell unchanged.  They differ only in how ``P(x, code)`` is built:
 
 :class:`RF8PE` (reference, ``rf8hw/hdl/pe.py``)
@@ -31,7 +31,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw import spec
+from rf8hw.format import spec
 from rf8hw.hdl.decoder import CODE_BITS
 from rf8hw.hdl.pe import RF8PE, WeightStationaryPE
 

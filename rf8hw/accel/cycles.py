@@ -1,0 +1,308 @@
+"""Cycle model of GEMMs on the weight-stationary RF8 array, and of whole models of the zoo.
+
+A GEMM ``[M, K] x [K, N]`` runs on a ``rows x cols`` array (``R x C``) as ``ceil(K/R) * ceil(N/C)``
+weight tiles.  Ragged edges are zero-padded to full ``R x C`` tiles (zero weight codes, zero
+activation columns), so every tile takes the same time.  Each tile streams all ``M`` activation
+rows; the host adds the k-tiles' partial results.  The timing rules are those of the RTL
+(``rf8hw.hdl.array``, ``docs/architecture.md``) with tiles sent back to back and no backpressure
+(the result consumer is always ready):
+
+* weight load: ``R`` cycles per tile (one weight row per cycle);
+* activations: ``M`` cycles per tile (one activation row per cycle);
+* guard: ``g = max(0, C - 2)`` cycles after a tile's last activation before the next tile's first
+  weight row (the next weight load overlaps the drain of the results in flight);
+* fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted.
+
+The three constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
+``guard``, ``latency``), so a timing change there reaches this model (and its tests).  A PE kind
+with a pipelined product (``product_latency = 2``, ``RF8PipePE``) adds ``product_latency - 1`` to
+the latency ``R + C``.
+
+Counting cycles from the first weight beat (cycle 0) to the cycle in which the last result row is
+taken, inclusive, with ``T`` tiles::
+
+    cycles = T * (R + M + g) - g + R + C
+
+(the last tile has no guard; its last result appears ``R + C`` cycles after its last activation).
+This equals the Amaranth simulation of the RTL and the cocotb co-simulation of the generated
+Verilog exactly (``tests/accel/test_cycles.py``, ``benchmarks/bench_cycles.py``, ``docs/estimates.md``).
+
+Utilisation is the fraction of the array's peak ``R * C`` MACs per cycle spent on useful MACs:
+``M * K * N / (R * C * cycles)``.
+
+Model level (:func:`model_gemms`, :func:`model_cycles`): every ``nn.Linear``/``QuantLinear`` call of
+one forward pass is one GEMM with ``M`` = the number of rows it is applied to.  Layers run one after
+the other, each from an empty array (the next layer's activations need this layer's results, which
+pass through bias and non-linear parts on the host first).  Attention score matmuls ``q @ k^T`` and
+``att @ v`` multiply two activations: they do not map onto a weight-stationary RF8 array (neither
+operand is an RF8-coded weight), so they are listed as *off-array* GEMMs with their MAC counts and
+contribute no array cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from rf8hw.hdl.array import Timing
+from rf8hw.hdl.params import check_array_shape
+
+__all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
+           "plot_model_cycles"]
+
+
+def _check_dim(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GemmCycles:
+    """Cycle breakdown of one GEMM ``[M, K] x [K, N]`` on a ``rows x cols`` array.
+
+    ``weight_load + act + guard + fill_drain == cycles``.
+    """
+
+    M: int
+    K: int
+    N: int
+    rows: int
+    cols: int
+    k_tiles: int        #: ceil(K / rows)
+    n_tiles: int        #: ceil(N / cols)
+    tiles: int          #: k_tiles * n_tiles
+    weight_load: int    #: tiles * rows
+    act: int            #: tiles * M
+    guard: int          #: (tiles - 1) * max(0, cols - 2)
+    fill_drain: int     #: rows + cols (the last tile's tail)
+    cycles: int
+    macs: int           #: M * K * N useful multiply-accumulates
+    utilisation: float  #: macs / (rows * cols * cycles)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _timing(rows: int, cols: int, product_latency: int) -> Timing:
+    check_array_shape(rows, cols)
+    if isinstance(product_latency, bool) or not isinstance(product_latency, int) or product_latency < 1:
+        raise ValueError(f"product_latency must be an integer >= 1, not {product_latency!r}")
+    return Timing(rows, cols, product_latency)
+
+
+def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, product_latency: int = 1) -> GemmCycles:
+    """Cycles of ``[M, K] x [K, N]`` on a ``rows x cols`` array (formula in the module docstring).
+
+    Parameters
+    ----------
+    M, K, N : int
+        GEMM shape, each >= 1.
+    rows, cols : int
+        Array shape, as accepted by the RTL (``rf8hw.hdl.params.check_array_shape``).
+    product_latency : int
+        The PE kind's ``product_latency`` (1 for ``RF8PE``, 2 for the pipelined ``RF8PipePE``):
+        every result comes ``product_latency - 1`` cycles later; nothing else changes.
+
+    Returns
+    -------
+    GemmCycles
+    """
+    for name, v in (("M", M), ("K", K), ("N", N)):
+        _check_dim(name, v)
+    t = _timing(rows, cols, product_latency)   # the RTL's constants: rows, rows + cols, max(0, cols - 2)
+    k_tiles, n_tiles = -(-K // rows), -(-N // cols)
+    tiles = k_tiles * n_tiles
+    parts = dict(weight_load=tiles * t.weight_load, act=tiles * M, guard=(tiles - 1) * t.guard,
+                 fill_drain=t.latency)
+    cycles = sum(parts.values())
+    macs = M * K * N
+    return GemmCycles(M=M, K=K, N=N, rows=rows, cols=cols, k_tiles=k_tiles, n_tiles=n_tiles,
+                      tiles=tiles, cycles=cycles, macs=macs,
+                      utilisation=macs / (rows * cols * cycles), **parts)
+
+
+def tile_schedule(m_rows, rows: int, cols: int, product_latency: int = 1) -> list[dict]:
+    """Handshake cycles of tiles streamed back to back, the first weight beat at cycle 0.
+
+    Parameters
+    ----------
+    m_rows : sequence of int
+        Activation rows ``M_t`` of each tile, in streaming order.
+    rows, cols : int
+        Array shape.
+    product_latency : int
+        As :func:`gemm_cycles`.
+
+    Returns
+    -------
+    list of dict
+        Per tile: ``w_first``/``w_last`` (first/last weight beat), ``a_first``/``a_last``
+        (activation rows), ``r_first``/``r_last`` (result rows taken), all cycle numbers.  Tile ``t``
+        starts at ``sum_{u<t} (rows + M_u + max(0, cols-2))``; its weights take ``rows`` cycles, its
+        activations ``M_t``, and result row ``m`` follows activation row ``m`` by ``rows + cols``.
+        The last ``r_last + 1`` equals :func:`gemm_cycles` for the tiles of one GEMM.
+    """
+    t = _timing(rows, cols, product_latency)
+    out, start = [], 0
+    for i, m in enumerate(m_rows):
+        _check_dim(f"m_rows[{i}]", m)
+        a_first = start + t.weight_load
+        out.append({"w_first": start, "w_last": a_first - 1, "a_first": a_first,
+                    "a_last": a_first + m - 1, "r_first": a_first + t.latency,
+                    "r_last": a_first + m - 1 + t.latency})
+        start += t.weight_load + m + t.guard
+    return out
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One matrix product of a forward pass.
+
+    ``on_array``: a weight GEMM (``x @ W``) that runs on the RF8 array; False for activation x
+    activation products (attention scores), which are only counted in MACs.
+    """
+
+    name: str
+    M: int
+    K: int
+    N: int
+    on_array: bool = True
+    count: int = 1      #: identical products (e.g. one per attention head and batch element)
+
+    @property
+    def macs(self) -> int:
+        return self.M * self.K * self.N * self.count
+
+
+def example_input(model_name: str, cfg, batch: int = 1):
+    """A zero input of ``batch`` inferences for a zoo model (what one inference means).
+
+    ``mlp_digits``: one inference = one image ``[1, n_in]``.  ``tinygpt``: one inference = one forward
+    pass over a full context of ``block_size`` characters ``[1, block_size]``.
+    """
+    _check_dim("batch", batch)
+    if model_name == "mlp_digits":
+        return torch.zeros(batch, cfg.n_in)
+    if model_name == "tinygpt":
+        return torch.zeros(batch, cfg.block_size, dtype=torch.long)
+    raise ValueError(f"unknown model {model_name!r}; choose one of mlp_digits, tinygpt")
+
+
+@torch.no_grad()
+def model_gemms(model: nn.Module, x) -> list[Gemm]:
+    """The GEMMs of one forward pass of ``model`` on ``x``, in execution order.
+
+    Every ``nn.Linear`` and ``QuantLinear`` call is an on-array GEMM ``[rows of its input,
+    in_features] x [in_features, out_features]``.  A module with an ``n_head`` attribute and a
+    ``c_attn`` child (causal self-attention, ``models.tinygpt``) adds two off-array GEMMs per call:
+    ``q @ k^T`` (``[T, hs] x [hs, T]``) and ``att @ v`` (``[T, T] x [T, hs]``), each ``B * n_head``
+    times (full ``T x T``, causal masking not subtracted).
+    """
+    from rf8hw.nn.quant import QuantLinear
+
+    gemms: list[Gemm] = []
+    hooks = []
+
+    def linear_hook(name):
+        def hook(mod, args):
+            inp = args[0]
+            gemms.append(Gemm(name, inp.numel() // inp.shape[-1], mod.in_features, mod.out_features))
+        return hook
+
+    def attn_hook(name):
+        def hook(mod, args):
+            B, T, C = args[0].shape
+            hs = C // mod.n_head
+            gemms.append(Gemm(f"{name}.scores(q@kT)", T, hs, T, on_array=False, count=B * mod.n_head))
+            gemms.append(Gemm(f"{name}.mix(att@v)", T, T, hs, on_array=False, count=B * mod.n_head))
+        return hook
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Linear, QuantLinear)):
+            hooks.append(mod.register_forward_pre_hook(linear_hook(name)))
+        elif hasattr(mod, "n_head") and hasattr(mod, "c_attn"):
+            hooks.append(mod.register_forward_hook(lambda mod, args, out, name=name: attn_hook(name)(mod, args)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return gemms
+
+
+def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1, product_latency: int = 1) -> dict:
+    """Per-layer and whole-model cycles of ``gemms`` (from :func:`model_gemms`) on a ``rows x cols`` array.
+
+    Parameters
+    ----------
+    gemms : list of Gemm
+    rows, cols : int
+    batch : int
+        Inferences the GEMMs cover (``M`` includes the batch); per-inference numbers divide by it.
+    product_latency : int
+        As :func:`gemm_cycles`.
+
+    Returns
+    -------
+    dict
+        ``layers``: one dict per GEMM (name, shape, on_array, and for on-array GEMMs the
+        :class:`GemmCycles` fields); ``cycles`` (sum over on-array GEMMs), ``cycles_per_inference``,
+        ``macs_on_array``, ``macs_off_array``, ``utilisation`` (on-array MACs over
+        ``rows * cols * cycles``).
+    """
+    _check_dim("batch", batch)
+    _timing(rows, cols, product_latency)        # checks the arguments
+    layers, total, on, off = [], 0, 0, 0
+    for g in gemms:
+        row = {"name": g.name, "M": g.M, "K": g.K, "N": g.N, "count": g.count, "on_array": g.on_array,
+               "macs": g.macs}
+        if g.on_array:
+            c = gemm_cycles(g.M, g.K, g.N, rows, cols, product_latency)
+            row.update({k: v for k, v in c.as_dict().items() if k not in row})
+            row["cycles"] = c.cycles * g.count
+            total += row["cycles"]
+            on += g.macs
+        else:
+            off += g.macs
+        layers.append(row)
+    return {"rows": rows, "cols": cols, "batch": batch, "product_latency": product_latency, "layers": layers, "cycles": total,
+            "cycles_per_inference": total / batch, "macs_on_array": on, "macs_off_array": off,
+            "utilisation": on / (rows * cols * total) if total else 0.0}
+
+
+def plot_model_cycles(report: dict, path, title: str = "") -> None:
+    """Bar chart of the on-array layers' cycles split into weight load / activations / guard /
+    fill-drain, with utilisation per layer on a second axis; written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["layers"] if r["on_array"]]
+    names = [r["name"] for r in rows]
+    parts = {"weight_load": "weight load", "act": "activation rows", "guard": "guard",
+             "fill_drain": "fill/drain"}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
+    bottom = [0] * len(rows)
+    for part, label in parts.items():
+        vals = [r[part] * r["count"] for r in rows]
+        ax.bar(names, vals, bottom=bottom, label=label)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("cycles")
+    ax.tick_params(axis="x", rotation=70, labelsize=7)
+    ax2 = ax.twinx()
+    ax2.plot(names, [100 * r["utilisation"] for r in rows], "k.-", label="utilisation")
+    ax2.set_ylabel("utilisation (%)")
+    ax2.set_ylim(0, 100)
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(title or f"{report['rows']}x{report['cols']} array: {report['cycles']} cycles, "
+                          f"utilisation {100 * report['utilisation']:.1f} %", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

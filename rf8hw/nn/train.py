@@ -1,0 +1,281 @@
+"""Training loop for the model zoo (``models/``): one visible loop inside :func:`train`, as in nanoGPT.
+
+The same function runs alone or under ``torchrun --nproc_per_node=N`` (DDP, gloo backend, CPU):
+every rank starts from the same seeded weights, draws its own batches (generator seeded with
+``seed * 1000 + rank``) and DDP averages the gradients, so parameters stay identical across ranks.
+BackSlash only reads the (identical) weights, so its shape estimate ``nu`` agrees across ranks too.
+
+Files written to ``out_dir`` (rank 0; other ranks add ``.rank{r}`` before the suffix, which the DDP
+test compares):
+
+* ``metrics.jsonl`` -- one JSON object per line: ``{"kind": "step", ...}`` per optimizer step
+  (loss, and BackSlash ``nu``/``penalty`` when active), ``{"kind": "eval", ...}`` per epoch and
+  ``{"kind": "final", ...}`` at the end.
+* ``model.safetensors`` + ``model.json`` -- the checkpoint (:func:`save_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+INITS = ("default", "gg")
+BACKSLASH_FORMS = ("loss", "step")
+GG_FANS = ("in", "out")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on; stored in the checkpoint sidecar."""
+
+    model: str = "mlp_digits"        # a name in models.MODELS
+    epochs: int = 10
+    seed: int = 0
+    init: str = "default"            # "default": torch's init; "gg": rf8hw.nn.gg.gg_init_ on weight matrices
+    init_from: str | None = None     # start from this checkpoint (same model) instead of a fresh init
+    gg_shape: float = 2.0            # GG shape for init="gg" (2 = Gaussian)
+    gg_fan: str = "in"               # "in": variance xi/fan_in; "out" reproduces the authors' code
+    backslash: float = 0.0           # BackSlash lambda; 0 switches it off
+    backslash_form: str = "step"     # "loss": penalty in the loss; "step": decoupled step after the optimizer
+    backslash_epochs: int | None = None  # BackSlash during the first N epochs only (None: all epochs)
+    backslash_eps: float = 1.0
+    deepshape: bool = False          # after training: DeepShape, then fine-tune deepshape_epochs
+    deepshape_epochs: int = 1
+    deepshape_grid: float = 2.0 ** -13   # DeepShape level spacing (the authors' default)
+    deepshape_min_count: int = 1000      # DeepShape window: minimum population per level (authors' default)
+    rate_step: float = 2.0 ** -7     # uniform quantization step of the coded-size measurement
+    lr: float | None = None          # None: the model's RECIPE value
+    batch_size: int | None = None    # None: RECIPE (per rank)
+    steps_per_epoch: int | None = None  # None: RECIPE (mlp_digits: one pass over the data)
+    eval_batches: int | None = None  # None: RECIPE (tinygpt: 20 validation batches; mlp_digits: whole test set)
+
+    def __post_init__(self):
+        import models
+
+        models.get(self.model)   # raises for an unknown name
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
+        if self.backslash_form not in BACKSLASH_FORMS:
+            raise ValueError(f"unknown backslash form {self.backslash_form!r}; "
+                             f"choose one of {', '.join(BACKSLASH_FORMS)}")
+        if self.gg_fan not in GG_FANS:
+            raise ValueError(f"unknown gg fan {self.gg_fan!r}; choose one of {', '.join(GG_FANS)}")
+        for name in ("epochs", "deepshape_epochs"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be an integer >= 0, not {getattr(self, name)!r}")
+        for name in ("backslash", "gg_shape", "rate_step", "lr"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
+        if not (isinstance(self.deepshape_min_count, int) and self.deepshape_min_count >= 1):
+            raise ValueError(f"deepshape_min_count must be an integer >= 1, not {self.deepshape_min_count!r}")
+        if not (math.isfinite(self.deepshape_grid) and self.deepshape_grid > 0):
+            raise ValueError(f"deepshape_grid must be a finite number > 0, not {self.deepshape_grid!r}")
+        if self.gg_shape <= 0 or self.rate_step <= 0:
+            raise ValueError(f"gg_shape and rate_step must be > 0, not {self.gg_shape!r}, {self.rate_step!r}")
+
+
+def linear_weights(model) -> list:
+    """The weight matrices of every ``nn.Linear``: what BackSlash, the rate and quantization touch."""
+    import torch.nn as nn
+
+    return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def coded_size(weights, step: float) -> dict:
+    """Coded size of all ``weights`` pooled at quantization ``step`` (:func:`rf8hw.nn.rate.report`).
+
+    Keys: ``bits_per_param`` (order-0 Exp-Golomb payload of the frequency ranks, the authors'
+    scheme), ``bits_per_param_with_table``, ``zigzag_bpp``, ``entropy_bpp``, ``zero_fraction``.
+    """
+    from rf8hw.nn import rate
+
+    r = rate.report(list(weights), step)
+    return {"bits_per_param": r["exp_golomb_bpp"], "bits_per_param_with_table": r["exp_golomb_with_table_bpp"],
+            "zigzag_bpp": r["zigzag_bpp"], "entropy_bpp": r["entropy_bpp"], "zero_fraction": r["zero_fraction"]}
+
+
+def evaluate_rounded(model, data, recipe, step: float) -> dict:
+    """Metrics with every Linear weight rounded to the grid ``step`` (the grid the rate is measured on)."""
+    import torch
+
+    weights = linear_weights(model)
+    saved = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        for w in weights:
+            w.copy_(torch.round(w / step) * step)
+        out = data.evaluate(model, recipe["eval_batches"], recipe["batch_size"])
+        for w, s in zip(weights, saved):
+            w.copy_(s)
+    return out
+
+
+def save_checkpoint(model, path, meta: dict) -> None:
+    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "rf8hw-checkpoint"})
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_checkpoint(path):
+    """Rebuild the model saved by :func:`save_checkpoint`; returns ``(model, meta)``. Never unpickles."""
+    import models
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    sidecar = path.with_suffix(".json")
+    if not sidecar.exists():
+        raise FileNotFoundError(f"checkpoint sidecar {str(sidecar)!r} does not exist")
+    try:
+        meta = json.loads(sidecar.read_text())
+        mod = models.get(meta["model"])
+        model = mod.build(mod.CONFIG(**meta["model_config"]))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"malformed checkpoint sidecar {str(sidecar)!r}: {exc}") from exc
+    model.load_state_dict(load_file(str(path)))
+    return model, meta
+
+
+def _dist_setup():
+    """(world_size, rank); joins the gloo process group when launched by torchrun."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return world, (dist.get_rank() if world > 1 else 0)
+
+
+def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
+    """Train ``cfg.model`` as configured, write metrics and the checkpoint to ``out_dir``.
+
+    Returns the final metrics (also the ``final`` line of ``metrics.jsonl``).
+    """
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from tqdm import tqdm
+
+    import models
+    from rf8hw import __version__
+
+    world, rank = _dist_setup()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "" if rank == 0 else f".rank{rank}"
+    log_file = (out_dir / f"metrics{suffix}.jsonl").open("w")
+
+    def log(record: dict) -> None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+    # -- setup: model, init, data, optimizer, BackSlash ---------------------------------------------
+    mod = models.get(cfg.model)
+    recipe = dict(mod.RECIPE)
+    for key in ("lr", "batch_size", "steps_per_epoch", "eval_batches"):
+        if getattr(cfg, key) is not None:
+            recipe[key] = getattr(cfg, key)
+    torch.manual_seed(cfg.seed)                      # same initial weights on every rank
+    model = mod.build()
+    if cfg.init_from is not None:
+        start, start_meta = load_checkpoint(cfg.init_from)
+        if start_meta["model"] != cfg.model:
+            raise ValueError(f"checkpoint {cfg.init_from!r} holds a {start_meta['model']!r} model, not {cfg.model!r}")
+        model.load_state_dict(start.state_dict())
+    elif cfg.init == "gg":
+        from rf8hw.nn import gg
+
+        gg.gg_init_(model, shape=cfg.gg_shape, xi=recipe["xi"], fan=cfg.gg_fan)
+    data = mod.Data(model.config)
+    steps = recipe["steps_per_epoch"] or data.steps_per_epoch(recipe["batch_size"])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)   # each rank its own batches
+    net = DDP(model) if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    bs = None
+    if cfg.backslash > 0:
+        from rf8hw.nn.backslash import BackSlash
+
+        bs = BackSlash(linear_weights(model), lam=cfg.backslash, eps=cfg.backslash_eps,
+                       form=cfg.backslash_form)
+    bs_epochs = cfg.epochs if cfg.backslash_epochs is None else cfg.backslash_epochs
+    n_params = sum(p.numel() for p in model.parameters())
+    if rank == 0 and progress:
+        print(f"{cfg.model}: {n_params:,} parameters, {steps} steps/epoch x {cfg.epochs} epochs, "
+              f"batch {recipe['batch_size']} x {world} rank(s)")
+
+    def run_epochs(n_epochs, first_epoch, phase, use_backslash):
+        bar = tqdm(total=n_epochs * steps, desc=f"{cfg.model} {phase}", disable=rank != 0 or not progress)
+        for epoch in range(first_epoch, first_epoch + n_epochs):
+            for i in range(steps):
+                x, y = data.batch(gen, recipe["batch_size"])
+                _, loss = net(x, y)
+                record = {"kind": "step", "phase": phase, "epoch": epoch, "step": epoch * steps + i,
+                          "loss": loss.item()}
+                active = bs is not None and use_backslash(epoch)
+                if active and cfg.backslash_form == "loss":
+                    penalty = bs.penalty()
+                    loss = loss + penalty
+                    record["penalty"] = penalty.item()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if active and cfg.backslash_form == "step":
+                    bs.step()
+                if active:
+                    record["nu"] = float(bs.nu)
+                log(record)
+                bar.update()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
+            log({"kind": "eval", "phase": phase, "epoch": epoch, "step": (epoch + 1) * steps,
+                 **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
+                 **coded_size(linear_weights(model), cfg.rate_step),
+                 **({"rate_term": bs.rate_term()} if bs is not None else {})})
+        bar.close()
+
+    # -- the loop: training (BackSlash in the first bs_epochs), then optional DeepShape + fine-tune --
+    run_epochs(cfg.epochs, 0, "train", lambda epoch: epoch < bs_epochs)
+    final = {"kind": "final", **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
+             **coded_size(linear_weights(model), cfg.rate_step)}
+    if cfg.deepshape:
+        from rf8hw.nn import deepshape
+
+        final["before_deepshape"] = {k: v for k, v in final.items() if k != "kind"}
+        with torch.no_grad():
+            deepshape.deepshape_(linear_weights(model), grid=cfg.deepshape_grid,
+                                 min_count=cfg.deepshape_min_count)
+        final["after_deepshape"] = {**data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
+                                    **coded_size(linear_weights(model), cfg.rate_step)}
+        run_epochs(cfg.deepshape_epochs, cfg.epochs, "deepshape_finetune", lambda epoch: False)
+        final.update(data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
+                     **coded_size(linear_weights(model), cfg.rate_step))
+    final["rounded"] = evaluate_rounded(model, data, recipe, cfg.rate_step)
+    if bs is not None and bs.nu is not None:
+        final["nu"] = float(bs.nu)
+    log(final)
+    log_file.close()
+    meta = {"model": cfg.model, "model_config": asdict(model.config), "train_config": asdict(cfg),
+            "seed": cfg.seed, "world_size": world, "recipe": recipe, "n_params": n_params,
+            "metrics": {k: v for k, v in final.items() if k != "kind"},
+            "rf8hw_version": __version__, "torch_version": torch.__version__}
+    save_checkpoint(model, out_dir / f"model{suffix}.safetensors", meta)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return final
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from a dict, rejecting unknown keys by name."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return TrainConfig(**d)

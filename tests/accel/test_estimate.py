@@ -1,0 +1,115 @@
+"""rf8hw estimate: the CLI end to end on a trained mlp_digits checkpoint, the synthesis cache (one
+real 1x1 synthesis), the report files, bad input."""
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+import rf8hw
+from models import mlp_digits
+from rf8hw import cli
+from rf8hw.accel import estimate
+from rf8hw.nn import bitexact
+from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.nn.train import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """mlp_digits trained for 300 AdamW steps (a few seconds), saved as rf8hw train does.
+
+    One torch thread: tiny GEMMs gain nothing from more, and on a busy machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = mlp_digits.build()
+    data = mlp_digits.Data()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        x, y = data.batch(gen, 64)
+        loss = model(x, y)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
+    return path
+
+
+def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
+                   "--cols", "8", "--no-synth", "--json", "--quiet", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep["accuracy"]) == {"fp32", "rf8_fake", "rf8_bitexact", "int8", "fp8_e4m3"}
+    for key in ("overflow_events", "cycles_per_inference", "fmax_mhz", "lut4", "ff", "dsp"):
+        assert key in rep
+    assert rep["fmax_mhz"] is None and rep["lut4"] is None and rep["inferences_per_s"] is None
+    assert any("--no-synth" in n for n in rep["notes"])
+    # recompute two entries independently
+    model, _ = rf8hw.nn.train.load_checkpoint(checkpoint)
+    data = mlp_digits.Data()
+    assert rep["accuracy"]["fp32"] == data.evaluate(model)["test_acc"]
+    q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")
+    assert rep["accuracy"]["rf8_bitexact"] == data.evaluate(q)["test_acc"]
+    assert rep["overflow_events"] == bitexact.overflow_report(q)["total"]["events"] == 0
+    assert rep["accuracy"]["fp32"] > 0.9
+    assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.01   # acceptance: 1 pt
+    expect = sum(gemm_cycles(1, k, n, 8, 8).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    assert rep["cycles_per_inference"] == expect == 6270
+    assert json.loads((out / "estimate.json").read_text()) == rep
+    md = (out / "estimate.md").read_text()
+    assert "| rf8_bitexact |" in md and "absent" in md and "--no-synth" in md
+    assert (out / "estimate_cycles.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
+    """Overflow events appear with a 27-bit accumulator; the pipelined RF8 PE adds one cycle per layer."""
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), rows=4, cols=4,
+                                  acc_bits=27, pe="rf8_pipe", synth=False)
+    rep = estimate.estimate(cfg, progress=False)
+    plain = sum(gemm_cycles(1, k, n, 4, 4).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    assert rep["cycles_per_inference"] == plain + 3
+    per_layer = {k: v["events"] for k, v in rep["overflow"].items() if k != "total"}
+    assert rep["overflow_events"] == sum(per_layer.values()) > 0
+    assert rep["overflow"]["total"]["acc_bits_needed"] > 27
+
+
+def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
+    """One real 1x1 synthesis (yowasp yosys + nextpnr); the second call returns the stored result,
+    a different seed is a different key."""
+    first, cached = estimate.cached_synthesis(1, 1, "ecp5-25k", 40, "wrap", seed=1, cache_dir=tmp_path)
+    assert not cached and first["lut4"] > 0 and first["fmax_mhz"] > 0 and first["dsp"] == 0
+    again, cached = estimate.cached_synthesis(1, 1, "ecp5-25k", 40, "wrap", seed=1, cache_dir=tmp_path)
+    assert cached and again == json.loads(json.dumps(first))
+    key = estimate.synth_cache_key
+    base = dict(rows=1, cols=1, device="ecp5-25k", pe="rf8", act_bits=8, acc_bits=40, overflow="wrap")
+    assert (tmp_path / f"{key({**base, 'seed': 1})}.json").is_file()
+    assert key({**base, "seed": 1}) != key({**base, "seed": 2})
+
+
+def test_bad_input_is_named(checkpoint, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"):
+        estimate.EstimateConfig(model="resnet", checkpoint="x")
+    with pytest.raises(ValueError, match=r"^unknown RF8 PE kind 'int8'; choose one of rf8, rf8_signlate, rf8_lean, rf8_pipe$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", pe="int8")
+    with pytest.raises(ValueError, match=r"^batch must be an integer >= 1, not 0$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", batch=0)
+    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", acc_bits=16)
+    cfg = estimate.EstimateConfig(model="tinygpt", checkpoint=str(checkpoint), synth=False)
+    with pytest.raises(ValueError, match=r"holds a 'mlp_digits' model, not 'tinygpt'$"):
+        estimate.estimate(cfg, progress=False)
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "0",
+                   "--cols", "8", "--no-synth", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "rows must be an integer in 1..64, not 0" in capsys.readouterr().err
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(tmp_path / "none.safetensors"),
+                   "--rows", "4", "--cols", "4", "--no-synth", "--out", str(tmp_path)])
+    assert rc == 2
+    assert "does not exist" in capsys.readouterr().err

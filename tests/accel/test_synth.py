@@ -1,0 +1,143 @@
+"""``rf8hw synth``: the real yosys + nextpnr flow on tiny designs, the parsers on fixtures, bad arguments.
+
+The flow tests run the WebAssembly tools (the first run on a machine spends ~40 s compiling them).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rf8hw.accel import synth
+from rf8hw.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "synth"
+RESULT_KEYS = {"lut4", "ff", "carry", "dsp", "bram", "fmax_mhz", "device", "tools", "package",
+               "seed", "part", "comb_used", "lut4_equiv"}
+
+
+# --- the real flow ---------------------------------------------------------------------------
+
+def test_cli_synth_json_1x1_rf8_ecp5(tmp_path, capsys):
+    """A 1x1 RF8 array through yosys + nextpnr: sane numbers, all keys, versions recorded.
+
+    The work dir is under /tmp (invisible inside the YoWASP sandbox): the flow must still work.
+    """
+    status = main(["synth", "--rows", "1", "--cols", "1", "--device", "ecp5-25k", "--pe", "rf8",
+                   "--seed", "3", "--json", "--workdir", str(tmp_path / "w")])
+    assert status == 0
+    captured = capsys.readouterr()
+    res = json.loads(captured.out)
+    assert RESULT_KEYS <= res.keys()
+    assert res["lut4"] > 0 and res["ff"] > 0 and res["carry"] > 0
+    assert res["dsp"] == 0 and res["bram"] == 0
+    assert 10 < res["fmax_mhz"] < 500, res["fmax_mhz"]
+    assert (res["device"], res["package"], res["seed"]) == ("ecp5-25k", "CABGA256", 3)
+    assert res["tools"]["yosys"].startswith("Yosys 0.")
+    assert res["tools"]["nextpnr-ecp5"].startswith("nextpnr-0.")
+    assert "-nodsp" in res["yosys_command"] and "--seed 3" in res["nextpnr_command"]
+    assert res["comb_used"] >= res["lut4"]          # placed logic sites hold every LUT4
+    for stage in ("elaborating", "yosys:", "nextpnr-ecp5:"):
+        assert stage in captured.err                # progress lines on stderr
+    assert Path(res["paths"]["report"]).is_file() and Path(res["paths"]["yosys_log"]).is_file()
+
+
+def test_int8_dsp_uses_mult18x18d_and_int8_does_not(tmp_path):
+    """Same Int8PE RTL: DSP inference on maps the multiply to MULT18X18D, off builds it in LUTs."""
+    common = dict(device="ecp5-25k", unit="pe", place=False, progress=None)
+    dsp = synth.synthesize(1, 1, pe="int8_dsp", workdir=tmp_path / "dsp", **common)
+    soft = synth.synthesize(1, 1, pe="int8", workdir=tmp_path / "soft", **common)
+    assert dsp["cells"].get("MULT18X18D", 0) == 1 and dsp["dsp"] == 1
+    assert "MULT18X18D" not in soft["cells"] and soft["dsp"] == 0
+    assert soft["lut4"] > dsp["lut4"] + 100         # an 8x8 soft multiplier is hundreds of LUT4
+
+
+def test_design_that_does_not_fit_reports_utilisation(tmp_path):
+    """9 DSP multipliers on an iCE40UP5K (8 DSPs): DoesNotFitError with nextpnr's numbers."""
+    with pytest.raises(synth.DoesNotFitError,
+                       match=r"^3x3 int8_dsp array does not fit iCE40UP5K-SG48: "
+                             r"ICESTORM_DSP 9/8 \(112%\) \(log: .*nextpnr\.log\)$") as info:
+        synth.synthesize(3, 3, device="ice40-up5k", pe="int8_dsp", workdir=tmp_path,
+                         progress=None)
+    assert info.value.utilisation["ICESTORM_DSP"] == (9, 8)
+
+
+# --- parsers on fixtures -------------------------------------------------------------------
+
+def test_parse_yosys_stat_ecp5_fixture():
+    stat = json.loads((FIXTURES / "stat_ecp5.json").read_text())
+    area = synth.parse_yosys_stat(stat, "ecp5")
+    cells = stat["design"]["num_cells_by_type"]
+    assert area["lut4"] == cells["LUT4"] == 321
+    assert area["carry"] == cells["CCU2C"] == 14
+    assert area["ff"] == cells["TRELLIS_FF"]
+    assert area["lutram"] == cells["TRELLIS_DPR16X4"]
+    assert area["lut4_equiv"] == 321 + 2 * 14
+    assert area["dsp"] == 0 and area["bram"] == 0
+
+
+def test_parse_yosys_stat_ice40_fixture_sums_every_ff_kind():
+    stat = json.loads((FIXTURES / "stat_ice40.json").read_text())
+    area = synth.parse_yosys_stat(stat, "ice40")
+    assert area["ff"] == 53 + 50 + 8                 # SB_DFF + SB_DFFE + SB_DFFESR
+    assert (area["lut4"], area["dsp"], area["carry"]) == (50, 1, 0)
+    assert area["lut4_equiv"] == 50                  # iCE40 carries share the LUT's logic cell
+
+
+def test_parse_nextpnr_report_fixture():
+    report = json.loads((FIXTURES / "report_ecp5.json").read_text())
+    timing = synth.parse_nextpnr_report(report)
+    assert timing["fmax_mhz"] == pytest.approx(81.0898, abs=1e-3)
+    assert timing["fmax_target_mhz"] == 200
+    assert timing["clock"] == "$glbnet$clk$TRELLIS_IO_IN"
+    assert timing["utilization"]["TRELLIS_COMB"] == {"available": 24288, "used": 429}
+    assert timing["critical_path"]["from"] == "inner.array.pe_0_0.a_in_TRELLIS_FF_Q_1"
+
+
+def test_parse_nextpnr_report_without_clock():
+    assert synth.parse_nextpnr_report({"fmax": {}, "utilization": {}})["fmax_mhz"] is None
+
+
+def test_parse_nextpnr_utilisation_fixture():
+    util = synth.parse_nextpnr_utilisation((FIXTURES / "nextpnr_ice40_overfull.log").read_text())
+    assert util["ICESTORM_DSP"] == (9, 8)
+    assert util["ICESTORM_LC"] == (502, 5280)
+    assert util["SB_IO"] == (4, 39)
+
+
+# --- bad arguments -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"device": "xc7a35t"}, r"^unknown device 'xc7a35t'; choose one of ecp5-25k, ecp5-85k, "
+                            r"ice40-up5k$"),
+    ({"pe": "bf16"}, r"^unknown PE kind 'bf16'; choose one of rf8, int8, int8_dsp, fp8_e4m3, "),
+    ({"seed": -1}, r"^seed must be a non-negative integer, not -1$"),
+    ({"rows": 0}, r"^rows must be an integer in 1\.\.64, not 0$"),
+    ({"acc_bits": 20}, r"^acc_bits must be an integer in 27\.\.64 for act_bits=8"),
+    ({"overflow": "clip"}, r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"),
+    ({"unit": "chip"}, r"^unit must be 'array' or 'pe', not 'chip'$"),
+    ({"unit": "pe", "rows": 2}, r"^unit='pe' measures one PE: rows and cols must be 1, not 2x1$"),
+])
+def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, message):
+    args = {"rows": 1, "cols": 1, "workdir": tmp_path, "progress": None, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        synth.synthesize(**args)
+    assert not any(tmp_path.iterdir())               # rejected before anything was written
+
+
+def test_cli_synth_bad_device_is_one_line_error(capsys):
+    assert main(["synth", "--rows", "1", "--cols", "1", "--device", "ecp5-12k"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("rf8hw synth: error: unknown device 'ecp5-12k'; choose one of "
+                           "ecp5-25k, ecp5-85k, ice40-up5k")
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # the design is never converted
+def test_tool_failure_shows_log_tail(tmp_path, monkeypatch):
+    """A Yosys failure (here: an unreadable design) raises ToolError with the log tail and path."""
+    from amaranth.back import verilog
+
+    monkeypatch.setattr(verilog, "convert", lambda *a, **k: "module broken(;\n")
+    with pytest.raises(synth.ToolError, match=r"(?s)^yosys failed \(exit 1\); command: .*"
+                                              r"--- last lines of .*yosys\.log ---\n.*ERROR"):
+        synth.synthesize(1, 1, workdir=tmp_path, progress=None)

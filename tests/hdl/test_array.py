@@ -1,0 +1,178 @@
+"""The systolic array behind its AXI4-Stream top, in the Amaranth simulator, against golden.matmul."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+
+from rf8hw.format import golden, spec
+from rf8hw.hdl.array import RF8Array, timing
+from rf8hw.hdl.axi import RF8AxiTop
+from rf8hw.hdl.pe import WeightStationaryPE
+from sim.pysim import run_tiles
+
+
+def random_tiles(rng, rows, cols, ms, act_bits=8, big=False):
+    """Tiles of random codes/activations; ``big`` draws E = 15 codes and extreme activations so
+    that a narrow accumulator overflows."""
+    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    tiles = []
+    for m in ms:
+        codes = rng.integers(0, 256, size=(rows, cols), dtype=np.uint8)
+        a = rng.integers(lo, hi + 1, size=(m, rows))
+        if big:
+            codes = (codes & 0x87) | (spec.EXP_MAX << spec.RES_BITS)     # keep s and R, E = 15
+            a = rng.choice([lo, hi], size=(m, rows))
+        tiles.append((codes.astype(np.uint8), a))
+    return tiles
+
+
+def expected_rows(tiles, acc_bits, overflow, act_bits):
+    return np.concatenate([golden.matmul(a, codes, acc_bits, overflow, act_bits)
+                           for codes, a in tiles])
+
+
+def expected_lasts(tiles):
+    return [int(i == len(a) - 1) for _, a in tiles for i in range(len(a))]
+
+
+CASES = [  # rows, cols, act_bits, acc_bits, overflow, big
+    (1, 1, 8, 40, "wrap", False),
+    (3, 5, 8, 40, "wrap", False),
+    (5, 3, 8, 40, "saturate", False),
+    (4, 4, 8, 27, "wrap", True),
+    (4, 4, 8, 27, "saturate", True),
+    (6, 2, 4, 23, "saturate", True),
+    (2, 3, 16, 35, "wrap", True),
+    (8, 8, 8, 40, "wrap", False),
+]
+
+
+@pytest.mark.parametrize("stalls", [0.0, 0.35], ids=["no_stalls", "random_stalls"])
+@pytest.mark.parametrize("rows, cols, act_bits, acc_bits, overflow, big", CASES,
+                         ids=[f"{r}x{c}_a{b}_acc{a}_{o}{'_overflowing' if g else ''}"
+                              for r, c, b, a, o, g in CASES])
+def test_random_tiles_equal_golden(rows, cols, act_bits, acc_bits, overflow, big, stalls):
+    """Back-to-back tiles (M = 1, 6, 3) with idle producers and a stalling consumer."""
+    rng = np.random.default_rng(rows * 1000 + cols * 10 + act_bits)
+    tiles = random_tiles(rng, rows, cols, [1, 6, 3], act_bits, big)
+    top = RF8AxiTop(rows, cols, act_bits, acc_bits, overflow)
+    trace = run_tiles(top, tiles, rng=rng, p_w_idle=stalls, p_a_idle=stalls, p_out_stall=stalls)
+    expected = expected_rows(tiles, acc_bits, overflow, act_bits)
+    assert np.array_equal(np.array(trace.results).reshape(expected.shape), expected), \
+        f"got\n{np.array(trace.results)}\nexpected\n{expected}"
+    assert trace.lasts == expected_lasts(tiles)
+    assert trace.err_w_tlast == 0
+    if big:   # the accumulator really overflowed: the exact sums differ from what it holds
+        exact = np.concatenate([a @ golden.weight_int(codes) for codes, a in tiles])
+        assert np.any(exact != expected)
+
+
+def test_output_backpressure_long_stalls_lose_and_duplicate_nothing():
+    """The consumer is ready only 1 cycle in 5: the array must stall, not drop or repeat rows."""
+    rng = np.random.default_rng(11)
+    tiles = random_tiles(rng, 3, 4, [9, 4])
+    top = RF8AxiTop(3, 4)
+    trace = run_tiles(top, tiles, rng=rng, p_out_stall=0.8)
+    assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
+    assert trace.lasts == expected_lasts(tiles)
+    # the activation stream was held off at some point (the stall reached the input)
+    gaps = np.diff(trace.act_cycles[:9])
+    assert gaps.max() > 1
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 5), (5, 2), (4, 4), (8, 8)])
+def test_latency_matches_formula(rows, cols):
+    """Every result row appears exactly ``rows + cols`` cycles after its activation handshake, and
+    the next tile's weights are taken ``max(0, cols - 2)`` steps after the last activation."""
+    rng = np.random.default_rng(5)
+    ms = [4, 3]
+    tiles = random_tiles(rng, rows, cols, ms)
+    t = timing(rows, cols)
+    trace = run_tiles(RF8AxiTop(rows, cols), tiles, rng=rng)
+    assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
+    assert t.latency == rows + cols and t.guard == max(0, cols - 2)
+    assert trace.weight_cycles[:rows] == list(range(rows))                    # weight load: rows
+    assert trace.act_cycles[:ms[0]] == list(range(rows, rows + ms[0]))       # then activations
+    assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [t.latency] * sum(ms)
+    assert trace.weight_cycles[rows] == t.tile_period(ms[0])                  # next tile's weights
+    assert trace.result_cycles[0] == t.result_cycle(0) + rows
+
+
+def test_reset_in_the_middle_of_a_tile_then_a_clean_tile():
+    """rst while the first tile's activations are in flight: none of its results come out later,
+    and the next tile (weights reloaded) is exact."""
+    rng = np.random.default_rng(7)
+    rows, cols = 4, 3
+    tiles = random_tiles(rng, rows, cols, [8, 5])
+    top = RF8AxiTop(rows, cols)
+    reset_cycle = rows + 4            # 4 activation rows of the first tile accepted, none out yet
+    trace = run_tiles(top, tiles, rng=rng, reset_at=reset_cycle)
+    clean = [tiles[-1]]
+    assert np.array_equal(np.array(trace.results), expected_rows(clean, 40, "wrap", 8))
+    assert trace.lasts == expected_lasts(clean)
+    assert min(trace.result_cycles) > reset_cycle + rows     # nothing stale right after reset
+    assert trace.during_reset == (0, 0, 0)
+
+
+def test_reset_while_results_wait_on_backpressure():
+    rng = np.random.default_rng(8)
+    tiles = random_tiles(rng, 3, 3, [6, 2])
+    trace = run_tiles(RF8AxiTop(3, 3), tiles, rng=rng, p_out_stall=0.9, reset_at=20)
+    assert np.array_equal(np.array(trace.results), expected_rows([tiles[-1]], 40, "wrap", 8))
+    assert trace.during_reset == (0, 0, 0)
+
+
+def test_weight_tlast_on_wrong_beat_sets_sticky_error_and_tile_still_loads():
+    rng = np.random.default_rng(9)
+    tiles = random_tiles(rng, 3, 2, [2, 2])
+    top = RF8AxiTop(3, 2)
+    bad = run_tiles(top, tiles, rng=rng, w_last=lambda t, k: t == 0 and k == 1)
+    assert bad.err_w_tlast == 1
+    assert np.array_equal(np.array(bad.results), expected_rows(tiles, 40, "wrap", 8))
+    good = run_tiles(RF8AxiTop(3, 2), tiles, rng=rng)
+    assert good.err_w_tlast == 0
+
+
+class ProductPE(WeightStationaryPE):
+    """A PE kind for this test only: stores the raw code as a signed byte and multiplies (INT8)."""
+
+    weight_shape = signed(8)
+
+    def product(self, m, a, w):
+        return a * w
+
+
+def test_array_shell_takes_another_pe_kind():
+    """The array knows a PE kind only through weight_bits/weight_shape/make_decoder."""
+    rng = np.random.default_rng(10)
+    tiles = random_tiles(rng, 3, 4, [5])
+    top = RF8AxiTop(3, 4, pe=ProductPE)
+    trace = run_tiles(top, tiles, rng=rng, p_out_stall=0.3)
+    codes, a = tiles[0]
+    assert np.array_equal(np.array(trace.results), a @ codes.view(np.int8).astype(np.int64))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, 4), r"^rows must be an integer in 1\.\.64, not 0$"),
+    ((4, 65), r"^cols must be an integer in 1\.\.64, not 65$"),
+    ((4, True), r"^cols must be an integer in 1\.\.64, not True$"),
+    ((4, 4, 8, 20), r"^acc_bits must be an integer in 27\.\.64 for act_bits=8 .*not 20$"),
+    ((4, 4, 8, 40, "round"), r"^overflow must be one of 'wrap', 'saturate', not 'round'$"),
+])
+def test_array_rejects_bad_parameters(args, message):
+    with pytest.raises(ValueError, match=message):
+        RF8Array(*args)
+    with pytest.raises(ValueError, match=message):
+        RF8AxiTop(*args)
+
+
+def test_timing_example_in_architecture_doc():
+    """The 8 x 8, M = 8 column of the timing table in docs/architecture.md, cycle by cycle."""
+    rng = np.random.default_rng(12)
+    tiles = random_tiles(rng, 8, 8, [8, 8])
+    trace = run_tiles(RF8AxiTop(8, 8), tiles, rng=rng)
+    assert trace.weight_cycles[:8] == list(range(0, 8))        # weight load: cycles 0..7
+    assert trace.act_cycles[:8] == list(range(8, 16))          # activations 8..15
+    assert trace.result_cycles[:8] == list(range(24, 32))      # results 24..31
+    assert trace.weight_cycles[8] == 22                        # next tile's weights from 22
+    assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))

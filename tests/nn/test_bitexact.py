@@ -1,0 +1,183 @@
+"""rf8hw.nn.bitexact: the QuantLinear hardware path against oracles written differently."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import rf8hw
+from rf8hw.format import codec, golden, spec
+from rf8hw.nn import bitexact, quant
+from rf8hw.nn.bitexact import HardwareConfig
+
+MAX_CODE = 0x79          # E = 15, R = 1: W = 24 * 2**14 = 393216, the largest weight
+
+
+def _rf8_layer(k=20, n=7, seed=0, granularity="channel"):
+    torch.manual_seed(seed)
+    lin = nn.Linear(k, n)
+    with torch.no_grad():
+        lin.weight.mul_(torch.logspace(-2, 0.5, n).unsqueeze(1))    # per-channel ranges differ
+    return lin, quant.QuantLinear.from_linear(lin, "rf8", granularity, "nearest", mode="bitexact")
+
+
+def _oracle_act_quant(x: np.ndarray, qmax: int = 127):
+    scale = float(np.float32(np.abs(x).max() / qmax))
+    return np.clip(np.rint(x.astype(np.float64) / scale), -qmax, qmax).astype(np.int64), scale
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_bitexact_layer_equals_direct_golden_matmul(granularity):
+    """layer(x) == golden.matmul(a, codes) * 2**(X-18) * act_scale + bias, bit for bit, and the same
+    value from the decoded weights (exact float64 sums of powers of two) as a second oracle."""
+    _, q = _rf8_layer(granularity=granularity)
+    x = torch.randn(2, 5, 20, generator=torch.Generator().manual_seed(3))
+    y = q(x)
+    assert y.shape == (2, 5, 7) and y.dtype == torch.float32
+    a, scale = _oracle_act_quant(x.reshape(10, 20).numpy())
+    codes, X = q.codes.numpy(), q.exponent.numpy().astype(np.int64)
+    acc = golden.matmul(a, codes, acc_bits=40, overflow="wrap")
+    bias = q.bias.detach().numpy()                   # float32, added to the float32 product
+    direct = (acc * np.ldexp(1.0, X - spec.PRODUCT_SHIFT) * scale).astype(np.float32) + bias
+    assert torch.equal(y.reshape(10, 7), torch.from_numpy(direct))
+    w = codec.decode(codes, int(X[0]) if X.size == 1 else X).astype(np.float64)
+    via_decode = ((a.astype(np.float64) @ w) * scale).astype(np.float32) + bias
+    assert torch.equal(y.reshape(10, 7), torch.from_numpy(via_decode))
+    assert q.bitexact_stats.calls == 1 and q.bitexact_stats.outputs == 70 and q.bitexact_stats.events == 0
+
+
+def test_bitexact_is_fake_quant_with_int8_activations_when_acc_is_ample():
+    """With 64-bit accumulation the only difference to weight-only fake-quant is the activation
+    rounding: equal (to float32 rounding) to fake-quant on dequantized INT8 activations, and within
+    the activation-rounding bound sum_k |W[k, n]| * act_scale / 2 of plain fake-quant."""
+    _, q = _rf8_layer(k=64, n=16, seed=1)
+    bitexact.set_mode(q_model := nn.Sequential(q), hw=HardwareConfig(acc_bits=64))
+    x = torch.randn(32, 64, generator=torch.Generator().manual_seed(4))
+    y = q_model(x).double()
+    a, scale = _oracle_act_quant(x.numpy())
+    w = q.weight_kn().double()
+    bias = q.bias.detach().double()
+    fake_int8_act = torch.from_numpy(a).double() * scale @ w + bias
+    torch.testing.assert_close(y, fake_int8_act, rtol=1e-6, atol=1e-6)
+    fake = x.double() @ w + bias
+    bound = w.abs().sum(0) * scale / 2
+    assert ((y - fake).abs() <= bound * (1 + 1e-6) + 1e-6).all()
+    assert (y - fake).abs().max() > 0          # the activations really were rounded
+
+
+def _overflow_layer():
+    """K = 4, N = 3: column 0 all max weights, column 1 zero, column 2 one max weight."""
+    q = quant.QuantLinear(4, 3, "rf8", "tensor", bias=False, mode="bitexact")
+    codes = np.zeros((4, 3), np.uint8)
+    codes[:, 0] = MAX_CODE
+    codes[0, 2] = MAX_CODE
+    q.codes.copy_(torch.from_numpy(codes))
+    return q
+
+
+# integer activations; act_scale = float32(127 / 127) = 1, so x == a
+OVERFLOW_ROWS = [
+    [127, 127, 127, 127],      # column 0: 4 * 127 * W, far outside 27 bits
+    [127, -127, 127, -127],    # column 0: partial sums W, 0, W, 0: always in range
+    [127, 127, -127, -127],    # column 0: exact 0, but the prefix 2 * 127 * W leaves 27 bits
+    [-127, 0, 0, 0],           # single products always fit (acc_bits >= min_acc_bits)
+]
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_overflow_events_on_a_constructed_overflowing_layer(overflow):
+    acc_bits = spec.min_acc_bits(8)                  # 27: one product fits, two do not
+    q = _overflow_layer()
+    bitexact.set_mode(model := nn.Sequential(q), hw=HardwareConfig(acc_bits=acc_bits, overflow=overflow))
+    y = model(torch.tensor(OVERFLOW_ROWS, dtype=torch.float32))
+    W = int(golden.WEIGHT_INT[MAX_CODE])
+    assert W == 24 << 14
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    expected_acc, events = [], 0
+    for row in OVERFLOW_ROWS:              # plain Python: k-order accumulation per column
+        out = []
+        for col in range(3):
+            ws = [W if int(q.codes[k, col]) else 0 for k in range(4)]
+            exact = sum(x * w for x, w in zip(row, ws))
+            if overflow == "wrap":
+                r = (exact - lo) % (1 << acc_bits) + lo
+            else:
+                r = 0
+                for x, w in zip(row, ws):
+                    r = min(hi, max(lo, r + x * w))
+            events += r != exact
+            out.append(r)
+        expected_acc.append(out)
+    step = 2.0 ** (int(q.exponent[0]) - spec.PRODUCT_SHIFT)
+    assert torch.equal(y, torch.tensor(expected_acc, dtype=torch.float64).mul(step).float())
+    # wrap: only row 0 col 0 (exact sum out of range); saturate: rows 0 and 2 (transient clamp)
+    assert events == (1 if overflow == "wrap" else 2)
+    rep = bitexact.overflow_report(model)
+    assert rep["0"]["events"] == events and rep["total"]["events"] == events
+    assert rep["0"]["outputs"] == 12
+    assert rep["0"]["max_abs_sum"] == 4 * 127 * W
+    assert rep["0"]["acc_bits_needed"] == (4 * 127 * W).bit_length() + 1
+    bitexact.reset_stats(model)
+    assert bitexact.overflow_report(model)["total"]["events"] == 0
+
+
+def test_overflow_events_vanish_with_a_wide_enough_accumulator():
+    q = _overflow_layer()
+    need = (4 * 127 * (24 << 14)).bit_length() + 1
+    for acc_bits, expect in ((need - 1, 1), (need, 0)):
+        bitexact.set_mode(model := nn.Sequential(q), hw=HardwareConfig(acc_bits=acc_bits))
+        model(torch.tensor(OVERFLOW_ROWS[:1], dtype=torch.float32))
+        assert bitexact.overflow_report(model)["total"]["events"] == expect, acc_bits
+
+
+def test_static_calibration_clips_and_counts():
+    _, q = _rf8_layer()
+    model = nn.Sequential(q)
+    bitexact.set_mode(model, mode="fake")
+    g = torch.Generator().manual_seed(5)
+    batches = [torch.randn(8, 20, generator=g) for _ in range(3)]
+    levels = bitexact.calibrate(model, batches)
+    assert levels == {"0": pytest.approx(max(float(b.abs().max()) for b in batches))}
+    bitexact.set_mode(model, absmax={"0": 1.0})
+    x = torch.tensor([[3.0] + [0.5] * 19])
+    y = model(x)
+    a, scale, clipped = bitexact.quantize_activations(x.numpy(), 8, absmax=1.0)
+    assert clipped == 1 and a[0, 0] == 127 and a[0, 1] == 64 and scale == float(np.float32(1 / 127))
+    assert bitexact.overflow_report(model)["0"]["clipped_acts"] == 1
+    direct, _, _ = bitexact.rf8_gemm(a, scale, q.codes.numpy(), q.exponent.numpy())
+    assert torch.equal(y, torch.from_numpy(direct.astype(np.float32) + q.bias.detach().numpy()))
+
+
+def test_quantize_with_mode_bitexact_runs_the_whole_model_and_all_zero_input_gives_zero():
+    """An all-zero activation tensor has absmax 0: scale 1, a = 0, no division by zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 6, bias=False), nn.ReLU(), nn.Linear(6, 3, bias=False))
+    q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")
+    y = q(torch.zeros(2, 12))
+    assert torch.equal(y, torch.zeros(2, 3))
+    rep = bitexact.overflow_report(q)
+    assert rep["total"]["calls"] == 2 and rep["total"]["events"] == 0
+
+
+def test_bad_inputs_name_the_value_and_what_is_allowed():
+    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64 for 8-bit activations, not 20$"):
+        HardwareConfig(acc_bits=20)
+    with pytest.raises(ValueError, match=r"^overflow must be one of wrap, saturate, not 'clip'$"):
+        HardwareConfig(overflow="clip")
+    with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
+        HardwareConfig(act_bits=17)
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt='rf8', not 'int8'"):
+        rf8hw.quantize(model, fmt="int8", mode="bitexact")
+    with pytest.raises(ValueError, match=r"^model has no RF8 QuantLinear layer"):
+        bitexact.set_mode(rf8hw.quantize(model, fmt="int8"))
+    q = rf8hw.quantize(model, fmt="rf8")
+    with pytest.raises(ValueError, match=r"^unknown mode 'exact'; choose one of fake, bitexact$"):
+        bitexact.set_mode(q, mode="exact")
+    with pytest.raises(ValueError, match=r"^absmax names \['fc9'\] which are not RF8 layers; layers are: 0$"):
+        bitexact.set_mode(q, absmax={"fc9": 1.0})
+    bitexact.set_mode(q)
+    with pytest.raises(ValueError, match=r"^activations contain 1 NaN/Inf value\(s\)"):
+        q(torch.tensor([[1.0, float("nan"), 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"^static absmax must be a finite number >= 0, not -1\.0$"):
+        bitexact.quantize_activations(np.zeros(3), 8, absmax=-1.0)

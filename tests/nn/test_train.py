@@ -1,0 +1,153 @@
+"""rf8hw.nn.train and ``rf8hw train``: loss goes down, files and checkpoints round-trip, options are checked."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from rf8hw import cli
+from rf8hw.nn.train import TrainConfig, config_from_dict, load_checkpoint, train
+
+
+def _records(out, kind):
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core CI box, 2 spinning threads per process are much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mlp")
+    final = train(TrainConfig(model="mlp_digits", epochs=3, seed=1), out, progress=False)
+    return out, final
+
+
+def test_training_reduces_loss_and_logs_every_step(mlp_run):
+    out, final = mlp_run
+    steps = _records(out, "step")
+    assert len(steps) == 3 * 22 and [r["step"] for r in steps] == list(range(66))
+    assert np.mean([r["loss"] for r in steps[-10:]]) < 0.5 * np.mean([r["loss"] for r in steps[:5]])
+    evals = _records(out, "eval")
+    assert [r["epoch"] for r in evals] == [0, 1, 2]
+    assert final["test_acc"] > 0.8 and final == _records(out, "final")[0]
+
+
+def test_tinygpt_few_steps_reduce_loss(tmp_path):
+    train(TrainConfig(model="tinygpt", epochs=1, steps_per_epoch=25, batch_size=8, eval_batches=2), tmp_path,
+          progress=False)
+    losses = [r["loss"] for r in _records(tmp_path, "step")]
+    assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 0.5        # from ~4.3 (uniform) towards 3
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(mlp_run):
+    out, final = mlp_run
+    net, meta = load_checkpoint(out / "model.safetensors")
+    assert meta["seed"] == 1 and meta["train_config"]["epochs"] == 3 and meta["model"] == "mlp_digits"
+    assert meta["metrics"]["test_acc"] == final["test_acc"]
+    from models import mlp_digits
+
+    data = mlp_digits.Data()
+    assert data.evaluate(net)["test_acc"] == final["test_acc"]      # same weights, same predictions
+    assert (out / "model.safetensors").read_bytes()[:8] != b"\x80\x02\x8a\x0a"[:8]   # not a pickle
+
+
+def test_same_seed_same_run(tmp_path):
+    cfg = TrainConfig(model="mlp_digits", epochs=1, seed=7)
+    a = train(cfg, tmp_path / "a", progress=False)
+    b = train(cfg, tmp_path / "b", progress=False)
+    assert a == b
+
+
+def test_backslash_forms_log_nu_and_shrink_the_code(tmp_path, mlp_run):
+    base = mlp_run[1]
+    step = train(TrainConfig(model="mlp_digits", epochs=3, seed=1, backslash=20), tmp_path / "s", progress=False)
+    loss = train(TrainConfig(model="mlp_digits", epochs=3, seed=1, backslash=20, backslash_form="loss",
+                             backslash_epochs=2), tmp_path / "l", progress=False)
+    s_steps, l_steps = _records(tmp_path / "s", "step"), _records(tmp_path / "l", "step")
+    assert all(0.05 < r["nu"] < 20 for r in s_steps)
+    assert all("penalty" in r for r in l_steps if r["epoch"] < 2)
+    assert not any("penalty" in r or "nu" in r for r in l_steps if r["epoch"] == 2)   # BackSlash off
+    assert all(r["rate_term"] >= 1 for r in _records(tmp_path / "s", "eval"))   # mean (|w|+1)^nu >= 1
+    for run in (step, loss):
+        assert run["bits_per_param"] < base["bits_per_param"] - 0.5
+        assert run["zero_fraction"] > base["zero_fraction"]
+
+
+def test_gg_init_draws_the_requested_shape(tmp_path):
+    """The moment ratio E[w^2]/E|w|^2 of an untrained fc2 matches Gamma(1/nu)Gamma(3/nu)/Gamma(2/nu)^2."""
+    train(TrainConfig(model="mlp_digits", epochs=0, init="gg", gg_shape=0.7), tmp_path, progress=False)
+    net, _ = load_checkpoint(tmp_path / "model.safetensors")
+    w = net.fc2.weight.detach().double().numpy().ravel()
+    rho = np.mean(w ** 2) / np.mean(np.abs(w)) ** 2
+    nu = 0.7
+    expect = special.gamma(1 / nu) * special.gamma(3 / nu) / special.gamma(2 / nu) ** 2
+    assert rho == pytest.approx(expect, rel=0.05)
+    assert np.var(w) == pytest.approx(2.0 / 128, rel=0.1)          # xi / fan_in, xi = 2 for ReLU
+    assert torch.all(net.fc2.bias == 0)
+
+
+def test_deepshape_records_before_and_after(tmp_path, mlp_run):
+    out = mlp_run[0]
+    final = train(TrainConfig(model="mlp_digits", epochs=0, init_from=str(out / "model.safetensors"),
+                              deepshape=True, deepshape_epochs=1, deepshape_grid=2.0 ** -9,
+                              deepshape_min_count=5), tmp_path, progress=False)
+    before, after = final["before_deepshape"], final["after_deepshape"]
+    assert before["test_acc"] == mlp_run[1]["test_acc"]            # started from the checkpoint
+    assert after["bits_per_param"] < before["bits_per_param"]
+    assert [r["phase"] for r in _records(tmp_path, "eval")] == ["deepshape_finetune"]
+
+
+def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
+    rc = cli.main(["train", "--model", "mlp_digits", "--epochs", "1", "--seed", "3", "--out", str(tmp_path),
+                   "--quiet"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["kind"] == "final" and 0 <= printed["test_acc"] <= 1
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "model.json").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backslash", "-1"], r"^rf8hw train: error: backslash must be a finite number >= 0, not -1.0$"),
+    (["--epochs", "-2"], r"^rf8hw train: error: epochs must be an integer >= 0, not -2$"),
+    (["--rate-step", "nan"], r"^rf8hw train: error: rate_step must be a finite number >= 0, not nan$"),
+    (["--init-from", "/nonexistent/model.safetensors"],
+     r"^rf8hw train: error: checkpoint '/nonexistent/model.safetensors' does not exist$"),
+])
+def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
+    rc = cli.main(["train", "--model", "mlp_digits", "--out", str(tmp_path), "--quiet", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert re.match(message, err[0]), err[0]
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"model": "resnet"}, r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"),
+    ({"init": "xavier"}, r"^unknown init 'xavier'; choose one of default, gg$"),
+    ({"backslash_form": "both"}, r"^unknown backslash form 'both'; choose one of loss, step$"),
+    ({"gg_fan": "avg"}, r"^unknown gg fan 'avg'; choose one of in, out$"),
+    ({"lr": math.inf}, r"^lr must be a finite number >= 0, not inf$"),
+    ({"deepshape_min_count": 0}, r"^deepshape_min_count must be an integer >= 1, not 0$"),
+    ({"epoch": 3}, r"^unknown training option\(s\) epoch; known: "),
+])
+def test_bad_training_options_are_rejected_by_name(d, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(d)
+
+
+def test_corrupt_checkpoint_sidecar_is_a_clear_error(tmp_path, mlp_run):
+    out = mlp_run[0]
+    (tmp_path / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
+    (tmp_path / "model.json").write_text('{"model": "mlp_digits"}')
+    with pytest.raises(ValueError, match=r"^malformed checkpoint sidecar .*model.json': 'model_config'$"):
+        load_checkpoint(tmp_path / "model.safetensors")

@@ -1,0 +1,234 @@
+"""cocotb co-simulation of the generated Verilog against golden.matmul, on Verilator and Icarus.
+
+Builds are shared by the whole session (``cosim_cache``), so each configuration is generated and
+compiled once.  Verilator runs the 4 x 4 configurations (a C++ build is ~30 s of CPU each); Icarus
+builds in about a second, so it runs every configuration, 8 x 8 included.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sim
+from rf8hw.format import golden
+from rf8hw.hdl.array import timing
+
+# (simulator, rows, cols, acc_bits, overflow): acc_bits 27 is the narrowest accumulator for int8
+# activations, so the 'overflow' tiles of random_tiles really overflow it.
+RANDOM_CONFIGS = [
+    ("verilator", 4, 4, 27, "wrap"),
+    ("verilator", 4, 4, 27, "saturate"),
+    ("icarus", 4, 4, 27, "wrap"),
+    ("icarus", 4, 4, 27, "saturate"),
+    ("icarus", 8, 8, 27, "wrap"),
+    ("icarus", 8, 8, 27, "saturate"),
+]
+SIMS = ["verilator", "icarus"]
+
+
+def config_id(cfg):
+    s, r, c, a, o = cfg
+    return f"{s}-{r}x{c}-acc{a}-{o}"
+
+
+@pytest.fixture(scope="session")
+def cosim_cache(tmp_path_factory):
+    """RTL and simulator builds shared by every test of the session."""
+    return tmp_path_factory.mktemp("cosim_cache")
+
+
+def exact_sums(tiles):
+    """Column sums with unbounded integers (no accumulator): differ from golden where it overflowed."""
+    return [a.astype(object) @ golden.weight_int(codes).astype(object) for codes, a in tiles]
+
+
+@pytest.mark.parametrize("simulator", SIMS)
+def test_exhaustive_all_65536_products_through_the_rtl(simulator, cosim_cache, tmp_path):
+    """Every (int8 activation, code) pair is computed alone by the array and equals golden.product."""
+    rows = cols = 4
+    tiles = sim.exhaustive_tiles(rows, cols)
+    assert len(sim.exhaustive_pairs(tiles)) == 256 * 256
+    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator=simulator, stall_prob=0.05, seed=3,
+                      cache_root=cosim_cache, out_dir=tmp_path, keep_results=True)
+    assert r["mismatches"] == 0, r["first_mismatch"]
+    assert r["rows_checked"] == sum(len(a) for _, a in tiles)
+    # Second, independent oracle: each result is the single product of its pair.
+    checked = 0
+    for t, (codes, a) in enumerate(tiles):
+        got = r["results"][t]
+        k = np.arange(len(a)) % rows
+        x = a[np.arange(len(a)), k]
+        want = golden.product(x[:, None], codes[k, :])
+        bad = np.flatnonzero((got != want).any(axis=1))
+        assert not len(bad), f"tile {t}: first bad row {bad[:1]}"
+        checked += want.size
+    assert checked == len(tiles) * 256 * rows * cols    # 65,536 pairs x rows (each pair once per k)
+
+
+@pytest.mark.parametrize("cfg", RANDOM_CONFIGS, ids=[config_id(c) for c in RANDOM_CONFIGS])
+def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
+    """Random tiles (overflowing ones included), idle inputs and output backpressure."""
+    simulator, rows, cols, acc_bits, overflow = cfg
+    rng = np.random.default_rng(rows * 100 + len(overflow))
+    # Tiles up to M = 3 * rows, longer than the fill latency rows + cols: results back up while
+    # the tile's own activations still stream in.  The consumer is slower than the producers, so
+    # the 2-row output FIFO fills and stalls the array (in weight and in activation phases).
+    tiles = sim.random_tiles(rng, rows, cols, 20, m_rows=(1, 3 * rows))
+    r = sim.run_tiles(tiles, rows, cols, acc_bits=acc_bits, overflow=overflow,
+                      simulator=simulator, stall_prob=0.2, backpressure_prob=0.6, seed=5,
+                      cache_root=cosim_cache, out_dir=tmp_path)
+    assert r["mismatches"] == 0, r["first_mismatch"]
+    assert r["rows_checked"] == sum(len(a) for _, a in tiles)
+    assert r["tiles"] == len(tiles) and r["err_w_tlast"] == 0
+    expected = [golden.matmul(a, c, acc_bits, overflow, impl="loop") for c, a in tiles]
+    assert any(np.any(e != s) for e, s in zip(expected, exact_sums(tiles))), \
+        "no tile overflowed the accumulator: the overflow rule was not exercised"
+    recs = r["tile_cycles"]
+    # stalls happened on every stream, and backpressure reached the activation input
+    assert sum(x["w_idle"] for x in recs) and sum(x["a_idle"] for x in recs)
+    assert sum(x["out_stall"] for x in recs)
+    assert sum(x["w_not_ready"] for x in recs) and sum(x["a_not_ready"] for x in recs)
+    for x in recs:   # every cycle of a phase is a handshake, a not-ready cycle or an idle cycle
+        assert x["weight_load"] == rows + x["w_not_ready"] + x["w_idle"], x
+        assert x["compute"] == x["m_rows"] + x["a_not_ready"] + x["a_idle"], x
+
+
+@pytest.mark.parametrize("simulator", SIMS)
+def test_reset_mid_tile_then_clean_tile(simulator, cosim_cache, tmp_path):
+    """rst in the middle of tile 0's activations: its results never appear; the next tile is exact."""
+    rows = cols = 4
+    rng = np.random.default_rng(9)
+    tiles = sim.random_tiles(rng, rows, cols, 3, m_rows=8)
+    # full rate: tile 0's weights are accepted at cycles 1..rows, its activations from rows+1 on
+    reset_at = rows + 1 + 4
+    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator=simulator, stall_prob=0.0, seed=1,
+                      cache_root=cosim_cache, out_dir=tmp_path, reset_at_cycle=reset_at,
+                      tiles_after_reset=1, keep_results=True)
+    assert r["dropped_tiles"] == [0, 1]
+    assert r["mismatches"] == 0, r["first_mismatch"]     # an interrupted-tile row would count
+    assert list(r["results"]) == [2]
+    codes, a = tiles[2]
+    assert np.array_equal(r["results"][2], golden.matmul(a, codes, 27, "wrap"))
+    assert [x["tile"] for x in r["tile_cycles"]] == [2]
+    assert r["tile_cycles"][0]["w_first"] == 1      # cycle numbering restarts after reset
+
+
+def test_wrong_expected_value_is_caught(cosim_cache, tmp_path):
+    """A model off by one in one value: the scoreboard reports exactly that (tile, row, column)."""
+    rows = cols = 4
+    tiles = sim.random_tiles(np.random.default_rng(2), rows, cols, 3, m_rows=5)
+    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator="icarus", stall_prob=0.2,
+                      cache_root=cosim_cache, out_dir=tmp_path, corrupt=(1, 2, 3))
+    assert r["mismatches"] == 1
+    first = r["first_mismatch"]
+    codes, a = tiles[1]
+    right = int(golden.matmul(a, codes, 27, "wrap")[2, 3])
+    assert (first["tile"], first["row"], first["column"]) == (1, 2, 3)
+    assert (first["expected"], first["got"]) == (right + 1, right)
+
+
+@pytest.mark.parametrize("simulator", SIMS)
+def test_gemm_full_rate_cycles_follow_the_timing_formulas(simulator, cosim_cache, tmp_path):
+    """Ragged GEMM at full rate: per-tile cycles equal docs/architecture.md's formulas, and the
+    tile results assemble to golden.matmul of the whole GEMM."""
+    rows = cols = 4
+    M, K, N = 6, 10, 7                     # K and N not multiples of the array size
+    r = sim.run_gemm(M, K, N, rows, cols, acc_bits=27, simulator=simulator, seed=4,
+                     cache_root=cosim_cache, out_dir=tmp_path)
+    assert r["mismatches"] == 0, r["first_mismatch"]
+    assert len(r["tile_cycles"]) == 3 * 2
+    rng = np.random.default_rng(4)
+    a = rng.integers(-128, 128, size=(M, K))
+    codes = rng.integers(0, 256, size=(K, N), dtype=np.uint8)
+    assert np.array_equal(r["gemm"], golden.matmul(a, codes, 27, "wrap"))
+    t = timing(rows, cols)
+    recs = r["tile_cycles"]
+    for i, x in enumerate(recs):
+        assert (x["weight_load"], x["compute"], x["drain"]) == (rows, M, t.latency), x
+        assert x["r_first"] - x["a_first"] == t.latency, x
+        assert x["w_not_ready"] == x["w_idle"] == x["a_not_ready"] == x["a_idle"] == 0
+        assert x["out_stall"] == 0
+        assert x["w_last"] + 1 == x["a_first"]
+        if i:
+            assert x["w_first"] - recs[i - 1]["w_first"] == t.tile_period(M), (recs[i - 1], x)
+    assert recs[0]["w_first"] == 1
+    assert r["cycles"] == recs[-1]["r_last"] + 1
+
+
+SUMMARY = re.compile(r"^tiles=(\d+) macs=(\d+) mismatches=(\d+) cycles=(\d+) cycles/s=(\d+)$")
+
+
+def run_cli(capsys, *args):
+    from rf8hw.cli import main
+
+    status = main(["cosim", *args])
+    out, err = capsys.readouterr()
+    return status, out.strip().splitlines(), err
+
+
+def test_cli_summary_line_and_success(capsys, cosim_cache, tmp_path):
+    status, lines, _ = run_cli(capsys, "--rows", "4", "--cols", "4", "--tiles", "6", "--seed", "3",
+                               "--sim", "icarus", "--acc-bits", "27", "--stall-prob", "0.2",
+                               "--cache-dir", str(cosim_cache), "--out-dir", str(tmp_path))
+    assert status == 0
+    match = SUMMARY.match(lines[-1])
+    assert match, lines[-1]
+    tiles, macs, mismatches = map(int, match.groups()[:3])
+    assert (tiles, macs, mismatches) == (6, 6 * 4 * 16, 0)
+    assert any(line.startswith("cycle accounting: ") and line.endswith("cycles.json")
+               for line in lines)
+
+
+def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp_path, monkeypatch):
+    """With a wrong model (corrupt expected value) the command exits 1 and names the mismatch."""
+    real = sim.run_cosim
+    monkeypatch.setattr(sim, "run_cosim", lambda *a, **k: real(*a, corrupt=(0, 1, 2), **k))
+    status, lines, err = run_cli(capsys, "--rows", "4", "--cols", "4", "--tiles", "2", "--seed",
+                                 "1", "--sim", "icarus", "--acc-bits", "27",
+                                 "--cache-dir", str(cosim_cache), "--out-dir", str(tmp_path))
+    assert status == 1
+    assert "FIRST MISMATCH: tile=0 row=1 column=2 expected=" in err
+    assert SUMMARY.match(lines[-1]).group(3) == "1"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stall-prob", "1"], r"stall_prob must be a number in \[0, 1\).*not '1'"),
+    (["--stall-prob", "-0.5"], r"stall_prob must be a number in \[0, 1\).*not '-0.5'"),
+    (["--sim", "modelsim"], r"simulator must be one of 'verilator', 'icarus', not 'modelsim'"),
+    (["--rows", "0"], r"rows must be an integer in 1\.\.64, not 0"),
+    (["--tiles", "0"], r"tiles must be an integer >= 1, not 0"),
+    (["--overflow", "clamp"], r"overflow must be one of 'wrap', 'saturate', not 'clamp'"),
+])
+def test_cli_bad_input_is_one_clear_error(capsys, args, message):
+    base = {"--rows": "4", "--cols": "4", "--tiles": "2", "--seed": "0", "--sim": "icarus"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    status, _, err = run_cli(capsys, *[x for kv in base.items() for x in kv])
+    assert status == 2
+    assert re.search(message, err), err
+
+
+def test_missing_simulator_is_named(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match=r"iverilog not found on PATH"):
+        sim.check_simulator("icarus")
+
+
+def test_cli_from_another_directory_with_waves(cosim_cache, tmp_path):
+    """As a user runs it: a subprocess in an unrelated directory; --waves writes and names a file."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "rf8hw", "cosim", "--rows", "4", "--cols", "4",
+                          "--tiles", "2", "--seed", "5", "--sim", "icarus", "--acc-bits", "27",
+                          "--waves", "--cache-dir", str(cosim_cache)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert SUMMARY.match(lines[-1]), lines
+    waves = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("waveform: ")]
+    assert len(waves) == 1 and waves[0].endswith(".fst")
+    assert Path(waves[0]).is_file() and Path(waves[0]).stat().st_size > 0
+    assert Path(waves[0]).is_relative_to(tmp_path)
