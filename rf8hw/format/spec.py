@@ -19,11 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from rf8hw import checks
+
 __all__ = [
     "SIGN_BIT", "EXP_BITS", "RES_BITS", "EXP_BIAS", "EXP_MAX", "FRAC_BITS", "MAX_GAP",
     "RESIDUAL", "M_TABLE", "PRODUCT_SHIFT", "X_MIN", "X_MAX", "ACT_BITS_MIN", "ACT_BITS_MAX",
     "ACC_BITS_MAX", "Fields", "fields", "make_code", "is_canonical", "min_acc_bits",
-    "max_abs_weight_int", "ROUNDING_MODES", "OVERFLOW_MODES", "code_value",
+    "max_abs_weight_int", "ROUNDING_MODES", "OVERFLOW_MODES", "code_value", "check_act_bits",
+    "check_acc_bits", "check_mac",
 ]
 
 SIGN_BIT = 7          #: position of the sign bit s
@@ -146,3 +149,28 @@ def min_acc_bits(act_bits: int) -> int:
     """
     need = (1 << (act_bits - 1)) * max_abs_weight_int()
     return need.bit_length() + 1
+
+
+def check_act_bits(act_bits) -> int:
+    """``act_bits`` if it is a signed activation width the golden model and the RTL accept."""
+    return checks.integer("act_bits", act_bits, ACT_BITS_MIN, ACT_BITS_MAX)
+
+
+def check_acc_bits(acc_bits, act_bits: int) -> int:
+    """``acc_bits`` if it holds any single product of ``act_bits`` activations (and fits int64)."""
+    lo = min_acc_bits(act_bits)
+    return checks.integer("acc_bits", acc_bits, lo, ACC_BITS_MAX,
+                          f" for act_bits={act_bits} (the largest single product needs {lo} bits)")
+
+
+def check_mac(act_bits, acc_bits, overflow) -> tuple[int, int, str]:
+    """The arithmetic parameters of a MAC (PE, array, golden model), checked in that order.
+
+    Raises
+    ------
+    ValueError
+        One line naming the first bad value and what is allowed.
+    """
+    act_bits = check_act_bits(act_bits)
+    return act_bits, check_acc_bits(acc_bits, act_bits), checks.choice("overflow", overflow,
+                                                                       OVERFLOW_MODES)

@@ -30,6 +30,7 @@ class Int8PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
+    weight_format = "int8"
     weight_bits = 8
     weight_shape = signed(8)
 
@@ -102,6 +103,7 @@ class FP8E4M3PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
+    weight_format = "fp8_e4m3"
     weight_bits = 8
     weight_shape = FP8E4M3Fields
 

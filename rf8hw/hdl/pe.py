@@ -5,6 +5,12 @@ PE interface (what :class:`rf8hw.hdl.array.RF8Array` relies on; baseline PEs fol
 A PE kind is a :class:`amaranth.lib.wiring.Component` subclass constructed as
 ``PEClass(act_bits=8, acc_bits=40, overflow="wrap")`` with these class attributes:
 
+``weight_format``
+    The weight format the PE multiplies by: ``"rf8"``, ``"int8"`` or ``"fp8_e4m3"`` (the golden
+    products are :func:`rf8hw.format.golden.product` and :func:`rf8hw.format.baselines.product`).
+``product_latency``
+    Cycles from ``a_in`` to its product entering the accumulator: 1, or 2 for kinds that register
+    the product (the array delays its valid/last pipeline to match).
 ``weight_bits``
     Width of one raw weight code as it arrives on the weight stream (8 for RF8, INT8, FP8).
 ``weight_shape``
@@ -48,9 +54,10 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rf8hw import checks
 from rf8hw.format import spec
 from rf8hw.hdl.decoder import CODE_BITS, RF8Decoder, RF8Fields
-from rf8hw.hdl.params import check_mac_params, check_overflow, rejecting
+from rf8hw.hdl.params import rejecting
 
 __all__ = ["accumulate", "IdentityDecoder", "WeightStationaryPE", "RF8PE"]
 
@@ -82,7 +89,7 @@ def accumulate(psum, product, acc_bits: int, overflow: str) -> Value:
                     Const((1 << (acc_bits - 1)) - 1, signed(acc_bits)))
         return Mux(out_of_range, limit, wrapped)
     else:
-        check_overflow(overflow)          # raises, naming the allowed modes
+        checks.choice("overflow", overflow, spec.OVERFLOW_MODES)      # raises, naming the modes
         raise AssertionError(f"unreachable: overflow {overflow!r}")
 
 
@@ -122,6 +129,8 @@ class WeightStationaryPE(wiring.Component):
         Overflow rule applied after the addition of each product.
     """
 
+    weight_format: str = ""           #: set by every PE kind
+    product_latency: int = 1
     weight_bits: int = CODE_BITS
     weight_shape = unsigned(CODE_BITS)
 
@@ -132,7 +141,7 @@ class WeightStationaryPE(wiring.Component):
 
     def __init__(self, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap"):
         with rejecting(self):
-            check_mac_params(act_bits, acc_bits, overflow)
+            act_bits, acc_bits, overflow = spec.check_mac(act_bits, acc_bits, overflow)
         self.act_bits = act_bits
         self.acc_bits = acc_bits
         self.overflow = overflow
@@ -195,6 +204,7 @@ class RF8PE(WeightStationaryPE):
         As :class:`WeightStationaryPE`.
     """
 
+    weight_format = "rf8"
     weight_bits = CODE_BITS
     weight_shape = RF8Fields
 

@@ -168,6 +168,7 @@ class RF8LeanPE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
+    weight_format = "rf8"
     weight_bits = CODE_BITS
     weight_shape = RF8LeanFields
 

@@ -1,0 +1,60 @@
+"""Argument checks shared by every layer (standard library only, so any module may import it).
+
+Each check returns the value it accepted and raises :class:`ValueError` with one line naming the
+parameter, the value given and what is allowed.  A rule is worded once, here; modules state only
+their bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["integer", "number", "choice"]
+
+
+def _range_text(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f"in {lo}..{hi}"
+    if lo is not None:
+        return f">= {lo}"
+    if hi is not None:
+        return f"<= {hi}"
+    return ""
+
+
+def integer(name: str, value, lo: int | None = None, hi: int | None = None, why: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer (Python or numpy; never ``bool``) in ``lo..hi``.
+
+    ``why`` is appended to the message (e.g. ``" for act_bits=8 (one product needs 27 bits)"``).
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and not (
+        type(value).__name__ == "bool_")
+    if ok:
+        v = int(value)
+        ok = (lo is None or v >= lo) and (hi is None or v <= hi)
+    if not ok:
+        allowed = " ".join(filter(None, ["an integer", _range_text(lo, hi)]))
+        raise ValueError(f"{name} must be {allowed}{why}, not {value!r}")
+    return int(value)
+
+
+def number(name: str, value, lo: float, hi: float, *, hi_open: bool = False, what: str = "") -> float:
+    """``value`` as a ``float`` if it is a real number in ``[lo, hi]`` (``[lo, hi)`` when
+    ``hi_open``); ``what`` says what the number means, e.g. ``" (a probability per cycle)"``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    ok = not isinstance(value, bool) and lo <= v and (v < hi if hi_open else v <= hi)
+    if not ok:
+        interval = f"[{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}{what}, not {value!r}")
+    return v
+
+
+def choice(name: str, value, allowed) -> str:
+    """``value`` if it is one of ``allowed`` (shown in order)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+    return value
