@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rf8hw.hdl.config import ArrayConfig  # noqa: E402
+
 #: (rows, cols, M, K, N): array shape and GEMM shape
 SHAPES = [
     (8, 8, 8, 8, 8),          # one full tile (the docs/architecture.md example)
@@ -57,13 +59,13 @@ def compare(simulator: str, progress=True) -> list[dict]:
         a = rng.integers(-128, 128, size=(M, K))
         codes = rng.integers(0, 256, size=(K, N), dtype=np.uint8)
         t0 = time.monotonic()
-        res = run_gemm(M, K, N, R, C, a=a, codes=codes, seed=i, simulator=simulator, stall_prob=0.0)
+        res = run_gemm(M, K, N, ArrayConfig(R, C), a=a, codes=codes, seed=i, simulator=simulator, stall_prob=0.0)
         wall = time.monotonic() - t0
         recs = sorted(res["tile_cycles"], key=lambda r: r["tile"])
         first = recs[0]["w_first"]
         measured_span = recs[-1]["r_last"] - first + 1
-        model = gemm_cycles(M, K, N, R, C)
-        sched = tile_schedule([M] * model.tiles, R, C)
+        model = gemm_cycles(M, K, N, ArrayConfig(R, C))
+        sched = tile_schedule([M] * model.tiles, ArrayConfig(R, C))
         stamps_equal = [{k: r[k] - first for k in keys} for r in recs] == sched
         exact = bool(np.array_equal(res["gemm"], golden.matmul(a, codes)))
         rows_out.append({
@@ -120,7 +122,7 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
         mod = models.get(name)
         model = mod.build()
         gemms = cycles.model_gemms(model, cycles.example_input(name, model.config, batch))
-        reps = [cycles.model_cycles(gemms, s, s, batch) for s in ZOO_SIZES]
+        reps = [cycles.model_cycles(gemms, ArrayConfig(s, s), batch) for s in ZOO_SIZES]
         label = f"{name} (batch {batch})"
         out[label] = [{"rows": s, "cols": s, "cycles_per_inference": r["cycles_per_inference"],
                        "utilisation": r["utilisation"], "macs_on_array": r["macs_on_array"] // batch,

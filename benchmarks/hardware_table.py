@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
-from rf8hw.hdl.params import MAX_DIM  # noqa: E402
+from rf8hw.hdl.config import MAX_DIM, ArrayConfig  # noqa: E402
+from rf8hw.hdl.registry import PE_KINDS  # noqa: E402
 
 DOCS = ROOT / "docs"
 JSON_PATH = DOCS / "hardware_table.json"
@@ -82,7 +83,7 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
     t0 = time.monotonic()
     print(f"=== {k}", flush=True)
     try:
-        res = synth.synthesize(rows, cols, device=device, pe=pe, seed=seed, unit=unit,
+        res = synth.synthesize(ArrayConfig(rows, cols, pe=pe), device=device, seed=seed, unit=unit,
                                workdir=ROOT / "build" / "hardware_table" / k.replace("|", "_"))
         entry = {"fits": True, **{f: res[f] for f in (
             "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used",
@@ -183,7 +184,7 @@ def markdown(db) -> str:
         "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()),
         "",
         "LUT4 sites = LUT4 + 2 x CCU2C on ECP5 (each carry cell fills two LUT4 positions), SB_LUT4",
-        "on iCE40; every number includes the measurement wrapper (`rf8hw.accel.synth.SynthWrapper`: input",
+        "on iCE40; every number includes the measurement wrapper (`rf8hw.hdl.wrapper.SynthWrapper`: input",
         "shift register, output register, pipelined XOR tree of `xor LUT4` cells).  Fmax is nextpnr's",
         "post-route figure for the clock; GMAC/s = rows x cols x Fmax.",
         "",
@@ -325,7 +326,7 @@ def main(argv=None) -> int:
                     default=["grid"], help="report: only rewrite the Markdown and the plot")
     ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
-    ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(synth.PE_KINDS))
+    ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(PE_KINDS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 4, 8, 16])
     ap.add_argument("--largest-device", default="ecp5-25k", choices=list(synth.DEVICES))
     ap.add_argument("--seed", type=int, default=1)

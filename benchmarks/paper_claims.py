@@ -114,7 +114,8 @@ def fmt_ms(d: dict, digits=3, scale=1.0) -> str:
 
 def headline(model: str) -> tuple[str, str]:
     """(metric key, label) of the model's headline number (accuracy or perplexity)."""
-    return ("test_acc", "test accuracy") if model == "mlp_digits" else ("val_ppl", "val perplexity")
+    key = models.get(model).RECIPE["metric"]
+    return key, {"test_acc": "test accuracy", "val_ppl": "val perplexity"}[key]
 
 
 # ------------------------------------------------------------------------------------------- claims

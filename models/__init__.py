@@ -3,7 +3,7 @@
 Each model module provides ``CONFIG`` (a dataclass with commented defaults), ``build(cfg)`` (an
 ``nn.Module`` whose ``forward(x, targets)`` returns ``(logits, loss)``), ``Data(cfg)`` (``batch(gen,
 batch_size)`` and ``evaluate(model, n_batches, batch_size) -> dict``) and ``RECIPE`` (training
-defaults, including the headline metric).
+defaults, including the headline metric ``metric`` and whether ``higher_is_better``).
 """
 
 from importlib import import_module

@@ -49,7 +49,8 @@ RECIPE = dict(
     steps_per_epoch=None,    # None: one pass over the 1347 training images (22 steps)
     eval_batches=None,       # the whole test set
     xi=2.0,                  # GG-init variance gain for ReLU (He)
-    metric="test_acc",
+    metric="test_acc",       # headline metric (Data.evaluate key) of reports and estimates
+    higher_is_better=True,
 )
 
 

@@ -112,7 +112,8 @@ RECIPE = dict(
     steps_per_epoch=100,     # an "epoch" of random windows: 100 steps x 32 x 64 = 205 k characters
     eval_batches=20,         # validation loss on 20 fixed batches
     xi=1.0,                  # GG-init variance gain (GELU ~ linear near 0; LeCun)
-    metric="val_loss",
+    metric="val_ppl",        # headline metric (Data.evaluate key) of reports and estimates
+    higher_is_better=False,
 )
 
 

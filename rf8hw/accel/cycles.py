@@ -11,7 +11,8 @@ rows; the host adds the k-tiles' partial results.  The timing rules are those of
 * activations: ``M`` cycles per tile (one activation row per cycle);
 * guard: ``g = max(0, C - 2)`` cycles after a tile's last activation before the next tile's first
   weight row (the next weight load overlaps the drain of the results in flight);
-* fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted.
+* fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted
+  (``R + C + product_latency - 1`` for PE kinds with a registered product).
 
 The three constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
 ``guard``, ``latency``), so a timing change there reaches this model (and its tests).  A PE kind
@@ -46,17 +47,16 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
+from rf8hw import checks
 from rf8hw.hdl.array import Timing
-from rf8hw.hdl.params import check_array_shape
+from rf8hw.hdl.config import ArrayConfig
 
 __all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
            "plot_model_cycles"]
 
 
 def _check_dim(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
-    return value
+    return checks.integer(name, value, 1)
 
 
 @dataclass(frozen=True)
@@ -86,25 +86,23 @@ class GemmCycles:
         return asdict(self)
 
 
-def _timing(rows: int, cols: int, product_latency: int) -> Timing:
-    check_array_shape(rows, cols)
-    if isinstance(product_latency, bool) or not isinstance(product_latency, int) or product_latency < 1:
-        raise ValueError(f"product_latency must be an integer >= 1, not {product_latency!r}")
-    return Timing(rows, cols, product_latency)
+def _timing(cfg: ArrayConfig) -> Timing:
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    return Timing(cfg)
 
 
-def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, product_latency: int = 1) -> GemmCycles:
-    """Cycles of ``[M, K] x [K, N]`` on a ``rows x cols`` array (formula in the module docstring).
+def gemm_cycles(M: int, K: int, N: int, cfg: ArrayConfig) -> GemmCycles:
+    """Cycles of ``[M, K] x [K, N]`` on the array ``cfg`` (formula in the module docstring).
 
     Parameters
     ----------
     M, K, N : int
         GEMM shape, each >= 1.
-    rows, cols : int
-        Array shape, as accepted by the RTL (``rf8hw.hdl.params.check_array_shape``).
-    product_latency : int
-        The PE kind's ``product_latency`` (1 for ``RF8PE``, 2 for the pipelined ``RF8PipePE``):
-        every result comes ``product_latency - 1`` cycles later; nothing else changes.
+    cfg : ArrayConfig
+        Array shape and PE kind; the kind's ``product_latency`` (1 for ``rf8``, 2 for the
+        pipelined ``rf8_pipe``) delays every result by ``product_latency - 1`` cycles; nothing else
+        changes.
 
     Returns
     -------
@@ -112,7 +110,8 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, product_latency: i
     """
     for name, v in (("M", M), ("K", K), ("N", N)):
         _check_dim(name, v)
-    t = _timing(rows, cols, product_latency)   # the RTL's constants: rows, rows + cols, max(0, cols - 2)
+    t = _timing(cfg)   # the RTL's constants: rows, rows + cols + product_latency - 1, max(0, cols - 2)
+    rows, cols = cfg.rows, cfg.cols
     k_tiles, n_tiles = -(-K // rows), -(-N // cols)
     tiles = k_tiles * n_tiles
     parts = dict(weight_load=tiles * t.weight_load, act=tiles * M, guard=(tiles - 1) * t.guard,
@@ -124,17 +123,15 @@ def gemm_cycles(M: int, K: int, N: int, rows: int, cols: int, product_latency: i
                       utilisation=macs / (rows * cols * cycles), **parts)
 
 
-def tile_schedule(m_rows, rows: int, cols: int, product_latency: int = 1) -> list[dict]:
+def tile_schedule(m_rows, cfg: ArrayConfig) -> list[dict]:
     """Handshake cycles of tiles streamed back to back, the first weight beat at cycle 0.
 
     Parameters
     ----------
     m_rows : sequence of int
         Activation rows ``M_t`` of each tile, in streaming order.
-    rows, cols : int
-        Array shape.
-    product_latency : int
-        As :func:`gemm_cycles`.
+    cfg : ArrayConfig
+        Array shape and PE kind (as :func:`gemm_cycles`).
 
     Returns
     -------
@@ -142,10 +139,11 @@ def tile_schedule(m_rows, rows: int, cols: int, product_latency: int = 1) -> lis
         Per tile: ``w_first``/``w_last`` (first/last weight beat), ``a_first``/``a_last``
         (activation rows), ``r_first``/``r_last`` (result rows taken), all cycle numbers.  Tile ``t``
         starts at ``sum_{u<t} (rows + M_u + max(0, cols-2))``; its weights take ``rows`` cycles, its
-        activations ``M_t``, and result row ``m`` follows activation row ``m`` by ``rows + cols``.
-        The last ``r_last + 1`` equals :func:`gemm_cycles` for the tiles of one GEMM.
+        activations ``M_t``, and result row ``m`` follows activation row ``m`` by the latency
+        ``rows + cols + product_latency - 1``.  The last ``r_last + 1`` equals
+        :func:`gemm_cycles` for the tiles of one GEMM.
     """
-    t = _timing(rows, cols, product_latency)
+    t = _timing(cfg)
     out, start = [], 0
     for i, m in enumerate(m_rows):
         _check_dim(f"m_rows[{i}]", m)
@@ -236,17 +234,15 @@ def model_gemms(model: nn.Module, x) -> list[Gemm]:
     return gemms
 
 
-def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1, product_latency: int = 1) -> dict:
-    """Per-layer and whole-model cycles of ``gemms`` (from :func:`model_gemms`) on a ``rows x cols`` array.
+def model_cycles(gemms: list[Gemm], cfg: ArrayConfig, batch: int = 1) -> dict:
+    """Per-layer and whole-model cycles of ``gemms`` (from :func:`model_gemms`) on the array ``cfg``.
 
     Parameters
     ----------
     gemms : list of Gemm
-    rows, cols : int
+    cfg : ArrayConfig
     batch : int
         Inferences the GEMMs cover (``M`` includes the batch); per-inference numbers divide by it.
-    product_latency : int
-        As :func:`gemm_cycles`.
 
     Returns
     -------
@@ -257,13 +253,14 @@ def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1, produc
         ``rows * cols * cycles``).
     """
     _check_dim("batch", batch)
-    _timing(rows, cols, product_latency)        # checks the arguments
+    t = _timing(cfg)                            # checks the argument
+    rows, cols = cfg.rows, cfg.cols
     layers, total, on, off = [], 0, 0, 0
     for g in gemms:
         row = {"name": g.name, "M": g.M, "K": g.K, "N": g.N, "count": g.count, "on_array": g.on_array,
                "macs": g.macs}
         if g.on_array:
-            c = gemm_cycles(g.M, g.K, g.N, rows, cols, product_latency)
+            c = gemm_cycles(g.M, g.K, g.N, cfg)
             row.update({k: v for k, v in c.as_dict().items() if k not in row})
             row["cycles"] = c.cycles * g.count
             total += row["cycles"]
@@ -271,7 +268,8 @@ def model_cycles(gemms: list[Gemm], rows: int, cols: int, batch: int = 1, produc
         else:
             off += g.macs
         layers.append(row)
-    return {"rows": rows, "cols": cols, "batch": batch, "product_latency": product_latency, "layers": layers, "cycles": total,
+    return {"rows": rows, "cols": cols, "pe": cfg.pe, "batch": batch,
+            "product_latency": t.product_latency, "layers": layers, "cycles": total,
             "cycles_per_inference": total / batch, "macs_on_array": on, "macs_off_array": off,
             "utilisation": on / (rows * cols * total) if total else 0.0}
 

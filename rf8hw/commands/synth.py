@@ -6,17 +6,13 @@ _TEXT_KEYS = ("lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "com
 
 
 def register(subparsers, name: str, help_text: str) -> None:
-    from rf8hw.accel.synth import DEVICES, PE_KINDS
+    from rf8hw.accel.synth import DEVICES
+    from rf8hw.commands.options import add_config_args
+    from rf8hw.hdl.config import ArrayConfig
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--rows", type=int, required=True, help="PE rows (reduction depth K)")
-    parser.add_argument("--cols", type=int, required=True, help="PE columns")
-    parser.add_argument("--device", required=True,
-                        help=f"target FPGA: {', '.join(DEVICES)}")
-    parser.add_argument("--pe", default="rf8", help=f"PE kind: {', '.join(PE_KINDS)} (default rf8)")
-    parser.add_argument("--act-bits", type=int, default=8, help="signed activation width (default 8)")
-    parser.add_argument("--acc-bits", type=int, default=40, help="accumulator width (default 40)")
-    parser.add_argument("--overflow", default="wrap", help="wrap or saturate (default wrap)")
+    add_config_args(parser, ArrayConfig)
+    parser.add_argument("--device", required=True, choices=tuple(DEVICES), help="target FPGA")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--workdir", default=None,
                         help="work directory (default build/synth/<design>_<device>_s<seed>)")
@@ -29,11 +25,12 @@ def run(args) -> int:
     import sys
 
     from rf8hw.accel import synth
+    from rf8hw.commands.options import config_from_args
+    from rf8hw.hdl.config import ArrayConfig
 
+    cfg = config_from_args(ArrayConfig, args)
     try:
-        res = synth.synthesize(args.rows, args.cols, device=args.device, pe=args.pe,
-                               act_bits=args.act_bits, acc_bits=args.acc_bits,
-                               overflow=args.overflow, seed=args.seed, workdir=args.workdir)
+        res = synth.synthesize(cfg, device=args.device, seed=args.seed, workdir=args.workdir)
     except synth.SynthError as exc:
         print(f"rf8hw synth: error: {exc}", file=sys.stderr)
         return 1

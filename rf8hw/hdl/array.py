@@ -18,11 +18,10 @@ from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.hdl.params import check_array_shape, check_mac_params, rejecting
-from rf8hw.hdl.pe import RF8PE
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.hdl.params import rejecting
 
-__all__ = ["weight_beat_layout", "act_beat_layout", "acc_beat_layout", "Timing", "timing",
-           "RF8Array"]
+__all__ = ["weight_beat_layout", "act_beat_layout", "acc_beat_layout", "Timing", "RF8Array"]
 
 
 def weight_beat_layout(cols: int, weight_bits: int = 8) -> data.StructLayout:
@@ -48,16 +47,21 @@ class Timing:
     weight_load : int
         ``rows``: weight beats per tile (one per cycle at full rate).
     latency : int
-        ``rows + cols``: cycles from the handshake of activation row ``m`` to the cycle in which
-        result row ``m`` is first offered (``acc.valid`` high).
+        ``rows + cols + product_latency - 1``: cycles from the handshake of activation row ``m``
+        to the cycle in which result row ``m`` is first offered (``acc.valid`` high);
+        ``rows + cols`` for the PE kinds with a one-cycle product.
     guard : int
         ``max(0, cols - 2)``: array steps between the tile's last activation handshake and the
         first cycle the next tile's weights are accepted (row k must not be overwritten before the
         last activation has passed all of its columns).
     """
 
-    def __init__(self, rows: int, cols: int, product_latency: int = 1):
+    def __init__(self, cfg: ArrayConfig, product_latency: int | None = None):
+        rows, cols = cfg.rows, cfg.cols
+        if product_latency is None:
+            product_latency = cfg.pe_kind.product_latency
         self.rows, self.cols = rows, cols
+        self.product_latency = product_latency
         self.weight_load = rows
         # PE kinds with a pipelined product (class attribute ``product_latency``, default 1) delay
         # every result by the extra stages; nothing else changes.
@@ -66,7 +70,7 @@ class Timing:
 
     def result_cycle(self, m: int) -> int:
         """Cycle of result row ``m`` counted from the handshake of activation row 0 (rows sent
-        back to back): ``m + rows + cols``."""
+        back to back): ``m + latency``."""
         return m + self.latency
 
     def tile_period(self, m_rows: int) -> int:
@@ -81,7 +85,8 @@ class Timing:
             "guard_steps": self.guard,
             "formulas": {
                 "weight_load_cycles": "rows",
-                "latency_cycles": "rows + cols (activation handshake of row m -> acc valid of row m)",
+                "latency_cycles": "rows + cols + product_latency - 1 (activation handshake of "
+                                  "row m -> acc valid of row m)",
                 "guard_steps": "max(0, cols - 2) (last activation handshake -> next weight beat "
                                "accepted, counted in array steps)",
                 "tile_period_cycles": "rows + M + max(0, cols - 2) (back to back, M activation "
@@ -91,25 +96,17 @@ class Timing:
         }
 
 
-def timing(rows: int, cols: int) -> Timing:
-    """:class:`Timing` of a ``rows x cols`` array."""
-    check_array_shape(rows, cols)
-    return Timing(rows, cols)
-
-
 class RF8Array(wiring.Component):
     """Weight-stationary systolic array of ``rows x cols`` PEs with valid/ready streams.
 
     Parameters
     ----------
-    rows : int
-        Reduction depth K of a tile (PE rows), 1..``params.MAX_DIM``.
-    cols : int
-        Output width N of a tile (PE columns), 1..``params.MAX_DIM``.
-    act_bits, acc_bits, overflow
-        Arithmetic parameters, checked by :func:`rf8hw.hdl.params.check_mac_params`.
-    pe : PE class, optional
-        Any class following the PE interface of :mod:`rf8hw.hdl.pe`; default :class:`RF8PE`.
+    cfg : ArrayConfig
+        ``rows`` (reduction depth K of a tile), ``cols`` (output width N), ``act_bits``,
+        ``acc_bits``, ``overflow`` and the PE kind ``pe`` (:mod:`rf8hw.hdl.registry`).
+    pe_class : PE class, optional
+        Overrides the class of ``cfg.pe``: any class following the PE interface of
+        :mod:`rf8hw.hdl.pe` (for experiments with PEs outside the registry).
 
     Members
     -------
@@ -137,22 +134,24 @@ class RF8Array(wiring.Component):
 
     Latency and throughput
     ----------------------
-    See :class:`Timing`: ``rows + cols`` cycles from activation handshake to result, one row per
-    cycle in steady state, ``rows + M + max(0, cols-2)`` cycles per tile back to back.
+    See :class:`Timing`: ``rows + cols`` cycles from activation handshake to result
+    (``+ product_latency - 1``), one row per cycle in steady state, ``rows + M + max(0, cols-2)`` cycles per tile back to back.
 
     Resources: ``rows * cols`` PEs, ``cols`` decoders, ``act_bits * rows*(rows-1)/2`` skew and
     ``acc_bits * cols*(cols-1)/2`` deskew flip-flops, a 2 x ``(acc_bits*cols + 1)``-bit FIFO.
     """
 
-    def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
-                 overflow: str = "wrap", pe=RF8PE):
+    def __init__(self, cfg: ArrayConfig, pe_class=None):
         with rejecting(self):
-            check_array_shape(rows, cols)
-            check_mac_params(act_bits, acc_bits, overflow)
+            if not isinstance(cfg, ArrayConfig):
+                raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        pe = cfg.pe_kind.cls if pe_class is None else pe_class
+        rows, cols, act_bits, acc_bits = cfg.rows, cfg.cols, cfg.act_bits, cfg.acc_bits
+        self.cfg = cfg
         self.rows, self.cols = rows, cols
-        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
+        self.act_bits, self.acc_bits, self.overflow = cfg.act_bits, cfg.acc_bits, cfg.overflow
         self.pe = pe
-        self.timing = Timing(rows, cols, getattr(pe, "product_latency", 1))
+        self.timing = Timing(cfg, pe.product_latency)
         super().__init__({
             "w": In(stream.Signature(weight_beat_layout(cols, pe.weight_bits))),
             "act": In(stream.Signature(act_beat_layout(rows, act_bits))),

@@ -10,8 +10,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rf8hw.hdl.array import RF8Array
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.params import rejecting
-from rf8hw.hdl.pe import RF8PE
 
 __all__ = ["RF8AxiTop"]
 
@@ -21,7 +21,7 @@ class RF8AxiTop(wiring.Component):
 
     Parameters
     ----------
-    rows, cols, act_bits, acc_bits, overflow, pe
+    cfg, pe_class
         As :class:`rf8hw.hdl.array.RF8Array`.
 
     Members
@@ -45,15 +45,16 @@ class RF8AxiTop(wiring.Component):
     low (from the first reset cycle on) and no handshake takes place.
     """
 
-    def __init__(self, rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40,
-                 overflow: str = "wrap", pe=RF8PE):
+    def __init__(self, cfg: ArrayConfig, pe_class=None):
         with rejecting(self):
-            self.array = RF8Array(rows, cols, act_bits, acc_bits, overflow, pe)
+            self.array = RF8Array(cfg, pe_class)
+        self.cfg = cfg
+        rows, cols, act_bits, acc_bits = cfg.rows, cfg.cols, cfg.act_bits, cfg.acc_bits
         self.rows, self.cols = rows, cols
-        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
+        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, cfg.overflow
         self.timing = self.array.timing
         super().__init__({
-            "s_axis_w_tdata": In(pe.weight_bits * cols),
+            "s_axis_w_tdata": In(self.array.pe.weight_bits * cols),
             "s_axis_w_tvalid": In(1),
             "s_axis_w_tready": Out(1),
             "s_axis_w_tlast": In(1),

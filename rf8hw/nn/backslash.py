@@ -14,9 +14,10 @@ ratio ``sum(theta^2) N / sum(|theta|)^2`` without mean subtraction (the authors'
 inverted by interpolation in a precomputed table (``rf8hw.nn.gg.shape_from_ratio(how="table")``).
 It reads every selected element once per norm (two fused reductions per tensor) -- no subsample.
 
+Parameters are picked by :func:`rf8hw.nn.params.select_params` (shared with DeepShape and GG fits).
+
 API
 ---
-``select_params(model, which="matrices"|"all"|callable) -> dict name -> tensor``
 ``BackSlash(params, lam, eps=1.0, form="loss"|"step", shape_estimator=pooled_shape)``
     ``.penalty()``, ``.step()``, ``.estimate_nu()``, ``.nu``, ``.last_rate_term``,
     ``.log(quant_step=None) -> dict``
@@ -28,43 +29,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from rf8hw.nn import gg
+from rf8hw.nn import gg, rate
+from rf8hw.nn.params import non_negative, positive, select_params
 
-__all__ = ["select_params", "pooled_shape", "BackSlash"]
-
-
-def select_params(model, which="matrices") -> dict:
-    """Pick parameters by rule; the one selector that BackSlash, DeepShape and GG fits share.
-
-    Parameters
-    ----------
-    model : torch.nn.Module or mapping of name -> tensor
-        Parameters shared between modules are listed once (first name).
-    which : {"matrices", "all"} or callable
-        ``"matrices"``: every tensor with ``ndim >= 2`` (Linear/conv weights and embeddings; not
-        biases or norm gains).  ``"all"``: every tensor.  A callable ``(name, tensor) -> bool``
-        keeps the tensors it accepts.
-
-    Returns
-    -------
-    dict of str -> tensor (in model order; the tensors themselves, not copies)
-    """
-    if hasattr(model, "named_parameters"):
-        items = list(model.named_parameters())
-    elif isinstance(model, Mapping):
-        items = list(model.items())
-    else:
-        raise ValueError(f"select_params needs a torch.nn.Module or a name -> tensor mapping, "
-                         f"not {type(model).__name__}")
-    if which == "matrices":
-        keep = lambda name, t: t.ndim >= 2          # noqa: E731
-    elif which == "all":
-        keep = lambda name, t: True                 # noqa: E731
-    elif callable(which):
-        keep = which
-    else:
-        raise ValueError(f"which must be 'matrices', 'all' or a callable (name, tensor) -> bool, not {which!r}")
-    return {name: t for name, t in items if keep(name, t)}
+__all__ = ["pooled_shape", "BackSlash"]
 
 
 def pooled_shape(tensors, how: str = "table") -> float:
@@ -98,7 +66,7 @@ class BackSlash:
     Parameters
     ----------
     params : torch.nn.Module, iterable of tensors, or mapping of name -> tensor
-        A module means :func:`select_params` (module, "matrices").
+        A module means :func:`rf8hw.nn.params.select_params` (module, "matrices").
     lam : float
         ``lambda >= 0``, the rate weight (the authors use 2000 with the step form).
     eps : float
@@ -130,10 +98,7 @@ class BackSlash:
         self.params = list(params)
         if not self.params or not all(hasattr(p, "detach") for p in self.params):
             raise ValueError("BackSlash needs at least one parameter tensor, and only tensors")
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0, not {lam!r}")
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"eps must be a finite number > 0, not {eps!r}")
+        lam, eps = non_negative("lam", lam), positive("eps", eps)
         if form not in ("loss", "step"):
             raise ValueError(f"form must be 'loss' or 'step', not {form!r}")
         if not callable(shape_estimator):
@@ -194,8 +159,6 @@ class BackSlash:
             ``exp_golomb_bpp``, ``exp_golomb_with_table_bpp``, ``zigzag_bpp``, ``entropy_bpp`` and
             ``zero_fraction`` from :func:`rf8hw.nn.rate.report` over the selected parameters pooled.
         """
-        from rf8hw.nn import rate
-
         nu = self.estimate_nu()
         self.last_rate_term = self.rate_term(nu)
         out = {"nu": nu, "rate_term": self.last_rate_term, "lam": self.lam, "n_params": self.n}

@@ -1,4 +1,14 @@
-"""Bit-exact hardware path of an RF8 :class:`~rf8hw.nn.quant.QuantLinear` (``mode="bitexact"``).
+"""Bit-exact hardware arithmetic of an RF8 :class:`~rf8hw.nn.quant.QuantLinear` (``mode="bitexact"``).
+
+This module holds the per-layer math only: activation quantization, the array's integer GEMM, the
+bit-exact forward of one layer and its :class:`OverflowStats`.  It never imports
+:mod:`rf8hw.nn.quant`; the layer (``QuantLinear``) owns its array configuration, static clipping
+level and counters and calls :func:`linear`, and the model-level functions (``set_mode``,
+``calibrate``, ``overflow_report``, ``reset_stats``) live in :mod:`rf8hw.nn.quant`.
+
+The arithmetic parameters are those of an :class:`~rf8hw.hdl.config.ArrayConfig`: ``act_bits``,
+``acc_bits`` and ``overflow``.  Its ``rows``/``cols`` do not change any number here (see the tiling
+note below) and its ``pe`` must be an RF8 kind.
 
 What one layer computes, step by step (``docs/estimates.md`` has the same rules in prose):
 
@@ -10,7 +20,8 @@ What one layer computes, step by step (``docs/estimates.md`` has the same rules 
        a         = clip(round_half_even(x / act_scale), -qmax, qmax)
 
    ``absmax`` is ``max|x|`` of this call's whole tensor (per-tensor dynamic, the default) or a fixed
-   value found by :func:`calibrate` (static; inputs beyond it are clipped and counted).
+   value found by :func:`rf8hw.nn.quant.calibrate` (static; inputs beyond it are clipped and
+   counted).
 2. **Integer GEMM on the array.**  ``acc = golden.matmul(a, codes, acc_bits, overflow, act_bits)``:
    exactly what the RF8 MAC array returns (``docs/rf8-format.md`` sections 4-5).
 3. **Dequantize** on the host, in float64, rounded once to float32, then the float32 bias::
@@ -31,7 +42,7 @@ accumulation ``(m, n)`` whose ``acc_bits`` result differs from that exact sum.  
 is exactly "the exact sum lies outside ``[-2**(acc_bits-1), 2**(acc_bits-1) - 1]``" (wrapping is
 order-independent); in ``saturate`` mode it also counts sums that saturated on the way (in k order)
 and came back into range with a wrong value.  Events are counted per layer in
-:class:`OverflowStats` (``layer.bitexact_stats``).
+:class:`OverflowStats` (``QuantLinear.overflow_stats``).
 
 Tiling note: the array has ``rows`` PE rows, so a layer with ``K > rows`` runs as several k-tiles
 whose results the host adds.  In ``wrap`` mode any such split gives the same result as one
@@ -42,59 +53,31 @@ accumulator over k = 0..K-1).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from rf8hw.format import golden, spec
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.nn.params import non_negative
 
-__all__ = ["HardwareConfig", "OverflowStats", "quantize_activations", "rf8_gemm", "linear",
-           "set_mode", "calibrate", "overflow_report", "reset_stats"]
+__all__ = ["OverflowStats", "act_qmax", "quantize_activations", "rf8_gemm", "linear"]
 
 
-@dataclass(frozen=True)
-class HardwareConfig:
-    """Arithmetic of the MAC array a bit-exact layer runs on.
+def act_qmax(act_bits: int) -> int:
+    """Largest activation magnitude used with ``act_bits``-bit signed activations:
+    ``2**(act_bits-1) - 1`` (127 for 8 bits; ``-2**(act_bits-1)`` is never used).
 
-    Parameters
-    ----------
-    acc_bits : int
-        Accumulator width, ``spec.min_acc_bits(act_bits) .. 64`` (27..64 for 8-bit activations).
-    overflow : {"wrap", "saturate"}
-        Accumulator overflow rule (``docs/rf8-format.md`` section 5).
-    act_bits : int
-        Signed activation width, ``spec.ACT_BITS_MIN .. spec.ACT_BITS_MAX``.
+    Raises :class:`ValueError` unless ``act_bits`` is in ``spec.ACT_BITS_MIN .. spec.ACT_BITS_MAX``.
     """
-
-    acc_bits: int = 40
-    overflow: str = "wrap"
-    act_bits: int = 8
-
-    def __post_init__(self):
-        if isinstance(self.act_bits, bool) or not isinstance(self.act_bits, (int, np.integer)) or not (
-                spec.ACT_BITS_MIN <= self.act_bits <= spec.ACT_BITS_MAX):
-            raise ValueError(f"act_bits must be an integer in {spec.ACT_BITS_MIN}..{spec.ACT_BITS_MAX}, "
-                             f"not {self.act_bits!r}")
-        lo = spec.min_acc_bits(self.act_bits)
-        if isinstance(self.acc_bits, bool) or not isinstance(self.acc_bits, (int, np.integer)) or not (
-                lo <= self.acc_bits <= spec.ACC_BITS_MAX):
-            raise ValueError(f"acc_bits must be an integer in {lo}..{spec.ACC_BITS_MAX} for "
-                             f"{self.act_bits}-bit activations, not {self.acc_bits!r}")
-        if self.overflow not in spec.OVERFLOW_MODES:
-            raise ValueError(f"overflow must be one of {', '.join(spec.OVERFLOW_MODES)}, "
-                             f"not {self.overflow!r}")
-
-    @property
-    def qmax(self) -> int:
-        """Largest activation magnitude used: ``2**(act_bits-1) - 1``."""
-        return (1 << (self.act_bits - 1)) - 1
+    return (1 << (spec.check_act_bits(act_bits) - 1)) - 1
 
 
 @dataclass
 class OverflowStats:
-    """What the bit-exact path of one layer saw since the last :func:`reset_stats`.
+    """What the bit-exact path of one layer saw since its counters were last reset
+    (:func:`rf8hw.nn.quant.set_mode`, :func:`rf8hw.nn.quant.reset_stats`).
 
     Attributes
     ----------
@@ -119,18 +102,21 @@ class OverflowStats:
     clipped_acts: int = 0
     acts: int = 0
 
+    def record(self, acc: np.ndarray, exact: np.ndarray, clipped: int, acts: int) -> None:
+        """Add one call: its accumulator results ``acc``, exact sums ``exact`` (as returned by
+        :func:`rf8_gemm`), clipped activations and activations quantized."""
+        self.calls += 1
+        self.outputs += acc.size
+        self.events += int((acc != exact).sum())
+        if exact.size:
+            self.max_abs_sum = max(self.max_abs_sum, int(np.abs(exact).max()))
+        self.clipped_acts += clipped
+        self.acts += acts
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["acc_bits_needed"] = self.max_abs_sum.bit_length() + 1
         return d
-
-
-@dataclass
-class _LayerState:
-    """Per-layer bit-exact settings and counters, kept on the layer as ``bitexact_*`` attributes."""
-
-    hw: HardwareConfig = field(default_factory=HardwareConfig)
-    absmax: float | None = None        # static calibration; None: per-call absmax
 
 
 def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None = None):
@@ -143,7 +129,8 @@ def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None 
     act_bits : int
         Signed integer width; values lie in ``-(2**(act_bits-1) - 1) .. 2**(act_bits-1) - 1``.
     absmax : float or None
-        Static clipping level (from :func:`calibrate`); None uses ``max|x|`` of this array.
+        Static clipping level (from :func:`rf8hw.nn.quant.calibrate`); None uses ``max|x|`` of
+        this array.
 
     Returns
     -------
@@ -153,15 +140,15 @@ def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None 
     clipped : int
         How many ``|x / act_scale|`` exceeded ``qmax`` (0 for dynamic scales).
     """
-    qmax = HardwareConfig(act_bits=act_bits, acc_bits=spec.ACC_BITS_MAX).qmax
+    qmax = act_qmax(act_bits)
     x = np.asarray(x)
     if not np.isfinite(x).all():
         raise ValueError(f"activations contain {int((~np.isfinite(x)).sum())} NaN/Inf value(s); "
                          "the bit-exact path needs finite inputs")
     if absmax is None:
         absmax = float(np.abs(x).max()) if x.size else 0.0
-    elif not (np.isfinite(absmax) and absmax >= 0):
-        raise ValueError(f"static absmax must be a finite number >= 0, not {absmax!r}")
+    else:
+        absmax = non_negative("static absmax", absmax)
     scale = float(np.float32(absmax / qmax)) if absmax > 0 else 1.0
     if scale == 0.0:              # absmax / qmax underflows float32: treat as all-zero input
         scale = 1.0
@@ -180,19 +167,21 @@ def _cannot_overflow(a: np.ndarray, codes: np.ndarray, acc_bits: int) -> bool:
 
 
 def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.ndarray,
-             hw: HardwareConfig = HardwareConfig()):
+             array: ArrayConfig | None = None):
     """Run ``a @ codes`` on the array model and dequantize (rules 2-3 of the module docstring).
 
     Parameters
     ----------
     a : int array [M, K]
-        Signed ``hw.act_bits`` activations.
+        Signed ``array.act_bits`` activations.
     act_scale : float
     codes : uint8 array [K, N]
         RF8 codes (``QuantLinear.codes``).
     exponent : int array [N] or [1]
         Shared exponents X (``QuantLinear.exponent``).
-    hw : HardwareConfig
+    array : ArrayConfig, optional
+        Its ``act_bits``, ``acc_bits`` and ``overflow`` (default ``ArrayConfig()``: 8-bit
+        activations, 40-bit wrapping accumulator).
 
     Returns
     -------
@@ -203,148 +192,50 @@ def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.nd
     exact : numpy.ndarray of int64 [M, N]
         The exact sums (64-bit accumulation).
     """
-    exact = golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap", act_bits=hw.act_bits)
-    if _cannot_overflow(a, codes, hw.acc_bits):
+    array = ArrayConfig() if array is None else array
+    exact = golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap", act_bits=array.act_bits)
+    if _cannot_overflow(a, codes, array.acc_bits):
         acc = exact          # no partial or final sum leaves the range: every overflow rule is the identity
     else:
-        acc = golden.matmul(a, codes, acc_bits=hw.acc_bits, overflow=hw.overflow, act_bits=hw.act_bits)
+        acc = golden.matmul(a, codes, acc_bits=array.acc_bits, overflow=array.overflow,
+                            act_bits=array.act_bits)
     step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
     y = acc.astype(np.float64) * step * act_scale
     return y, acc, exact
 
 
-def _state(layer) -> _LayerState:
-    st = getattr(layer, "bitexact_state", None)
-    if st is None:
-        st = layer.bitexact_state = _LayerState()
-    if getattr(layer, "bitexact_stats", None) is None:
-        layer.bitexact_stats = OverflowStats()
-    return st
+def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
+           bias: torch.Tensor | None = None, array: ArrayConfig | None = None,
+           absmax: float | None = None, stats: OverflowStats | None = None) -> torch.Tensor:
+    """Bit-exact forward of one RF8 layer (``QuantLinear.forward`` in ``mode="bitexact"``).
 
+    Parameters
+    ----------
+    x : torch.Tensor [..., K]
+    codes : torch.Tensor, uint8 [K, N]
+    exponent : torch.Tensor, int [N] or [1]
+    bias : torch.Tensor [N] or None
+        Added in float32 after dequantization.
+    array : ArrayConfig, optional
+        Arithmetic of the array (default ``ArrayConfig()``).
+    absmax : float or None
+        Static activation clipping level; None: ``max|x|`` of this call.
+    stats : OverflowStats, optional
+        Updated with this call (:meth:`OverflowStats.record`).
 
-def linear(layer, x: torch.Tensor) -> torch.Tensor:
-    """Forward of a ``QuantLinear`` in ``mode="bitexact"`` (called by ``QuantLinear.forward``).
-
-    Inference only: the result carries no gradient.  Updates ``layer.bitexact_stats``.
+    Returns
+    -------
+    torch.Tensor, float32 [..., N], on ``x``'s device
+        Inference only: the result carries no gradient.
     """
-    if layer.fmt != "rf8":
-        raise ValueError(f"mode 'bitexact' needs an RF8 layer, this one is {layer.fmt!r}; "
-                         "quantize with fmt='rf8'")
-    st = _state(layer)
-    stats = layer.bitexact_stats
+    array = ArrayConfig() if array is None else array
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
-    a, scale, clipped = quantize_activations(x2, st.hw.act_bits, st.absmax)
-    y, acc, exact = rf8_gemm(a, scale, layer.codes.cpu().numpy(), layer.exponent.cpu().numpy(), st.hw)
-    stats.calls += 1
-    stats.outputs += acc.size
-    stats.events += int((acc != exact).sum())
-    if exact.size:
-        stats.max_abs_sum = max(stats.max_abs_sum, int(np.abs(exact).max()))
-    stats.clipped_acts += clipped
-    stats.acts += a.size
+    a, scale, clipped = quantize_activations(x2, array.act_bits, absmax)
+    y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array)
+    if stats is not None:
+        stats.record(acc, exact, clipped, a.size)
     out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)
-    if layer.bias is not None:
-        out = out + layer.bias.detach().to(out.dtype)
+    if bias is not None:
+        out = out + bias.detach().to(out.dtype)
     return out
-
-
-def _rf8_layers(model: nn.Module) -> dict:
-    from rf8hw.nn.quant import QuantLinear
-
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear) and m.fmt == "rf8"}
-    if not layers:
-        raise ValueError("model has no RF8 QuantLinear layer; call rf8hw.quantize(model, fmt='rf8') first")
-    return layers
-
-
-def set_mode(model: nn.Module, mode: str = "bitexact", hw: HardwareConfig | None = None,
-             absmax: dict | None = None) -> nn.Module:
-    """Switch every RF8 ``QuantLinear`` of ``model`` to ``mode`` (in place) and reset its counters.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model returned by ``rf8hw.quantize(model, fmt="rf8")``.
-    mode : {"bitexact", "fake"}
-    hw : HardwareConfig, optional
-        Array arithmetic (default ``HardwareConfig()``: 8-bit activations, 40-bit wrapping accumulator).
-    absmax : dict of str to float, optional
-        Static activation clipping levels per layer name (:func:`calibrate`); layers not named
-        keep per-call absmax.  A name that is not an RF8 layer is an error.
-
-    Returns
-    -------
-    torch.nn.Module
-        ``model`` itself.
-    """
-    from rf8hw.nn.quant import MODES
-
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    hw = HardwareConfig() if hw is None else hw
-    layers = _rf8_layers(model)
-    absmax = absmax or {}
-    unknown = sorted(set(absmax) - set(layers))
-    if unknown:
-        raise ValueError(f"absmax names {unknown} which are not RF8 layers; layers are: {', '.join(layers)}")
-    for name, layer in layers.items():
-        layer.mode = mode
-        layer.bitexact_state = _LayerState(hw=hw, absmax=absmax.get(name))
-        layer.bitexact_stats = OverflowStats()
-    return model
-
-
-@torch.no_grad()
-def calibrate(model: nn.Module, batches) -> dict:
-    """Static activation ranges: ``max|x|`` at the input of every RF8 layer over ``batches``.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A quantized model; it runs in whatever mode its layers are in (use ``"fake"`` to calibrate
-        on the float path, as a deployment flow would).
-    batches : iterable
-        Each item is passed to ``model`` (a tuple is unpacked as positional arguments).
-
-    Returns
-    -------
-    dict of str to float
-        Layer name -> absmax; pass it to :func:`set_mode` as ``absmax=``.
-    """
-    layers = _rf8_layers(model)
-    seen = {name: 0.0 for name in layers}
-    hooks = [layer.register_forward_pre_hook(
-        lambda mod, args, name=name: seen.__setitem__(name, max(seen[name], float(args[0].abs().max()))))
-        for name, layer in layers.items()]
-    n = 0
-    try:
-        for batch in batches:
-            model(*batch) if isinstance(batch, tuple) else model(batch)
-            n += 1
-    finally:
-        for h in hooks:
-            h.remove()
-    if n == 0:
-        raise ValueError("calibrate got no batches")
-    return seen
-
-
-def overflow_report(model: nn.Module) -> dict:
-    """Per-layer :class:`OverflowStats` as dicts, plus ``"total"`` (sums; max of ``max_abs_sum``)."""
-    out = {}
-    for name, layer in _rf8_layers(model).items():
-        _state(layer)
-        out[name] = layer.bitexact_stats.as_dict()
-    keys = ("calls", "outputs", "events", "clipped_acts", "acts")
-    total = {k: sum(v[k] for v in out.values()) for k in keys}
-    total["max_abs_sum"] = max(v["max_abs_sum"] for v in out.values())
-    total["acc_bits_needed"] = total["max_abs_sum"].bit_length() + 1
-    out["total"] = total
-    return out
-
-
-def reset_stats(model: nn.Module) -> None:
-    """Zero the overflow counters of every RF8 layer."""
-    for layer in _rf8_layers(model).values():
-        layer.bitexact_stats = OverflowStats()

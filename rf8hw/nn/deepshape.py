@@ -25,12 +25,13 @@ which="matrices") -> dict`` (in place; the report is JSON-serialisable).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from rf8hw import checks
 from rf8hw.nn import gg
+from rf8hw.nn.params import positive, select_params
 
 __all__ = ["deepshape_", "find_window", "target_counts"]
 
@@ -117,7 +118,7 @@ def deepshape_(params_or_model, grid: float = 2.0 ** -13, min_count: int = 1000,
     Parameters
     ----------
     params_or_model : torch.nn.Module, mapping of name -> tensor, or iterable of tensors
-        A module or mapping goes through :func:`rf8hw.nn.backslash.select_params` with ``which``.
+        A module or mapping goes through :func:`rf8hw.nn.params.select_params` with ``which``.
     grid : float
         Level spacing (the authors' 2^-13).
     min_count : int
@@ -134,13 +135,9 @@ def deepshape_(params_or_model, grid: float = 2.0 ** -13, min_count: int = 1000,
         ``window_values``, ``fit`` and ``target`` (shape/scale/mean) and ``skipped`` (a reason
         or ``None``).
     """
-    from rf8hw.nn.backslash import select_params
-
-    for name, v in (("grid", grid), ("shape_factor", shape_factor), ("scale_factor", scale_factor)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, not {v!r}")
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, not {min_count!r}")
+    grid, shape_factor, scale_factor = (positive(name, v) for name, v in (
+        ("grid", grid), ("shape_factor", shape_factor), ("scale_factor", scale_factor)))
+    min_count = checks.integer("min_count", min_count, 1)
     if hasattr(params_or_model, "named_parameters") or isinstance(params_or_model, Mapping):
         named = select_params(params_or_model, which)
     elif hasattr(params_or_model, "detach"):
@@ -152,12 +149,12 @@ def deepshape_(params_or_model, grid: float = 2.0 ** -13, min_count: int = 1000,
     tensors = {}
     for name, t in named.items():
         try:
-            tensors[name] = _reshape_one(t, float(grid), int(min_count), float(shape_factor), float(scale_factor))
+            tensors[name] = _reshape_one(t, grid, min_count, shape_factor, scale_factor)
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from exc
     return {
-        "grid": float(grid), "min_count": int(min_count), "shape_factor": float(shape_factor),
-        "scale_factor": float(scale_factor), "tensors": tensors,
+        "grid": grid, "min_count": min_count, "shape_factor": shape_factor,
+        "scale_factor": scale_factor, "tensors": tensors,
         "n_params": sum(r["n"] for r in tensors.values()),
         "n_in_window": sum(r["n_in_window"] for r in tensors.values()),
         "n_changed": sum(r["n_changed"] for r in tensors.values()),

@@ -38,6 +38,9 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
+from rf8hw import checks
+from rf8hw.nn.params import as_array, finite, positive, select_params
+
 __all__ = [
     "GGParams", "NU_GRID", "SHAPE_MIN", "SHAPE_MAX", "moment_ratio", "shape_from_ratio", "fit",
     "fit_gaussian", "pdf", "logpdf", "cdf", "loglik", "sample", "variance_scale", "group_params",
@@ -72,15 +75,9 @@ class GGParams:
     mean: float = 0.0
 
     def __post_init__(self):
-        for name, low in (("shape", 0.0), ("scale", 0.0)):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v) and v > low):
-                raise ValueError(f"GG {name} must be a finite number > 0, not {v!r}")
-        if not (isinstance(self.mean, (int, float, np.floating, np.integer)) and math.isfinite(self.mean)):
-            raise ValueError(f"GG mean must be a finite number, not {self.mean!r}")
-        object.__setattr__(self, "shape", float(self.shape))
-        object.__setattr__(self, "scale", float(self.scale))
-        object.__setattr__(self, "mean", float(self.mean))
+        object.__setattr__(self, "shape", positive("GG shape", self.shape))
+        object.__setattr__(self, "scale", positive("GG scale", self.scale))
+        object.__setattr__(self, "mean", finite("GG mean", self.mean))
 
     @property
     def std(self) -> float:
@@ -167,26 +164,6 @@ def shape_from_ratio(ratio: float, how: str = "solve") -> float:
     return math.exp(optimize.brentq(f, a, b, xtol=1e-13, rtol=1e-13))
 
 
-def _as_array(x, what: str = "x") -> np.ndarray:
-    """Flatten numpy/torch/sequence input to float64, refusing empty, non-finite or non-real data."""
-    if hasattr(x, "detach"):                    # torch tensor, without importing torch here
-        x = x.detach().to("cpu")
-        if x.is_complex():
-            raise ValueError(f"{what} must be real, got a complex tensor of dtype {x.dtype}")
-        x = x.double().numpy()
-    a = np.asarray(x)
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        raise ValueError(f"{what} must be a real numeric array or tensor, got dtype {a.dtype}")
-    a = a.astype(np.float64, copy=False).ravel()
-    if a.size == 0:
-        raise ValueError(f"{what} is empty; need at least one value")
-    bad = ~np.isfinite(a)
-    if bad.any():
-        raise ValueError(f"{what} contains {int(bad.sum())} non-finite value(s) (NaN/Inf), "
-                         f"e.g. {float(a[bad][0])!r}")
-    return a
-
-
 def _numeric(x) -> np.ndarray:
     """float64 array of the same shape from numpy, torch or a sequence (no other checks)."""
     if hasattr(x, "detach"):
@@ -225,12 +202,12 @@ def cdf(x, p: GGParams) -> np.ndarray:
 
 def loglik(x, p: GGParams) -> float:
     """Total log-likelihood ``sum(logpdf(x, p))`` of finite, non-empty data."""
-    return float(np.sum(logpdf(_as_array(x), p)))
+    return float(np.sum(logpdf(as_array(x), p)))
 
 
 def fit_gaussian(x) -> GGParams:
     """The maximum-likelihood Gaussian, as a GG of shape 2 (``alpha = sqrt(2) * sigma``)."""
-    a = _as_array(x)
+    a = as_array(x)
     mu = float(a.mean())
     var = float(np.mean((a - mu) ** 2))
     if var <= 0:
@@ -286,7 +263,7 @@ def fit(x, method: str = "moment", center: bool = True) -> GGParams:
     """
     if method not in ("moment", "ml"):
         raise ValueError(f"method must be 'moment' or 'ml', not {method!r}")
-    a = _as_array(x)
+    a = as_array(x)
     mu = float(a.mean()) if center else 0.0
     d = a - mu
     m1 = float(np.mean(np.abs(d)))
@@ -324,9 +301,15 @@ def sample(n_or_shape, shape: float, scale: float, mean: float = 0.0, generator=
     import torch
 
     p = GGParams(shape, scale, mean)
-    size = (n_or_shape,) if isinstance(n_or_shape, (int, np.integer)) else tuple(n_or_shape)
-    if any(not isinstance(s, (int, np.integer)) or s < 0 for s in size):
-        raise ValueError(f"sample size must be a non-negative int or a tuple of them, not {n_or_shape!r}")
+    if isinstance(n_or_shape, (int, np.integer)):
+        size = (checks.integer("sample count", n_or_shape, 0),)
+    else:
+        try:
+            dims = tuple(n_or_shape)
+        except TypeError:
+            raise ValueError(f"sample size must be an integer >= 0 or a tuple of them, "
+                             f"not {n_or_shape!r}") from None
+        size = tuple(checks.integer(f"sample shape[{i}]", s, 0) for i, s in enumerate(dims))
     conc = torch.full(size, 1.0 / p.shape, dtype=torch.float64)
     g = torch._standard_gamma(conc, generator=generator)
     sign = torch.randint(0, 2, size, generator=generator, dtype=torch.int8).to(torch.float64) * 2 - 1
@@ -356,14 +339,12 @@ def group_params(model, by: str = "tensor", which="matrices") -> dict[str, np.nd
         :func:`layer_type` pooled (key: the type).  ``"model"``: all selected parameters pooled
         (key ``"model"``).
     which : {"matrices", "all"} or callable
-        Which parameters, as :func:`rf8hw.nn.backslash.select_params`.
+        Which parameters, as :func:`rf8hw.nn.params.select_params`.
 
     Returns
     -------
     dict of str -> 1-D numpy array
     """
-    from rf8hw.nn.backslash import select_params
-
     params = select_params(model, which)
     if not params:
         raise ValueError(f"no parameters selected by which={which!r}")
@@ -377,7 +358,7 @@ def group_params(model, by: str = "tensor", which="matrices") -> dict[str, np.nd
         raise ValueError(f"by must be 'tensor', 'type' or 'model', not {by!r}")
     groups: dict[str, list] = {}
     for n, t in params.items():
-        groups.setdefault(keys[n], []).append(_as_array(t, n))
+        groups.setdefault(keys[n], []).append(as_array(t, n))
     return {k: np.concatenate(v) for k, v in groups.items()}
 
 
@@ -434,7 +415,6 @@ def plot_fits(named_tensors, path, method: str = "moment", bins: int = 101) -> d
     from matplotlib.figure import Figure
 
     if hasattr(named_tensors, "named_parameters"):
-        from rf8hw.nn.backslash import select_params
         named_tensors = select_params(named_tensors, "matrices")
     items = list(named_tensors.items())
     if not items:
@@ -444,7 +424,7 @@ def plot_fits(named_tensors, path, method: str = "moment", bins: int = 101) -> d
     fig = Figure(figsize=(4 * ncol, 3 * nrow), layout="constrained")
     results = {}
     for k, (name, t) in enumerate(items):
-        a = _as_array(t, name)
+        a = as_array(t, name)
         p, g = fit(a, method=method), fit_gaussian(a)
         results[name] = {"gg": p, "gauss": g, "loglik_gg": loglik(a, p), "loglik_gauss": loglik(a, g)}
         ax = fig.add_subplot(nrow, ncol, k + 1)
@@ -507,8 +487,7 @@ def gg_init_(module, shape: float = 1.0, xi: float = 2.0, fan: str = "in", embed
         raise ValueError(f"fan must be 'in' or 'out', not {fan!r}")
     if embeddings not in ("keep", "gg"):
         raise ValueError(f"embeddings must be 'keep' or 'gg', not {embeddings!r}")
-    if not (isinstance(xi, (int, float)) and math.isfinite(xi) and xi > 0):
-        raise ValueError(f"xi must be a finite number > 0, not {xi!r}")
+    positive("xi", xi)
     GGParams(shape, 1.0)                                   # validates shape
     emb_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
     matrix_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -29,6 +29,11 @@ A layer whose weights are all zero gets ``scale = 1`` / ``X = 0`` (zeros encode 
 ``mode``: ``"fake"`` (decode to float, ``F.linear``) or ``"bitexact"`` (RF8 only, :mod:`rf8hw.nn.bitexact`):
 ``x`` is quantized to signed integers ``a`` with a scale ``act_scale`` and, per output column n,
 ``golden.matmul(a, codes) * 2**(exponent[n] - spec.PRODUCT_SHIFT) * act_scale`` is computed.
+Each layer owns the :class:`~rf8hw.hdl.config.ArrayConfig` whose arithmetic it models
+(``QuantLinear.array``), its static activation clipping level (``act_absmax``) and its
+:class:`~rf8hw.nn.bitexact.OverflowStats` (``overflow_stats``).  The whole-model functions of the
+bit-exact path are here: :func:`set_mode`, :func:`calibrate`, :func:`overflow_report`,
+:func:`reset_stats` (and :func:`rf8_layers`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rf8hw.format import codec
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.nn import bitexact
+from rf8hw.nn.bitexact import OverflowStats
+from rf8hw.nn.params import non_negative
 
 FORMATS = ("rf8", "int8", "fp8_e4m3", "apot")
 ROUNDINGS = ("paper", "nearest")        # RF8 only; the baselines always round to nearest
@@ -67,6 +76,23 @@ APOT_MAX = float(APOT_LEVELS.max())     # 1.5
 def _check_choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _check_array(array) -> ArrayConfig:
+    """``array`` (default ``ArrayConfig()``) if it is an :class:`ArrayConfig` of an RF8 PE kind."""
+    if array is None:
+        return ArrayConfig()
+    if not isinstance(array, ArrayConfig):
+        raise ValueError(f"array must be an rf8hw.hdl.config.ArrayConfig or None, "
+                         f"not {type(array).__name__}")
+    if not array.pe_kind.is_rf8:
+        raise ValueError(f"array.pe must be an RF8 PE kind (the bit-exact path multiplies RF8 codes), "
+                         f"not {array.pe!r}, which multiplies {array.pe_kind.weight_format} weights")
+    return array
+
+
+def _check_absmax(name: str, absmax) -> float | None:
+    return None if absmax is None else non_negative(name, absmax)
 
 
 # --------------------------------------------------------------------------- encode / decode per format
@@ -156,6 +182,13 @@ class QuantLinear(nn.Module):
     mode : {"fake", "bitexact"}
         ``"fake"``: decode the codes to float32 and run ``F.linear``.  ``"bitexact"`` (RF8 only):
         INT8 activations through the array's integer model, :func:`rf8hw.nn.bitexact.linear`.
+    array : ArrayConfig, optional
+        The MAC array the bit-exact path models; its ``act_bits``, ``acc_bits`` and ``overflow``
+        set the arithmetic, its ``pe`` must be an RF8 kind.  Default ``ArrayConfig()`` (8-bit
+        activations, 40-bit wrapping accumulator).  Used only in ``mode="bitexact"``.
+    act_absmax : float or None
+        Static activation clipping level of the bit-exact path (:func:`calibrate`); None: the
+        per-call ``max|x|``.
 
     Attributes
     ----------
@@ -163,11 +196,18 @@ class QuantLinear(nn.Module):
     exponent : torch.Tensor, int32 [out_features] or [1] (RF8 only)
     scale : torch.Tensor, float32 [out_features] or [1] (baselines only)
     bias : torch.nn.Parameter or None, float32 [out_features] (kept in float)
+    array : ArrayConfig
+    act_absmax : float or None
+    overflow_stats : rf8hw.nn.bitexact.OverflowStats
+        What the bit-exact path saw since the last :func:`set_mode` / :func:`reset_stats`.
+
+    ``array``, ``act_absmax`` and ``overflow_stats`` are plain attributes, not part of the state
+    dict (:func:`save_quantized` does not store them; :func:`set_mode` sets them per model).
     """
 
     def __init__(self, in_features: int, out_features: int, fmt: str = "rf8",
                  granularity: str = "channel", rounding: str = "nearest", bias: bool = True,
-                 mode: str = "fake"):
+                 mode: str = "fake", array: ArrayConfig | None = None, act_absmax: float | None = None):
         super().__init__()
         _check_choice("format", fmt, FORMATS)
         _check_choice("granularity", granularity, GRANULARITIES)
@@ -177,6 +217,9 @@ class QuantLinear(nn.Module):
             raise ValueError(f"mode 'bitexact' needs fmt='rf8', not {fmt!r}")
         self.in_features, self.out_features = in_features, out_features
         self.fmt, self.granularity, self.rounding, self.mode = fmt, granularity, rounding, mode
+        self.array: ArrayConfig = _check_array(array)
+        self.act_absmax: float | None = _check_absmax("act_absmax", act_absmax)
+        self.overflow_stats = OverflowStats()
         n = out_features if granularity == "channel" else 1
         self.register_buffer("codes", torch.zeros(in_features, out_features, dtype=torch.uint8))
         if fmt == "rf8":
@@ -187,10 +230,11 @@ class QuantLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "rf8", granularity: str = "channel",
-                    rounding: str = "nearest", mode: str = "fake") -> "QuantLinear":
+                    rounding: str = "nearest", mode: str = "fake",
+                    array: ArrayConfig | None = None) -> "QuantLinear":
         """Quantize the weight of ``linear`` (which is left unchanged)."""
         q = cls(linear.in_features, linear.out_features, fmt, granularity, rounding,
-                bias=linear.bias is not None, mode=mode)
+                bias=linear.bias is not None, mode=mode, array=array)
         codes, params = encode_weight(linear.weight.detach().cpu().numpy().T, fmt, granularity, rounding)
         q.codes.copy_(torch.from_numpy(codes))
         for name, value in params.items():
@@ -208,8 +252,11 @@ class QuantLinear(nn.Module):
 
     def forward(self, x):
         if self.mode == "bitexact":
-            from rf8hw.nn import bitexact
-            return bitexact.linear(self, x)
+            if self.fmt != "rf8":
+                raise ValueError(f"mode 'bitexact' needs an RF8 layer, this one is {self.fmt!r}; "
+                                 "quantize with fmt='rf8'")
+            return bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
+                                   self.act_absmax, self.overflow_stats)
         return F.linear(x, self.weight_kn().T, self.bias)       # fake-quant
 
     def extra_repr(self) -> str:
@@ -288,6 +335,108 @@ def sqnr_db(model: nn.Module, qmodel: nn.Module) -> float:
         sig += float((w ** 2).sum())
         err += float(((w - w_hat) ** 2).sum())
     return math.inf if err == 0 else 10 * math.log10(sig / err)
+
+
+# ------------------------------------------------------------------------- bit-exact, whole model
+
+def rf8_layers(model: nn.Module) -> dict[str, QuantLinear]:
+    """The RF8 :class:`QuantLinear` layers of ``model`` by name; refuses a model without any."""
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear) and m.fmt == "rf8"}
+    if not layers:
+        raise ValueError("model has no RF8 QuantLinear layer; call rf8hw.quantize(model, fmt='rf8') first")
+    return layers
+
+
+def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None = None,
+             absmax: dict | None = None) -> nn.Module:
+    """Switch every RF8 ``QuantLinear`` of ``model`` to ``mode`` (in place) and reset its counters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model returned by ``rf8hw.quantize(model, fmt="rf8")``.
+    mode : {"bitexact", "fake"}
+    array : ArrayConfig, optional
+        The array every layer's bit-exact arithmetic follows (``act_bits``, ``acc_bits``,
+        ``overflow``; ``pe`` must be an RF8 kind).  Default ``ArrayConfig()``: 8-bit activations,
+        40-bit wrapping accumulator.
+    absmax : dict of str to float, optional
+        Static activation clipping levels per layer name (:func:`calibrate`); layers not named
+        keep per-call absmax.  A name that is not an RF8 layer is an error.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    array = _check_array(array)
+    layers = rf8_layers(model)
+    absmax = absmax or {}
+    unknown = sorted(set(absmax) - set(layers))
+    if unknown:
+        raise ValueError(f"absmax names {unknown} which are not RF8 layers; layers are: {', '.join(layers)}")
+    levels = {name: _check_absmax(f"absmax[{name!r}]", absmax.get(name)) for name in layers}
+    for name, layer in layers.items():
+        layer.mode = mode
+        layer.array = array
+        layer.act_absmax = levels[name]
+        layer.overflow_stats = OverflowStats()
+    return model
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches) -> dict:
+    """Static activation ranges: ``max|x|`` at the input of every RF8 layer over ``batches``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A quantized model; it runs in whatever mode its layers are in (use ``"fake"`` to calibrate
+        on the float path, as a deployment flow would).
+    batches : iterable
+        Each item is passed to ``model`` (a tuple is unpacked as positional arguments).
+
+    Returns
+    -------
+    dict of str to float
+        Layer name -> absmax; pass it to :func:`set_mode` as ``absmax=``.
+    """
+    layers = rf8_layers(model)
+    seen = {name: 0.0 for name in layers}
+    hooks = [layer.register_forward_pre_hook(
+        lambda mod, args, name=name: seen.__setitem__(name, max(seen[name], float(args[0].abs().max()))))
+        for name, layer in layers.items()]
+    n = 0
+    try:
+        for batch in batches:
+            model(*batch) if isinstance(batch, tuple) else model(batch)
+            n += 1
+    finally:
+        for h in hooks:
+            h.remove()
+    if n == 0:
+        raise ValueError("calibrate got no batches")
+    return seen
+
+
+def overflow_report(model: nn.Module) -> dict:
+    """Per-layer :class:`~rf8hw.nn.bitexact.OverflowStats` as dicts (``OverflowStats.as_dict``),
+    plus ``"total"`` (sums; max of ``max_abs_sum`` and the ``acc_bits_needed`` of that)."""
+    out = {name: layer.overflow_stats.as_dict() for name, layer in rf8_layers(model).items()}
+    keys = ("calls", "outputs", "events", "clipped_acts", "acts")
+    total = {k: sum(v[k] for v in out.values()) for k in keys}
+    total["max_abs_sum"] = max(v["max_abs_sum"] for v in out.values())
+    total["acc_bits_needed"] = total["max_abs_sum"].bit_length() + 1
+    out["total"] = total
+    return out
+
+
+def reset_stats(model: nn.Module) -> None:
+    """Zero the overflow counters of every RF8 layer."""
+    for layer in rf8_layers(model).values():
+        layer.overflow_stats = OverflowStats()
 
 
 # ----------------------------------------------------------------------------------- export / import

@@ -20,9 +20,9 @@ and :func:`exp_golomb_decode` are plain-Python bit-string references.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from rf8hw.nn.params import as_array, positive
 
 __all__ = [
     "quantize", "exp_golomb_length", "zigzag", "unzigzag", "rank_by_frequency", "exp_golomb_bits",
@@ -32,16 +32,11 @@ __all__ = [
 
 
 def _check_step(step) -> float:
-    if isinstance(step, bool) or not isinstance(step, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(step) or step <= 0:
-        raise ValueError(f"quantization step must be a finite number > 0, not {step!r}")
-    return float(step)
+    return positive("quantization step", step)
 
 
 def _flatten(w) -> np.ndarray:
     """One float64 vector from an array, a tensor, a module (all parameters) or an iterable of them."""
-    from rf8hw.nn.gg import _as_array
-
     if hasattr(w, "named_parameters"):                       # torch.nn.Module
         w = [p for p in w.parameters()]
     if isinstance(w, dict):
@@ -49,8 +44,8 @@ def _flatten(w) -> np.ndarray:
     elif not isinstance(w, (list, tuple)) and not hasattr(w, "__array__") and hasattr(w, "__iter__"):
         w = list(w)                                          # e.g. model.parameters()
     if isinstance(w, (list, tuple)) and w and (hasattr(w[0], "detach") or isinstance(w[0], np.ndarray)):
-        return np.concatenate([_as_array(t, f"weights[{i}]") for i, t in enumerate(w)])
-    return _as_array(w, "weights")
+        return np.concatenate([as_array(t, f"weights[{i}]") for i, t in enumerate(w)])
+    return as_array(w, "weights")
 
 
 def quantize(w, step) -> np.ndarray:

@@ -17,10 +17,12 @@ test compares):
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from rf8hw import checks
+from rf8hw.nn.params import non_negative, positive
 
 INITS = ("default", "gg")
 BACKSLASH_FORMS = ("loss", "step")
@@ -64,18 +66,18 @@ class TrainConfig:
         if self.gg_fan not in GG_FANS:
             raise ValueError(f"unknown gg fan {self.gg_fan!r}; choose one of {', '.join(GG_FANS)}")
         for name in ("epochs", "deepshape_epochs"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be an integer >= 0, not {getattr(self, name)!r}")
-        for name in ("backslash", "gg_shape", "rate_step", "lr"):
-            v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
-        if not (isinstance(self.deepshape_min_count, int) and self.deepshape_min_count >= 1):
-            raise ValueError(f"deepshape_min_count must be an integer >= 1, not {self.deepshape_min_count!r}")
-        if not (math.isfinite(self.deepshape_grid) and self.deepshape_grid > 0):
-            raise ValueError(f"deepshape_grid must be a finite number > 0, not {self.deepshape_grid!r}")
-        if self.gg_shape <= 0 or self.rate_step <= 0:
-            raise ValueError(f"gg_shape and rate_step must be > 0, not {self.gg_shape!r}, {self.rate_step!r}")
+            checks.integer(name, getattr(self, name), 0)
+        if self.backslash_epochs is not None:
+            checks.integer("backslash_epochs", self.backslash_epochs, 0)
+        for name in ("batch_size", "steps_per_epoch", "eval_batches"):     # None: the RECIPE value
+            if getattr(self, name) is not None:
+                checks.integer(name, getattr(self, name), 1)
+        checks.integer("deepshape_min_count", self.deepshape_min_count, 1)
+        non_negative("backslash", self.backslash)
+        if self.lr is not None:
+            non_negative("lr", self.lr)
+        for name in ("gg_shape", "rate_step", "deepshape_grid", "backslash_eps"):
+            positive(name, getattr(self, name))
 
 
 def linear_weights(model) -> list:

@@ -9,19 +9,20 @@ from models import mlp_digits, tinygpt
 from rf8hw.accel import cycles
 from rf8hw.accel.cycles import gemm_cycles, tile_schedule
 from rf8hw.hdl.axi import RF8AxiTop
+from rf8hw.hdl.config import ArrayConfig
 from sim.pysim import run_tiles as pysim_run_tiles
 from sim.stimulus import gemm_tiles
 
 
 def test_gemm_cycles_parts_and_the_architecture_doc_example():
     """8x8 array, one 8x8x8 tile: last result at cycle 31 (docs/architecture.md) -> 32 cycles."""
-    c = gemm_cycles(8, 8, 8, 8, 8)
+    c = gemm_cycles(8, 8, 8, ArrayConfig(8, 8))
     assert (c.tiles, c.weight_load, c.act, c.guard, c.fill_drain, c.cycles) == (1, 8, 8, 0, 16, 32)
-    c = gemm_cycles(5, 9, 7, 4, 3)          # ragged: 3 k-tiles x 3 n-tiles
+    c = gemm_cycles(5, 9, 7, ArrayConfig(4, 3))          # ragged: 3 k-tiles x 3 n-tiles
     assert (c.k_tiles, c.n_tiles, c.tiles) == (3, 3, 9)
     assert c.weight_load + c.act + c.guard + c.fill_drain == c.cycles == 9 * (4 + 5 + 1) - 1 + 4 + 3
     assert c.utilisation == pytest.approx(5 * 9 * 7 / (4 * 3 * c.cycles))
-    sched = tile_schedule([5] * 9, 4, 3)
+    sched = tile_schedule([5] * 9, ArrayConfig(4, 3))
     assert sched[-1]["r_last"] + 1 == c.cycles
 
 
@@ -56,29 +57,27 @@ def test_model_equals_amaranth_simulation_cycle_for_cycle(rows, cols, shapes):
     """Every weight, activation and result handshake of the RTL (Amaranth simulator, full-rate
     producers, consumer always ready) happens at the cycle the model gives."""
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(rows * 10 + cols), shapes, rows, cols)
-    tr = pysim_run_tiles(RF8AxiTop(rows, cols), tiles)
-    sched = tile_schedule([len(a) for _, a in tiles], rows, cols)
+    tr = pysim_run_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles)
+    sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
     assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
     assert tr.act_cycles == [c for s in sched for c in range(s["a_first"], s["a_last"] + 1)]
     assert tr.result_cycles == [c for s in sched for c in range(s["r_first"], s["r_last"] + 1)]
     if len(shapes) == 1:
         M, K, N = shapes[0]
-        assert tr.result_cycles[-1] + 1 == gemm_cycles(M, K, N, rows, cols).cycles
+        assert tr.result_cycles[-1] + 1 == gemm_cycles(M, K, N, ArrayConfig(rows, cols)).cycles
 
 
 def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
     """RF8PipePE (product_latency 2) in the Amaranth simulation: weights and activations as for
-    RF8PE, every result one cycle later; the model follows with product_latency=2."""
-    from rf8hw.hdl.rf8_variants import RF8PipePE
-
+    RF8PE, every result one cycle later; the model follows (pe="rf8_pipe", product_latency 2)."""
     rows, cols, shapes = 3, 4, [(4, 7, 6)]
     tiles, _ = _gemm_stimulus(np.random.default_rng(3), shapes, rows, cols)
-    tr = pysim_run_tiles(RF8AxiTop(rows, cols, pe=RF8PipePE), tiles)
-    sched = tile_schedule([len(a) for _, a in tiles], rows, cols, product_latency=RF8PipePE.product_latency)
+    tr = pysim_run_tiles(RF8AxiTop(ArrayConfig(rows, cols, pe="rf8_pipe")), tiles)
+    sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols, pe="rf8_pipe"))
     assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
     assert tr.result_cycles == [c for s in sched for c in range(s["r_first"], s["r_last"] + 1)]
-    assert tr.result_cycles[-1] + 1 == gemm_cycles(4, 7, 6, rows, cols, product_latency=2).cycles \
-        == gemm_cycles(4, 7, 6, rows, cols).cycles + 1
+    assert tr.result_cycles[-1] + 1 == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols, pe="rf8_pipe")).cycles \
+        == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols)).cycles + 1
 
 
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
@@ -90,15 +89,15 @@ def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
 
     rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(1), shapes, rows, cols)
-    res = run_tiles(tiles, rows, cols, simulator="icarus", stall_prob=0.0, out_dir=tmp_path / "run")
+    res = run_tiles(tiles, ArrayConfig(rows, cols), simulator="icarus", stall_prob=0.0, out_dir=tmp_path / "run")
     assert res["mismatches"] == 0 and res["tiles"] == len(tiles)
     recs = sorted(res["tile_cycles"], key=lambda r: r["tile"])
     t0 = recs[0]["w_first"]
     keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
     measured = [{k: r[k] - t0 for k in keys} for r in recs]
-    assert measured == tile_schedule([len(a) for _, a in tiles], rows, cols)
+    assert measured == tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
     spans = _spans([r["w_first"] for r in recs], [r["r_last"] for r in recs], per_gemm)
-    assert spans == [gemm_cycles(M, K, N, rows, cols).cycles for M, K, N in shapes]
+    assert spans == [gemm_cycles(M, K, N, ArrayConfig(rows, cols)).cycles for M, K, N in shapes]
     assert res["cycles"] == recs[-1]["r_last"] + 1      # the co-sim's count: edges up to the last result
 
 
@@ -118,8 +117,8 @@ def test_model_gemms_of_the_zoo_and_off_array_attention():
         ("mlp.c_proj", 4 * C, C))] + [("lm_head", 2 * T, C, cfg.vocab_size)]
     assert off == [(f"blocks.{i}.attn.{n}", T, k, o, 2 * 2) for i in range(2) for n, k, o in (
         ("scores(q@kT)", 8, T), ("mix(att@v)", T, 8))]
-    rep = cycles.model_cycles(g, 4, 4, batch=2)
-    assert rep["cycles"] == sum(gemm_cycles(x.M, x.K, x.N, 4, 4).cycles for x in g if x.on_array)
+    rep = cycles.model_cycles(g, ArrayConfig(4, 4), batch=2)
+    assert rep["cycles"] == sum(gemm_cycles(x.M, x.K, x.N, ArrayConfig(4, 4)).cycles for x in g if x.on_array)
     assert rep["cycles_per_inference"] == rep["cycles"] / 2
     assert rep["macs_off_array"] == sum(x.macs for x in g if not x.on_array) == 2 * 2 * 2 * 2 * T * T * 8
     assert rep["utilisation"] == pytest.approx(rep["macs_on_array"] / (16 * rep["cycles"]))
@@ -127,19 +126,19 @@ def test_model_gemms_of_the_zoo_and_off_array_attention():
 
 def test_plot_is_written(tmp_path):
     mlp = mlp_digits.build()
-    rep = cycles.model_cycles(cycles.model_gemms(mlp, torch.zeros(1, 64)), 8, 8)
+    rep = cycles.model_cycles(cycles.model_gemms(mlp, torch.zeros(1, 64)), ArrayConfig(8, 8))
     cycles.plot_model_cycles(rep, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r"^K must be an integer >= 1, not 0$"):
-        gemm_cycles(1, 0, 1, 4, 4)
+        gemm_cycles(1, 0, 1, ArrayConfig(4, 4))
     with pytest.raises(ValueError, match=r"^rows must be an integer in 1\.\.64, not 65$"):
-        gemm_cycles(1, 1, 1, 65, 4)
-    with pytest.raises(ValueError, match=r"^product_latency must be an integer >= 1, not 0$"):
-        gemm_cycles(1, 1, 1, 4, 4, product_latency=0)
+        gemm_cycles(1, 1, 1, ArrayConfig(65, 4))
+    with pytest.raises(TypeError, match=r"^cfg must be an ArrayConfig, not 4$"):
+        gemm_cycles(1, 1, 1, 4)
     with pytest.raises(ValueError, match=r"^m_rows\[1\] must be an integer >= 1, not 0$"):
-        tile_schedule([2, 0], 2, 2)
+        tile_schedule([2, 0], ArrayConfig(2, 2))
     with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of mlp_digits, tinygpt$"):
         cycles.example_input("resnet", None)

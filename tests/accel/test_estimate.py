@@ -11,8 +11,9 @@ import rf8hw
 from models import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import estimate
-from rf8hw.nn import bitexact
+from rf8hw.nn import quant
 from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn.train import save_checkpoint
 
 
@@ -57,10 +58,10 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert rep["accuracy"]["fp32"] == data.evaluate(model)["test_acc"]
     q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")
     assert rep["accuracy"]["rf8_bitexact"] == data.evaluate(q)["test_acc"]
-    assert rep["overflow_events"] == bitexact.overflow_report(q)["total"]["events"] == 0
+    assert rep["overflow_events"] == quant.overflow_report(q)["total"]["events"] == 0
     assert rep["accuracy"]["fp32"] > 0.9
     assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.01   # acceptance: 1 pt
-    expect = sum(gemm_cycles(1, k, n, 8, 8).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    expect = sum(gemm_cycles(1, k, n, ArrayConfig(8, 8)).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
     assert rep["cycles_per_inference"] == expect == 6270
     assert json.loads((out / "estimate.json").read_text()) == rep
     md = (out / "estimate.md").read_text()
@@ -70,10 +71,10 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
 
 def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
     """Overflow events appear with a 27-bit accumulator; the pipelined RF8 PE adds one cycle per layer."""
-    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), rows=4, cols=4,
-                                  acc_bits=27, pe="rf8_pipe", synth=False)
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False,
+                                  array=ArrayConfig(4, 4, acc_bits=27, pe="rf8_pipe"))
     rep = estimate.estimate(cfg, progress=False)
-    plain = sum(gemm_cycles(1, k, n, 4, 4).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    plain = sum(gemm_cycles(1, k, n, ArrayConfig(4, 4)).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
     assert rep["cycles_per_inference"] == plain + 3
     per_layer = {k: v["events"] for k, v in rep["overflow"].items() if k != "total"}
     assert rep["overflow_events"] == sum(per_layer.values()) > 0
@@ -83,9 +84,9 @@ def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
 def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
     """One real 1x1 synthesis (yowasp yosys + nextpnr); the second call returns the stored result,
     a different seed is a different key."""
-    first, cached = estimate.cached_synthesis(1, 1, "ecp5-25k", 40, "wrap", seed=1, cache_dir=tmp_path)
+    first, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
     assert not cached and first["lut4"] > 0 and first["fmax_mhz"] > 0 and first["dsp"] == 0
-    again, cached = estimate.cached_synthesis(1, 1, "ecp5-25k", 40, "wrap", seed=1, cache_dir=tmp_path)
+    again, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
     assert cached and again == json.loads(json.dumps(first))
     key = estimate.synth_cache_key
     base = dict(rows=1, cols=1, device="ecp5-25k", pe="rf8", act_bits=8, acc_bits=40, overflow="wrap")
@@ -94,14 +95,13 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
 
 
 def test_bad_input_is_named(checkpoint, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"):
+    with pytest.raises(ValueError, match=r"^model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"):
         estimate.EstimateConfig(model="resnet", checkpoint="x")
-    with pytest.raises(ValueError, match=r"^unknown RF8 PE kind 'int8'; choose one of rf8, rf8_signlate, rf8_lean, rf8_pipe$"):
-        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", pe="int8")
+    with pytest.raises(ValueError, match=r"^pe must be a PE kind with RF8 weights, one of 'rf8', "
+                                         r"'rf8_signlate', 'rf8_lean', 'rf8_pipe', not 'int8'$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", array=ArrayConfig(pe="int8"))
     with pytest.raises(ValueError, match=r"^batch must be an integer >= 1, not 0$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", batch=0)
-    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64"):
-        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", acc_bits=16)
     cfg = estimate.EstimateConfig(model="tinygpt", checkpoint=str(checkpoint), synth=False)
     with pytest.raises(ValueError, match=r"holds a 'mlp_digits' model, not 'tinygpt'$"):
         estimate.estimate(cfg, progress=False)

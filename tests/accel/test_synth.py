@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rf8hw.accel import synth
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "synth"
@@ -45,8 +46,8 @@ def test_cli_synth_json_1x1_rf8_ecp5(tmp_path, capsys):
 def test_int8_dsp_uses_mult18x18d_and_int8_does_not(tmp_path):
     """Same Int8PE RTL: DSP inference on maps the multiply to MULT18X18D, off builds it in LUTs."""
     common = dict(device="ecp5-25k", unit="pe", place=False, progress=None)
-    dsp = synth.synthesize(1, 1, pe="int8_dsp", workdir=tmp_path / "dsp", **common)
-    soft = synth.synthesize(1, 1, pe="int8", workdir=tmp_path / "soft", **common)
+    dsp = synth.synthesize(ArrayConfig(1, 1, pe="int8_dsp"), workdir=tmp_path / "dsp", **common)
+    soft = synth.synthesize(ArrayConfig(1, 1, pe="int8"), workdir=tmp_path / "soft", **common)
     assert dsp["cells"].get("MULT18X18D", 0) == 1 and dsp["dsp"] == 1
     assert "MULT18X18D" not in soft["cells"] and soft["dsp"] == 0
     assert soft["lut4"] > dsp["lut4"] + 100         # an 8x8 soft multiplier is hundreds of LUT4
@@ -57,7 +58,7 @@ def test_design_that_does_not_fit_reports_utilisation(tmp_path):
     with pytest.raises(synth.DoesNotFitError,
                        match=r"^3x3 int8_dsp array does not fit iCE40UP5K-SG48: "
                              r"ICESTORM_DSP 9/8 \(112%\) \(log: .*nextpnr\.log\)$") as info:
-        synth.synthesize(3, 3, device="ice40-up5k", pe="int8_dsp", workdir=tmp_path,
+        synth.synthesize(ArrayConfig(3, 3, pe="int8_dsp"), device="ice40-up5k", workdir=tmp_path,
                          progress=None)
     assert info.value.utilisation["ICESTORM_DSP"] == (9, 8)
 
@@ -108,28 +109,39 @@ def test_parse_nextpnr_utilisation_fixture():
 # --- bad arguments -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"device": "xc7a35t"}, r"^unknown device 'xc7a35t'; choose one of ecp5-25k, ecp5-85k, "
-                            r"ice40-up5k$"),
-    ({"pe": "bf16"}, r"^unknown PE kind 'bf16'; choose one of rf8, int8, int8_dsp, fp8_e4m3, "),
-    ({"seed": -1}, r"^seed must be a non-negative integer, not -1$"),
-    ({"rows": 0}, r"^rows must be an integer in 1\.\.64, not 0$"),
-    ({"acc_bits": 20}, r"^acc_bits must be an integer in 27\.\.64 for act_bits=8"),
-    ({"overflow": "clip"}, r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"),
-    ({"unit": "chip"}, r"^unit must be 'array' or 'pe', not 'chip'$"),
-    ({"unit": "pe", "rows": 2}, r"^unit='pe' measures one PE: rows and cols must be 1, not 2x1$"),
+    ({"device": "xc7a35t"}, r"^device must be one of 'ecp5-25k', 'ecp5-85k', 'ice40-up5k', "
+                            r"not 'xc7a35t'$"),
+    ({"seed": -1}, r"^seed must be an integer >= 0, not -1$"),
+    ({"unit": "chip"}, r"^unit must be one of 'array', 'pe', not 'chip'$"),
+    ({"cfg": ArrayConfig(2, 1), "unit": "pe"},
+     r"^unit='pe' measures one PE: rows and cols must be 1, not 2x1$"),
 ])
 def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, message):
-    args = {"rows": 1, "cols": 1, "workdir": tmp_path, "progress": None, **kwargs}
+    args = {"cfg": ArrayConfig(1, 1), "workdir": tmp_path, "progress": None, **kwargs}
     with pytest.raises(ValueError, match=message):
         synth.synthesize(**args)
     assert not any(tmp_path.iterdir())               # rejected before anything was written
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"pe": "bf16"}, r"^pe must be one of 'rf8', 'int8', 'int8_dsp', 'fp8_e4m3', "),
+    ({"rows": 0}, r"^rows must be an integer in 1\.\.64, not 0$"),
+    ({"acc_bits": 20}, r"^acc_bits must be an integer in 27\.\.64 for act_bits=8"),
+    ({"overflow": "clip"}, r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"),
+])
+def test_array_config_rejects_bad_arguments(kwargs, message):
+    """The array's parameters are checked once, by ArrayConfig, before synthesis is reached."""
+    with pytest.raises(ValueError, match=message):
+        ArrayConfig(**{"rows": 1, "cols": 1, **kwargs})
+
+
 def test_cli_synth_bad_device_is_one_line_error(capsys):
-    assert main(["synth", "--rows", "1", "--cols", "1", "--device", "ecp5-12k"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == ("rf8hw synth: error: unknown device 'ecp5-12k'; choose one of "
-                           "ecp5-25k, ecp5-85k, ice40-up5k")
+    with pytest.raises(SystemExit) as info:
+        main(["synth", "--rows", "1", "--cols", "1", "--device", "ecp5-12k"])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("rf8hw synth: error: argument --device: invalid choice: 'ecp5-12k'")
+    assert "ecp5-25k" in last and "Traceback" not in last
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")   # the design is never converted
@@ -140,4 +152,4 @@ def test_tool_failure_shows_log_tail(tmp_path, monkeypatch):
     monkeypatch.setattr(verilog, "convert", lambda *a, **k: "module broken(;\n")
     with pytest.raises(synth.ToolError, match=r"(?s)^yosys failed \(exit 1\); command: .*"
                                               r"--- last lines of .*yosys\.log ---\n.*ERROR"):
-        synth.synthesize(1, 1, workdir=tmp_path, progress=None)
+        synth.synthesize(ArrayConfig(1, 1), workdir=tmp_path, progress=None)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from rf8hw.nn import backslash, gg, rate
+from rf8hw.nn import backslash, gg, params, rate
 
 THETA = [0.5, -2.0, 0.0, 1.0, -0.25]
 LAM, EPS, NU = 3.0, 1.0, 0.7
@@ -116,15 +116,15 @@ def test_select_params_rules():
     emb = nn.Embedding(10, 4)
     net = nn.Sequential(emb, nn.Linear(4, 10))
     net[1].weight = emb.weight                                  # tied: listed once
-    assert list(backslash.select_params(net)) == ["0.weight"]
-    assert list(backslash.select_params(net, "all")) == ["0.weight", "1.bias"]
-    picked = backslash.select_params(net.state_dict(), lambda name, t: name.endswith("bias"))
+    assert list(params.select_params(net)) == ["0.weight"]
+    assert list(params.select_params(net, "all")) == ["0.weight", "1.bias"]
+    picked = params.select_params(net.state_dict(), lambda name, t: name.endswith("bias"))
     assert list(picked) == ["1.bias"]
     with pytest.raises(ValueError, match=r"which must be 'matrices', 'all' or a callable .*, not 'weights'"):
-        backslash.select_params(net, "weights")
+        params.select_params(net, "weights")
     with pytest.raises(ValueError, match=r"select_params needs a torch.nn.Module or a name -> tensor mapping, "
                                          r"not int"):
-        backslash.select_params(3)
+        params.select_params(3)
 
 
 def test_log_record_matches_rate_report():

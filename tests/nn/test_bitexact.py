@@ -1,4 +1,5 @@
-"""rf8hw.nn.bitexact: the QuantLinear hardware path against oracles written differently."""
+"""rf8hw.nn.bitexact (per-layer arithmetic) and the bit-exact model functions of rf8hw.nn.quant:
+the QuantLinear hardware path against oracles written differently."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,9 @@ import torch.nn as nn
 
 import rf8hw
 from rf8hw.format import codec, golden, spec
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import bitexact, quant
-from rf8hw.nn.bitexact import HardwareConfig
+from rf8hw.nn.bitexact import OverflowStats
 
 MAX_CODE = 0x79          # E = 15, R = 1: W = 24 * 2**14 = 393216, the largest weight
 
@@ -43,7 +45,7 @@ def test_bitexact_layer_equals_direct_golden_matmul(granularity):
     w = codec.decode(codes, int(X[0]) if X.size == 1 else X).astype(np.float64)
     via_decode = ((a.astype(np.float64) @ w) * scale).astype(np.float32) + bias
     assert torch.equal(y.reshape(10, 7), torch.from_numpy(via_decode))
-    assert q.bitexact_stats.calls == 1 and q.bitexact_stats.outputs == 70 and q.bitexact_stats.events == 0
+    assert q.overflow_stats.calls == 1 and q.overflow_stats.outputs == 70 and q.overflow_stats.events == 0
 
 
 def test_bitexact_is_fake_quant_with_int8_activations_when_acc_is_ample():
@@ -51,7 +53,7 @@ def test_bitexact_is_fake_quant_with_int8_activations_when_acc_is_ample():
     rounding: equal (to float32 rounding) to fake-quant on dequantized INT8 activations, and within
     the activation-rounding bound sum_k |W[k, n]| * act_scale / 2 of plain fake-quant."""
     _, q = _rf8_layer(k=64, n=16, seed=1)
-    bitexact.set_mode(q_model := nn.Sequential(q), hw=HardwareConfig(acc_bits=64))
+    quant.set_mode(q_model := nn.Sequential(q), array=ArrayConfig(acc_bits=64))
     x = torch.randn(32, 64, generator=torch.Generator().manual_seed(4))
     y = q_model(x).double()
     a, scale = _oracle_act_quant(x.numpy())
@@ -88,7 +90,7 @@ OVERFLOW_ROWS = [
 def test_overflow_events_on_a_constructed_overflowing_layer(overflow):
     acc_bits = spec.min_acc_bits(8)                  # 27: one product fits, two do not
     q = _overflow_layer()
-    bitexact.set_mode(model := nn.Sequential(q), hw=HardwareConfig(acc_bits=acc_bits, overflow=overflow))
+    quant.set_mode(model := nn.Sequential(q), array=ArrayConfig(acc_bits=acc_bits, overflow=overflow))
     y = model(torch.tensor(OVERFLOW_ROWS, dtype=torch.float32))
     W = int(golden.WEIGHT_INT[MAX_CODE])
     assert W == 24 << 14
@@ -112,38 +114,38 @@ def test_overflow_events_on_a_constructed_overflowing_layer(overflow):
     assert torch.equal(y, torch.tensor(expected_acc, dtype=torch.float64).mul(step).float())
     # wrap: only row 0 col 0 (exact sum out of range); saturate: rows 0 and 2 (transient clamp)
     assert events == (1 if overflow == "wrap" else 2)
-    rep = bitexact.overflow_report(model)
+    rep = quant.overflow_report(model)
     assert rep["0"]["events"] == events and rep["total"]["events"] == events
     assert rep["0"]["outputs"] == 12
     assert rep["0"]["max_abs_sum"] == 4 * 127 * W
     assert rep["0"]["acc_bits_needed"] == (4 * 127 * W).bit_length() + 1
-    bitexact.reset_stats(model)
-    assert bitexact.overflow_report(model)["total"]["events"] == 0
+    quant.reset_stats(model)
+    assert quant.overflow_report(model)["total"]["events"] == 0
 
 
 def test_overflow_events_vanish_with_a_wide_enough_accumulator():
     q = _overflow_layer()
     need = (4 * 127 * (24 << 14)).bit_length() + 1
     for acc_bits, expect in ((need - 1, 1), (need, 0)):
-        bitexact.set_mode(model := nn.Sequential(q), hw=HardwareConfig(acc_bits=acc_bits))
+        quant.set_mode(model := nn.Sequential(q), array=ArrayConfig(acc_bits=acc_bits))
         model(torch.tensor(OVERFLOW_ROWS[:1], dtype=torch.float32))
-        assert bitexact.overflow_report(model)["total"]["events"] == expect, acc_bits
+        assert quant.overflow_report(model)["total"]["events"] == expect, acc_bits
 
 
 def test_static_calibration_clips_and_counts():
     _, q = _rf8_layer()
     model = nn.Sequential(q)
-    bitexact.set_mode(model, mode="fake")
+    quant.set_mode(model, mode="fake")
     g = torch.Generator().manual_seed(5)
     batches = [torch.randn(8, 20, generator=g) for _ in range(3)]
-    levels = bitexact.calibrate(model, batches)
+    levels = quant.calibrate(model, batches)
     assert levels == {"0": pytest.approx(max(float(b.abs().max()) for b in batches))}
-    bitexact.set_mode(model, absmax={"0": 1.0})
+    quant.set_mode(model, absmax={"0": 1.0})
     x = torch.tensor([[3.0] + [0.5] * 19])
     y = model(x)
     a, scale, clipped = bitexact.quantize_activations(x.numpy(), 8, absmax=1.0)
     assert clipped == 1 and a[0, 0] == 127 and a[0, 1] == 64 and scale == float(np.float32(1 / 127))
-    assert bitexact.overflow_report(model)["0"]["clipped_acts"] == 1
+    assert quant.overflow_report(model)["0"]["clipped_acts"] == 1
     direct, _, _ = bitexact.rf8_gemm(a, scale, q.codes.numpy(), q.exponent.numpy())
     assert torch.equal(y, torch.from_numpy(direct.astype(np.float32) + q.bias.detach().numpy()))
 
@@ -155,29 +157,68 @@ def test_quantize_with_mode_bitexact_runs_the_whole_model_and_all_zero_input_giv
     q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")
     y = q(torch.zeros(2, 12))
     assert torch.equal(y, torch.zeros(2, 3))
-    rep = bitexact.overflow_report(q)
+    rep = quant.overflow_report(q)
     assert rep["total"]["calls"] == 2 and rep["total"]["events"] == 0
 
 
 def test_bad_inputs_name_the_value_and_what_is_allowed():
-    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64 for 8-bit activations, not 20$"):
-        HardwareConfig(acc_bits=20)
-    with pytest.raises(ValueError, match=r"^overflow must be one of wrap, saturate, not 'clip'$"):
-        HardwareConfig(overflow="clip")
+    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64 for act_bits=8 "):
+        ArrayConfig(acc_bits=20)
+    with pytest.raises(ValueError, match=r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"):
+        ArrayConfig(overflow="clip")
     with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
-        HardwareConfig(act_bits=17)
+        bitexact.act_qmax(17)
     model = nn.Sequential(nn.Linear(4, 2))
     with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt='rf8', not 'int8'"):
         rf8hw.quantize(model, fmt="int8", mode="bitexact")
     with pytest.raises(ValueError, match=r"^model has no RF8 QuantLinear layer"):
-        bitexact.set_mode(rf8hw.quantize(model, fmt="int8"))
+        quant.set_mode(rf8hw.quantize(model, fmt="int8"))
     q = rf8hw.quantize(model, fmt="rf8")
     with pytest.raises(ValueError, match=r"^unknown mode 'exact'; choose one of fake, bitexact$"):
-        bitexact.set_mode(q, mode="exact")
+        quant.set_mode(q, mode="exact")
     with pytest.raises(ValueError, match=r"^absmax names \['fc9'\] which are not RF8 layers; layers are: 0$"):
-        bitexact.set_mode(q, absmax={"fc9": 1.0})
-    bitexact.set_mode(q)
+        quant.set_mode(q, absmax={"fc9": 1.0})
+    with pytest.raises(ValueError, match=r"^absmax\['0'\] must be a finite number >= 0, not -1\.0$"):
+        quant.set_mode(q, absmax={"0": -1.0})
+    with pytest.raises(ValueError, match=r"^array must be an rf8hw\.hdl\.config\.ArrayConfig or None, not dict$"):
+        quant.set_mode(q, array={"acc_bits": 32})
+    with pytest.raises(ValueError, match=r"^array\.pe must be an RF8 PE kind .* not 'int8', which multiplies int8 weights$"):
+        quant.set_mode(q, array=ArrayConfig(pe="int8"))
+    with pytest.raises(ValueError, match=r"^act_absmax must be a finite number >= 0, not nan$"):
+        quant.QuantLinear(4, 2, act_absmax=float("nan"))
+    quant.set_mode(q)
     with pytest.raises(ValueError, match=r"^activations contain 1 NaN/Inf value\(s\)"):
         q(torch.tensor([[1.0, float("nan"), 0.0, 0.0]]))
     with pytest.raises(ValueError, match=r"^static absmax must be a finite number >= 0, not -1\.0$"):
         bitexact.quantize_activations(np.zeros(3), 8, absmax=-1.0)
+    with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not True$"):
+        bitexact.quantize_activations(np.zeros(3), True)
+
+
+def test_layer_owns_its_array_config_clipping_level_and_counters():
+    """QuantLinear's bit-exact settings are real attributes (set in __init__, replaced by set_mode),
+    the default is ArrayConfig(): 8-bit activations, 40-bit wrapping accumulator."""
+    layer = quant.QuantLinear(20, 7)
+    assert layer.array == ArrayConfig() and (layer.array.act_bits, layer.array.acc_bits,
+                                              layer.array.overflow) == (8, 40, "wrap")
+    assert layer.act_absmax is None and layer.overflow_stats == OverflowStats()
+    assert not any(k.startswith("bitexact") for k in vars(layer))
+    assert bitexact.act_qmax(8) == 127 and bitexact.act_qmax(2) == 1
+    _, q = _rf8_layer()
+    cfg = ArrayConfig(rows=4, cols=4, act_bits=6, acc_bits=33, overflow="saturate", pe="rf8_lean")
+    model = nn.Sequential(q)
+    assert quant.set_mode(model, array=cfg, absmax={"0": 2.0}) is model
+    assert q.array is cfg and q.act_absmax == 2.0 and q.mode == "bitexact"
+    x = torch.randn(3, 20, generator=torch.Generator().manual_seed(6))
+    y = model(x)
+    a, scale, clipped = bitexact.quantize_activations(x.numpy(), 6, absmax=2.0)
+    assert int(np.abs(a).max()) <= 31
+    direct, acc, exact = bitexact.rf8_gemm(a, scale, q.codes.numpy(), q.exponent.numpy(), cfg)
+    assert torch.equal(y, torch.from_numpy(direct.astype(np.float32) + q.bias.detach().numpy()))
+    assert q.overflow_stats.calls == 1 and q.overflow_stats.clipped_acts == clipped
+    quant.reset_stats(model)
+    assert q.overflow_stats == OverflowStats()
+    # a layer built with its own settings runs them without set_mode
+    own = quant.QuantLinear(20, 7, mode="bitexact", array=cfg, act_absmax=2.0)
+    own.load_state_dict(q.state_dict())
+    assert torch.equal(own(x), y)

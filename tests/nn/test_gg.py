@@ -152,6 +152,17 @@ def test_impossible_parameters(kw, msg):
         gg.sample(10, **kw)
 
 
+@pytest.mark.parametrize("size, msg", [
+    (-1, r"^sample count must be an integer >= 0, not -1$"),
+    (True, r"^sample count must be an integer >= 0, not True$"),
+    ((3, 2.5), r"^sample shape\[1\] must be an integer >= 0, not 2\.5$"),
+    (2.5, r"^sample size must be an integer >= 0 or a tuple of them, not 2\.5$"),
+])
+def test_sample_size_checked(size, msg):
+    with pytest.raises(ValueError, match=msg):
+        gg.sample(size, 1.0, 1.0)
+
+
 def test_density_needs_ggparams():
     with pytest.raises(ValueError, match=r"expected GGParams, not tuple"):
         gg.pdf([0.0], (1.0, 1.0, 0.0))

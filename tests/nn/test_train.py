@@ -120,7 +120,8 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--backslash", "-1"], r"^rf8hw train: error: backslash must be a finite number >= 0, not -1.0$"),
     (["--epochs", "-2"], r"^rf8hw train: error: epochs must be an integer >= 0, not -2$"),
-    (["--rate-step", "nan"], r"^rf8hw train: error: rate_step must be a finite number >= 0, not nan$"),
+    (["--rate-step", "nan"], r"^rf8hw train: error: rate_step must be a finite number > 0, not nan$"),
+    (["--rate-step", "0"], r"^rf8hw train: error: rate_step must be a finite number > 0, not 0.0$"),
     (["--init-from", "/nonexistent/model.safetensors"],
      r"^rf8hw train: error: checkpoint '/nonexistent/model.safetensors' does not exist$"),
 ])
@@ -138,6 +139,11 @@ def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
     ({"gg_fan": "avg"}, r"^unknown gg fan 'avg'; choose one of in, out$"),
     ({"lr": math.inf}, r"^lr must be a finite number >= 0, not inf$"),
     ({"deepshape_min_count": 0}, r"^deepshape_min_count must be an integer >= 1, not 0$"),
+    ({"epochs": True}, r"^epochs must be an integer >= 0, not True$"),
+    ({"backslash_epochs": -1}, r"^backslash_epochs must be an integer >= 0, not -1$"),
+    ({"batch_size": 0}, r"^batch_size must be an integer >= 1, not 0$"),
+    ({"gg_shape": 0.0}, r"^gg_shape must be a finite number > 0, not 0\.0$"),
+    ({"backslash_eps": -1.0}, r"^backslash_eps must be a finite number > 0, not -1\.0$"),
     ({"epoch": 3}, r"^unknown training option\(s\) epoch; known: "),
 ])
 def test_bad_training_options_are_rejected_by_name(d, message):

@@ -1,0 +1,108 @@
+"""Rendering of an estimate report (:func:`rf8hw.accel.estimate.estimate`): Markdown, JSON, plot.
+
+Computation stays in :mod:`rf8hw.accel.estimate`; this module only turns its dict into text and
+files.  Words are computed first, then formatted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["render_markdown", "write_report"]
+
+
+def _fmt(v, spec=",.0f"):
+    if v is None:
+        return "absent"
+    return format(v, spec)
+
+
+def render_markdown(rep: dict) -> str:
+    """The report as Markdown (what ``rf8hw estimate`` prints and writes to ``estimate.md``)."""
+    c = rep["config"]
+    metric = rep["metric"]
+    pct = metric.endswith("acc")
+    if c["calibrate_batches"]:
+        scales = f"static scales from {c['calibrate_batches']} batches"
+    else:
+        scales = "per-tensor absmax per call"
+    title = (f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array "
+             f"({c['device']}, PE {c['pe']})")
+    setting = (f"Checkpoint `{rep['checkpoint']}`; accumulator {c['acc_bits']} bits, "
+               f"{c['overflow']}; {c['act_bits']}-bit activations ({scales}); "
+               f"RF8 rounding {c['rounding']}; batch {c['batch']}.")
+    lines = [title, "", setting, "",
+             "## Accuracy", "",
+             f"| path | {metric} | delta vs fp32 |", "|---|--:|--:|"]
+    ref = rep["accuracy"]["fp32"]
+    for k, v in rep["accuracy"].items():
+        if pct:
+            lines.append(f"| {k} | {100 * v:.2f} % | {100 * (v - ref):+.2f} pt |")
+        else:
+            lines.append(f"| {k} | {v:.4f} | {v - ref:+.4f} |")
+    ov = rep["overflow"]
+    lines += ["", "fp32: the checkpoint; rf8_fake / int8 / fp8_e4m3: weight-only fake-quant "
+              "(activations float); rf8_bitexact: INT8 activations through the array's integer "
+              "arithmetic (`rf8hw.nn.bitexact`); bias and non-linear parts in float.", "",
+              "## Overflow events (bit-exact path)", "",
+              "| layer | outputs | events | max abs sum | acc bits needed |", "|---|--:|--:|--:|--:|"]
+    for name, s in ov.items():
+        lines.append(f"| {name} | {s['outputs']:,} | {s['events']:,} | {s['max_abs_sum']:,} | "
+                     f"{s['acc_bits_needed']} |")
+    cyc = rep["cycles"]
+    lines += ["", "An event is one output accumulation whose accumulator result differs from the "
+              "exact (64-bit) sum.", "",
+              "## Cycles per inference", "",
+              "| layer | M x K x N | tiles | cycles | utilisation |", "|---|---|--:|--:|--:|"]
+    for r in cyc["layers"]:
+        shape = f"{r['M']} x {r['K']} x {r['N']}" + (f" (x{r['count']})" if r["count"] > 1 else "")
+        if r["on_array"]:
+            lines.append(f"| {r['name']} | {shape} | {r['tiles']} | {r['cycles']:,} | "
+                         f"{100 * r['utilisation']:.1f} % |")
+        else:
+            lines.append(f"| {r['name']} | {shape} | off-array | - | - |")
+    lines += [f"| **total** | | | **{cyc['cycles']:,}** | {100 * cyc['utilisation']:.1f} % |", "",
+              f"Cycles per inference: **{_fmt(rep['cycles_per_inference'], ',.1f')}** "
+              f"({cyc['macs_on_array'] // c['batch']:,} on-array MACs per inference).", "",
+              "## FPGA", "",
+              "| LUT4 | FF | carry | DSP | BRAM | Fmax (MHz) | inferences/s | GMAC/s |",
+              "|--:|--:|--:|--:|--:|--:|--:|--:|",
+              f"| {_fmt(rep['lut4'])} | {_fmt(rep['ff'])} | {_fmt(rep['carry'])} | {_fmt(rep['dsp'])} | "
+              f"{_fmt(rep['bram'])} | {_fmt(rep['fmax_mhz'], '.1f')} | {_fmt(rep['inferences_per_s'], ',.0f')} | "
+              f"{_fmt(rep['gmac_per_s'], '.3f')} |", ""]
+    s = rep["synth"]
+    if s.get("tools"):
+        cached = " (cached result)" if s.get("cached") else ""
+        tools = ", ".join(f"{k} {v}" for k, v in s["tools"].items())
+        lines += [f"Post-route Fmax, {s['part']}, seed {s['seed']}{cached}; tools: {tools}.", ""]
+    if rep["notes"]:
+        lines += ["## Notes", ""] + [f"* {n}" for n in rep["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(rep: dict, out_dir) -> dict:
+    """Write ``estimate.json``, ``estimate.md`` and ``estimate_cycles.png`` into ``out_dir``
+    (each through a temporary file and a rename); returns their paths."""
+    from rf8hw.accel import cycles
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "estimate.json", "markdown": out / "estimate.md",
+             "png": out / "estimate_cycles.png"}
+    c = rep["config"]
+    title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.0f} "
+             f"cycles/inference, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
+    tmp_png = paths["png"].with_name(f".{paths['png'].name}.{os.getpid()}.tmp.png")
+    cycles.plot_model_cycles(rep["cycles"], tmp_png, title=title)
+    os.replace(tmp_png, paths["png"])
+    _write_atomic(paths["markdown"], render_markdown(rep))
+    _write_atomic(paths["json"], json.dumps(rep, indent=2, allow_nan=False) + "\n")
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,70 @@
+"""Measurement harness for synthesis: every port of a design registered, 4 device pins.
+
+The array's ports are far wider than any package (an 8x8 array has 128 input and 320 output data
+bits), and its first PE row takes ``s_axis_a_tdata`` combinationally.  :class:`SynthWrapper`
+therefore feeds every input bit from a serial-in shift register (pin ``din``) and registers every
+output bit, then XOR-folds the output register to the pin ``dout`` through a tree of 4-input XORs
+with a register after every level, so no logic can be optimised away, every timed path is register
+to register, and the wrapper's own LUT cost is known exactly (:attr:`SynthWrapper.xor_luts`).
+Used by :func:`rf8hw.accel.synth.synthesize`.
+"""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SynthWrapper"]
+
+
+class SynthWrapper(wiring.Component):
+    """Registered, pin-frugal measurement harness around a component with flat ``In``/``Out`` ports.
+
+    Parameters
+    ----------
+    inner : wiring.Component
+        The design under measurement (its ports must be plain signals, not nested interfaces).
+
+    Members
+    -------
+    din : In(1)
+        Serial input: shifts into a register chain of :attr:`in_bits` flip-flops that drives every
+        input port of ``inner``.
+    dout : Out(1)
+        XOR of all :attr:`out_bits` output bits of ``inner``: registered, then reduced 4 to 1 per
+        level with a register after every level (:attr:`xor_luts` 4-input XORs in all).
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        members = inner.signature.members
+        self.in_names = [n for n, mb in members.items() if mb.flow == In]
+        self.out_names = [n for n, mb in members.items() if mb.flow == Out]
+        widths = {n: len(Cat(getattr(inner, n))) for n in members}
+        self.in_bits = sum(widths[n] for n in self.in_names)
+        self.out_bits = sum(widths[n] for n in self.out_names)
+        self.xor_luts = 0
+        n = self.out_bits
+        while n > 1:
+            n = -(-n // 4)
+            self.xor_luts += n
+        super().__init__({"din": In(1), "dout": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self.inner
+        chain = Signal(self.in_bits, reset_less=True)
+        m.d.sync += chain.eq(Cat(self.din, chain[:-1]) if self.in_bits > 1 else self.din)
+        pos = 0
+        for name in self.in_names:
+            port = Cat(getattr(inner, name))
+            m.d.comb += port.eq(chain[pos:pos + len(port)])
+            pos += len(port)
+        level = Signal(self.out_bits, reset_less=True)
+        m.d.sync += level.eq(Cat(*(getattr(inner, n) for n in self.out_names)))
+        while len(level) > 1:
+            groups = [level[i:i + 4] for i in range(0, len(level), 4)]
+            nxt = Signal(len(groups), reset_less=True)
+            m.d.sync += nxt.eq(Cat(*(g.xor() for g in groups)))
+            level = nxt
+        m.d.comb += self.dout.eq(level)
+        return m
