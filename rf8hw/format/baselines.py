@@ -23,8 +23,11 @@ FP8-E4M3 (``fp8_e4m3``; the OCP "E4M3FN" encoding, ``torch.float8_e4m3fn``)
 
 from __future__ import annotations
 
+from rf8hw import checks
+from rf8hw.format import spec
+
 __all__ = ["FP8_E4M3_SCALE_BITS", "FP8_E4M3_NAN_CODES", "int8_weight_int", "fp8_e4m3_weight_int",
-           "WEIGHT_INT_FUNCS", "product", "max_abs_weight_int", "product_bits"]
+           "WEIGHT_INT_FUNCS", "FORMATS", "product", "max_abs_weight_int", "product_bits"]
 
 #: ``W(code) = value * 2**FP8_E4M3_SCALE_BITS``: the smallest subnormal, ``2**-9``, becomes 1.
 FP8_E4M3_SCALE_BITS = 9
@@ -33,9 +36,11 @@ FP8_E4M3_NAN_CODES = (0x7F, 0xFF)
 
 
 def _check_code(code: int) -> int:
-    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 0xFF:
-        raise ValueError(f"weight code must be an int byte 0..255, not {code!r}")
-    return code
+    return checks.integer("weight code", code, 0, 0xFF)
+
+
+def _check_format(fmt: str) -> str:
+    return checks.choice("baseline weight format", fmt, FORMATS)
 
 
 def int8_weight_int(code: int) -> int:
@@ -56,19 +61,19 @@ def fp8_e4m3_weight_int(code: int) -> int:
 
 #: Weight format name -> ``code -> integer weight``.
 WEIGHT_INT_FUNCS = {"int8": int8_weight_int, "fp8_e4m3": fp8_e4m3_weight_int}
+#: The baseline weight format names, in the order error messages list them.
+FORMATS = tuple(sorted(WEIGHT_INT_FUNCS))
 
 
 def product(fmt: str, x: int, code: int) -> int:
     """Golden ``P(x, code) = x * W(code)`` of one baseline PE kind (``"int8"`` or ``"fp8_e4m3"``)."""
-    if fmt not in WEIGHT_INT_FUNCS:
-        raise ValueError(f"baseline weight format must be one of {sorted(WEIGHT_INT_FUNCS)}, "
-                         f"not {fmt!r}")
-    return x * WEIGHT_INT_FUNCS[fmt](code)
+    return x * WEIGHT_INT_FUNCS[_check_format(fmt)](code)
 
 
 def max_abs_weight_int(fmt: str) -> int:
     """Largest ``|W(code)|`` over all 256 codes (128 for INT8, ``14 * 2**14`` for FP8-E4M3)."""
-    return max(abs(WEIGHT_INT_FUNCS[fmt](c)) for c in range(256))
+    weight_int = WEIGHT_INT_FUNCS[_check_format(fmt)]
+    return max(abs(weight_int(c)) for c in range(256))
 
 
 def product_bits(fmt: str, act_bits: int) -> int:
@@ -77,7 +82,8 @@ def product_bits(fmt: str, act_bits: int) -> int:
     The extreme products are ``-2**(act_bits-1) * W`` for the most positive and most negative
     ``W``; 16 bits for INT8 and 26 bits for FP8-E4M3 at ``act_bits = 8``.
     """
-    weights = [WEIGHT_INT_FUNCS[fmt](c) for c in range(256)]
+    act_bits = spec.check_act_bits(act_bits)
+    weights = [WEIGHT_INT_FUNCS[_check_format(fmt)](c) for c in range(256)]
     lo_x, hi_x = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
     extremes = [x * w for x in (lo_x, hi_x) for w in (min(weights), max(weights))]
     return max(max(e.bit_length() for e in extremes if e >= 0) + 1,

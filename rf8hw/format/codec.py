@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from rf8hw import checks
 from rf8hw.format import spec
 
 __all__ = ["encode", "decode", "shared_exponent", "EncodeStats", "value_table", "MAX_CODE",
@@ -33,43 +34,124 @@ __all__ = ["encode", "decode", "shared_exponent", "EncodeStats", "value_table", 
 _F = 52                      # fraction bits of the float64 fields the kernels work on
 _ONE = 1 << _F               # the implicit leading one
 
+# Spec constants bound once: Numba freezes module globals when it compiles a kernel, so the kernels
+# read these names and never retype a number of the format.
+_SIGN_BIT = spec.SIGN_BIT
+_RES_BITS = spec.RES_BITS
+_RES_MASK = spec.RES_MASK
+_EXP_BIAS = spec.EXP_BIAS
+_EXP_MAX = spec.EXP_MAX
+_MAX_GAP = spec.MAX_GAP
+_UNIT = 1 << spec.FRAC_BITS  # M = _UNIT is the significand 1.0
+
+_NIBBLE = 4                  # table entries are residual fields packed 4 bits apart
+assert _RES_MASK < 1 << _NIBBLE
+
 
 def _pack_nibbles(values) -> int:
     """Small lookup tables as one integer, read with a variable shift (vectorises, unlike a gather)."""
-    return sum(v << (4 * i) for i, v in enumerate(values))
+    return sum(v << (_NIBBLE * i) for i, v in enumerate(values))
 
 
-# ---- "nearest": the seven midpoints of one octave [1, 2) ----------------------------------------
-# Representable significands in an octave: 1, 17/16, 18/16, 20/16, 24/16, 28/16, 30/16 (and 2 = next
-# octave).  Midpoints in units of 1/32 above 1: 1, 3, 6, 12, 20, 26, 30.  At a tie the neighbour with
-# more trailing zero bits in its numerator (over 16) wins -- the "ties to even" of IEEE, generalised:
+def _canonical(v: int) -> tuple[int, int]:
+    """A significand ``v / _UNIT`` in ``[1, 2]`` at exponent j -> ``(off, R)``: the code's leading
+    exponent is ``j + off``.  The larger exponent wins when both represent ``v`` (the paper's
+    ``e1 = round(log2|w|)``), so ``1.5 * 2**j`` is ``(j + 1, R=5)``, never ``(j, R=1)``."""
+    if v % 2 == 0 and v // 2 in spec.M_TABLE:
+        return 1, spec.M_TABLE.index(v // 2)
+    return 0, spec.M_TABLE.index(v)
+
+
+def _normalised(M: int, E: int) -> tuple[int, int]:
+    """Magnitude of the code (E, R with M(R) = M) as the kernels see an input: ``(Ej, f)`` with
+    ``|value| = (1 + f / 2**52) * 2**(Ej - EXP_BIAS + X)``."""
+    k = M.bit_length() - 1
+    return E + k - spec.FRAC_BITS, (M - (1 << k)) << (_F - k)
+
+
+# ---- "nearest": the midpoints of one octave [1, 2) -----------------------------------------------
+# Representable significands in an octave (in units of 1/16): the M(R) >= 16 at exponent j and the
+# 2 * M(R) of the M(R) < 16 at exponent j + 1, i.e. 1, 17/16, 18/16, 20/16, 24/16, 28/16, 30/16 and
+# 2 (= next octave).  Midpoints in units of 1/32 above 1: 1, 3, 6, 12, 20, 26, 30.  At a tie the
+# neighbour with more trailing zero bits in its numerator (over 16) wins -- the "ties to even" of
+# IEEE, generalised:
 #   33/32: 16 vs 17 -> 16 (down)   35/32: 17 vs 18 -> 18 (up)    38/32: 18 vs 20 -> 20 (up)
 #   44/32: 20 vs 24 -> 24 (up)     52/32: 24 vs 28 -> 24 (down)  58/32: 28 vs 30 -> 28 (down)
 #   62/32: 30 vs 32 -> 32 (up)
-# A tie going up is a ">=" comparison, a tie going down a ">".
-_MID = 1 << (_F - 5)
-_N1, _N3, _N6, _N12, _N20, _N26, _N30 = (k * _MID for k in (1, 3, 6, 12, 20, 26, 30))
-# index of the chosen significand (0..7) -> residual field R; indices 4..7 belong to the next octave
-_NEAREST_R = _pack_nibbles([0, 4, 3, 2, 5, 6, 7, 0])
+# A tie going up is "f >= midpoint", a tie going down "f > midpoint", i.e. "f >= midpoint + 1".
+assert all(_UNIT // 2 <= M < 2 * _UNIT for M in spec.M_TABLE)
+_OCTAVE = tuple(sorted({M for M in spec.M_TABLE if M >= _UNIT}
+                       | {2 * M for M in spec.M_TABLE if M < _UNIT} | {2 * _UNIT}))
+assert _OCTAVE == (16, 17, 18, 20, 24, 28, 30, 32)
+
+
+def _trailing_zeros(v: int) -> int:
+    return (v & -v).bit_length() - 1
+
+
+_MIDPOINTS = tuple(a + b - 2 * _UNIT for a, b in zip(_OCTAVE, _OCTAVE[1:]))   # units of 1/32
+_TIES_UP = tuple(_trailing_zeros(b) > _trailing_zeros(a) for a, b in zip(_OCTAVE, _OCTAVE[1:]))
+assert _MIDPOINTS == (1, 3, 6, 12, 20, 26, 30)
+assert _TIES_UP == (False, True, True, True, False, False, True)
+assert all(_trailing_zeros(a) != _trailing_zeros(b) for a, b in zip(_OCTAVE, _OCTAVE[1:]))
+_MID = 1 << (_F - 1 - spec.FRAC_BITS)                 # 1/32 as a 52-bit fraction
+#: ``f >= t`` for each midpoint ``t``: the number reached is the index of the chosen significand.
+_NEAREST_T = tuple(m * _MID + (0 if up else 1) for m, up in zip(_MIDPOINTS, _TIES_UP))
+_NEAREST_OFF, _NEAREST_RS = zip(*(_canonical(v) for v in _OCTAVE))
+# index of the chosen significand (0..7) -> residual field R; from index _NEAREST_UP on the code
+# belongs to the next octave (leading exponent j + 1)
+_NEAREST_UP = _NEAREST_OFF.index(1)
+assert _NEAREST_OFF == (0,) * _NEAREST_UP + (1,) * (len(_OCTAVE) - _NEAREST_UP)
+assert (_NEAREST_UP, _NEAREST_RS) == (4, (0, 4, 3, 2, 5, 6, 7, 0))
+_NEAREST_R = _pack_nibbles(_NEAREST_RS)
 
 # ---- "paper": log-domain thresholds ---------------------------------------------------------------
 # e1 = round(log2|w|) is j + 1 exactly when 1 + f/2**52 >= sqrt(2), i.e. (2**52 + f)**2 >= 2**105.
 # sqrt(2**105) is irrational, so there are no ties and the threshold is an exact integer.
 _SQRT2 = math.isqrt(1 << (2 * _F + 1)) + 1 - _ONE
 # The residual term is kept with gap d = e1 - e2 = -round(log2(rho)) where rho = |r| / 2**j.  rho lies
-# at or above 2**-(k + 1/2) exactly when (rho * 2**52)**2 >= 2**(103 - 2k): thresholds for k = 1..4.
-_P1, _P2, _P3, _P4 = (math.isqrt(1 << (2 * _F - 1 - 2 * k)) + 1 for k in range(1, 5))
-# L = number of thresholds reached (0..4) -> R
-#   positive residual (e1 = j):      L=0 none, 1 -> +2^-4 (R4), 2 -> +2^-3 (R3), 3 -> +2^-2 (R2),
-#                                    4 -> +2^-1, m = 1.5, emitted canonically as (j+1, R5)
-#   negative residual (e1 = j + 1):  L<=1 none (gap >= 5), 2 -> R7, 3 -> R6, 4 -> R5
-_PAPER_POS_R = _pack_nibbles([0, 4, 3, 2, 5])
-_PAPER_NEG_R = _pack_nibbles([0, 0, 7, 6, 5])
-_HALF = 1 << (_F - 1)                         # significand 1.5
+# at or above 2**-(k + 1/2) exactly when (rho * 2**52)**2 >= 2**(103 - 2k): thresholds for
+# k = 1..MAX_GAP (a larger gap drops the residual term).
+_PAPER_T = tuple(math.isqrt(1 << (2 * _F - 1 - 2 * k)) + 1 for k in range(1, _MAX_GAP + 1))
+
+
+def _paper_table(sign: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """L = number of thresholds reached (0..MAX_GAP) -> (off, R) for a residual of ``sign``: the
+    gap is ``MAX_GAP + 1 - L`` above e1 = j (positive residual) and one more below e1 = j + 1
+    (negative residual); a gap above MAX_GAP keeps the leading power alone."""
+    below = int(sign < 0)
+    rows = []
+    for L in range(_MAX_GAP + 1):
+        d = _MAX_GAP + 1 - L + below
+        v = _UNIT << below                    # the leading power, in units of 1/16 at exponent j
+        if d <= _MAX_GAP:
+            v += sign * (_UNIT << below >> d)
+        rows.append(_canonical(v))
+    off, rs = zip(*rows)
+    return off, rs
+
+
+# positive residual (e1 = j):      L=0 none, 1 -> +2^-4 (R4), 2 -> +2^-3 (R3), 3 -> +2^-2 (R2),
+#                                  4 -> +2^-1, m = 1.5, emitted canonically as (j+1, R5)
+# negative residual (e1 = j + 1):  L<=1 none (gap >= 5), 2 -> R7, 3 -> R6, 4 -> R5
+_PAPER_POS_OFF, _PAPER_POS_RS = _paper_table(+1)
+_PAPER_NEG_OFF, _PAPER_NEG_RS = _paper_table(-1)
+assert (_PAPER_POS_RS, _PAPER_NEG_RS) == ((0, 4, 3, 2, 5), (0, 0, 7, 6, 5))
+assert _PAPER_POS_OFF == (0,) * _MAX_GAP + (1,) and _PAPER_NEG_OFF == (1,) * (_MAX_GAP + 1)
+_PAPER_POS_R = _pack_nibbles(_PAPER_POS_RS)
+_PAPER_NEG_R = _pack_nibbles(_PAPER_NEG_RS)
+
 #: Largest magnitude, ``1.5 * 2**X``: E = 15, R = 1 (the only canonical R = 1 code).
-MAX_CODE = spec.make_code(0, spec.EXP_MAX, 1)
+MAX_CODE = spec.make_code(0, _EXP_MAX, spec.M_TABLE.index(max(spec.M_TABLE)))
 #: Smallest non-zero magnitude, ``0.75 * 2**(1 - 15 + X) = 1.5 * 2**(X - 15)``: E = 1, R = 5.
-MIN_CODE = spec.make_code(0, 1, 5)
+MIN_CODE = spec.make_code(0, 1, spec.M_TABLE.index(min(spec.M_TABLE)))
+assert (MAX_CODE, MIN_CODE) == (0x79, 0x0D)
+# |w| > largest magnitude: Ej > _SAT_EJ, or Ej == _SAT_EJ and f > _SAT_F (with Ej = j - X + 15)
+_SAT_EJ, _SAT_F = _normalised(max(spec.M_TABLE), _EXP_MAX)
+# |w| > half the smallest magnitude ("nearest" rounds it up to MIN_CODE, a tie goes to zero)
+_HALF_MIN_EJ, _HALF_MIN_F = _normalised(min(spec.M_TABLE), 1)
+_HALF_MIN_EJ -= 1
+assert (_SAT_EJ, _SAT_F, _HALF_MIN_EJ, _HALF_MIN_F) == (15, 1 << (_F - 1), -1, 1 << (_F - 1))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,29 +183,33 @@ def _encode_one(b, is64, X, paper):
     """One value -> (code, saturated, flushed, special).  The single implementation of both modes."""
     s, j, f, kind = _fields(b, is64)
     # nearest in value: index of the chosen significand among 1, 17/16, ..., 30/16, 2
-    idx = (np.int64(f > _N1) + np.int64(f >= _N3) + np.int64(f >= _N6) + np.int64(f >= _N12)
-           + np.int64(f > _N20) + np.int64(f > _N26) + np.int64(f >= _N30))
-    off_n = np.int64(idx >= 4)
-    r_n = (_NEAREST_R >> (4 * idx)) & 7
+    idx = np.int64(0)
+    for t in _NEAREST_T:
+        idx += np.int64(f >= t)
+    off_n = np.int64(idx >= _NEAREST_UP)
+    r_n = (_NEAREST_R >> (_NIBBLE * idx)) & _RES_MASK
     # paper: e1 = j (positive residual) or j + 1 (negative residual), then the residual's gap
     pos = f < _SQRT2
-    n = f if pos else (1 << 52) - f
-    L = np.int64(n >= _P1) + np.int64(n >= _P2) + np.int64(n >= _P3) + np.int64(n >= _P4)
-    off_p = np.int64(L == 4) if pos else np.int64(1)
-    r_p = ((_PAPER_POS_R if pos else _PAPER_NEG_R) >> (4 * L)) & 7
+    n = f if pos else _ONE - f
+    L = np.int64(0)
+    for t in _PAPER_T:
+        L += np.int64(n >= t)
+    off_p = np.int64(L == _MAX_GAP) if pos else np.int64(1)
+    r_p = ((_PAPER_POS_R if pos else _PAPER_NEG_R) >> (_NIBBLE * L)) & _RES_MASK
     off = off_p if paper else off_n
     R = r_p if paper else r_n
     # range rules (docs/rf8-format.md section 3.3)
-    E = j + off - X + 15
-    Ej = j - X + 15
+    E = j + off - X + _EXP_BIAS
+    Ej = j - X + _EXP_BIAS
     normal = kind == 0
     low = E <= 0
-    up_to_min = (not paper) and (Ej >= 0 or (Ej == -1 and f > _HALF))
-    code = (s << 7) | (E << 3) | R
-    code = (s << 7) | MAX_CODE if E >= 16 else code
-    code = (((s << 7) | MIN_CODE) if up_to_min else 0) if low else code
+    up_to_min = (not paper) and (Ej > _HALF_MIN_EJ or (Ej == _HALF_MIN_EJ and f > _HALF_MIN_F))
+    sign = s << _SIGN_BIT
+    code = sign | (E << _RES_BITS) | R
+    code = sign | MAX_CODE if E > _EXP_MAX else code
+    code = ((sign | MIN_CODE) if up_to_min else 0) if low else code
     code = code if normal else 0
-    sat = np.int64(normal and (j > X or (j == X and f > _HALF)))          # |w| > 1.5 * 2^X
+    sat = np.int64(normal and (Ej > _SAT_EJ or (Ej == _SAT_EJ and f > _SAT_F)))   # |w| > max
     flushed = np.int64((normal and low and not up_to_min) or (kind == 1 and f != 0))
     return code, sat, flushed, np.int64(kind == 2)
 
@@ -200,26 +286,21 @@ def value_table(X: int = 0) -> np.ndarray:
     """Decoded value of every code 0..255 as float32 (exact), for one shared exponent ``X``."""
     X = _check_scalar_exponent(X)
     m = np.array(spec.M_TABLE, dtype=np.float64) / (1 << spec.FRAC_BITS)
-    codes = np.arange(256)
-    s = codes >> spec.SIGN_BIT
-    E = (codes >> spec.RES_BITS) & spec.EXP_MAX
-    R = codes & ((1 << spec.RES_BITS) - 1)
+    s, E, R = spec.split_codes(np.arange(256))
     v = np.where(E == 0, 0.0, (1 - 2 * s) * np.ldexp(m[R], E - spec.EXP_BIAS + X))
     return v.astype(np.float32)
-
 
 
 # ---------------------------------------------------------------------------------------------------
 # Validation helpers
 # ---------------------------------------------------------------------------------------------------
 
+_X_WHY = " (every code must decode to a float32 normal)"
+_ON_SATURATE = ("warn", "error", "ignore")
+
+
 def _check_scalar_exponent(X) -> int:
-    if isinstance(X, (bool, np.bool_)) or not isinstance(X, (int, np.integer)):
-        raise TypeError(f"shared exponent X must be an integer, not {X!r}")
-    if not spec.X_MIN <= int(X) <= spec.X_MAX:
-        raise ValueError(f"shared exponent X={int(X)} is outside the allowed range "
-                         f"{spec.X_MIN}..{spec.X_MAX} (every code must decode to a float32 normal)")
-    return int(X)
+    return checks.integer("shared exponent X", X, spec.X_MIN, spec.X_MAX, _X_WHY)
 
 
 def _exponent_operand(X, shape: tuple[int, ...]):
@@ -239,9 +320,7 @@ def _exponent_operand(X, shape: tuple[int, ...]):
                          f"shape {tuple(shape)}")
     lo, hi = int(Xa.min()), int(Xa.max())
     if lo < spec.X_MIN or hi > spec.X_MAX:
-        bad = Xa[(Xa < spec.X_MIN) | (Xa > spec.X_MAX)].flat[0]
-        raise ValueError(f"shared exponent X={int(bad)} is outside the allowed range "
-                         f"{spec.X_MIN}..{spec.X_MAX} (every code must decode to a float32 normal)")
+        _check_scalar_exponent(int(Xa[(Xa < spec.X_MIN) | (Xa > spec.X_MAX)].flat[0]))
     if lo == hi:
         return lo
     Xa = Xa.reshape((1,) * (len(shape) - Xa.ndim) + Xa.shape).astype(np.int64)
@@ -303,10 +382,8 @@ def encode(w, X, rounding: str = "nearest", *, on_saturate: str = "warn",
     if w.dtype not in (np.float32, np.float64):
         raise TypeError(f"w must be a float32 or float64 array, not {w.dtype}; convert it first "
                         "(e.g. w.astype(np.float32))")
-    if rounding not in spec.ROUNDING_MODES:
-        raise ValueError(f"rounding must be one of {spec.ROUNDING_MODES}, not {rounding!r}")
-    if on_saturate not in ("warn", "error", "ignore"):
-        raise ValueError(f"on_saturate must be 'warn', 'error' or 'ignore', not {on_saturate!r}")
+    checks.choice("rounding", rounding, spec.ROUNDING_MODES)
+    checks.choice("on_saturate", on_saturate, _ON_SATURATE)
     Xop = _exponent_operand(X, w.shape)
     paper = rounding == "paper"
     is64 = w.dtype == np.float64
@@ -331,7 +408,7 @@ def encode(w, X, rounding: str = "nearest", *, on_saturate: str = "warn",
                          f"{w[first]!r} at index {first}. RF8 has no NaN/Inf codes: replace them "
                          "before encoding")
     if n_sat and on_saturate != "ignore":
-        lim = np.ldexp(1.5, np.broadcast_to(np.asarray(X), w.shape).astype(np.int64))
+        lim = np.ldexp(float(_LUT0[MAX_CODE]), np.broadcast_to(np.asarray(X), w.shape).astype(np.int64))
         first = _first_index(np.abs(w) > lim)
         msg = (f"{int(n_sat)} of {w.size} values exceed the largest RF8 magnitude 1.5*2**X and were "
                f"saturated to it (first: {w[first]!r} at index {first}); choose a larger X, e.g. "

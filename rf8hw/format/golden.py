@@ -37,16 +37,14 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from rf8hw import checks
 from rf8hw.format import spec
 
-__all__ = ["WEIGHT_INT", "weight_int", "product", "matmul"]
+__all__ = ["WEIGHT_INT", "IMPLS", "weight_int", "product", "matmul"]
 
 
 def _weight_table() -> np.ndarray:
-    codes = np.arange(256)
-    s = codes >> spec.SIGN_BIT
-    E = (codes >> spec.RES_BITS) & spec.EXP_MAX
-    R = codes & ((1 << spec.RES_BITS) - 1)
+    s, E, R = spec.split_codes(np.arange(256))
     M = np.array(spec.M_TABLE, dtype=np.int64)[R]
     w = (1 - 2 * s) * (M << np.maximum(E - 1, 0))
     return np.where(E == 0, 0, w).astype(np.int64)
@@ -55,6 +53,9 @@ def _weight_table() -> np.ndarray:
 #: ``W(code) = (-1)**s * M(R) * 2**(E-1)`` (0 for E == 0) for every code byte; int64[256].
 WEIGHT_INT: np.ndarray = _weight_table()
 WEIGHT_INT.setflags(write=False)
+
+#: The ``impl`` choices of :func:`matmul` (``"auto"`` picks the first that applies, in this order).
+IMPLS = ("auto", "int8", "f64", "loop")
 
 _PLANE_BAND = 7        # exponent band per int8 plane: 2**6 + 2**5 = 96 fits int8
 
@@ -95,10 +96,7 @@ def _check_codes(codes, name):
 
 
 def _check_act(a, act_bits: int, name: str = "a") -> np.ndarray:
-    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) or not (
-            spec.ACT_BITS_MIN <= act_bits <= spec.ACT_BITS_MAX):
-        raise ValueError(f"act_bits must be an integer in {spec.ACT_BITS_MIN}..{spec.ACT_BITS_MAX}, "
-                         f"not {act_bits!r}")
+    act_bits = spec.check_act_bits(act_bits)
     a = np.asarray(a)
     if not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array (signed {act_bits}-bit activations), "
@@ -173,6 +171,8 @@ def matmul(a, codes, acc_bits: int = 40, overflow: str = "wrap", act_bits: int =
     -------
     numpy.ndarray of int64 [M, N]: the accumulator contents as signed integers.
     """
+    act_bits, acc_bits, overflow = spec.check_mac(act_bits, acc_bits, overflow)
+    checks.choice("impl", impl, IMPLS)
     a = _check_act(a, act_bits)
     codes = _check_codes(codes, "codes")
     if a.ndim != 2 or codes.ndim != 2:
@@ -181,16 +181,6 @@ def matmul(a, codes, acc_bits: int = 40, overflow: str = "wrap", act_bits: int =
     if a.shape[1] != codes.shape[0]:
         raise ValueError(f"inner dimensions differ: a is {a.shape} but codes is {codes.shape} "
                          "(a[M, K] @ codes[K, N])")
-    lo_bits = spec.min_acc_bits(act_bits)
-    if isinstance(acc_bits, bool) or not isinstance(acc_bits, (int, np.integer)) or not (
-            lo_bits <= acc_bits <= spec.ACC_BITS_MAX):
-        raise ValueError(f"acc_bits must be an integer in {lo_bits}..{spec.ACC_BITS_MAX} for "
-                         f"{act_bits}-bit activations (one product needs {lo_bits} bits), "
-                         f"not {acc_bits!r}")
-    if overflow not in spec.OVERFLOW_MODES:
-        raise ValueError(f"overflow must be one of {spec.OVERFLOW_MODES}, not {overflow!r}")
-    if impl not in ("auto", "int8", "f64", "loop"):
-        raise ValueError(f"impl must be 'auto', 'int8', 'f64' or 'loop', not {impl!r}")
     if impl in ("int8", "f64") and overflow != "wrap":
         raise ValueError(f"impl={impl!r} computes the wrap mode only; saturate needs impl='loop'")
 
@@ -202,8 +192,8 @@ def matmul(a, codes, acc_bits: int = 40, overflow: str = "wrap", act_bits: int =
     int8_ok = int(a.min()) >= -128 and int(a.max()) <= 127 and K * amax * _PLANE_MAX < _INT32_LIMIT
     f64_ok = K * amax * spec.max_abs_weight_int() < _F64_EXACT_LIMIT
     if impl == "int8" and not int8_ok:
-        raise ValueError("impl='int8' needs int8-range activations and K * max|a| * 96 < 2**31; "
-                         f"here K={K}, max|a|={amax}")
+        raise ValueError("impl='int8' needs int8-range activations and K * max|a| * "
+                         f"{_PLANE_MAX} < 2**31; here K={K}, max|a|={amax}")
     if impl == "f64" and not f64_ok:
         raise ValueError(f"impl='f64' is not exact here: K * max|a| * max|W| >= 2**53 (K={K}, "
                          f"max|a|={amax})")

@@ -24,9 +24,9 @@ from rf8hw import checks
 __all__ = [
     "SIGN_BIT", "EXP_BITS", "RES_BITS", "EXP_BIAS", "EXP_MAX", "FRAC_BITS", "MAX_GAP",
     "RESIDUAL", "M_TABLE", "PRODUCT_SHIFT", "X_MIN", "X_MAX", "ACT_BITS_MIN", "ACT_BITS_MAX",
-    "ACC_BITS_MAX", "Fields", "fields", "make_code", "is_canonical", "min_acc_bits",
-    "max_abs_weight_int", "ROUNDING_MODES", "OVERFLOW_MODES", "code_value", "check_act_bits",
-    "check_acc_bits", "check_mac",
+    "ACC_BITS_MAX", "RES_MASK", "Fields", "split_codes", "fields", "make_code", "is_canonical",
+    "min_acc_bits", "max_abs_weight_int", "ROUNDING_MODES", "OVERFLOW_MODES", "code_value",
+    "check_act_bits", "check_acc_bits", "check_mac",
 ]
 
 SIGN_BIT = 7          #: position of the sign bit s
@@ -34,6 +34,7 @@ EXP_BITS = 4          #: width of the exponent field E (bits 6..3)
 RES_BITS = 3          #: width of the residual field R (bits 2..0)
 EXP_BIAS = 15         #: value exponent is E - EXP_BIAS + X
 EXP_MAX = (1 << EXP_BITS) - 1   #: largest exponent field, 15
+RES_MASK = (1 << RES_BITS) - 1  #: mask of the residual field R, 7
 FRAC_BITS = 4         #: M(R) is the significand times 2**FRAC_BITS (M(0) = 16 means 1.0)
 MAX_GAP = 4           #: the residual power is at most 2**MAX_GAP below the leading power
 
@@ -49,6 +50,7 @@ RESIDUAL: tuple[tuple[int, int] | None, ...] = (
     (-1, 3),    # R=6: m = 0.875
     (-1, 4),    # R=7: m = 0.9375
 )
+assert len(RESIDUAL) == 1 << RES_BITS and max(r[1] for r in RESIDUAL if r) == MAX_GAP
 
 #: ``M(R) = 16 * m(R)``: the integer significand the hardware multiplies by (with shifts).
 M_TABLE: tuple[int, ...] = tuple(
@@ -94,22 +96,30 @@ class Fields:
         return self.E - 1
 
 
+def split_codes(codes):
+    """Split code bytes into their fields ``(s, E, R)``.
+
+    Plain shifts and masks, so it works on a Python ``int`` (giving ints) and on a numpy integer
+    array (giving three arrays of the same dtype; widen a ``uint8`` array first if the fields go
+    into signed arithmetic such as ``1 - 2 * s``).  No range check: bits above bit 7 land in ``s``.
+    """
+    return codes >> SIGN_BIT, (codes >> RES_BITS) & EXP_MAX, codes & RES_MASK
+
+
 def fields(code: int) -> Fields:
-    """Split a code byte into its fields (plain Python, no validation beyond the byte range)."""
-    if not 0 <= code <= 0xFF:
-        raise ValueError(f"RF8 code must be a byte 0..255, not {code!r}")
-    s = code >> SIGN_BIT
-    E = (code >> RES_BITS) & EXP_MAX
-    R = code & ((1 << RES_BITS) - 1)
+    """Split one code byte into its fields (plain Python, no validation beyond the byte range)."""
+    code = checks.integer("RF8 code", code, 0, 0xFF)
+    s, E, R = split_codes(code)
     res = RESIDUAL[R]
     return Fields(code=code, s=s, E=E, R=R, is_zero=E == 0, M=M_TABLE[R],
                   rsign=0 if res is None else res[0], gap=0 if res is None else res[1])
 
 
 def make_code(s: int, E: int, R: int) -> int:
-    """Assemble a code byte from its fields."""
-    if s not in (0, 1) or not 0 <= E <= EXP_MAX or not 0 <= R < (1 << RES_BITS):
-        raise ValueError(f"fields out of range: s={s!r} (0/1), E={E!r} (0..15), R={R!r} (0..7)")
+    """Assemble a code byte from its fields (each checked against its width)."""
+    s = checks.integer("s", s, 0, 1)
+    E = checks.integer("E", E, 0, EXP_MAX)
+    R = checks.integer("R", R, 0, RES_MASK)
     return (s << SIGN_BIT) | (E << RES_BITS) | R
 
 

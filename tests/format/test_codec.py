@@ -267,14 +267,29 @@ def test_encode_rejects_bad_arguments():
     w = np.ones((2, 3), dtype=np.float32)
     with pytest.raises(TypeError, match=r"^w must be a float32 or float64 array, not int64"):
         codec.encode(np.ones(3, dtype=np.int64), 0)
-    with pytest.raises(ValueError, match=r"^rounding must be one of \('nearest', 'paper'\), not 'up'"):
+    with pytest.raises(ValueError, match=r"^rounding must be one of 'nearest', 'paper', not 'up'$"):
         codec.encode(w, 0, "up")
-    with pytest.raises(ValueError, match=r"^shared exponent X=128 is outside the allowed range -110..127"):
+    with pytest.raises(ValueError, match=r"^on_saturate must be one of 'warn', 'error', 'ignore', "
+                                         r"not 'clip'$"):
+        codec.encode(w, 0, on_saturate="clip")
+    out_of_range = (r"^shared exponent X must be an integer in -110\.\.127 \(every code must decode "
+                    r"to a float32 normal\), not 128$")
+    with pytest.raises(ValueError, match=out_of_range):
         codec.encode(w, 128)
+    with pytest.raises(ValueError, match=out_of_range):                  # same words per channel
+        codec.encode(w, np.array([0, 128, 0]))
+    with pytest.raises(ValueError, match=out_of_range):
+        codec.decode(np.zeros(3, np.uint8), np.array([0, 128, 0]))
     with pytest.raises(ValueError, match=r"^shared exponent X of shape \(2,\) does not broadcast"):
         codec.encode(w, np.array([0, 1]))
-    with pytest.raises(TypeError, match=r"^shared exponent X must be an integer, not 1.5"):
+    with pytest.raises(ValueError, match=r"^shared exponent X must be an integer in -110\.\.127 "
+                                         r".*, not 1\.5$"):
         codec.encode(w, 1.5)
+    with pytest.raises(ValueError, match=r"^shared exponent X must be an integer .*, not True$"):
+        codec.encode(w, True)
+    with pytest.raises(TypeError, match=r"^shared exponent X must be integer, not an array of dtype "
+                                        r"float64"):
+        codec.encode(w, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match=r"exceed the largest RF8 magnitude"):
         codec.encode(w * 4, 0, on_saturate="error")
     with pytest.raises(TypeError, match=r"^codes must be a uint8 array, not int32"):

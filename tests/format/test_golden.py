@@ -113,13 +113,20 @@ def test_matmul_rejects_bad_inputs():
         golden.matmul(a, c.astype(np.int64))
     with pytest.raises(ValueError, match=r"^inner dimensions differ"):
         golden.matmul(a, np.zeros((4, 4), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27..64 for 8-bit "
-                                         r"activations \(one product needs 27 bits\), not 26"):
+    with pytest.raises(ValueError, match=r"^acc_bits must be an integer in 27\.\.64 for act_bits=8 "
+                                         r"\(the largest single product needs 27 bits\), not 26$"):
         golden.matmul(a, c, acc_bits=26)
-    with pytest.raises(ValueError, match=r"^overflow must be one of \('wrap', 'saturate'\), not 'clip'"):
+    with pytest.raises(ValueError, match=r"^acc_bits must be an integer .*, not True$"):
+        golden.matmul(a, c, acc_bits=True)
+    with pytest.raises(ValueError, match=r"^overflow must be one of 'wrap', 'saturate', not 'clip'$"):
         golden.matmul(a, c, overflow="clip")
-    with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2..16, not 17"):
+    with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
         golden.matmul(a, c, act_bits=17)
+    with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
+        golden.product(np.zeros(2, np.int8), np.zeros(2, np.uint8), act_bits=17)
+    with pytest.raises(ValueError, match=r"^impl must be one of 'auto', 'int8', 'f64', 'loop', "
+                                         r"not 'gpu'$"):
+        golden.matmul(a, c, impl="gpu")
     with pytest.raises(ValueError, match=r"^a must be 2-D"):
         golden.matmul(np.zeros(3, dtype=np.int8), c)
     with pytest.raises(ValueError, match=r"^impl='f64' computes the wrap mode only"):
