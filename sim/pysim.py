@@ -11,27 +11,15 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-__all__ = ["pack", "unpack", "Trace", "run_tiles"]
+from sim.stimulus import pack_rows, unpack_row
 
-
-def pack(values, width: int) -> int:
-    """Little-end-first packing of two's complement ``values``: element i in bits [width*i +: width]."""
-    mask = (1 << width) - 1
-    return sum((int(v) & mask) << (width * i) for i, v in enumerate(values))
-
-
-def unpack(word: int, width: int, count: int) -> list[int]:
-    """Inverse of :func:`pack` for signed elements."""
-    out = []
-    for i in range(count):
-        v = (word >> (width * i)) & ((1 << width) - 1)
-        out.append(v - (1 << width) if v >> (width - 1) else v)
-    return out
+__all__ = ["Trace", "simulate_tiles"]
 
 
 @dataclass
 class Trace:
-    """What :func:`run_tiles` observed; cycle numbers count clock cycles from the simulation start."""
+    """What :func:`simulate_tiles` observed; cycle numbers count clock cycles from the simulation
+    start."""
 
     results: list = field(default_factory=list)       # result rows (lists of ints), in arrival order
     lasts: list = field(default_factory=list)         # m_axis_acc_tlast per result row
@@ -43,8 +31,8 @@ class Trace:
     during_reset: tuple = ()     # (s_axis_w_tready, s_axis_a_tready, m_axis_acc_tvalid) under rst
 
 
-def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0.0,
-              w_last=None, reset_at=None, max_cycles=20000) -> Trace:
+def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0.0,
+                   w_last=None, reset_at=None, max_cycles=20000) -> Trace:
     """Stream ``tiles`` (list of ``(codes[K, N], a[M, K])``) through ``top`` and collect results.
 
     Parameters
@@ -82,14 +70,20 @@ def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0
     trace = Trace()
 
     def beats(restart_tile=0):
-        w_beats = [(pack(codes[k], weight_bits), int(w_last(t, k)))
-                   for t, (codes, _) in enumerate(tiles) if t >= restart_tile for k in range(rows)]
-        a_beats = [(pack(a[i], act_bits), int(i == len(a) - 1))
-                   for t, (_, a) in enumerate(tiles) if t >= restart_tile for i in range(len(a))]
+        w_beats = [(word, int(w_last(t, k)))
+                   for t, (codes, _) in enumerate(tiles) if t >= restart_tile
+                   for k, word in enumerate(pack_rows(codes, weight_bits))]
+        a_beats = [(word, int(i == len(a) - 1))
+                   for t, (_, a) in enumerate(tiles) if t >= restart_tile
+                   for i, word in enumerate(pack_rows(a, act_bits))]
         return w_beats, a_beats
 
     async def bench(ctx):
         nonlocal expected_rows
+
+        def read_row():
+            return unpack_row(ctx.get(top.m_axis_acc_tdata), acc_bits, cols).tolist()
+
         w_beats, a_beats = beats()
         wi = ai = 0
         for cycle in range(max_cycles):
@@ -125,7 +119,7 @@ def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0
                 trace.act_cycles.append(cycle)
                 ai += 1
             if out_ready and ctx.get(top.m_axis_acc_tvalid):
-                trace.results.append(unpack(ctx.get(top.m_axis_acc_tdata), acc_bits, cols))
+                trace.results.append(read_row())
                 trace.lasts.append(ctx.get(top.m_axis_acc_tlast))
                 trace.result_cycles.append(cycle)
             trace.err_w_tlast = ctx.get(top.err_w_tlast)
@@ -136,7 +130,7 @@ def run_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0
                 for _ in range(top.timing.latency + 4):
                     ctx.set(top.m_axis_acc_tready, 1)
                     if ctx.get(top.m_axis_acc_tvalid):
-                        trace.results.append(unpack(ctx.get(top.m_axis_acc_tdata), acc_bits, cols))
+                        trace.results.append(read_row())
                         trace.lasts.append(ctx.get(top.m_axis_acc_tlast))
                         trace.result_cycles.append(trace.cycles)
                     await ctx.tick()

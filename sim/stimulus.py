@@ -8,9 +8,11 @@ k) and ``a`` int64 ``[M, rows]`` (M activation rows, any ``M >= 1``).  The array
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
+from rf8hw import checks
 from rf8hw.format import spec
 
 __all__ = ["TILE_KINDS", "random_tiles", "exhaustive_tiles", "exhaustive_pairs", "gemm_tiles",
@@ -22,48 +24,81 @@ __all__ = ["TILE_KINDS", "random_tiles", "exhaustive_tiles", "exhaustive_pairs",
 #: ``sparse``: about half the codes are zero codes (E = 0, any sign/residual bits).
 TILE_KINDS = {"uniform": 0.5, "overflow": 0.3, "sparse": 0.2}
 
+# Code-byte fields, from the format's constants (``s | E | R``, sign on top).
+_EXP_FIELD = np.uint8(((1 << spec.EXP_BITS) - 1) << spec.RES_BITS)              # the E bits
+_SIGN_RES_FIELDS = np.uint8((1 << spec.SIGN_BIT) | ((1 << spec.RES_BITS) - 1))  # s and R bits
+_EXP_MAX_CODE = np.uint8(spec.EXP_MAX << spec.RES_BITS)                # E = EXP_MAX, s = R = 0
+
 
 def _act_range(act_bits: int) -> tuple[int, int]:
     return -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
 
 
-def random_tiles(rng: np.random.Generator, rows: int, cols: int, n_tiles: int, *,
-                 act_bits: int = 8, m_rows=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n_tiles`` random tiles, each of a kind drawn from :data:`TILE_KINDS`.
+def _is_count(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def random_tiles(rng: np.random.Generator, rows: int, cols: int, n_tiles: int | None = None, *,
+                 act_bits: int = 8, m_rows=None, ms=None,
+                 kind: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random tiles, each of a kind drawn from :data:`TILE_KINDS` (or all of one ``kind``).
 
     Parameters
     ----------
     rng : numpy.random.Generator
     rows, cols : int
         Array size: weight tiles are ``[rows, cols]``, activation rows have ``rows`` elements.
-    n_tiles : int
+    n_tiles : int, optional
+        Number of tiles; may be left out when ``ms`` is given (then it must equal ``len(ms)``).
     act_bits : int
         Signed activation width.
     m_rows : int or (int, int), optional
         Activation rows per tile: a fixed ``M``, or ``(lo, hi)`` for ``M`` uniform in ``lo..hi``.
-        Default ``rows`` (square tiles).
+        Default ``rows`` (square tiles).  Not together with ``ms``.
+    ms : sequence of int, optional
+        The ``M`` of each tile, in order (``len(ms)`` tiles; no ``M`` is drawn).
+    kind : str, optional
+        Make every tile of this kind of :data:`TILE_KINDS` (no kind is drawn); e.g.
+        ``"overflow"`` for tiles whose sums leave a narrow accumulator's range.
+
+    With ``ms`` and ``kind`` left out, the same ``rng`` state and arguments give the same tiles
+    as ever (:func:`sim.run.run_cosim` relies on that for its ``seed``).
 
     Returns
     -------
     list of (uint8 [rows, cols], int64 [M, rows])
     """
     lo, hi = _act_range(act_bits)
+    if ms is not None:
+        if m_rows is not None:
+            raise ValueError("give m_rows or ms, not both")
+        ms = list(ms)
+        if not ms or not all(_is_count(m) and m >= 1 for m in ms):
+            raise ValueError(f"ms must be a non-empty sequence of integers >= 1, not {ms!r}")
+        if n_tiles is not None and n_tiles != len(ms):
+            raise ValueError(f"n_tiles={n_tiles!r} disagrees with len(ms)={len(ms)}")
+        n_tiles = len(ms)
+    elif n_tiles is None:
+        raise ValueError("random_tiles needs n_tiles or ms")
     m_lo, m_hi = (rows, rows) if m_rows is None else (
         (m_rows, m_rows) if isinstance(m_rows, int) else m_rows)
     if not 1 <= m_lo <= m_hi:
         raise ValueError(f"m_rows must be an integer >= 1 or a pair 1 <= lo <= hi, not {m_rows!r}")
-    kinds = list(TILE_KINDS)
+    if kind is None:
+        kinds = rng.choice(list(TILE_KINDS), size=n_tiles, p=list(TILE_KINDS.values()))
+    else:
+        kinds = [checks.choice("kind", kind, tuple(TILE_KINDS))] * n_tiles
     tiles = []
-    for kind in rng.choice(kinds, size=n_tiles, p=list(TILE_KINDS.values())):
-        m = int(rng.integers(m_lo, m_hi + 1))
+    for t, tile_kind in enumerate(kinds):
+        m = int(ms[t]) if ms is not None else int(rng.integers(m_lo, m_hi + 1))
         codes = rng.integers(0, 256, size=(rows, cols), dtype=np.uint8)
         a = rng.integers(lo, hi + 1, size=(m, rows), dtype=np.int64)
-        if kind == "overflow":
-            codes = (codes & 0x87) | np.uint8(spec.EXP_MAX << spec.RES_BITS)   # keep s, R; E = 15
+        if tile_kind == "overflow":
+            codes = (codes & _SIGN_RES_FIELDS) | _EXP_MAX_CODE      # keep s, R; E = EXP_MAX
             a = rng.choice(np.array([lo, hi], dtype=np.int64), size=(m, rows))
-        elif kind == "sparse":
+        elif tile_kind == "sparse":
             zero = rng.random((rows, cols)) < 0.5
-            codes = np.where(zero, codes & ~np.uint8(0x78), codes).astype(np.uint8)   # E := 0
+            codes = np.where(zero, codes & ~_EXP_FIELD, codes).astype(np.uint8)   # E := 0
         tiles.append((codes.astype(np.uint8), a))
     return tiles
 

@@ -4,8 +4,10 @@ choices and help: the dataclass fields and their ``metadata``).
 A field ``acc_bits: int = field(default=40, metadata={"help": ...})`` becomes ``--acc-bits``
 (``type=int``, default 40, help text with the default).  Metadata keys: ``help``, ``choices``,
 ``cli_required`` (required on the command line even though the library has a default),
-``metavar`` and ``flag`` (an option name other than the field's).  Validation is not repeated here: the dataclass constructor checks every value, and
-its ``ValueError`` is the CLI's one-line error (exit status 2).
+``metavar`` and ``flag`` (an option name other than the field's).  Validation is not repeated
+here: a field with ``choices`` is checked by argparse (its usage error, exit status 2, lists the
+choices); every other value by the dataclass constructor, whose ``ValueError`` is the CLI's
+one-line error (exit status 2).
 """
 
 from __future__ import annotations

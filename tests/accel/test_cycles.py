@@ -10,7 +10,7 @@ from rf8hw.accel import cycles
 from rf8hw.accel.cycles import gemm_cycles, tile_schedule
 from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.hdl.config import ArrayConfig
-from sim.pysim import run_tiles as pysim_run_tiles
+from sim.pysim import simulate_tiles
 from sim.stimulus import gemm_tiles
 
 
@@ -57,7 +57,7 @@ def test_model_equals_amaranth_simulation_cycle_for_cycle(rows, cols, shapes):
     """Every weight, activation and result handshake of the RTL (Amaranth simulator, full-rate
     producers, consumer always ready) happens at the cycle the model gives."""
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(rows * 10 + cols), shapes, rows, cols)
-    tr = pysim_run_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles)
+    tr = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles)
     sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
     assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
     assert tr.act_cycles == [c for s in sched for c in range(s["a_first"], s["a_last"] + 1)]
@@ -72,7 +72,7 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
     RF8PE, every result one cycle later; the model follows (pe="rf8_pipe", product_latency 2)."""
     rows, cols, shapes = 3, 4, [(4, 7, 6)]
     tiles, _ = _gemm_stimulus(np.random.default_rng(3), shapes, rows, cols)
-    tr = pysim_run_tiles(RF8AxiTop(ArrayConfig(rows, cols, pe="rf8_pipe")), tiles)
+    tr = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols, pe="rf8_pipe")), tiles)
     sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols, pe="rf8_pipe"))
     assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
     assert tr.result_cycles == [c for s in sched for c in range(s["r_first"], s["r_last"] + 1)]

@@ -1,5 +1,5 @@
 """rf8hw.format.baselines: argument checks (the products themselves are tested against the RTL in
-tests/hdl/test_baseline_pe.py)."""
+tests/hdl/test_pe.py::test_pe_all_65536_pairs)."""
 
 from __future__ import annotations
 

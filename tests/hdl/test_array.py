@@ -1,29 +1,19 @@
 """The systolic array behind its AXI4-Stream top, in the Amaranth simulator, against golden.matmul."""
 
+import re
+
 import numpy as np
 import pytest
-from amaranth.hdl import signed
+from amaranth.hdl import Fragment, signed
 
-from rf8hw.format import golden, spec
-from rf8hw.hdl.array import RF8Array, timing
+from rf8hw.format import golden
+from rf8hw.hdl.array import RF8Array, Timing
 from rf8hw.hdl.axi import RF8AxiTop
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.pe import WeightStationaryPE
-from sim.pysim import run_tiles
-
-
-def random_tiles(rng, rows, cols, ms, act_bits=8, big=False):
-    """Tiles of random codes/activations; ``big`` draws E = 15 codes and extreme activations so
-    that a narrow accumulator overflows."""
-    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
-    tiles = []
-    for m in ms:
-        codes = rng.integers(0, 256, size=(rows, cols), dtype=np.uint8)
-        a = rng.integers(lo, hi + 1, size=(m, rows))
-        if big:
-            codes = (codes & 0x87) | (spec.EXP_MAX << spec.RES_BITS)     # keep s and R, E = 15
-            a = rng.choice([lo, hi], size=(m, rows))
-        tiles.append((codes.astype(np.uint8), a))
-    return tiles
+from rf8hw.hdl.registry import PE_KINDS
+from sim.pysim import simulate_tiles
+from sim.stimulus import random_tiles
 
 
 def expected_rows(tiles, acc_bits, overflow, act_bits):
@@ -54,9 +44,11 @@ CASES = [  # rows, cols, act_bits, acc_bits, overflow, big
 def test_random_tiles_equal_golden(rows, cols, act_bits, acc_bits, overflow, big, stalls):
     """Back-to-back tiles (M = 1, 6, 3) with idle producers and a stalling consumer."""
     rng = np.random.default_rng(rows * 1000 + cols * 10 + act_bits)
-    tiles = random_tiles(rng, rows, cols, [1, 6, 3], act_bits, big)
-    top = RF8AxiTop(rows, cols, act_bits, acc_bits, overflow)
-    trace = run_tiles(top, tiles, rng=rng, p_w_idle=stalls, p_a_idle=stalls, p_out_stall=stalls)
+    tiles = random_tiles(rng, rows, cols, ms=[1, 6, 3], act_bits=act_bits,
+                         kind="overflow" if big else None)
+    top = RF8AxiTop(ArrayConfig(rows, cols, act_bits, acc_bits, overflow))
+    trace = simulate_tiles(top, tiles, rng=rng, p_w_idle=stalls, p_a_idle=stalls,
+                           p_out_stall=stalls)
     expected = expected_rows(tiles, acc_bits, overflow, act_bits)
     assert np.array_equal(np.array(trace.results).reshape(expected.shape), expected), \
         f"got\n{np.array(trace.results)}\nexpected\n{expected}"
@@ -70,9 +62,9 @@ def test_random_tiles_equal_golden(rows, cols, act_bits, acc_bits, overflow, big
 def test_output_backpressure_long_stalls_lose_and_duplicate_nothing():
     """The consumer is ready only 1 cycle in 5: the array must stall, not drop or repeat rows."""
     rng = np.random.default_rng(11)
-    tiles = random_tiles(rng, 3, 4, [9, 4])
-    top = RF8AxiTop(3, 4)
-    trace = run_tiles(top, tiles, rng=rng, p_out_stall=0.8)
+    tiles = random_tiles(rng, 3, 4, ms=[9, 4])
+    top = RF8AxiTop(ArrayConfig(3, 4))
+    trace = simulate_tiles(top, tiles, rng=rng, p_out_stall=0.8)
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
     assert trace.lasts == expected_lasts(tiles)
     # the activation stream was held off at some point (the stall reached the input)
@@ -86,9 +78,9 @@ def test_latency_matches_formula(rows, cols):
     the next tile's weights are taken ``max(0, cols - 2)`` steps after the last activation."""
     rng = np.random.default_rng(5)
     ms = [4, 3]
-    tiles = random_tiles(rng, rows, cols, ms)
-    t = timing(rows, cols)
-    trace = run_tiles(RF8AxiTop(rows, cols), tiles, rng=rng)
+    tiles = random_tiles(rng, rows, cols, ms=ms)
+    t = Timing(ArrayConfig(rows, cols))
+    trace = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles, rng=rng)
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
     assert t.latency == rows + cols and t.guard == max(0, cols - 2)
     assert trace.weight_cycles[:rows] == list(range(rows))                    # weight load: rows
@@ -103,10 +95,10 @@ def test_reset_in_the_middle_of_a_tile_then_a_clean_tile():
     and the next tile (weights reloaded) is exact."""
     rng = np.random.default_rng(7)
     rows, cols = 4, 3
-    tiles = random_tiles(rng, rows, cols, [8, 5])
-    top = RF8AxiTop(rows, cols)
+    tiles = random_tiles(rng, rows, cols, ms=[8, 5])
+    top = RF8AxiTop(ArrayConfig(rows, cols))
     reset_cycle = rows + 4            # 4 activation rows of the first tile accepted, none out yet
-    trace = run_tiles(top, tiles, rng=rng, reset_at=reset_cycle)
+    trace = simulate_tiles(top, tiles, rng=rng, reset_at=reset_cycle)
     clean = [tiles[-1]]
     assert np.array_equal(np.array(trace.results), expected_rows(clean, 40, "wrap", 8))
     assert trace.lasts == expected_lasts(clean)
@@ -116,20 +108,21 @@ def test_reset_in_the_middle_of_a_tile_then_a_clean_tile():
 
 def test_reset_while_results_wait_on_backpressure():
     rng = np.random.default_rng(8)
-    tiles = random_tiles(rng, 3, 3, [6, 2])
-    trace = run_tiles(RF8AxiTop(3, 3), tiles, rng=rng, p_out_stall=0.9, reset_at=20)
+    tiles = random_tiles(rng, 3, 3, ms=[6, 2])
+    trace = simulate_tiles(RF8AxiTop(ArrayConfig(3, 3)), tiles, rng=rng, p_out_stall=0.9,
+                           reset_at=20)
     assert np.array_equal(np.array(trace.results), expected_rows([tiles[-1]], 40, "wrap", 8))
     assert trace.during_reset == (0, 0, 0)
 
 
 def test_weight_tlast_on_wrong_beat_sets_sticky_error_and_tile_still_loads():
     rng = np.random.default_rng(9)
-    tiles = random_tiles(rng, 3, 2, [2, 2])
-    top = RF8AxiTop(3, 2)
-    bad = run_tiles(top, tiles, rng=rng, w_last=lambda t, k: t == 0 and k == 1)
+    tiles = random_tiles(rng, 3, 2, ms=[2, 2])
+    top = RF8AxiTop(ArrayConfig(3, 2))
+    bad = simulate_tiles(top, tiles, rng=rng, w_last=lambda t, k: t == 0 and k == 1)
     assert bad.err_w_tlast == 1
     assert np.array_equal(np.array(bad.results), expected_rows(tiles, 40, "wrap", 8))
-    good = run_tiles(RF8AxiTop(3, 2), tiles, rng=rng)
+    good = simulate_tiles(RF8AxiTop(ArrayConfig(3, 2)), tiles, rng=rng)
     assert good.err_w_tlast == 0
 
 
@@ -145,32 +138,52 @@ class ProductPE(WeightStationaryPE):
 def test_array_shell_takes_another_pe_kind():
     """The array knows a PE kind only through weight_bits/weight_shape/make_decoder."""
     rng = np.random.default_rng(10)
-    tiles = random_tiles(rng, 3, 4, [5])
-    top = RF8AxiTop(3, 4, pe=ProductPE)
-    trace = run_tiles(top, tiles, rng=rng, p_out_stall=0.3)
+    tiles = random_tiles(rng, 3, 4, ms=[5])
+    top = RF8AxiTop(ArrayConfig(3, 4), pe_class=ProductPE)
+    trace = simulate_tiles(top, tiles, rng=rng, p_out_stall=0.3)
     codes, a = tiles[0]
     assert np.array_equal(np.array(trace.results), a @ codes.view(np.int8).astype(np.int64))
 
 
-@pytest.mark.parametrize("args, message", [
-    ((0, 4), r"^rows must be an integer in 1\.\.64, not 0$"),
-    ((4, 65), r"^cols must be an integer in 1\.\.64, not 65$"),
-    ((4, True), r"^cols must be an integer in 1\.\.64, not True$"),
-    ((4, 4, 8, 20), r"^acc_bits must be an integer in 27\.\.64 for act_bits=8 .*not 20$"),
-    ((4, 4, 8, 40, "round"), r"^overflow must be one of 'wrap', 'saturate', not 'round'$"),
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((0, 4), {}, r"^rows must be an integer in 1\.\.64, not 0$"),
+    ((4, 65), {}, r"^cols must be an integer in 1\.\.64, not 65$"),
+    ((4, True), {}, r"^cols must be an integer in 1\.\.64, not True$"),
+    ((4, 4, 8, 20), {}, r"^acc_bits must be an integer in 27\.\.64 for act_bits=8 \(the largest "
+                        r"single product needs 27 bits\), not 20$"),
+    ((4, 4, 8, 40, "round"), {}, r"^overflow must be one of 'wrap', 'saturate', not 'round'$"),
+    ((4, 4), {"pe": "rf9"},
+     "^pe must be one of " + re.escape(", ".join(map(repr, PE_KINDS))) + ", not 'rf9'$"),
 ])
-def test_array_rejects_bad_parameters(args, message):
+def test_array_config_rejects_bad_parameters(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        RF8Array(*args)
-    with pytest.raises(ValueError, match=message):
-        RF8AxiTop(*args)
+        ArrayConfig(*args, **kwargs)
+
+
+@pytest.mark.parametrize("component", [RF8Array, RF8AxiTop])
+def test_array_takes_only_an_array_config(component):
+    """The old ``(rows, cols, ...)`` call is refused, naming the parameter; a config's fields
+    reach the component."""
+    with pytest.raises(TypeError, match=r"^cfg must be an ArrayConfig, not 4$"):
+        component(4, 4)
+    top = component(ArrayConfig(2, 3, 8, 30, "saturate", "fp8_e4m3"))
+    Fragment.get(top, None)                                   # it elaborates
+    assert (top.rows, top.cols, top.act_bits, top.acc_bits, top.overflow) == (2, 3, 8, 30,
+                                                                               "saturate")
+    assert top.timing.latency == 2 + 3
+
+
+def test_timing_follows_the_pe_kinds_product_latency():
+    assert Timing(ArrayConfig(3, 4)).latency == 7
+    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe")).latency == 8
+    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe"), product_latency=1).latency == 7
 
 
 def test_timing_example_in_architecture_doc():
     """The 8 x 8, M = 8 column of the timing table in docs/architecture.md, cycle by cycle."""
     rng = np.random.default_rng(12)
-    tiles = random_tiles(rng, 8, 8, [8, 8])
-    trace = run_tiles(RF8AxiTop(8, 8), tiles, rng=rng)
+    tiles = random_tiles(rng, 8, 8, ms=[8, 8])
+    trace = simulate_tiles(RF8AxiTop(ArrayConfig(8, 8)), tiles, rng=rng)
     assert trace.weight_cycles[:8] == list(range(0, 8))        # weight load: cycles 0..7
     assert trace.act_cycles[:8] == list(range(8, 16))          # activations 8..15
     assert trace.result_cycles[:8] == list(range(24, 32))      # results 24..31

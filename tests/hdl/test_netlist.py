@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rf8hw.hdl.axi import RF8AxiTop
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.pe import RF8PE
 from rf8hw.toolchain.tools import yosys_cell_counts
 
@@ -45,6 +46,6 @@ def test_rf8_pe_has_no_multiplier(act_bits, overflow):
 
 
 def test_rf8_array_has_no_multiplier():
-    text, counts = cells(RF8AxiTop(3, 2), "rf8_array")
+    text, counts = cells(RF8AxiTop(ArrayConfig(3, 2)), "rf8_array")
     assert "$mul" not in text and "$mul" not in counts
     assert counts.get("$shl") == 2 * 3 * 2    # two per PE: the PEs really are in the netlist

@@ -1,5 +1,15 @@
-"""RF8 decoder and PE in the Amaranth simulator, against the golden model and plain Python ints."""
+"""The decoders and every PE kind of the registry in the Amaranth simulator.
 
+Exhaustive check: each distinct PE class of ``rf8hw.hdl.registry.PE_KINDS`` against the golden
+product of its ``weight_format`` (``rf8hw.format.golden.product`` for RF8,
+``rf8hw.format.baselines`` for INT8 and FP8-E4M3) on all 65,536 (int8 activation, code) pairs.  Oracle chain:
+``rf8hw.format.baselines`` (plain ints) is checked here against ml_dtypes / two's complement on all
+256 codes, ``golden.product`` against the plain-int field table.  The RF8 reference PE is also
+checked at other widths, for the overflow rules and for the clock enable; every other kind runs
+inside the real array shell.
+"""
+
+import ml_dtypes
 import numpy as np
 import pytest
 from amaranth.hdl import Module, signed
@@ -7,27 +17,55 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rf8hw.format import golden, spec
+from rf8hw.format import baselines, golden, spec
+from rf8hw.hdl.axi import RF8AxiTop
+from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.decoder import RF8Decoder
 from rf8hw.hdl.pe import RF8PE
+from rf8hw.hdl.registry import PE_KINDS
+from sim.pysim import simulate_tiles
+
+#: codes loaded at once by the exhaustive check: 16 PEs share one activation, so 16 x 257 cycles
+#: cover the 65,536 pairs.
+BANK = 16
+
+#: One entry per distinct PE class (``int8``/``int8_dsp`` share ``Int8PE``, ``int8_pipe``/
+#: ``int8_dsp_pipe`` share ``Int8PipePE``): kind name -> class, first name of each class.
+PE_CLASSES = {}
+for _name, _kind in PE_KINDS.items():
+    if _kind.cls not in PE_CLASSES.values():
+        PE_CLASSES[_name] = _kind.cls
 
 
-class DecodedPE(wiring.Component):
-    """Test harness: code byte -> RF8Decoder -> RF8PE, as one column of the array wires them."""
+class PEBank(wiring.Component):
+    """``n`` copies of ``decoder -> PE`` (as one array column wires them) with their own weight
+    codes and one shared activation, clock enable and ``psum_in``.
 
-    def __init__(self, act_bits=8, acc_bits=40, overflow="wrap"):
-        self.pe = RF8PE(act_bits, acc_bits, overflow)
-        super().__init__({"code": In(8), "w_load": In(1), "ce": In(1),
+    Ports: ``codes`` (code ``i`` in bits ``[weight_bits*i +: weight_bits]``), ``w_load``, ``ce``,
+    ``a_in``, ``psum_in``; ``a_out`` of PE 0; ``p0 .. p{n-1}`` the ``psum_out`` of each PE
+    (also as the list :attr:`psum`).
+    """
+
+    def __init__(self, pe_cls, n=BANK, act_bits=8, acc_bits=40, overflow="wrap"):
+        self.pe_cls, self.n = pe_cls, n
+        self.pes = [pe_cls(act_bits, acc_bits, overflow) for _ in range(n)]
+        super().__init__({"codes": In(pe_cls.weight_bits * n), "w_load": In(1), "ce": In(1),
                           "a_in": In(signed(act_bits)), "psum_in": In(signed(acc_bits)),
-                          "a_out": Out(signed(act_bits)), "psum_out": Out(signed(acc_bits))})
+                          "a_out": Out(signed(act_bits)),
+                          **{f"p{i}": Out(signed(acc_bits)) for i in range(n)}})
+        self.psum = [getattr(self, f"p{i}") for i in range(n)]
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dec = dec = RF8Decoder()
-        m.submodules.pe = pe = self.pe
-        m.d.comb += [dec.code.eq(self.code), pe.w_data.eq(dec.fields), pe.w_load.eq(self.w_load),
-                     pe.ce.eq(self.ce), pe.a_in.eq(self.a_in), pe.psum_in.eq(self.psum_in),
-                     self.a_out.eq(pe.a_out), self.psum_out.eq(pe.psum_out)]
+        bits = self.pe_cls.weight_bits
+        for i, pe in enumerate(self.pes):
+            dec = self.pe_cls.make_decoder()
+            m.submodules[f"dec{i}"] = dec
+            m.submodules[f"pe{i}"] = pe
+            m.d.comb += [dec.code.eq(self.codes[bits * i:bits * (i + 1)]), pe.w_data.eq(dec.fields),
+                         pe.w_load.eq(self.w_load), pe.ce.eq(self.ce), pe.a_in.eq(self.a_in),
+                         pe.psum_in.eq(self.psum_in), self.psum[i].eq(pe.psum_out)]
+        m.d.comb += self.a_out.eq(self.pes[0].a_out)
         return m
 
 
@@ -51,6 +89,110 @@ def apply_overflow(total: int, acc_bits: int, overflow: str) -> int:
     return (total - lo) % (1 << acc_bits) + lo
 
 
+# --- the exhaustive check, every PE class of the registry -------------------------------------
+
+XS = np.arange(-128, 128)
+CODES = np.arange(256, dtype=np.uint8)
+
+
+def expected_all_pairs(weight_format: str) -> np.ndarray:
+    """``expected[code, x + 128] = P(x, code)`` of ``weight_format``'s golden model."""
+    if weight_format == "rf8":
+        return golden.product(XS[None, :], CODES[:, None])
+    if weight_format in baselines.WEIGHT_INT_FUNCS:
+        return np.array([[baselines.product(weight_format, int(x), c) for x in XS]
+                         for c in range(256)], dtype=np.int64)
+    pytest.fail(f"no golden product for weight_format {weight_format!r}")
+
+
+def simulate_all_pairs(pe_cls) -> np.ndarray:
+    """``got[code, x + 128] = psum_out`` with ``psum_in = 0`` for every code and int8 activation."""
+    dut = PEBank(pe_cls)
+    got = np.zeros((256, 256), dtype=np.int64)
+    lag = pe_cls.product_latency - 1
+    bits = pe_cls.weight_bits
+
+    async def bench(ctx):
+        ctx.set(dut.ce, 1)
+        for base in range(0, 256, BANK):
+            ctx.set(dut.codes, sum(c << (bits * i) for i, c in enumerate(range(base, base + BANK))))
+            ctx.set(dut.w_load, 1)
+            await ctx.tick()
+            ctx.set(dut.w_load, 0)
+            for t in range(256 + lag):              # P(x) reaches psum_out ``lag`` ticks later
+                ctx.set(dut.a_in, t - 128 if t < 256 else 0)
+                await ctx.tick()
+                if t >= lag:
+                    for i, p in enumerate(dut.psum):
+                        got[base + i, t - lag] = ctx.get(p)
+
+    simulate(dut, bench)
+    return got
+
+
+def assert_equal_pairs(got, expected):
+    bad = np.argwhere(got != expected)
+    assert bad.size == 0, [f"code {int(c):#04x} x={int(i) - 128}: got {got[c, i]}, expected "
+                           f"{expected[c, i]}" for c, i in bad[:5]]
+
+
+def test_every_pe_class_of_the_registry_is_checked():
+    assert set(PE_CLASSES.values()) == {k.cls for k in PE_KINDS.values()}
+    assert PE_CLASSES["rf8"] is RF8PE
+    assert {cls.weight_format for cls in PE_CLASSES.values()} == {"rf8", "int8", "fp8_e4m3"}
+
+
+@pytest.mark.parametrize("pe_cls", list(PE_CLASSES.values()), ids=list(PE_CLASSES))
+def test_pe_all_65536_pairs(pe_cls):
+    """Every (int8 activation, weight code) pair: psum_out = P(x, code) from psum_in = 0, P the
+    golden product of the PE's weight format."""
+    assert_equal_pairs(simulate_all_pairs(pe_cls), expected_all_pairs(pe_cls.weight_format))
+
+
+def test_rf8_golden_product_agrees_with_the_field_table():
+    """The RF8 oracle of the exhaustive check equals the plain-int field-table product on the
+    extreme and the unit activations of every code (a chain of oracles, not a loop)."""
+    expected = expected_all_pairs("rf8")
+    for code in range(256):
+        for i in (0, 127, 129, 255):                 # x = -128, -1, 1, 127
+            assert expected[code, i] == python_product(int(XS[i]), code), f"code {code:#04x}"
+
+
+# --- the baseline formats' golden models -----------------------------------------------------
+
+def test_int8_weight_int_is_twos_complement_all_256_codes():
+    assert [baselines.int8_weight_int(c) for c in range(256)] == \
+        list(np.arange(256, dtype=np.uint8).view(np.int8).astype(int))
+
+
+def test_fp8_e4m3_weight_int_matches_ml_dtypes_all_256_codes():
+    """W(code) = value * 2**9 for every finite E4M3FN code; NaN codes map to 0."""
+    values = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    for code in range(256):
+        w = baselines.fp8_e4m3_weight_int(code)
+        if np.isnan(values[code]):
+            assert code in baselines.FP8_E4M3_NAN_CODES and w == 0, f"code {code:#04x}"
+        else:
+            assert w == values[code] * 2 ** baselines.FP8_E4M3_SCALE_BITS, f"code {code:#04x}"
+    assert baselines.max_abs_weight_int("fp8_e4m3") == 448 * 2 ** 9
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("int8", 16), ("fp8_e4m3", 26)])
+def test_product_bits(fmt, bits):
+    """The widest products need exactly these widths: -128 * -128 = 2**14, -128 * -448*2**9."""
+    assert baselines.product_bits(fmt, 8) == bits
+
+
+def test_baseline_product_rejects_unknown_format_and_bad_code():
+    with pytest.raises(ValueError, match=r"^baseline weight format must be one of "
+                                         r"'fp8_e4m3', 'int8', not 'rf8'$"):
+        baselines.product("rf8", 1, 1)
+    with pytest.raises(ValueError, match=r"^weight code must be an integer in 0\.\.255, not 256$"):
+        baselines.fp8_e4m3_weight_int(256)
+
+
+# --- the RF8 decoder and the RF8 reference PE ---------------------------------------------------
+
 def test_decoder_all_256_codes():
     """Every code byte decodes to the fields of spec.fields()/spec.RESIDUAL."""
     dut = RF8Decoder()
@@ -73,40 +215,15 @@ def test_decoder_all_256_codes():
         assert seen[code] == expected, f"code {code:#04x}"
 
 
-def test_product_all_act_code_pairs():
-    """All 65,536 (int8 activation, code) pairs: psum_out = P(x, code) from psum_in = 0."""
-    dut = DecodedPE()
-    xs = np.arange(-128, 128)
-    got = np.zeros((256, 256), dtype=np.int64)
-
-    async def bench(ctx):
-        ctx.set(dut.ce, 1)
-        for code in range(256):
-            ctx.set(dut.code, code)
-            ctx.set(dut.w_load, 1)
-            await ctx.tick()
-            ctx.set(dut.w_load, 0)
-            for i, x in enumerate(xs):
-                ctx.set(dut.a_in, int(x))
-                await ctx.tick()
-                got[code, i] = ctx.get(dut.psum_out)
-
-    simulate(dut, bench)
-    expected = golden.product(xs[None, :], np.arange(256, dtype=np.uint8)[:, None])
-    bad = np.argwhere(got != expected)
-    assert bad.size == 0, [f"code {int(c):#04x} x={int(xs[i])}: got {got[c, i]}, "
-                           f"expected {expected[c, i]}" for c, i in bad[:5]]
-    # golden agrees with the plain-int oracle on the extreme activations (a chain, not a loop)
-    for code in range(256):
-        for i in (0, 127, 255):
-            assert expected[code, i] == python_product(int(xs[i]), code)
+def single_rf8_pe(act_bits=8, acc_bits=40, overflow="wrap") -> PEBank:
+    return PEBank(RF8PE, n=1, act_bits=act_bits, acc_bits=acc_bits, overflow=overflow)
 
 
 @pytest.mark.parametrize("act_bits", [2, 16])
 def test_product_narrowest_and_widest_activations(act_bits):
     """act_bits 2 (all pairs) and 16 (extremes + random): the PE widths follow act_bits."""
     acc_bits = spec.min_acc_bits(act_bits)
-    dut = DecodedPE(act_bits, acc_bits)
+    dut = single_rf8_pe(act_bits, acc_bits)
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
     rng = np.random.default_rng(2)
     if act_bits == 2:
@@ -120,13 +237,13 @@ def test_product_narrowest_and_widest_activations(act_bits):
     async def bench(ctx):
         ctx.set(dut.ce, 1)
         for x, code in pairs:
-            ctx.set(dut.code, code)
+            ctx.set(dut.codes, code)
             ctx.set(dut.w_load, 1)
             ctx.set(dut.a_in, x)
             await ctx.tick()          # loads the weight (this cycle's product uses the old one)
             ctx.set(dut.w_load, 0)
             await ctx.tick()
-            got.append(ctx.get(dut.psum_out))
+            got.append(ctx.get(dut.p0))
 
     simulate(dut, bench)
     expected = [python_product(x, c) for x, c in pairs]
@@ -138,7 +255,7 @@ def test_product_narrowest_and_widest_activations(act_bits):
 def test_accumulate_overflow_rule_at_min_acc_bits(overflow):
     """psum_out = overflow_rule(psum_in + P) with psum_in near both limits of a 27-bit accumulator."""
     acc_bits = spec.min_acc_bits(8)
-    dut = DecodedPE(8, acc_bits, overflow)
+    dut = single_rf8_pe(8, acc_bits, overflow)
     rng = np.random.default_rng(3)
     lim = 1 << (acc_bits - 1)
     cases = []
@@ -152,14 +269,14 @@ def test_accumulate_overflow_rule_at_min_acc_bits(overflow):
     async def bench(ctx):
         ctx.set(dut.ce, 1)
         for psum, x, code in cases:
-            ctx.set(dut.code, code)
+            ctx.set(dut.codes, code)
             ctx.set(dut.w_load, 1)
             await ctx.tick()
             ctx.set(dut.w_load, 0)
             ctx.set(dut.a_in, x)
             ctx.set(dut.psum_in, psum)
             await ctx.tick()
-            got.append(ctx.get(dut.psum_out))
+            got.append(ctx.get(dut.p0))
 
     simulate(dut, bench)
     exact = [psum + python_product(x, c) for psum, x, c in cases]
@@ -170,30 +287,30 @@ def test_accumulate_overflow_rule_at_min_acc_bits(overflow):
 
 
 def test_clock_enable_holds_outputs_and_weight_load_ignores_it():
-    dut = DecodedPE()
+    dut = single_rf8_pe()
     code = spec.make_code(0, 3, 2)           # 1.25 * 2**(3-15): P = x * 20 * 4
 
     async def bench(ctx):
         ctx.set(dut.ce, 1)
-        ctx.set(dut.code, code)
+        ctx.set(dut.codes, code)
         ctx.set(dut.w_load, 1)
         await ctx.tick()
         ctx.set(dut.w_load, 0)
         ctx.set(dut.a_in, 5)
         ctx.set(dut.psum_in, 7)
         await ctx.tick()
-        assert (ctx.get(dut.a_out), ctx.get(dut.psum_out)) == (5, 7 + 5 * 80)
+        assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (5, 7 + 5 * 80)
         ctx.set(dut.ce, 0)
         ctx.set(dut.a_in, -3)
-        ctx.set(dut.code, spec.make_code(1, 1, 0))   # -1 * 2**0... P = -x * 16
+        ctx.set(dut.codes, spec.make_code(1, 1, 0))  # -1 * 2**0... P = -x * 16
         ctx.set(dut.w_load, 1)                       # loads even while ce is low
         for _ in range(3):
             await ctx.tick()
-            assert (ctx.get(dut.a_out), ctx.get(dut.psum_out)) == (5, 7 + 5 * 80)
+            assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (5, 7 + 5 * 80)
         ctx.set(dut.w_load, 0)
         ctx.set(dut.ce, 1)
         await ctx.tick()
-        assert (ctx.get(dut.a_out), ctx.get(dut.psum_out)) == (-3, 7 + 3 * 16)
+        assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (-3, 7 + 3 * 16)
 
     simulate(dut, bench)
 
@@ -210,3 +327,67 @@ def test_clock_enable_holds_outputs_and_weight_load_ignores_it():
 def test_pe_rejects_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RF8PE(**kwargs)
+
+
+# --- the other PE kinds in the array shell --------------------------------------------------------
+
+BASELINE_KINDS = [name for name, cls in PE_CLASSES.items() if cls.weight_format != "rf8"]
+RF8_VARIANT_KINDS = [name for name, cls in PE_CLASSES.items()
+                     if cls.weight_format == "rf8" and cls is not RF8PE]
+
+
+def test_kind_lists_cover_the_registry():
+    assert {"int8", "fp8_e4m3", "int8_pipe"} <= set(BASELINE_KINDS)
+    assert {"rf8_signlate", "rf8_lean", "rf8_pipe"} <= set(RF8_VARIANT_KINDS)
+    assert len(BASELINE_KINDS) + len(RF8_VARIANT_KINDS) + 1 == len(PE_CLASSES)
+
+
+@pytest.mark.parametrize("pe", BASELINE_KINDS)
+def test_baseline_pe_in_array_matches_matmul(pe):
+    """The baseline PE in the real array shell: a 3x4 array computes a @ W(codes) (with stalls)."""
+    rng = np.random.default_rng(7)
+    cfg = ArrayConfig(3, 4, pe=pe)
+    top = RF8AxiTop(cfg)
+    assert top.array.pe is PE_KINDS[pe].cls
+    codes = rng.integers(0, 256, (3, 4)).astype(np.uint8)
+    codes[0, 0] = 0x7F                                    # a NaN code for FP8 (127 for INT8)
+    a = rng.integers(-128, 128, (6, 3))
+    a[0] = -128
+    trace = simulate_tiles(top, [(codes, a)], rng=rng, p_a_idle=0.2, p_out_stall=0.2)
+    weight_int = baselines.WEIGHT_INT_FUNCS[cfg.pe_kind.weight_format]
+    weights = np.array([[weight_int(int(c)) for c in row] for row in codes])
+    assert trace.results == (a @ weights).tolist()
+    assert top.timing.latency == 3 + 4 + cfg.pe_kind.product_latency - 1
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("pe", RF8_VARIANT_KINDS)
+def test_rf8_variant_in_array_at_min_acc_bits(pe, overflow):
+    """A variant in the array shell at the narrowest accumulator (27 bits) matches golden.matmul,
+    overflow rule included (large products drive the sums past the limits)."""
+    rng = np.random.default_rng(11)
+    acc_bits = 27
+    top = RF8AxiTop(ArrayConfig(4, 3, acc_bits=acc_bits, overflow=overflow, pe=pe))
+    assert top.array.pe is PE_KINDS[pe].cls
+    codes = rng.integers(0, 256, (4, 3)).astype(np.uint8)
+    codes[:, 0] = 0x79                                    # largest magnitude: overflows quickly
+    a = rng.integers(-128, 128, (8, 4))
+    a[0] = -128
+    trace = simulate_tiles(top, [(codes, a)], rng=rng, p_a_idle=0.2, p_out_stall=0.2)
+    expected = golden.matmul(a, codes, acc_bits=acc_bits, overflow=overflow)
+    assert trace.results == np.asarray(expected).tolist()
+
+
+def test_pipelined_variant_back_to_back_tiles_and_latency():
+    """rf8_pipe: two tiles back to back (weight reload right after the guard) stay exact, and
+    every result arrives ``rows + cols + 1`` cycles after its activation (one more than RF8PE)."""
+    rng = np.random.default_rng(5)
+    top = RF8AxiTop(ArrayConfig(3, 4, pe="rf8_pipe"))
+    assert PE_KINDS["rf8_pipe"].product_latency == 2
+    assert top.timing.latency == 3 + 4 + 1
+    tiles = [(rng.integers(0, 256, (3, 4)).astype(np.uint8), rng.integers(-128, 128, (5, 3)))
+             for _ in range(2)]
+    trace = simulate_tiles(top, tiles, rng=rng)
+    expected = [row for codes, a in tiles for row in np.asarray(golden.matmul(a, codes)).tolist()]
+    assert trace.results == expected
+    assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [8] * 10
