@@ -17,6 +17,7 @@ import time
 from importlib import metadata
 
 import sim
+from rf8hw.hdl.config import ArrayConfig
 
 EXHAUSTIVE_TARGET_S = 30.0
 RATE_TARGET = 100_000
@@ -25,13 +26,14 @@ RATE_TARGET = 100_000
 def bench(simulator: str, tiles: int, cache_dir, rows: int, cols: int) -> list[dict]:
     out = []
     t0 = time.perf_counter()
-    sim.prepare(rows, cols, acc_bits=27, simulator=simulator, cache_root=cache_dir)
+    cfg = ArrayConfig(rows, cols, acc_bits=27)
+    sim.prepare(cfg, simulator, cache_root=cache_dir)
     build_s = time.perf_counter() - t0
     print(f"[{simulator}] build (or reuse) {rows}x{cols}: {build_s:.1f} s", flush=True)
 
     stimulus = sim.exhaustive_tiles(rows, cols)
     t0 = time.perf_counter()
-    r = sim.run_tiles(stimulus, rows, cols, acc_bits=27, simulator=simulator, stall_prob=0.0,
+    r = sim.run_tiles(stimulus, cfg, simulator=simulator, stall_prob=0.0,
                       cache_root=cache_dir)
     total = time.perf_counter() - t0
     assert r["mismatches"] == 0, r["first_mismatch"]
@@ -41,8 +43,8 @@ def bench(simulator: str, tiles: int, cache_dir, rows: int, cols: int) -> list[d
                 "vs_target": f"{EXHAUSTIVE_TARGET_S / total:.2f}x of the 30 s budget"})
     for stall in (0.0, 0.1):
         t0 = time.perf_counter()
-        r = sim.run_cosim(rows, cols, tiles, 7, acc_bits=27, simulator=simulator,
-                          stall_prob=stall, cache_root=cache_dir)
+        r = sim.run_cosim(cfg, tiles, 7, simulator=simulator, stall_prob=stall,
+                          cache_root=cache_dir)
         total = time.perf_counter() - t0
         assert r["mismatches"] == 0, r["first_mismatch"]
         out.append({"simulator": simulator, "case": f"{tiles} random tiles, stall_prob {stall}",

@@ -14,13 +14,19 @@ Entry points
 :func:`run_gemm`
     A whole GEMM split into tiles (ragged K and N zero-padded), for the cycle model.
 :func:`prepare`
-    Generate/reuse the Verilog and build/reuse the simulator build.
+    Generate/reuse the Verilog (or take a given file, :func:`load_rtl`) and build/reuse the
+    simulator build.
+
+Each takes the array as one :class:`rf8hw.hdl.config.ArrayConfig`; only RF8 PE kinds are
+co-simulated (:func:`check_cosim_config`: the testbench's golden model is RF8).
 """
 
-from .build import SIMULATORS, Build, check_simulator, default_cache_root, prepare
+from .build import (SIMULATORS, Build, RtlFile, check_cosim_config, check_simulator,
+                    default_cache_root, load_rtl, prepare)
 from .run import CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_tiles, summary_line
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
-__all__ = ["SIMULATORS", "Build", "check_simulator", "default_cache_root", "prepare",
-           "CYCLES_FORMAT", "check_stall_prob", "run_cosim", "run_gemm", "run_tiles",
-           "summary_line", "exhaustive_pairs", "exhaustive_tiles", "gemm_tiles", "random_tiles"]
+__all__ = ["SIMULATORS", "Build", "RtlFile", "check_cosim_config", "check_simulator",
+           "default_cache_root", "load_rtl", "prepare", "CYCLES_FORMAT", "check_stall_prob",
+           "run_cosim", "run_gemm", "run_tiles", "summary_line", "exhaustive_pairs",
+           "exhaustive_tiles", "gemm_tiles", "random_tiles"]

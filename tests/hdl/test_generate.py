@@ -10,7 +10,7 @@ import pytest
 
 from rf8hw.cli import main
 from rf8hw.hdl.config import ArrayConfig
-from rf8hw.hdl.generate import generate, regenerate_command, render
+from rf8hw.hdl.generate import generate, regenerate_command, render, verilog_tool_versions
 from rf8hw.hdl.registry import PE_KINDS
 from rf8hw.toolchain import tools
 
@@ -29,7 +29,7 @@ def test_rtl_has_no_drift(size, tmp_path):
     cfg = ArrayConfig(size, size)
     name = cfg.module_name
     committed = json.loads((RTL / f"{name}.json").read_text())
-    versions = tools.tool_versions()
+    versions = verilog_tool_versions()
     assert committed["tools"] == versions, (
         f"rtl/{name} was generated with {committed['tools']}, this environment has {versions}; "
         "install the pinned versions from pyproject.toml or regenerate rtl/ (rtl/README.md)")

@@ -1,8 +1,9 @@
 """cocotb co-simulation of the generated Verilog against golden.matmul, on Verilator and Icarus.
 
-Builds are shared by the whole session (``cosim_cache``), so each configuration is generated and
-compiled once.  Verilator runs the 4 x 4 configurations (a C++ build is ~30 s of CPU each); Icarus
-builds in about a second, so it runs every configuration, 8 x 8 included.
+Builds are shared by the whole session (``cosim_cache``, tests/sim/conftest.py), so each
+configuration is generated and compiled once.  Verilator runs the 4 x 4 configurations (a C++
+build is ~30 s of CPU each); Icarus builds in about a second, so it runs every configuration,
+8 x 8 included.
 """
 
 import re
@@ -13,7 +14,8 @@ import pytest
 
 import sim
 from rf8hw.format import golden
-from rf8hw.hdl.array import timing
+from rf8hw.hdl.array import Timing
+from rf8hw.hdl.config import ArrayConfig
 
 # (simulator, rows, cols, acc_bits, overflow): acc_bits 27 is the narrowest accumulator for int8
 # activations, so the 'overflow' tiles of random_tiles really overflow it.
@@ -33,12 +35,6 @@ def config_id(cfg):
     return f"{s}-{r}x{c}-acc{a}-{o}"
 
 
-@pytest.fixture(scope="session")
-def cosim_cache(tmp_path_factory):
-    """RTL and simulator builds shared by every test of the session."""
-    return tmp_path_factory.mktemp("cosim_cache")
-
-
 def exact_sums(tiles):
     """Column sums with unbounded integers (no accumulator): differ from golden where it overflowed."""
     return [a.astype(object) @ golden.weight_int(codes).astype(object) for codes, a in tiles]
@@ -50,8 +46,9 @@ def test_exhaustive_all_65536_products_through_the_rtl(simulator, cosim_cache, t
     rows = cols = 4
     tiles = sim.exhaustive_tiles(rows, cols)
     assert len(sim.exhaustive_pairs(tiles)) == 256 * 256
-    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator=simulator, stall_prob=0.05, seed=3,
-                      cache_root=cosim_cache, out_dir=tmp_path, keep_results=True)
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator=simulator,
+                      stall_prob=0.05, seed=3, cache_root=cosim_cache, out_dir=tmp_path,
+                      keep_results=True)
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert r["rows_checked"] == sum(len(a) for _, a in tiles)
     # Second, independent oracle: each result is the single product of its pair.
@@ -76,7 +73,7 @@ def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
     # the tile's own activations still stream in.  The consumer is slower than the producers, so
     # the 2-row output FIFO fills and stalls the array (in weight and in activation phases).
     tiles = sim.random_tiles(rng, rows, cols, 20, m_rows=(1, 3 * rows))
-    r = sim.run_tiles(tiles, rows, cols, acc_bits=acc_bits, overflow=overflow,
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=acc_bits, overflow=overflow),
                       simulator=simulator, stall_prob=0.2, backpressure_prob=0.6, seed=5,
                       cache_root=cosim_cache, out_dir=tmp_path)
     assert r["mismatches"] == 0, r["first_mismatch"]
@@ -103,9 +100,9 @@ def test_reset_mid_tile_then_clean_tile(simulator, cosim_cache, tmp_path):
     tiles = sim.random_tiles(rng, rows, cols, 3, m_rows=8)
     # full rate: tile 0's weights are accepted at cycles 1..rows, its activations from rows+1 on
     reset_at = rows + 1 + 4
-    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator=simulator, stall_prob=0.0, seed=1,
-                      cache_root=cosim_cache, out_dir=tmp_path, reset_at_cycle=reset_at,
-                      tiles_after_reset=1, keep_results=True)
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator=simulator,
+                      stall_prob=0.0, seed=1, cache_root=cosim_cache, out_dir=tmp_path,
+                      reset_at_cycle=reset_at, tiles_after_reset=1, keep_results=True)
     assert r["dropped_tiles"] == [0, 1]
     assert r["mismatches"] == 0, r["first_mismatch"]     # an interrupted-tile row would count
     assert list(r["results"]) == [2]
@@ -119,8 +116,8 @@ def test_wrong_expected_value_is_caught(cosim_cache, tmp_path):
     """A model off by one in one value: the scoreboard reports exactly that (tile, row, column)."""
     rows = cols = 4
     tiles = sim.random_tiles(np.random.default_rng(2), rows, cols, 3, m_rows=5)
-    r = sim.run_tiles(tiles, rows, cols, acc_bits=27, simulator="icarus", stall_prob=0.2,
-                      cache_root=cosim_cache, out_dir=tmp_path, corrupt=(1, 2, 3))
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator="icarus",
+                      stall_prob=0.2, cache_root=cosim_cache, out_dir=tmp_path, corrupt=(1, 2, 3))
     assert r["mismatches"] == 1
     first = r["first_mismatch"]
     codes, a = tiles[1]
@@ -135,15 +132,16 @@ def test_gemm_full_rate_cycles_follow_the_timing_formulas(simulator, cosim_cache
     tile results assemble to golden.matmul of the whole GEMM."""
     rows = cols = 4
     M, K, N = 6, 10, 7                     # K and N not multiples of the array size
-    r = sim.run_gemm(M, K, N, rows, cols, acc_bits=27, simulator=simulator, seed=4,
-                     cache_root=cosim_cache, out_dir=tmp_path)
+    cfg = ArrayConfig(rows, cols, acc_bits=27)
+    r = sim.run_gemm(M, K, N, cfg, simulator=simulator, seed=4, cache_root=cosim_cache,
+                     out_dir=tmp_path)
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert len(r["tile_cycles"]) == 3 * 2
     rng = np.random.default_rng(4)
     a = rng.integers(-128, 128, size=(M, K))
     codes = rng.integers(0, 256, size=(K, N), dtype=np.uint8)
     assert np.array_equal(r["gemm"], golden.matmul(a, codes, 27, "wrap"))
-    t = timing(rows, cols)
+    t = Timing(cfg)
     recs = r["tile_cycles"]
     for i, x in enumerate(recs):
         assert (x["weight_load"], x["compute"], x["drain"]) == (rows, M, t.latency), x
@@ -199,15 +197,40 @@ def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp
     (["--sim", "modelsim"], r"simulator must be one of 'verilator', 'icarus', not 'modelsim'"),
     (["--rows", "0"], r"rows must be an integer in 1\.\.64, not 0"),
     (["--tiles", "0"], r"tiles must be an integer >= 1, not 0"),
-    (["--overflow", "clamp"], r"overflow must be one of 'wrap', 'saturate', not 'clamp'"),
+    (["--acc-bits", "20"], r"acc_bits must be an integer in 27\.\."),
+    (["--rows", None], r"--rows required \(or --rtl FILE\.v\)"),
 ])
 def test_cli_bad_input_is_one_clear_error(capsys, args, message):
     base = {"--rows": "4", "--cols": "4", "--tiles": "2", "--seed": "0", "--sim": "icarus"}
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
-    status, _, err = run_cli(capsys, *[x for kv in base.items() for x in kv])
+    status, _, err = run_cli(capsys, *[x for k, v in base.items() if v is not None for x in (k, v)])
     assert status == 2
     assert re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--overflow", "clamp"], r"--overflow: invalid choice: 'clamp'"),
+    (["--pe", "int8"], r"--pe: invalid choice: 'int8'"),       # the RF8 PE kinds only
+])
+def test_cli_choices_come_from_array_config(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(capsys, "--rows", "4", "--cols", "4", "--tiles", "2", "--seed", "0", *args)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_non_rf8_pe_kinds_are_refused_before_anything_runs(tmp_path):
+    """The testbench's golden model is RF8: an INT8 or FP8 array cannot be checked by it."""
+    for pe in ("int8", "fp8_e4m3"):
+        with pytest.raises(ValueError, match=rf"PE kind '{pe}' has weight format"):
+            sim.prepare(ArrayConfig(2, 2, pe=pe), "icarus", cache_root=tmp_path)
+    with pytest.raises(ValueError, match="RF8 products only"):
+        sim.run_cosim(ArrayConfig(2, 2, pe="int8_dsp"), 1, 0, cache_root=tmp_path)
+    with pytest.raises(TypeError, match="cfg must be an ArrayConfig"):
+        sim.run_tiles([], {"rows": 2, "cols": 2})
+    assert not any(tmp_path.iterdir())
 
 
 def test_missing_simulator_is_named(monkeypatch):

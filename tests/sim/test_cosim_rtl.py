@@ -1,0 +1,136 @@
+"""``rf8hw cosim --rtl FILE.v``: co-simulate a given generated file, parameters from its manifest.
+
+One 2x2 array is generated per module and copied into each test's tmp_path; runs use Icarus (a
+build takes about a second) and a few tiles.
+"""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.hdl.generate import generate
+
+CFG = ArrayConfig(rows=2, cols=2)
+SUMMARY = re.compile(r"^tiles=(\d+) macs=(\d+) mismatches=(\d+) cycles=(\d+) cycles/s=(\d+)$")
+
+# Row 0 of the array has no partial sum coming in: each row-0 PE adds its product to a constant
+# zero, written by Amaranth as "$signed(1'h0) + $signed(<product>)".  Making that zero a one adds
+# 1 to every result value: a deterministic, data-independent wrong design.
+ROW0_ZERO = "$signed(1'h0) + $signed("
+ROW0_ONE = "$signed(2'h1) + $signed("
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    v, j = generate(CFG, tmp_path_factory.mktemp("rtl"))
+    return v, j
+
+
+@pytest.fixture
+def rtl(generated, tmp_path):
+    """A private copy of the generated .v and .json."""
+    v, j = generated
+    dst = tmp_path / "rtl"
+    dst.mkdir()
+    shutil.copy(v, dst / v.name)
+    shutil.copy(j, dst / j.name)
+    return dst / v.name, dst / j.name
+
+
+def run_cli(capsys, *args):
+    from rf8hw.cli import main
+
+    status = main(["cosim", *args])
+    out, err = capsys.readouterr()
+    return status, out.strip().splitlines(), err
+
+
+def cosim_rtl(capsys, v, cache, out, *extra):
+    return run_cli(capsys, "--rtl", str(v), "--tiles", "3", "--seed", "2", "--sim", "icarus",
+                   "--cache-dir", str(cache), "--out-dir", str(out), *extra)
+
+
+def test_rtl_file_matches_then_a_hand_edited_copy_mismatches(capsys, rtl, cosim_cache, tmp_path):
+    v, _ = rtl
+    status, lines, err = cosim_rtl(capsys, v, cosim_cache, tmp_path / "run_ok")
+    assert status == 0, err
+    tiles, macs, mismatches = map(int, SUMMARY.match(lines[-1]).groups()[:3])
+    assert (tiles, macs, mismatches) == (3, 3 * 2 * 4, 0)
+    assert f"verilog: {v.resolve()}" in lines          # the given file, not a generated one
+    assert "warning" not in err
+
+    text = v.read_text()
+    n = text.count(ROW0_ZERO)
+    assert n == CFG.cols, f"expected one {ROW0_ZERO!r} per row-0 PE, found {n}"
+    v.write_text(text.replace(ROW0_ZERO, ROW0_ONE))
+    status, lines, err = cosim_rtl(capsys, v, cosim_cache, tmp_path / "run_edited")
+    assert status == 1
+    assert re.search(rf"warning: {re.escape(str(v))} differs from the file its manifest", err), err
+    tiles, macs, mismatches = map(int, SUMMARY.match(lines[-1]).groups()[:3])
+    assert mismatches == macs // CFG.rows                 # every value (M * cols per tile) is off
+    first = re.search(r"FIRST MISMATCH: .* expected=(-?\d+) got=(-?\d+)", err)
+    assert first and int(first.group(2)) == int(first.group(1)) + 1, err
+
+    # the simulator build is keyed on the file's content: one build per text
+    builds = sorted((cosim_cache / "build").glob(f"{CFG.module_name}-icarus-*"))
+    assert len(builds) == 2, builds
+
+
+def test_array_options_must_agree_with_the_manifest(capsys, rtl):
+    v, j = rtl
+    status, _, err = run_cli(capsys, "--rtl", str(v), "--rows", "3", "--tiles", "1", "--seed", "0",
+                             "--sim", "icarus")
+    assert status == 2
+    assert f"--rows 3 disagrees with {j}: rows=2" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _edit_manifest(j, change):
+    manifest = json.loads(j.read_text())
+    change(manifest)
+    j.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("spoil, message", [
+    ("no_manifest", r"no manifest rf8_array_2x2_a8_acc40_wrap\.json next to it"),
+    ("not_json", r"manifest .* is unreadable \(Expecting"),
+    ("not_a_manifest", r"manifest .* is unreadable \(not an rf8hw manifest"),
+    ("other_file", r"describes 'rf8_array_2x2_a8_acc40_wrap\.v' \(files\.verilog\), not 'copy\.v'"),
+    ("no_module", r"declares no module 'rf8_array_9x9_a8_acc40_wrap'"),
+    ("bad_parameters", r"manifest .*: rows must be an integer in 1\.\.64, not 0"),
+    ("int8", r"PE kind 'int8' has weight format 'int8'"),
+])
+def test_bad_rtl_or_manifest_is_one_line_naming_the_file(capsys, rtl, spoil, message):
+    v, j = rtl
+    if spoil == "no_manifest":
+        j.unlink()
+    elif spoil == "not_json":
+        j.write_text("{not json")
+    elif spoil == "not_a_manifest":
+        j.write_text("[1, 2]")
+    elif spoil == "other_file":
+        v, j = v.rename(v.with_name("copy.v")), j.rename(j.with_name("copy.json"))
+    elif spoil == "no_module":
+        _edit_manifest(j, lambda m: m.update(module="rf8_array_9x9_a8_acc40_wrap"))
+    elif spoil == "bad_parameters":
+        _edit_manifest(j, lambda m: m["parameters"].update(rows=0))
+    elif spoil == "int8":
+        _edit_manifest(j, lambda m: m["parameters"].update(pe="int8"))
+    status, _, err = run_cli(capsys, "--rtl", str(v), "--tiles", "1", "--seed", "0",
+                             "--sim", "icarus")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(v) in err, err
+    assert re.search(message, err), err
+
+
+def test_library_refuses_a_manifest_that_differs_from_the_config(rtl, tmp_path):
+    import sim
+
+    v, _ = rtl
+    assert sim.load_rtl(v).config == CFG and sim.load_rtl(v).matches_manifest
+    with pytest.raises(ValueError, match=r"parameters differ .*acc_bits=40 vs 27"):
+        sim.prepare(ArrayConfig(2, 2, acc_bits=27), "icarus", rtl=v, cache_root=tmp_path)
