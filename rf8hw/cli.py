@@ -40,14 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message of a user error (bad value, bad file, unusable path), or None for an
+    internal error, which keeps its traceback.
+
+    User errors are ``ValueError`` (a rejected value or file: its message names it) and ``OSError``
+    naming a path (a missing input, an output location that is a file, read-only or not ours).
+    """
+    if isinstance(exc, ValueError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    if isinstance(exc, FileNotFoundError):      # raised by our code with a full message
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
         # Bad input is reported as one clear line, not a traceback.
-        print(f"rf8hw {args.command}: error: {exc}", file=sys.stderr)
+        print(f"rf8hw {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import PE_KINDS
+from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
 
 __all__ = ["Device", "DEVICES", "SynthError", "DoesNotFitError", "ToolError", "check_device",
@@ -247,12 +248,22 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     if unit == "pe" and (rows, cols) != (1, 1):
         raise ValueError(f"unit='pe' measures one PE: rows and cols must be 1, not {rows}x{cols}")
     kind = PE_KINDS[pe]
-    allow_dsp = kind.dsp
     say = progress or (lambda message: None)
     name = design_name(cfg, unit)
     work = Path(workdir) if workdir is not None else Path("build") / "synth" / f"{name}_{device}_s{seed}"
-    work.mkdir(parents=True, exist_ok=True)
-    work = work.resolve()
+    if work.exists() and not work.is_dir():
+        raise ValueError(f"workdir {str(work)!r} exists and is not a directory")
+    # One run at a time per work directory: a second run (another process or thread) waits
+    # for the first instead of overwriting its files mid-flight.
+    with cache.locked(work):
+        return _synthesize_in(work.resolve(), cfg, kind, dev, device, seed, name, unit, place, say)
+
+
+def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: str, seed: int,
+                   name: str, unit: str, place: bool, say) -> dict:
+    """The body of :func:`synthesize`, run while holding the work directory's lock."""
+    rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
+    allow_dsp = kind.dsp
     seconds = {}
 
     # 1. RTL -> Verilog

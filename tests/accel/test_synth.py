@@ -153,3 +153,33 @@ def test_tool_failure_shows_log_tail(tmp_path, monkeypatch):
     with pytest.raises(synth.ToolError, match=r"(?s)^yosys failed \(exit 1\); command: .*"
                                               r"--- last lines of .*yosys\.log ---\n.*ERROR"):
         synth.synthesize(ArrayConfig(1, 1), workdir=tmp_path, progress=None)
+
+
+def test_concurrent_runs_in_one_workdir_take_turns(tmp_path):
+    """A second synthesis in a work directory that another run holds waits for it (no mixed files)."""
+    import threading
+
+    from rf8hw.toolchain import cache
+
+    done = threading.Event()
+    result = {}
+
+    def second():
+        result["res"] = synth.synthesize(ArrayConfig(1, 1), workdir=tmp_path, unit="pe",
+                                         place=False, progress=None)
+        done.set()
+
+    with cache.locked(tmp_path):                      # the "first run" holds the directory
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert not done.wait(2.0), "synthesize ran while another run held its work directory"
+        assert not (tmp_path / "top.v").exists()
+    worker.join(300)
+    assert done.is_set() and result["res"]["lut4"] > 0 and (tmp_path / "top.v").is_file()
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("")
+    with pytest.raises(ValueError, match=r"^workdir '.*afile' exists and is not a directory$"):
+        synth.synthesize(ArrayConfig(1, 1), workdir=f, progress=None)

@@ -1,0 +1,39 @@
+"""The CLI's one error path: user errors are one line on stderr and exit status 2; internal errors
+keep their traceback."""
+
+import errno
+
+import pytest
+
+from rf8hw import cli
+
+
+def test_output_folder_below_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["generate", "--rows", "2", "--cols", "2", "-o", str(afile / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("rf8hw generate: error: ") and str(afile) in err
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (ValueError("rows must be an integer in 1..64, not 0"), "rows must be an integer in 1..64, not 0"),
+    (FileNotFoundError("no such checkpoint: x.safetensors"), "no such checkpoint: x.safetensors"),
+    (PermissionError(errno.EACCES, "Permission denied", "/out"), "Permission denied: /out"),
+    (OSError(errno.EROFS, "Read-only file system", "/ro/x"), "Read-only file system: /ro/x"),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "d"), "Is a directory: d"),
+])
+def test_user_errors_are_worded_once(exc, expected):
+    assert cli.user_error(exc) == expected
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch):
+    import rf8hw.commands.generate as command
+
+    def broken(args):
+        raise OSError(errno.EIO, "I/O error")          # no path: not the user's input
+
+    monkeypatch.setattr(command, "run", broken)
+    with pytest.raises(OSError, match="I/O error"):
+        cli.main(["generate", "--rows", "2", "--cols", "2", "-o", "x"])
