@@ -28,7 +28,10 @@ from .build import check_cosim_config, check_simulator, default_cache_root, prep
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
 
 __all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "summary_line",
-           "CYCLES_FORMAT"]
+           "CYCLES_FORMAT", "MAX_TILES"]
+
+#: Most random tiles one :func:`run_cosim` generates (their stimulus is held in memory at once).
+MAX_TILES = 1_000_000
 
 #: Version tag of the ``cycles.json`` layout (``docs/cosim.md``).
 CYCLES_FORMAT = "rf8hw-cosim-cycles/1"
@@ -236,7 +239,9 @@ def run_cosim(cfg: ArrayConfig, tiles: int, seed: int, *, m_rows=None,
     dict.
     """
     check_cosim_config(cfg)
-    tiles = checks.integer("tiles", tiles, 1)
+    tiles = checks.integer("tiles", tiles, 1, MAX_TILES,
+                           " (one run's stimulus is held in memory; split larger runs)")
+    seed = checks.integer("seed", seed, 0, 2**63 - 1)
     check_simulator(simulator)
     check_stall_prob(stall_prob)
     rng = np.random.default_rng(seed)

@@ -37,3 +37,19 @@ def test_internal_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(command, "run", broken)
     with pytest.raises(OSError, match="I/O error"):
         cli.main(["generate", "--rows", "2", "--cols", "2", "-o", "x"])
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "seed must be an integer in 0..9223372036854775807, not -1"),
+    ("--tiles", str(10**12), "tiles must be an integer in 1..1000000 (one run's stimulus is held "
+                             "in memory; split larger runs), not 1000000000000"),
+    ("--tiles", "0", "tiles must be an integer in 1..1000000"),
+])
+def test_cosim_counts_are_bounded_before_any_work(option, value, message, tmp_path, capsys):
+    args = {"--seed": "1", "--tiles": "1", option: value}
+    argv = ["cosim", "--rows", "2", "--cols", "2", "--cache-dir", str(tmp_path / "cache"),
+            "--out-dir", str(tmp_path / "run")] + [x for kv in args.items() for x in kv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rf8hw cosim: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "cache").exists()            # refused before anything was generated
