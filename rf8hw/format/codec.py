@@ -19,6 +19,7 @@ Public API::
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -446,6 +447,17 @@ def decode(codes, X) -> np.ndarray:
     return out
 
 
+def _check_axis(axis, ndim: int) -> None:
+    """``axis`` of :func:`shared_exponent`: None, an integer or a tuple of distinct integers."""
+    items = axis if isinstance(axis, tuple) else (axis,)
+    ok = axis is None or (all(
+        isinstance(a, numbers.Integral) and not isinstance(a, bool) and -ndim <= a < ndim
+        for a in items) and len(set(items)) == len(items))
+    if not ok:
+        raise ValueError(f"axis must be None, an integer or a tuple of distinct integers in "
+                         f"{-ndim}..{ndim - 1} (w has {ndim} dimensions), not {axis!r}")
+
+
 def shared_exponent(w, axis=None):
     """Shared exponent by the absmax rule: ``X = round(log2(max|w|))``.
 
@@ -469,6 +481,7 @@ def shared_exponent(w, axis=None):
         raise TypeError(f"w must be a float32 or float64 array, not {w.dtype}")
     if w.size == 0:
         raise ValueError("shared_exponent of an empty array is undefined")
+    _check_axis(axis, w.ndim)
     bad = ~np.isfinite(w)
     if bad.any():
         first = _first_index(bad)

@@ -347,3 +347,11 @@ def test_encode_sign_symmetry_and_idempotence(ws, X, mode):
     cn = codec.encode(-w, X, mode, on_saturate="ignore")
     assert np.array_equal(np.where(c == 0, 0, c ^ 0x80), cn)
     assert np.array_equal(codec.encode(codec.decode(c, X), X, mode), c)
+
+
+@pytest.mark.parametrize("axis", ["0", 2, -3, (0, 0), 1.0, True, [0]])
+def test_shared_exponent_rejects_bad_axis_naming_it(axis):
+    w = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^axis must be None, an integer or a tuple of distinct "
+                                         r"integers in -2\.\.1 \(w has 2 dimensions\), not "):
+        codec.shared_exponent(w, axis=axis)
