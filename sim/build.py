@@ -345,8 +345,7 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
                  build_dir, bool(waves), cfg, design.sha256, design.matches_manifest)
 
 
-#: Waveform dump for Icarus builds, in Verilog-2005 (cocotb's own dump module is SystemVerilog,
-#: which the ``-g2005`` build below cannot compile).  The path comes from ``+rf8hw_dumpfile=``.
+#: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes from ``+rf8hw_dumpfile=``.
 _ICARUS_DUMP = """module rf8hw_dump;
   reg [8*1024-1:0] path;
   initial begin
@@ -365,14 +364,13 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
 
     sources = [verilog]
     if simulator == "verilator":
-        # Amaranth's Verilog relies on implicit width changes and FSM casez without default.
+        # The waivers the generated file's header carries (rf8hw.hdl.generate), for given files.
         build_args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS]
     else:
-        # Icarus: Verilog-2005 semantics (the later -g wins over the runner's -g2012).  Under
-        # -g2012 a declaration initializer such as Yosys' "reg \$auto...dump_module$1 = 0;"
-        # raises no event at time 0, so "always @*" blocks that nothing else triggers are never
-        # evaluated and outputs such as s_axis_w_tready stay X (docs/cosim.md, "Icarus").
-        build_args = ["-g2005"]
+        # Icarus: cocotb's runner compiles with -g2012 (SystemVerilog rules).  The generated
+        # Verilog has no initializer-triggered process, so it behaves the same under -g2005
+        # (tests/sim/test_cosim_icarus_modes.py runs both).
+        build_args = []
         if waves:
             dump = build_dir / "rf8hw_dump.v"
             dump.write_text(_ICARUS_DUMP.replace("{module}", module))

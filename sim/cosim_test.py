@@ -83,7 +83,7 @@ async def cosim(dut):
     dump_json(job_dir / "result.json", report)
     if job["keep_results"]:
         np.savez(job_dir / "results.npz", **{
-            f"tile_{t}": np.stack([unpack_row(w, tb.acc_bits, tb.cols) for w in words])
+            f"tile_{t}": np.stack([unpack_row(w, tb.acc_lane, tb.cols) for w in words])
             for t, words in tb.scoreboard.results.items()})
     log.info("%s done cycles %d mismatches %d", PROGRESS_PREFIX, report["cycles"],
              report["mismatches"])

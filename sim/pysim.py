@@ -32,7 +32,7 @@ class Trace:
 
 
 def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0.0,
-                   w_last=None, reset_at=None, max_cycles=20000) -> Trace:
+                   w_last=None, reset_at=None, max_cycles=20000, extra_processes=()) -> Trace:
     """Stream ``tiles`` (list of ``(codes[K, N], a[M, K])``) through ``top`` and collect results.
 
     Parameters
@@ -53,12 +53,14 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
         are dropped.
     max_cycles : int
         Give up (AssertionError) after this many cycles.
+    extra_processes : sequence of async functions, optional
+        Added with ``Simulator.add_process`` (e.g. monitors of internal signals).
 
     After the expected number of result rows has arrived, the run goes on for ``latency + 4``
     cycles with ``tready`` high, and anything that appears then is recorded too, so a duplicated
     or spurious row shows up in ``Trace.results``.
     """
-    rows, cols, act_bits, acc_bits = top.rows, top.cols, top.act_bits, top.acc_bits
+    rows, cols, act_lane, acc_lane = top.rows, top.cols, top.act_lane, top.acc_lane
     weight_bits = top.array.pe.weight_bits
     rng = rng if rng is not None else np.random.default_rng(0)
     w_last = w_last or (lambda t, k: k == rows - 1)
@@ -75,14 +77,14 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
                    for k, word in enumerate(pack_rows(codes, weight_bits))]
         a_beats = [(word, int(i == len(a) - 1))
                    for t, (_, a) in enumerate(tiles) if t >= restart_tile
-                   for i, word in enumerate(pack_rows(a, act_bits))]
+                   for i, word in enumerate(pack_rows(a, act_lane))]
         return w_beats, a_beats
 
     async def bench(ctx):
         nonlocal expected_rows
 
         def read_row():
-            return unpack_row(ctx.get(top.m_axis_acc_tdata), acc_bits, cols).tolist()
+            return unpack_row(ctx.get(top.m_axis_acc_tdata), acc_lane, cols).tolist()
 
         w_beats, a_beats = beats()
         wi = ai = 0
@@ -142,5 +144,7 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
     sim = Simulator(wrapper)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
+    for process in extra_processes:
+        sim.add_process(process)
     sim.run()
     return trace

@@ -254,8 +254,8 @@ class Scoreboard:
     unexpected rows.
     """
 
-    def __init__(self, cols: int, acc_bits: int, log: logging.Logger):
-        self.cols, self.acc_bits, self.log = cols, acc_bits, log
+    def __init__(self, cols: int, lane_bits: int, log: logging.Logger):
+        self.cols, self.lane_bits, self.log = cols, lane_bits, log
         self.expected: deque = deque()       # [tile, words, expected int64 [M, cols], next row]
         self.mismatches = 0
         self.first: Mismatch | None = None
@@ -266,7 +266,7 @@ class Scoreboard:
         self.on_tile_done = None
 
     def expect(self, tile: int, expected: np.ndarray) -> None:
-        self.expected.append([tile, pack_rows(expected, self.acc_bits), expected, 0])
+        self.expected.append([tile, pack_rows(expected, self.lane_bits), expected, 0])
 
     def flush(self) -> None:
         """Forget every expectation not fully seen (a reset drops the tiles in flight)."""
@@ -293,7 +293,7 @@ class Scoreboard:
         if self.keep_results:
             self.results.setdefault(tile, []).append(word)
         if word != words[m]:
-            got = unpack_row(word, self.acc_bits, self.cols)
+            got = unpack_row(word, self.lane_bits, self.cols)
             bad = np.flatnonzero(got != exp[m])
             n = int(bad[0])
             self._fail(Mismatch(tile, m, n, int(exp[m, n]), int(got[n]), cycle), len(bad))
@@ -357,16 +357,22 @@ class Testbench:
         self.dut = dut
         self.rows, self.cols = params["rows"], params["cols"]
         self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
+        # tdata lanes are whole bytes (the manifest's act_lane_bits / acc_lane_bits)
+        missing = [k for k in ("act_lane_bits", "acc_lane_bits") if k not in params]
+        if missing:
+            raise ValueError(f"the manifest's parameters lack {', '.join(missing)}: it predates "
+                             "byte-lane tdata; regenerate the Verilog with rf8hw generate")
+        self.act_lane, self.acc_lane = params["act_lane_bits"], params["acc_lane_bits"]
         widths = {"s_axis_w_tdata": params.get("weight_bits", 8) * self.cols,
-                  "s_axis_a_tdata": self.act_bits * self.rows,
-                  "m_axis_acc_tdata": self.acc_bits * self.cols}
+                  "s_axis_a_tdata": self.act_lane * self.rows,
+                  "m_axis_acc_tdata": self.acc_lane * self.cols}
         for port, width in widths.items():
             if len(getattr(dut, port)) != width:
                 raise ValueError(f"{port} is {len(getattr(dut, port))} bits wide, the manifest "
                                  f"implies {width}: wrong manifest for this DUT")
         self.log = log or logging.getLogger("cocotb.rf8hw.cosim")
         self.model = GoldenModel(self.act_bits, self.acc_bits, params["overflow"])
-        self.scoreboard = Scoreboard(self.cols, self.acc_bits, self.log.getChild("scoreboard"))
+        self.scoreboard = Scoreboard(self.cols, self.acc_lane, self.log.getChild("scoreboard"))
         self.scoreboard.on_tile_done = self._tile_done
         # str seeds are hashed deterministically (tuples of str are not: PYTHONHASHSEED)
         rngs = [random.Random(f"{seed}:{role}") for role in ("w", "a", "acc")]
@@ -398,7 +404,7 @@ class Testbench:
         self.records[tile] = TileRecord(tile, len(a))
         self.scoreboard.expect(tile, expected)
         self.w_source.queue_beats(pack_rows(codes.astype(np.int64), 8), tile)
-        self.a_source.queue_beats(pack_rows(a, self.act_bits), tile)
+        self.a_source.queue_beats(pack_rows(a, self.act_lane), tile)
 
     # --- callbacks from the roles ------------------------------------------------------------------
     def _w_beat(self, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:

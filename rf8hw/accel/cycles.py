@@ -5,28 +5,28 @@ weight tiles.  Ragged edges are zero-padded to full ``R x C`` tiles (zero weight
 activation columns), so every tile takes the same time.  Each tile streams all ``M`` activation
 rows; the host adds the k-tiles' partial results.  The timing rules are those of the RTL
 (``rf8hw.hdl.array``, ``docs/architecture.md``) with tiles sent back to back and no backpressure
-(the result consumer is always ready):
+(the result consumer is always ready).  The PEs hold two weight registers (double buffering):
 
-* weight load: ``R`` cycles per tile (one weight row per cycle);
-* activations: ``M`` cycles per tile (one activation row per cycle);
-* guard: ``g = max(0, C - 2)`` cycles after a tile's last activation before the next tile's first
-  weight row (the next weight load overlaps the drain of the results in flight);
-* fill/drain: result row ``m`` is offered ``R + C`` cycles after activation row ``m`` is accepted
-  (``R + C + product_latency - 1`` for PE kinds with a registered product).
+* weight load: ``R`` cycles (one weight row per cycle); only the first tile's is exposed, every
+  later tile's weights stream in from the cycle after the previous tile's first activation;
+* activations: ``M`` cycles per tile (one activation row per cycle); a tile's activations start
+  one cycle after its last weight beat at the earliest, so tile ``t+1`` starts
+  ``P = max(M, R + 1)`` cycles after tile ``t`` (tile switch: ``P - M`` = 0 cycles for ``M > R``,
+  1 for ``M = R``);
+* fill/drain: result row ``m`` is offered ``R + C + product_latency`` cycles after activation row
+  ``m`` is accepted (``R + C + 1`` for the PE kinds with a one-cycle product).
 
-The three constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
-``guard``, ``latency``), so a timing change there reaches this model (and its tests).  A PE kind
-with a pipelined product (``product_latency = 2``, ``RF8PipePE``) adds ``product_latency - 1`` to
-the latency ``R + C``.
+The constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
+``switch``, ``latency``, ``tile_period``), so a timing change there reaches this model (and its
+tests).
 
 Counting cycles from the first weight beat (cycle 0) to the cycle in which the last result row is
-taken, inclusive, with ``T`` tiles::
+taken, inclusive, with ``T`` tiles and latency ``L``::
 
-    cycles = T * (R + M + g) - g + R + C
+    cycles = R + (T - 1) * max(M, R + 1) + M + L
 
-(the last tile has no guard; its last result appears ``R + C`` cycles after its last activation).
 This equals the Amaranth simulation of the RTL and the cocotb co-simulation of the generated
-Verilog exactly (``tests/accel/test_cycles.py``, ``benchmarks/bench_cycles.py``, ``docs/estimates.md``).
+Verilog exactly (``tests/accel/test_cycles.py``, ``benchmarks/bench_cycles.py``).
 
 Utilisation is the fraction of the array's peak ``R * C`` MACs per cycle spent on useful MACs:
 ``M * K * N / (R * C * cycles)``.
@@ -63,7 +63,7 @@ def _check_dim(name: str, value) -> int:
 class GemmCycles:
     """Cycle breakdown of one GEMM ``[M, K] x [K, N]`` on a ``rows x cols`` array.
 
-    ``weight_load + act + guard + fill_drain == cycles``.
+    ``weight_load + act + switch + fill_drain == cycles``.
     """
 
     M: int
@@ -74,10 +74,10 @@ class GemmCycles:
     k_tiles: int        #: ceil(K / rows)
     n_tiles: int        #: ceil(N / cols)
     tiles: int          #: k_tiles * n_tiles
-    weight_load: int    #: tiles * rows
+    weight_load: int    #: rows (the first tile's; the others overlap the previous tile)
     act: int            #: tiles * M
-    guard: int          #: (tiles - 1) * max(0, cols - 2)
-    fill_drain: int     #: rows + cols (the last tile's tail)
+    switch: int         #: (tiles - 1) * (max(M, rows + 1) - M): waits for the next weights
+    fill_drain: int     #: rows + cols + product_latency (the last tile's tail)
     cycles: int
     macs: int           #: M * K * N useful multiply-accumulates
     utilisation: float  #: macs / (rows * cols * cycles)
@@ -110,12 +110,12 @@ def gemm_cycles(M: int, K: int, N: int, cfg: ArrayConfig) -> GemmCycles:
     """
     for name, v in (("M", M), ("K", K), ("N", N)):
         _check_dim(name, v)
-    t = _timing(cfg)   # the RTL's constants: rows, rows + cols + product_latency - 1, max(0, cols - 2)
+    t = _timing(cfg)   # the RTL's constants: rows, rows + cols + product_latency, max(M, rows + 1)
     rows, cols = cfg.rows, cfg.cols
     k_tiles, n_tiles = -(-K // rows), -(-N // cols)
     tiles = k_tiles * n_tiles
-    parts = dict(weight_load=tiles * t.weight_load, act=tiles * M, guard=(tiles - 1) * t.guard,
-                 fill_drain=t.latency)
+    parts = dict(weight_load=t.weight_load, act=tiles * M,
+                 switch=(tiles - 1) * (t.tile_period(M) - M), fill_drain=t.latency)
     cycles = sum(parts.values())
     macs = M * K * N
     return GemmCycles(M=M, K=K, N=N, rows=rows, cols=cols, k_tiles=k_tiles, n_tiles=n_tiles,
@@ -137,21 +137,24 @@ def tile_schedule(m_rows, cfg: ArrayConfig) -> list[dict]:
     -------
     list of dict
         Per tile: ``w_first``/``w_last`` (first/last weight beat), ``a_first``/``a_last``
-        (activation rows), ``r_first``/``r_last`` (result rows taken), all cycle numbers.  Tile ``t``
-        starts at ``sum_{u<t} (rows + M_u + max(0, cols-2))``; its weights take ``rows`` cycles, its
-        activations ``M_t``, and result row ``m`` follows activation row ``m`` by the latency
-        ``rows + cols + product_latency - 1``.  The last ``r_last + 1`` equals
+        (activation rows), ``r_first``/``r_last`` (result rows taken), all cycle numbers.  Tile 0's
+        weights take cycles ``0..rows-1`` and its activations start at ``rows``; tile ``t+1``'s
+        weights take the ``rows`` cycles after tile ``t``'s first activation and its activations
+        start at ``max(a_last[t] + 1, w_last[t+1] + 1)``; result row ``m`` follows activation row
+        ``m`` by the latency ``rows + cols + product_latency``.  The last ``r_last + 1`` equals
         :func:`gemm_cycles` for the tiles of one GEMM.
     """
     t = _timing(cfg)
-    out, start = [], 0
+    out, w_first = [], 0
+    a_next = t.weight_load                      # earliest first activation of the next tile
     for i, m in enumerate(m_rows):
         _check_dim(f"m_rows[{i}]", m)
-        a_first = start + t.weight_load
-        out.append({"w_first": start, "w_last": a_first - 1, "a_first": a_first,
+        w_last = w_first + t.weight_load - 1
+        a_first = max(a_next, w_last + t.switch)
+        out.append({"w_first": w_first, "w_last": w_last, "a_first": a_first,
                     "a_last": a_first + m - 1, "r_first": a_first + t.latency,
                     "r_last": a_first + m - 1 + t.latency})
-        start += t.weight_load + m + t.guard
+        w_first, a_next = a_first + 1, a_first + m
     return out
 
 
@@ -275,7 +278,7 @@ def model_cycles(gemms: list[Gemm], cfg: ArrayConfig, batch: int = 1) -> dict:
 
 
 def plot_model_cycles(report: dict, path, title: str = "") -> None:
-    """Bar chart of the on-array layers' cycles split into weight load / activations / guard /
+    """Bar chart of the on-array layers' cycles split into weight load / activations / tile switch /
     fill-drain, with utilisation per layer on a second axis; written to ``path`` (PNG)."""
     import matplotlib
 
@@ -284,7 +287,7 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
 
     rows = [r for r in report["layers"] if r["on_array"]]
     names = [r["name"] for r in rows]
-    parts = {"weight_load": "weight load", "act": "activation rows", "guard": "guard",
+    parts = {"weight_load": "weight load", "act": "activation rows", "switch": "tile switch",
              "fill_drain": "fill/drain"}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
     bottom = [0] * len(rows)

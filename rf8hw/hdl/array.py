@@ -2,19 +2,30 @@
 
 Dataflow (``docs/architecture.md`` has the figure and the timing table)::
 
-    weights  --> one decoder per column --> broadcast down the column, row k loaded by beat k
-    act[m]   --> row k delayed by k steps --> PE[k][0] --> PE[k][1] --> ... (activations go right)
+    weights  --> column n delayed by n steps --> one decoder per column --> broadcast down the
+                 column into the PEs' *shadow* registers, row k loaded by beat k
+    act[m]   --> input register --> row k delayed by k more steps --> PE[k][0] --> PE[k][1] --> ...
+                 (activations go right; a tile's first activation carries a one-bit "swap" one
+                 step ahead of it, which switches each PE to its shadow weights just in time)
     psums    --> PE[0][n] (psum_in = 0) --> PE[1][n] --> ... --> PE[rows-1][n] (partial sums go down,
                  so a column adds its products in k order 0..rows-1, the order ``saturate`` names)
              --> column n delayed by cols-1-n steps --> 2-entry output FIFO --> acc stream
 
 Every pipeline register advances on the array clock enable ``ce``; ``ce`` drops only when a result
 reaches the bottom of the pipeline while the output FIFO is full (``acc.ready`` held low), so
-backpressure stalls the whole array, losing and duplicating nothing.  ``ce`` is a function of
-registers only (no combinational path from ``acc.ready`` to ``act.ready``/``w.ready``).
+backpressure stalls the whole array, losing and duplicating nothing.  ``ce`` is itself a register
+(its next value computed from the next state of the bottom stage and the FIFO level), so no logic
+lies between ``acc.ready`` or the FIFO level and the enables of the PEs, and there is no
+combinational path from ``acc.ready`` to ``act.ready``/``w.ready``.
+
+Double buffering: the weights of tile t+1 stream into the shadow registers while tile t computes
+(from the step after tile t's first activation); tile t+1's activations start once all its weight
+rows are in.  Column n writes its shadow registers n steps after the beat and PE[k][n] switches
+k + n steps after the tile's first activation, so a shadow register is overwritten only after its
+PE has switched, and every PE switches before the new tile's first activation reaches it.
 """
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,13 +58,13 @@ class Timing:
     weight_load : int
         ``rows``: weight beats per tile (one per cycle at full rate).
     latency : int
-        ``rows + cols + product_latency - 1``: cycles from the handshake of activation row ``m``
-        to the cycle in which result row ``m`` is first offered (``acc.valid`` high);
-        ``rows + cols`` for the PE kinds with a one-cycle product.
-    guard : int
-        ``max(0, cols - 2)``: array steps between the tile's last activation handshake and the
-        first cycle the next tile's weights are accepted (row k must not be overwritten before the
-        last activation has passed all of its columns).
+        ``rows + cols + product_latency``: cycles from the handshake of activation row ``m`` to the
+        cycle in which result row ``m`` is first offered (``acc.valid`` high); ``rows + cols + 1``
+        for the PE kinds with a one-cycle product (one cycle of it is the activation input
+        register).
+    switch : int
+        ``1``: cycles from a tile's last weight beat to the first cycle its activations are
+        accepted (the shadow buffer's "full" flag is a register).
     """
 
     def __init__(self, cfg: ArrayConfig, product_latency: int | None = None):
@@ -65,8 +76,8 @@ class Timing:
         self.weight_load = rows
         # PE kinds with a pipelined product (class attribute ``product_latency``, default 1) delay
         # every result by the extra stages; nothing else changes.
-        self.latency = rows + cols + product_latency - 1
-        self.guard = max(0, cols - 2)
+        self.latency = rows + cols + product_latency
+        self.switch = 1
 
     def result_cycle(self, m: int) -> int:
         """Cycle of result row ``m`` counted from the handshake of activation row 0 (rows sent
@@ -74,24 +85,32 @@ class Timing:
         return m + self.latency
 
     def tile_period(self, m_rows: int) -> int:
-        """Cycles between first weight beats of back-to-back tiles of ``m_rows`` activations:
-        ``rows + m_rows + max(0, cols - 2)``."""
-        return self.weight_load + m_rows + self.guard
+        """Cycles between the first activations of back-to-back tiles of ``m_rows`` rows (the
+        next tile's weights stream in from the cycle after the first activation):
+        ``max(M, rows + 1)``; the first tile's activations start ``rows`` cycles after its first
+        weight beat."""
+        return max(m_rows, self.weight_load + self.switch)
 
     def as_dict(self) -> dict:
         return {
             "weight_load_cycles": self.weight_load,
             "latency_cycles": self.latency,
-            "guard_steps": self.guard,
+            "switch_cycles": self.switch,
             "formulas": {
                 "weight_load_cycles": "rows",
-                "latency_cycles": "rows + cols + product_latency - 1 (activation handshake of "
-                                  "row m -> acc valid of row m)",
-                "guard_steps": "max(0, cols - 2) (last activation handshake -> next weight beat "
-                               "accepted, counted in array steps)",
-                "tile_period_cycles": "rows + M + max(0, cols - 2) (back to back, M activation "
-                                      "rows per tile)",
-                "steady_state": "1 activation row in and 1 result row out per cycle",
+                "latency_cycles": "rows + cols + product_latency (activation handshake of row m "
+                                  "-> acc valid of row m)",
+                "switch_cycles": "1 (last weight beat of a tile -> its first activation accepted, "
+                                 "when the weights arrive after the previous tile's activations)",
+                "first_activation_cycle": "rows (first tile, counted from its first weight beat)",
+                "tile_period_cycles": "max(M, rows + 1) (first activation of tile t -> first "
+                                      "activation of tile t+1, back to back, M activation rows "
+                                      "per tile; the weights of tile t+1 stream in from the "
+                                      "cycle after tile t's first activation)",
+                "gemm_cycles": "rows + (T - 1) * max(M, rows + 1) + M + latency_cycles "
+                               "(T tiles, first weight beat -> last result taken, inclusive)",
+                "steady_state": "1 activation row in and 1 result row out per cycle; tile "
+                                "switch 0 cycles for M > rows, 1 cycle for M = rows",
             },
         }
 
@@ -112,7 +131,7 @@ class RF8Array(wiring.Component):
     -------
     w : In(stream.Signature(weight_beat_layout(cols, pe.weight_bits)))
         Weight tile, one row per beat (beat k carries ``W[k, 0..cols-1]``), ``rows`` beats per
-        tile.  Accepted only while the array is between tiles (see *Handshake rules*).
+        tile, into the shadow buffer (see *Handshake rules*).
     act : In(stream.Signature(act_beat_layout(rows, act_bits)))
         Activation rows ``a[m, 0..rows-1]``, any number ``M >= 1`` per tile; ``last`` on m = M-1
         ends the tile.
@@ -126,19 +145,23 @@ class RF8Array(wiring.Component):
     Handshake rules
     ---------------
     A tile is ``rows`` weight beats, then activation beats up to and including one with ``last``.
-    ``w.ready`` is high only in the weight phase, ``act.ready`` only in the activation phase (and
-    both only while the array is not stalled).  After the ``last`` activation the array waits
-    ``max(0, cols - 2)`` steps, then accepts the next tile's weights while the previous results
-    still drain.  Results keep their order; ``acc.ready`` low stalls the array once the 2-entry
-    output FIFO is full.
+    ``w.ready`` is high while the shadow buffer is free: after reset, and from the cycle after a
+    tile's first activation handshake until that tile's successor has all ``rows`` beats.
+    ``act.ready`` is high while a tile is running (its first activation was taken, its ``last``
+    not yet) or a complete tile waits in the shadow buffer; both only while the array is not
+    stalled.  So the weights of tile t+1 stream in while tile t computes, and a tile switch costs
+    no cycle when ``M > rows`` and one when ``M = rows`` (the weight stream keeping up).  Results
+    keep their order; ``acc.ready`` low stalls the array once the 2-entry output FIFO is full.
 
     Latency and throughput
     ----------------------
-    See :class:`Timing`: ``rows + cols`` cycles from activation handshake to result
-    (``+ product_latency - 1``), one row per cycle in steady state, ``rows + M + max(0, cols-2)`` cycles per tile back to back.
+    See :class:`Timing`: ``rows + cols + product_latency`` cycles from activation handshake to
+    result, one row per cycle in steady state, ``max(M, rows + 1)`` cycles per tile back to back.
 
-    Resources: ``rows * cols`` PEs, ``cols`` decoders, ``act_bits * rows*(rows-1)/2`` skew and
-    ``acc_bits * cols*(cols-1)/2`` deskew flip-flops, a 2 x ``(acc_bits*cols + 1)``-bit FIFO.
+    Resources: ``rows * cols`` PEs (two weight registers each), ``cols`` decoders,
+    ``act_bits * rows*(rows+1)/2`` skew (input register included), ``rows*(rows-1)/2`` swap-skew,
+    ``(weight_bits + rows) * cols*(cols-1)/2`` weight-delay and ``acc_bits * cols*(cols-1)/2``
+    deskew flip-flops, a 2 x ``(acc_bits*cols + 1)``-bit FIFO.
     """
 
     def __init__(self, cfg: ArrayConfig, pe_class=None):
@@ -162,7 +185,12 @@ class RF8Array(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self.rows, self.cols
-        ce = Signal()                                   # the array advances one step
+        # The array advances one step.  ce is a register (init 1), so no logic sits between
+        # the output FIFO level / acc.ready and the enable of every PE: its next value is the
+        # stall rule "bottom stage valid and FIFO full" evaluated on the next-state values of
+        # the bottom stage and the FIFO level, which gives cycle for cycle the same ce as the
+        # combinational rule would (tests/hdl/test_array.py checks the equivalence).
+        ce = Signal(init=1, name="ce")
 
         # --- output FIFO and the stall rule ------------------------------------------------
         out_layout = acc_beat_layout(cols, self.acc_bits)
@@ -172,40 +200,46 @@ class RF8Array(wiring.Component):
         wave_valid = Signal(depth)
         wave_last = Signal(depth)
         bottom_valid = wave_valid[depth - 1]
-        m.d.comb += ce.eq(~bottom_valid | out_fifo.w_rdy)
+        do_write = out_fifo.w_en & out_fifo.w_rdy
+        do_read = out_fifo.r_en & out_fifo.r_rdy
+        level_next = Signal(range(3), name="fifo_level_next")
+        bottom_next = Signal(name="bottom_valid_next")
+        m.d.comb += [
+            level_next.eq(out_fifo.level + do_write - do_read),
+            bottom_next.eq(Mux(ce, wave_valid[depth - 2], bottom_valid)),   # depth >= 2
+        ]
+        m.d.sync += ce.eq(~bottom_next | (level_next != 2))
+        self._stall_rule = (ce, bottom_valid, out_fifo.w_rdy)     # for the equivalence test
 
-        # --- tile control: LOAD (weights) -> ACT (activations) -> GUARD -> LOAD ---------------
-        w_row = Signal(range(rows), name="w_row")
-        guard = self.timing.guard
-        guard_count = Signal(range(guard + 1), name="guard_count")
+        # --- tile control ---------------------------------------------------------------------
+        # Weight side: FILL (shadow buffer free, beats accepted) -> FULL after beat rows-1 ->
+        # FILL again after the tile's first activation handshake.  Activation side: a tile runs
+        # from its first handshake (only while FULL) to the one with last.  The counter is at
+        # least 1 bit wide even when rows == 1 (Verilator rejects zero-width vectors).
+        w_row = Signal(range(max(rows, 2)), name="w_row")
+        full = Signal(name="w_full")            # the shadow buffer holds a tile not yet started
+        running = Signal(name="a_running")      # a tile's activations are streaming
         w_take = Signal()
         a_take = Signal()
-        m.d.comb += [w_take.eq(self.w.valid & self.w.ready), a_take.eq(self.act.valid & self.act.ready)]
-        with m.FSM(init="LOAD", name="tile"):
-            with m.State("LOAD"):
-                m.d.comb += self.w.ready.eq(ce)
-                with m.If(w_take):
-                    with m.If(self.w.p.last != (w_row == rows - 1)):
-                        m.d.sync += self.err_w_last.eq(1)
-                    with m.If(w_row == rows - 1):
-                        m.d.sync += w_row.eq(0)
-                        m.next = "ACT"
-                    with m.Else():
-                        m.d.sync += w_row.eq(w_row + 1)
-            with m.State("ACT"):
-                m.d.comb += self.act.ready.eq(ce)
-                with m.If(a_take & self.act.p.last):
-                    if guard == 0:
-                        m.next = "LOAD"
-                    else:
-                        m.d.sync += guard_count.eq(guard - 1)
-                        m.next = "GUARD"
-            with m.State("GUARD"):
-                with m.If(ce):
-                    with m.If(guard_count == 0):
-                        m.next = "LOAD"
-                    with m.Else():
-                        m.d.sync += guard_count.eq(guard_count - 1)
+        first = Signal()                        # this handshake is a tile's first activation
+        m.d.comb += [
+            self.w.ready.eq(ce & ~full),
+            self.act.ready.eq(ce & (running | full)),
+            w_take.eq(self.w.valid & self.w.ready),
+            a_take.eq(self.act.valid & self.act.ready),
+            first.eq(a_take & ~running),
+        ]
+        with m.If(w_take):
+            with m.If(self.w.p.last != (w_row == rows - 1)):
+                m.d.sync += self.err_w_last.eq(1)
+            with m.If(w_row == rows - 1):
+                m.d.sync += [w_row.eq(0), full.eq(1)]
+            with m.Else():
+                m.d.sync += w_row.eq(w_row + 1)
+        with m.If(first):
+            m.d.sync += full.eq(0)
+        with m.If(a_take):
+            m.d.sync += running.eq(~self.act.p.last)
 
         # --- wavefront (valid, last) pipeline --------------------------------------------------
         with m.If(ce):
@@ -214,27 +248,45 @@ class RF8Array(wiring.Component):
                 wave_last.eq(Cat(self.act.p.last, wave_last[:depth - 1])),
             ]
 
-        # --- weight decoders, one per column; row k loads on weight beat k -------------------
-        decoded = []
-        for n in range(cols):
-            dec = self.pe.make_decoder()
-            m.submodules[f"dec_{n}"] = dec
-            m.d.comb += dec.code.eq(self.w.p.data[n])
-            decoded.append(dec.fields)
-        row_load = [Signal(name=f"w_load_{k}") for k in range(rows)]
+        # --- weights: column n n steps late, one decoder per column, row k loads on beat k ---
+        row_load = Signal(rows, name="w_load")
         for k in range(rows):
             m.d.comb += row_load[k].eq(w_take & (w_row == k))
+        decoded, col_load = [], []
+        for n in range(cols):
+            code, load = self.w.p.data[n], row_load
+            for i in range(n):
+                code_r = Signal(len(code), name=f"wdelay_{n}_{i}", reset_less=True)
+                load_r = Signal(rows, name=f"wload_{n}_{i}")
+                with m.If(ce):
+                    m.d.sync += [code_r.eq(code), load_r.eq(load)]
+                code, load = code_r, load_r
+            dec = self.pe.make_decoder()
+            m.submodules[f"dec_{n}"] = dec
+            m.d.comb += dec.code.eq(code)
+            decoded.append(dec.fields)
+            # A delayed beat waits in its register while the array is stalled: write it once, at
+            # the edge that moves it on (w_take already implies ce for column 0).
+            col_load.append(load if n == 0 else load & ce.replicate(rows))
 
-        # --- activation skew: row k enters PE[k][0] k steps late -----------------------------
-        row_act = []
+        # --- activation skew: an input register, then row k k more steps late; the swap flag
+        # of a tile's first activation runs one step ahead of it ----------------------------
+        row_act, row_swap = [], []
         for k in range(rows):
             value = self.act.p.data[k]
-            for i in range(k):
+            for i in range(k + 1):
                 reg = Signal(signed(self.act_bits), name=f"skew_{k}_{i}", reset_less=True)
                 with m.If(ce):
                     m.d.sync += reg.eq(value)
                 value = reg
             row_act.append(value)
+            flag = first
+            for i in range(k):
+                reg = Signal(name=f"swap_skew_{k}_{i}")
+                with m.If(ce):
+                    m.d.sync += reg.eq(flag)
+                flag = reg
+            row_swap.append(flag)
 
         # --- the PE grid --------------------------------------------------------------------
         pes = [[self.pe(self.act_bits, self.acc_bits, self.overflow) for _ in range(cols)]
@@ -245,8 +297,9 @@ class RF8Array(wiring.Component):
                 m.submodules[f"pe_{k}_{n}"] = pe
                 m.d.comb += [
                     pe.ce.eq(ce),
-                    pe.w_load.eq(row_load[k]),
+                    pe.w_load.eq(col_load[n][k]),
                     pe.w_data.eq(decoded[n]),
+                    pe.swap_in.eq(row_swap[k] if n == 0 else pes[k][n - 1].swap_out),
                     pe.a_in.eq(row_act[k] if n == 0 else pes[k][n - 1].a_out),
                     pe.psum_in.eq(0 if k == 0 else pes[k - 1][n].psum_out),
                 ]

@@ -2,7 +2,9 @@
 
 The Verilog module has ``clk``, ``rst`` (synchronous, active high) and flat ``s_axis_w_*``,
 ``s_axis_a_*``, ``m_axis_acc_*`` ports (``docs/architecture.md``, "Ports").  It only renames and
-packs :class:`rf8hw.hdl.array.RF8Array`'s streams; all behaviour lives there.
+packs :class:`rf8hw.hdl.array.RF8Array`'s streams; all behaviour lives there.  Every ``tdata`` is
+a whole number of bytes (AXI4-Stream): each lane takes :func:`lane_bits` of its value's width,
+results sign-extended, activations read from the low ``act_bits`` of their lane.
 """
 
 from amaranth.hdl import Module, ResetSignal
@@ -13,7 +15,12 @@ from rf8hw.hdl.array import RF8Array
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.params import rejecting
 
-__all__ = ["RF8AxiTop"]
+__all__ = ["lane_bits", "RF8AxiTop"]
+
+
+def lane_bits(bits: int) -> int:
+    """Width of one ``tdata`` lane carrying a ``bits``-wide value: the next multiple of 8."""
+    return -(-bits // 8) * 8
 
 
 class RF8AxiTop(wiring.Component):
@@ -30,12 +37,14 @@ class RF8AxiTop(wiring.Component):
         Weight row k: ``W[k, n]`` (RF8 code) in bits ``[8n +: 8]``.
     s_axis_w_tvalid, s_axis_w_tlast : In(1); s_axis_w_tready : Out(1)
         ``tlast`` belongs on beat ``rows - 1``; elsewhere (or missing there) it sets ``err_w_tlast``.
-    s_axis_a_tdata : In(act_bits * rows)
-        Activation row m: ``a[m, k]`` (two's complement) in bits ``[act_bits*k +: act_bits]``.
+    s_axis_a_tdata : In(L_a * rows), ``L_a = lane_bits(act_bits)``
+        Activation row m: ``a[m, k]`` (two's complement) in lane k, bits ``[L_a*k +: L_a]``; the
+        array reads the low ``act_bits`` of each lane (send it sign-extended).
     s_axis_a_tvalid, s_axis_a_tlast : In(1); s_axis_a_tready : Out(1)
         ``tlast`` marks the tile's last activation row (m = M-1).
-    m_axis_acc_tdata : Out(acc_bits * cols)
-        Result row m: ``acc[m, n]`` (two's complement) in bits ``[acc_bits*n +: acc_bits]``.
+    m_axis_acc_tdata : Out(L_acc * cols), ``L_acc = lane_bits(acc_bits)``
+        Result row m: ``acc[m, n]`` (two's complement) in lane n, bits ``[L_acc*n +: L_acc]``,
+        sign-extended to the whole lane.
     m_axis_acc_tvalid, m_axis_acc_tlast : Out(1); m_axis_acc_tready : In(1)
         ``tlast`` on the tile's last result row.
     err_w_tlast : Out(1)
@@ -53,16 +62,17 @@ class RF8AxiTop(wiring.Component):
         self.rows, self.cols = rows, cols
         self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, cfg.overflow
         self.timing = self.array.timing
+        self.act_lane, self.acc_lane = lane_bits(act_bits), lane_bits(acc_bits)
         super().__init__({
             "s_axis_w_tdata": In(self.array.pe.weight_bits * cols),
             "s_axis_w_tvalid": In(1),
             "s_axis_w_tready": Out(1),
             "s_axis_w_tlast": In(1),
-            "s_axis_a_tdata": In(act_bits * rows),
+            "s_axis_a_tdata": In(self.act_lane * rows),
             "s_axis_a_tvalid": In(1),
             "s_axis_a_tready": Out(1),
             "s_axis_a_tlast": In(1),
-            "m_axis_acc_tdata": Out(acc_bits * cols),
+            "m_axis_acc_tdata": Out(self.acc_lane * cols),
             "m_axis_acc_tvalid": Out(1),
             "m_axis_acc_tready": In(1),
             "m_axis_acc_tlast": Out(1),
@@ -80,11 +90,14 @@ class RF8AxiTop(wiring.Component):
             array.w.p.last.eq(self.s_axis_w_tlast),
             array.w.valid.eq(self.s_axis_w_tvalid & run),
             self.s_axis_w_tready.eq(array.w.ready & run),
-            array.act.p.data.as_value().eq(self.s_axis_a_tdata),
+            *(array.act.p.data[k].eq(
+                self.s_axis_a_tdata[self.act_lane * k:self.act_lane * k + self.act_bits])
+              for k in range(self.rows)),
             array.act.p.last.eq(self.s_axis_a_tlast),
             array.act.valid.eq(self.s_axis_a_tvalid & run),
             self.s_axis_a_tready.eq(array.act.ready & run),
-            self.m_axis_acc_tdata.eq(array.acc.p.data.as_value()),
+            *(self.m_axis_acc_tdata[self.acc_lane * n:self.acc_lane * (n + 1)].eq(
+                array.acc.p.data[n]) for n in range(self.cols)),        # signed: sign-extends
             self.m_axis_acc_tlast.eq(array.acc.p.last),
             self.m_axis_acc_tvalid.eq(array.acc.valid & run),
             array.acc.ready.eq(self.m_axis_acc_tready & run),

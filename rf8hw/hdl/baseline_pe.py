@@ -22,7 +22,7 @@ class Int8PE(WeightStationaryPE):
 
     The same RTL serves two synthesis kinds (``rf8hw.accel.synth``): ``int8`` (DSP inference disabled,
     so the multiplier is built from LUTs) and ``int8_dsp`` (Yosys maps it to a DSP multiplier).
-    The stored weight is the raw two's complement code (8 flip-flops).
+    The stored weight is the raw two's complement code (8 flip-flops, twice: double buffer).
 
     Parameters
     ----------

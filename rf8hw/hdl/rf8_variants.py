@@ -206,8 +206,8 @@ class RF8PipePE(RF8LeanPE):
 
     Stage 1: ``xm' = x*M`` (gating, residual mux, one adder); stage 2: sign-filling shift and the
     accumulator adder.  The stage register holds ``xm'`` with the ``rsh`` and ``sign`` it was
-    computed for (``act_bits + 10`` flip-flops), so a weight reload never mixes two weights and
-    the array's reload guard is unchanged; it advances with ``ce``.  Every result leaves the array
+    computed for (``act_bits + 10`` flip-flops), so a tile switch never mixes two weights and
+    the array's tile-switch timing is unchanged; it advances with ``ce``.  Every result leaves the array
     one cycle later (:class:`rf8hw.hdl.array.Timing` adds ``product_latency - 1``).
     """
 

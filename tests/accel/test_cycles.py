@@ -15,12 +15,17 @@ from sim.stimulus import gemm_tiles
 
 
 def test_gemm_cycles_parts_and_the_architecture_doc_example():
-    """8x8 array, one 8x8x8 tile: last result at cycle 31 (docs/architecture.md) -> 32 cycles."""
+    """8x8 array, one 8x8x8 tile: last result at cycle 32 (docs/architecture.md) -> 33 cycles."""
     c = gemm_cycles(8, 8, 8, ArrayConfig(8, 8))
-    assert (c.tiles, c.weight_load, c.act, c.guard, c.fill_drain, c.cycles) == (1, 8, 8, 0, 16, 32)
+    assert (c.tiles, c.weight_load, c.act, c.switch, c.fill_drain, c.cycles) == (1, 8, 8, 0, 17, 33)
     c = gemm_cycles(5, 9, 7, ArrayConfig(4, 3))          # ragged: 3 k-tiles x 3 n-tiles
     assert (c.k_tiles, c.n_tiles, c.tiles) == (3, 3, 9)
-    assert c.weight_load + c.act + c.guard + c.fill_drain == c.cycles == 9 * (4 + 5 + 1) - 1 + 4 + 3
+    # M = 5 > rows: the next tile's weights are in before the current tile ends, no switch cycle
+    assert c.weight_load + c.act + c.switch + c.fill_drain == c.cycles == 4 + 9 * 5 + 4 + 3 + 1
+    assert c.switch == 0
+    # M = rows: one switch cycle per tile; M = 1: the weights bound the period (rows + 1)
+    assert gemm_cycles(4, 8, 3, ArrayConfig(4, 3)).switch == 1
+    assert gemm_cycles(1, 12, 3, ArrayConfig(4, 3)).cycles == 4 + 2 * 5 + 1 + 8
     assert c.utilisation == pytest.approx(5 * 9 * 7 / (4 * 3 * c.cycles))
     sched = tile_schedule([5] * 9, ArrayConfig(4, 3))
     assert sched[-1]["r_last"] + 1 == c.cycles
@@ -52,10 +57,14 @@ def _spans(first_w, last_r, per_gemm):
     (3, 1, [(2, 3, 3)]),                 # one column: no guard
     (1, 4, [(4, 2, 9)]),                 # one row
     (5, 5, [(6, 5, 5)]),                 # exactly one tile
+    (2, 2, [(3, 4, 5), (2, 2, 2)]),      # cols <= 2, M > rows then M = rows
+    (4, 4, [(4, 8, 8)]),                 # M = rows: one tile-switch cycle per tile
+    (3, 4, [(1, 7, 9)]),                 # M < rows: the weight stream bounds the period
 ])
 def test_model_equals_amaranth_simulation_cycle_for_cycle(rows, cols, shapes):
     """Every weight, activation and result handshake of the RTL (Amaranth simulator, full-rate
-    producers, consumer always ready) happens at the cycle the model gives."""
+    producers, consumer always ready) happens at the cycle the model gives (11 GEMM shapes here,
+    one more with the pipelined PE and three in the cocotb co-simulation below)."""
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(rows * 10 + cols), shapes, rows, cols)
     tr = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles)
     sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
@@ -83,8 +92,10 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
     """One Icarus co-simulation (sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
     single exact tile) streamed back to back on a 4x3 array:
-    every tile's handshake stamps equal the model's schedule (shifted to the first weight beat) and
-    each GEMM's span from first weight beat to last result equals gemm_cycles."""
+    every tile's handshake stamps equal the model's schedule (shifted to the first weight beat);
+    the first GEMM's span from first weight beat to last result equals gemm_cycles (the later
+    GEMMs' weights stream in during the GEMM before them, so their spans overlap it), and
+    gemm_cycles of each GEMM equals the schedule of its tiles alone."""
     from sim.run import run_tiles
 
     rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
@@ -97,7 +108,10 @@ def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
     measured = [{k: r[k] - t0 for k in keys} for r in recs]
     assert measured == tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
     spans = _spans([r["w_first"] for r in recs], [r["r_last"] for r in recs], per_gemm)
-    assert spans == [gemm_cycles(M, K, N, ArrayConfig(rows, cols)).cycles for M, K, N in shapes]
+    assert spans[0] == gemm_cycles(*shapes[0], ArrayConfig(rows, cols)).cycles
+    for (M, K, N), n in zip(shapes, per_gemm):
+        alone = tile_schedule([M] * n, ArrayConfig(rows, cols))
+        assert alone[-1]["r_last"] + 1 == gemm_cycles(M, K, N, ArrayConfig(rows, cols)).cycles
     assert res["cycles"] == recs[-1]["r_last"] + 1      # the co-sim's count: edges up to the last result
 
 

@@ -62,31 +62,35 @@ def test_random_tiles_equal_golden(rows, cols, act_bits, acc_bits, overflow, big
 def test_output_backpressure_long_stalls_lose_and_duplicate_nothing():
     """The consumer is ready only 1 cycle in 5: the array must stall, not drop or repeat rows."""
     rng = np.random.default_rng(11)
-    tiles = random_tiles(rng, 3, 4, ms=[9, 4])
+    tiles = random_tiles(rng, 3, 4, ms=[14, 4])
     top = RF8AxiTop(ArrayConfig(3, 4))
     trace = simulate_tiles(top, tiles, rng=rng, p_out_stall=0.8)
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
     assert trace.lasts == expected_lasts(tiles)
-    # the activation stream was held off at some point (the stall reached the input)
-    gaps = np.diff(trace.act_cycles[:9])
+    # the activation stream was held off inside the first tile (the stall reached the input:
+    # 14 rows are more than the latency of 8 plus the 2-row output FIFO can hold)
+    gaps = np.diff(trace.act_cycles[:14])
     assert gaps.max() > 1
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (2, 5), (5, 2), (4, 4), (8, 8)])
 def test_latency_matches_formula(rows, cols):
-    """Every result row appears exactly ``rows + cols`` cycles after its activation handshake, and
-    the next tile's weights are taken ``max(0, cols - 2)`` steps after the last activation."""
+    """Every result row appears exactly ``rows + cols + 1`` cycles after its activation handshake,
+    the next tile's weights stream in from the cycle after the first activation (double
+    buffering), and its activations follow one cycle after its last weight beat or right after
+    the previous tile's last activation, whichever is later."""
     rng = np.random.default_rng(5)
     ms = [4, 3]
     tiles = random_tiles(rng, rows, cols, ms=ms)
     t = Timing(ArrayConfig(rows, cols))
     trace = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles, rng=rng)
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
-    assert t.latency == rows + cols and t.guard == max(0, cols - 2)
+    assert t.latency == rows + cols + 1 and t.switch == 1
     assert trace.weight_cycles[:rows] == list(range(rows))                    # weight load: rows
     assert trace.act_cycles[:ms[0]] == list(range(rows, rows + ms[0]))       # then activations
     assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [t.latency] * sum(ms)
-    assert trace.weight_cycles[rows] == t.tile_period(ms[0])                  # next tile's weights
+    assert trace.weight_cycles[rows:] == list(range(rows + 1, 2 * rows + 1))  # overlapping tile 0
+    assert trace.act_cycles[ms[0]] == rows + t.tile_period(ms[0]) == rows + max(ms[0], rows + 1)
     assert trace.result_cycles[0] == t.result_cycle(0) + rows
 
 
@@ -170,13 +174,13 @@ def test_array_takes_only_an_array_config(component):
     Fragment.get(top, None)                                   # it elaborates
     assert (top.rows, top.cols, top.act_bits, top.acc_bits, top.overflow) == (2, 3, 8, 30,
                                                                                "saturate")
-    assert top.timing.latency == 2 + 3
+    assert top.timing.latency == 2 + 3 + 1
 
 
 def test_timing_follows_the_pe_kinds_product_latency():
-    assert Timing(ArrayConfig(3, 4)).latency == 7
-    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe")).latency == 8
-    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe"), product_latency=1).latency == 7
+    assert Timing(ArrayConfig(3, 4)).latency == 8
+    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe")).latency == 9
+    assert Timing(ArrayConfig(3, 4, pe="rf8_pipe"), product_latency=1).latency == 8
 
 
 def test_timing_example_in_architecture_doc():
@@ -186,6 +190,31 @@ def test_timing_example_in_architecture_doc():
     trace = simulate_tiles(RF8AxiTop(ArrayConfig(8, 8)), tiles, rng=rng)
     assert trace.weight_cycles[:8] == list(range(0, 8))        # weight load: cycles 0..7
     assert trace.act_cycles[:8] == list(range(8, 16))          # activations 8..15
-    assert trace.result_cycles[:8] == list(range(24, 32))      # results 24..31
-    assert trace.weight_cycles[8] == 22                        # next tile's weights from 22
+    assert trace.result_cycles[:8] == list(range(25, 33))      # results 25..32
+    assert trace.weight_cycles[8:] == list(range(9, 17))       # next tile's weights 9..16
+    assert trace.act_cycles[8:] == list(range(17, 25))         # its activations 17..24
+    assert trace.result_cycles[8:] == list(range(34, 42))      # its results 34..41
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
+
+
+def test_registered_clock_enable_equals_the_combinational_stall_rule():
+    """``ce`` is a register, yet in every cycle of a run with idle inputs and heavy backpressure it
+    equals the stall rule ``~bottom_valid | fifo.w_rdy`` evaluated in that cycle (so the
+    registered control changes no cycle count), and the array did stall."""
+    rng = np.random.default_rng(8)
+    top = RF8AxiTop(ArrayConfig(3, 4))
+    tiles = random_tiles(rng, 3, 4, ms=[14, 2, 5])
+    seen = {"cycles": 0, "stalls": 0, "bad": []}
+
+    async def watch(ctx):
+        ce, bottom_valid, w_rdy = top.array._stall_rule     # recorded when the simulator elaborated
+        async for _clk, _rst, c, b, w in ctx.tick().sample(ce, bottom_valid, w_rdy):
+            seen["cycles"] += 1
+            seen["stalls"] += not c
+            if c != (not b or w):
+                seen["bad"].append((seen["cycles"], c, b, w))
+
+    trace = simulate_tiles(top, tiles, rng=rng, p_w_idle=0.2, p_a_idle=0.2, p_out_stall=0.7,
+                           extra_processes=[watch])
+    assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
+    assert seen["cycles"] > 50 and seen["stalls"] > 5 and not seen["bad"], seen["bad"][:5]

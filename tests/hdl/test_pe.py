@@ -41,16 +41,17 @@ class PEBank(wiring.Component):
     """``n`` copies of ``decoder -> PE`` (as one array column wires them) with their own weight
     codes and one shared activation, clock enable and ``psum_in``.
 
-    Ports: ``codes`` (code ``i`` in bits ``[weight_bits*i +: weight_bits]``), ``w_load``, ``ce``,
-    ``a_in``, ``psum_in``; ``a_out`` of PE 0; ``p0 .. p{n-1}`` the ``psum_out`` of each PE
+    Ports: ``codes`` (code ``i`` in bits ``[weight_bits*i +: weight_bits]``), ``w_load`` (into the
+    shadow registers), ``swap`` (shadow -> weight in use, on ``ce``), ``ce``, ``a_in``, ``psum_in``;
+    ``a_out`` of PE 0; ``p0 .. p{n-1}`` the ``psum_out`` of each PE
     (also as the list :attr:`psum`).
     """
 
     def __init__(self, pe_cls, n=BANK, act_bits=8, acc_bits=40, overflow="wrap"):
         self.pe_cls, self.n = pe_cls, n
         self.pes = [pe_cls(act_bits, acc_bits, overflow) for _ in range(n)]
-        super().__init__({"codes": In(pe_cls.weight_bits * n), "w_load": In(1), "ce": In(1),
-                          "a_in": In(signed(act_bits)), "psum_in": In(signed(acc_bits)),
+        super().__init__({"codes": In(pe_cls.weight_bits * n), "w_load": In(1), "swap": In(1),
+                          "ce": In(1), "a_in": In(signed(act_bits)), "psum_in": In(signed(acc_bits)),
                           "a_out": Out(signed(act_bits)),
                           **{f"p{i}": Out(signed(acc_bits)) for i in range(n)}})
         self.psum = [getattr(self, f"p{i}") for i in range(n)]
@@ -63,10 +64,22 @@ class PEBank(wiring.Component):
             m.submodules[f"dec{i}"] = dec
             m.submodules[f"pe{i}"] = pe
             m.d.comb += [dec.code.eq(self.codes[bits * i:bits * (i + 1)]), pe.w_data.eq(dec.fields),
-                         pe.w_load.eq(self.w_load), pe.ce.eq(self.ce), pe.a_in.eq(self.a_in),
+                         pe.w_load.eq(self.w_load), pe.swap_in.eq(self.swap), pe.ce.eq(self.ce),
+                         pe.a_in.eq(self.a_in),
                          pe.psum_in.eq(self.psum_in), self.psum[i].eq(pe.psum_out)]
         m.d.comb += self.a_out.eq(self.pes[0].a_out)
         return m
+
+
+async def load_weights(ctx, dut):
+    """Two ticks (``ce`` high): ``codes`` into the shadow registers, then the swap that puts them
+    in use.  The product of the cycle after this uses the new weights."""
+    ctx.set(dut.w_load, 1)
+    await ctx.tick()
+    ctx.set(dut.w_load, 0)
+    ctx.set(dut.swap, 1)
+    await ctx.tick()
+    ctx.set(dut.swap, 0)
 
 
 def simulate(dut, bench):
@@ -116,9 +129,7 @@ def simulate_all_pairs(pe_cls) -> np.ndarray:
         ctx.set(dut.ce, 1)
         for base in range(0, 256, BANK):
             ctx.set(dut.codes, sum(c << (bits * i) for i, c in enumerate(range(base, base + BANK))))
-            ctx.set(dut.w_load, 1)
-            await ctx.tick()
-            ctx.set(dut.w_load, 0)
+            await load_weights(ctx, dut)
             for t in range(256 + lag):              # P(x) reaches psum_out ``lag`` ticks later
                 ctx.set(dut.a_in, t - 128 if t < 256 else 0)
                 await ctx.tick()
@@ -238,10 +249,8 @@ def test_product_narrowest_and_widest_activations(act_bits):
         ctx.set(dut.ce, 1)
         for x, code in pairs:
             ctx.set(dut.codes, code)
-            ctx.set(dut.w_load, 1)
+            await load_weights(ctx, dut)
             ctx.set(dut.a_in, x)
-            await ctx.tick()          # loads the weight (this cycle's product uses the old one)
-            ctx.set(dut.w_load, 0)
             await ctx.tick()
             got.append(ctx.get(dut.p0))
 
@@ -270,9 +279,7 @@ def test_accumulate_overflow_rule_at_min_acc_bits(overflow):
         ctx.set(dut.ce, 1)
         for psum, x, code in cases:
             ctx.set(dut.codes, code)
-            ctx.set(dut.w_load, 1)
-            await ctx.tick()
-            ctx.set(dut.w_load, 0)
+            await load_weights(ctx, dut)
             ctx.set(dut.a_in, x)
             ctx.set(dut.psum_in, psum)
             await ctx.tick()
@@ -286,16 +293,16 @@ def test_accumulate_overflow_rule_at_min_acc_bits(overflow):
     assert any(t < -lim for t in exact) and any(t >= lim for t in exact)
 
 
-def test_clock_enable_holds_outputs_and_weight_load_ignores_it():
+def test_clock_enable_holds_outputs_shadow_load_ignores_it_and_swap_obeys_it():
+    """``ce`` low: outputs hold, the shadow register still loads, a swap waits for ``ce``; the
+    cycle of the swap still computes with the old weight (double buffering)."""
     dut = single_rf8_pe()
     code = spec.make_code(0, 3, 2)           # 1.25 * 2**(3-15): P = x * 20 * 4
 
     async def bench(ctx):
         ctx.set(dut.ce, 1)
         ctx.set(dut.codes, code)
-        ctx.set(dut.w_load, 1)
-        await ctx.tick()
-        ctx.set(dut.w_load, 0)
+        await load_weights(ctx, dut)
         ctx.set(dut.a_in, 5)
         ctx.set(dut.psum_in, 7)
         await ctx.tick()
@@ -303,12 +310,16 @@ def test_clock_enable_holds_outputs_and_weight_load_ignores_it():
         ctx.set(dut.ce, 0)
         ctx.set(dut.a_in, -3)
         ctx.set(dut.codes, spec.make_code(1, 1, 0))  # -1 * 2**0... P = -x * 16
-        ctx.set(dut.w_load, 1)                       # loads even while ce is low
+        ctx.set(dut.w_load, 1)                       # loads the shadow even while ce is low
+        ctx.set(dut.swap, 1)                         # ... but the swap waits for ce
         for _ in range(3):
             await ctx.tick()
             assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (5, 7 + 5 * 80)
         ctx.set(dut.w_load, 0)
         ctx.set(dut.ce, 1)
+        await ctx.tick()                             # the swap's cycle: old weight
+        assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (-3, 7 - 3 * 80)
+        ctx.set(dut.swap, 0)
         await ctx.tick()
         assert (ctx.get(dut.a_out), ctx.get(dut.p0)) == (-3, 7 + 3 * 16)
 
@@ -357,7 +368,7 @@ def test_baseline_pe_in_array_matches_matmul(pe):
     weight_int = baselines.WEIGHT_INT_FUNCS[cfg.pe_kind.weight_format]
     weights = np.array([[weight_int(int(c)) for c in row] for row in codes])
     assert trace.results == (a @ weights).tolist()
-    assert top.timing.latency == 3 + 4 + cfg.pe_kind.product_latency - 1
+    assert top.timing.latency == 3 + 4 + cfg.pe_kind.product_latency
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
@@ -379,15 +390,16 @@ def test_rf8_variant_in_array_at_min_acc_bits(pe, overflow):
 
 
 def test_pipelined_variant_back_to_back_tiles_and_latency():
-    """rf8_pipe: two tiles back to back (weight reload right after the guard) stay exact, and
-    every result arrives ``rows + cols + 1`` cycles after its activation (one more than RF8PE)."""
+    """rf8_pipe: two tiles back to back (the second tile's weights streaming in while the first
+    computes) stay exact, and every result arrives ``rows + cols + 2`` cycles after its
+    activation (one more than RF8PE)."""
     rng = np.random.default_rng(5)
     top = RF8AxiTop(ArrayConfig(3, 4, pe="rf8_pipe"))
     assert PE_KINDS["rf8_pipe"].product_latency == 2
-    assert top.timing.latency == 3 + 4 + 1
+    assert top.timing.latency == 3 + 4 + 2
     tiles = [(rng.integers(0, 256, (3, 4)).astype(np.uint8), rng.integers(-128, 128, (5, 3)))
              for _ in range(2)]
     trace = simulate_tiles(top, tiles, rng=rng)
     expected = [row for codes, a in tiles for row in np.asarray(golden.matmul(a, codes)).tolist()]
     assert trace.results == expected
-    assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [8] * 10
+    assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [9] * 10
