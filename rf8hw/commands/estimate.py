@@ -1,5 +1,7 @@
 """``rf8hw estimate``: accuracy on the bit-exact hardware path, cycles, area and Fmax of an RF8 array
-for a trained zoo model (thin over :func:`rf8hw.accel.estimate.estimate`)."""
+for a trained zoo model (``--model tinygpt|mlp_digits --checkpoint ...``), a built-in real model
+(``--model minilm|smollm2``) or any model behind a user adapter (``--model package.module:function``
+returning ``(model, example, metric[, info])``); thin over :mod:`rf8hw.accel.estimate`."""
 
 from __future__ import annotations
 
@@ -8,20 +10,25 @@ import sys
 
 
 def register(subparsers, name: str, help_text: str) -> None:
-    from rf8hw.accel.estimate import EstimateConfig
+    from rf8hw.accel.estimate import BUILTIN_ADAPTERS, MODELS, EstimateConfig
     from rf8hw.commands.options import add_config_args
     from rf8hw.hdl.config import ArrayConfig
     from rf8hw.hdl.registry import rf8_kinds
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
-    add_config_args(p, EstimateConfig, only=("model", "checkpoint"))
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help=f"{'|'.join(MODELS + tuple(BUILTIN_ADAPTERS))} or package.module:function "
+                        "(an adapter returning model, example, metric[, info])")
+    p.add_argument("--checkpoint", default=None,
+                   help="model.safetensors written by rf8hw train (zoo models only, required there)")
     add_config_args(p, ArrayConfig, choices={"pe": rf8_kinds()})
     add_config_args(p, EstimateConfig, only=("device", "batch", "rounding", "calibrate_batches",
                                              "seed", "synth_cache"))
     p.add_argument("--no-synth", action="store_true",
                    help="skip synthesis: the report then has no area, Fmax or inferences/s")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="report directory (default: estimate_<model>_<R>x<C>_<device> next to the checkpoint)")
+                   help="report directory (default: estimate_<model>_<R>x<C>_<device> next to the "
+                        "checkpoint, or in the current directory)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -30,16 +37,33 @@ def register(subparsers, name: str, help_text: str) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from rf8hw.accel.estimate import EstimateConfig, estimate
+    from rf8hw.accel.estimate import MODELS, EstimateConfig, estimate, estimate_adapter, load_adapter
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.commands.options import config_from_args
     from rf8hw.hdl.config import ArrayConfig
 
-    cfg = config_from_args(EstimateConfig, args, array=config_from_args(ArrayConfig, args),
-                           synth=not args.no_synth)
-    out = Path(args.out) if args.out else (
-        Path(args.checkpoint).parent / f"estimate_{args.model}_{args.rows}x{args.cols}_{args.device}")
-    rep = estimate(cfg, progress=not args.quiet)
+    array = config_from_args(ArrayConfig, args)
+    tag = args.model.replace(":", "_").replace(".", "_")
+    if args.model in MODELS:
+        if args.checkpoint is None:
+            raise ValueError(f"--checkpoint is required for the zoo model {args.model!r} "
+                             "(a model.safetensors written by rf8hw train)")
+        cfg = config_from_args(EstimateConfig, args, array=array, synth=not args.no_synth)
+        out = Path(args.out) if args.out else (
+            Path(args.checkpoint).parent / f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
+        rep = estimate(cfg, progress=not args.quiet)
+    else:
+        if args.checkpoint is not None:
+            raise ValueError(f"--checkpoint is for the zoo models ({', '.join(MODELS)}); the adapter "
+                             f"{args.model!r} loads its own model")
+        if args.batch != 1 or args.rounding != "nearest":
+            raise ValueError("--batch and --rounding are for the zoo models; with an adapter the "
+                             "example's batch comes from the adapter and both RF8 roundings are reported")
+        load_adapter(args.model)                 # a bad name fails before anything loads
+        out = Path(args.out) if args.out else Path(f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
+        rep = estimate_adapter(args.model, array, args.device, synth=not args.no_synth, seed=args.seed,
+                               synth_cache=args.synth_cache, progress=not args.quiet,
+                               static=bool(args.calibrate_batches))
     paths = write_report(rep, out)
     if args.json:
         print(json.dumps(rep))

@@ -2,7 +2,10 @@
 
 Thin over :func:`rf8hw.nn.gg.fit_model` and :func:`rf8hw.nn.gg.plot_fits`.  For each group it prints the
 fitted shape, scale, mean, the number of values and the GG-minus-Gaussian log-likelihood per value
-(nats; > 0 means the GG fits better).  Groups no GG fits are listed with the reason.
+(nats; > 0 means the GG fits better).  Groups no GG fits are listed with the reason.  Non-float
+tensors (e.g. the int64 ``position_ids`` buffer of a Hugging Face checkpoint) are skipped with a
+note.  The default plot goes into the current directory (``<checkpoint stem>.gg.png``), never next
+to the checkpoint (which may sit inside site-packages for a packaged model).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def register(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--method", default="moment", choices=("moment", "ml"),
                    help="moment-ratio estimate, or maximum-likelihood refinement")
     p.add_argument("--plot", metavar="PNG", default=None,
-                   help="histogram + fitted GG + best Gaussian per group (default: CHECKPOINT.gg.png)")
+                   help="histogram + fitted GG + best Gaussian per group "
+                        "(default: ./<checkpoint stem>.gg.png in the current directory)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the fits as JSON")
     p.set_defaults(func=run)
 
@@ -42,11 +46,19 @@ def run(args) -> int:
     from rf8hw.nn import gg
 
     path = Path(args.checkpoint)
+    import sys
+
     state = _load(path)
+    skipped = sorted(k for k, v in state.items() if not v.dtype.is_floating_point)
+    if skipped:
+        print(f"rf8hw fit: skipped {len(skipped)} non-float tensor(s): {', '.join(skipped)}", file=sys.stderr)
+        state = {k: v for k, v in state.items() if v.dtype.is_floating_point}
+    if not state:
+        raise ValueError(f"{path} holds no floating-point tensor to fit")
     groups = gg.group_params(state, by=args.by, which=args.which)
     fits = gg.fit_model(groups, by="tensor", which="all", method=args.method, on_error="record")
     good = {k: groups[k] for k, v in fits.items() if isinstance(v, gg.GGParams)}
-    png = Path(args.plot) if args.plot else path.with_suffix(path.suffix + ".gg.png")
+    png = Path(args.plot) if args.plot else Path.cwd() / f"{path.stem}.gg.png"
     results = gg.plot_fits(good, png, method=args.method) if good else {}
     width = max(len(k) for k in groups)
     print(f"{'group':<{width}} {'n':>9} {'shape':>7} {'scale':>10} {'mean':>10} {'llr/value':>9}")

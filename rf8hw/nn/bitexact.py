@@ -19,20 +19,36 @@ What one layer computes, step by step (``docs/estimates.md`` has the same rules 
        act_scale = float32(absmax / qmax)                       (1.0 when absmax == 0)
        a         = clip(round_half_even(x / act_scale), -qmax, qmax)
 
-   ``absmax`` is ``max|x|`` of this call's whole tensor (per-tensor dynamic, the default) or a fixed
-   value found by :func:`rf8hw.nn.quant.calibrate` (static; inputs beyond it are clipped and
-   counted).
+   ``absmax`` is chosen by the activation granularity (``act_granularity`` of the layer):
+
+   * ``"token"`` (the default of the bit-exact path): per-token dynamic, ``max_k |x[m, k]|`` of
+     each row ``m`` (one token of a transformer), so ``act_scale`` is a vector ``[M]``;
+   * ``"tensor"``: per-tensor dynamic, ``max|x|`` of this call's whole tensor (one scalar; the
+     result then depends on what else is in the batch);
+   * ``"static"``: a fixed value found by :func:`rf8hw.nn.quant.calibrate` (inputs beyond it are
+     clipped and counted).
+
+   Every scale, per row or per tensor, multiplies the accumulator *after* the array (step 3): the
+   array itself only ever sees integers, whatever the granularity.
 2. **Integer GEMM on the array.**  ``acc = golden.matmul(a, codes, acc_bits, overflow, act_bits)``:
    exactly what the RF8 MAC array returns (``docs/rf8-format.md`` sections 4-5).
 3. **Dequantize** on the host, in float64, rounded once to float32, then the float32 bias::
 
-       y[m, n] = float32(acc[m, n] * 2**(X[n] - spec.PRODUCT_SHIFT) * act_scale) + bias[n]
+       y[m, n] = float32(acc[m, n] * 2**(X[n] - spec.PRODUCT_SHIFT) * act_scale[m]) + bias[n]
 
    ``X`` is the layer's shared exponent (per output channel or per tensor).  ``acc * 2**(X-18)`` is
    exact in float64 (``|acc| < 2**53`` for ``acc_bits <= 53``; wider accumulators round once).
 
 Bias, activation functions, LayerNorm, softmax, attention score matmuls and everything outside
 the ``QuantLinear`` layers stay in float32.
+
+**Speed.**  :func:`linear` takes the layer's integer weights ``W(codes)`` as a cached float64
+matrix (``weight_f64``, built once per layer by ``QuantLinear`` and rebuilt only when its codes
+change).  While ``K * max|a| * max|W| < 2**53`` the float64 GEMM ``a @ W`` is the exact sum (every
+product and partial sum is an integer below ``2**53``; the argument of ``golden.matmul``'s ``"f64"``
+path), and while ``K * max|a| * max|W| < 2**(acc_bits-1)`` no partial sum can leave the
+accumulator, so the exact sum *is* the accumulator result; only when that bound fails does the
+array model :func:`rf8hw.format.golden.matmul` run (wrap or saturate, as configured).
 
 **Overflow events.**  Each call also computes the exact sum ``golden.matmul(..., acc_bits=64)``
 (no product sum of a real layer comes near ``2**63``).  When ``K * max|a| * max|W| <
@@ -62,7 +78,12 @@ from rf8hw.format import golden, spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn.params import non_negative
 
-__all__ = ["OverflowStats", "act_qmax", "quantize_activations", "rf8_gemm", "linear"]
+__all__ = ["OverflowStats", "ACT_GRANULARITIES", "act_qmax", "quantize_activations", "rf8_gemm",
+           "weight_f64", "linear"]
+
+#: activation scale granularities of the bit-exact path (module docstring, rule 1)
+ACT_GRANULARITIES = ("token", "tensor", "static")
+_F64_EXACT = 1 << 53
 
 
 def act_qmax(act_bits: int) -> int:
@@ -119,32 +140,43 @@ class OverflowStats:
         return d
 
 
-def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None = None):
+def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None = None,
+                         granularity: str = "tensor"):
     """Signed symmetric integer activations of a float array (rule 1 of the module docstring).
 
     Parameters
     ----------
     x : numpy.ndarray, float
-        Any shape.
+        Any shape (``granularity="token"``: the last axis is K, every other index is one token).
     act_bits : int
         Signed integer width; values lie in ``-(2**(act_bits-1) - 1) .. 2**(act_bits-1) - 1``.
     absmax : float or None
-        Static clipping level (from :func:`rf8hw.nn.quant.calibrate`); None uses ``max|x|`` of
-        this array.
+        Static clipping level (from :func:`rf8hw.nn.quant.calibrate`); when given, ``granularity``
+        is ignored.  None: dynamic.
+    granularity : {"tensor", "token"}
+        Dynamic scales: one for the whole array, or one per token (per row of the last axis).
 
     Returns
     -------
     a : numpy.ndarray of int64, same shape as ``x``
-    act_scale : float
-        ``float32(absmax / qmax)`` as a Python float; ``x ~ a * act_scale``.
+    act_scale : float, or numpy.ndarray of float64 ``x.shape[:-1] + (1,)`` for ``"token"``
+        ``float32(absmax / qmax)`` (1.0 where absmax is 0); ``x ~ a * act_scale``.
     clipped : int
         How many ``|x / act_scale|`` exceeded ``qmax`` (0 for dynamic scales).
     """
     qmax = act_qmax(act_bits)
+    if granularity not in ("tensor", "token"):
+        raise ValueError(f"unknown activation granularity {granularity!r}; choose one of tensor, token")
     x = np.asarray(x)
     if not np.isfinite(x).all():
         raise ValueError(f"activations contain {int((~np.isfinite(x)).sum())} NaN/Inf value(s); "
                          "the bit-exact path needs finite inputs")
+    if absmax is None and granularity == "token" and x.ndim >= 1:
+        am = np.abs(x).max(axis=-1, keepdims=True) if x.size else np.zeros(x.shape[:-1] + (1,))
+        scale = (am.astype(np.float64) / qmax).astype(np.float32).astype(np.float64)
+        scale[(am <= 0) | (scale == 0.0)] = 1.0     # all-zero token, or absmax / qmax underflows
+        u = np.rint(x.astype(np.float64) / scale)
+        return np.clip(u, -qmax, qmax).astype(np.int64), scale, 0
     if absmax is None:
         absmax = float(np.abs(x).max()) if x.size else 0.0
     else:
@@ -157,24 +189,24 @@ def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None 
     return np.clip(u, -qmax, qmax).astype(np.int64), scale, clipped
 
 
-def _cannot_overflow(a: np.ndarray, codes: np.ndarray, acc_bits: int) -> bool:
-    """True when ``K * max|a| * max|W(codes)| < 2**(acc_bits-1)``: then every prefix sum of every
-    output fits the accumulator, so its result is the exact sum (one GEMM instead of two)."""
-    if a.size == 0 or codes.size == 0:
-        return True
-    bound = a.shape[1] * int(np.abs(a).max()) * int(np.abs(golden.weight_int(codes)).max())
-    return bound < (1 << (acc_bits - 1))
+def weight_f64(codes) -> torch.Tensor:
+    """The integer weights ``W(codes)`` of a ``[K, N]`` code matrix as a float64 tensor (exact:
+    ``|W| < 2**53``), the cached operand of :func:`rf8_gemm`'s fast exact path."""
+    c = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    return torch.from_numpy(golden.weight_int(c).astype(np.float64))
 
 
-def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.ndarray,
-             array: ArrayConfig | None = None):
+def rf8_gemm(a: np.ndarray, act_scale, codes: np.ndarray, exponent: np.ndarray,
+             array: ArrayConfig | None = None, w_f64: torch.Tensor | None = None,
+             w_absmax: int | None = None):
     """Run ``a @ codes`` on the array model and dequantize (rules 2-3 of the module docstring).
 
     Parameters
     ----------
     a : int array [M, K]
         Signed ``array.act_bits`` activations.
-    act_scale : float
+    act_scale : float or float array [M, 1]
+        Per-tensor or per-row (token) activation scale.
     codes : uint8 array [K, N]
         RF8 codes (``QuantLinear.codes``).
     exponent : int array [N] or [1]
@@ -182,6 +214,8 @@ def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.nd
     array : ArrayConfig, optional
         Its ``act_bits``, ``acc_bits`` and ``overflow`` (default ``ArrayConfig()``: 8-bit
         activations, 40-bit wrapping accumulator).
+    w_f64, w_absmax : optional
+        ``weight_f64(codes)`` and ``max|W(codes)|``, cached by the caller (computed when None).
 
     Returns
     -------
@@ -193,8 +227,19 @@ def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.nd
         The exact sums (64-bit accumulation).
     """
     array = ArrayConfig() if array is None else array
-    exact = golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap", act_bits=array.act_bits)
-    if _cannot_overflow(a, codes, array.acc_bits):
+    if w_absmax is None:
+        w_absmax = int(np.abs(golden.weight_int(codes)).max()) if codes.size else 0
+    amax = int(np.abs(a).max()) if a.size else 0
+    bound = a.shape[1] * amax * w_absmax
+    if bound < _F64_EXACT and a.size and codes.size:
+        if w_f64 is None:
+            w_f64 = weight_f64(codes)
+        # exact: integers below 2**53 whatever the summation order (golden.matmul's "f64" argument)
+        exact = (torch.from_numpy(a.astype(np.float64)) @ w_f64).numpy().astype(np.int64)
+    else:
+        exact = golden.matmul(a, codes, acc_bits=spec.ACC_BITS_MAX, overflow="wrap",
+                              act_bits=array.act_bits)
+    if bound < (1 << (array.acc_bits - 1)):
         acc = exact          # no partial or final sum leaves the range: every overflow rule is the identity
     else:
         acc = golden.matmul(a, codes, acc_bits=array.acc_bits, overflow=array.overflow,
@@ -206,12 +251,15 @@ def rf8_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.nd
 
 def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
            bias: torch.Tensor | None = None, array: ArrayConfig | None = None,
-           absmax: float | None = None, stats: OverflowStats | None = None) -> torch.Tensor:
+           absmax: float | None = None, stats: OverflowStats | None = None,
+           granularity: str = "token", w_f64: torch.Tensor | None = None,
+           w_absmax: int | None = None) -> torch.Tensor:
     """Bit-exact forward of one RF8 layer (``QuantLinear.forward`` in ``mode="bitexact"``).
 
     Parameters
     ----------
     x : torch.Tensor [..., K]
+        Any float dtype; computed from its float32 values, returned as float32.
     codes : torch.Tensor, uint8 [K, N]
     exponent : torch.Tensor, int [N] or [1]
     bias : torch.Tensor [N] or None
@@ -219,9 +267,13 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
     array : ArrayConfig, optional
         Arithmetic of the array (default ``ArrayConfig()``).
     absmax : float or None
-        Static activation clipping level; None: ``max|x|`` of this call.
+        Static activation clipping level; None: dynamic scales of ``granularity``.
     stats : OverflowStats, optional
         Updated with this call (:meth:`OverflowStats.record`).
+    granularity : {"token", "tensor"}
+        Dynamic activation scales per token (row) or per tensor (ignored when ``absmax`` is given).
+    w_f64, w_absmax : optional
+        Cached :func:`weight_f64` of ``codes`` and ``max|W|`` (see :func:`rf8_gemm`).
 
     Returns
     -------
@@ -231,8 +283,9 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
     array = ArrayConfig() if array is None else array
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
-    a, scale, clipped = quantize_activations(x2, array.act_bits, absmax)
-    y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array)
+    a, scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
+    y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array,
+                             w_f64, w_absmax)
     if stats is not None:
         stats.record(acc, exact, clipped, a.size)
     out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)

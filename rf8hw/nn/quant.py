@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+from dataclasses import dataclass
 import json
 import math
 from pathlib import Path
@@ -59,6 +60,8 @@ FORMATS = ("rf8", "int8", "fp8_e4m3", "apot")
 ROUNDINGS = ("paper", "nearest")        # RF8 only; the baselines always round to nearest
 GRANULARITIES = ("tensor", "channel")
 MODES = ("fake", "bitexact")   # "bitexact": RF8 only, see rf8hw.nn.bitexact
+#: dynamic activation-scale granularities of the bit-exact path (static: ``act_absmax`` / calibrate)
+ACT_DYNAMIC = ("token", "tensor")
 #: the granularity each format gets when ``granularity=None``
 DEFAULT_GRANULARITY = {"rf8": "channel", "int8": "channel", "fp8_e4m3": "tensor", "apot": "channel"}
 FILE_FORMAT = "rf8hw-quantized-model"
@@ -187,8 +190,20 @@ class QuantLinear(nn.Module):
         set the arithmetic, its ``pe`` must be an RF8 kind.  Default ``ArrayConfig()`` (8-bit
         activations, 40-bit wrapping accumulator).  Used only in ``mode="bitexact"``.
     act_absmax : float or None
-        Static activation clipping level of the bit-exact path (:func:`calibrate`); None: the
-        per-call ``max|x|``.
+        Static activation clipping level of the bit-exact path (:func:`calibrate`); None: dynamic
+        scales of ``act_granularity``.
+    act_granularity : {"token", "tensor"}
+        Dynamic activation scales of the bit-exact path: per token (``max|x|`` of each row, the
+        default) or per tensor (``max|x|`` of the call).  Ignored while ``act_absmax`` is set.
+
+    Compute dtype: float32.  A float16 / bfloat16 / float64 input is computed from its float32
+    values and the result is cast back to the input's dtype; weights of such a model are rounded to
+    float32 before encoding (exact for fp16/bf16; for fp64 the RF8 code is that of the float32
+    value, which differs from the fp64 nearest code only at ties closer than one float32 ulp).
+
+    Caches: the decoded float32 weight (fake-quant) and the float64 integer weights (bit-exact) are
+    built on first use and kept; they are rebuilt when ``codes`` / ``exponent`` / ``scale`` change
+    (any in-place write, ``load_state_dict`` included, bumps the tensors' version counters).
 
     Attributes
     ----------
@@ -207,7 +222,8 @@ class QuantLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, fmt: str = "rf8",
                  granularity: str = "channel", rounding: str = "nearest", bias: bool = True,
-                 mode: str = "fake", array: ArrayConfig | None = None, act_absmax: float | None = None):
+                 mode: str = "fake", array: ArrayConfig | None = None, act_absmax: float | None = None,
+                 act_granularity: str = "token"):
         super().__init__()
         _check_choice("format", fmt, FORMATS)
         _check_choice("granularity", granularity, GRANULARITIES)
@@ -219,7 +235,10 @@ class QuantLinear(nn.Module):
         self.fmt, self.granularity, self.rounding, self.mode = fmt, granularity, rounding, mode
         self.array: ArrayConfig = _check_array(array)
         self.act_absmax: float | None = _check_absmax("act_absmax", act_absmax)
+        _check_choice("activation granularity", act_granularity, ACT_DYNAMIC)
+        self.act_granularity = act_granularity
         self.overflow_stats = OverflowStats()
+        self._cache: dict = {}
         n = out_features if granularity == "channel" else 1
         self.register_buffer("codes", torch.zeros(in_features, out_features, dtype=torch.uint8))
         if fmt == "rf8":
@@ -227,37 +246,73 @@ class QuantLinear(nn.Module):
         else:
             self.register_buffer("scale", torch.ones(n, dtype=torch.float32))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        #: per-input-channel smoothing (powers of two, :func:`quantize_` ``smooth=``): the layer
+        #: computes ``(x / smooth) @ decode(codes)`` with codes of ``diag(smooth) W``; None: off
+        self.register_buffer("smooth", None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "rf8", granularity: str = "channel",
                     rounding: str = "nearest", mode: str = "fake",
                     array: ArrayConfig | None = None) -> "QuantLinear":
-        """Quantize the weight of ``linear`` (which is left unchanged)."""
-        q = cls(linear.in_features, linear.out_features, fmt, granularity, rounding,
-                bias=linear.bias is not None, mode=mode, array=array)
-        codes, params = encode_weight(linear.weight.detach().cpu().numpy().T, fmt, granularity, rounding)
+        """Quantize the weight of ``linear`` (which is left unchanged): an ``nn.Linear`` (or a
+        subclass; weight ``[N, K]``) or a Hugging Face ``Conv1D`` (weight ``[K, N]``)."""
+        w_kn = _weight_kn_of(linear)
+        K, N = w_kn.shape
+        q = cls(K, N, fmt, granularity, rounding, bias=linear.bias is not None, mode=mode, array=array)
+        codes, params = encode_weight(w_kn.detach().cpu().float().numpy(), fmt, granularity, rounding)
         q.codes.copy_(torch.from_numpy(codes))
         for name, value in params.items():
             getattr(q, name).copy_(torch.from_numpy(value))
         if linear.bias is not None:
-            q.bias.data.copy_(linear.bias.detach())
-        return q
+            q.bias.data.copy_(linear.bias.detach().float())
+        return q.to(linear.weight.device)
 
     def params(self) -> dict:
         return {"exponent": self.exponent} if self.fmt == "rf8" else {"scale": self.scale}
 
+    def _key(self) -> tuple:
+        ts = (self.codes, *self.params().values())
+        return tuple((t.data_ptr(), t._version, tuple(t.shape), t.device) for t in ts)
+
+    def _cached(self, what: str, build):
+        key = self._key()
+        hit = self._cache.get(what)
+        if hit is None or hit[0] != key:
+            hit = (key, build())
+            self._cache[what] = hit
+        return hit[1]
+
     def weight_kn(self) -> torch.Tensor:
-        """The decoded weight, float32 ``[in_features, out_features]``."""
-        return decode_weight(self.codes, self.fmt, self.params())
+        """The decoded weight, float32 ``[in_features, out_features]`` (cached; do not modify)."""
+        return self._cached("weight_kn", lambda: decode_weight(self.codes.cpu(), self.fmt,
+                                                               {k: v.cpu() for k, v in self.params().items()}
+                                                               ).to(self.codes.device))
+
+    def _weight_nk(self) -> torch.Tensor:
+        return self._cached("weight_nk", lambda: self.weight_kn().T.contiguous())
+
+    def _weight_int(self):
+        def build():
+            w = bitexact.weight_f64(self.codes)
+            return w, int(w.abs().max()) if w.numel() else 0
+        return self._cached("weight_f64", build)
 
     def forward(self, x):
+        dtype = x.dtype
+        if self.smooth is not None:      # exact: division by powers of two
+            x = x.float() / self.smooth
         if self.mode == "bitexact":
             if self.fmt != "rf8":
                 raise ValueError(f"mode 'bitexact' needs an RF8 layer, this one is {self.fmt!r}; "
                                  "quantize with fmt='rf8'")
-            return bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
-                                   self.act_absmax, self.overflow_stats)
-        return F.linear(x, self.weight_kn().T, self.bias)       # fake-quant
+            w_f64, w_absmax = self._weight_int()
+            y = bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
+                                self.act_absmax, self.overflow_stats, self.act_granularity,
+                                w_f64, w_absmax)
+        else:
+            xf = x if dtype == torch.float32 else x.float()
+            y = F.linear(xf, self._weight_nk(), self.bias)       # fake-quant
+        return y if dtype == torch.float32 or not dtype.is_floating_point else y.to(dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, "
@@ -266,10 +321,220 @@ class QuantLinear(nn.Module):
     def layer_meta(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "fmt": self.fmt,
                 "granularity": self.granularity, "rounding": self.rounding,
-                "bias": self.bias is not None, "mode": self.mode}
+                "bias": self.bias is not None, "mode": self.mode, "smooth": self.smooth is not None}
 
 
 # --------------------------------------------------------------------------------------- whole model
+
+def is_conv1d(m: nn.Module) -> bool:
+    """A Hugging Face ``Conv1D`` (GPT-2 style linear layer, weight ``[in, out]``), recognised by
+    class name and shape so that rf8hw does not import transformers."""
+    return (type(m).__name__ == "Conv1D" and hasattr(m, "nf") and isinstance(getattr(m, "weight", None), torch.Tensor)
+            and m.weight.dim() == 2 and m.weight.shape[1] == m.nf)
+
+
+def _weight_kn_of(m: nn.Module) -> torch.Tensor:
+    if is_conv1d(m):
+        return m.weight
+    if isinstance(m, nn.Linear):
+        return m.weight.T
+    raise ValueError(f"cannot quantize a {type(m).__name__}: only nn.Linear (and subclasses) and "
+                     "Hugging Face Conv1D are supported")
+
+
+def is_linear_like(m: nn.Module) -> bool:
+    """``nn.Linear`` or a subclass, or a Hugging Face ``Conv1D``."""
+    return isinstance(m, nn.Linear) or is_conv1d(m)
+
+
+def _tied_to_embedding(model: nn.Module) -> set[str]:
+    """Names of linear-like modules whose weight is the very tensor of an ``nn.Embedding``."""
+    emb = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return {n for n, m in model.named_modules() if is_linear_like(m) and id(m.weight) in emb}
+
+
+def _mha_projections(model: nn.Module) -> set[str]:
+    """``out_proj`` of every ``nn.MultiheadAttention``: its forward reads the weight tensors itself."""
+    return {f"{n}.out_proj" if n else "out_proj" for n, m in model.named_modules()
+            if isinstance(m, nn.MultiheadAttention)}
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """What :func:`quantize_` makes of each selected layer (see :func:`quantize` for the fields)."""
+
+    fmt: str = "rf8"
+    rounding: str = "nearest"
+    granularity: str | None = None
+    mode: str = "fake"
+    act_granularity: str = "token"
+
+    def __post_init__(self):
+        _check_choice("format", self.fmt, FORMATS)
+        _check_choice("rounding", self.rounding, ROUNDINGS)
+        if self.granularity is not None:
+            _check_choice("granularity", self.granularity, GRANULARITIES)
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("activation granularity", self.act_granularity, ACT_DYNAMIC)
+        if self.mode == "bitexact" and self.fmt != "rf8":
+            raise ValueError(f"mode 'bitexact' needs fmt='rf8', not {self.fmt!r}")
+
+
+def default_filter(module: nn.Module, fqn: str) -> bool:
+    """The default layer selection of :func:`quantize_`: every linear-like layer."""
+    return is_linear_like(module)
+
+
+def _input_absmax(model: nn.Module, names, run) -> dict:
+    """Per-input-channel ``max|x|`` at the input of each named module over ``run(model)``."""
+    seen = {}
+
+    def hook(name):
+        def f(mod, args):
+            a = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0).float().cpu()
+            seen[name] = a if name not in seen else torch.maximum(seen[name], a)
+        return f
+
+    hooks = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            run(model)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def smoothing_factors(act_absmax: torch.Tensor, w_kn: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """SmoothQuant-style per-input-channel factors (Xiao et al. 2023), rounded to powers of two:
+    ``s_k = 2**round(log2(max|x_k|**alpha / max_n |W[k, n]|**(1 - alpha)))``; 1 where either is 0.
+    Powers of two make the rescaling ``(x / s) @ (diag(s) W) = x @ W`` exact in float (barring
+    under/overflow) and a shift in hardware."""
+    a = act_absmax.double()
+    w = w_kn.detach().abs().amax(1).double().cpu()
+    ok = (a > 0) & (w > 0)
+    raw = torch.where(ok, a.clamp_min(1e-30) ** alpha / w.clamp_min(1e-30) ** (1 - alpha), torch.ones_like(a))
+    return torch.exp2(torch.round(torch.log2(raw))).float()
+
+
+def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=None, *,
+              quantize_tied_lm_head: bool = False, warn: bool = True, smooth=None,
+              smooth_alpha: float = 0.5) -> nn.Module:
+    """Quantize ``model`` **in place** (torchao style): every layer selected by ``filter_fn``
+    becomes a :class:`QuantLinear` of ``config``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model (a Hugging Face transformer, a ``SentenceTransformer``, a zoo model).
+    config : QuantConfig, optional
+        Format, rounding, granularity, mode (default ``QuantConfig()``: RF8, nearest, per channel,
+        fake-quant).
+    filter_fn : callable ``(module, fqn) -> bool``, optional
+        Which modules to quantize; only linear-like ones can be (``nn.Linear`` and subclasses, HF
+        ``Conv1D``).  Default :func:`default_filter`: all of them, except (1) a layer whose weight
+        is tied to an ``nn.Embedding`` (the LM head of most causal LMs; ``quantize_tied_lm_head=True``
+        quantizes it, the embedding stays float and the tie is broken: ``config.tie_word_embeddings``
+        is set False so that ``tie_weights()`` does not re-attach the float weight) and (2) the
+        ``out_proj`` of ``nn.MultiheadAttention`` (its forward reads the weights directly).
+    warn : bool
+        Warn (``UserWarning``) naming every linear-like layer left in float and why.
+    smooth : callable ``run(model)``, optional
+        SmoothQuant-style smoothing: ``run`` is called once on the float model to measure each
+        layer's per-input-channel activation range; each layer then stores power-of-two factors
+        ``smooth`` (:func:`smoothing_factors`, ``smooth_alpha``), encodes ``diag(smooth) W`` and
+        divides its input by ``smooth`` (exact) before quantizing it.  In hardware the division is
+        a shift in the activation quantizer (or folds into a preceding LayerNorm's gain).
+
+    Returns ``model``.  Errors: a model already holding a :class:`QuantLinear` (re-quantizing an
+    already quantized model is refused), a ``filter_fn`` that selects a module that is not
+    linear-like, or nothing selected at all.  Layers sharing one weight tensor share one
+    ``QuantLinear``.
+    """
+    import warnings
+
+    config = QuantConfig() if config is None else config
+    if not isinstance(config, QuantConfig):
+        raise ValueError(f"config must be an rf8hw.nn.quant.QuantConfig or None, not {type(config).__name__}")
+    already = [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
+    if already:
+        raise ValueError(f"model is already quantized ({len(already)} QuantLinear layers, first "
+                         f"{already[0]!r}); re-quantizing is not supported: quantize the float model")
+    granularity = DEFAULT_GRANULARITY[config.fmt] if config.granularity is None else config.granularity
+    tied = _tied_to_embedding(model)
+    mha = _mha_projections(model)
+    chosen, left = [], {}
+    for name, m in model.named_modules():
+        if not name:
+            continue
+        if filter_fn is not None:
+            if not filter_fn(m, name):
+                if is_linear_like(m):
+                    left[name] = "excluded by filter_fn"
+                continue
+            if not is_linear_like(m):
+                raise ValueError(f"filter_fn selected {name!r}, a {type(m).__name__}; only nn.Linear "
+                                 "(and subclasses) and Hugging Face Conv1D can be quantized")
+        elif not is_linear_like(m):
+            continue
+        if name in mha:
+            left[name] = "out_proj of nn.MultiheadAttention (its forward reads the weight directly)"
+        elif name in tied and not quantize_tied_lm_head:
+            left[name] = "weight tied to an nn.Embedding (quantize_tied_lm_head=True to quantize it)"
+        else:
+            chosen.append(name)
+    if not chosen:
+        kinds = sorted({type(m).__name__ for m in model.modules()})
+        raise ValueError(f"nothing to quantize in {type(model).__name__}: no selected nn.Linear / "
+                         f"Conv1D layer (module types present: {', '.join(kinds)})")
+    factors = {}
+    if smooth is not None:
+        non_negative("smooth_alpha", smooth_alpha)
+        ranges = _input_absmax(model, chosen, smooth)
+        factors = {n: smoothing_factors(r, _weight_kn_of(model.get_submodule(n)), smooth_alpha)
+                   for n, r in ranges.items()}
+    shared: dict[int, QuantLinear] = {}
+    for name in chosen:
+        old = model.get_submodule(name)
+        if not old.weight.dtype.is_floating_point:
+            raise ValueError(f"layer {name!r}: weight dtype {old.weight.dtype} is not floating point")
+        key = id(old.weight)
+        if key in shared and shared[key].bias is None and old.bias is None:
+            q = shared[key]
+        else:
+            try:
+                if name in factors:
+                    src = copy.deepcopy(old)
+                    with torch.no_grad():
+                        fac = factors[name].to(src.weight.device, src.weight.dtype)
+                        if is_conv1d(src):
+                            src.weight.mul_(fac[:, None])
+                        else:
+                            src.weight.mul_(fac[None, :])
+                    q = QuantLinear.from_linear(src, config.fmt, granularity, config.rounding, config.mode)
+                    q.smooth = factors[name].to(q.codes.device)
+                else:
+                    q = QuantLinear.from_linear(old, config.fmt, granularity, config.rounding, config.mode)
+            except ValueError as exc:
+                raise ValueError(f"layer {name!r} ({old.weight.dtype}): {exc}") from exc
+            q.act_granularity = config.act_granularity
+            shared.setdefault(key, q)
+        _set_child(model, name, q)
+    if quantize_tied_lm_head and any(n in tied for n in chosen):
+        cfg = getattr(model, "config", None)
+        if cfg is not None and hasattr(cfg, "tie_word_embeddings"):
+            cfg.tie_word_embeddings = False
+    # modules with weights that are not linear-like: named in the warning too
+    other = sorted({type(m).__name__ for m in model.modules()
+                    if not isinstance(m, (QuantLinear, nn.Embedding, nn.LayerNorm)) and not is_linear_like(m)
+                    and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2})
+    if warn and (left or other):
+        parts = [f"{n} ({why})" for n, why in left.items()]
+        if other:
+            parts.append(f"modules of type {', '.join(other)} (not linear-like)")
+        warnings.warn(f"rf8hw.quantize_: left in float: {'; '.join(parts)}", UserWarning, stacklevel=2)
+    return model
+
 
 def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
@@ -278,7 +543,13 @@ def _set_child(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def quantize(model: nn.Module, fmt: str = "rf8", rounding: str = "nearest", granularity: str | None = None,
              skip=(), mode: str = "fake") -> nn.Module:
-    """A copy of ``model`` with every ``nn.Linear`` replaced by a :class:`QuantLinear`.
+    """A copy of ``model`` with every exact ``nn.Linear`` replaced by a :class:`QuantLinear`.
+
+    The zoo's function (kept for its models and checkpoints): it selects ``type(m) is nn.Linear``
+    only (no subclasses, no HF ``Conv1D``), never warns and ignores weight tying.  For any other
+    model use :func:`quantize_` (in place, ``filter_fn``, warnings, tied weights); ``quantize`` is
+    ``quantize_`` of a deep copy with a filter of exact ``nn.Linear`` minus ``skip`` semantically,
+    apart from those checks.
 
     Parameters
     ----------
@@ -348,7 +619,7 @@ def rf8_layers(model: nn.Module) -> dict[str, QuantLinear]:
 
 
 def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None = None,
-             absmax: dict | None = None) -> nn.Module:
+             absmax: dict | None = None, act_granularity: str = "token") -> nn.Module:
     """Switch every RF8 ``QuantLinear`` of ``model`` to ``mode`` (in place) and reset its counters.
 
     Parameters
@@ -362,7 +633,10 @@ def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None
         40-bit wrapping accumulator.
     absmax : dict of str to float, optional
         Static activation clipping levels per layer name (:func:`calibrate`); layers not named
-        keep per-call absmax.  A name that is not an RF8 layer is an error.
+        keep dynamic scales.  A name that is not an RF8 layer is an error.
+    act_granularity : {"token", "tensor"}
+        Dynamic activation scales of the layers without a static level: per token (the default)
+        or per tensor (:mod:`rf8hw.nn.bitexact`, rule 1).
 
     Returns
     -------
@@ -372,6 +646,7 @@ def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     array = _check_array(array)
+    _check_choice("activation granularity", act_granularity, ACT_DYNAMIC)
     layers = rf8_layers(model)
     absmax = absmax or {}
     unknown = sorted(set(absmax) - set(layers))
@@ -382,6 +657,7 @@ def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None
         layer.mode = mode
         layer.array = array
         layer.act_absmax = levels[name]
+        layer.act_granularity = act_granularity
         layer.overflow_stats = OverflowStats()
     return model
 
@@ -395,8 +671,10 @@ def calibrate(model: nn.Module, batches) -> dict:
     model : torch.nn.Module
         A quantized model; it runs in whatever mode its layers are in (use ``"fake"`` to calibrate
         on the float path, as a deployment flow would).
-    batches : iterable
-        Each item is passed to ``model`` (a tuple is unpacked as positional arguments).
+    batches : iterable or callable
+        Each item is passed to ``model`` (a tuple is unpacked as positional arguments, a dict as
+        keyword arguments); or a callable ``run(model)`` that runs the model on the user's own
+        batches in whatever format it takes (e.g. ``lambda m: m.encode(sentences)``).
 
     Returns
     -------
@@ -410,9 +688,18 @@ def calibrate(model: nn.Module, batches) -> dict:
         for name, layer in layers.items()]
     n = 0
     try:
-        for batch in batches:
-            model(*batch) if isinstance(batch, tuple) else model(batch)
-            n += 1
+        if callable(batches) and not isinstance(batches, nn.Module):
+            batches(model)
+            n = 1
+        else:
+            for batch in batches:
+                if isinstance(batch, tuple):
+                    model(*batch)
+                elif isinstance(batch, dict):
+                    model(**batch)
+                else:
+                    model(batch)
+                n += 1
     finally:
         for h in hooks:
             h.remove()
@@ -495,8 +782,11 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
         if not isinstance(old, nn.Linear) or (old.in_features, old.out_features) != (lm["in_features"], lm["out_features"]):
             raise ValueError(f"layer {name!r}: file has a {lm['in_features']}x{lm['out_features']} "
                              f"QuantLinear, the model has {old!r}")
-        _set_child(model, name, QuantLinear(lm["in_features"], lm["out_features"], lm["fmt"],
-                                            lm["granularity"], lm["rounding"], lm["bias"], lm["mode"]))
+        ql = QuantLinear(lm["in_features"], lm["out_features"], lm["fmt"], lm["granularity"],
+                         lm["rounding"], lm["bias"], lm["mode"])
+        if lm.get("smooth"):
+            ql.smooth = torch.ones(lm["in_features"])
+        _set_child(model, name, ql)
     try:
         state = load_file(str(path))
     except SafetensorError as exc:

@@ -23,20 +23,29 @@ def _rf8_layer(k=20, n=7, seed=0, granularity="channel"):
     return lin, quant.QuantLinear.from_linear(lin, "rf8", granularity, "nearest", mode="bitexact")
 
 
-def _oracle_act_quant(x: np.ndarray, qmax: int = 127):
-    scale = float(np.float32(np.abs(x).max() / qmax))
+def _oracle_act_quant(x: np.ndarray, qmax: int = 127, per_token: bool = False):
+    """Per tensor: one float32(max|x| / qmax); per token: one per row, a column [M, 1]."""
+    if per_token:
+        scale = np.array([[float(np.float32(float(np.abs(r).max()) / qmax))] for r in x])
+    else:
+        scale = float(np.float32(np.abs(x).max() / qmax))
     return np.clip(np.rint(x.astype(np.float64) / scale), -qmax, qmax).astype(np.int64), scale
 
 
+@pytest.mark.parametrize("act", ["token", "tensor"])
 @pytest.mark.parametrize("granularity", ["channel", "tensor"])
-def test_bitexact_layer_equals_direct_golden_matmul(granularity):
+def test_bitexact_layer_equals_direct_golden_matmul(granularity, act):
     """layer(x) == golden.matmul(a, codes) * 2**(X-18) * act_scale + bias, bit for bit, and the same
-    value from the decoded weights (exact float64 sums of powers of two) as a second oracle."""
+    value from the decoded weights (exact float64 sums of powers of two) as a second oracle; per-token
+    (the default) and per-tensor activation scales."""
     _, q = _rf8_layer(granularity=granularity)
+    assert q.act_granularity == "token"
+    q.act_granularity = act
     x = torch.randn(2, 5, 20, generator=torch.Generator().manual_seed(3))
+    x[0, 1] *= 30                                   # one loud token: per-token and per-tensor differ
     y = q(x)
     assert y.shape == (2, 5, 7) and y.dtype == torch.float32
-    a, scale = _oracle_act_quant(x.reshape(10, 20).numpy())
+    a, scale = _oracle_act_quant(x.reshape(10, 20).numpy(), per_token=act == "token")
     codes, X = q.codes.numpy(), q.exponent.numpy().astype(np.int64)
     acc = golden.matmul(a, codes, acc_bits=40, overflow="wrap")
     bias = q.bias.detach().numpy()                   # float32, added to the float32 product
@@ -53,7 +62,7 @@ def test_bitexact_is_fake_quant_with_int8_activations_when_acc_is_ample():
     rounding: equal (to float32 rounding) to fake-quant on dequantized INT8 activations, and within
     the activation-rounding bound sum_k |W[k, n]| * act_scale / 2 of plain fake-quant."""
     _, q = _rf8_layer(k=64, n=16, seed=1)
-    quant.set_mode(q_model := nn.Sequential(q), array=ArrayConfig(acc_bits=64))
+    quant.set_mode(q_model := nn.Sequential(q), array=ArrayConfig(acc_bits=64), act_granularity="tensor")
     x = torch.randn(32, 64, generator=torch.Generator().manual_seed(4))
     y = q_model(x).double()
     a, scale = _oracle_act_quant(x.numpy())

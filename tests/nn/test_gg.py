@@ -268,7 +268,7 @@ def test_gg_init_bad_arguments(kw, msg):
         gg.gg_init_(Net(), **kw)
 
 
-def test_fit_cli_prints_table_writes_plot_and_json(tmp_path, capsys):
+def test_fit_cli_prints_table_writes_plot_and_json(tmp_path, capsys, monkeypatch):
     import json
 
     from safetensors.torch import save_file
@@ -279,12 +279,19 @@ def test_fit_cli_prints_table_writes_plot_and_json(tmp_path, capsys):
     gg.gg_init_(net, shape=1.0, embeddings="gg", generator=torch.Generator().manual_seed(0))
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
     state["untrained.weight"] = torch.linspace(-1, 1, 4096).reshape(64, 64)      # uniform: not GG
-    ckpt = tmp_path / "m.safetensors"
+    state["position_ids"] = torch.arange(512).reshape(1, 512)                     # int64 buffer (HF)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "cwd").mkdir()
+    ckpt = tmp_path / "ckpt" / "m.safetensors"
     save_file(state, ckpt)
+    monkeypatch.chdir(tmp_path / "cwd")
     assert main(["fit", str(ckpt), "--by", "type", "--json", str(tmp_path / "fits.json")]) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
     assert "blocks.*.weight" in out and "untrained.weight" in out and "not GG-like: moment ratio" in out
-    assert (tmp_path / "m.safetensors.gg.png").read_bytes()[:4] == b"\x89PNG"
+    assert "position_ids" not in out and "skipped 1 non-float tensor(s): position_ids" in cap.err
+    assert (tmp_path / "cwd" / "m.gg.png").read_bytes()[:4] == b"\x89PNG"     # in the current directory
+    assert not list((tmp_path / "ckpt").glob("*.png"))
     rows = json.loads((tmp_path / "fits.json").read_text())["groups"]
     pooled = torch.cat([state["blocks.0.weight"].ravel(), state["blocks.1.weight"].ravel()])
     assert rows["blocks.*.weight"]["shape"] == pytest.approx(gg.fit(pooled).shape, rel=1e-12)

@@ -1,0 +1,176 @@
+"""Every matrix product a model executes, captured at the op level from one real forward pass.
+
+:func:`capture` runs the model under a :class:`torch.overrides.TorchFunctionMode` (PyTorch's public
+op-level interception: every torch function call, whoever makes it) and records each matrix
+product — ``F.linear``, ``torch.matmul`` / ``@``, ``mm``, ``addmm``, ``bmm``, ``baddbmm`` and
+``F.scaled_dot_product_attention`` (split into its ``Q K^T`` and ``P V`` products) — whatever
+module class runs it.  Modules that do not run (e.g. a BERT pooler under mean
+pooling) contribute nothing.  RF8 ``QuantLinear`` layers are seen through a forward pre-hook (their
+bit-exact path runs outside torch), so they count as the weight GEMMs they are.
+
+Each GEMM is **on the array** when one operand is a model weight (an ``nn.Parameter`` or a
+``QuantLinear``'s codes, i.e. something the weight-stationary RF8 array can hold) and **off the
+array** when both are activations (attention scores and their mix).  Identical products of one
+call (attention heads times batch) are one :class:`rf8hw.accel.cycles.Gemm` with ``count``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from rf8hw.accel.cycles import Gemm
+
+__all__ = ["capture", "summarize"]
+
+_LINEAR = {F.linear}
+_MATMUL = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__}
+_MM = {torch.mm, torch.Tensor.mm}
+_ADDMM = {torch.addmm, torch.Tensor.addmm}
+_BMM = {torch.bmm, torch.Tensor.bmm}
+_BADDBMM = {torch.baddbmm, torch.Tensor.baddbmm}
+_SDPA = {F.scaled_dot_product_attention}
+
+
+def _is_weight(t, weights) -> bool:
+    return isinstance(t, torch.Tensor) and (isinstance(t, nn.Parameter) or id(t) in weights
+                                            or (t._base is not None and id(t._base) in weights))
+
+
+class _Capture(TorchFunctionMode):
+    def __init__(self, weights: set[int], names: dict[int, str], where):
+        super().__init__()
+        self.weights, self.names, self.where = weights, names, where
+        self.gemms: list[Gemm] = []
+        self.inside_quant = 0
+
+    def _add(self, kind, M, K, N, on, count=1, w=None):
+        where = self.where()
+        if on:
+            base = getattr(w, "_base", None) if w is not None else None
+            label = where or self.names.get(id(w)) or self.names.get(id(base)) or kind
+        else:
+            label = f"{where or 'model'}.{kind}"
+        self.gemms.append(Gemm(label, int(M), int(K), int(N), on_array=on, count=int(count)))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)          # the mode is off inside: nested calls are not seen
+        if self.inside_quant:                # a QuantLinear's own arithmetic: counted by its hook
+            return out
+        try:
+            self._record(func, args, kwargs)
+        except (AttributeError, IndexError, TypeError):
+            pass                             # an unusual call signature: not a product we model
+        return out
+
+    def _record(self, func, args, kwargs):
+        if func in _LINEAR:
+            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            M = x.numel() // x.shape[-1] if x.dim() else 1
+            self._add("linear", M, w.shape[1], w.shape[0], True, 1, w)
+        elif func in _MATMUL:
+            a, b = (args[1], args[0]) if func is torch.Tensor.__rmatmul__ else (args[0], args[1])
+            on = _is_weight(b, self.weights) or _is_weight(a, self.weights)
+            if b.dim() == 2 and on:
+                self._add("matmul", a.numel() // a.shape[-1], a.shape[-1], b.shape[-1], True, 1, b)
+            else:
+                count = 1
+                for d in torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if a.dim() > 2 or b.dim() > 2 else ():
+                    count *= d
+                M = a.shape[-2] if a.dim() > 1 else 1
+                N = b.shape[-1] if b.dim() > 1 else 1
+                self._add("matmul", M, a.shape[-1], N, on, count)
+        elif func in _MM or func in _ADDMM:
+            a, b = (args[0], args[1]) if func in _MM else (args[1], args[2])
+            on = _is_weight(b, self.weights) or _is_weight(a, self.weights)
+            w = b if _is_weight(b, self.weights) else a if on else None
+            self._add("mm", a.shape[0], a.shape[1], b.shape[1], on, 1, w)
+        elif func in _BMM or func in _BADDBMM:
+            a, b = (args[0], args[1]) if func in _BMM else (args[1], args[2])
+            on = _is_weight(b, self.weights) or _is_weight(a, self.weights)
+            self._add("bmm", a.shape[1], a.shape[2], b.shape[2], on, a.shape[0])
+        elif func in _SDPA:
+            q, k, v = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")[len(args):]])[:3]
+            count = 1
+            for d in q.shape[:-2]:
+                count *= d
+            L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
+            self._add("sdpa.scores(q@kT)", L, E, S, False, count)
+            self._add("sdpa.mix(att@v)", L, S, Ev, False, count)
+
+
+def _weight_map(model: nn.Module):
+    weights, names = set(), {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        weights.add(id(p))
+        names.setdefault(id(p), n.rsplit(".", 1)[0])
+    return weights, names
+
+
+@torch.no_grad()
+def capture(model: nn.Module, run) -> list[Gemm]:
+    """The GEMMs of one forward pass, in execution order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Its parameters tell weight operands from activations.
+    run : callable
+        ``run(model)`` executes one forward pass (the user's own input format), or a tensor /
+        tuple / dict passed to ``model``.
+    """
+    from rf8hw.nn.quant import QuantLinear
+
+    weights, names = _weight_map(model)
+    stack: list[str] = []
+    hooks = []
+    mode = _Capture(weights, names, lambda: stack[-1] if stack else "")
+
+    def pre(name):
+        def hook(m, args):
+            stack.append(name)
+            if isinstance(m, QuantLinear):
+                x = args[0]
+                if not mode.inside_quant:
+                    mode.gemms.append(Gemm(name, x.numel() // x.shape[-1], m.in_features, m.out_features))
+                mode.inside_quant += 1
+        return hook
+
+    def post(m, args, out):
+        if stack:
+            stack.pop()
+        if isinstance(m, QuantLinear):
+            mode.inside_quant -= 1
+
+    for name, mod in model.named_modules():
+        if name:
+            hooks.append(mod.register_forward_pre_hook(pre(name)))
+            hooks.append(mod.register_forward_hook(post))
+    was_training = model.training
+    model.eval()
+    try:
+        with mode:
+            if callable(run) and not isinstance(run, (torch.Tensor, nn.Module)):
+                run(model)
+            elif isinstance(run, dict):
+                model(**run)
+            elif isinstance(run, tuple):
+                model(*run)
+            else:
+                model(run)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return mode.gemms
+
+
+def summarize(gemms: list[Gemm]) -> dict:
+    """Totals: on/off-array GEMM counts and MACs."""
+    on = [g for g in gemms if g.on_array]
+    off = [g for g in gemms if not g.on_array]
+    return {"gemms_on_array": sum(g.count for g in on), "gemms_off_array": sum(g.count for g in off),
+            "macs_on_array": sum(g.macs for g in on), "macs_off_array": sum(g.macs for g in off)}

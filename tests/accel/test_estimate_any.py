@@ -1,0 +1,127 @@
+"""rf8hw estimate on a model the zoo does not know, through a user adapter (``package.module:function``),
+and the op-level GEMM capture (rf8hw.accel.gemms) checked against shapes worked out by hand."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from rf8hw import cli
+from rf8hw.accel import estimate, gemms
+from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.hdl.config import ArrayConfig
+
+ADAPTER = '''
+import torch
+import torch.nn as nn
+
+
+class MyLinear(nn.Linear):          # a subclass: quantize_ must take it
+    pass
+
+
+class TinyAttn(nn.Module):
+    """Single-head attention with a scores product via torch.matmul, and an unused branch."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.qkv = MyLinear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.unused = nn.Linear(d, 999)       # never runs: must not count
+        self.head = nn.Linear(d, 4)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        att = torch.softmax(q @ k.transpose(-2, -1) / 4.0, dim=-1)
+        return self.head(self.out(att @ v)).mean(1)
+
+
+def adapter():
+    torch.manual_seed(0)
+    model = TinyAttn().eval()
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(1))
+    ref = model(x).detach()
+
+    def metric(m):
+        with torch.no_grad():
+            err = (m(x) - ref).abs().max().item()
+        return {"neg_max_err": -err, "max_err": err}
+
+    return model, (lambda m: m(x)), metric, {"name": "tinyattn", "batch": 2}
+'''
+
+
+@pytest.fixture
+def adapter_module(tmp_path, monkeypatch):
+    (tmp_path / "my_adapters_for_test.py").write_text(textwrap.dedent(ADAPTER))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_adapters_for_test:adapter"
+
+
+EXPECTED = [("qkv", 12, 16, 48, True, 1), ("scores", 6, 16, 6, False, 2), ("mix", 6, 6, 16, False, 2),
+            ("out", 12, 16, 16, True, 1), ("head", 12, 16, 4, True, 1)]
+
+
+def _shapes(gs):
+    return [(g.M, g.K, g.N, g.on_array, g.count) for g in gs]
+
+
+def test_gemm_capture_of_an_unknown_model_float_and_bitexact(adapter_module):
+    from rf8hw.nn import quant
+    import my_adapters_for_test as mod
+
+    model, run, _, _ = mod.adapter()
+    got = gemms.capture(model, run)
+    assert _shapes(got) == [e[1:] for e in EXPECTED]
+    assert [g.name for g in got if g.on_array] == ["qkv", "out", "head"]
+    q = quant.quantize_(model, quant.QuantConfig(mode="bitexact"))
+    assert isinstance(q.qkv, quant.QuantLinear)          # the nn.Linear subclass was quantized
+    assert _shapes(gemms.capture(q, run)) == [e[1:] for e in EXPECTED]
+
+
+def test_estimate_cli_with_a_user_adapter(adapter_module, tmp_path, capsys):
+    out = tmp_path / "rep"
+    rc = cli.main(["estimate", "--model", adapter_module, "--rows", "4", "--cols", "4", "--no-synth",
+                   "--json", "--quiet", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["model"] == "tinyattn" and rep["metric"] == "neg_max_err"
+    assert set(rep["accuracy"]) == set(estimate.MODEL_BASELINES)
+    assert rep["metrics"]["fp32"]["max_err"] == 0.0
+    assert 0 < rep["metrics"]["rf8_bitexact"]["max_err"] < 0.05
+    cfg = ArrayConfig(4, 4)
+    expect = sum(gemm_cycles(M, K, N, cfg).cycles for _, M, K, N, on, _ in EXPECTED if on)
+    assert rep["cycles"]["cycles"] == expect and rep["cycles_per_inference"] == expect / 2
+    assert rep["cycles"]["macs_off_array"] == 2 * (6 * 16 * 6 + 6 * 6 * 16)
+    assert rep["overflow_events"] == 0 and set(rep["overflow"]) == {"qkv", "out", "unused", "head", "total"}
+    assert rep["overflow"]["unused"]["calls"] == 0
+    assert json.loads((out / "estimate.json").read_text()) == rep
+    assert "| rf8_bitexact_tensor |" in (out / "estimate.md").read_text()
+
+
+def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):
+    rc = cli.main(["estimate", "--model", "resnet", "--rows", "4", "--cols", "4", "--no-synth"])
+    assert rc == 2
+    assert "model must be one of tinygpt, mlp_digits, minilm, smollm2 or package.module:function, " \
+           "not 'resnet'" in capsys.readouterr().err
+    rc = cli.main(["estimate", "--model", "no_such_mod_xyz:f", "--rows", "4", "--cols", "4", "--no-synth"])
+    assert rc == 2 and "cannot be imported" in capsys.readouterr().err
+    rc = cli.main(["estimate", "--model", "pkg.mod:fn", "--batch", "2", "--rows", "4", "--cols", "4", "--no-synth"])
+    assert rc == 2 and "--batch and --rounding are for the zoo models" in capsys.readouterr().err
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--rows", "4", "--cols", "4", "--no-synth"])
+    assert rc == 2 and "--checkpoint is required" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="must return"):
+        estimate._unpack_adapter(torch.nn.Linear(2, 2))
+
+
+def test_capture_of_tinygpt_agrees_with_the_module_level_count():
+    """Two independent counts of the zoo's GPT: op-level capture vs cycles.model_gemms' hooks."""
+    import models
+    from rf8hw.accel import cycles
+
+    mod = models.get("tinygpt")
+    m = mod.build(mod.CONFIG())
+    x = cycles.example_input("tinygpt", m.config, 2)
+    key = lambda gs: sorted((g.M, g.K, g.N, g.on_array, g.count) for g in gs)   # noqa: E731
+    assert key(gemms.capture(m, x)) == key(cycles.model_gemms(m, x))
