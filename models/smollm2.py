@@ -85,19 +85,36 @@ def load(dtype=None, cache: bool = True):
         tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
         model = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
         if cache:
-            try:
-                cdir.mkdir(parents=True, exist_ok=True)
-                from safetensors.torch import save_file
-
-                state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
-                         if not (k == "lm_head.weight" and model.lm_head.weight is model.model.embed_tokens.weight)}
-                save_file(state, str(cdir / "model.safetensors"))
-                model.config.save_pretrained(str(cdir))
-                tok.save_pretrained(str(cdir))
-                (cdir / "done").write_text("ok\n")
-            except OSError:
-                pass                     # read-only cache: just load from the GGUF next time too
+            _save_cache(cdir, model, tok)
     return model.to(dtype).eval(), tok
+
+
+def _save_cache(cdir: Path, model, tok) -> None:
+    """Write the cache entry into a private temporary folder, then rename it into place: a killed
+    or concurrent run never leaves a half-written entry that a later load trusts."""
+    import os
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = cdir.with_name(f".{cdir.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        tied = model.lm_head.weight is model.model.embed_tokens.weight
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()
+                 if not (k == "lm_head.weight" and tied)}
+        save_file(state, str(tmp / "model.safetensors"))
+        model.config.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / "done").write_text("ok\n")
+        try:
+            tmp.rename(cdir)             # atomic; fails if another run got there first
+        except OSError:
+            pass
+    except OSError:
+        pass                             # read-only cache: just load from the GGUF next time too
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def windows(tok, n_per_text: int = 4, length: int = 128, texts=("shakespeare", "modern"),
