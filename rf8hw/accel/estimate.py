@@ -261,30 +261,8 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
                      "activation attention products: they do not map onto the weight-stationary RF8 "
                      "array and are not counted in the cycles")
 
-    hw_keys = ("lut4", "ff", "carry", "dsp", "bram")
-    area = dict.fromkeys(hw_keys)
-    fmax = None
-    synth_info: dict = {"ran": False}
-    if cfg.synth:
-        try:
-            res, cached = synth_job.result()
-            area = {k: res[k] for k in hw_keys}
-            fmax = res["fmax_mhz"]
-            synth_info = {"ran": True, "cached": cached, "device": res["device"], "part": res["part"],
-                          "pe": res.get("pe", cfg.array.pe),
-                          "seed": res["seed"], "tools": res["tools"], "lut4_equiv": res.get("lut4_equiv"),
-                          "wrapper_xor_lut4": res.get("wrapper", {}).get("xor_lut4"),
-                          "fmax_target_mhz": res.get("fmax_target_mhz"),
-                          "seconds": res.get("seconds")}
-            notes.append("LUT4 includes the measurement wrapper's XOR tree "
-                         f"({synth_info['wrapper_xor_lut4']} LUT4, rf8hw.hdl.wrapper.SynthWrapper)")
-        except synth.DoesNotFitError as exc:
-            synth_info = {"ran": True, "error": str(exc)}
-            notes.append(f"synthesis: the array does not fit {cfg.device}; area and Fmax are absent")
-    else:
-        synth_info["reason"] = "--no-synth"
-        notes.append("synthesis skipped (--no-synth): LUT4/FF/carry/DSP/BRAM, Fmax and inferences/s "
-                     "are absent")
+    hw = _hardware_part(cfg.synth, synth_job, cfg.device, notes, cfg.array)
+    area, fmax, synth_info = hw["area"], hw["fmax"], hw["info"]
     ips = None if fmax is None else fmax * 1e6 / cyc["cycles_per_inference"]
     gmacs = None if ips is None else ips * cyc["macs_on_array"] / cfg.batch / 1e9
     return {
