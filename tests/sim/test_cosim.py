@@ -217,7 +217,7 @@ def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp
     (["--stall-prob", "-0.5"], r"stall_prob must be a number in \[0, 1\).*not '-0.5'"),
     (["--sim", "modelsim"], r"simulator must be one of 'verilator', 'icarus', not 'modelsim'"),
     (["--rows", "0"], r"rows must be an integer in 1\.\.64, not 0"),
-    (["--tiles", "0"], r"tiles must be an integer >= 1, not 0"),
+    (["--tiles", "0"], r"tiles must be an integer in 1\.\.1000000 .*, not 0"),
     (["--acc-bits", "20"], r"acc_bits must be an integer in 27\.\."),
     (["--rows", None], r"--rows required \(or --rtl FILE\.v\)"),
 ])
