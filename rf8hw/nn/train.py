@@ -29,6 +29,10 @@ BACKSLASH_FORMS = ("loss", "step")
 GG_FANS = ("in", "out")
 
 
+#: Largest training seed: ``seed * 1000 + rank`` must stay a signed 64-bit integer.
+MAX_SEED = (2**63 - 1) // 1000 - 1
+
+
 @dataclass
 class TrainConfig:
     """Everything one training run depends on; stored in the checkpoint sidecar."""
@@ -67,6 +71,9 @@ class TrainConfig:
             raise ValueError(f"unknown gg fan {self.gg_fan!r}; choose one of {', '.join(GG_FANS)}")
         for name in ("epochs", "deepshape_epochs"):
             checks.integer(name, getattr(self, name), 0)
+        checks.integer("seed", self.seed, 0, MAX_SEED,
+                       " (each rank's batch generator is seeded with seed * 1000 + rank, a signed "
+                       "64-bit integer)")
         if self.backslash_epochs is not None:
             checks.integer("backslash_epochs", self.backslash_epochs, 0)
         for name in ("batch_size", "steps_per_epoch", "eval_batches"):     # None: the RECIPE value

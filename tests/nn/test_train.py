@@ -124,6 +124,9 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
     (["--rate-step", "0"], r"^rf8hw train: error: rate_step must be a finite number > 0, not 0.0$"),
     (["--init-from", "/nonexistent/model.safetensors"],
      r"^rf8hw train: error: checkpoint '/nonexistent/model.safetensors' does not exist$"),
+    (["--seed", str(2**70)], r"^rf8hw train: error: seed must be an integer in 0\.\.9223372036854774 "
+                             r"\(each rank's batch generator is seeded with seed \* 1000 \+ rank"),
+    (["--seed", "-1"], r"^rf8hw train: error: seed must be an integer in 0\.\."),
 ])
 def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
     rc = cli.main(["train", "--model", "mlp_digits", "--out", str(tmp_path), "--quiet", *argv])
