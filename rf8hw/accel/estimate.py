@@ -19,7 +19,6 @@ report (``estimate.json``, ``estimate.md``, ``estimate_cycles.png``).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,9 +34,12 @@ from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["MODELS", "BUILTIN_ADAPTERS", "BASELINES", "MODEL_BASELINES", "EstimateConfig", "estimate",
-           "estimate_model", "load_adapter", "cached_synthesis", "synth_cache_key", "default_synth_cache"]
+           "estimate_model", "load_adapter", "cached_synthesis", "check_synthesis_result", "synth_cache_key",
+           "default_synth_cache"]
 
 MODELS = ("tinygpt", "mlp_digits")
+#: Largest ``--calibrate`` batch count (the batches are drawn and held in memory before calibration).
+MAX_CALIBRATE_BATCHES = 1000
 #: ``--model`` names of the built-in real-model adapters (``module:function``)
 BUILTIN_ADAPTERS = {"minilm": "models.minilm:adapter", "smollm2": "models.smollm2:adapter"}
 #: report key -> (format, rounding, bit-exact activation granularity or None) of :func:`estimate_model`
@@ -110,7 +112,7 @@ class EstimateConfig:
                              f"{', '.join(map(repr, rf8_kinds()))}, not {self.array.pe!r}")
         check_device(self.device)
         checks.integer("batch", self.batch, 1)
-        checks.integer("calibrate_batches", self.calibrate_batches, 0)
+        checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
         checks.integer("seed", self.seed, 0)
 
@@ -138,11 +140,40 @@ def synth_cache_key(params: dict) -> str:
     return cache.synthesis_key(params, SYNTH_FLOW_FILES)
 
 
+#: What a synthesis result must hold to be reported (key -> accepted types).  A cache entry that
+#: lacks one, or whose counts are negative or Fmax not a finite positive number, is not trusted.
+RESULT_FIELDS = {"device": str, "part": str, "seed": int, "tools": dict, "lut4": int, "ff": int,
+                 "carry": int, "dsp": int, "bram": int, "fmax_mhz": (int, float)}
+
+
+def check_synthesis_result(res, where: str) -> dict:
+    """``res`` if it is a usable synthesis result (:data:`RESULT_FIELDS`); else ValueError naming
+    ``where`` and the first problem."""
+    import math
+
+    if not isinstance(res, dict):
+        raise ValueError(f"{where}: a synthesis result must be a JSON object, not {type(res).__name__}")
+    for k, types in RESULT_FIELDS.items():
+        if k not in res:
+            raise ValueError(f"{where}: no {k!r}")
+        v = res[k]
+        if isinstance(v, bool) or not isinstance(v, types):
+            raise ValueError(f"{where}: {k!r} is {v!r}, not a {getattr(types, '__name__', 'number')}")
+        if types is int and v < 0:
+            raise ValueError(f"{where}: {k!r} is {v}, a count must be >= 0")
+    if not (math.isfinite(res["fmax_mhz"]) and res["fmax_mhz"] > 0):
+        raise ValueError(f"{where}: 'fmax_mhz' is {res['fmax_mhz']!r}, not a finite positive MHz figure")
+    return res
+
+
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
                      quiet: bool = False) -> tuple[dict, bool]:
     """:func:`rf8hw.accel.synth.synthesize`, reusing an earlier result with the same :func:`synth_cache_key`.
 
-    ``quiet`` silences synthesis' progress lines on stderr.
+    ``quiet`` silences synthesis' progress lines on stderr.  Concurrent calls with one key are
+    serialised (the second finds the first one's entry).  An entry that is not valid JSON or not
+    a usable result (:func:`check_synthesis_result`) is reported on stderr, removed and
+    synthesized again; a fresh result is checked the same way before it is cached.
 
     Returns
     -------
@@ -157,17 +188,20 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
     root = Path(cache_dir) if cache_dir is not None else default_synth_cache()
     key = synth_cache_key(params)
     hit = root / f"{key}.json"
-    if hit.is_file():
-        try:
-            return json.loads(hit.read_text()), True
-        except json.JSONDecodeError:
-            hit.unlink()                      # a torn write: synthesize again
-    kwargs = {"progress": None} if quiet else {}
-    result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key, **kwargs)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = hit.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, hit)
+    with cache.locked(root / "locks" / key):
+        if hit.is_file():
+            where = f"cache entry {hit}"
+            try:
+                return check_synthesis_result(json.loads(hit.read_text()), where), True
+            except (UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
+                why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+                print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again",
+                      file=sys.stderr)
+                hit.unlink()
+        kwargs = {"progress": None} if quiet else {}
+        result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key, **kwargs)
+        check_synthesis_result(result, f"synthesis of {array.module_name} on {device}")
+        cache.write_atomic(hit, json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result, False
 
 
@@ -322,7 +356,8 @@ def _metric_dict(metric, model) -> dict:
 
 
 def estimate_model(model, example, metric, array: ArrayConfig | None = None, device: str = "ecp5-25k", *,
-                   name: str = "model", batch: int = 1, calibrate=None, synth: bool = True,
+                   name: str = "model", batch: int = 1, calibrate=None, static: bool = False,
+                   synth: bool = True,
                    seed: int = 1, synth_cache=None, baselines=None, progress: bool = True,
                    notes=()) -> dict:
     """Estimate of any PyTorch model (the Python API behind ``rf8hw estimate --model ADAPTER``).
@@ -341,8 +376,12 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     array, device, synth, seed, synth_cache
         As in :class:`EstimateConfig`.
     calibrate : callable ``calibrate(model)``, optional
-        Runs the model on calibration batches; adds ``rf8_bitexact_static`` (static per-layer
-        activation scales from :func:`rf8hw.nn.quant.calibrate` on the fake-quant model).
+        Runs the model on calibration batches (data disjoint from the evaluation); adds
+        ``rf8_bitexact_smooth``: the bit-exact path with per-token activations after power-of-two
+        SmoothQuant smoothing measured on those batches (``quantize_(..., smooth=calibrate)``).
+    static : bool
+        With ``calibrate``, also ``rf8_bitexact_static`` (static per-layer activation scales from
+        :func:`rf8hw.nn.quant.calibrate` on the fake-quant model).
     baselines : sequence of str, optional
         Subset of :data:`MODEL_BASELINES` (default all).
 
@@ -377,17 +416,21 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     pool.shutdown(wait=False)
 
     metrics, overflow, left = {}, None, {}
-    runs = [(k, *MODEL_BASELINES[k]) for k in keys]
+    runs = [(k, *MODEL_BASELINES[k], False) for k in keys]
     if calibrate is not None:
-        runs.append(("rf8_bitexact_static", "rf8", "nearest", "static"))
-    for key, fmt, rounding, act in tqdm(runs, desc=f"accuracy {name}", disable=not progress, file=sys.stderr):
+        runs.append(("rf8_bitexact_smooth", "rf8", "nearest", "token", True))
+        if static:
+            runs.append(("rf8_bitexact_static", "rf8", "nearest", "static", False))
+    for key, fmt, rounding, act, smooth in tqdm(runs, desc=f"accuracy {name}", disable=not progress,
+                                                file=sys.stderr):
         if fmt is None:
             m = model
         else:
             m = copy.deepcopy(model)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                quant.quantize_(m, quant.QuantConfig(fmt=fmt, rounding=rounding))
+                quant.quantize_(m, quant.QuantConfig(fmt=fmt, rounding=rounding),
+                                smooth=calibrate if smooth else None)
             for w in caught:
                 left.setdefault(str(w.message), key)
             if act == "static":
@@ -396,7 +439,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
             elif act is not None:
                 quant.set_mode(m, "bitexact", array=array, act_granularity=act)
         metrics[key] = _metric_dict(metric, m)
-        if act == "token":
+        if key == "rf8_bitexact":
             overflow = quant.overflow_report(m)
         del m
     first = next(iter(metrics["fp32"]))
@@ -473,7 +516,7 @@ def estimate_adapter(spec_: str, array: ArrayConfig | None = None, device: str =
     """:func:`estimate_model` of the model an adapter (``--model`` value) returns."""
     model, example, metric, info = _unpack_adapter(load_adapter(spec_)())
     info = dict(info)
+    calibrate = kwargs.pop("calibrate", None) or info.pop("calibrate", None)
     return estimate_model(model, example, metric, array, device, name=info.pop("name", spec_),
-                          batch=info.pop("batch", 1), calibrate=kwargs.pop("calibrate", None) or
-                          (info.get("calibrate") if kwargs.pop("static", False) else None),
+                          batch=info.pop("batch", 1), calibrate=calibrate,
                           notes=info.pop("notes", ()), **kwargs)

@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from rf8hw.toolchain.cache import write_atomic
+
 __all__ = ["render_markdown", "write_report"]
 
 
@@ -28,7 +30,8 @@ def render_markdown(rep: dict) -> str:
         scales = f"static scales from {c['calibrate_batches']} batches"
     elif c.get("act_granularity") == "token":
         scales = ("rf8_bitexact: per-token dynamic scales; rf8_bitexact_tensor: per-tensor dynamic; "
-                  "rf8_bitexact_static: static calibrated, where present")
+                  "rf8_bitexact_smooth: per-token after power-of-two smoothing calibrated on held-out "
+                  "data; rf8_bitexact_static: static calibrated; the last two where present")
     else:
         scales = "per-token absmax per call"
     title = (f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array "
@@ -92,12 +95,6 @@ def render_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(rep: dict, out_dir) -> dict:
     """Write ``estimate.json``, ``estimate.md`` and ``estimate_cycles.png`` into ``out_dir``
     (each through a temporary file and a rename); returns their paths."""
@@ -113,6 +110,6 @@ def write_report(rep: dict, out_dir) -> dict:
     tmp_png = paths["png"].with_name(f".{paths['png'].name}.{os.getpid()}.tmp.png")
     cycles.plot_model_cycles(rep["cycles"], tmp_png, title=title)
     os.replace(tmp_png, paths["png"])
-    _write_atomic(paths["markdown"], render_markdown(rep))
-    _write_atomic(paths["json"], json.dumps(rep, indent=2, allow_nan=False) + "\n")
+    write_atomic(paths["markdown"], render_markdown(rep))
+    write_atomic(paths["json"], json.dumps(rep, indent=2, allow_nan=False) + "\n")
     return {k: str(v) for k, v in paths.items()}

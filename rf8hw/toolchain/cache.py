@@ -21,7 +21,8 @@ parameter (default: the installed ``rf8hw`` package) so that tests can point it 
 
 :func:`digest` is the primitive underneath, for keys that do not depend on the rf8hw sources (a
 simulator build is keyed by the Verilog text it compiles).  :func:`locked` serialises the writers
-of one cache directory across processes.
+of one cache directory across processes; :func:`write_atomic` writes a file so that a reader never
+sees it half written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import itertools
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +39,9 @@ from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["KEY_LENGTH", "RTL_SOURCE_DIRS", "RTL_PACKAGES", "SYNTHESIS_PACKAGES", "cache_root",
            "package_root", "source_files", "digest", "source_key", "synthesis_key",
-           "locked"]
+           "locked", "write_atomic"]
+
+_TMP_COUNTER = itertools.count()
 
 #: Hex digits of a key (80 bits).
 KEY_LENGTH = 20
@@ -171,3 +175,21 @@ def locked(directory):
             yield directory
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_atomic(path, data) -> Path:
+    """Write ``data`` (str or bytes) to ``path`` through a temporary file in the same directory
+    and :func:`os.replace`: readers see the old file or the whole new one, never a mix; a killed
+    writer leaves at most a ``.<name>.<pid>.tmp`` file, which no reader trusts.  Concurrent writers
+    use distinct temporary names (process id and a counter)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -100,6 +100,31 @@ def test_estimate_cli_with_a_user_adapter(adapter_module, tmp_path, capsys):
     assert "| rf8_bitexact_tensor |" in (out / "estimate.md").read_text()
 
 
+def test_calibration_data_adds_the_smoothed_and_static_paths(adapter_module):
+    """With ``calibrate`` (batches disjoint from the evaluation) the report adds the smoothed
+    per-token path; ``static=True`` adds static scales too.  Both stay close to fp32."""
+    import my_adapters_for_test as mod
+
+    model, run, metric, _ = mod.adapter()
+    x2 = torch.randn(3, 6, 16, generator=torch.Generator().manual_seed(2))
+    seen = []
+
+    def calibrate(m):
+        seen.append(type(m.qkv).__name__)
+        with torch.no_grad():
+            m(x2)
+
+    rep = estimate.estimate_model(model, run, metric, ArrayConfig(4, 4), name="tinyattn", batch=2,
+                                  calibrate=calibrate, static=True, synth=False, progress=False,
+                                  baselines=["rf8_bitexact"])
+    assert list(rep["accuracy"]) == ["fp32", "rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"]
+    for k in ("rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"):
+        assert 0 < rep["metrics"][k]["max_err"] < 0.05, k
+    assert rep["metrics"]["rf8_bitexact_smooth"] != rep["metrics"]["rf8_bitexact"]
+    # smoothing measures the float model; static calibration runs the quantized one
+    assert seen == ["MyLinear", "QuantLinear"]
+
+
 def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):
     rc = cli.main(["estimate", "--model", "resnet", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2
