@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["integer", "number", "choice"]
+__all__ = ["integer", "number", "choice", "output_dir"]
 
 
 def _range_text(lo, hi) -> str:
@@ -58,3 +58,22 @@ def choice(name: str, value, allowed) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
     return value
+
+
+def output_dir(name: str, path):
+    """``path`` as a :class:`pathlib.Path` if a directory can be created or filled there: it is a
+    directory, or it does not exist and its nearest existing ancestor is a directory.  Checked
+    before long work starts, so that a run is not lost at the end for want of a place to write."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{name} {str(path)!r} exists and is not a directory")
+        return path
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{name} {str(path)!r}: {str(parent)!r} is not a directory")
+            break
+    return path

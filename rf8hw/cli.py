@@ -24,10 +24,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (exit status 2), like every other user
+    error: ``rf8hw train: error: argument --model: invalid choice: 'x' (choose from ...)``.  The
+    usage text is left to ``--help`` (sub-parsers are of this class too)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rf8hw import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rf8hw",
         description="RF8 hardware/software co-design: format, golden model, RTL, co-simulation, "
                     "training and accelerator estimates.",

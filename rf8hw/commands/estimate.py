@@ -37,7 +37,9 @@ def register(subparsers, name: str, help_text: str) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from rf8hw import checks
     from rf8hw.accel.estimate import MODELS, EstimateConfig, estimate, estimate_adapter, load_adapter
+    from rf8hw.accel.synth import check_seed
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.commands.options import config_from_args
     from rf8hw.hdl.config import ArrayConfig
@@ -51,6 +53,7 @@ def run(args) -> int:
         cfg = config_from_args(EstimateConfig, args, array=array, synth=not args.no_synth)
         out = Path(args.out) if args.out else (
             Path(args.checkpoint).parent / f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
+        checks.output_dir("--out", out)
         rep = estimate(cfg, progress=not args.quiet)
     else:
         if args.checkpoint is not None:
@@ -61,6 +64,8 @@ def run(args) -> int:
                              "example's batch comes from the adapter and both RF8 roundings are reported")
         load_adapter(args.model)                 # a bad name fails before anything loads
         out = Path(args.out) if args.out else Path(f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
+        checks.output_dir("--out", out)
+        check_seed(args.seed)
         rep = estimate_adapter(args.model, array, args.device, synth=not args.no_synth, seed=args.seed,
                                synth_cache=args.synth_cache, progress=not args.quiet,
                                static=bool(args.calibrate_batches))

@@ -11,6 +11,7 @@ to the checkpoint (which may sit inside site-packages for a packaged model).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -25,41 +26,57 @@ def register(subparsers, name: str, help_text: str) -> None:
                    help="moment-ratio estimate, or maximum-likelihood refinement")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="histogram + fitted GG + best Gaussian per group "
-                        "(default: ./<checkpoint stem>.gg.png in the current directory)")
+                        "(default: ./<checkpoint stem>.gg.png in the current directory; .png is "
+                        "appended to a name that does not end in it)")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the fits as JSON")
     p.set_defaults(func=run)
 
 
-def _load(path: Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _output_file(path: Path, option: str) -> Path:
+    """``path`` if a file can be written there; checked before any fitting."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option} {path}: {path.parent} is not a directory")
+    return path
 
-    if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory, same suffix)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
-        return load_file(path)
-    except SafetensorError as exc:
-        raise ValueError(f"{path} is not a readable safetensors file ({exc})") from exc
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run(args) -> int:
-    from rf8hw.nn import gg
-
-    path = Path(args.checkpoint)
     import sys
 
-    state = _load(path)
+    from rf8hw.nn import gg
+    from rf8hw.nn.train import json_safe, read_safetensors
+
+    path = Path(args.checkpoint)
+    png = _output_file(Path(args.plot) if args.plot else Path.cwd() / f"{path.stem}.gg.png", "--plot")
+    if png.suffix.lower() != ".png":
+        png = _output_file(png.with_name(png.name + ".png"), "--plot")   # what is written, and printed
+    if args.json:
+        _output_file(Path(args.json), "--json")
+    state = read_safetensors(path)
     skipped = sorted(k for k, v in state.items() if not v.dtype.is_floating_point)
+    if len(skipped) == len(state):
+        raise ValueError(f"{path} holds no floating-point tensor to fit"
+                         + (f" (only {', '.join(skipped)})" if skipped else ""))
     if skipped:
         print(f"rf8hw fit: skipped {len(skipped)} non-float tensor(s): {', '.join(skipped)}", file=sys.stderr)
         state = {k: v for k, v in state.items() if v.dtype.is_floating_point}
-    if not state:
-        raise ValueError(f"{path} holds no floating-point tensor to fit")
     groups = gg.group_params(state, by=args.by, which=args.which)
     fits = gg.fit_model(groups, by="tensor", which="all", method=args.method, on_error="record")
     good = {k: groups[k] for k, v in fits.items() if isinstance(v, gg.GGParams)}
-    png = Path(args.plot) if args.plot else Path.cwd() / f"{path.stem}.gg.png"
-    results = gg.plot_fits(good, png, method=args.method) if good else {}
+    results = {}
+    if good:
+        _write_atomic(png, lambda tmp: results.update(gg.plot_fits(good, tmp, method=args.method)))
     width = max(len(k) for k in groups)
     print(f"{'group':<{width}} {'n':>9} {'shape':>7} {'scale':>10} {'mean':>10} {'llr/value':>9}")
     rows = {}
@@ -75,6 +92,7 @@ def run(args) -> int:
                      "loglik_gg": r["loglik_gg"], "loglik_gauss": r["loglik_gauss"]}
     print(f"plot: {png}" if results else "plot: none (no group fits a GG)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(path), "by": args.by, "method": args.method,
-                                               "groups": rows}, indent=1))
+        text = json.dumps(json_safe({"checkpoint": str(path), "by": args.by, "method": args.method,
+                                     "groups": rows}), indent=1, allow_nan=False)
+        _write_atomic(Path(args.json), lambda tmp: tmp.write_text(text))
     return 0

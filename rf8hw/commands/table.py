@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 BEGIN = "<!-- BEGIN GENERATED CODE TABLE -->"
@@ -59,8 +60,13 @@ def update_docs(path: Path) -> bool:
     start = text.index(BEGIN)
     stop = text.index(END) + len(END)
     new = text[:start] + format_markdown() + text[stop:]
-    if new != text:
-        path.write_text(new)
+    if new != text:                     # through a temporary file and a rename: never half-written
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(new)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return new != text
 
 

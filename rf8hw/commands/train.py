@@ -17,7 +17,11 @@ def register(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--model", required=True, choices=("tinygpt", "mlp_digits"))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory (metrics.jsonl, model.safetensors, model.json)")
+    p.add_argument("--out", required=True,
+                   help="output directory (metrics.jsonl, model.safetensors, model.json); written "
+                        "atomically: it must not exist, be empty, or hold a run and --overwrite be given")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (the whole directory) when this run has finished")
     p.add_argument("--init", default="default", choices=INITS)
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start from a checkpoint of the same model (model.safetensors) instead of a fresh init")
@@ -44,7 +48,7 @@ def register(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from rf8hw.nn.train import TrainConfig, train
+    from rf8hw.nn.train import TrainConfig, json_safe, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, init=args.init,
                       init_from=args.init_from,
@@ -54,7 +58,7 @@ def run(args) -> int:
                       deepshape_grid=args.deepshape_grid, deepshape_min_count=args.deepshape_min_count,
                       rate_step=args.rate_step, lr=args.lr, batch_size=args.batch_size,
                       steps_per_epoch=args.steps_per_epoch)
-    final = train(cfg, args.out, progress=not args.quiet)
+    final = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(final))
+        print(json.dumps(json_safe(final), allow_nan=False))
     return 0

@@ -12,13 +12,36 @@ test compares):
   (loss, and BackSlash ``nu``/``penalty`` when active), ``{"kind": "eval", ...}`` per epoch and
   ``{"kind": "final", ...}`` at the end.
 * ``model.safetensors`` + ``model.json`` -- the checkpoint (:func:`save_checkpoint`).
+
+JSON has no NaN or Infinity: a non-finite number in a record is written as ``null``.  A training
+loss that is not finite stops the run with a ``ValueError`` naming the epoch, the step, the loss
+and the learning rate ("training diverged ..."); non-finite parameters after an epoch do too.
+
+**The run directory is written atomically.**  Everything goes into a temporary sibling directory
+(``.<name>.<random>.partial``), which is renamed to ``out_dir`` only when the run has finished:
+a run that fails or is killed leaves ``out_dir`` as it was (a killed run leaves its ``.partial``
+directory behind; a failed one removes it).  ``out_dir`` may be missing or empty; one that holds
+a run (``model.json``, ``model.safetensors`` or ``metrics.jsonl``) is refused unless
+``overwrite=True`` (``rf8hw train --overwrite``), which replaces the whole directory: the old one
+is renamed aside (``.<name>.<random>.old``), the new one renamed into place, then the old one
+deleted, so ``out_dir`` always holds one complete run, old or new (a kill between the two renames
+leaves the old run in its ``.old`` directory).  Any other non-empty directory is refused.
+
+Checkpoints are read by :func:`load_checkpoint`; :func:`read_safetensors`, :func:`read_json` and
+:func:`check_tensors` are the readers it shares with ``rf8hw fit`` and
+:func:`rf8hw.nn.quant.load_quantized` (one set of messages).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, fields
+import shutil
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from rf8hw import checks
@@ -27,6 +50,8 @@ from rf8hw.nn.params import non_negative, positive
 INITS = ("default", "gg")
 BACKSLASH_FORMS = ("loss", "step")
 GG_FANS = ("in", "out")
+#: the files of a finished run (rank 0); an output directory holding one of them holds a run
+RUN_FILES = ("metrics.jsonl", "model.safetensors", "model.json")
 
 
 #: Largest training seed: ``seed * 1000 + rank`` must stay a signed 64-bit integer.
@@ -129,28 +154,169 @@ def save_checkpoint(model, path, meta: dict) -> None:
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"format": "rf8hw-checkpoint"})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    path.with_suffix(".json").write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
 
 
-def load_checkpoint(path):
-    """Rebuild the model saved by :func:`save_checkpoint`; returns ``(model, meta)``. Never unpickles."""
-    import models
+def json_safe(value):
+    """``value`` with every non-finite float (NaN, +-Infinity) replaced by None: JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def read_safetensors(path, what: str = "checkpoint") -> dict:
+    """The tensors of the safetensors file ``path`` (name -> tensor). Never unpickles.
+
+    A missing file is a :class:`FileNotFoundError` (``no such <what>: <path>``); a directory or a
+    file that is not safetensors (empty, truncated, text, a pickle) is a :class:`ValueError`
+    naming ``path``.  Memory is bounded by the file's size (safetensors checks its header
+    against it).
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a .safetensors file")
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    sidecar = path.with_suffix(".json")
-    if not sidecar.exists():
-        raise FileNotFoundError(f"checkpoint sidecar {str(sidecar)!r} does not exist")
+        raise FileNotFoundError(f"no such {what}: {path}")
     try:
-        meta = json.loads(sidecar.read_text())
-        mod = models.get(meta["model"])
-        model = mod.build(mod.CONFIG(**meta["model_config"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"malformed checkpoint sidecar {str(sidecar)!r}: {exc}") from exc
-    model.load_state_dict(load_file(str(path)))
+        return load_file(path)
+    except SafetensorError as exc:
+        raise ValueError(f"{what} {path} is not a readable safetensors file ({exc})") from None
+
+
+def read_json(path, what: str) -> dict:
+    """The JSON object in ``path``; a :class:`ValueError` naming ``path`` if it is not one
+    (missing: :class:`FileNotFoundError` ``no such <what>: <path>``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a JSON file")
+    if not path.exists():
+        raise FileNotFoundError(f"no such {what}: {path}")
+    try:
+        meta = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed {what} {path}: not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"malformed {what} {path}: a JSON object is needed, not a {type(meta).__name__}")
+    return meta
+
+
+def _some(names) -> str:
+    names = list(names)
+    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+
+def check_tensors(expected: dict, found: dict, path, what: str = "checkpoint") -> None:
+    """Refuse the tensors ``found`` (read from ``path``) unless they have exactly the names, dtypes
+    and shapes of ``expected`` (a model's state dict, possibly on the ``meta`` device)."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if missing or unexpected:
+        parts = ([f"missing {_some(missing)}"] if missing else []) + (
+            [f"unexpected {_some(unexpected)}"] if unexpected else [])
+        raise ValueError(f"{what} {path} does not match the model: {'; '.join(parts)}")
+    for name, want in expected.items():
+        got = found[name]
+        if got.dtype != want.dtype or tuple(got.shape) != tuple(want.shape):
+            raise ValueError(f"{what} {path}: tensor {name!r} is {got.dtype} {list(got.shape)}, the "
+                             f"model needs {want.dtype} {list(want.shape)}")
+
+
+def build_model(name, config, source: str, meta: bool = False):
+    """The zoo model ``name`` built from ``config`` (a dict of its ``CONFIG`` fields, as stored in
+    a sidecar ``source``); ``meta=True`` builds it on the ``meta`` device (shapes only, nothing
+    allocated), so that sizes read from a file can be checked against its tensors first."""
+    import torch
+
+    import models
+
+    if not isinstance(name, str) or name not in models.MODELS:
+        raise ValueError(f"{source}: model must be one of {', '.join(map(repr, models.MODELS))}, not {name!r}")
+    mod = models.get(name)
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: model_config must be a JSON object, not {type(config).__name__}")
+    known = {f.name: f for f in fields(mod.CONFIG)}
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown model_config key(s) {', '.join(unknown)} for {name!r}; "
+                         f"known: {', '.join(known)}")
+    for key, value in config.items():
+        default = known[key].default
+        kind = type(default) if default is not MISSING else None
+        if kind is not None and (type(value) is not kind and not (kind is float and type(value) is int)):
+            raise ValueError(f"{source}: model_config {key} must be {kind.__name__}, not {value!r}")
+    try:
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            return mod.build(mod.CONFIG(**config))
+    except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+        raise ValueError(f"{source}: cannot build a {name!r} model from model_config {config}: {exc}") from None
+
+
+def load_checkpoint(path):
+    """Rebuild the model saved by :func:`save_checkpoint`; returns ``(model, meta)``. Never unpickles.
+
+    Every way the pair of files can be wrong is a :class:`ValueError` naming the file and what is
+    wrong (a missing file: :class:`FileNotFoundError`): not safetensors (empty, truncated, text,
+    pickle), a malformed sidecar (not a JSON object, no ``model`` / ``model_config``, an unknown
+    model or config key, a value of the wrong type), tensors of another model or other shapes.  The
+    sizes in the sidecar are checked against the tensor file on the ``meta`` device before the model
+    is allocated (``n_hidden: 10**7`` is refused, not attempted).
+    """
+    path = Path(path)
+    state = read_safetensors(path)
+    sidecar = path.with_suffix(".json")
+    if sidecar == path:
+        raise ValueError(f"checkpoint {path} is the sidecar; give the .safetensors file next to it")
+    meta = read_json(sidecar, "checkpoint sidecar")
+    where = f"checkpoint sidecar {sidecar}"
+    for key in ("model", "model_config"):
+        if key not in meta:
+            raise ValueError(f"malformed {where}: no {key!r} entry")
+    shapes = build_model(meta["model"], meta["model_config"], where, meta=True)
+    check_tensors(shapes.state_dict(), state, path)
+    model = build_model(meta["model"], meta["model_config"], where)
+    model.load_state_dict(state)
     return model, meta
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory this run may not fill or replace (before any work)."""
+    checks.output_dir("output directory", out)
+    if not out.exists():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    run_files = [n for n in names if n in RUN_FILES]
+    if not run_files:
+        raise ValueError(f"output directory {out} is not empty and holds no training run "
+                         f"({_some(names)}); give a new or empty directory")
+    if not overwrite:
+        raise ValueError(f"output directory {out} already holds a training run ({', '.join(run_files)}); "
+                         "pass --overwrite (overwrite=True) to replace it, or give another directory")
+
+
+def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished run ``tmp`` to ``out`` (see the module docstring)."""
+    old = None
+    if overwrite and out.is_dir() and any(out.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        raise ValueError(f"output directory {out} was filled by another run while this one trained; "
+                         f"this run's results are in {tmp}") from None
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def _dist_setup():
@@ -163,11 +329,46 @@ def _dist_setup():
     return world, (dist.get_rank() if world > 1 else 0)
 
 
-def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg.model`` as configured, write metrics and the checkpoint to ``out_dir``.
 
-    Returns the final metrics (also the ``final`` line of ``metrics.jsonl``).
+    ``out_dir`` is written atomically (module docstring): it must be missing, empty, or hold a
+    run and ``overwrite`` be True; anything else is refused before any work.  Returns the final
+    metrics (also the ``final`` line of ``metrics.jsonl``).
     """
+    world, rank = _dist_setup()
+    out = Path(os.path.abspath(out_dir))
+    _check_out_dir(out, overwrite)
+    tmp = None
+    if rank == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)                # mkdtemp's 0700 would become the run's mode
+    if world > 1:
+        import torch.distributed as dist
+
+        box = [tmp]
+        dist.broadcast_object_list(box, src=0)       # every rank writes into rank 0's directory
+        tmp = box[0]
+    tmp = Path(tmp)
+    try:
+        final = _train_into(cfg, tmp, world, rank, progress)
+    except BaseException:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if world > 1:
+        dist.barrier()                               # every rank's files are written
+    if rank == 0:
+        _publish(tmp, out, overwrite)
+    if world > 1:
+        dist.barrier()                               # ... and in place before any rank returns
+    return final
+
+
+def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress: bool) -> dict:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
@@ -175,15 +376,25 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
     import models
     from rf8hw import __version__
 
-    world, rank = _dist_setup()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if rank == 0 else f".rank{rank}"
     log_file = (out_dir / f"metrics{suffix}.jsonl").open("w")
 
     def log(record: dict) -> None:
-        log_file.write(json.dumps(record) + "\n")
+        log_file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         log_file.flush()
+
+    def finite_on_every_rank(ok: bool) -> bool:
+        if world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([0.0 if ok else 1.0])
+            dist.all_reduce(flag)
+            ok = flag.item() == 0
+        return ok
+
+    def diverged(where: str, what: str):
+        return ValueError(f"training diverged {where}: {what}; lower the learning rate (lr={recipe['lr']!r}) "
+                          "or the BackSlash weight")
 
     # -- setup: model, init, data, optimizer, BackSlash ---------------------------------------------
     mod = models.get(cfg.model)
@@ -232,6 +443,11 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
                     penalty = bs.penalty()
                     loss = loss + penalty
                     record["penalty"] = penalty.item()
+                total = record["loss"] + record.get("penalty", 0.0)
+                if not finite_on_every_rank(math.isfinite(total)):
+                    shown = f"loss {record['loss']!r}" + (f" + penalty {record['penalty']!r}" if "penalty" in record else "")
+                    raise diverged(f"in epoch {epoch} at step {record['step']} ({phase})",
+                                   shown if not math.isfinite(total) else "the loss is not finite on another rank")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -246,6 +462,8 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
                  **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                  **coded_size(linear_weights(model), cfg.rate_step),
                  **({"rate_term": bs.rate_term()} if bs is not None else {})})
+            if not finite_on_every_rank(all(bool(torch.isfinite(p).all()) for p in model.parameters())):
+                raise diverged(f"in epoch {epoch} ({phase})", "some parameters are no longer finite")
         bar.close()
 
     # -- the loop: training (BackSlash in the first bs_epochs), then optional DeepShape + fine-tune --
@@ -274,10 +492,6 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True) -> dict:
             "metrics": {k: v for k, v in final.items() if k != "kind"},
             "rf8hw_version": __version__, "torch_version": torch.__version__}
     save_checkpoint(model, out_dir / f"model{suffix}.safetensors", meta)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
     return final
 
 

@@ -53,3 +53,24 @@ def test_cosim_counts_are_bounded_before_any_work(option, value, message, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith(f"rf8hw cosim: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "cache").exists()            # refused before anything was generated
+
+
+def test_fit_prints_the_plot_path_it_wrote(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    ckpt = tmp_path / "m.safetensors"
+    save_file({"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(0))}, str(ckpt))
+    assert cli.main(["fit", str(ckpt), "--plot", str(tmp_path / "x"), "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"plot: {tmp_path / 'x.png'}\n" in out and (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "x").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "m.safetensors",
+                                                                                               "x.png"]
+
+
+def test_argparse_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--model", "resnet", "--out", "x"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == ("rf8hw train: error: argument --model: invalid choice: 'resnet' "
+                                       "(choose from 'tinygpt', 'mlp_digits')\n")

@@ -192,6 +192,7 @@ def test_non_finite_weights_are_rejected(model, fmt, bad):
 
 
 def test_malformed_files_give_clear_errors(tmp_path, model):
+    """The short version; tests/nn/test_quant_io.py has the full matrix of bad files."""
     q = rf8hw.quantize(model, fmt="int8")
     path = tmp_path / "q.safetensors"
     quant.save_quantized(q, path, model_info={"name": "mlp_digits", "config": {}})
@@ -199,30 +200,18 @@ def test_malformed_files_give_clear_errors(tmp_path, model):
     good = sidecar.read_text()
 
     sidecar.write_text("{not json")
-    with pytest.raises(ValueError, match=r"^malformed sidecar .*q\.json': not JSON"):
+    with pytest.raises(ValueError, match=r"^malformed quantized model sidecar .*q\.json: not JSON"):
         quant.load_quantized(path)
     sidecar.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v1 sidecar \(format='something-else'\)$"):
+    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v2 sidecar \(format='something-else', "
+                                         r"version=None\)$"):
         quant.load_quantized(path)
     sidecar.write_text(good)
 
     path.write_bytes(path.read_bytes()[:100])                # truncated tensor file
-    with pytest.raises(ValueError, match=r"^malformed safetensors file"):
+    with pytest.raises(ValueError, match=r"^quantized model file .*q\.safetensors is not a readable safetensors file"):
         quant.load_quantized(path)
-    with pytest.raises(FileNotFoundError, match=r"^quantized model file .*nope.safetensors' does not exist$"):
+    with pytest.raises(FileNotFoundError, match=r"^no such quantized model sidecar: .*nope\.json$"):
         quant.load_quantized(tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match=r"^model has no QuantLinear layer"):
         quant.save_quantized(model, tmp_path / "float.safetensors")
-
-
-def test_tampered_code_dtype_is_rejected(tmp_path, model):
-    from safetensors.torch import load_file, save_file
-
-    q = rf8hw.quantize(model, fmt="rf8")
-    path = tmp_path / "q.safetensors"
-    quant.save_quantized(q, path, model_info={"name": "mlp_digits", "config": {}})
-    state = load_file(str(path))
-    state["fc1.codes"] = state["fc1.codes"].float()          # someone stored float copies
-    save_file(state, str(path))
-    with pytest.raises(ValueError, match=r"^tensor 'fc1.codes' in .* has dtype torch.float32, expected torch.uint8$"):
-        quant.load_quantized(path)

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
     (["--rate-step", "nan"], r"^rf8hw train: error: rate_step must be a finite number > 0, not nan$"),
     (["--rate-step", "0"], r"^rf8hw train: error: rate_step must be a finite number > 0, not 0.0$"),
     (["--init-from", "/nonexistent/model.safetensors"],
-     r"^rf8hw train: error: checkpoint '/nonexistent/model.safetensors' does not exist$"),
+     r"^rf8hw train: error: no such checkpoint: /nonexistent/model.safetensors$"),
     (["--seed", str(2**70)], r"^rf8hw train: error: seed must be an integer in 0\.\.9223372036854774 "
                              r"\(each rank's batch generator is seeded with seed \* 1000 \+ rank"),
     (["--seed", "-1"], r"^rf8hw train: error: seed must be an integer in 0\.\."),
@@ -158,5 +159,151 @@ def test_corrupt_checkpoint_sidecar_is_a_clear_error(tmp_path, mlp_run):
     out = mlp_run[0]
     (tmp_path / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
     (tmp_path / "model.json").write_text('{"model": "mlp_digits"}')
-    with pytest.raises(ValueError, match=r"^malformed checkpoint sidecar .*model.json': 'model_config'$"):
+    with pytest.raises(ValueError, match=r"^malformed checkpoint sidecar .*model\.json: no 'model_config' entry$"):
         load_checkpoint(tmp_path / "model.safetensors")
+
+
+# -- divergence, JSON without NaN, atomic run directories ----------------------------------------------
+
+def _quick(**kw):
+    return TrainConfig(model="mlp_digits", epochs=1, steps_per_epoch=2, eval_batches=1, **kw)
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def _leftovers(parent):
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^training diverged in epoch 0 at step \d+ \(train\): loss (nan|inf); "
+                                         r"lower the learning rate \(lr=1e\+30\)"):
+        train(TrainConfig(model="mlp_digits", epochs=3, lr=1e30), out, progress=False)
+    assert not out.exists() and _leftovers(tmp_path) == []
+    rc = cli.main(["train", "--model", "mlp_digits", "--lr", "1e30", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("rf8hw train: error: training diverged in epoch 0")
+
+
+def test_metrics_never_hold_bare_nan(tmp_path, monkeypatch):
+    import rf8hw.nn.train as train_mod
+
+    real = train_mod.coded_size
+    monkeypatch.setattr(train_mod, "coded_size", lambda w, step: {**real(w, step), "entropy_bpp": math.nan,
+                                                                   "zigzag_bpp": -math.inf})
+    train(_quick(), tmp_path, progress=False)
+
+    def refuse(token):
+        raise AssertionError(f"bare {token} in metrics.jsonl")
+    records = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] in ("eval", "final")]
+    assert evals and all(r["entropy_bpp"] is None and r["zigzag_bpp"] is None for r in evals)
+    assert json.loads((tmp_path / "model.json").read_text(), parse_constant=refuse)["metrics"]["entropy_bpp"] is None
+
+
+def test_an_existing_run_is_refused_unless_overwrite_replaces_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+    rc = cli.main(["train", "--model", "mlp_digits", "--epochs", "1", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == (f"rf8hw train: error: output directory {out} already holds a training run "
+                               "(metrics.jsonl, model.json, model.safetensors); pass --overwrite "
+                               "(overwrite=True) to replace it, or give another directory\n")
+    assert _snapshot(out) == old
+    train(_quick(seed=2), out, progress=False, overwrite=True)
+    new = _snapshot(out)
+    assert set(new) == set(old) and new["model.safetensors"] != old["model.safetensors"]
+    assert json.loads(new["model.json"])["seed"] == 2 and _leftovers(tmp_path) == []
+    assert oct(out.stat().st_mode & 0o777) != oct(0o700)            # not mkdtemp's private mode
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("x"), r"output directory '.*run' exists and is not a directory$"),
+    (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")),
+     r"output directory .*run is not empty and holds no training run \(notes\.txt\); give a new or empty directory$"),
+    (lambda p: p.with_name("file").write_text("x"), None),
+])
+def test_unusable_output_directories_are_refused_before_any_work(tmp_path, make, message):
+    out = tmp_path / "run"
+    make(out)
+    if message is None:                       # a path below a regular file
+        out, message = tmp_path / "file" / "sub", r"output directory '.*file/sub': '.*file' is not a directory$"
+    with pytest.raises(ValueError, match=message):
+        train(_quick(), out, progress=False, overwrite=True)
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_run_failing_midway_leaves_the_old_run_intact(tmp_path, monkeypatch):
+    import rf8hw.nn.train as train_mod
+
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+
+    def broken(*args):
+        raise RuntimeError("simulated crash in the middle of the run")
+    monkeypatch.setattr(train_mod, "coded_size", broken)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(_quick(seed=2), out, progress=False, overwrite=True)
+    assert _snapshot(out) == old and _leftovers(tmp_path) == []
+    load_checkpoint(out / "model.safetensors")
+
+
+def test_a_concurrent_run_that_finished_first_is_not_overwritten(tmp_path, monkeypatch):
+    import rf8hw.nn.train as train_mod
+
+    out = tmp_path / "run"
+    real = train_mod.coded_size
+    other = tmp_path / "other"
+    train(_quick(seed=5), other, progress=False)
+
+    def meanwhile(w, step):                  # another run publishes into out while this one trains
+        if not out.exists():
+            other.rename(out)
+        return real(w, step)
+    monkeypatch.setattr(train_mod, "coded_size", meanwhile)
+    theirs = None
+    with pytest.raises(ValueError, match=r"^output directory .*run was filled by another run while this one "
+                                         r"trained; this run's results are in (.*\.partial)$") as info:
+        theirs = _snapshot(other) if other.exists() else None
+        train(_quick(seed=6), out, progress=False)
+    assert theirs is not None and _snapshot(out) == theirs            # the other run, untouched
+    kept = Path(re.search(r"results are in (.*)$", str(info.value)).group(1))
+    assert json.loads((kept / "model.json").read_text())["seed"] == 6  # ours, complete, not lost
+
+
+def test_a_killed_run_leaves_the_old_run_intact(tmp_path):
+    """SIGKILL in the middle of the epochs: the old run is untouched, the partial one is aside."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rf8hw", "train", "--model", "mlp_digits", "--epochs", "100000",
+                             "--out", str(out), "--overwrite", "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            partial = [p for p in tmp_path.glob(".run.*.partial") if (p / "metrics.jsonl").exists()
+                       and (p / "metrics.jsonl").read_text().count("\n") >= 30]
+            if partial or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert partial, proc.stderr.read().decode() if proc.poll() is not None else "no progress in 120 s"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _snapshot(out) == old
+    assert not (partial[0] / "model.safetensors").exists()           # the killed run's half is aside
+    net, meta = load_checkpoint(out / "model.safetensors")
+    assert meta["seed"] == 1

@@ -1,0 +1,467 @@
+"""Bad inputs, table-driven: every command and every file reader.
+
+CLI rows run ``rf8hw.cli.main`` in-process and must fail during argument / config / file validation,
+before any synthesis, simulation or training: a guard makes any subprocess (a tool run) fail the
+case.  Each must exit with status 2 and print ONE line on stderr, ``rf8hw <command>: error: ...``,
+naming the offending value or option (the row's ``needle``), without a traceback.  API rows call
+the file readers (``load_checkpoint``, ``load_quantized``, ``sim.load_rtl``, ``ArrayConfig.from_dict``)
+and expect one ``ValueError`` (or ``FileNotFoundError``) line naming the file.  A handful of
+subprocess rows check "no traceback" end to end.  Faults (killed and failing runs, concurrent runs,
+tampered files) have tests of their own in ``tests/nn/test_train.py`` and ``tests/nn/test_quant_io.py``.
+
+Placeholders in argv: ``{afile}`` a regular file, ``{dir}`` a directory, ``{ckpt}`` a good
+mlp_digits checkpoint, ``{bad.<name>}`` a bad checkpoint (see ``BAD_CHECKPOINTS``), ``{rtl.<name>}``
+a Verilog file with a manifest (see ``RTL``), ``{out}`` a fresh path.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rf8hw import cli
+
+BIG = str(10**12)
+HUGE = str(2**64)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------
+
+def _sidecar(fn):
+    def make(d, ckpt):
+        meta = json.loads(ckpt.with_suffix(".json").read_text())
+        (d / "model.safetensors").write_bytes(ckpt.read_bytes())
+        (d / "model.json").write_text(json.dumps(fn(meta)))
+    return make
+
+
+def _tensors(content: bytes):
+    def make(d, ckpt):
+        (d / "model.safetensors").write_bytes(content)
+        shutil.copy(ckpt.with_suffix(".json"), d / "model.json")
+    return make
+
+
+def _state(fn):
+    def make(d, ckpt):
+        from safetensors.torch import load_file
+
+        state = load_file(str(ckpt))
+        fn(state)
+        save_file(state, str(d / "model.safetensors"))
+        shutil.copy(ckpt.with_suffix(".json"), d / "model.json")
+    return make
+
+
+def _cfg(**kw):
+    return _sidecar(lambda m: {**m, "model_config": {**m["model_config"], **kw}})
+
+
+#: name -> (how to make ``<name>/model.safetensors`` (+ ``model.json``) from a good checkpoint,
+#:          text the error must contain)
+BAD_CHECKPOINTS = {
+    "empty": (_tensors(b""), "is not a readable safetensors file"),
+    "text": (_tensors(b"just some text, not tensors\n"), "is not a readable safetensors file"),
+    "pickle": (_tensors(pickle.dumps({"fc1.weight": [1.0, 2.0]})), "is not a readable safetensors file"),
+    "short": (_tensors(b"\x08\x00"), "is not a readable safetensors file"),
+    "header_only": (_tensors(b"\x10\x00\x00\x00\x00\x00\x00\x00{}"), "is not a readable safetensors file"),
+    "no_sidecar": (lambda d, c: shutil.copy(c, d / "model.safetensors"), "no such checkpoint sidecar"),
+    "sidecar_not_json": (lambda d, c: (shutil.copy(c, d / "model.safetensors"),
+                                       (d / "model.json").write_text("{oops")), "not JSON"),
+    "sidecar_binary": (lambda d, c: (shutil.copy(c, d / "model.safetensors"),
+                                     (d / "model.json").write_bytes(b"\xff\xfe\x00")), "not JSON"),
+    "sidecar_list": (_sidecar(lambda m: [m]), "a JSON object is needed, not a list"),
+    "sidecar_number": (_sidecar(lambda m: 3), "a JSON object is needed, not a int"),
+    "sidecar_no_model": (_sidecar(lambda m: {k: v for k, v in m.items() if k != "model"}), "no 'model' entry"),
+    "sidecar_no_config": (_sidecar(lambda m: {k: v for k, v in m.items() if k != "model_config"}),
+                          "no 'model_config' entry"),
+    "unknown_model": (_sidecar(lambda m: {**m, "model": "resnet"}), "model must be one of"),
+    "model_not_str": (_sidecar(lambda m: {**m, "model": ["mlp_digits"]}), "model must be one of"),
+    "wrong_model": (_sidecar(lambda m: {**m, "model": "tinygpt", "model_config": {}}), "does not match the model"),
+    "config_list": (_sidecar(lambda m: {**m, "model_config": [128]}), "model_config must be a JSON object"),
+    "config_unknown_key": (_cfg(width=3), "unknown model_config key(s) width"),
+    "config_str": (_cfg(n_hidden="128"), "model_config n_hidden must be int"),
+    "config_float": (_cfg(n_hidden=128.0), "model_config n_hidden must be int"),
+    "config_bool": (_cfg(n_hidden=True), "model_config n_hidden must be int"),
+    "config_negative": (_cfg(n_hidden=-5), "cannot build a 'mlp_digits' model"),
+    "config_huge": (_cfg(n_hidden=10**7), "tensor 'fc1.weight' is torch.float32 [128, 64], the model needs "
+                                          "torch.float32 [10000000, 64]"),
+    "config_other_shape": (_cfg(n_hidden=64), "tensor 'fc1.weight' is torch.float32 [128, 64]"),
+    "tensor_dtype": (_state(lambda s: s.update({"fc2.weight": s["fc2.weight"].double()})),
+                     "tensor 'fc2.weight' is torch.float64"),
+    "tensor_missing": (_state(lambda s: s.pop("fc3.bias")), "missing fc3.bias"),
+    "tensor_extra": (_state(lambda s: s.update({"fc4.weight": torch.zeros(2)})), "unexpected fc4.weight"),
+    "tensor_shape": (_state(lambda s: s.update({"fc3.bias": torch.zeros(11)})), "tensor 'fc3.bias' is torch.float32 [11]"),
+    "quantized": (_state(lambda s: s.update({"fc1.codes": s.pop("fc1.weight").to(torch.uint8)})),
+                  "missing fc1.weight; unexpected fc1.codes"),
+}
+
+
+def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v", manifest_text=None):
+    def make(d):
+        from rf8hw.hdl.config import ArrayConfig
+
+        (d / name).write_text(text)
+        manifest = {"module": "m", "files": {"verilog": name}, "parameters": ArrayConfig(rows=2, cols=2).as_dict()}
+        if manifest_fn is not None:
+            manifest = manifest_fn(manifest)
+        (d / name).with_suffix(".json").write_text(manifest_text if manifest_text is not None else json.dumps(manifest))
+        return d / name
+    return make
+
+
+def _params(**kw):
+    return _rtl_pair(lambda m: {**m, "parameters": {**m["parameters"], **kw}})
+
+
+#: name -> (make(dir) -> path of the .v, text the error must contain)
+RTL = {
+    "manifest_not_json": (_rtl_pair(manifest_text="{nope"), "is unreadable"),
+    "manifest_list": (_rtl_pair(lambda m: [m]), "not an rf8hw manifest"),
+    "manifest_no_module": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "module"}), "not an rf8hw manifest"),
+    "manifest_no_params": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "parameters"}), "not an rf8hw manifest"),
+    "manifest_other_file": (_rtl_pair(lambda m: {**m, "files": {"verilog": "other.v"}}), "describes 'other.v'"),
+    "no_module": (_rtl_pair(text="// nothing here\n"), "declares no module 'm'"),
+    "params_list": (_rtl_pair(lambda m: {**m, "parameters": [2, 2]}), "must be a JSON object"),
+    "params_missing": (_rtl_pair(lambda m: {**m, "parameters": {"rows": 2}}), "lack cols"),
+    "params_rows0": (_params(rows=0), "rows must be an integer in 1..64, not 0"),
+    "params_cols_str": (_params(cols="2"), "cols must be an integer in 1..64, not '2'"),
+    "params_acc": (_params(acc_bits=8), "acc_bits must be an integer in"),
+    "params_pe": (_params(pe="tpu"), "pe must be one of"),
+    "params_overflow": (_params(overflow="clip"), "overflow must be one of"),
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from rf8hw.nn.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("bad_inputs")
+    paths = {"afile": root / "afile", "dir": root / "adir", "ckpt": root / "good" / "model.safetensors"}
+    paths["ckpt_json"] = paths["ckpt"].with_suffix(".json")
+    paths["afile"].write_text("I am a regular file\n")
+    paths["dir"].mkdir()
+    (paths["dir"] / "notes.txt").write_text("not a run\n")
+    train(TrainConfig(model="mlp_digits", epochs=0, eval_batches=1), root / "good", progress=False)
+    for name, (make, _) in BAD_CHECKPOINTS.items():
+        d = root / "bad" / name
+        d.mkdir(parents=True)
+        make(d, paths["ckpt"])
+        paths[f"bad.{name}"] = d / "model.safetensors"
+    for name, (make, _) in RTL.items():
+        d = root / "rtl" / name
+        d.mkdir(parents=True)
+        paths[f"rtl.{name}"] = make(d)
+    ints = root / "ints.safetensors"
+    save_file({"position_ids": torch.arange(4)}, str(ints))
+    paths["ints"] = ints
+    docs = root / "nomarkers.md"
+    docs.write_text("# no generated table here\n")
+    paths["nomarkers"] = docs
+    return root, paths
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CLI matrix: (argv, needle)
+# ---------------------------------------------------------------------------------------------------
+
+def _c(*argv, needle, marks=()):
+    return pytest.param(list(argv), needle, marks=marks, id=" ".join(argv)[:90])
+
+
+def _xfail(reason):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+TRAIN = ("train", "--model", "mlp_digits", "--quiet", "--out", "{out}")
+TRAIN_NUMBERS = {
+    "--epochs": [("-1", "epochs"), ("-100", "epochs"), ("x", "--epochs"), ("1.5", "--epochs")],
+    "--seed": [("-1", "seed"), (str(2**70), "seed must be an integer in 0..")],
+    "--lr": [("-1", "lr"), ("nan", "lr"), ("inf", "lr"), ("-inf", "lr"), ("x", "--lr")],
+    "--batch-size": [("0", "batch_size"), ("-4", "batch_size"), ("x", "--batch-size")],
+    "--steps-per-epoch": [("0", "steps_per_epoch"), ("-3", "steps_per_epoch")],
+    "--backslash": [("-1", "backslash"), ("nan", "backslash"), ("inf", "backslash")],
+    "--backslash-epochs": [("-1", "backslash_epochs")],
+    "--deepshape-epochs": [("-1", "deepshape_epochs")],
+    "--deepshape-grid": [("0", "deepshape_grid"), ("-1", "deepshape_grid"), ("nan", "deepshape_grid"),
+                         ("inf", "deepshape_grid")],
+    "--deepshape-min-count": [("0", "deepshape_min_count"), ("-5", "deepshape_min_count")],
+    "--rate-step": [("0", "rate_step"), ("-1", "rate_step"), ("nan", "rate_step"), ("inf", "rate_step")],
+    "--gg-shape": [("0", "gg_shape"), ("-1", "gg_shape"), ("nan", "gg_shape"), ("inf", "gg_shape")],
+    "--init": [("xavier", "--init")],
+    "--gg-fan": [("avg", "--gg-fan")],
+    "--backslash-form": [("both", "--backslash-form")],
+}
+
+CLI = [
+    # -- rf8hw table
+    _c("table", "-X", "128", needle="shared exponent X"),
+    _c("table", "-X", "-111", needle="shared exponent X"),
+    _c("table", "-X", "x", needle="-X"),
+    _c("table", "--update-docs", "{dir}", needle="adir"),
+    _c("table", "--update-docs", "{afile}/x.md", needle="afile"),
+    _c("table", "--update-docs", "{out}", needle="out"),
+    _c("table", "--update-docs", "{nomarkers}", needle="generated-table markers"),
+    _c("table", "--bogus", needle="--bogus"),
+    # -- rf8hw generate
+    *[_c("generate", "--rows", "2", "--cols", "2", opt, v, "-o", "{out}", needle=n) for opt, v, n in [
+        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--rows", "-1", "rows"), ("--rows", "x", "--rows"),
+        ("--cols", "0", "cols"), ("--cols", "65", "cols"), ("--cols", "1.5", "--cols"),
+        ("--act-bits", "1", "act_bits"), ("--act-bits", "17", "act_bits"), ("--act-bits", "x", "--act-bits"),
+        ("--acc-bits", "4", "acc_bits"), ("--acc-bits", "100", "acc_bits"), ("--acc-bits", "26", "acc_bits"),
+        ("--overflow", "clip", "--overflow"), ("--pe", "tpu", "--pe"), ("--reset", "foo", "--reset")]],
+    _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}", needle="afile"),
+    _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}/sub", needle="afile",
+       marks=_xfail("generate renders the design (a yosys run) before creating -o: rf8hw/hdl/generate.py "
+                    "must refuse an out_dir below a regular file (an existing ancestor that is not a "
+                    "directory) before render()")),
+    _c("generate", "--rows", "2", "--cols", "2", needle="-o/--out-dir"),
+    # -- rf8hw cosim (bounds before anything is generated)
+    *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/cache",
+         "--out-dir", "{out}/run", opt, v, needle=n) for opt, v, n in [
+        ("--tiles", "0", "tiles"), ("--tiles", "-1", "tiles"), ("--tiles", BIG, "tiles"), ("--tiles", "x", "--tiles"),
+        ("--seed", "-1", "seed"), ("--seed", HUGE, "seed"), ("--seed", "x", "--seed"),
+        ("--m-rows", "0", "m_rows"), ("--m-rows", "-1", "m_rows"),
+        ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"), ("--stall-prob", "nan", "stall_prob"),
+        ("--stall-prob", "x", "stall_prob"), ("--sim", "modelsim", "simulator"),
+        ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
+        ("--acc-bits", "1000", "acc_bits"), ("--overflow", "clamp", "--overflow"), ("--pe", "int8", "--pe")]],
+    _c("cosim", "--cols", "2", "--tiles", "1", "--seed", "1", needle="--rows required"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", needle="--tiles"),
+    _c("cosim", "--rtl", "{out}/none.v", "--tiles", "1", "--seed", "1", needle="none.v"),
+    _c("cosim", "--rtl", "{dir}", "--tiles", "1", "--seed", "1", needle="adir"),
+    _c("cosim", "--rtl", "{afile}", "--tiles", "1", "--seed", "1", needle="no manifest afile.json"),
+    _c("cosim", "--rtl", "{rtl.params_rows0}", "--rows", "3", "--tiles", "1", "--seed", "1", needle="rows"),
+    *[_c("cosim", "--rtl", "{rtl.%s}" % name, "--tiles", "1", "--seed", "1", needle=needle)
+      for name, (_, needle) in RTL.items()],
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
+       "--out-dir", "{afile}", needle="afile",
+       marks=_xfail("cosim checks --out-dir only after generating the design: sim/ or "
+                    "rf8hw/commands/cosim.py must refuse an --out-dir that is (or is below) a file first")),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
+       "--out-dir", "{afile}/sub", needle="afile",
+       marks=_xfail("as above, for an --out-dir below a regular file")),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{afile}/sub",
+       needle="afile"),
+    # -- rf8hw synth (before any tool runs)
+    *[_c("synth", "--rows", "2", "--cols", "2", "--device", "ecp5-25k", opt, v, needle=n) for opt, v, n in [
+        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--cols", "0", "cols"), ("--acc-bits", "0", "acc_bits"),
+        ("--act-bits", "99", "act_bits"), ("--pe", "nope", "--pe"), ("--overflow", "x", "--overflow"),
+        ("--device", "ecp5-12k", "--device"), ("--seed", "-1", "seed"), ("--seed", "x", "--seed"),
+        ("--workdir", "{afile}", "afile"), ("--workdir", "{afile}/sub", "afile")]],
+    _c("synth", "--rows", "2", "--cols", "2", "--device", "ecp5-25k", "--seed", HUGE, "--workdir", "{out}",
+       needle="nextpnr's placement seed is a C int"),
+    _c("synth", "--rows", "2", "--cols", "2", needle="--device"),
+    # -- rf8hw estimate
+    *[_c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
+         "--no-synth", "--quiet", "--out", "{out}", opt, v, needle=n) for opt, v, n in [
+        ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "1", "act_bits"),
+        ("--acc-bits", "4", "acc_bits"), ("--overflow", "clip", "--overflow"), ("--pe", "int8", "--pe"),
+        ("--batch", "0", "batch"), ("--batch", "-1", "batch"), ("--calibrate", "-1", "calibrate_batches"),
+        ("--calibrate", BIG, "calibrate_batches"), ("--seed", "-1", "seed"), ("--device", "foo", "--device"),
+        ("--rounding", "up", "--rounding"), ("--batch", "x", "--batch")]],
+    _c("estimate", "--model", "mlp_digits", "--rows", "2", "--cols", "2", "--no-synth", needle="--checkpoint"),
+    # an unusable --out is refused before the model is loaded, not after the whole estimate
+    *[_c("estimate", "--model", m, *ck, "--rows", "2", "--cols", "2", "--no-synth", "--quiet", "--out", out,
+         needle=needle) for m, ck in (("mlp_digits", ("--checkpoint", "{ckpt}")), ("minilm", ()))
+      for out, needle in (("{afile}", "--out '"), ("{afile}/sub", "is not a directory"))],
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
+       "--seed", HUGE, "--quiet", "--out", "{out}", needle="nextpnr's placement seed is a C int"),
+    _c("estimate", "--model", "minilm", "--rows", "2", "--cols", "2", "--seed", HUGE, "--quiet",
+       "--out", "{out}", needle="nextpnr's placement seed is a C int"),
+    _c("estimate", "--model", "resnet", "--rows", "2", "--cols", "2", "--no-synth", needle="'resnet'"),
+    _c("estimate", "--model", "no_such_pkg.mod:fn", "--rows", "2", "--cols", "2", "--no-synth", needle="no_such_pkg"),
+    _c("estimate", "--model", "minilm", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="--checkpoint"),
+    _c("estimate", "--model", "minilm", "--batch", "2", "--rows", "2", "--cols", "2", "--no-synth", needle="--batch"),
+    _c("estimate", "--model", "tinygpt", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
+       "--quiet", "--out", "{out}", needle="'mlp_digits'"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{out}/none.safetensors", "--rows", "2", "--cols", "2",
+       "--no-synth", needle="none.safetensors"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{dir}", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="is a directory"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{afile}", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="afile"),
+    *[_c("estimate", "--model", "mlp_digits", "--checkpoint", "{bad.%s}" % name, "--rows", "2", "--cols", "2",
+         "--no-synth", "--quiet", "--out", "{out}", needle=needle) for name, (_, needle) in BAD_CHECKPOINTS.items()],
+    # -- rf8hw train
+    *[_c(*TRAIN, opt, v, needle=n) for opt, values in TRAIN_NUMBERS.items() for v, n in values],
+    _c("train", "--model", "resnet", "--out", "{out}", needle="--model"),
+    _c("train", "--model", "mlp_digits", needle="--out"),
+    _c("train", "--out", "{out}", needle="--model"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{afile}", needle="afile"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{afile}/sub", needle="afile"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{dir}", needle="holds no training run"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{dir}", "--overwrite", needle="holds no training run"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{ckpt}/..", needle="--overwrite"),
+    _c(*TRAIN, "--init-from", "{out}/none.safetensors", needle="no such checkpoint"),
+    _c(*TRAIN, "--init-from", "{dir}", needle="is a directory"),
+    _c(*TRAIN, "--init-from", "{afile}", needle="afile"),
+    _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--init-from", "{ckpt}", needle="'mlp_digits'"),
+    *[_c(*TRAIN, "--init-from", "{bad.%s}" % name, needle=needle) for name, (_, needle) in BAD_CHECKPOINTS.items()],
+    # -- rf8hw fit
+    _c("fit", "{out}/none.safetensors", needle="no such checkpoint"),
+    _c("fit", "{dir}", needle="is a directory"),
+    _c("fit", "{afile}", needle="afile"),
+    _c("fit", "{ints}", needle="holds no floating-point tensor"),
+    *[_c("fit", "{bad.%s}" % name, needle="not a readable safetensors file")
+      for name in ("empty", "text", "pickle", "short", "header_only")],
+    _c("fit", "{ckpt}", "--by", "layer", needle="--by"),
+    _c("fit", "{ckpt}", "--which", "some", needle="--which"),
+    _c("fit", "{ckpt}", "--method", "mle", needle="--method"),
+    _c("fit", "{ckpt}", "--plot", "{dir}", needle="--plot"),
+    _c("fit", "{ckpt}", "--plot", "{afile}/x.png", needle="afile"),
+    _c("fit", "{ckpt}", "--plot", "{out}/missing/x", needle="missing"),
+    _c("fit", "{ckpt}", "--json", "{dir}", needle="--json"),
+    _c("fit", "{ckpt}", "--json", "{afile}/x.json", needle="afile"),
+    _c("fit", needle="checkpoint"),
+    # -- the top level
+    _c("nope", needle="COMMAND"),
+    _c(needle="COMMAND"),
+    _c("--bogus", needle="COMMAND"),
+    _c("--bogus", "table", needle="--bogus"),
+]
+
+
+@pytest.fixture
+def no_tools(monkeypatch):
+    """Any subprocess (a synthesis, simulation or generation tool) fails the case: every row must be
+    refused before such work starts."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a bad input reached a tool run: {args[0] if args else kwargs}")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+def _fill(argv, paths, out):
+    table = {**{k: str(v) for k, v in paths.items()}, "out": str(out)}
+    return [re.sub(r"\{([\w.]+)\}", lambda m: table[m.group(1)], a) for a in argv]
+
+
+@pytest.mark.parametrize("argv, needle", CLI)
+def test_cli_bad_input_is_one_line_exit_2(argv, needle, files, tmp_path, capsys, no_tools, monkeypatch):
+    monkeypatch.chdir(tmp_path)                      # default outputs (plots, build/) land here
+    argv = _fill(argv, files[1], tmp_path / "out")
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:                        # argparse: usage errors
+        rc = exc.code
+    err = capsys.readouterr().err
+    command = argv[0] if argv and not argv[0].startswith("-") and argv[0] in cli.COMMANDS else None
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    top = command is None or "unrecognized arguments" in err     # argparse reports these at the top level
+    assert err.startswith("rf8hw: error: " if top else f"rf8hw {command}: error: "), err
+    assert needle in err, err
+    assert not list((tmp_path / "out").parent.glob(".out.*.partial")), "a refused run left a partial directory"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The file readers, through the API
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(BAD_CHECKPOINTS))
+def test_load_checkpoint_bad_files(name, files):
+    from rf8hw.nn.train import load_checkpoint
+
+    path = files[1][f"bad.{name}"]
+    kind = FileNotFoundError if name == "no_sidecar" else ValueError
+    with pytest.raises(kind) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert BAD_CHECKPOINTS[name][1] in msg and str(path.parent) in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("path, kind, needle", [
+    ("{out}/none.safetensors", FileNotFoundError, "no such checkpoint: "),
+    ("{dir}", ValueError, "is a directory, not a .safetensors file"),
+    ("{afile}", ValueError, "is not a readable safetensors file"),
+    ("{ckpt_json}", ValueError, "is not a readable safetensors file"),
+])
+def test_load_checkpoint_bad_paths(path, kind, needle, files, tmp_path):
+    from rf8hw.nn.train import load_checkpoint
+
+    with pytest.raises(kind, match=needle.replace(".", r"\.")):
+        load_checkpoint(_fill([path], files[1], tmp_path / "out")[0])
+
+
+def test_a_huge_size_in_a_sidecar_is_refused_before_allocation(files, monkeypatch):
+    """``n_hidden: 10**7`` (400 TB of fc2 weights) never reaches a real allocation."""
+    from models import mlp_digits
+    from rf8hw.nn.train import load_checkpoint
+
+    built = []
+    real = mlp_digits.build
+    monkeypatch.setattr(mlp_digits, "build", lambda cfg=None: built.append(torch.empty(0).device) or real(cfg))
+    with pytest.raises(ValueError, match=r"the model needs torch\.float32 \[10000000, 64\]"):
+        load_checkpoint(files[1]["bad.config_huge"])
+    assert built == [torch.device("meta")]              # built once, on the meta device only
+
+
+@pytest.mark.parametrize("name", list(RTL))
+def test_rtl_reader_bad_manifests(name, files):
+    from sim import load_rtl
+
+    path = files[1][f"rtl.{name}"]
+    with pytest.raises(ValueError) as info:
+        load_rtl(path)
+    assert RTL[name][1] in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("d, needle", [
+    ([1, 2], "must be a JSON object, not list"),
+    ("rows=2", "must be a JSON object, not str"),
+    ({}, "lack rows, cols"),
+    ({"rows": 2, "cols": 2}, "lack act_bits"),
+])
+def test_manifest_parameters_reader(d, needle):
+    from rf8hw.hdl.config import ArrayConfig
+
+    with pytest.raises(ValueError, match=needle):
+        ArrayConfig.from_dict(d, where="manifest m.json")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "is not a readable safetensors file"),
+    (b"{}", "is not a readable safetensors file"),
+    (pickle.dumps([1]), "is not a readable safetensors file"),
+])
+def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
+    import rf8hw
+    from models import mlp_digits
+    from rf8hw.nn import quant
+
+    path = tmp_path / "q.safetensors"
+    quant.save_quantized(rf8hw.quantize(mlp_digits.build()), path, model_info={"name": "mlp_digits", "config": {}})
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=needle) as info:
+        quant.load_quantized(path)
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end, in a subprocess: no traceback reaches the user
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--model", "mlp_digits", "--init-from", "{bad.config_huge}", "--out", "{out}", "--quiet"],
+     "[10000000, 64]"),
+    (["generate", "--rows", "2", "--cols", "2", "--overflow", "clip", "-o", "{out}"], "--overflow"),
+    (["table", "--update-docs", "{dir}"], "Is a directory"),
+])
+def test_no_traceback_end_to_end(argv, needle, files, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rf8hw", *_fill(argv, files[1], tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr
