@@ -15,6 +15,10 @@ Stages (``--stage``, any number, in this order):
 ``largest``   the largest square array of each PE kind that places and routes on ``--largest-device``
               (bisection between the largest size known to fit and the smallest known not to fit),
               then ``n x (n+1)`` next to it.
+``xilinx``    AMD/Xilinx 7-series cell counts from Yosys' ``synth_xilinx -family xc7`` mapping
+              (:func:`rf8hw.accel.synth.map_xilinx`; not Vivado, no place and route, no Fmax): one
+              PE of every kind, then ``--xilinx-size`` square arrays of each ``--xilinx-arrays`` kind.
+              Stored under ``"xilinx"`` in the JSON, keyed ``xc7|<pe>|<size>``.
 
 Run it in the background; big arrays take minutes each::
 
@@ -60,6 +64,8 @@ BEGIN, END = "<!-- BEGIN GENERATED (benchmarks/hardware_table.py) -->", "<!-- EN
 def save(db: dict) -> None:
     """Write the JSON, the Markdown tables (also spliced into docs/hardware.md) and the plot."""
     JSON_PATH.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
+    for k, v in load().get("xilinx", {}).items():     # keep entries another copy wrote meanwhile
+        db.setdefault("xilinx", {}).setdefault(k, v)
     text = markdown(db)
     MD_PATH.write_text(text)
     doc = DOCS / "hardware.md"
@@ -104,6 +110,39 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
     db["runs"][k] = entry
     save(db)
     return entry
+
+
+def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
+    """Yosys' xc7 mapping of one configuration (or the stored result), kept in ``db["xilinx"]``."""
+    k = f"xc7|{pe}|{'pe' if unit == 'pe' else f'{rows}x{cols}'}"
+    table = db.setdefault("xilinx", {})
+    table.update(load().get("xilinx", {}))
+    if k in table and not force:
+        return table[k]
+    t0 = time.monotonic()
+    print(f"=== {k}", flush=True)
+    try:
+        res = synth.map_xilinx(ArrayConfig(rows, cols, pe=pe), unit=unit,
+                               workdir=ROOT / "build" / "hardware_table" / k.replace("|", "_"))
+        entry = {"ok": True, **{f: res[f] for f in ("lut6", "lut_sizes", "ff", "carry", "dsp", "bram",
+                                                    "lutram", "tools", "yosys_command", "wrapper")}}
+    except synth.ToolError as exc:
+        entry = {"ok": False, "error": str(exc)[-2000:]}
+    entry.update({"pe": pe, "unit": unit, "rows": rows, "cols": cols,
+                  "seconds": round(time.monotonic() - t0, 1)})
+    print(json.dumps({k2: v for k2, v in entry.items() if k2 != "tools"}), flush=True)
+    table.update(load().get("xilinx", {}))
+    table[k] = entry
+    save(db)
+    return entry
+
+
+def stage_xilinx(db, arrays, size, force) -> None:
+    """One PE of every kind, then ``size x size`` arrays of the ``arrays`` kinds (Yosys' xc7 mapping)."""
+    for pe in PE_KINDS:
+        run_xilinx(db, pe, 1, 1, force, unit="pe")
+    for pe in arrays:
+        run_xilinx(db, pe, size, size, force)
 
 
 def stage_pe(db, devices, pes, seed, force) -> None:
@@ -227,7 +266,7 @@ def markdown(db) -> str:
                          f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
                          f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
         lines.append("")
-    return "\n".join(lines + targets(runs))
+    return "\n".join(lines + targets(runs) + xilinx_markdown(db))
 
 
 RF8_KINDS = ("rf8", "rf8_lean", "rf8_pipe")
@@ -291,6 +330,62 @@ def targets(runs, device="ecp5-25k") -> list[str]:
     return lines + [""]
 
 
+def xilinx_markdown(db) -> list[str]:
+    """Tables of the ``xilinx`` stage: one PE per kind, the arrays, RF8 PE / soft INT8 PE ratios."""
+    order = list(PE_KINDS)
+    runs = sorted(db.get("xilinx", {}).values(),
+                  key=lambda r: (r["unit"] != "pe", r["rows"] * r["cols"], order.index(r["pe"])))
+    if not runs:
+        return []
+    tools = next((r["tools"] for r in runs if r.get("tools")), {})
+    lines = ["### AMD/Xilinx 7-series: Yosys' `synth_xilinx -family xc7` mapping (not Vivado)", "",
+             "Yosys' technology mapping only (`rf8hw.accel.synth.map_xilinx`: `synth_xilinx -family xc7 "
+             "-flatten -nosrl`, plus `-nodsp` unless the kind uses DSPs): no place and route, no Fmax, "
+             "no part; Vivado's synthesis may give other counts.  LUT6 = LUT1..LUT6 + INV cells (each "
+             "takes at most one LUT6 site); the numbers include the measurement wrapper, and \"w/o "
+             "wrapper XORs\" subtracts its XOR-tree LUTs.  Regenerate: `--stage xilinx`.",
+             "", "Tools: " + ", ".join(f"{k} {v}" for k, v in tools.items()), ""]
+    ok = [r for r in runs if r["ok"]]
+    own = {r["pe"]: r["lut6"] - r["wrapper"]["xor_lut4"] for r in ok if r["unit"] == "pe"}
+    lines += ["| PE kind | unit | LUT6 | of which | LUT6 w/o wrapper XORs | same, vs int8 / int8_pipe "
+              "| FF | CARRY4 | DSP48E1 | LUTRAM |",
+              "|---|---|--:|---|--:|--:|--:|--:|--:|--:|"]
+    for r in runs:
+        unit = "PE" if r["unit"] == "pe" else f"{r['rows']}x{r['cols']} array"
+        if not r["ok"]:
+            lines.append(f"| {r['pe']} | {unit} | tool failure: {r['error'][:100]} | | | | | | | |")
+            continue
+        n = r["lut6"] - r["wrapper"]["xor_lut4"]
+        vs = " / ".join(f"{100 * own[r['pe']] / own[b]:.0f} %" if r["unit"] == "pe" and b in own
+                        and r["pe"] in own and not r["dsp"] else "-" for b in INT8_SOFT)
+        sizes = " ".join(f"{c}:{v}" for c, v in sorted(r["lut_sizes"].items()) if v)
+        lines.append(f"| {r['pe']} | {unit} | {r['lut6']} | {sizes} | {n} | {vs} | {r['ff']} "
+                     f"| {r['carry']} | {r['dsp']} | {r['lutram']} |")
+    xors = sorted({r["wrapper"]["xor_lut4"] for r in ok if r["unit"] == "pe"})
+    lines += ["", "Wrapper XORs subtracted as `SynthWrapper.xor_luts` counts them "
+              f"({', '.join(map(str, xors))} per PE): it counts one-bit groups of its XOR tree, which "
+              "need no LUT, so this column can be a few LUTs low (negative for the DSP kinds, whose own "
+              "LUT6 count is tiny).", "",
+              "RF8 PE / soft INT8 PE, LUT6 (Yosys' xc7 mapping), with the wrapper and without its XORs:"]
+    total = {r["pe"]: r["lut6"] for r in ok if r["unit"] == "pe"}
+    lines += [f"   - {a} vs {b}: {total[a]} vs {total[b]} = {100 * total[a] / total[b]:.0f} % with the "
+              f"wrapper; {own[a]} vs {own[b]} = {100 * own[a] / own[b]:.0f} % without its XORs"
+              for a in RF8_KINDS for b in INT8_SOFT if a in own and b in own]
+    arrays = {(r["rows"], r["cols"]): {} for r in ok if r["unit"] != "pe"}
+    for r in ok:
+        if r["unit"] != "pe":
+            arrays[(r["rows"], r["cols"])][r["pe"]] = r
+    for (rows, cols), by_pe in arrays.items():
+        for a in RF8_KINDS:
+            for b in INT8_SOFT:
+                if a in by_pe and b in by_pe:
+                    x, y = by_pe[a], by_pe[b]
+                    lines.append(f"   - {rows}x{cols} arrays: {a} {x['lut6']} LUT6 / {x['ff']} FF / "
+                                 f"{x['carry']} CARRY4 vs {b} {y['lut6']} / {y['ff']} / {y['carry']}: "
+                                 f"LUT6 {100 * x['lut6'] / y['lut6']:.0f} %")
+    return lines + [""]
+
+
 def plot(db) -> None:
     import matplotlib
 
@@ -322,13 +417,16 @@ def plot(db) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "report"),
+    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "xilinx", "report"),
                     default=["grid"], help="report: only rewrite the Markdown and the plot")
     ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
     ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(PE_KINDS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 4, 8, 16])
     ap.add_argument("--largest-device", default="ecp5-25k", choices=list(synth.DEVICES))
+    ap.add_argument("--xilinx-arrays", nargs="*", default=["rf8_pipe", "rf8_lean", "int8_pipe"],
+                    choices=list(PE_KINDS), help="PE kinds of the arrays of --stage xilinx")
+    ap.add_argument("--xilinx-size", type=int, default=8, help="rows = cols of those arrays")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="redo runs already in the JSON")
     args = ap.parse_args(argv)
@@ -342,6 +440,8 @@ def main(argv=None) -> int:
         stage_largest(db, args.largest_device, args.pe, args.seed, args.force)
     if "shapes" in args.stage:
         stage_shapes(db, args.largest_device, args.pe, args.shapes, args.seed, args.force)
+    if "xilinx" in args.stage:
+        stage_xilinx(db, args.xilinx_arrays, args.xilinx_size, args.force)
     save(db)
     return 0
 

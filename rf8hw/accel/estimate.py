@@ -26,7 +26,7 @@ from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.accel import synth
-from rf8hw.accel.synth import DEVICES, check_device
+from rf8hw.accel.synth import DEVICES, check_device, check_seed
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import rf8_kinds
@@ -114,7 +114,7 @@ class EstimateConfig:
         checks.integer("batch", self.batch, 1)
         checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
-        checks.integer("seed", self.seed, 0)
+        check_seed(self.seed)
 
     def as_dict(self) -> dict:
         """Flat dict for reports: the array's fields next to the others."""
@@ -183,7 +183,7 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
         Whether it came from the cache (``cache_dir/<key>.json``).
     """
     check_device(device)
-    checks.integer("seed", seed, 0)
+    check_seed(seed)
     params = dict(**array.as_dict(), device=device, seed=seed)
     root = Path(cache_dir) if cache_dir is not None else default_synth_cache()
     key = synth_cache_key(params)
@@ -402,6 +402,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
         raise ValueError(f"array must be an ArrayConfig with an RF8 PE kind, one of "
                          f"{', '.join(map(repr, rf8_kinds()))}, not {array!r}")
     check_device(device)
+    check_seed(seed)
     checks.integer("batch", batch, 1)
     keys = list(MODEL_BASELINES) if baselines is None else list(baselines)
     for k in keys:

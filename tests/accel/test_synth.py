@@ -1,4 +1,5 @@
-"""``rf8hw synth``: the real yosys + nextpnr flow on tiny designs, the parsers on fixtures, bad arguments.
+"""``rf8hw synth``: the real yosys + nextpnr flow on tiny designs (and Yosys' xc7 mapping of one
+PE), the parsers on fixtures, bad arguments.
 
 The flow tests run the WebAssembly tools (the first run on a machine spends ~40 s compiling them).
 """
@@ -63,6 +64,26 @@ def test_design_that_does_not_fit_reports_utilisation(tmp_path):
     assert info.value.utilisation["ICESTORM_DSP"] == (9, 8)
 
 
+def test_map_xilinx_one_dsp_pe_uses_dsp48e1_and_records_yosys_only(tmp_path):
+    """Yosys' xc7 mapping of one int8_dsp PE: the multiply in a DSP48E1, LUT6 counts, no nextpnr."""
+    res = synth.map_xilinx(ArrayConfig(1, 1, pe="int8_dsp"), unit="pe", workdir=tmp_path,
+                           progress=None)
+    assert res["dsp"] == res["cells"]["DSP48E1"] == 1
+    assert res["lut6"] == sum(res["lut_sizes"].values()) > 0 and res["ff"] > 0
+    assert "lut4" not in res and "lut4_equiv" not in res
+    assert res["yosys_command"].startswith("synth_xilinx -family xc7 ")
+    assert "-nodsp" not in res["yosys_command"]
+    assert (res["device"], res["seed"], res["fmax_mhz"], res["nextpnr_command"]) == ("xc7", None, None, None)
+    assert res["tools"]["yosys"].startswith("Yosys 0.")
+    assert not any("nextpnr" in k for k in res["tools"])
+
+
+def test_map_xilinx_rejects_a_pe_unit_with_an_array_shape(tmp_path):
+    with pytest.raises(ValueError, match=r"^unit='pe' measures one PE: rows and cols must be 1, not 2x2$"):
+        synth.map_xilinx(ArrayConfig(2, 2), unit="pe", workdir=tmp_path, progress=None)
+    assert not any(tmp_path.iterdir())
+
+
 # --- parsers on fixtures -------------------------------------------------------------------
 
 def test_parse_yosys_stat_ecp5_fixture():
@@ -83,6 +104,19 @@ def test_parse_yosys_stat_ice40_fixture_sums_every_ff_kind():
     assert area["ff"] == 53 + 50 + 8                 # SB_DFF + SB_DFFE + SB_DFFESR
     assert (area["lut4"], area["dsp"], area["carry"]) == (50, 1, 0)
     assert area["lut4_equiv"] == 50                  # iCE40 carries share the LUT's logic cell
+
+
+def test_parse_yosys_stat_xc7_fixture():
+    """Real ``stat -json`` of a 1x1 rf8 array mapped by ``map_xilinx`` (synth_xilinx -family xc7)."""
+    stat = json.loads((FIXTURES / "stat_xc7.json").read_text())
+    area = synth.parse_yosys_stat(stat, "xc7")
+    assert area["lut_sizes"] == {"LUT1": 0, "LUT2": 20, "LUT3": 31, "LUT4": 32, "LUT5": 33,
+                                 "LUT6": 37, "INV": 10}
+    assert area["lut6"] == 20 + 31 + 32 + 33 + 37 + 10
+    assert area["ff"] == 147 + 2                     # FDRE + FDSE
+    assert (area["carry"], area["lutram"], area["dsp"], area["bram"]) == (9, 7, 0, 0)  # CARRY4, RAM32M
+    assert area["cells"]["MUXF7"] == 4               # listed, not counted as LUTs
+    assert "lut4" not in area and "lut4_equiv" not in area
 
 
 def test_parse_nextpnr_report_fixture():
