@@ -13,6 +13,8 @@ Entry points
     Given tiles; reset mid-run, a deliberately wrong model, observed results.
 :func:`run_gemm`
     A whole GEMM split into tiles (ragged K and N zero-padded), for the cycle model.
+:func:`run_gemms`
+    Several GEMMs in one simulator run, each on an idle, empty array (as after reset).
 :func:`prepare`
     Generate/reuse the Verilog (or take a given file, :func:`load_rtl`) and build/reuse the
     simulator build.
@@ -23,10 +25,11 @@ co-simulated (:func:`check_cosim_config`: the testbench's golden model is RF8).
 
 from .build import (SIMULATORS, Build, RtlFile, check_cosim_config, check_simulator,
                     default_cache_root, load_rtl, prepare)
-from .run import CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_tiles, summary_line
+from .run import (CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_gemms, run_tiles,
+                  summary_line)
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
 __all__ = ["SIMULATORS", "Build", "RtlFile", "check_cosim_config", "check_simulator",
            "default_cache_root", "load_rtl", "prepare", "CYCLES_FORMAT", "check_stall_prob",
-           "run_cosim", "run_gemm", "run_tiles", "summary_line", "exhaustive_pairs",
+           "run_cosim", "run_gemm", "run_gemms", "run_tiles", "summary_line", "exhaustive_pairs",
            "exhaustive_tiles", "gemm_tiles", "random_tiles"]

@@ -88,7 +88,7 @@ class Build:
     simulator : str
         ``"verilator"`` or ``"icarus"``.
     module : str
-        Verilog top-level module name (``rf8_array_8x8_a8_acc40_wrap``).
+        Verilog top-level module name (``rf8_pipe_array_8x8_a8_acc40_wrap``).
     verilog : Path
         The co-simulated ``.v`` file (generated into the cache, or the one given).
     manifest : Path
@@ -119,6 +119,14 @@ class Build:
         """The ``parameters`` block of the manifest (rows, cols, act_bits, acc_bits, overflow,
         pe, weight_bits...)."""
         return json.loads(self.manifest.read_text())["parameters"]
+
+    @property
+    def clock_reset(self) -> dict:
+        """``{"clock": name, "reset": name, "reset_active_low": bool}`` from the manifest's
+        ``interface`` (the ports the testbench drives)."""
+        interface = json.loads(self.manifest.read_text())["interface"]
+        return {"clock": interface["clock"]["name"], "reset": interface["reset"]["name"],
+                "reset_active_low": interface["reset"]["active"] == "low"}
 
 
 def check_simulator(simulator) -> str:

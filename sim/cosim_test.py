@@ -38,14 +38,17 @@ async def cosim(dut):
     tiles = load_tiles(job_dir / "tiles.npz")
     log = logging.getLogger("cocotb.rf8hw.cosim")   # under "cocotb": shown at INFO
     tb = Testbench(dut, job["parameters"], stall_prob=job["stall_prob"], seed=job["seed"],
-                   backpressure_prob=job["backpressure_prob"], log=log)
+                   backpressure_prob=job["backpressure_prob"], log=log, **job["ports"])
     tb.scoreboard.keep_results = job["keep_results"]
     if job["corrupt"] is not None:
         tb.corrupt_expected(*job["corrupt"])
     n_after = job["tiles_after_reset"]
     first, second = tiles[:len(tiles) - n_after], tiles[len(tiles) - n_after:]
-    for t, (codes, a) in enumerate(first):
-        tb.queue_tile(t, codes, a)
+    # Groups (without a reset only): group g's tiles are queued once every result of group g-1
+    # has been checked, so each group starts on an idle, empty array.
+    bounds = np.cumsum([0, *(job["groups"] or [len(first)])]).tolist()
+    for t in range(bounds[1]):
+        tb.queue_tile(t, *first[t])
 
     every = max(1, len(tiles) // 10)
     next_report = [every]
@@ -69,6 +72,10 @@ async def cosim(dut):
         for t, (codes, a) in enumerate(second, start=len(first)):
             tb.queue_tile(t, codes, a)
     await tb.run_until_idle(max_idle, progress)
+    for lo, hi in zip(bounds[1:-1], bounds[2:]):
+        for t in range(lo, hi):
+            tb.queue_tile(t, *first[t])
+        await tb.run_until_idle(max_idle, progress)
     last_result = tb.cycle
     wall = wall_clock() - t0
     # A few more cycles with tready high: a duplicated or spurious row is a mismatch.

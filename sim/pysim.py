@@ -3,6 +3,8 @@
 The producers and the consumer are independent, as on real AXI4-Stream links: the weight producer
 offers every tile's ``rows`` weight beats in order, the activation producer every tile's activation
 rows in order, and the consumer takes result rows; each side idles with a given probability.
+The top's clock port follows the simulator's ``sync`` clock; its reset port (``aresetn`` or
+``rst``, either polarity) is driven by the testbench itself.
 """
 
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ class Trace:
     weight_cycles: list = field(default_factory=list)
     err_w_tlast: int = 0
     cycles: int = 0
-    during_reset: tuple = ()     # (s_axis_w_tready, s_axis_a_tready, m_axis_acc_tvalid) under rst
+    during_reset: tuple = ()     # (s_axis_w_tready, s_axis_a_tready, m_axis_acc_tvalid) in reset
 
 
 def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_stall=0.0,
@@ -48,9 +50,9 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
     w_last : callable(tile, k) -> bool, optional
         Weight ``tlast`` to send on beat ``k`` (default ``k == rows - 1``).
     reset_at : int, optional
-        Cycle at which ``rst`` is pulsed for one cycle; then the producers restart with the
-        *last* tile only (the earlier ones are the interrupted ones) and the results seen so far
-        are dropped.
+        Cycle at which the reset port is asserted for one cycle (``aresetn`` low, ``rst``
+        high); then the producers restart with the *last* tile only (the earlier ones are the
+        interrupted ones) and the results seen so far are dropped.
     max_cycles : int
         Give up (AssertionError) after this many cycles.
     extra_processes : sequence of async functions, optional
@@ -65,10 +67,12 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
     rng = rng if rng is not None else np.random.default_rng(0)
     w_last = w_last or (lambda t, k: k == rows - 1)
     expected_rows = sum(len(a) for _, a in tiles)
-    cd = ClockDomain("sync")
     wrapper = Module()
-    wrapper.domains.sync = cd
+    wrapper.domains.sync = cd = ClockDomain("sync", reset_less=True)
     wrapper.submodules.top = top
+    wrapper.d.comb += getattr(top, top.clock_port).eq(cd.clk)
+    reset_port = getattr(top, top.reset_port)
+    asserted = 0 if top.reset_active_low else 1
     trace = Trace()
 
     def beats(restart_tile=0):
@@ -90,12 +94,12 @@ def simulate_tiles(top, tiles, *, rng=None, p_w_idle=0.0, p_a_idle=0.0, p_out_st
         wi = ai = 0
         for cycle in range(max_cycles):
             if reset_at is not None and cycle == reset_at:
-                ctx.set(cd.rst, 1)
+                ctx.set(reset_port, asserted)
                 # producers/consumer keep offering: the DUT must not handshake under reset
                 trace.during_reset = (ctx.get(top.s_axis_w_tready), ctx.get(top.s_axis_a_tready),
                                       ctx.get(top.m_axis_acc_tvalid))
                 await ctx.tick()
-                ctx.set(cd.rst, 0)
+                ctx.set(reset_port, 1 - asserted)
                 w_beats, a_beats = beats(len(tiles) - 1)
                 wi = ai = 0
                 trace.results.clear(), trace.lasts.clear(), trace.result_cycles.clear()

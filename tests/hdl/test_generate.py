@@ -20,7 +20,7 @@ RTL_SIZES = [4, 8, 16]
 
 def rtl_command(size: int) -> str:
     return (f"rf8hw generate --rows {size} --cols {size} --act-bits 8 --acc-bits 40 "
-            "--overflow wrap --pe rf8 -o OUT_DIR")
+            "--overflow wrap --pe rf8_pipe --reset aresetn -o OUT_DIR")
 
 
 @pytest.mark.parametrize("size", RTL_SIZES, ids=[f"{n}x{n}" for n in RTL_SIZES])
@@ -43,7 +43,7 @@ def test_rtl_files_carry_regenerate_header():
     for size in RTL_SIZES:
         cfg = ArrayConfig(size, size)
         name = cfg.module_name
-        assert name == f"rf8_array_{size}x{size}_a8_acc40_wrap"
+        assert name == f"rf8_pipe_array_{size}x{size}_a8_acc40_wrap"     # the default PE kind
         head = (RTL / f"{name}.v").read_text().splitlines()[:4]
         command = rtl_command(size)
         assert regenerate_command(cfg) == command
@@ -60,7 +60,7 @@ def test_output_folder_does_not_change_the_files(tmp_path, monkeypatch):
     first = generate(cfg, out_dir="rtl")
     second = generate(cfg, out_dir=tmp_path / "some" / "other place")
     assert [p.name for p in first] == [p.name for p in second] == [
-        "rf8_array_2x3_a4_acc30_saturate.v", "rf8_array_2x3_a4_acc30_saturate.json"]
+        "rf8_pipe_array_2x3_a4_acc30_saturate.v", "rf8_pipe_array_2x3_a4_acc30_saturate.json"]
     assert first[0].parent != second[0].parent
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a.name
@@ -85,7 +85,7 @@ def verilog_ports(text: str, module: str) -> dict:
 def test_manifest_matches_verilog_ports_and_timing(tmp_path):
     cfg = ArrayConfig(3, 5, act_bits=4, acc_bits=30, overflow="saturate")
     v_path, j_path = generate(cfg, out_dir=tmp_path)
-    name = "rf8_array_3x5_a4_acc30_saturate"
+    name = "rf8_pipe_array_3x5_a4_acc30_saturate"
     assert cfg.module_name == name
     assert v_path == tmp_path / f"{name}.v" and j_path == tmp_path / f"{name}.json"
     manifest = json.loads(j_path.read_text())
@@ -95,17 +95,26 @@ def test_manifest_matches_verilog_ports_and_timing(tmp_path):
     assert ports["s_axis_a_tdata"] == ("input", 8 * 3)      # 4-bit activations in byte lanes
     assert ports["m_axis_acc_tdata"] == ("output", 32 * 5)  # 30-bit sums in 32-bit lanes
     assert manifest["parameters"] == {"rows": 3, "cols": 5, "act_bits": 4, "acc_bits": 30,
-                                      "overflow": "saturate", "pe": "rf8", "pe_class": "RF8PE",
+                                      "overflow": "saturate", "pe": "rf8_pipe",
+                                      "reset": "aresetn", "pe_class": "RF8PipePE",
                                       "weight_format": "rf8", "weight_bits": 8,
-                                      "product_latency": 1, "min_acc_bits": 23,
+                                      "product_latency": 2, "min_acc_bits": 23,
                                       "act_lane_bits": 8, "acc_lane_bits": 32}
     assert ArrayConfig.from_dict(manifest["parameters"]) == cfg
     assert manifest["module"] == name
     assert manifest["generator"]["command"] == (
         "rf8hw generate --rows 3 --cols 5 --act-bits 4 --acc-bits 30 --overflow saturate "
-        "--pe rf8 -o OUT_DIR")
+        "--pe rf8_pipe --reset aresetn -o OUT_DIR")
     timing = manifest["timing"]
-    assert (timing["weight_load_cycles"], timing["latency_cycles"], timing["switch_cycles"]) == (3, 9, 1)
+    assert (timing["weight_load_cycles"], timing["latency_cycles"], timing["switch_cycles"]) == (3, 10, 1)
+    # AXI clock and reset: aclk, synchronous active-low aresetn, named by every bus
+    assert ports["aclk"] == ports["aresetn"] == ("input", 1) and "clk" not in ports
+    interface = manifest["interface"]
+    assert interface["clock"] == {"name": "aclk", "edge": "rising",
+                                  "buses": ["s_axis_w", "s_axis_a", "m_axis_acc"]}
+    assert {k: interface["reset"][k] for k in ("name", "active", "synchronous")} == {
+        "name": "aresetn", "active": "low", "synchronous": True}
+    assert {(b["clock"], b["reset"]) for b in interface["buses"].values()} == {("aclk", "aresetn")}
     assert manifest["files"]["verilog_sha256"] == hashlib.sha256(v_path.read_bytes()).hexdigest()
 
 
@@ -149,23 +158,32 @@ def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(out / "rf8_array_2x3_a8_acc40_wrap.v"),
-                       str(out / "rf8_array_2x3_a8_acc40_wrap.json")]
-    assert (out / "rf8_array_2x3_a8_acc40_wrap.v").read_text().splitlines()[2] == (
+    assert printed == [str(out / "rf8_pipe_array_2x3_a8_acc40_wrap.v"),
+                       str(out / "rf8_pipe_array_2x3_a8_acc40_wrap.json")]
+    assert (out / "rf8_pipe_array_2x3_a8_acc40_wrap.v").read_text().splitlines()[2] == (
         "// Regenerate: rf8hw generate --rows 2 --cols 3 --act-bits 8 --acc-bits 40 "
-        "--overflow wrap --pe rf8 -o OUT_DIR")
+        "--overflow wrap --pe rf8_pipe --reset aresetn -o OUT_DIR")
+    # regenerating the same design over its own unedited files is silent and succeeds
+    assert main(["generate", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+    # ... but an edited file is not overwritten: one line naming it, exit status 2
+    v = out / "rf8_pipe_array_2x3_a8_acc40_wrap.v"
+    v.write_text(v.read_text() + "// my change\n")
+    assert main(["generate", "--rows", "2", "--cols", "3", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rf8hw generate: error: {v} exists and was changed") and err.count("\n") == 1
+    assert v.read_text().endswith("// my change\n")
     # a value ArrayConfig refuses: its one-line message, exit status 2
     assert main(["generate", "--rows", "0", "--cols", "3", "-o", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err == "rf8hw generate: error: rows must be an integer in 1..64, not 0\n"
     assert not (tmp_path / "bad").exists()
-    # a name outside a field's choices: argparse refuses it (usage, then one error line), status 2
+    # a name outside a field's choices: argparse refuses it (its error line last), status 2
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--rows", "2", "--cols", "3", "--overflow", "clip",
               "-o", str(tmp_path / "bad")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: rf8hw generate ")
     assert err.splitlines()[-1] == ("rf8hw generate: error: argument --overflow: invalid choice: "
                                     "'clip' (choose from 'wrap', 'saturate')")
     assert not (tmp_path / "bad").exists()
@@ -182,7 +200,7 @@ def test_cli_generate_another_pe_kind(tmp_path, capsys):
     head = text.splitlines()
     assert head[1].startswith("// INT8 weight-stationary systolic MAC array: 2 x 3 PEs")
     assert head[2] == ("// Regenerate: rf8hw generate --rows 2 --cols 3 --act-bits 8 --acc-bits 40 "
-                       "--overflow wrap --pe int8 -o OUT_DIR")
+                       "--overflow wrap --pe int8 --reset aresetn -o OUT_DIR")
     assert f"module {name}(" in text and "module rf8_array" not in text
     manifest = json.loads((out / f"{name}.json").read_text())
     assert manifest["module"] == name
@@ -203,10 +221,12 @@ def require_tool(locate):
 
 
 LINT_CASES = {  # the acceptance case, and a variant exercising the other widths and saturate
-    "8x8_default": (["--rows", "8", "--cols", "8"], "rf8_array_8x8_a8_acc40_wrap"),
+    "8x8_default": (["--rows", "8", "--cols", "8"], "rf8_pipe_array_8x8_a8_acc40_wrap"),
     "3x5_a4_acc30_saturate": (["--rows", "3", "--cols", "5", "--act-bits", "4", "--acc-bits", "30",
-                               "--overflow", "saturate"], "rf8_array_3x5_a4_acc30_saturate"),
-    "2x3_int8": (["--rows", "2", "--cols", "3", "--pe", "int8"], "int8_array_2x3_a8_acc40_wrap"),
+                               "--overflow", "saturate", "--pe", "rf8"],
+                              "rf8_array_3x5_a4_acc30_saturate"),
+    "2x3_int8_rst": (["--rows", "2", "--cols", "3", "--pe", "int8", "--reset", "rst"],
+                     "int8_array_2x3_a8_acc40_wrap_rst"),
 }
 
 
@@ -278,7 +298,76 @@ def test_verilator_lint_wall_accepts_edge_shapes(shape, tmp_path):
 def test_array_clock_enable_is_a_register_in_the_verilog():
     """Registered global control: ``ce`` (the enable of every PE) is a flip-flop of the array
     module (init 1), not a net computed from the FIFO level."""
-    text = (RTL / "rf8_array_4x4_a8_acc40_wrap.v").read_text()
+    text = (RTL / f"{ArrayConfig(4, 4).module_name}.v").read_text()
     assert re.search(r"^  reg ce = 1'h1;$", text, re.M)
-    assert re.search(r"^  always @\(posedge clk\)\n    ce <= ", text, re.M)
+    assert re.search(r"^  always @\(posedge array_clk\)\n    ce <= ", text, re.M)
     assert not re.search(r"^  assign ce = ", text, re.M)
+
+
+def test_active_high_reset_variant_has_its_own_module_name_and_ports(tmp_path):
+    """``reset="rst"``: ports clk + active-high rst (the pre-AXI convention), a module name of its
+    own (``..._rst``) so both variants can live in one project, and a manifest that says so."""
+    default, high = ArrayConfig(2, 3), ArrayConfig(2, 3, reset="rst")
+    assert default.module_name == "rf8_pipe_array_2x3_a8_acc40_wrap"
+    assert high.module_name == "rf8_pipe_array_2x3_a8_acc40_wrap_rst"
+    v_default, _ = generate(default, tmp_path)
+    v_path, j_path = generate(high, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{c.module_name}.{ext}" for c in (default, high) for ext in ("v", "json"))
+    manifest = json.loads(j_path.read_text())
+    ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
+    assert ports == verilog_ports(v_path.read_text(), high.module_name)
+    assert ports["clk"] == ports["rst"] == ("input", 1)
+    assert not {"aclk", "aresetn"} & set(ports)
+    assert {"aclk", "aresetn"} <= set(verilog_ports(v_default.read_text(), default.module_name))
+    reset = manifest["interface"]["reset"]
+    assert (reset["name"], reset["active"], reset["synchronous"]) == ("rst", "high", True)
+    assert manifest["interface"]["clock"]["name"] == "clk"
+    assert manifest["parameters"]["reset"] == "rst"
+    assert ArrayConfig.from_dict(manifest["parameters"]) == high
+    assert manifest["generator"]["command"].endswith("--reset rst -o OUT_DIR")
+    with pytest.raises(ValueError, match=r"^reset must be one of 'aresetn', 'rst', not 'rstn'$"):
+        ArrayConfig(2, 3, reset="rstn")
+
+
+def test_generate_refuses_to_overwrite_an_edited_file(tmp_path):
+    """An edited ``.v`` (its SHA-256 no longer the manifest's) is not overwritten without
+    ``overwrite=True``; an unedited one is replaced silently; nothing is written on refusal."""
+    cfg = ArrayConfig(2, 2)
+    v_path, j_path = generate(cfg, tmp_path)
+    fresh, manifest = v_path.read_bytes(), j_path.read_bytes()
+    assert generate(cfg, tmp_path) == (v_path, j_path)           # identical: silent
+    edited = fresh.replace(b"Do not edit.", b"Edited anyway.")
+    assert edited != fresh
+    v_path.write_bytes(edited)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(v_path))} exists and was changed since "
+                                         r"it was generated .*pass --force \(overwrite=True\)$"):
+        generate(cfg, tmp_path)
+    assert v_path.read_bytes() == edited and j_path.read_bytes() == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([v_path.name, j_path.name])
+    # a .v with no manifest next to it cannot be checked: refused as well
+    j_path.unlink()
+    with pytest.raises(ValueError, match=r"has no readable manifest .*\.json to check it against"):
+        generate(cfg, tmp_path)
+    assert generate(cfg, tmp_path, overwrite=True) == (v_path, j_path)
+    assert v_path.read_bytes() == fresh and j_path.read_bytes() == manifest
+    # the .v of a run killed between its two renames (new .v, old manifest) is its own output
+    j_path.write_text(json.dumps({"files": {"verilog_sha256": "0" * 64}}))
+    assert generate(cfg, tmp_path) == (v_path, j_path)
+    assert j_path.read_bytes() == manifest
+
+
+def test_cli_generate_force_overwrites_an_edited_file(tmp_path, capsys):
+    from rf8hw import cli
+
+    args = ["generate", "--rows", "1", "--cols", "2", "-o", str(tmp_path)]
+    assert cli.main(args) == 0
+    v_path = Path(capsys.readouterr().out.splitlines()[0])
+    fresh = v_path.read_text()
+    v_path.write_text(fresh + "// local edit\n")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was changed since it was generated" in err and "--force" in err
+    assert v_path.read_text().endswith("// local edit\n")
+    assert cli.main(args + ["--force"]) == 0
+    assert v_path.read_text() == fresh

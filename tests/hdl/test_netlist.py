@@ -48,6 +48,6 @@ def test_rf8_pe_has_no_multiplier(act_bits, overflow):
 
 
 def test_rf8_array_has_no_multiplier():
-    text, counts = cells(RF8AxiTop(ArrayConfig(3, 2)), "rf8_array")
+    text, counts = cells(RF8AxiTop(ArrayConfig(3, 2, pe="rf8")), "rf8_array")
     assert "$mul" not in text and "$mul" not in counts
     assert counts.get("$shl") == 2 * 3 * 2    # two per PE: the PEs really are in the netlist

@@ -17,22 +17,24 @@ from rf8hw.format import golden
 from rf8hw.hdl.array import Timing
 from rf8hw.hdl.config import ArrayConfig
 
-# (simulator, rows, cols, acc_bits, overflow): acc_bits 27 is the narrowest accumulator for int8
-# activations, so the 'overflow' tiles of random_tiles really overflow it.
+# (simulator, rows, cols, acc_bits, overflow, pe): acc_bits 27 is the narrowest accumulator for
+# int8 activations, so the 'overflow' tiles of random_tiles really overflow it.  pe None: the
+# default kind (ArrayConfig.pe); the reference RF8PE and the active-high reset variant once each.
 RANDOM_CONFIGS = [
-    ("verilator", 4, 4, 27, "wrap"),
-    ("verilator", 4, 4, 27, "saturate"),
-    ("icarus", 4, 4, 27, "wrap"),
-    ("icarus", 4, 4, 27, "saturate"),
-    ("icarus", 8, 8, 27, "wrap"),
-    ("icarus", 8, 8, 27, "saturate"),
+    ("verilator", 4, 4, 27, "wrap", None),
+    ("verilator", 4, 4, 27, "saturate", None),
+    ("icarus", 4, 4, 27, "wrap", None),
+    ("icarus", 4, 4, 27, "saturate", None),
+    ("icarus", 4, 4, 27, "saturate", "rf8"),
+    ("icarus", 8, 8, 27, "wrap", None),
+    ("icarus", 8, 8, 27, "saturate", None),
 ]
 SIMS = ["verilator", "icarus"]
 
 
 def config_id(cfg):
-    s, r, c, a, o = cfg
-    return f"{s}-{r}x{c}-acc{a}-{o}"
+    s, r, c, a, o, pe = cfg
+    return f"{s}-{r}x{c}-acc{a}-{o}" + (f"-{pe}" if pe else "")
 
 
 def exact_sums(tiles):
@@ -67,15 +69,17 @@ def test_exhaustive_all_65536_products_through_the_rtl(simulator, cosim_cache, t
 @pytest.mark.parametrize("cfg", RANDOM_CONFIGS, ids=[config_id(c) for c in RANDOM_CONFIGS])
 def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
     """Random tiles (overflowing ones included), idle inputs and output backpressure."""
-    simulator, rows, cols, acc_bits, overflow = cfg
+    simulator, rows, cols, acc_bits, overflow, pe = cfg
     rng = np.random.default_rng(rows * 100 + len(overflow))
     # Tiles up to M = 3 * rows, longer than the fill latency rows + cols: results back up while
     # the tile's own activations still stream in.  The consumer is slower than the producers, so
     # the 2-row output FIFO fills and stalls the array (in weight and in activation phases).
     tiles = sim.random_tiles(rng, rows, cols, 20, m_rows=(1, 3 * rows))
-    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=acc_bits, overflow=overflow),
-                      simulator=simulator, stall_prob=0.2, backpressure_prob=0.6, seed=5,
-                      cache_root=cosim_cache, out_dir=tmp_path)
+    cfg = ArrayConfig(rows, cols, acc_bits=acc_bits, overflow=overflow,
+                      **({"pe": pe} if pe else {}))
+    r = sim.run_tiles(tiles, cfg, simulator=simulator, stall_prob=0.2, backpressure_prob=0.6,
+                      seed=5, cache_root=cosim_cache, out_dir=tmp_path)
+    assert r["config"]["pe"] == cfg.pe
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert r["rows_checked"] == sum(len(a) for _, a in tiles)
     assert r["tiles"] == len(tiles) and r["err_w_tlast"] == 0
@@ -111,17 +115,24 @@ def test_edge_shapes_cosimulate_with_stalls(cfg, cosim_cache, tmp_path):
     assert sum(x["out_stall"] for x in r["tile_cycles"])
 
 
-@pytest.mark.parametrize("simulator", SIMS)
-def test_reset_mid_tile_then_clean_tile(simulator, cosim_cache, tmp_path):
-    """rst in the middle of tile 0's activations: its results never appear; the next tile is exact."""
+RESET_CASES = [("verilator", "aresetn"), ("icarus", "aresetn"), ("icarus", "rst")]
+
+
+@pytest.mark.parametrize("simulator, reset", RESET_CASES, ids=[f"{s}-{r}" for s, r in RESET_CASES])
+def test_reset_mid_tile_then_clean_tile(simulator, reset, cosim_cache, tmp_path):
+    """Reset (the default active-low aresetn, or the active-high rst variant) in the middle of
+    tile 0's activations: its results never appear; the next tile is exact."""
     rows = cols = 4
     rng = np.random.default_rng(9)
     tiles = sim.random_tiles(rng, rows, cols, 3, m_rows=8)
     # full rate: tile 0's weights are accepted at cycles 1..rows, its activations from rows+1 on
     reset_at = rows + 1 + 4
-    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator=simulator,
+    cfg = ArrayConfig(rows, cols, acc_bits=27, reset=reset)
+    r = sim.run_tiles(tiles, cfg, simulator=simulator,
                       stall_prob=0.0, seed=1, cache_root=cosim_cache, out_dir=tmp_path,
                       reset_at_cycle=reset_at, tiles_after_reset=1, keep_results=True)
+    assert (r["config"]["module"], r["config"]["reset"]) == (cfg.module_name, reset)
+    assert r["config"]["module"].endswith("_rst") == (reset == "rst")
     assert r["dropped_tiles"] == [0, 1]
     assert r["mismatches"] == 0, r["first_mismatch"]     # an interrupted-tile row would count
     assert list(r["results"]) == [2]
@@ -174,6 +185,34 @@ def test_gemm_full_rate_cycles_follow_the_timing_formulas(simulator, cosim_cache
             assert x["w_last"] + 1 == x["a_first"]
     assert recs[0]["w_first"] == 1
     assert r["cycles"] == recs[-1]["r_last"] + 1
+
+
+def test_several_gemms_in_one_run_each_start_on_an_empty_array(cosim_cache, tmp_path):
+    """run_gemms: three GEMMs (two ragged) in one Icarus run; each GEMM's handshakes, counted from
+    its first weight beat, are the cycle model's schedule of that GEMM alone, its span is
+    gemm_cycles, and its assembled result is golden.matmul."""
+    from rf8hw.accel.cycles import gemm_cycles, tile_schedule
+
+    cfg = ArrayConfig(4, 3, acc_bits=27)
+    rng = np.random.default_rng(6)
+    shapes = [(3, 5, 7), (5, 4, 3), (1, 9, 4)]
+    gemms = [(rng.integers(-128, 128, size=(M, K)), rng.integers(0, 256, size=(K, N), dtype=np.uint8))
+             for M, K, N in shapes]
+    r = sim.run_gemms(gemms, cfg, simulator="icarus", cache_root=cosim_cache, out_dir=tmp_path)
+    assert r["mismatches"] == 0 and len(r["gemms"]) == 3
+    keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
+    previous_end = -1
+    for (M, K, N), (a, codes), g in zip(shapes, gemms, r["gemms"]):
+        recs = g["tile_cycles"]
+        t0 = recs[0]["w_first"]
+        assert t0 > previous_end + 1          # offered only after the GEMM before it was done
+        assert [{k: x[k] - t0 for k in keys} for x in recs] == tile_schedule(
+            [M] * len(recs), cfg)
+        assert recs[-1]["r_last"] - t0 + 1 == gemm_cycles(M, K, N, cfg).cycles
+        assert np.array_equal(g["gemm"], golden.matmul(a, codes, 27, "wrap"))
+        previous_end = recs[-1]["r_last"]
+    with pytest.raises(ValueError, match=r"groups must be tile counts summing to the 2 tiles"):
+        sim.run_tiles(sim.random_tiles(rng, 4, 3, 2), cfg, groups=[1], cache_root=tmp_path)
 
 
 SUMMARY = re.compile(r"^tiles=(\d+) macs=(\d+) mismatches=(\d+) cycles=(\d+) cycles/s=(\d+)$")

@@ -95,10 +95,11 @@ def _edit_manifest(j, change):
 
 
 @pytest.mark.parametrize("spoil, message", [
-    ("no_manifest", r"no manifest rf8_array_2x2_a8_acc40_wrap\.json next to it"),
+    ("no_manifest", r"no manifest rf8_pipe_array_2x2_a8_acc40_wrap\.json next to it"),
     ("not_json", r"manifest .* is unreadable \(Expecting"),
     ("not_a_manifest", r"manifest .* is unreadable \(not an rf8hw manifest"),
-    ("other_file", r"describes 'rf8_array_2x2_a8_acc40_wrap\.v' \(files\.verilog\), not 'copy\.v'"),
+    ("other_file", r"describes 'rf8_pipe_array_2x2_a8_acc40_wrap\.v' \(files\.verilog\), "
+                   r"not 'copy\.v'"),
     ("no_module", r"declares no module 'rf8_array_9x9_a8_acc40_wrap'"),
     ("bad_parameters", r"manifest .*: rows must be an integer in 1\.\.64, not 0"),
     ("int8", r"PE kind 'int8' has weight format 'int8'"),
