@@ -310,17 +310,19 @@ class Layer:
 LAYERS = (
     # argument checks shared by every layer: standard library only
     Layer("rf8hw.checks", internal=(), third_party=()),
+    # atomic file writing shared by every layer: standard library only
+    Layer("rf8hw.files", internal=(), third_party=()),
     # the format and its arithmetic: numpy + Numba (torch only through EXCEPTIONS below)
     Layer("rf8hw.format", internal=("rf8hw.checks", "rf8hw.format"), never=HEAVY,
           third_party=("numpy", "numba")),
     # Amaranth RTL: built on the format alone; never torch (and it runs no tools itself)
-    Layer("rf8hw.hdl", internal=("rf8hw.checks", "rf8hw.format", "rf8hw.hdl"),
+    Layer("rf8hw.hdl", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl"),
           never=("torch",)),
     # running Verilator / Icarus / Yosys: never torch
     Layer("rf8hw.toolchain", internal=None, never=("torch",)),
     # the PyTorch front end: the format, the array's configuration and PE registry, itself; not
     # rf8hw.accel (the cycle model and synthesis build on nn, not the other way round)
-    Layer("rf8hw.nn", internal=("rf8hw.checks", "rf8hw.format", "rf8hw.hdl.config",
+    Layer("rf8hw.nn", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl.config",
                                 "rf8hw.hdl.registry", "rf8hw.nn")),
 )
 

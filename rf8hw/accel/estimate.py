@@ -27,6 +27,7 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.accel import synth
 from rf8hw.accel.synth import DEVICES, check_device, check_seed
+from rf8hw.files import write_atomic
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import rf8_kinds
@@ -201,7 +202,7 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
         kwargs = {"progress": None} if quiet else {}
         result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key, **kwargs)
         check_synthesis_result(result, f"synthesis of {array.module_name} on {device}")
-        cache.write_atomic(hit, json.dumps(result, indent=2, allow_nan=False) + "\n")
+        write_atomic(hit, json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result, False
 
 

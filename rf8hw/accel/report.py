@@ -7,10 +7,9 @@ files.  Words are computed first, then formatted.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from rf8hw.toolchain.cache import write_atomic
+from rf8hw.files import write_atomic
 
 __all__ = ["render_markdown", "write_report"]
 
@@ -107,9 +106,7 @@ def write_report(rep: dict, out_dir) -> dict:
     c = rep["config"]
     title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.0f} "
              f"cycles/inference, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
-    tmp_png = paths["png"].with_name(f".{paths['png'].name}.{os.getpid()}.tmp.png")
-    cycles.plot_model_cycles(rep["cycles"], tmp_png, title=title)
-    os.replace(tmp_png, paths["png"])
+    write_atomic(paths["png"], lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title))
     write_atomic(paths["markdown"], render_markdown(rep))
     write_atomic(paths["json"], json.dumps(rep, indent=2, allow_nan=False) + "\n")
     return {k: str(v) for k, v in paths.items()}

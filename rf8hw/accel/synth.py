@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.hdl.config import DEFAULT_RESET, ArrayConfig
 from rf8hw.hdl.registry import PE_KINDS
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
@@ -203,9 +203,11 @@ def _stderr_progress(message: str) -> None:
 
 
 def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
-    """Top-level module / work directory stem, e.g. ``synth_rf8_8x8_a8_acc40_wrap``."""
+    """Top-level module / work directory stem, e.g. ``synth_rf8_pipe_8x8_a8_acc40_wrap`` (a
+    non-default reset appends ``_<reset>``, as in :attr:`ArrayConfig.module_name`)."""
     size = "pe" if unit == "pe" else f"{cfg.rows}x{cfg.cols}"
-    return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}"
+    reset = "" if cfg.reset == DEFAULT_RESET else f"_{cfg.reset}"
+    return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
 
 
 def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:

@@ -11,8 +11,9 @@ to the checkpoint (which may sit inside site-packages for a packaged model).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from rf8hw.files import write_atomic
 
 
 def register(subparsers, name: str, help_text: str) -> None:
@@ -41,16 +42,6 @@ def _output_file(path: Path, option: str) -> Path:
     return path
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp)`` then rename ``tmp`` to ``path`` (same directory, same suffix)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run(args) -> int:
     import sys
 
@@ -76,7 +67,7 @@ def run(args) -> int:
     good = {k: groups[k] for k, v in fits.items() if isinstance(v, gg.GGParams)}
     results = {}
     if good:
-        _write_atomic(png, lambda tmp: results.update(gg.plot_fits(good, tmp, method=args.method)))
+        write_atomic(png, lambda tmp: results.update(gg.plot_fits(good, tmp, method=args.method)))
     width = max(len(k) for k in groups)
     print(f"{'group':<{width}} {'n':>9} {'shape':>7} {'scale':>10} {'mean':>10} {'llr/value':>9}")
     rows = {}
@@ -94,5 +85,5 @@ def run(args) -> int:
     if args.json:
         text = json.dumps(json_safe({"checkpoint": str(path), "by": args.by, "method": args.method,
                                      "groups": rows}), indent=1, allow_nan=False)
-        _write_atomic(Path(args.json), lambda tmp: tmp.write_text(text))
+        write_atomic(Path(args.json), text)
     return 0

@@ -8,6 +8,8 @@ def register(subparsers, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(parser, ArrayConfig)
     parser.add_argument("-o", "--out-dir", required=True, help="output directory")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite DIR/<module>.v even if it was edited since it was generated")
     parser.set_defaults(func=run)
 
 
@@ -16,7 +18,8 @@ def run(args) -> int:
     from rf8hw.hdl.config import ArrayConfig
     from rf8hw.hdl.generate import generate
 
-    v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir)
+    v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir,
+                              overwrite=args.force)
     print(v_path)
     print(j_path)
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from rf8hw.files import write_atomic
 
 BEGIN = "<!-- BEGIN GENERATED CODE TABLE -->"
 END = "<!-- END GENERATED CODE TABLE -->"
@@ -61,12 +62,7 @@ def update_docs(path: Path) -> bool:
     stop = text.index(END) + len(END)
     new = text[:start] + format_markdown() + text[stop:]
     if new != text:                     # through a temporary file and a rename: never half-written
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(new)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, new)
     return new != text
 
 

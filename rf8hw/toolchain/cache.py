@@ -21,8 +21,7 @@ parameter (default: the installed ``rf8hw`` package) so that tests can point it 
 
 :func:`digest` is the primitive underneath, for keys that do not depend on the rf8hw sources (a
 simulator build is keyed by the Verilog text it compiles).  :func:`locked` serialises the writers
-of one cache directory across processes; :func:`write_atomic` writes a file so that a reader never
-sees it half written.
+of one cache directory across processes.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import fcntl
 import hashlib
 import json
 import os
-import itertools
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,9 +37,7 @@ from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["KEY_LENGTH", "RTL_SOURCE_DIRS", "RTL_PACKAGES", "SYNTHESIS_PACKAGES", "cache_root",
            "package_root", "source_files", "digest", "source_key", "synthesis_key",
-           "locked", "write_atomic"]
-
-_TMP_COUNTER = itertools.count()
+           "locked"]
 
 #: Hex digits of a key (80 bits).
 KEY_LENGTH = 20
@@ -175,21 +171,3 @@ def locked(directory):
             yield directory
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_atomic(path, data) -> Path:
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file in the same directory
-    and :func:`os.replace`: readers see the old file or the whole new one, never a mix; a killed
-    writer leaves at most a ``.<name>.<pid>.tmp`` file, which no reader trusts.  Concurrent writers
-    use distinct temporary names (process id and a counter)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
-    try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
