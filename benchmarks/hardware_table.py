@@ -29,6 +29,7 @@ Run it in the background; big arrays take minutes each::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -39,8 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
+from rf8hw.accel.estimate import SYNTH_FLOW_FILES  # noqa: E402
 from rf8hw.hdl.config import MAX_DIM, ArrayConfig  # noqa: E402
 from rf8hw.hdl.registry import PE_KINDS  # noqa: E402
+from rf8hw.toolchain import cache  # noqa: E402
 
 DOCS = ROOT / "docs"
 JSON_PATH = DOCS / "hardware_table.json"
@@ -76,15 +79,26 @@ def save(db: dict) -> None:
     plot(db)
 
 
+@functools.lru_cache(maxsize=None)
+def source_key(device, pe, rows, cols, seed, unit="array") -> str:
+    """:func:`rf8hw.toolchain.cache.synthesis_key` of one run: every source of the RTL and the
+    synthesis flow, the tool versions and the parameters.  A stored run whose key differs was
+    measured on other sources: it is re-run, and marked in the tables until it is."""
+    params = {**ArrayConfig(rows, cols, pe=pe).as_dict(), "device": device, "seed": seed, "unit": unit}
+    return cache.synthesis_key(params, SYNTH_FLOW_FILES)
+
+
 def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict:
     """Synthesise one configuration (or return the stored result) and store it.
 
+    A stored result is reused only if it was measured on the current sources (:func:`source_key`).
     The JSON is re-read before the check and before the write, so several copies of this script
     (e.g. one per device) can fill it at the same time.
     """
     k = key(device, pe, rows, cols, seed, unit)
+    current = source_key(device, pe, rows, cols, seed, unit)
     db["runs"].update(load()["runs"])
-    if k in db["runs"] and not force:
+    if k in db["runs"] and not force and db["runs"][k].get("source_key") == current:
         return db["runs"][k]
     t0 = time.monotonic()
     print(f"=== {k}", flush=True)
@@ -103,7 +117,7 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
     except synth.ToolError as exc:
         entry = {"fits": None, "error": str(exc)[-2000:]}
     entry.update({"device": device, "pe": pe, "unit": unit, "rows": rows, "cols": cols, "seed": seed,
-                  "seconds": round(time.monotonic() - t0, 1)})
+                  "seconds": round(time.monotonic() - t0, 1), "source_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
     db["runs"].update(load()["runs"])
@@ -211,6 +225,12 @@ def _fmt(v, digits=1):
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
+def _stale(r) -> str:
+    """" †" if the run ``r`` was measured on other sources than the current ones."""
+    current = source_key(r["device"], r["pe"], r["rows"], r["cols"], r["seed"], r.get("unit", "array"))
+    return "" if r.get("source_key") == current else " †"
+
+
 def markdown(db) -> str:
     runs = sorted(db["runs"].values(), key=lambda r: (r["device"], r["pe"], r["rows"] * r["cols"],
                                                       r["rows"], r["seed"]))
@@ -225,7 +245,9 @@ def markdown(db) -> str:
         "LUT4 sites = LUT4 + 2 x CCU2C on ECP5 (each carry cell fills two LUT4 positions), SB_LUT4",
         "on iCE40; every number includes the measurement wrapper (`rf8hw.hdl.wrapper.SynthWrapper`: input",
         "shift register, output register, pipelined XOR tree of `xor LUT4` cells).  Fmax is nextpnr's",
-        "post-route figure for the clock; GMAC/s = rows x cols x Fmax.",
+        "post-route figure for the clock; GMAC/s = rows x cols x Fmax.  A PE kind marked † was",
+        "measured on older RTL or flow sources than the current ones (its stored source key differs;",
+        "re-running its stage refreshes it).",
         "",
     ]
     for device in sorted({r["device"] for r in runs}):
@@ -241,9 +263,10 @@ def markdown(db) -> str:
                       "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
             for r in pes:
                 own = ref[r["pe"]]
+                pe_cell = r["pe"] + _stale(r)
                 ratios = [f"{100 * own / ref[b]:.0f} %" if b in ref else "-"
                           for b in ("int8", "int8_pipe")]
-                lines.append(f"| {r['pe']} | {r['lut4']} | {r['carry']} | {r['lut4_equiv']} "
+                lines.append(f"| {pe_cell} | {r['lut4']} | {r['carry']} | {r['lut4_equiv']} "
                              f"| {r['ff']} | {r['dsp']} | {r['wrapper']['xor_lut4']} | {own} "
                              f"| {ratios[0]} | {ratios[1]} | {_fmt(r['fmax_mhz'])} | {r['seed']} |")
             lines.append("")
@@ -256,13 +279,14 @@ def markdown(db) -> str:
                   "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in arrays:
             size = f"{r['rows']}x{r['cols']}"
+            pe_cell = r["pe"] + _stale(r)
             if not r["fits"]:
                 why = "does not fit" if r["fits"] is False else "tool failure"
-                lines.append(f"| {r['pe']} | {size} | {why}: {r.get('error', '')[:100]} "
+                lines.append(f"| {pe_cell} | {size} | {why}: {r.get('error', '')[:100]} "
                              f"| | | | | | | | {r['seed']} |")
                 continue
             gmacs = r["rows"] * r["cols"] * r["fmax_mhz"] / 1e3 if r["fmax_mhz"] else None
-            lines.append(f"| {r['pe']} | {size} | {r['lut4']} | {r['carry']} | {r['lut4_equiv']} "
+            lines.append(f"| {pe_cell} | {size} | {r['lut4']} | {r['carry']} | {r['lut4_equiv']} "
                          f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
                          f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
         lines.append("")
