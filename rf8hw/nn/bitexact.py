@@ -34,10 +34,14 @@ What one layer computes, step by step (``docs/estimates.md`` has the same rules 
    exactly what the RF8 MAC array returns (``docs/rf8-format.md`` sections 4-5).
 3. **Dequantize** on the host, in float64, rounded once to float32, then the float32 bias::
 
-       y[m, n] = float32(acc[m, n] * 2**(X[n] - spec.PRODUCT_SHIFT) * act_scale[m]) + bias[n]
+       y[m, n] = float32(acc[m, n] * 2**(X[n] - spec.PRODUCT_SHIFT) * (act_scale[m] * s[n])) + bias[n]
 
-   ``X`` is the layer's shared exponent (per output channel or per tensor).  ``acc * 2**(X-18)`` is
-   exact in float64 (``|acc| < 2**53`` for ``acc_bits <= 53``; wider accumulators round once).
+   ``X`` is the layer's shared exponent (per output channel or per tensor); ``s`` its optional
+   real per-column scale (``QuantLinear.channel_scale``, float32 ``[N]``; 1 when absent).
+   ``acc * 2**(X-18)`` is exact in float64 (``|acc| < 2**53`` for ``acc_bits <= 53``; wider
+   accumulators round once), and so is ``act_scale[m] * s[n]`` (two float32 values: 48
+   significant bits), so the only roundings are one float64 product and the float32 result.  In
+   hardware ``act_scale * s`` is the per-column dequantization multiplier (``docs/quantization.md``).
 
 Bias, activation functions, LayerNorm, softmax, attention score matmuls and everything outside
 the ``QuantLinear`` layers stay in float32.
@@ -198,7 +202,7 @@ def weight_f64(codes) -> torch.Tensor:
 
 def rf8_gemm(a: np.ndarray, act_scale, codes: np.ndarray, exponent: np.ndarray,
              array: ArrayConfig | None = None, w_f64: torch.Tensor | None = None,
-             w_absmax: int | None = None):
+             w_absmax: int | None = None, channel_scale: np.ndarray | None = None):
     """Run ``a @ codes`` on the array model and dequantize (rules 2-3 of the module docstring).
 
     Parameters
@@ -216,11 +220,13 @@ def rf8_gemm(a: np.ndarray, act_scale, codes: np.ndarray, exponent: np.ndarray,
         activations, 40-bit wrapping accumulator).
     w_f64, w_absmax : optional
         ``weight_f64(codes)`` and ``max|W(codes)|``, cached by the caller (computed when None).
+    channel_scale : float32 array [N], optional
+        Real per-column scale ``s`` (None: 1).
 
     Returns
     -------
     y : numpy.ndarray of float64 [M, N]
-        ``acc * 2**(X - 18) * act_scale`` (no bias).
+        ``acc * 2**(X - 18) * (act_scale * s)`` (no bias; one float64 rounding).
     acc : numpy.ndarray of int64 [M, N]
         The accumulator contents (``acc_bits`` two's complement, as signed integers).
     exact : numpy.ndarray of int64 [M, N]
@@ -245,7 +251,10 @@ def rf8_gemm(a: np.ndarray, act_scale, codes: np.ndarray, exponent: np.ndarray,
         acc = golden.matmul(a, codes, acc_bits=array.acc_bits, overflow=array.overflow,
                             act_bits=array.act_bits)
     step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
-    y = acc.astype(np.float64) * step * act_scale
+    scale = np.asarray(act_scale, dtype=np.float64)
+    if channel_scale is not None:     # exact: a product of two float32 values fits float64
+        scale = scale * np.asarray(channel_scale, dtype=np.float32).astype(np.float64).reshape(-1)
+    y = (acc.astype(np.float64) * step) * scale
     return y, acc, exact
 
 
@@ -253,7 +262,7 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
            bias: torch.Tensor | None = None, array: ArrayConfig | None = None,
            absmax: float | None = None, stats: OverflowStats | None = None,
            granularity: str = "token", w_f64: torch.Tensor | None = None,
-           w_absmax: int | None = None) -> torch.Tensor:
+           w_absmax: int | None = None, channel_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Bit-exact forward of one RF8 layer (``QuantLinear.forward`` in ``mode="bitexact"``).
 
     Parameters
@@ -274,6 +283,8 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
         Dynamic activation scales per token (row) or per tensor (ignored when ``absmax`` is given).
     w_f64, w_absmax : optional
         Cached :func:`weight_f64` of ``codes`` and ``max|W|`` (see :func:`rf8_gemm`).
+    channel_scale : torch.Tensor, float32 [N], optional
+        Real per-column scale, multiplied into the dequantization scale (rule 3, rounded once).
 
     Returns
     -------
@@ -284,8 +295,9 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
     a, scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
+    cs = None if channel_scale is None else channel_scale.detach().cpu().numpy()
     y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array,
-                             w_f64, w_absmax)
+                             w_f64, w_absmax, cs)
     if stats is not None:
         stats.record(acc, exact, clipped, a.size)
     out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)

@@ -26,6 +26,10 @@ Storage of one layer with ``in_features = K`` and ``out_features = N`` (buffers,
 
 A layer whose weights are all zero gets ``scale = 1`` / ``X = 0`` (zeros encode exactly).
 
+Optional buffers: ``smooth float32 [K]`` (:func:`quantize_` ``smooth=``) and ``channel_scale float32
+[N]`` (``QuantConfig(scale_search=True)``: a real per-column factor applied after the array; with
+``QuantConfig(gptq=True)`` the codes come from error-compensated rounding, :mod:`rf8hw.nn.gptq`).
+
 ``mode``: ``"fake"`` (decode to float, ``F.linear``) or ``"bitexact"`` (RF8 only, :mod:`rf8hw.nn.bitexact`):
 ``x`` is quantized to signed integers ``a`` with a scale ``act_scale`` and, per output column n,
 ``golden.matmul(a, codes) * 2**(exponent[n] - spec.PRODUCT_SHIFT) * act_scale`` is computed.
@@ -55,6 +59,9 @@ from rf8hw.format import codec, spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import bitexact
 from rf8hw.nn.bitexact import OverflowStats
+from rf8hw.nn.gptq import gptq as gptq_round
+from rf8hw.nn.gptq import hessians
+from rf8hw.nn.grid import DEFAULT_FACTORS, INT8_MAX, absmax_scale, fit_grid, int8_round, search_scale
 from rf8hw.nn.params import non_negative, positive
 
 FORMATS = ("rf8", "int8", "fp8_e4m3", "apot")
@@ -66,9 +73,10 @@ ACT_DYNAMIC = ("token", "tensor")
 #: the granularity each format gets when ``granularity=None``
 DEFAULT_GRANULARITY = {"rf8": "channel", "int8": "channel", "fp8_e4m3": "tensor", "apot": "channel"}
 FILE_FORMAT = "rf8hw-quantized-model"
-FILE_VERSION = 2      # 2: tensors_sha256, aliases, layer metadata in the tensor file's header
+FILE_VERSION = 3      # 2: tensors_sha256, aliases, layer metadata in the tensor file's header; 3: channel_scale
+#: what the per-column scale search of :class:`QuantConfig` minimises (``scale_objective``)
+SCALE_OBJECTIVES = ("weight", "hessian")
 
-INT8_MAX = 127
 FP8_E4M3_MAX = 448.0
 APOT_P1 = tuple([0.0] + [2.0 ** (-2 * i) for i in range(15)])     # 4 bits: 0, 1, 2^-2 ... 2^-28
 APOT_P2 = tuple([0.0] + [2.0 ** (-2 * j - 1) for j in range(7)])   # 3 bits: 0, 2^-1 ... 2^-13
@@ -135,12 +143,11 @@ def encode_weight(w_kn: np.ndarray, fmt: str, granularity: str, rounding: str = 
         X = np.asarray(X, dtype=np.int32).reshape(-1)
         codes = codec.encode(w, _rf8_exponent_arg(X), rounding=rounding, on_saturate="error")
         return codes, {"exponent": X}
-    scale = _absmax(w, granularity)
     top = {"int8": INT8_MAX, "fp8_e4m3": FP8_E4M3_MAX, "apot": APOT_MAX}[fmt]
-    scale = np.where(scale > 0, scale / np.float32(top), np.float32(1)).astype(np.float32)
+    scale = absmax_scale(_absmax(w, granularity), top)
     u = w / scale                                                   # [K, N] / [N] or [1]
     if fmt == "int8":
-        codes = np.clip(np.rint(u), -INT8_MAX, INT8_MAX).astype(np.int8).view(np.uint8)
+        codes = int8_round(u)[0].view(np.uint8)
     elif fmt == "fp8_e4m3":
         # |u| <= 448 up to one float32 rounding of the division; the clip only absorbs that ulp
         t = torch.from_numpy(np.clip(u, -FP8_E4M3_MAX, FP8_E4M3_MAX))
@@ -155,7 +162,11 @@ def _rf8_exponent_arg(X: np.ndarray):
 
 
 def decode_weight(codes: torch.Tensor, fmt: str, params: dict) -> torch.Tensor:
-    """Float32 ``[K, N]`` weight from the stored codes and ``exponent``/``scale`` buffers."""
+    """Float32 ``[K, N]`` weight from the stored codes and ``exponent``/``scale`` buffers; a
+    ``channel_scale`` entry (float32 ``[N]``) multiplies each column, rounded once to float32."""
+    if "channel_scale" in params:
+        rest = {k: v for k, v in params.items() if k != "channel_scale"}
+        return decode_weight(codes, fmt, rest) * params["channel_scale"]
     if fmt == "rf8":
         X = params["exponent"].numpy()
         return torch.from_numpy(codec.decode(codes.numpy(), _rf8_exponent_arg(X)))
@@ -202,15 +213,23 @@ class QuantLinear(nn.Module):
     float32 before encoding (exact for fp16/bf16; for fp64 the RF8 code is that of the float32
     value, which differs from the fp64 nearest code only at ties closer than one float32 ulp).
 
+    Per-column scale: ``channel_scale`` (float32 ``[out_features]`` or None, the default) is a
+    real-valued factor per output column applied after the array, in the dequantization stage
+    (:class:`QuantConfig` ``scale_search``): fake-quant uses ``float32(decode(codes) *
+    channel_scale)``, the bit-exact path multiplies it into the dequantization scale
+    (:func:`rf8hw.nn.bitexact.rf8_gemm`, rounded once).
+
     Caches: the decoded float32 weight (fake-quant) and the float64 integer weights (bit-exact) are
-    built on first use and kept; they are rebuilt when ``codes`` / ``exponent`` / ``scale`` change
-    (any in-place write, ``load_state_dict`` included, bumps the tensors' version counters).
+    built on first use and kept; they are rebuilt when ``codes`` / ``exponent`` / ``scale`` /
+    ``channel_scale`` change (any in-place write, ``load_state_dict`` included, bumps the tensors'
+    version counters; assigning another tensor or None changes the key too).
 
     Attributes
     ----------
     codes : torch.Tensor, uint8 [in_features, out_features]
     exponent : torch.Tensor, int32 [out_features] or [1] (RF8 only)
     scale : torch.Tensor, float32 [out_features] or [1] (baselines only)
+    channel_scale : torch.Tensor, float32 [out_features], or None
     bias : torch.nn.Parameter or None, float32 [out_features] (kept in float)
     array : ArrayConfig
     act_absmax : float or None
@@ -250,6 +269,8 @@ class QuantLinear(nn.Module):
         #: per-input-channel smoothing (powers of two, :func:`quantize_` ``smooth=``): the layer
         #: computes ``(x / smooth) @ decode(codes)`` with codes of ``diag(smooth) W``; None: off
         self.register_buffer("smooth", None)
+        #: per-output-column real scale after the array (:class:`QuantConfig` ``scale_search``); None: off
+        self.register_buffer("channel_scale", None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "rf8", granularity: str = "channel",
@@ -269,11 +290,16 @@ class QuantLinear(nn.Module):
         return q.to(linear.weight.device)
 
     def params(self) -> dict:
-        return {"exponent": self.exponent} if self.fmt == "rf8" else {"scale": self.scale}
+        """The buffers the weight is decoded from besides ``codes``: ``exponent`` or ``scale``, and
+        ``channel_scale`` when set."""
+        p = {"exponent": self.exponent} if self.fmt == "rf8" else {"scale": self.scale}
+        if self.channel_scale is not None:
+            p["channel_scale"] = self.channel_scale
+        return p
 
     def _key(self) -> tuple:
         ts = (self.codes, *self.params().values())
-        return tuple((t.data_ptr(), t._version, tuple(t.shape), t.device) for t in ts)
+        return tuple(self.params()) + tuple((t.data_ptr(), t._version, tuple(t.shape), t.device) for t in ts)
 
     def _cached(self, what: str, build):
         key = self._key()
@@ -309,7 +335,7 @@ class QuantLinear(nn.Module):
             w_f64, w_absmax = self._weight_int()
             y = bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
                                 self.act_absmax, self.overflow_stats, self.act_granularity,
-                                w_f64, w_absmax)
+                                w_f64, w_absmax, self.channel_scale)
         else:
             xf = x if dtype == torch.float32 else x.float()
             y = F.linear(xf, self._weight_nk(), self.bias)       # fake-quant
@@ -337,12 +363,14 @@ class QuantLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, "
-                f"granularity={self.granularity}, rounding={self.rounding}, mode={self.mode}")
+                f"granularity={self.granularity}, rounding={self.rounding}, mode={self.mode}"
+                + (", channel_scale=True" if self.channel_scale is not None else ""))
 
     def layer_meta(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features, "fmt": self.fmt,
                 "granularity": self.granularity, "rounding": self.rounding,
-                "bias": self.bias is not None, "mode": self.mode, "smooth": self.smooth is not None}
+                "bias": self.bias is not None, "mode": self.mode, "smooth": self.smooth is not None,
+                "channel_scale": self.channel_scale is not None}
 
 
 # --------------------------------------------------------------------------------------- whole model
@@ -382,13 +410,34 @@ def _mha_projections(model: nn.Module) -> set[str]:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """What :func:`quantize_` makes of each selected layer (see :func:`quantize` for the fields)."""
+    """What :func:`quantize_` makes of each selected layer (see :func:`quantize` for ``fmt``,
+    ``rounding``, ``granularity``, ``mode``; ``docs/quantization.md``, "Per-column scale search
+    and GPTQ rounding", for the rest).
+
+    Post-training options beyond nearest rounding (per output channel, ``rounding="nearest"``):
+
+    * ``scale_search`` (RF8 only): a real per-output-column factor ``channel_scale[n]`` among
+      ``DEFAULT_FACTORS`` (one octave, 32 points) minimising the column's squared weight error
+      (:func:`rf8hw.nn.grid.search_scale`); ``scale_objective="hessian"`` weights each input
+      feature by the diagonal of the layer's input Hessian (needs ``calibrate``);
+      ``scale_sample_rows`` measures the error on that many sampled input features (None: all).
+    * ``gptq`` (RF8 and INT8): error-compensated rounding onto the layer's grid
+      (:func:`rf8hw.nn.gptq.gptq`) with the input Hessian measured by :func:`quantize_`'s
+      ``calibrate``; ``gptq_damp`` (fraction of the mean Hessian diagonal added to it) and
+      ``gptq_block`` (columns per lazy block).
+    """
 
     fmt: str = "rf8"
     rounding: str = "nearest"
     granularity: str | None = None
     mode: str = "fake"
     act_granularity: str = "token"
+    scale_search: bool = False
+    scale_objective: str = "weight"
+    scale_sample_rows: int | None = None
+    gptq: bool = False
+    gptq_damp: float = 0.01
+    gptq_block: int = 128
 
     def __post_init__(self):
         _check_choice("format", self.fmt, FORMATS)
@@ -399,6 +448,57 @@ class QuantConfig:
         _check_choice("activation granularity", self.act_granularity, ACT_DYNAMIC)
         if self.mode == "bitexact" and self.fmt != "rf8":
             raise ValueError(f"mode 'bitexact' needs fmt='rf8', not {self.fmt!r}")
+        for name in ("scale_search", "gptq"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        checks.choice("scale_objective", self.scale_objective, SCALE_OBJECTIVES)
+        if self.scale_sample_rows is not None:
+            checks.integer("scale_sample_rows", self.scale_sample_rows, 1)
+        non_negative("gptq_damp", self.gptq_damp)
+        checks.integer("gptq_block", self.gptq_block, 1)
+        if self.scale_search and self.fmt != "rf8":
+            raise ValueError(f"scale_search is an RF8 option (the other formats' scales are already "
+                             f"real-valued), not for fmt={self.fmt!r}")
+        if self.gptq and self.fmt not in ("rf8", "int8"):
+            raise ValueError(f"gptq rounds onto the rf8 or int8 grid, not fmt={self.fmt!r}")
+        if self.refined and (self.rounding != "nearest" or self.granularity == "tensor"):
+            raise ValueError(f"scale_search / gptq work per output channel with rounding='nearest', "
+                             f"not granularity={self.granularity!r}, rounding={self.rounding!r}")
+
+    @property
+    def refined(self) -> bool:
+        """Whether codes come from the scale search or GPTQ rather than plain nearest rounding."""
+        return self.scale_search or self.gptq
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether :func:`quantize_` needs ``calibrate`` (input Hessians) for this config."""
+        return self.gptq or (self.scale_search and self.scale_objective == "hessian")
+
+
+def _refine(q: "QuantLinear", w_kn: np.ndarray, config: QuantConfig, H) -> int:
+    """Re-derive ``q``'s codes (and exponent/scale, ``channel_scale``) from its float weight
+    ``w_kn [K, N]`` by ``config``'s scale search and/or GPTQ with input Hessian ``H``; returns how
+    many values GPTQ moved beyond the grid (rounded to its largest magnitude)."""
+    s = None
+    if config.scale_search:
+        imp = np.diag(np.asarray(H, dtype=np.float64)).copy() if config.scale_objective == "hessian" else None
+        s = search_scale(w_kn, DEFAULT_FACTORS, imp, config.scale_sample_rows)
+    grid = fit_grid(w_kn, config.fmt, s)
+    if config.gptq:
+        res = gptq_round(w_kn, H, grid, config.gptq_damp, config.gptq_block)
+        codes, saturated = res.codes, res.saturated
+    else:
+        codes, _, saturated = grid.round(w_kn)
+    dev = q.codes.device
+    q.codes.copy_(torch.from_numpy(codes))
+    if config.fmt == "rf8":
+        q.exponent.copy_(torch.from_numpy(grid.exponent))
+    else:
+        q.scale.copy_(torch.from_numpy(grid.scale))
+    if s is not None:
+        q.channel_scale = torch.from_numpy(s).to(dev)
+    return saturated
 
 
 def default_filter(module: nn.Module, fqn: str) -> bool:
@@ -440,7 +540,7 @@ def smoothing_factors(act_absmax: torch.Tensor, w_kn: torch.Tensor, alpha: float
 
 def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=None, *,
               quantize_tied_lm_head: bool = False, warn: bool = True, smooth=None,
-              smooth_alpha: float = 0.5) -> nn.Module:
+              smooth_alpha: float = 0.5, calibrate=None) -> nn.Module:
     """Quantize ``model`` **in place** (torchao style): every layer selected by ``filter_fn``
     becomes a :class:`QuantLinear` of ``config``.
 
@@ -466,6 +566,14 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
         ``smooth`` (:func:`smoothing_factors`, ``smooth_alpha``), encodes ``diag(smooth) W`` and
         divides its input by ``smooth`` (exact) before quantizing it.  In hardware the division is
         a shift in the activation quantizer (or folds into a preceding LayerNorm's gain).
+    calibrate : callable ``run(model)`` or dict, optional
+        Calibration data for ``config.gptq`` / a Hessian-weighted scale search (required then,
+        refused otherwise): ``run`` is called once on the float model (before any layer is
+        replaced) and must run held-in data only, never evaluation data; each selected layer's
+        input Hessian ``H = 2 X^T X / M`` is measured (:func:`rf8hw.nn.gptq.hessians`).  A dict
+        ``{layer name: H}`` (what ``hessians`` returns) reuses an earlier measurement.  With
+        ``smooth``, the Hessian of the smoothed input ``x / smooth`` is used.  Values GPTQ moves
+        beyond the grid are rounded to its largest magnitude and reported in the warning.
 
     Returns ``model``.  Errors: a model already holding a :class:`QuantLinear` (re-quantizing an
     already quantized model is refused), a ``filter_fn`` that selects a module that is not
@@ -508,6 +616,26 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
         kinds = sorted({type(m).__name__ for m in model.modules()})
         raise ValueError(f"nothing to quantize in {type(model).__name__}: no selected nn.Linear / "
                          f"Conv1D layer (module types present: {', '.join(kinds)})")
+    if config.needs_calibration and calibrate is None:
+        raise ValueError("QuantConfig(gptq=True) / scale_objective='hessian' needs calibrate=run, a "
+                         "callable running the model on held-in calibration data (or a dict of "
+                         "Hessians from rf8hw.nn.gptq.hessians)")
+    if calibrate is not None and not config.needs_calibration:
+        raise ValueError("calibrate= is used only by QuantConfig(gptq=True) or "
+                         "scale_objective='hessian'; this config needs no calibration data")
+    H = {}
+    if config.needs_calibration:
+        if isinstance(calibrate, dict):
+            missing = [n for n in chosen if n not in calibrate]
+            if missing:
+                raise ValueError(f"calibrate (a dict of Hessians) has no entry for {len(missing)} "
+                                 f"selected layer(s), first {missing[0]!r}")
+            H = calibrate
+        elif callable(calibrate):
+            H = hessians(model, chosen, calibrate)
+        else:
+            raise ValueError(f"calibrate must be a callable run(model) or a dict of Hessians, "
+                             f"not {type(calibrate).__name__}")
     factors = {}
     if smooth is not None:
         non_negative("smooth_alpha", smooth_alpha)
@@ -515,6 +643,7 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
         factors = {n: smoothing_factors(r, _weight_kn_of(model.get_submodule(n)), smooth_alpha)
                    for n, r in ranges.items()}
     shared: dict[int, QuantLinear] = {}
+    saturated = {}
     for name in chosen:
         old = model.get_submodule(name)
         if not old.weight.dtype.is_floating_point:
@@ -524,6 +653,7 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
             q = shared[key]
         else:
             try:
+                src = old
                 if name in factors:
                     src = copy.deepcopy(old)
                     with torch.no_grad():
@@ -532,10 +662,18 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
                             src.weight.mul_(fac[:, None])
                         else:
                             src.weight.mul_(fac[None, :])
-                    q = QuantLinear.from_linear(src, config.fmt, granularity, config.rounding, config.mode)
+                q = QuantLinear.from_linear(src, config.fmt, granularity, config.rounding, config.mode)
+                if name in factors:
                     q.smooth = factors[name].to(q.codes.device)
-                else:
-                    q = QuantLinear.from_linear(old, config.fmt, granularity, config.rounding, config.mode)
+                if config.refined:
+                    h = H.get(name)
+                    if h is not None and name in factors:      # Hessian of x / smooth
+                        f = factors[name].double()
+                        h = torch.as_tensor(h, dtype=torch.float64) / (f[:, None] * f[None, :])
+                    w_kn = _weight_kn_of(src).detach().cpu().float().numpy()
+                    n_sat = _refine(q, w_kn, config, h)
+                    if n_sat:
+                        saturated[name] = n_sat
             except ValueError as exc:
                 raise ValueError(f"layer {name!r} ({old.weight.dtype}): {exc}") from exc
             q.act_granularity = config.act_granularity
@@ -555,6 +693,10 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
         if other:
             parts.append(f"modules of type {', '.join(other)} (not linear-like)")
         warnings.warn(f"rf8hw.quantize_: left in float: {'; '.join(parts)}", UserWarning, stacklevel=2)
+    if warn and saturated:
+        warnings.warn(f"rf8hw.quantize_: GPTQ moved {sum(saturated.values())} weight(s) beyond the grid "
+                      f"in {len(saturated)} layer(s) (first {next(iter(saturated))!r}); they were rounded "
+                      "to the grid's largest magnitude", UserWarning, stacklevel=2)
     return model
 
 
@@ -776,7 +918,7 @@ def reset_stats(model: nn.Module) -> None:
 #: the keys of one layer's sidecar entry (:meth:`QuantLinear.layer_meta`) and their rules
 LAYER_FIELDS = {"in_features": "size", "out_features": "size", "fmt": FORMATS,
                 "granularity": GRANULARITIES, "rounding": ROUNDINGS, "bias": bool, "mode": MODES,
-                "smooth": bool}
+                "smooth": bool, "channel_scale": bool}
 
 
 def _sha256(path: Path) -> str:
@@ -879,7 +1021,7 @@ def _first_bad(mask: torch.Tensor) -> tuple:
 def _check_values(name: str, q: "QuantLinear", where: str) -> None:
     """Refuse stored values no encoder writes: RF8 exponents outside ``spec.X_MIN..X_MAX``, scales
     that are not finite and > 0, the INT8 code -128, FP8-E4M3 NaN codes, smoothing factors that are
-    not positive powers of two."""
+    not positive powers of two, per-column scales that are not finite and > 0."""
     at = f"{where}: layer {name!r}"
     if q.fmt == "rf8":
         bad = (q.exponent < spec.X_MIN) | (q.exponent > spec.X_MAX)
@@ -908,6 +1050,11 @@ def _check_values(name: str, q: "QuantLinear", where: str) -> None:
         if bad.any():
             i = _first_bad(bad)[0]
             raise ValueError(f"{at}: smooth[{i}] must be a positive power of two, not {float(s[i])!r}")
+    if q.channel_scale is not None:
+        bad = ~torch.isfinite(q.channel_scale) | (q.channel_scale <= 0)
+        if bad.any():
+            i = _first_bad(bad)[0]
+            positive(f"{at}: channel_scale[{i}]", float(q.channel_scale[i]))
 
 
 def _quantized_skeleton(model: nn.Module, layers: dict, where: str) -> nn.Module:
@@ -929,6 +1076,8 @@ def _quantized_skeleton(model: nn.Module, layers: dict, where: str) -> nn.Module
                          lm["rounding"], lm["bias"], lm["mode"])
         if lm["smooth"]:
             ql.smooth = torch.ones(lm["in_features"])
+        if lm["channel_scale"]:
+            ql.channel_scale = torch.ones(lm["out_features"])
         _set_child(model, name, ql)
     return model
 
@@ -947,7 +1096,8 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
     SHA-256 of the tensor file against the sidecar, the layer metadata in the tensor file's header
     against the sidecar's, every tensor's name, dtype and shape against the model's layout (per
     format: ``codes`` uint8 [K, N]; ``exponent`` int32 or ``scale`` float32 of [N] or [1] by
-    granularity), and the values (:func:`_check_values`).
+    granularity; ``smooth`` float32 [K] and ``channel_scale`` float32 [N] where the sidecar says
+    the layer has them), and the values (:func:`_check_values`).
     """
     from safetensors import safe_open
 

@@ -203,7 +203,7 @@ def test_malformed_files_give_clear_errors(tmp_path, model):
     with pytest.raises(ValueError, match=r"^malformed quantized model sidecar .*q\.json: not JSON"):
         quant.load_quantized(path)
     sidecar.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v2 sidecar \(format='something-else', "
+    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v3 sidecar \(format='something-else', "
                                          r"version=None\)$"):
         quant.load_quantized(path)
     sidecar.write_text(good)

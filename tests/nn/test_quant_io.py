@@ -141,7 +141,7 @@ def _layer(key, value):
 
 @pytest.mark.parametrize("sidecar_fn, message", [
     (lambda m: [m], r"^malformed quantized model sidecar .*: a JSON object is needed, not a list$"),
-    (lambda m: {**m, "version": 1}, r"is not an rf8hw-quantized-model v2 sidecar \(format='rf8hw-quantized-model', version=1\)$"),
+    (lambda m: {**m, "version": 1}, r"is not an rf8hw-quantized-model v3 sidecar \(format='rf8hw-quantized-model', version=1\)$"),
     (lambda m: {k: v for k, v in m.items() if k != "tensors_sha256"}, r"'tensors_sha256' must be a JSON string, not None$"),
     (lambda m: {**m, "layers": ["fc1"]}, r"'layers' must be a JSON object, not \['fc1'\]$"),
     (lambda m: {**m, "layers": {}}, r": no layers$"),

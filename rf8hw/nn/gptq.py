@@ -1,0 +1,124 @@
+"""Error-compensated rounding of a layer's weight onto a grid (the GPTQ idea, Frantar et al. 2022).
+
+Written from the paper's description.  For a linear layer ``y = x W^T`` (``W [N, K]``) and
+calibration inputs ``X [M, K]`` the rounded weight should keep ``||X W^T - X W_hat^T||^2`` small.
+Its Hessian with respect to one output row is ``H = 2 X^T X`` (the same for every row).  The input
+features (columns of ``W``) are rounded one after the other, in order ``k = 0, 1, ..., K-1``:
+
+1. ``H`` is dampened, ``H + damp * mean(diag H) * I`` (``damp`` default 0.01); an input feature
+   that never fired (``H[k, k] == 0``) gets ``H[k, k] = 1`` first (it is then rounded to nearest
+   and spreads no error; its weight is kept, not zeroed).
+2. ``U`` = the upper Cholesky factor of ``H^-1`` (``H^-1 = U^T U``).  Row ``k`` of ``U`` divided by
+   ``U[k, k]`` is how the optimal correction of the not-yet-rounded columns ``k+1..K-1`` depends on
+   the rounding error of column ``k``, given that columns ``0..k-1`` are already fixed.
+3. Column ``k`` (all ``N`` output channels at once) is rounded to its nearest grid point,
+   ``q = grid.round(W[:, k])``; its scaled error ``e = (W[:, k] - q) / U[k, k]`` is spread over the
+   later columns, ``W[:, j] -= e * U[k, j]`` for ``j > k``.
+4. Lazy blocks: inside a block of ``block`` columns (default 128) the update touches only the
+   block; the rest of the matrix gets the block's errors at once, ``W[:, i2:] -= E @ U[i1:i2, i2:]``
+   (one matrix product per block; the same numbers as column-by-column updates up to float
+   rounding).
+
+With a diagonal ``H`` (``U`` diagonal) nothing is spread and the result is nearest rounding,
+code for code.  The result lies exactly on the grid: it is ``grid.decode(codes)``.
+
+Hessians come from the float model in one pass (:func:`hessians`): every layer sees float inputs,
+not those of already-quantized earlier layers (the paper's sequential variant is not done here).
+Arithmetic: float64 for ``H``, ``U`` and the updates; each column is rounded to float32 before it
+is quantized (:meth:`rf8hw.nn.grid.ChannelGrid.round`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rf8hw import checks
+from rf8hw.nn.grid import ChannelGrid
+from rf8hw.nn.params import non_negative
+
+__all__ = ["GPTQResult", "gptq", "hessians"]
+
+
+@dataclass
+class GPTQResult:
+    """``codes uint8 [K, N]`` (the :class:`~rf8hw.nn.quant.QuantLinear` layout), ``w_hat float32
+    [K, N]`` (= ``grid.decode(codes)``) and how many values were beyond the grid (rounded to its
+    largest magnitude)."""
+
+    codes: np.ndarray
+    w_hat: np.ndarray
+    saturated: int
+
+
+def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128) -> GPTQResult:
+    """Round ``w_kn [K, N]`` onto ``grid`` with error compensation by the input Hessian ``H [K, K]``
+    (module docstring).  ``w_kn`` and ``H`` may be numpy arrays or tensors; neither is modified."""
+    if isinstance(w_kn, torch.Tensor):
+        w_kn = w_kn.detach().cpu().numpy()
+    W = torch.from_numpy(np.asarray(w_kn, dtype=np.float64)).T.contiguous()   # [N, K]
+    N, K = W.shape
+    if grid.n != N:
+        raise ValueError(f"grid has {grid.n} channels, the weight {N} output features")
+    H = (H.detach().cpu().to(torch.float64).clone() if isinstance(H, torch.Tensor)
+         else torch.from_numpy(np.array(H, dtype=np.float64)))                 # a copy
+    if H.shape != (K, K):
+        raise ValueError(f"Hessian of shape {tuple(H.shape)} does not match {K} input features")
+    if not bool(torch.isfinite(H).all()):
+        raise ValueError("Hessian contains NaN/Inf")
+    non_negative("damp", damp)
+    block = checks.integer("block", block, 1)
+    dead = torch.diag(H) <= 0
+    H[dead, dead] = 1.0
+    H += damp * float(torch.diag(H).mean()) * torch.eye(K, dtype=H.dtype)
+    try:
+        L = torch.linalg.cholesky(H)
+        U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    except RuntimeError as exc:     # torch.linalg.LinAlgError subclasses RuntimeError
+        raise ValueError(f"Hessian is not positive definite after dampening {damp}; raise damp") from exc
+    W, U = W.numpy(), U.numpy()
+    codes = np.empty((K, N), dtype=np.uint8)
+    w_hat = np.empty((K, N), dtype=np.float32)
+    saturated = 0
+    for i1 in range(0, K, block):
+        i2 = min(i1 + block, K)
+        W1 = W[:, i1:i2].copy()
+        U1 = U[i1:i2, i1:i2]
+        E1 = np.zeros_like(W1)
+        for i in range(i2 - i1):
+            w = W1[:, i]
+            c, q, sat = grid.round(w)
+            codes[i1 + i], w_hat[i1 + i] = c, q
+            saturated += sat
+            e = (w - q) / U1[i, i]
+            W1[:, i:] -= np.outer(e, U1[i, i:])
+            E1[:, i] = e
+        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+    return GPTQResult(codes, w_hat, saturated)
+
+
+@torch.no_grad()
+def hessians(model: torch.nn.Module, names, run) -> dict:
+    """``H = 2 X^T X / M`` (float64 ``[K, K]``) at the input of each named module over ``run(model)``
+    (a callable running the model on calibration data; ``M`` = tokens seen by that module)."""
+    acc: dict = {}
+
+    def hook(name):
+        def f(mod, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64).cpu()
+            g, m = acc.get(name, (0, 0))
+            acc[name] = (g + x.T @ x, m + x.shape[0])
+        return f
+
+    handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        run(model)
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n in names if n not in acc]
+    if missing:
+        raise ValueError(f"calibration run never reached {len(missing)} layer(s), first {missing[0]!r}")
+    return {n: 2 * g / m for n, (g, m) in acc.items()}

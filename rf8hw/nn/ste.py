@@ -1,0 +1,106 @@
+"""RF8-aware fine-tuning: ``nn.Linear`` weights stay trainable float parameters, the forward pass
+uses their RF8 rounding, the backward pass a straight-through estimator (STE).
+
+``STELinear`` (an ``nn.Linear`` subclass, same ``weight`` / ``bias`` parameters) computes
+``F.linear(x, Q(weight), bias)`` with ``Q`` = nearest rounding onto the per-output-channel RF8 grid
+whose exponent follows the *current* weight by the absmax rule (:func:`rf8hw.nn.grid.fit_grid`):
+exactly the weight :func:`rf8hw.nn.quant.quantize` (``fmt="rf8"``, nearest, per channel) would
+store for that float weight, so evaluating the STE model *is* evaluating its post-training RF8
+quantization.  Backward: ``dL/dweight = dL/dQ(weight)`` (the gradient passes through the rounding).
+
+:func:`ste_` swaps every exact ``nn.Linear`` of a model for an ``STELinear`` in place (parameters
+shared, so an optimizer built before or after sees the same tensors); :func:`strip_ste` returns a
+copy with plain ``nn.Linear`` layers again.  :func:`finetune` is a short AdamW loop over a zoo
+model's ``Data`` (optionally with BackSlash's decoupled step, :class:`rf8hw.nn.backslash.BackSlash`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rf8hw import checks
+from rf8hw.nn.grid import fit_grid
+from rf8hw.nn.params import non_negative
+
+__all__ = ["rf8_round", "STELinear", "ste_", "strip_ste", "finetune"]
+
+
+def rf8_round(weight: torch.Tensor) -> torch.Tensor:
+    """Nearest per-output-channel RF8 value of an ``nn.Linear`` weight ``[N, K]`` (float32)."""
+    w_kn = weight.detach().float().cpu().T.numpy()
+    _, w_hat, _ = fit_grid(w_kn, "rf8").round(w_kn)
+    return torch.from_numpy(w_hat.T.copy()).to(weight.device, weight.dtype)
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight):
+        return rf8_round(weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class STELinear(nn.Linear):
+    """``nn.Linear`` whose forward uses the RF8-rounded weight (straight-through backward)."""
+
+    def forward(self, x):
+        return F.linear(x, _RoundSTE.apply(self.weight), self.bias)
+
+
+def ste_(model: nn.Module) -> nn.Module:
+    """Every exact ``nn.Linear`` of ``model`` becomes an :class:`STELinear` (in place: the same module
+    objects change class); returns ``model``.  A model without one is an error."""
+    names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to fine-tune on the RF8 grid")
+    for name in names:
+        model.get_submodule(name).__class__ = STELinear     # same object: parameters, hooks kept
+    return model
+
+
+def strip_ste(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every :class:`STELinear` back to a plain ``nn.Linear``."""
+    out = copy.deepcopy(model)
+    for m in out.modules():
+        if isinstance(m, STELinear):
+            m.__class__ = nn.Linear
+    return out
+
+
+def finetune(model: nn.Module, data, steps: int, lr: float, batch_size: int, seed: int = 0,
+             backslash: float = 0.0) -> list[float]:
+    """``steps`` AdamW steps of ``model(x, y) -> (logits, loss)`` on ``data.batch(gen, batch_size)``
+    (``gen`` seeded with ``seed``); ``backslash > 0`` adds BackSlash's decoupled step (lambda) on
+    the ``nn.Linear`` weights.  Trains in place; returns the losses."""
+    from rf8hw.nn.backslash import BackSlash
+
+    steps = checks.integer("steps", steps, 1)
+    batch_size = checks.integer("batch_size", batch_size, 1)
+    non_negative("lr", lr)
+    non_negative("backslash", backslash)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    bs = BackSlash(weights, lam=backslash, form="step") if backslash > 0 else None
+    model.train()
+    losses = []
+    for i in range(steps):
+        x, y = data.batch(gen, batch_size)
+        _, loss = model(x, y)
+        value = loss.item()
+        if not torch.isfinite(loss):
+            raise ValueError(f"fine-tuning diverged at step {i}: loss {value!r} (lr={lr!r})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if bs is not None:
+            bs.step()
+        losses.append(value)
+    model.eval()
+    return losses
