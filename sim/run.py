@@ -28,10 +28,13 @@ from .build import check_cosim_config, check_simulator, default_cache_root, prep
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
 
 __all__ = ["check_stall_prob", "run_tiles", "run_cosim", "run_gemm", "run_gemms", "summary_line",
-           "CYCLES_FORMAT", "MAX_TILES"]
+           "CYCLES_FORMAT", "MAX_TILES", "MAX_STIMULUS_ROWS"]
 
 #: Most random tiles one :func:`run_cosim` generates (their stimulus is held in memory at once).
 MAX_TILES = 1_000_000
+
+#: Most activation rows (tiles x m_rows) one :func:`run_cosim` generates.
+MAX_STIMULUS_ROWS = 2**24
 
 #: Version tag of the ``cycles.json`` layout (``docs/cosim.md``).
 CYCLES_FORMAT = "rf8hw-cosim-cycles/1"
@@ -254,6 +257,10 @@ def run_cosim(cfg: ArrayConfig, tiles: int, seed: int, *, m_rows=None,
     tiles = checks.integer("tiles", tiles, 1, MAX_TILES,
                            " (one run's stimulus is held in memory; split larger runs)")
     seed = checks.integer("seed", seed, 0, 2**63 - 1)
+    if m_rows is not None:
+        checks.integer("m_rows", m_rows, 1, MAX_STIMULUS_ROWS // tiles,
+                       f" (tiles x m_rows, the activation rows held in memory, is at most "
+                       f"{MAX_STIMULUS_ROWS:,})")
     check_simulator(simulator)
     check_stall_prob(stall_prob)
     rng = np.random.default_rng(seed)

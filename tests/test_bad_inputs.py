@@ -242,12 +242,11 @@ CLI = [
     *[_c("cosim", "--rtl", "{rtl.%s}" % name, "--tiles", "1", "--seed", "1", needle=needle)
       for name, (_, needle) in RTL.items()],
     _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
-       "--out-dir", "{afile}", needle="afile",
-       marks=_xfail("cosim checks --out-dir only after generating the design: sim/ or "
-                    "rf8hw/commands/cosim.py must refuse an --out-dir that is (or is below) a file first")),
+       "--out-dir", "{afile}", needle="afile"),
     _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
-       "--out-dir", "{afile}/sub", needle="afile",
-       marks=_xfail("as above, for an --out-dir below a regular file")),
+       "--out-dir", "{afile}/sub", needle="is not a directory"),
+    *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", t, "--seed", "1", "--m-rows", m, "--cache-dir",
+         "{out}/c", needle="m_rows") for t, m in (("1", "0"), ("1", "1000000000"), ("1000", "60000"))],
     _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{afile}/sub",
        needle="afile"),
     # -- rf8hw synth (before any tool runs)

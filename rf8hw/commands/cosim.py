@@ -82,6 +82,7 @@ def array_config(args):
 
 
 def run(args) -> int:
+    from rf8hw import checks
     from sim import check_simulator, check_stall_prob, run_cosim, summary_line
 
     cfg, rtl = array_config(args)
@@ -95,6 +96,7 @@ def run(args) -> int:
     out_dir = args.out_dir
     if out_dir is None:
         out_dir = f"cosim_runs/{cfg.module_name}-{args.sim}-seed{args.seed}"
+    checks.output_dir("--out-dir", out_dir)        # before the design is generated or built
     result = run_cosim(cfg, args.tiles, args.seed, m_rows=args.m_rows, simulator=args.sim,
                        stall_prob=stall_prob, rtl=args.rtl, waves=args.waves, out_dir=out_dir,
                        cache_root=args.cache_dir, progress=lambda line: print(line, flush=True))
