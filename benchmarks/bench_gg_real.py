@@ -28,7 +28,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import math
-import os
 import platform
 import re
 import statistics
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rf8hw.files import write_atomic
 from rf8hw.nn import gg
 from rf8hw.nn.params import select_params
 
@@ -183,15 +183,6 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-ml", type=int, default=1 << 20,
@@ -210,7 +201,7 @@ def main(argv=None) -> int:
     for key, loader in (("minilm", minilm_matrices), ("smollm2", smollm2_matrices)):
         print(f"[bench_gg_real] fitting {key} ...", file=sys.stderr, flush=True)
         res["models"][key] = run_model(key, loader, np.random.default_rng(args.seed), args.max_ml)
-    write_atomic(out / "gg_real.json", lambda p: p.write_text(json.dumps(res, indent=1) + "\n"))
+    write_atomic(out / "gg_real.json", json.dumps(res, indent=1) + "\n")
     write_atomic(out / "gg_real.png", lambda p: plot(res, p))
 
     for key, m in res["models"].items():

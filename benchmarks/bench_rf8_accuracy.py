@@ -40,15 +40,14 @@ import argparse
 import copy
 import importlib.metadata as md
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 import warnings
 
 import torch
 
+from rf8hw.files import write_atomic
 from rf8hw.nn import gptq, quant, ste
 
 VARIANTS = {   # name -> QuantConfig options (granularity "channel", rounding "nearest")
@@ -181,15 +180,6 @@ def _versions() -> dict:
     return v
 
 
-def _write_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".rf8_accuracy.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-minilm", action="store_true")
@@ -225,7 +215,7 @@ def main(argv=None) -> int:
             res["wall_s"] = time.perf_counter() - t0
             res["complete"] = name == [n for n, sk, _ in parts if not sk][-1]
             if args.json:            # after every part: a killed run keeps the parts it finished
-                _write_atomic(args.json, json.dumps(res, indent=2) + "\n")
+                write_atomic(args.json, json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
     return 0
 
