@@ -146,7 +146,7 @@ def test_sqnr_db_matches_direct_formula(model):
         sig += float((w * w).sum())
         err += float(((w - w_hat) ** 2).sum())
     assert quant.sqnr_db(model, q) == pytest.approx(10 * math.log10(sig / err), rel=1e-12)
-    assert 25 < quant.sqnr_db(model, q) < 31        # RF8-NOTES: ~28 dB with paper rounding
+    assert 25 < quant.sqnr_db(model, q) < 31        # ~28 dB with paper rounding (docs/results.md)
 
 
 @pytest.mark.parametrize("fmt", quant.FORMATS)
