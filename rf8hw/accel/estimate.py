@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,13 @@ class EstimateConfig:
     calibrate_batches : int
         0: per-call absmax activation scales; N > 0: static scales from N training batches
         (:func:`rf8hw.nn.quant.calibrate`, fixed seed 0).
+    scale_search, gptq : bool
+        The RF8 nearest rows (``rf8_fake``, ``rf8_bitexact``) use a per-column scale search and/or
+        error-compensated (GPTQ) rounding (:class:`rf8hw.nn.quant.QuantConfig`); need
+        ``rounding="nearest"``.  The INT8/FP8 baselines stay plain nearest rounding.
+    hessian_batches : int
+        Training batches (fixed seed 0, never the test split) whose layer inputs give the Hessians
+        of ``gptq``.
     synth : bool
         Run (or reuse) synthesis; False leaves area and Fmax out of the report.
     seed : int
@@ -99,6 +107,12 @@ class EstimateConfig:
     calibrate_batches: int = field(default=0, metadata={
         "flag": "--calibrate", "metavar": "N",
         "help": "static activation scales from N training batches (0: per-call absmax)"})
+    scale_search: bool = field(default=False, metadata={
+        "help": "RF8 rows: per-output-column real scale chosen by a search (weight MSE)"})
+    gptq: bool = field(default=False, metadata={
+        "help": "RF8 rows: error-compensated (GPTQ) rounding with Hessians from calibration data"})
+    hessian_batches: int = field(default=8, metadata={
+        "metavar": "N", "help": "training batches whose layer inputs give the --gptq Hessians (zoo models)"})
     synth: bool = True
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
     synth_cache: str | None = field(default=None, metadata={
@@ -115,12 +129,53 @@ class EstimateConfig:
         checks.integer("batch", self.batch, 1)
         checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
+        check_refinement(self.scale_search, self.gptq, self.rounding)
+        checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
         check_seed(self.seed)
 
     def as_dict(self) -> dict:
         """Flat dict for reports: the array's fields next to the others."""
         d = asdict(self)
         return {**{k: v for k, v in d.items() if k != "array"}, **self.array.as_dict()}
+
+
+def check_refinement(scale_search, gptq, rounding: str = "nearest") -> None:
+    """ValueError unless ``scale_search`` and ``gptq`` are booleans usable with ``rounding``."""
+    for name, v in (("scale_search", scale_search), ("gptq", gptq)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be True or False, not {v!r}")
+    if (scale_search or gptq) and rounding != "nearest":
+        raise ValueError(f"scale_search / gptq round to the nearest point of a per-column grid; they "
+                         f"need rounding 'nearest', not {rounding!r}")
+
+
+def _rf8_config(fmt, rounding, scale_search: bool, gptq: bool):
+    """The :class:`~rf8hw.nn.quant.QuantConfig` of one accuracy row: the refinements apply to the
+    RF8 nearest rows only."""
+    from rf8hw.nn import quant
+
+    if fmt == "rf8" and rounding == "nearest":
+        return quant.QuantConfig(fmt=fmt, rounding=rounding, scale_search=scale_search, gptq=gptq)
+    return quant.QuantConfig(fmt=fmt, rounding=rounding)
+
+
+def _refinement_note(scale_search: bool, gptq: bool, calibration: str) -> list:
+    """The report note saying how the RF8 nearest rows were rounded (empty when plainly)."""
+    if not (scale_search or gptq):
+        return []
+    how = " + ".join(n for n, on in (("per-column scale search", scale_search),
+                                     (f"GPTQ rounding (Hessians from {calibration})", gptq)) if on)
+    return [f"RF8 nearest rows (rf8_fake, rf8_bitexact*): {how}; the other baselines plain rounding"]
+
+
+def _linear_hessians(model, run, select) -> dict:
+    """Input Hessians (:func:`rf8hw.nn.gptq.hessians`) over ``run(model)`` of the layers with
+    ``select(module)``, those the run reaches (a selected layer ``quantize_`` then finds without
+    one is its error)."""
+    from rf8hw.nn import gptq
+
+    names = [n for n, m in model.named_modules() if n and select(m)]
+    return gptq.hessians(model, names, run, require_all=False)
 
 
 # ----------------------------------------------------------------------------------- synthesis
@@ -233,16 +288,36 @@ def _calibration_batches(mod, data, n: int):
 
 
 def _accuracy(cfg: EstimateConfig, model, mod, progress: bool) -> tuple[dict, dict, dict]:
-    """Metrics of every entry of :data:`BASELINES`; returns (metrics, overflow report, absmax)."""
+    """Metrics of every entry of :data:`BASELINES`; returns (metrics, overflow report, absmax).
+
+    With ``cfg.scale_search`` / ``cfg.gptq`` the RF8 rows are :func:`rf8hw.nn.quant.quantize_` of
+    a copy with those options, selecting what :func:`rf8hw.nn.quant.quantize` does (exact
+    ``nn.Linear``, tied ones too); GPTQ's Hessians come from ``cfg.hessian_batches`` training
+    batches."""
+    import copy
+
+    import torch
     from tqdm import tqdm
 
     from rf8hw.nn import quant
 
     data = mod.Data(model.config)
     metrics, overflow, absmax = {}, {}, None
+    H = None
+    if cfg.gptq:
+        batches = _calibration_batches(mod, mod.Data(model.config), cfg.hessian_batches)   # own draw
+        H = _linear_hessians(model, lambda m: [m(b) for b in batches], lambda m: type(m) is torch.nn.Linear)
     for name in tqdm(BASELINES, desc="accuracy", disable=not progress, file=sys.stderr):
         fmt, exact = BASELINES[name]
-        m = model if fmt is None else quant.quantize(model, fmt=fmt, rounding=cfg.rounding)
+        qcfg = None if fmt is None else _rf8_config(fmt, cfg.rounding, cfg.scale_search, cfg.gptq)
+        if fmt is None:
+            m = model
+        elif qcfg.refined:
+            m = quant.quantize_(copy.deepcopy(model), qcfg, lambda mod_, _: type(mod_) is torch.nn.Linear,
+                                quantize_tied_lm_head=True, warn=False,
+                                calibrate=H if qcfg.needs_calibration else None)
+        else:
+            m = quant.quantize(model, fmt=fmt, rounding=cfg.rounding)
         if exact:
             if cfg.calibrate_batches:
                 absmax = quant.calibrate(m, _calibration_batches(mod, data, cfg.calibrate_batches))
@@ -277,7 +352,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
         raise ValueError(f"checkpoint {str(ckpt)!r} holds a {meta.get('model')!r} model, not {cfg.model!r}")
     mod = models.get(cfg.model)
     model.eval()
-    notes = []
+    notes = _refinement_note(cfg.scale_search, cfg.gptq, f"{cfg.hessian_batches} training batches")
 
     # Synthesis runs in subprocesses (yowasp tools): start it first, in a thread, so it overlaps
     # the accuracy evaluation.
@@ -358,7 +433,7 @@ def _metric_dict(metric, model) -> dict:
 
 def estimate_model(model, example, metric, array: ArrayConfig | None = None, device: str = "ecp5-25k", *,
                    name: str = "model", batch: int = 1, calibrate=None, static: bool = False,
-                   synth: bool = True,
+                   scale_search: bool = False, gptq: bool = False, synth: bool = True,
                    seed: int = 1, synth_cache=None, baselines=None, progress: bool = True,
                    notes=()) -> dict:
     """Estimate of any PyTorch model (the Python API behind ``rf8hw estimate --model ADAPTER``).
@@ -383,6 +458,9 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     static : bool
         With ``calibrate``, also ``rf8_bitexact_static`` (static per-layer activation scales from
         :func:`rf8hw.nn.quant.calibrate` on the fake-quant model).
+    scale_search, gptq : bool
+        As in :class:`EstimateConfig`, for every RF8 nearest row; ``gptq`` needs ``calibrate``
+        (the Hessians are measured once on the float model over ``calibrate``).
     baselines : sequence of str, optional
         Subset of :data:`MODEL_BASELINES` (default all).
 
@@ -405,12 +483,16 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     check_device(device)
     check_seed(seed)
     checks.integer("batch", batch, 1)
+    check_refinement(scale_search, gptq)
+    if gptq and calibrate is None:
+        raise ValueError("gptq needs calibration data: the adapter's 'calibrate' (a run over held-in "
+                         "data, never the evaluation)")
     keys = list(MODEL_BASELINES) if baselines is None else list(baselines)
     for k in keys:
         checks.choice("baseline", k, tuple(MODEL_BASELINES))
     if "fp32" not in keys:
         keys.insert(0, "fp32")
-    notes = list(notes)
+    notes = list(notes) + _refinement_note(scale_search, gptq, "the adapter's calibration data")
     model.eval()
     pool = ThreadPoolExecutor(max_workers=1)
     synth_job = pool.submit(cached_synthesis, array, device, seed, cache_dir=synth_cache,
@@ -418,23 +500,33 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     pool.shutdown(wait=False)
 
     metrics, overflow, left = {}, None, {}
+    H = _linear_hessians(model, calibrate, quant.is_linear_like) if gptq else None
     runs = [(k, *MODEL_BASELINES[k], False) for k in keys]
     if calibrate is not None:
         runs.append(("rf8_bitexact_smooth", "rf8", "nearest", "token", True))
         if static:
             runs.append(("rf8_bitexact_static", "rf8", "nearest", "static", False))
+    # rows sharing (format, rounding, smoothing) share one quantization (GPTQ runs once per kind):
+    # the fake-quant model is kept until its last row, which takes it, the others a copy
+    uses = Counter((fmt, rounding, smooth) for _, fmt, rounding, _, smooth in runs if fmt is not None)
+    made = {}
     for key, fmt, rounding, act, smooth in tqdm(runs, desc=f"accuracy {name}", disable=not progress,
                                                 file=sys.stderr):
         if fmt is None:
             m = model
         else:
-            m = copy.deepcopy(model)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                quant.quantize_(m, quant.QuantConfig(fmt=fmt, rounding=rounding),
-                                smooth=calibrate if smooth else None)
-            for w in caught:
-                left.setdefault(str(w.message), key)
+            kind = (fmt, rounding, smooth)
+            if kind not in made:
+                qcfg = _rf8_config(fmt, rounding, scale_search, gptq)
+                made[kind] = copy.deepcopy(model)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    quant.quantize_(made[kind], qcfg, smooth=calibrate if smooth else None,
+                                    calibrate=H if qcfg.needs_calibration else None)
+                for w in caught:
+                    left.setdefault(str(w.message), key)
+            uses[kind] -= 1
+            m = copy.deepcopy(made[kind]) if uses[kind] else made.pop(kind)
             if act == "static":
                 absmax = quant.calibrate(m, calibrate)
                 quant.set_mode(m, "bitexact", array=array, absmax=absmax)
@@ -461,7 +553,8 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     ips = None if hw["fmax"] is None else hw["fmax"] * 1e6 / cyc["cycles_per_inference"]
     gmacs = None if ips is None else ips * cyc["macs_on_array"] / batch / 1e9
     cfg_dict = {"model": name, "checkpoint": None, "device": device, "batch": batch,
-                "rounding": "nearest", "calibrate_batches": 0, "synth": synth, "seed": seed,
+                "rounding": "nearest", "calibrate_batches": 0, "scale_search": scale_search,
+                "gptq": gptq, "hessians": "adapter calibrate" if gptq else None, "synth": synth, "seed": seed,
                 "synth_cache": None if synth_cache is None else str(synth_cache),
                 "act_granularity": "token", **array.as_dict()}
     return {
@@ -522,3 +615,37 @@ def estimate_adapter(spec_: str, array: ArrayConfig | None = None, device: str =
     return estimate_model(model, example, metric, array, device, name=info.pop("name", spec_),
                           batch=info.pop("batch", 1), calibrate=calibrate,
                           notes=info.pop("notes", ()), **kwargs)
+
+
+def report_versions() -> dict:
+    """Versions of the installed :data:`REPORT_PACKAGES` (what an any-model report records)."""
+    return _versions()
+
+
+def adapter_parts(spec_: str) -> tuple:
+    """``(model, example, metric, info)`` of the adapter named ``spec_`` (a ``--model`` value),
+    loaded and checked as :func:`estimate_adapter` does; ``info`` holds the optional ``name``,
+    ``batch``, ``calibrate`` and ``notes``."""
+    return _unpack_adapter(load_adapter(spec_)())
+
+
+def format_metrics(model, metric, fmt: str | None = None, array: ArrayConfig | None = None, *,
+                   rounding: str = "nearest", act_granularity: str | None = None) -> tuple[dict, dict | None]:
+    """Metrics of one numerics variant of ``model`` (left unchanged; a deep copy is quantized), as
+    one entry of :func:`estimate_model` computes them: ``fmt`` None is the float model; with
+    ``act_granularity`` None, weight-only fake quantization to ``fmt``; with ``act_granularity``
+    (``"token"``/``"tensor"``), the RF8 bit-exact path on ``array`` (its ``act_bits``, ``acc_bits``
+    and overflow rule).  Returns ``(metrics, overflow report or None)``."""
+    import copy
+
+    from rf8hw.nn import quant
+
+    if fmt is None:
+        return _metric_dict(metric, model), None
+    m = copy.deepcopy(model)
+    quant.quantize_(m, quant.QuantConfig(fmt=fmt, rounding=rounding))
+    if act_granularity is None:
+        return _metric_dict(metric, m), None
+    quant.set_mode(m, "bitexact", array=ArrayConfig() if array is None else array,
+                   act_granularity=act_granularity)
+    return _metric_dict(metric, m), quant.overflow_report(m)

@@ -10,6 +10,8 @@ import sys
 
 
 def register(subparsers, name: str, help_text: str) -> None:
+    from dataclasses import fields
+
     from rf8hw.accel.estimate import BUILTIN_ADAPTERS, MODELS, EstimateConfig
     from rf8hw.commands.options import add_config_args
     from rf8hw.hdl.config import ArrayConfig
@@ -23,7 +25,10 @@ def register(subparsers, name: str, help_text: str) -> None:
                    help="model.safetensors written by rf8hw train (zoo models only, required there)")
     add_config_args(p, ArrayConfig, choices={"pe": rf8_kinds()})
     add_config_args(p, EstimateConfig, only=("device", "batch", "rounding", "calibrate_batches",
-                                             "seed", "synth_cache"))
+                                             "hessian_batches", "seed", "synth_cache"))
+    helps = {f.name: f.metadata["help"] for f in fields(EstimateConfig) if "help" in f.metadata}
+    for flag in ("scale_search", "gptq"):      # booleans: hand-written flags (options.py)
+        p.add_argument("--" + flag.replace("_", "-"), action="store_true", dest=flag, help=helps[flag])
     p.add_argument("--no-synth", action="store_true",
                    help="skip synthesis: the report then has no area, Fmax or inferences/s")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -62,13 +67,17 @@ def run(args) -> int:
         if args.batch != 1 or args.rounding != "nearest":
             raise ValueError("--batch and --rounding are for the zoo models; with an adapter the "
                              "example's batch comes from the adapter and both RF8 roundings are reported")
+        if args.hessian_batches != EstimateConfig.__dataclass_fields__["hessian_batches"].default:
+            raise ValueError("--hessian-batches is for the zoo models; with an adapter the --gptq "
+                             "Hessians come from the adapter's calibration data")
         load_adapter(args.model)                 # a bad name fails before anything loads
         out = Path(args.out) if args.out else Path(f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
         checks.output_dir("--out", out)
         check_seed(args.seed)
         rep = estimate_adapter(args.model, array, args.device, synth=not args.no_synth, seed=args.seed,
                                synth_cache=args.synth_cache, progress=not args.quiet,
-                               static=bool(args.calibrate_batches))
+                               static=bool(args.calibrate_batches), scale_search=args.scale_search,
+                               gptq=args.gptq)
     paths = write_report(rep, out)
     if args.json:
         print(json.dumps(rep))

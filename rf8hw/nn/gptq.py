@@ -8,7 +8,8 @@ features (columns of ``W``) are rounded one after the other, in order ``k = 0, 1
 1. ``H`` is dampened, ``H + damp * mean(diag H) * I`` (``damp`` default 0.01); an input feature
    that never fired (``H[k, k] == 0``) gets ``H[k, k] = 1`` first (it is then rounded to nearest
    and spreads no error; its weight is kept, not zeroed).
-2. ``U`` = the upper Cholesky factor of ``H^-1`` (``H^-1 = U^T U``).  Row ``k`` of ``U`` divided by
+2. ``U`` = the upper Cholesky factor of ``H^-1`` (``H^-1 = U^T U``; computed from the Cholesky
+   factor of ``H`` with its order reversed, see :func:`gptq`).  Row ``k`` of ``U`` divided by
    ``U[k, k]`` is how the optimal correction of the not-yet-rounded columns ``k+1..K-1`` depends on
    the rounding error of column ``k``, given that columns ``0..k-1`` are already fixed.
 3. Column ``k`` (all ``N`` output channels at once) is rounded to its nearest grid point,
@@ -74,42 +75,66 @@ def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128) -> GP
     H[dead, dead] = 1.0
     H += damp * float(torch.diag(H).mean()) * torch.eye(K, dtype=H.dtype)
     try:
-        L = torch.linalg.cholesky(H)
-        U = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+        # U without forming H^-1: with J the order reversal, J H J = R R^T (R lower) gives
+        # H = V V^T for the upper V = J R J, so H^-1 = U^T U with U = V^-1 = J R^-1 J: one
+        # Cholesky factorisation and one triangular inverse (about 2.5x fewer operations than
+        # Cholesky, inverse, Cholesky; the same U up to float64 rounding)
+        R = torch.linalg.cholesky(H.flip(0, 1))
+        U = torch.linalg.solve_triangular(R, torch.eye(K, dtype=H.dtype), upper=False).flip(0, 1)
     except RuntimeError as exc:     # torch.linalg.LinAlgError subclasses RuntimeError
         raise ValueError(f"Hessian is not positive definite after dampening {damp}; raise damp") from exc
-    W, U = W.numpy(), U.numpy()
+    # row k of Wt is input feature k of every output channel: each step reads one contiguous row
+    # and updates the rows below it; the arithmetic is elementwise that of the module docstring
+    Wt, U = W.numpy().T.copy(), U.numpy()
     codes = np.empty((K, N), dtype=np.uint8)
     w_hat = np.empty((K, N), dtype=np.float32)
     saturated = 0
+    rnd = grid.rounder()
     for i1 in range(0, K, block):
         i2 = min(i1 + block, K)
-        W1 = W[:, i1:i2].copy()
+        W1 = Wt[i1:i2].copy()
         U1 = U[i1:i2, i1:i2]
-        E1 = np.zeros_like(W1)
+        E1 = np.empty_like(W1)
         for i in range(i2 - i1):
-            w = W1[:, i]
-            c, q, sat = grid.round(w)
+            w = W1[i]
+            c, q, sat = rnd(w)
             codes[i1 + i], w_hat[i1 + i] = c, q
             saturated += sat
             e = (w - q) / U1[i, i]
-            W1[:, i:] -= np.outer(e, U1[i, i:])
-            E1[:, i] = e
-        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+            W1[i + 1:] -= U1[i, i + 1:, None] * e
+            E1[i] = e
+        Wt[i2:] -= U[i1:i2, i2:].T @ E1
     return GPTQResult(codes, w_hat, saturated)
 
 
 @torch.no_grad()
-def hessians(model: torch.nn.Module, names, run) -> dict:
+def hessians(model: torch.nn.Module, names, run, require_all: bool = True) -> dict:
     """``H = 2 X^T X / M`` (float64 ``[K, K]``) at the input of each named module over ``run(model)``
-    (a callable running the model on calibration data; ``M`` = tokens seen by that module)."""
+    (a callable running the model on calibration data; ``M`` = tokens seen by that module).
+
+    A named module the run never reaches is an error, or left out of the result with
+    ``require_all=False``.  Consecutive layers called with the very same input tensor (q/k/v,
+    gate/up of a transformer block) share one ``X^T X`` product (the same numbers, computed once)."""
     acc: dict = {}
+    # (input tensor, its version, its X^T X): layers reading one unchanged tensor share the product
+    # (an inference-mode tensor has no version counter: never shared)
+    last = [None, None, None]
+
+    def version(t):
+        try:
+            return t._version
+        except RuntimeError:
+            return None
 
     def hook(name):
         def f(mod, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64).cpu()
+            v = version(args[0])
+            if args[0] is not last[0] or v is None or v != last[1]:
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64).cpu()
+                last[:] = [args[0], v, (x.T @ x, x.shape[0])]
+            xtx, rows = last[2]
             g, m = acc.get(name, (0, 0))
-            acc[name] = (g + x.T @ x, m + x.shape[0])
+            acc[name] = (g + xtx, m + rows)
         return f
 
     handles = [model.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
@@ -118,7 +143,8 @@ def hessians(model: torch.nn.Module, names, run) -> dict:
     finally:
         for h in handles:
             h.remove()
+        last[:] = [None, None, None]
     missing = [n for n in names if n not in acc]
-    if missing:
+    if missing and require_all:
         raise ValueError(f"calibration run never reached {len(missing)} layer(s), first {missing[0]!r}")
     return {n: 2 * g / m for n, (g, m) in acc.items()}

@@ -49,6 +49,25 @@ def test_unit_grid_rounding_equals_encode_weight(fmt):
     np.testing.assert_array_equal(q.weight_kn().numpy(), gridmod.fit_grid(w, fmt).decode(codes))
 
 
+@pytest.mark.parametrize("fmt,scaled", [("rf8", False), ("rf8", True), ("int8", False)])
+def test_rounder_is_round_exactly(fmt, scaled):
+    """The per-vector rounder the GPTQ loop uses equals ChannelGrid.round bit for bit, also beyond
+    the grid, at zero, on tiny values and at the exact midpoints between neighbouring grid values."""
+    w = _layer(64, 24, seed=8)
+    g = gridmod.fit_grid(w, fmt, gridmod.search_scale(w) if scaled else None)
+    vals = g.decode(np.arange(256, dtype=np.uint8)[:, None].repeat(24, 1))
+    srt = np.sort(vals, axis=0)
+    mids = ((srt[1:].astype(np.float64) + srt[:-1]) / 2).astype(np.float32)
+    rows = np.concatenate([w, w * 3, w * 1e-6, np.zeros((1, 24), np.float32), mids])
+    rnd = g.rounder()
+    for row in rows:
+        c1, q1, s1 = g.round(row)
+        c2, q2, s2 = rnd(row)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(q1, q2)
+        assert s1 == s2
+
+
 def test_rf8_grid_counts_saturation_and_rejects_bad_scales():
     w = _layer()
     g = gridmod.fit_grid(w, "rf8")
@@ -179,6 +198,41 @@ def _cal_held():
     g = torch.Generator().manual_seed(1)
     mix = torch.randn(32, 32, generator=g) / 6 + torch.eye(32)
     return torch.randn(512, 32, generator=g) @ mix, torch.randn(512, 32, generator=g) @ mix
+
+
+class SharedInput(nn.Module):
+    """q/k/v-like: three layers read one tensor; ``bump`` edits it in place between two of them."""
+
+    def __init__(self, bump=False):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 4), nn.Linear(8, 4), nn.Linear(8, 4)
+        self.bump = bump
+
+    def forward(self, x):
+        x = x.clone()
+        a, b = self.q(x), self.k(x)
+        if self.bump:
+            x.mul_(2)
+        return a + b + self.v(x)
+
+
+@pytest.mark.parametrize("bump", [False, True])
+def test_hessians_of_layers_sharing_an_input_equal_the_definition(bump):
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
+    m = SharedInput(bump)
+    H = gptq.hessians(m, ["q", "k", "v"], lambda mm: [mm(x), mm(x[:1])])
+    rows = torch.cat([x, x[:1]]).reshape(-1, 8).double()
+    want = 2 * rows.T @ rows / rows.shape[0]
+    for n in ("q", "k"):
+        torch.testing.assert_close(H[n], want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(H["v"], 4 * want if bump else want, rtol=1e-12, atol=0)
+    with torch.inference_mode():            # inference tensors: no version counter, never shared
+        Hi = gptq.hessians(m, ["q", "v"], lambda mm: mm(x))
+    x2 = x.reshape(-1, 8).double()
+    torch.testing.assert_close(Hi["v"], (4 if bump else 1) * 2 * x2.T @ x2 / 15, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="never reached 1 layer"):
+        gptq.hessians(Tiny(), ["a", "b"], lambda mm: mm.a(torch.zeros(1, 32)))
+    assert set(gptq.hessians(Tiny(), ["a", "b"], lambda mm: mm.a(torch.zeros(1, 32)), require_all=False)) == {"a"}
 
 
 @pytest.mark.parametrize("fmt,scale", [("rf8", False), ("rf8", True), ("int8", False)])

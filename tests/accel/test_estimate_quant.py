@@ -1,0 +1,144 @@
+"""rf8hw estimate with the RF8 refinements of ``QuantConfig`` (per-column scale search, GPTQ
+rounding): the zoo path (mlp_digits checkpoint, Hessians from training batches), the adapter path
+(Hessians from the adapter's calibration data, measured once) and bad input."""
+
+import copy
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from models import mlp_digits
+from rf8hw import cli
+from rf8hw.accel import estimate
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.nn import gptq, quant
+from rf8hw.nn.train import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """mlp_digits after 150 AdamW steps (a few seconds), saved as rf8hw train does; one torch
+    thread (tiny GEMMs lose on a busy machine with more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = mlp_digits.build()
+    data = mlp_digits.Data()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        x, y = data.batch(gen, 64)
+        loss = model(x, y)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
+    return path
+
+
+def _training_batches(n):
+    """What the estimate documents: ``n`` training batches of the recipe's size, generator seed 0."""
+    data, gen = mlp_digits.Data(), torch.Generator().manual_seed(0)
+    return [data.batch(gen, mlp_digits.RECIPE["batch_size"])[0] for _ in range(n)]
+
+
+def test_zoo_estimate_with_scale_search_and_gptq(checkpoint, tmp_path, capsys):
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
+                   "--cols", "8", "--no-synth", "--json", "--quiet", "--scale-search", "--gptq",
+                   "--hessian-batches", "3", "--out", str(tmp_path / "rep")])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["config"]["scale_search"] is True and rep["config"]["gptq"] is True
+    assert rep["config"]["hessian_batches"] == 3
+    assert any("per-column scale search + GPTQ rounding (Hessians from 3 training batches)" in n
+               for n in rep["notes"])
+    # recompute the RF8 rows from the documented recipe; the baselines stay plain rounding
+    model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    data = mlp_digits.Data()
+    batches = _training_batches(3)
+    H = gptq.hessians(model, [n for n, m in model.named_modules() if type(m) is torch.nn.Linear],
+                      lambda m: [m(b) for b in batches])
+    cfg = quant.QuantConfig(scale_search=True, gptq=True)
+    q = quant.quantize_(copy.deepcopy(model), cfg, calibrate=H, warn=False)
+    assert all(layer.channel_scale is not None for layer in quant.quant_layers(q).values())
+    assert rep["metrics"]["rf8_fake"] == data.evaluate(q)
+    quant.set_mode(q, "bitexact", array=ArrayConfig(8, 8))
+    assert rep["metrics"]["rf8_bitexact"] == data.evaluate(q)
+    assert rep["metrics"]["int8"] == data.evaluate(quant.quantize(model, "int8"))
+    assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.02
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(24, 32)
+        self.b = torch.nn.Linear(32, 8)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def _adapter_parts():
+    torch.manual_seed(0)
+    model = TwoLayer().eval()
+    x_eval = torch.randn(16, 24, generator=torch.Generator().manual_seed(1))
+    x_cal = torch.randn(64, 24, generator=torch.Generator().manual_seed(2))
+    ref = model(x_eval).detach()
+    calls = []
+
+    def metric(m):
+        with torch.no_grad():
+            return {"mse": float(((m(x_eval) - ref) ** 2).mean())}
+
+    def calibrate(m):
+        calls.append(type(m.a).__name__)
+        with torch.no_grad():
+            m(x_cal)
+
+    metric.higher_is_better = False
+    return model, metric, calibrate, calls
+
+
+def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
+    model, metric, calibrate, calls = _adapter_parts()
+    rep = estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, ArrayConfig(4, 4),
+                                  calibrate=calibrate, gptq=True, scale_search=True, synth=False,
+                                  progress=False, baselines=["rf8_fake", "rf8_bitexact", "int8"])
+    assert rep["config"]["gptq"] is True and rep["config"]["scale_search"] is True
+    assert any("GPTQ rounding (Hessians from the adapter's calibration data)" in n for n in rep["notes"])
+    # Hessians once on the float model, then smoothing measures the float model again
+    assert calls == ["Linear", "Linear"]
+    H = gptq.hessians(model, ["a", "b"], calibrate)
+    q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(scale_search=True, gptq=True), calibrate=H)
+    assert rep["metrics"]["rf8_fake"] == metric(q)
+    plain = quant.quantize_(copy.deepcopy(model), quant.QuantConfig())
+    assert rep["metrics"]["rf8_fake"]["mse"] < metric(plain)["mse"]       # GPTQ + scale help here
+    assert rep["metrics"]["int8"] == metric(quant.quantize_(copy.deepcopy(model), quant.QuantConfig(fmt="int8")))
+    quant.set_mode(q, "bitexact", array=ArrayConfig(4, 4))
+    assert rep["metrics"]["rf8_bitexact"] == metric(q)
+
+
+def test_bad_refinement_options_are_named(checkpoint, capsys):
+    with pytest.raises(ValueError, match="need rounding 'nearest', not 'paper'"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", rounding="paper", gptq=True)
+    with pytest.raises(ValueError, match="gptq must be True or False, not 'yes'"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq="yes")
+    with pytest.raises(ValueError, match="hessian_batches"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", hessian_batches=0)
+    model, metric, _, _ = _adapter_parts()
+    with pytest.raises(ValueError, match="gptq needs calibration data"):
+        estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, gptq=True, synth=False,
+                                progress=False)
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
+                   "--cols", "4", "--no-synth", "--scale-search", "--rounding", "paper", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "need rounding 'nearest', not 'paper'" in err and "Traceback" not in err
+    rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--hessian-batches", "4",
+                   "--no-synth", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--hessian-batches is for the zoo models" in err
