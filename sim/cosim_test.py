@@ -16,18 +16,10 @@ import numpy as np
 
 import cocotb
 
+from .hdlbench import watchdog_cycles
+from .job import PROGRESS_PREFIX, load_tiles
 from .stimulus import unpack_row
 from .testbench import Testbench, dump_json, wall_clock
-
-PROGRESS_PREFIX = "rf8hw-progress:"
-
-
-def load_tiles(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Tiles from ``tiles.npz`` (``codes[T, rows, cols]``, ``a[sum M, rows]``, ``m_rows[T]``)."""
-    with np.load(path) as z:
-        codes, a, m_rows = z["codes"], z["a"], z["m_rows"]
-    bounds = np.concatenate([[0], np.cumsum(m_rows)])
-    return [(codes[t], a[bounds[t]:bounds[t + 1]]) for t in range(len(codes))]
 
 
 @cocotb.test()
@@ -59,23 +51,30 @@ async def cosim(dut):
                      len(tiles), bench.cycle, bench.scoreboard.mismatches)
             next_report[0] += every
 
-    # No result row for this long while rows are expected: the design hangs.
-    max_idle = 200 * (tb.rows + tb.cols) + 10_000
+    # No result row for this long while rows are expected: the design hangs (the budget grows
+    # with the stall probabilities, as in the HDL bench).
+    bp = job["stall_prob"] if job["backpressure_prob"] is None else job["backpressure_prob"]
+    max_idle = watchdog_cycles(tb.rows, tb.cols, (job["stall_prob"], bp))
     t0 = wall_clock()
     await tb.start()
     cycles_before_reset = 0
-    if job["reset_at_cycle"] is not None:
-        while tb.cycle < job["reset_at_cycle"]:
-            await tb.run_cycles(1)
-        cycles_before_reset = tb.cycle + 1
-        await tb.reset()
-        for t, (codes, a) in enumerate(second, start=len(first)):
-            tb.queue_tile(t, codes, a)
-    await tb.run_until_idle(max_idle, progress)
-    for lo, hi in zip(bounds[1:-1], bounds[2:]):
-        for t in range(lo, hi):
-            tb.queue_tile(t, *first[t])
+    try:
+        if job["reset_at_cycle"] is not None:
+            while tb.cycle < job["reset_at_cycle"]:
+                await tb.run_cycles(1)
+            cycles_before_reset = tb.cycle + 1
+            await tb.reset()
+            for t, (codes, a) in enumerate(second, start=len(first)):
+                tb.queue_tile(t, codes, a)
         await tb.run_until_idle(max_idle, progress)
+        for lo, hi in zip(bounds[1:-1], bounds[2:]):
+            for t in range(lo, hi):
+                tb.queue_tile(t, *first[t])
+            await tb.run_until_idle(max_idle, progress)
+    except (TimeoutError, ValueError) as exc:
+        # a hang or X/Z on an output: one line for the host side, no traceback there
+        dump_json(job_dir / "result.json", {"error": str(exc) or type(exc).__name__})
+        raise AssertionError(str(exc)) from None
     last_result = tb.cycle
     wall = wall_clock() - t0
     # A few more cycles with tready high: a duplicated or spurious row is a mismatch.

@@ -32,7 +32,6 @@ high at rising edge ``c``.  The quantities derived from these stamps are defined
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -569,9 +568,10 @@ class Testbench:
 
 
 def dump_json(path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
+    """``obj`` as JSON at ``path``, written atomically (:func:`sim.job.write_json`)."""
+    from .job import write_json
+
+    write_json(path, obj)
 
 
 def wall_clock() -> float:

@@ -324,6 +324,10 @@ LAYERS = (
     # rf8hw.accel (the cycle model and synthesis build on nn, not the other way round)
     Layer("rf8hw.nn", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl.config",
                                 "rf8hw.hdl.registry", "rf8hw.nn")),
+    # co-simulation: the format, the RTL and the tool runs; never the PyTorch front end or the
+    # estimates (a real model's layer through the RTL is rf8hw.accel.cosim_layer, above sim)
+    Layer("sim", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl",
+                           "rf8hw.toolchain", "sim"), never=("torch",)),
 )
 
 #: Names any module may take from the root package ``rf8hw`` (its ``__init__`` is a lazy facade;

@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from rf8hw.accel.cycles import Gemm
 
-__all__ = ["capture", "summarize"]
+__all__ = ["capture", "run_example", "summarize"]
 
 _LINEAR = {F.linear}
 _MATMUL = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__}
@@ -111,6 +111,19 @@ def _weight_map(model: nn.Module):
 
 
 @torch.no_grad()
+def run_example(model: nn.Module, example):
+    """One forward pass of ``model`` on ``example``: ``example(model)`` when it is a callable, else
+    ``model(**example)`` (dict), ``model(*example)`` (tuple) or ``model(example)``; returns the
+    model's output."""
+    if callable(example) and not isinstance(example, (torch.Tensor, nn.Module)):
+        return example(model)
+    if isinstance(example, dict):
+        return model(**example)
+    if isinstance(example, tuple):
+        return model(*example)
+    return model(example)
+
+
 def capture(model: nn.Module, run) -> list[Gemm]:
     """The GEMMs of one forward pass, in execution order.
 
@@ -153,14 +166,7 @@ def capture(model: nn.Module, run) -> list[Gemm]:
     model.eval()
     try:
         with mode:
-            if callable(run) and not isinstance(run, (torch.Tensor, nn.Module)):
-                run(model)
-            elif isinstance(run, dict):
-                model(**run)
-            elif isinstance(run, tuple):
-                model(*run)
-            else:
-                model(run)
+            run_example(model, run)
     finally:
         for h in hooks:
             h.remove()

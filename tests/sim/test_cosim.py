@@ -1,9 +1,11 @@
 """cocotb co-simulation of the generated Verilog against golden.matmul, on Verilator and Icarus.
 
 Builds are shared by the whole session (``cosim_cache``, tests/sim/conftest.py), so each
-configuration is generated and compiled once.  Verilator runs the 4 x 4 configurations (a C++
-build is ~30 s of CPU each); Icarus builds in about a second, so it runs every configuration,
-8 x 8 included.
+configuration is generated and compiled once.  Verilator runs one 4 x 4 configuration (acc_bits
+27, wrap: an HDL-bench build costs 30-100 s of C++, so every Verilator test of tests/sim shares
+it); Icarus builds in about a second, so it runs every other
+configuration, 8 x 8 included.  The HDL bench (the default) runs them all; tests/sim/
+test_hdlbench.py compares it with the Python bench.
 """
 
 import re
@@ -22,14 +24,12 @@ from rf8hw.hdl.config import ArrayConfig
 # default kind (ArrayConfig.pe); the reference RF8PE and the active-high reset variant once each.
 RANDOM_CONFIGS = [
     ("verilator", 4, 4, 27, "wrap", None),
-    ("verilator", 4, 4, 27, "saturate", None),
     ("icarus", 4, 4, 27, "wrap", None),
     ("icarus", 4, 4, 27, "saturate", None),
     ("icarus", 4, 4, 27, "saturate", "rf8"),
     ("icarus", 8, 8, 27, "wrap", None),
     ("icarus", 8, 8, 27, "saturate", None),
 ]
-SIMS = ["verilator", "icarus"]
 
 
 def config_id(cfg):
@@ -42,13 +42,13 @@ def exact_sums(tiles):
     return [a.astype(object) @ golden.weight_int(codes).astype(object) for codes, a in tiles]
 
 
-@pytest.mark.parametrize("simulator", SIMS)
-def test_exhaustive_all_65536_products_through_the_rtl(simulator, cosim_cache, tmp_path):
-    """Every (int8 activation, code) pair is computed alone by the array and equals golden.product."""
+def test_exhaustive_all_65536_products_through_the_rtl(cosim_cache, tmp_path):
+    """Every (int8 activation, code) pair is computed alone by the array and equals golden.product
+    (Verilator; Icarus runs the same RTL through every other test)."""
     rows = cols = 4
     tiles = sim.exhaustive_tiles(rows, cols)
     assert len(sim.exhaustive_pairs(tiles)) == 256 * 256
-    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator=simulator,
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator="verilator",
                       stall_prob=0.05, seed=3, cache_root=cosim_cache, out_dir=tmp_path,
                       keep_results=True)
     assert r["mismatches"] == 0, r["first_mismatch"]
@@ -96,14 +96,17 @@ def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
         assert x["compute"] == x["m_rows"] + x["a_not_ready"] + x["a_idle"], x
 
 
-EDGE_CONFIGS = [("verilator", 1, 1), ("icarus", 2, 2), ("icarus", 1, 2), ("icarus", 2, 1),
+# All on Icarus: Verilator's elaboration of every edge shape (the zero-width counters it once
+# refused) is checked by `verilator --lint-only -Wall` in tests/hdl/test_generate.py, without a
+# C++ build of its own here.
+EDGE_CONFIGS = [("icarus", 1, 1), ("icarus", 2, 2), ("icarus", 1, 2), ("icarus", 2, 1),
                 ("icarus", 1, 7), ("icarus", 7, 1)]
 
 
 @pytest.mark.parametrize("cfg", EDGE_CONFIGS, ids=[f"{s}-{r}x{c}" for s, r, c in EDGE_CONFIGS])
 def test_edge_shapes_cosimulate_with_stalls(cfg, cosim_cache, tmp_path):
-    """rows == 1 and cols <= 2 (once zero-width counters Verilator refused to build) co-simulate
-    bit-exactly with idle inputs and backpressure (Icarus under -g2012, cocotb's default)."""
+    """rows == 1 and cols <= 2 (once zero-width counters) co-simulate bit-exactly with idle inputs
+    and backpressure (Icarus under -g2012, cocotb's default)."""
     simulator, rows, cols = cfg
     tiles = sim.random_tiles(np.random.default_rng(rows * 10 + cols), rows, cols, 12,
                              m_rows=(1, 3 * rows + 2))
@@ -142,28 +145,13 @@ def test_reset_mid_tile_then_clean_tile(simulator, reset, cosim_cache, tmp_path)
     assert r["tile_cycles"][0]["w_first"] == 1      # cycle numbering restarts after reset
 
 
-def test_wrong_expected_value_is_caught(cosim_cache, tmp_path):
-    """A model off by one in one value: the scoreboard reports exactly that (tile, row, column)."""
-    rows = cols = 4
-    tiles = sim.random_tiles(np.random.default_rng(2), rows, cols, 3, m_rows=5)
-    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator="icarus",
-                      stall_prob=0.2, cache_root=cosim_cache, out_dir=tmp_path, corrupt=(1, 2, 3))
-    assert r["mismatches"] == 1
-    first = r["first_mismatch"]
-    codes, a = tiles[1]
-    right = int(golden.matmul(a, codes, 27, "wrap")[2, 3])
-    assert (first["tile"], first["row"], first["column"]) == (1, 2, 3)
-    assert (first["expected"], first["got"]) == (right + 1, right)
-
-
-@pytest.mark.parametrize("simulator", SIMS)
-def test_gemm_full_rate_cycles_follow_the_timing_formulas(simulator, cosim_cache, tmp_path):
+def test_gemm_full_rate_cycles_follow_the_timing_formulas(cosim_cache, tmp_path):
     """Ragged GEMM at full rate: per-tile cycles equal docs/architecture.md's formulas, and the
     tile results assemble to golden.matmul of the whole GEMM."""
     rows = cols = 4
     M, K, N = 6, 10, 7                     # K and N not multiples of the array size
     cfg = ArrayConfig(rows, cols, acc_bits=27)
-    r = sim.run_gemm(M, K, N, cfg, simulator=simulator, seed=4, cache_root=cosim_cache,
+    r = sim.run_gemm(M, K, N, cfg, simulator="verilator", seed=4, cache_root=cosim_cache,
                      out_dir=tmp_path)
     assert r["mismatches"] == 0, r["first_mismatch"]
     assert len(r["tile_cycles"]) == 3 * 2

@@ -1,0 +1,177 @@
+"""The GEMM of one layer of a real, quantized model through the RTL (``rf8hw cosim --layer``).
+
+:func:`capture_layer` quantizes a model to RF8 on the bit-exact hardware path
+(:mod:`rf8hw.nn.bitexact`), runs one real forward pass and, with a forward hook on the chosen
+layer, takes the layer's input on its first call: the INT8 activations ``a [M, K]`` the array
+would see (the layer's own quantization rule, :func:`rf8hw.nn.bitexact.quantize_activations`),
+its RF8 codes ``[K, N]`` and the bit-exact path's integer accumulator ``acc [M, N]``
+(:func:`rf8hw.nn.bitexact.rf8_gemm`).  The replay is checked against the layer's real output
+(float32 equality), so the integers are the ones that forward pass used.
+
+:func:`cosim_layer` streams that GEMM through the RTL (:func:`sim.run.run_gemm`; the scoreboard
+compares every result row with the golden model) and compares the assembled ``[M, N]`` result
+with ``acc``.  Both equalities are reported.
+
+Models: the zoo models (``mlp_digits``, ``tinygpt``: a checkpoint written by ``rf8hw train``;
+the forward pass is a batch of their own training data) and any model the estimate command
+accepts through an adapter (``minilm``, ``smollm2``, ``package.module:function``; the forward
+pass is the adapter's example).  Imports torch (on demand).  It lives in ``rf8hw.accel``, not ``sim``: ``sim`` stays below the
+PyTorch front end (docs/architecture.md, package map).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rf8hw import checks
+from rf8hw.hdl.config import ArrayConfig
+
+__all__ = ["capture_layer", "cosim_layer", "MAX_LAYER_ROWS"]
+
+#: Most activation rows (tokens) of a captured layer input that are co-simulated.
+MAX_LAYER_ROWS = 1 << 16
+
+
+def _load(model_name: str, checkpoint, batch: int):
+    """``(model, run)``: the float model and a callable running one forward pass on it."""
+    import torch
+
+    from rf8hw.accel.estimate import MODELS
+
+    if model_name in MODELS:
+        import models
+        from rf8hw.nn import quant
+        from rf8hw.nn.train import load_checkpoint
+
+        if checkpoint is None:
+            raise ValueError(f"--checkpoint is required for the zoo model {model_name!r} "
+                             "(a model.safetensors written by rf8hw train)")
+        model, meta = load_checkpoint(checkpoint)
+        if meta.get("model") != model_name:
+            raise ValueError(f"checkpoint {str(checkpoint)!r} holds a {meta.get('model')!r} "
+                             f"model, not {model_name!r}")
+        mod = models.get(model_name)
+        x = mod.Data(model.config).batch(torch.Generator().manual_seed(0), batch)[0]
+        return quant.quantize(model, fmt="rf8"), lambda m: m(x)
+    if checkpoint is not None:
+        raise ValueError(f"--checkpoint is for the zoo models ({', '.join(MODELS)}); the adapter "
+                         f"{model_name!r} loads its own model")
+    from rf8hw.accel.estimate import adapter_parts
+    from rf8hw.accel.gemms import run_example
+    from rf8hw.nn import quant
+
+    model, example, _, _ = adapter_parts(model_name)
+    model.eval()
+    quant.quantize_(model, warn=False)
+
+    def run(m):
+        return run_example(m, example)
+
+    return model, run
+
+
+def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint=None,
+                  batch: int = 8) -> dict:
+    """The integer GEMM of ``layer`` in one real forward pass of the RF8 bit-exact model.
+
+    Parameters
+    ----------
+    model_name : str
+        ``mlp_digits`` / ``tinygpt`` (with ``checkpoint``), or an adapter name as
+        ``rf8hw estimate --model`` takes it.
+    layer : str
+        The layer's module name; a wrong name is a ``ValueError`` listing the RF8 layers.
+    array : ArrayConfig
+        Its ``act_bits``, ``acc_bits`` and ``overflow`` are the bit-exact path's arithmetic.
+    batch : int
+        Inferences in the zoo models' forward pass (adapters bring their own example).
+
+    Returns
+    -------
+    dict
+        ``layer``, ``a`` (int64 ``[M, K]``), ``codes`` (uint8 ``[K, N]``), ``acc`` (the bit-exact
+        path's int64 ``[M, N]``), ``shape`` ``(M, K, N)`` and ``replay_matches_layer`` (the replay
+        of the layer from these integers equals the layer's float32 output, element for element).
+    """
+    import torch
+
+    from rf8hw.nn import bitexact, quant
+
+    batch = checks.integer("batch", batch, 1, MAX_LAYER_ROWS)
+    model, run = _load(model_name, checkpoint, batch)
+    quant.set_mode(model, "bitexact", array=array)
+    layers = quant.rf8_layers(model)
+    if layer not in layers:
+        raise ValueError(f"layer {layer!r} is not an RF8 layer of {model_name}; its RF8 layers "
+                         f"are: {', '.join(layers)}")
+    q = layers[layer]
+    seen = []
+
+    def hook(module, args, output):
+        if not seen:
+            seen.append((args[0].detach(), output.detach()))
+
+    handle = q.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            run(model)
+    finally:
+        handle.remove()
+    if not seen:
+        raise ValueError(f"layer {layer!r} of {model_name} was not called in the forward pass")
+    x, out = seen[0]
+    if q.smooth is not None:                   # QuantLinear.forward divides by it first (exact)
+        x = x.float() / q.smooth
+    x2 = x.reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
+    if len(x2) > MAX_LAYER_ROWS:
+        raise ValueError(f"layer {layer!r} saw {len(x2)} activation rows; at most "
+                         f"{MAX_LAYER_ROWS} are co-simulated (lower the batch)")
+    a, scale, _ = bitexact.quantize_activations(x2, array.act_bits, q.act_absmax,
+                                                q.act_granularity)
+    codes = q.codes.cpu().numpy()
+    cs = None if q.channel_scale is None else q.channel_scale.detach().cpu().numpy()
+    y, acc, _ = bitexact.rf8_gemm(a, scale, codes, q.exponent.cpu().numpy(), array,
+                                  channel_scale=cs)
+    replay = torch.from_numpy(y.astype(np.float32))
+    if q.bias is not None:
+        replay = replay + q.bias.detach().cpu().to(torch.float32)
+    same = bool(torch.equal(replay, out.reshape(replay.shape).cpu().to(torch.float32)))
+    return {"layer": layer, "a": a, "codes": codes, "acc": acc, "shape": (*a.shape, codes.shape[1]),
+            "replay_matches_layer": same}
+
+
+def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, *, checkpoint=None, batch: int = 8,
+                captured: dict | None = None, **kwargs) -> dict:
+    """Co-simulate the GEMM of :func:`capture_layer` on the array ``cfg``.
+
+    ``captured``: the :func:`capture_layer` dict of the same arguments, if already taken (the
+    benchmark times the RTL run apart from the model's loading and forward pass).  Other keyword
+    arguments go to :func:`sim.run.run_gemm` (``simulator``, ``stall_prob``,
+    ``out_dir``, ``cache_root``, ``progress``, ...).  Needs ``cfg.overflow == "wrap"``: with a
+    saturating accumulator the array's per-tile results, added by the host, are not the layer's
+    one saturating sum over all of K (:mod:`rf8hw.nn.bitexact`, tiling note).
+
+    Returns
+    -------
+    dict
+        :func:`sim.run.run_gemm`'s dict (``mismatches``: result rows against the golden model)
+        plus ``layer``, ``gemm_shape``, ``replay_matches_layer``, ``bitexact_mismatches`` (entries
+        of the assembled RTL result that differ from the bit-exact path's integers; -1 when not
+        every tile was seen) and ``equals_bitexact``.
+    """
+    from sim.run import run_gemm
+
+    if cfg.overflow != "wrap":
+        raise ValueError(f"--layer compares the RTL with the bit-exact layer, which needs "
+                         f"overflow 'wrap' (per-tile saturation is not the layer's), not "
+                         f"{cfg.overflow!r}")
+    got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint, batch=batch)
+    M, K, N = got["shape"]
+    result = run_gemm(M, K, N, cfg, a=got["a"], codes=got["codes"], **kwargs)
+    result.pop("results", None)                # per-tile results: assembled in "gemm"
+    gemm = result.pop("gemm", None)
+    bad = -1 if gemm is None else int((gemm != got["acc"]).sum())
+    result.update(layer=layer, gemm_shape=(M, K, N),
+                  replay_matches_layer=got["replay_matches_layer"],
+                  bitexact_mismatches=bad, equals_bitexact=bad == 0)
+    return result
