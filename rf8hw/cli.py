@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),
     "synth": ("rf8hw.commands.synth", "synthesise + place and route an array (yosys/nextpnr): LUT4/FF/DSP and post-route Fmax"),
     "estimate": ("rf8hw.commands.estimate", "accuracy on the bit-exact RF8 hardware path, cycles, area and Fmax for a trained model"),
+    "sweep": ("rf8hw.commands.sweep", "design-space exploration on Ray: PE kinds x sizes x accumulators x numerics to a Pareto front"),
 }
 
 

@@ -1,0 +1,208 @@
+"""rf8hw sweep (rf8hw.accel.dse): the Pareto front and the constraint pick on hand-made tables whose
+answer is known; bad input; and a real tiny sweep on mlp_digits (rf8_pipe and int8_pipe, 2 x 2,
+local Ray, real synthesis) that is killed after its first synthesis finished and restarted: the
+restart recomputes nothing that had finished, and its table is checked against the cycle model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from models import mlp_digits
+from rf8hw import cli
+from rf8hw.accel import dse
+from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.hdl.config import ArrayConfig
+from rf8hw.nn import quant
+from rf8hw.nn.train import load_checkpoint, save_checkpoint
+
+# ------------------------------------------------------------------------- Pareto front, pick
+
+
+def test_pareto_front_of_a_known_table():
+    # (area, throughput): b dominates a; c and d trade off; e duplicates d; f has no area.
+    rows = [{"a": 10, "t": 1}, {"a": 5, "t": 2}, {"a": 20, "t": 9}, {"a": 8, "t": 3}, {"a": 8, "t": 3},
+            {"a": None, "t": 100}, {"a": 30, "t": 9}]
+    assert dse.pareto_front(rows, {"a": "min", "t": "max"}) == [False, True, True, True, True, False, False]
+    # both minimised: only the smallest (5, 2) and the one with the least t (10, 1) remain
+    assert dse.pareto_front(rows, {"a": "min", "t": "min"}) == [True, True, False, False, False, False, False]
+    # three objectives: a point bad in two but best in the third stays on the front
+    three = [{"x": 1, "y": 1, "z": 9}, {"x": 2, "y": 2, "z": 1}, {"x": 2, "y": 2, "z": 0}]
+    assert dse.pareto_front(three, {"x": "min", "y": "min", "z": "max"}) == [True, False, False]
+    with pytest.raises(ValueError, match="objective 'a' must be one of 'min', 'max', not 'up'"):
+        dse.pareto_front(rows, {"a": "up"})
+
+
+def test_pick_best_under_constraints():
+    pts = [{"pe": "A", "lut4_equiv": 100, "inferences_per_s": 10.0, "accuracy": 0.9, "higher_is_better": True},
+           {"pe": "B", "lut4_equiv": 500, "inferences_per_s": 50.0, "accuracy": 0.7, "higher_is_better": True},
+           {"pe": "C", "lut4_equiv": 300, "inferences_per_s": 50.0, "accuracy": 0.95, "higher_is_better": True},
+           {"pe": "D", "lut4_equiv": None, "inferences_per_s": None, "accuracy": 0.99, "higher_is_better": True}]
+    assert dse.pick_best(pts)["pe"] == "C"                   # tie on throughput: fewer LUTs
+    assert dse.pick_best(pts, max_luts=200)["pe"] == "A"
+    assert dse.pick_best(pts, min_accuracy=0.92)["pe"] == "C"
+    assert dse.pick_best(pts, max_luts=200, min_accuracy=0.92) is None
+    lower = [dict(p, higher_is_better=False) for p in pts]   # e.g. perplexity: at most X
+    assert dse.pick_best(lower, min_accuracy=0.8)["pe"] == "B"
+
+
+# --------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pe", "rf9"], "pe must be one of"),
+    (["--rows", "0"], "rows must be an integer in 1..64, not 0"),
+    (["--acc-bits", "20"], "acc_bits"),
+    (["--rows", "two"], "argument --rows: takes comma-separated integers, not 'two'"),
+    (["--act", "tensor"], "a zoo checkpoint has one activation scheme"),
+    (["--device", "xc7"], "device must be one of"),
+    (["--max-luts", "0"], "max_luts must be an integer >= 1, not 0"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"x")                       # never read: validation fails first
+    base = {"--pe": "rf8_pipe", "--rows": "2", "--cols": "2"}
+    base.update(dict(zip(argv[::2], argv[1::2])))
+    try:
+        rc = cli.main(["sweep", "--model", "mlp_digits", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
+                       *[x for kv in base.items() for x in kv]])
+    except SystemExit as exc:                    # argparse's usage error (rf8hw.cli.Parser)
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_checkpoint_is_refused_before_the_sweep(tmp_path, capsys):
+    rc = cli.main(["sweep", "--model", "mlp_digits", "--checkpoint", str(tmp_path / "none.safetensors"),
+                   "--pe", "rf8_pipe", "--rows", "2", "--cols", "2", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no such checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_adapter_numerics_are_checked():
+    with pytest.raises(ValueError, match="act must be one of 'token', 'tensor', not 'row'"):
+        dse.SweepConfig(model="minilm", acts=("token", "row"))
+    with pytest.raises(ValueError, match="checkpoint is required"):
+        dse.SweepConfig(model="mlp_digits")
+
+
+# ------------------------------------------------------------------ the real sweep, killed
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """mlp_digits after 300 AdamW steps (as tests/accel/test_estimate.py trains it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = mlp_digits.build()
+    data = mlp_digits.Data()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        x, y = data.batch(gen, 64)
+        loss = model(x, y)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
+    return path
+
+
+def _entries(directory):
+    return {p.name: p.stat().st_mtime_ns for p in directory.glob("*.json")} if directory.is_dir() else {}
+
+
+def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_path, capsys):
+    synth_cache, cache, out = tmp_path / "synth", tmp_path / "dse", tmp_path / "out"
+    args = ["sweep", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--pe", "rf8_pipe,int8_pipe",
+            "--rows", "2", "--cols", "2", "--acc-bits", "28", "--synth-cache", str(synth_cache),
+            "--cache", str(cache), "--out", str(out), "--quiet"]
+    # 1. one Ray CPU: the four factors (2 accuracy, 2 synthesis) run one after the other; kill the
+    #    whole process group (driver and Ray) once the first synthesis result is in the cache.
+    proc = subprocess.Popen([sys.executable, "-m", "rf8hw.cli", *args, "--num-cpus", "1"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 600
+        while not _entries(synth_cache) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    before_synth, before_acc = _entries(synth_cache), _entries(cache / "accuracy")
+    assert len(before_synth) == 1, "the first sweep was not killed in the middle"
+    assert not (out / "sweep.json").exists()
+
+    # 2. the restart (in process, two Ray CPUs) computes only what is missing
+    assert cli.main(args + ["--num-cpus", "2", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["computed"] == {"accuracy": 2 - len(before_acc), "synthesis": 1}
+    for name, mtime in {**before_synth}.items():
+        assert (synth_cache / name).stat().st_mtime_ns == mtime
+    for name, mtime in before_acc.items():
+        assert (cache / "accuracy" / name).stat().st_mtime_ns == mtime
+    rows = {r["pe"]: r for r in rep["points"]}
+    assert set(rows) == {"rf8_pipe", "int8_pipe"}
+    done_first = [r for r in rows.values() if f"{r['synth_key']}.json" in before_synth]
+    assert len(done_first) == 1 and done_first[0]["synth_cached"]
+    assert sum(not r["synth_cached"] for r in rows.values()) == 1
+    assert all(r["accuracy_cached"] == (f"{r['acc_key']}.json" in before_acc) for r in rows.values())
+
+    # 3. the table: cycles from the cycle model, throughput from Fmax, fronts consistent
+    for pe, r in rows.items():
+        assert r["status"] == "ok" and r["fits"] and r["lut4_equiv"] >= r["lut4"] > 0 and r["fmax_mhz"] > 0
+        expect = sum(gemm_cycles(1, k, n, ArrayConfig(2, 2, pe=pe)).cycles
+                     for k, n in ((64, 128), (128, 128), (128, 10)))
+        assert r["cycles_per_inference"] == expect
+        assert r["inferences_per_s"] == pytest.approx(r["fmax_mhz"] * 1e6 / expect)
+        assert r["accuracy_node"]
+    # accuracy against an independent evaluation: the bit-exact path with a wrapping 28-bit
+    # accumulator (its overflow events are the cost) and INT8 weight-only fake quantization
+    model, _ = load_checkpoint(checkpoint)
+    data = mlp_digits.Data()
+    q = quant.set_mode(quant.quantize(model, fmt="rf8"), "bitexact", array=ArrayConfig(2, 2, acc_bits=28))
+    assert rows["rf8_pipe"]["accuracy"] == data.evaluate(q)["test_acc"]
+    assert rows["rf8_pipe"]["overflow_events"] == quant.overflow_report(q)["total"]["events"] > 0
+    assert rows["rf8_pipe"]["accuracy_path"] == "bitexact"
+    assert rows["int8_pipe"]["accuracy"] == data.evaluate(quant.quantize(model, fmt="int8"))["test_acc"] > 0.9
+    assert rows["int8_pipe"]["overflow_events"] is None      # weight-only baseline: no bit-exact path
+    pts = list(rows.values())
+    assert [r["pareto_throughput"] for r in pts] == dse.pareto_front(
+        pts, {"lut4_equiv": "min", "inferences_per_s": "max"})
+    best = rep["best"]["ecp5-25k"]
+    assert best["inferences_per_s"] == max(r["inferences_per_s"] for r in pts)
+    csv_lines = (out / "sweep.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("device,pe,rows,cols,acc_bits")
+    assert "| ecp5-25k | rf8_pipe | 2 | 2 | 28 |" in (out / "sweep.md").read_text()
+    for kind in ("throughput", "accuracy"):
+        assert (out / f"sweep_ecp5-25k_{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "sweep.json").read_text())["points"] == rep["points"]
+
+    # 4. a rerun finds every factor cached and starts no Ray instance
+    assert cli.main(args + ["--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["computed"] == {"accuracy": 0, "synthesis": 0} and again["ray"] == {"used": False}
+    assert [r["inferences_per_s"] for r in again["points"]] == [r["inferences_per_s"] for r in rep["points"]]
+
+    # 5. a failing factor (an "adapter" that returns no model) fails its points, one line each with
+    #    the log; the synthesis rows are still written and the sweep exits 1
+    bad = ["sweep", "--model", "platform:node", "--pe", "rf8_pipe,int8_pipe", "--rows", "2", "--cols", "2",
+           "--acc-bits", "28", "--synth-cache", str(synth_cache), "--cache", str(cache),
+           "--out", str(tmp_path / "bad"), "--quiet", "--num-cpus", "1"]
+    assert cli.main(bad) == 1
+    err = capsys.readouterr().err
+    failed = [ln for ln in err.splitlines() if ln.startswith("rf8hw sweep: failed:")]
+    assert len(failed) == 2 and all("an adapter must return" in ln and "(log: " in ln for ln in failed)
+    table = json.loads((tmp_path / "bad" / "sweep.json").read_text())
+    assert [r["status"] for r in table["points"]] == ["failed", "failed"]
+    assert all(r["synth_cached"] and r["lut4"] > 0 for r in table["points"])
+    assert all(os.path.isfile(r["log"]) for r in table["points"])
