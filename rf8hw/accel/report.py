@@ -20,6 +20,12 @@ def _fmt(v, spec=",.0f"):
     return format(v, spec)
 
 
+def _refinements(c: dict) -> str:
+    """`` + scale search + GPTQ`` for the options the estimate's RF8 nearest rows used."""
+    return "".join(f" + {n}" for k, n in (("scale_search", "per-column scale search"), ("gptq", "GPTQ"))
+                   if c.get(k))
+
+
 def render_markdown(rep: dict) -> str:
     """The report as Markdown (what ``rf8hw estimate`` prints and writes to ``estimate.md``)."""
     c = rep["config"]
@@ -38,7 +44,7 @@ def render_markdown(rep: dict) -> str:
     source = f"Checkpoint `{rep['checkpoint']}`" if rep.get("checkpoint") else f"Model `{rep['model']}`"
     setting = (f"{source}; accumulator {c['acc_bits']} bits, "
                f"{c['overflow']}; {c['act_bits']}-bit activations ({scales}); "
-               f"RF8 rounding {c['rounding']}; batch {c['batch']}.")
+               f"RF8 rounding {c['rounding']}{_refinements(c)}; batch {c['batch']}.")
     lines = [title, "", setting, "",
              "## Accuracy", "",
              ]

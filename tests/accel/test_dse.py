@@ -9,10 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 
 import pytest
-import torch
 
 from models import mlp_digits
 from rf8hw import cli
@@ -20,7 +18,7 @@ from rf8hw.accel import dse
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import quant
-from rf8hw.nn.train import load_checkpoint, save_checkpoint
+from rf8hw.nn.train import load_checkpoint
 
 # ------------------------------------------------------------------------- Pareto front, pick
 
@@ -96,25 +94,9 @@ def test_adapter_numerics_are_checked():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """mlp_digits after 300 AdamW steps (as tests/accel/test_estimate.py trains it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = mlp_digits.build()
-    data = mlp_digits.Data()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        x, y = data.batch(gen, 64)
-        loss = model(x, y)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
-    return path
+def checkpoint(train_mlp_digits):
+    """mlp_digits after 300 AdamW steps (shared with tests/accel/test_estimate.py)."""
+    return train_mlp_digits(300)
 
 
 def _entries(directory):

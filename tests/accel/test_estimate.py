@@ -2,10 +2,8 @@
 real 1x1 synthesis), the report files, bad input."""
 
 import json
-from dataclasses import asdict
 
 import pytest
-import torch
 
 import rf8hw
 from models import mlp_digits
@@ -14,31 +12,12 @@ from rf8hw.accel import estimate
 from rf8hw.nn import quant
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.hdl.config import ArrayConfig
-from rf8hw.nn.train import save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """mlp_digits trained for 300 AdamW steps (a few seconds), saved as rf8hw train does.
-
-    One torch thread: tiny GEMMs gain nothing from more, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = mlp_digits.build()
-    data = mlp_digits.Data()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        x, y = data.batch(gen, 64)
-        loss = model(x, y)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
-    return path
+def checkpoint(train_mlp_digits):
+    """mlp_digits trained for 300 AdamW steps (a few seconds)."""
+    return train_mlp_digits(300)
 
 
 def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, capsys):

@@ -4,7 +4,6 @@ rounding): the zoo path (mlp_digits checkpoint, Hessians from training batches),
 
 import copy
 import json
-from dataclasses import asdict
 
 import pytest
 import torch
@@ -14,30 +13,13 @@ from rf8hw import cli
 from rf8hw.accel import estimate
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import gptq, quant
-from rf8hw.nn.train import load_checkpoint, save_checkpoint
+from rf8hw.nn.train import load_checkpoint
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """mlp_digits after 150 AdamW steps (a few seconds), saved as rf8hw train does; one torch
-    thread (tiny GEMMs lose on a busy machine with more)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = mlp_digits.build()
-    data = mlp_digits.Data()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(150):
-        x, y = data.batch(gen, 64)
-        loss = model(x, y)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
-    return path
+def checkpoint(train_mlp_digits):
+    """mlp_digits after 150 AdamW steps."""
+    return train_mlp_digits(150)
 
 
 def _training_batches(n):

@@ -2,39 +2,22 @@
 equal to the golden model and to the bit-exact PyTorch layer's integers."""
 
 import re
-from dataclasses import asdict
 
 import numpy as np
 import pytest
-import torch
 
-from models import mlp_digits
 from rf8hw import cli
 from rf8hw.format import golden
 from rf8hw.hdl.config import ArrayConfig
-from rf8hw.nn.train import save_checkpoint
 from rf8hw.accel.cosim_layer import capture_layer
 
 SUMMARY = re.compile(r"^tiles=(\d+) macs=\d+ mismatches=(\d+) cycles=\d+ cycles/s=\d+$")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """mlp_digits after 30 AdamW steps (well under a second), saved as rf8hw train does."""
-    torch.manual_seed(0)
-    model = mlp_digits.build()
-    data = mlp_digits.Data()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        x, y = data.batch(gen, 64)
-        loss = model(x, y)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(model, path, {"model": "mlp_digits", "model_config": asdict(model.config)})
-    return path
+def checkpoint(train_mlp_digits):
+    """mlp_digits after 30 AdamW steps (well under a second)."""
+    return train_mlp_digits(30)
 
 
 def test_capture_is_the_layers_own_integer_gemm(checkpoint):
