@@ -351,39 +351,7 @@ module {bench} (
     end else if (!finished && !hung) begin
       w_draw = w_x; a_draw = a_x; r_draw = r_x;
       w_x = rf8hw_xs(w_x); a_x = rf8hw_xs(a_x); r_x = rf8hw_xs(r_x);
-      // weight source
-      if (w_tvalid && w_tready) begin
-        if (w_new) begin w_first = cyc; w_nr0 = w_nr; w_idle0 = w_idle; end
-        w_new = w_tlast;
-        if (w_tlast) begin
-          tw_mem[tw_count % DT] = {{w_first, cyc, w_nr - w_nr0, w_idle - w_idle0}};
-          tw_count = tw_count + 1;
-        end
-      end else if (w_tvalid || w_ptr != w_seen) begin
-        if (!w_tready) w_nr = w_nr + 1; else w_idle = w_idle + 1;
-      end
-      if (!w_tvalid || w_tready) begin
-        if (w_ptr != w_seen && w_draw >= tb_w_thr) begin
-          w_tvalid <= 1; {{w_tlast, w_tdata}} <= w_mem[w_ptr % D][W:0]; w_ptr = w_ptr + 1;
-        end else w_tvalid <= 0;
-      end
-      // activation source
-      if (a_tvalid && a_tready) begin
-        if (a_new) begin a_first = cyc; a_nr0 = a_nr; a_idle0 = a_idle; end
-        a_new = a_tlast;
-        if (a_tlast) begin
-          ta_mem[ta_count % DT] = {{a_first, cyc, a_nr - a_nr0, a_idle - a_idle0}};
-          ta_count = ta_count + 1;
-        end
-      end else if (a_tvalid || a_ptr != a_seen) begin
-        if (!a_tready) a_nr = a_nr + 1; else a_idle = a_idle + 1;
-      end
-      if (!a_tvalid || a_tready) begin
-        if (a_ptr != a_seen && a_draw >= tb_a_thr) begin
-          a_tvalid <= 1; {{a_tlast, a_tdata}} <= a_mem[a_ptr % D][A:0]; a_ptr = a_ptr + 1;
-        end else a_tvalid <= 0;
-      end
-      // result sink
+{sources}      // result sink
       if (r_tvalid && r_tready) begin
         r_mem[r_count % D] = {{cyc, r_stall, 3'b0, r_tlast, r_tdata}};
         r_count = r_count + 1;
@@ -438,6 +406,29 @@ endmodule
 """
 
 
+#: One AXI4-Stream source of the wrapper (``s``: ``w`` weights, ``a`` activations; ``S``: the
+#: localparam of its tdata width): offers the next beat when Python has handed one over and the
+#: stream's xorshift draw clears its stall threshold, counts not-ready and idle cycles, records
+#: each tile's first/last handshake into ``t<s>_mem``.
+_SOURCE = """      // {what} source
+      if ({s}_tvalid && {s}_tready) begin
+        if ({s}_new) begin {s}_first = cyc; {s}_nr0 = {s}_nr; {s}_idle0 = {s}_idle; end
+        {s}_new = {s}_tlast;
+        if ({s}_tlast) begin
+          t{s}_mem[t{s}_count % DT] = {{{s}_first, cyc, {s}_nr - {s}_nr0, {s}_idle - {s}_idle0}};
+          t{s}_count = t{s}_count + 1;
+        end
+      end else if ({s}_tvalid || {s}_ptr != {s}_seen) begin
+        if (!{s}_tready) {s}_nr = {s}_nr + 1; else {s}_idle = {s}_idle + 1;
+      end
+      if (!{s}_tvalid || {s}_tready) begin
+        if ({s}_ptr != {s}_seen && {s}_draw >= tb_{s}_thr) begin
+          {s}_tvalid <= 1; {{{s}_tlast, {s}_tdata}} <= {s}_mem[{s}_ptr % D][{S}:0]; {s}_ptr = {s}_ptr + 1;
+        end else {s}_tvalid <= 0;
+      end
+"""
+
+
 def wrapper_verilog(manifest: dict) -> str:
     """The wrapper module around the generated top that ``manifest`` describes (its ``module``,
     ``interface`` section and ``parameters``): Verilog-2005 text."""
@@ -457,4 +448,6 @@ def wrapper_verilog(manifest: dict) -> str:
         bench=BENCH_MODULE, module=manifest["module"], clock=iface["clock"]["name"],
         reset=reset["name"], reset_expr="~dut_rst" if active == "low" else "dut_rst",
         w_bits=widths["s_axis_w"], a_bits=widths["s_axis_a"], r_bits=widths["m_axis_acc"],
-        ring_bits=RING_BITS, tile_ring_bits=TILE_RING_BITS)
+        ring_bits=RING_BITS, tile_ring_bits=TILE_RING_BITS,
+        sources="".join(_SOURCE.format(what=what, s=s, S=s.upper())
+                        for what, s in (("weight", "w"), ("activation", "a"))))
