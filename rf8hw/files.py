@@ -7,7 +7,7 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "sha256_file"]
 
 _TMP_COUNTER = itertools.count()
 
@@ -33,3 +33,11 @@ def write_atomic(path, data) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of the file at ``path``, as hex (read in blocks, never whole)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

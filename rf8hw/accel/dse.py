@@ -23,7 +23,6 @@ starts no Ray instance when none is missing.  Tables and plots: :mod:`rf8hw.acce
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -39,7 +38,7 @@ from rf8hw.accel.estimate import (BUILTIN_ADAPTERS, MODELS, REPORT_PACKAGES, cac
                                   default_synth_cache, load_adapter, synth_cache_key)
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
 from rf8hw.accel.synth import DoesNotFitError, check_device, check_seed
-from rf8hw.files import write_atomic
+from rf8hw.files import sha256_file, write_atomic
 from rf8hw.format import spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.hdl.registry import PE_KINDS
@@ -177,14 +176,6 @@ class SweepConfig:
 
 # ------------------------------------------------------------------------------------ factors
 
-def _file_sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_files(model: str) -> list[Path]:
     """Sources of the model: the whole ``models`` package (zoo and built-in adapters: code and
     shipped data), or the adapter's module file."""
@@ -208,7 +199,7 @@ def accuracy_key(cfg: SweepConfig, numerics: dict) -> str:
         p = root / rel
         extra += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     params = {"kind": "accuracy", "model": cfg.model, "batch": cfg.batch, "numerics": numerics,
-              "checkpoint_sha256": None if cfg.checkpoint is None else _file_sha(cfg.checkpoint)}
+              "checkpoint_sha256": None if cfg.checkpoint is None else sha256_file(cfg.checkpoint)}
     return cache.source_key(params, extra + _model_files(cfg.model), packages=REPORT_PACKAGES)
 
 

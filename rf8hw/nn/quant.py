@@ -55,6 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rf8hw import checks
+from rf8hw.files import sha256_file
 from rf8hw.format import codec, spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import bitexact
@@ -921,13 +922,6 @@ LAYER_FIELDS = {"in_features": "size", "out_features": "size", "fmt": FORMATS,
                 "smooth": bool, "channel_scale": bool}
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _shared_names(state: dict) -> dict:
     """``{alias: name}`` for state-dict entries that are the very tensor of an earlier entry (tied
     weights, one ``QuantLinear`` under two names): safetensors stores each tensor once."""
@@ -980,7 +974,7 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
     try:
         save_file(state, str(tmp_t), metadata={"format": FILE_FORMAT, "layers": json.dumps(layers, sort_keys=True),
                                                "aliases": json.dumps(aliases, sort_keys=True)})
-        meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "tensors_sha256": _sha256(tmp_t),
+        meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "tensors_sha256": sha256_file(tmp_t),
                 "layers": layers, "aliases": aliases, "model": model_info or {}}
         tmp_j.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp_t, path)
@@ -1121,7 +1115,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
         raise ValueError(f"malformed {where}: no layers")
     aliases = meta["aliases"]
     state = read_safetensors(path, "quantized model file")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != meta["tensors_sha256"]:
         raise ValueError(f"quantized model file {path}: its SHA-256 {digest[:16]}... is not the sidecar's "
                          f"tensors_sha256 {meta['tensors_sha256'][:16]!s}...: the tensors were changed "

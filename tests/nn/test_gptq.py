@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from rf8hw.files import sha256_file
 from rf8hw.format import codec
 from rf8hw.nn import grid as gridmod
 from rf8hw.nn import gptq, quant, ste
@@ -420,7 +421,7 @@ def _tamper(path, fn, meta_fn=None):
     save_file(state, str(path), metadata=header)
     side = path.with_suffix(".json")
     meta = json.loads(side.read_text())
-    meta["tensors_sha256"] = quant._sha256(path)
+    meta["tensors_sha256"] = sha256_file(path)
     if meta_fn is not None:
         meta["layers"] = json.loads(header["layers"])
     side.write_text(json.dumps(meta))

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import rf8hw
 from models import mlp_digits
+from rf8hw.files import sha256_file
 from rf8hw.format import spec
 from rf8hw.nn import quant
 
@@ -41,7 +42,7 @@ def _rewrite(path, state_fn=None, sidecar_fn=None, rehash=True):
     if sidecar_fn is not None:
         meta = sidecar_fn(meta) or meta
     if rehash:
-        meta["tensors_sha256"] = quant._sha256(path)
+        meta["tensors_sha256"] = sha256_file(path)
     sidecar.write_text(json.dumps(meta))
 
 
