@@ -11,8 +11,9 @@ default; SmolLM2 once with its ``lm_head`` (tied to the embedding) quantized too
   ``--minilm-calib-lines`` lines drawn (``torch.randperm``, seeded) from the distinct Shakespeare
   lines of at least 30 characters (``models.smollm2.TEXTS``) that are not evaluated sentences;
   texts of equal token count are batched, so no padding enters ``X^T X``.
-* SmolLM2-135M-Instruct (dequantized Q4_1 weights): perplexity on the adapter's default windows
-  (``models.smollm2.adapter``: 2 windows of 96 tokens per text, Shakespeare and modern English).
+* SmolLM2-135M-Instruct (dequantized Q4_1 weights): perplexity on ``--eval-windows`` evenly spaced
+  windows of ``--eval-length`` tokens of the Shakespeare and the modern-English text (default 12 and
+  6 windows of 128 tokens, 2,286 predicted tokens; ``models.smollm2.windows``).
   Calibration per seed: ``--calib-windows`` Shakespeare windows of ``--length`` tokens at random
   starts, overlapping neither each other nor any place an evaluated window occurs in the text.
   The scale search measures its error on ``--sample-rows`` sampled input features per layer (each
@@ -26,6 +27,11 @@ and the JSON is rewritten after every row, so a stopped run keeps what it finish
 (``"complete": false``).  Each row records its metric, weight SQNR (pooled over the quantized
 layers), quantization time and seed; ``stats`` holds mean and sd (n-1) over its seeds.  The
 bit-exact per-token path (INT8 activations) of RF8 nearest and RF8 + both is measured at seed 0.
+RF8-aware fine-tuning of the real models (row ``rf8_ste``, ``--ste-steps`` MiniLM,
+``--smollm2-ste-steps``; 0 turns it off): per calibration seed, ``rf8hw.nn.ste.distill`` of the STE
+model towards the fp32 model on that seed's calibration data (MiniLM: 1 - cosine of the sentence
+embeddings; SmolLM2: KL divergence of the next-token distributions, ``lm_head`` on the grid), then
+plain RF8 nearest rounding of the result (no per-column scale: nothing extra in hardware).
 ``--zoo``: mlp_digits, 3 seeds: fp32 training, then 3 more epochs fp32 or with the RF8 STE
 (optionally with BackSlash), each evaluated after post-training RF8 rounding.
 
@@ -59,8 +65,11 @@ VARIANTS = {   # name -> QuantConfig options (granularity "channel", rounding "n
     "int8_gptq": dict(fmt="int8", gptq=True),
     "rf8_scale": dict(fmt="rf8", scale_search=True),
     "rf8_gptq": dict(fmt="rf8", gptq=True),
+    "rf8_scale_gptq_act": dict(fmt="rf8", scale_search=True, gptq=True, gptq_order="act"),
+    "int8_gptq_act": dict(fmt="int8", gptq=True, gptq_order="act"),
+    "rf8_gptq_act": dict(fmt="rf8", gptq=True, gptq_order="act"),
 }
-EXTRA = {"rf8_scale_gptq_damp0.1": dict(fmt="rf8", scale_search=True, gptq=True, gptq_damp=0.1)}
+EXTRA = {"rf8_scale_gptq_damp0.1": dict(fmt="rf8", scale_search=True, gptq=True, gptq_damp=0.1)}   # by name only
 BITEXACT = ("rf8_nearest", "rf8_scale_gptq")
 
 
@@ -118,19 +127,10 @@ def _run_variants(model, metric, calib_runs: dict, variants: dict, sample_rows, 
                 r = {**metric(q), "sqnr_db": quant.sqnr_db(model, q), "quantize_s": dt,
                      "layers": len(quant.quant_layers(q)), "gptq_saturation": sat[0] if sat else None,
                      "calibration_seed": seed if cfg.needs_calibration else None}
-                rows.setdefault(name, {"runs": []})["runs"].append(r)
-                rows[name]["stats"] = _stats(rows[name]["runs"], [k for k in r if k in _METRIC_KEYS])
-                print(tag, name, json.dumps(r), file=sys.stderr, flush=True)
+                _add_run(rows, name, r, tag)
                 save()
                 if name in BITEXACT and i == 0:      # its bit-exact row right away
-                    quant.set_mode(q, "bitexact")
-                    t = time.perf_counter()
-                    r = metric(q)
-                    r["eval_s"] = time.perf_counter() - t
-                    r["overflow_events"] = quant.overflow_report(q)["total"]["events"]
-                    r["calibration_seed"] = seed if cfg.needs_calibration else None
-                    rows[f"{name}_bitexact_token"] = {"runs": [r], "stats": _stats([r], [k for k in r if k in _METRIC_KEYS])}
-                    print(tag, f"{name}_bitexact_token", json.dumps(r), file=sys.stderr, flush=True)
+                    _bitexact_row(q, metric, rows, name, seed if cfg.needs_calibration else None, tag)
                     save()
                 del q
         del H
@@ -140,7 +140,53 @@ def _run_variants(model, metric, calib_runs: dict, variants: dict, sample_rows, 
 _METRIC_KEYS = ("mean_cosine", "min_cosine", "perplexity", "sqnr_db", "quantize_s")
 
 
-def minilm_part(n_lines: int, seeds, only, save, out) -> dict:
+def _add_run(rows: dict, name: str, r: dict, tag: str) -> None:
+    rows.setdefault(name, {"runs": []})["runs"].append(r)
+    rows[name]["stats"] = _stats(rows[name]["runs"], [k for k in r if k in _METRIC_KEYS])
+    print(tag, name, json.dumps(r), file=sys.stderr, flush=True)
+
+
+def _bitexact_row(q, metric, rows: dict, name: str, seed, tag: str) -> None:
+    """``rows[name + "_bitexact_token"]``: ``q`` evaluated on the bit-exact path (per-token INT8
+    activations), with its overflow events."""
+    quant.set_mode(q, "bitexact")
+    t = time.perf_counter()
+    r = metric(q)
+    r["eval_s"] = time.perf_counter() - t
+    r["overflow_events"] = quant.overflow_report(q)["total"]["events"]
+    r["calibration_seed"] = seed
+    _add_run(rows, f"{name}_bitexact_token", r, tag)
+
+
+def _ste_rows(model, metric, inputs: dict, forward, loss, steps: int, lr: float, rows: dict, save,
+              lm_head: bool, tag: str) -> None:
+    """RF8-aware fine-tuning by distillation, one run per calibration seed (``inputs``: seed -> list
+    of input batches): ``rf8hw.nn.ste.distill`` of ``ste_(copy of model)`` towards the float model
+    for ``steps`` AdamW steps at ``lr``, then the result's plain RF8 nearest quantization (per
+    channel, exactly the STE forward) is evaluated: row ``rf8_ste``; seed 0 also on the bit-exact
+    path.  Weight SQNR is against the original float weights."""
+    for i, (seed, batches) in enumerate(inputs.items()):
+        student = ste.ste_(copy.deepcopy(model))
+        t = time.perf_counter()
+        losses = ste.distill(student, model, batches, forward, loss, steps, lr, seed=seed)
+        dt = time.perf_counter() - t
+        q = quant.quantize_(ste.strip_ste(student), quant.QuantConfig(granularity="channel"),
+                            quantize_tied_lm_head=lm_head)
+        del student
+        k = min(10, len(losses))
+        r = {**metric(q), "sqnr_db": quant.sqnr_db(model, q), "quantize_s": dt,
+             "layers": len(quant.quant_layers(q)), "calibration_seed": seed, "steps": steps, "lr": lr,
+             "loss_first10": sum(losses[:k]) / k, "loss_last10": sum(losses[-k:]) / k}
+        _add_run(rows, "rf8_ste", r, tag)
+        save()
+        if i == 0:
+            _bitexact_row(q, metric, rows, "rf8_ste", seed, tag)
+            save()
+        del q
+
+
+def minilm_part(n_lines: int, seeds, only, save, out, ste_steps: int = 0, ste_lr: float = 1e-5,
+                ste_batch: int = 16) -> dict:
     from models import minilm, smollm2
 
     model = minilm.load_model()
@@ -156,9 +202,18 @@ def minilm_part(n_lines: int, seeds, only, save, out) -> dict:
     out["calibration"] = (f"per seed: the 16 calibration_sentences.txt + {n_lines} of the {len(lines)} distinct "
                           f"Shakespeare lines (>= 30 characters, none an evaluated sentence) drawn by "
                           f"torch.randperm(seed); texts of equal token count batched (no padding); tokens per seed {tokens}")
-    variants = _pick({**VARIANTS, **EXTRA}, only)
-    return _run_variants(model, metric, {s: _equal_length_run(model, c) for s, c in calib.items()},
-                         variants, sample_rows=None, save=save, out=out)
+    _run_variants(model, metric, {s: _equal_length_run(model, c) for s, c in calib.items()},
+                  _pick(only), sample_rows=None, save=save, out=out)
+    if ste_steps and (only is None or "rf8_ste" in only):
+        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of 1 - cosine(student, fp32) sentence "
+                      f"embedding over the seed's calibration texts in batches of {ste_batch} (padded), "
+                      "reshuffled each pass; then RF8 nearest per channel")
+        inputs = {s: [minilm.tokenize(model, c[j:j + ste_batch]) for j in range(0, len(c), ste_batch)]
+                  for s, c in calib.items()}
+        _ste_rows(model, metric, inputs, lambda m, b: m(dict(b))["sentence_embedding"],
+                  lambda a, b: 1 - torch.nn.functional.cosine_similarity(a, b, dim=1).mean(),
+                  ste_steps, ste_lr, out.setdefault("lm_head_float", {}), save, False, "lm_head_float")
+    return out
 
 
 def _equal_length_run(model, texts):
@@ -172,9 +227,9 @@ def _equal_length_run(model, texts):
     return lambda m: [minilm.embed(m, g, len(g)) for g in groups.values()]
 
 
-def _pick(variants: dict, only) -> dict:
-    """``variants`` restricted to the names in ``only`` (None: all); an unknown name is an error."""
-    return variants if only is None else {k: v for k, v in variants.items() if k in only}
+def _pick(only) -> dict:
+    """The variants named in ``only`` (None: every one of ``VARIANTS``; ``EXTRA`` only by name)."""
+    return dict(VARIANTS) if only is None else {k: v for k, v in {**VARIANTS, **EXTRA}.items() if k in only}
 
 
 def smollm2_calibration(tok, metric, n: int, length: int, seed: int):
@@ -198,21 +253,41 @@ def smollm2_calibration(tok, metric, n: int, length: int, seed: int):
     return torch.stack([ids[s:s + length] for s in sorted(starts)]), spans
 
 
-def smollm2_part(n_calib: int, length: int, sample_rows: int, seeds, lm_heads, only, save, out) -> dict:
+def smollm2_part(n_calib: int, length: int, sample_rows: int, seeds, lm_heads, only, save, out,
+                 eval_windows=(12, 6), eval_length: int = 128, ste_steps: int = 0, ste_lr: float = 1e-5,
+                 ste_batch: int = 4) -> dict:
     from models import smollm2
 
-    model, _, metric, info = smollm2.adapter()
-    _, tok = smollm2.load()
+    model, tok = smollm2.load()
+    metric = smollm2.Perplexity(torch.cat([smollm2.windows(tok, n, eval_length, texts=(text,))
+                                           for text, n in zip(("shakespeare", "modern"), eval_windows)]))
     calib = {}
     for s in seeds:
         calib[s], spans = smollm2_calibration(tok, metric, n_calib, length, s)
     out["evaluated_shakespeare_spans"] = spans
-    out["evaluation"] = "models.smollm2.adapter() default windows: 2 x 96 tokens per text (Shakespeare, modern)"
+    out["evaluation"] = (f"models.smollm2.windows: {eval_windows[0]} Shakespeare + {eval_windows[1]} modern-English "
+                         f"windows of {eval_length} tokens, evenly spaced; one window per forward")
     out["calibration"] = (f"per seed: {n_calib} Shakespeare windows x {length} tokens ({n_calib * length} tokens) "
                           "at random non-overlapping starts, none overlapping an evaluated window")
     out["scale_search_sample_rows"] = sample_rows
-    return _run_variants(model, metric, {s: (lambda c: lambda m: smollm2.Perplexity(c)(m))(c) for s, c in calib.items()},
-                         _pick(VARIANTS, only), sample_rows, lm_heads=lm_heads, save=save, out=out)
+    _run_variants(model, metric, {s: (lambda c: lambda m: smollm2.Perplexity(c)(m))(c) for s, c in calib.items()},
+                  _pick(only), sample_rows, lm_heads=lm_heads, save=save, out=out)
+    if ste_steps and True in lm_heads and (only is None or "rf8_ste" in only):
+        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of the KL divergence of the student's "
+                      f"next-token distribution from fp32's (mean per token) over the seed's calibration "
+                      f"windows in batches of {ste_batch}, reshuffled each pass; lm_head (tied) on the RF8 "
+                      "grid too; then RF8 nearest per channel, lm_head quantized")
+        inputs = {s: [c[j:j + ste_batch] for j in range(0, len(c), ste_batch)] for s, c in calib.items()}
+        _ste_rows(model, metric, inputs, lambda m, b: m(input_ids=b).logits, _token_kl, ste_steps, ste_lr,
+                  out.setdefault("lm_head_quantized", {}), save, True, "lm_head_quantized")
+    return out
+
+
+def _token_kl(student_logits, teacher_logits):
+    """KL(teacher || student) of next-token distributions ``[B, T, V]``, mean over the B*T tokens."""
+    ls = torch.log_softmax(student_logits.float(), -1).flatten(0, 1)
+    lt = torch.log_softmax(teacher_logits.float(), -1).flatten(0, 1)
+    return torch.nn.functional.kl_div(ls, lt, log_target=True, reduction="batchmean")
 
 
 def zoo_part(seeds, epochs: int, ft_epochs: int, backslash: float) -> dict:
@@ -260,6 +335,10 @@ LABELS = {"rf8_nearest": "RF8 nearest", "int8_nearest": "INT8 per-channel neares
           "fp8_nearest": "FP8-E4M3 per-channel nearest", "rf8_scale_gptq": "RF8 + both (scale + GPTQ)",
           "int8_gptq": "INT8 + GPTQ", "rf8_scale": "RF8 + scale", "rf8_gptq": "RF8 + GPTQ",
           "rf8_scale_gptq_damp0.1": "RF8 + both, dampening 0.1",
+          "rf8_scale_gptq_act": "RF8 + both, act order", "rf8_gptq_act": "RF8 + GPTQ, act order",
+          "int8_gptq_act": "INT8 + GPTQ, act order",
+          "rf8_ste": "RF8 STE fine-tuned by distillation, nearest",
+          "rf8_ste_bitexact_token": "RF8 STE fine-tuned, bit-exact per-token INT8 activations",
           "rf8_nearest_bitexact_token": "RF8 nearest, bit-exact per-token INT8 activations",
           "rf8_scale_gptq_bitexact_token": "RF8 + both, bit-exact per-token INT8 activations"}
 
@@ -311,12 +390,22 @@ def main(argv=None) -> int:
                     help="Shakespeare lines added to MiniLM's 16 calibration sentences")
     ap.add_argument("--length", type=int, default=128, help="tokens per calibration window (SmolLM2)")
     ap.add_argument("--calib-windows", type=int, default=16, help="calibration windows (SmolLM2)")
+    ap.add_argument("--eval-windows", default="12,6", metavar="S,M",
+                    help="SmolLM2 evaluation windows: Shakespeare,modern (default 12,6)")
+    ap.add_argument("--eval-length", type=int, default=128, help="tokens per evaluation window (SmolLM2)")
     ap.add_argument("--sample-rows", type=int, default=128, help="scale-search rows per layer (SmolLM2)")
     ap.add_argument("--calib-seeds", type=int, default=3, help="calibration seeds (MiniLM)")
     ap.add_argument("--smollm2-seeds", type=int, default=3, help="calibration seeds (SmolLM2)")
     ap.add_argument("--lm-head", default="quantized,float",
                     help="SmolLM2 lm_head settings, in order: quantized, float or both comma-separated")
     ap.add_argument("--seeds", type=int, default=3, help="zoo seeds")
+    ap.add_argument("--ste-steps", type=int, default=120,
+                    help="MiniLM RF8-aware fine-tuning (distillation) steps per seed (0: off)")
+    ap.add_argument("--ste-lr", type=float, default=1e-5, help="MiniLM fine-tuning learning rate")
+    ap.add_argument("--smollm2-ste-steps", type=int, default=0,
+                    help="SmolLM2 RF8-aware fine-tuning (distillation) steps per seed (default 0: off; "
+                         "about 70 s a step measured on the 2 shared cores)")
+    ap.add_argument("--smollm2-ste-lr", type=float, default=1e-5, help="SmolLM2 fine-tuning learning rate")
     ap.add_argument("--variants", default=None,
                     help="comma-separated subset of the variants (default all), e.g. rf8_nearest,int8_nearest")
     ap.add_argument("--json", default=None, help="also write the result here (atomically, after every row)")
@@ -328,13 +417,25 @@ def main(argv=None) -> int:
         return 0
     t0 = time.perf_counter()
     only = None if args.variants is None else args.variants.split(",")
-    unknown = sorted(set(only or ()) - set(VARIANTS) - set(EXTRA))
+    unknown = sorted(set(only or ()) - set(VARIANTS) - set(EXTRA) - {"rf8_ste"})
     if unknown:
-        ap.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join([*VARIANTS, *EXTRA])}")
+        ap.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join([*VARIANTS, *EXTRA, 'rf8_ste'])}")
     heads = args.lm_head.split(",")
     if not heads or set(heads) - {"quantized", "float"}:
         ap.error(f"--lm-head: quantized, float or both comma-separated, not {args.lm_head!r}")
-    for flag in ("calib_seeds", "smollm2_seeds", "seeds", "minilm_calib_lines", "calib_windows"):
+    try:
+        eval_windows = tuple(int(v) for v in args.eval_windows.split(","))
+    except ValueError:
+        eval_windows = ()
+    if len(eval_windows) != 2 or min(eval_windows) < 1:
+        ap.error(f"--eval-windows: two counts >= 1 (Shakespeare,modern), not {args.eval_windows!r}")
+    for flag in ("ste_steps", "smollm2_ste_steps"):
+        if getattr(args, flag) < 0:
+            ap.error(f"--{flag.replace('_', '-')} must be >= 0, not {getattr(args, flag)}")
+    for flag in ("ste_lr", "smollm2_ste_lr"):
+        if not getattr(args, flag) > 0:
+            ap.error(f"--{flag.replace('_', '-')} must be > 0, not {getattr(args, flag)}")
+    for flag in ("calib_seeds", "smollm2_seeds", "seeds", "minilm_calib_lines", "calib_windows", "eval_length"):
         if getattr(args, flag) < 1:
             ap.error(f"--{flag.replace('_', '-')} must be >= 1, not {getattr(args, flag)}")
     res = {"machine": _versions(), "variants": {**VARIANTS, **EXTRA}, "complete": False}
@@ -345,11 +446,13 @@ def main(argv=None) -> int:
             write_atomic(args.json, json.dumps(res, indent=2) + "\n")
 
     parts = [("minilm", args.skip_minilm,
-              lambda out: minilm_part(args.minilm_calib_lines, range(args.calib_seeds), only, save, out)),
+              lambda out: minilm_part(args.minilm_calib_lines, range(args.calib_seeds), only, save, out,
+                                      args.ste_steps, args.ste_lr)),
              ("smollm2", args.skip_smollm2,
               lambda out: smollm2_part(args.calib_windows, args.length, args.sample_rows,
                                        range(args.smollm2_seeds), [h == "quantized" for h in heads], only,
-                                       save, out)),
+                                       save, out, eval_windows, args.eval_length,
+                                       args.smollm2_ste_steps, args.smollm2_ste_lr)),
              ("zoo", args.skip_zoo,
               lambda out: out.update(zoo_part(range(args.seeds), epochs=10, ft_epochs=3, backslash=1.0)))]
     with warnings.catch_warnings():

@@ -20,8 +20,14 @@ features (columns of ``W``) are rounded one after the other, in order ``k = 0, 1
    (one matrix product per block; the same numbers as column-by-column updates up to float
    rounding).
 
+Order (``order``): ``"natural"`` rounds the input features in their index order; ``"act"``
+rounds them in order of decreasing ``H[k, k]`` (the inputs with the largest mean square first, ties
+by index; the "activation order" of GPTQ's later reference code): the features whose error costs
+most are rounded while the most not-yet-rounded columns remain to absorb it.  It is the same
+algorithm on ``W`` and ``H`` with rows and columns permuted; the codes are put back in index order.
+
 With a diagonal ``H`` (``U`` diagonal) nothing is spread and the result is nearest rounding,
-code for code.  The result lies exactly on the grid: it is ``grid.decode(codes)``.
+code for code, in either order.  The result lies exactly on the grid: it is ``grid.decode(codes)``.
 
 Hessians come from the float model in one pass (:func:`hessians`): every layer sees float inputs,
 not those of already-quantized earlier layers (the paper's sequential variant is not done here).
@@ -40,7 +46,7 @@ from rf8hw import checks
 from rf8hw.nn.grid import ChannelGrid
 from rf8hw.nn.params import non_negative
 
-__all__ = ["GPTQResult", "gptq", "hessians"]
+__all__ = ["ORDERS", "GPTQResult", "gptq", "hessians"]
 
 
 @dataclass
@@ -54,9 +60,13 @@ class GPTQResult:
     saturated: int
 
 
-def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128) -> GPTQResult:
+ORDERS = ("natural", "act")
+
+
+def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128, order: str = "natural") -> GPTQResult:
     """Round ``w_kn [K, N]`` onto ``grid`` with error compensation by the input Hessian ``H [K, K]``
-    (module docstring).  ``w_kn`` and ``H`` may be numpy arrays or tensors; neither is modified."""
+    in ``order`` (module docstring).  ``w_kn`` and ``H`` may be numpy arrays or tensors; neither is
+    modified."""
     if isinstance(w_kn, torch.Tensor):
         w_kn = w_kn.detach().cpu().numpy()
     W = torch.from_numpy(np.asarray(w_kn, dtype=np.float64)).T.contiguous()   # [N, K]
@@ -71,6 +81,11 @@ def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128) -> GP
         raise ValueError("Hessian contains NaN/Inf")
     non_negative("damp", damp)
     block = checks.integer("block", block, 1)
+    checks.choice("GPTQ order", order, ORDERS)
+    perm = None
+    if order == "act":
+        perm = torch.from_numpy(np.argsort(-torch.diag(H).numpy(), kind="stable"))
+        W, H = W[:, perm].contiguous(), H[perm][:, perm].contiguous()
     dead = torch.diag(H) <= 0
     H[dead, dead] = 1.0
     H += damp * float(torch.diag(H).mean()) * torch.eye(K, dtype=H.dtype)
@@ -104,6 +119,9 @@ def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128) -> GP
             W1[i + 1:] -= U1[i, i + 1:, None] * e
             E1[i] = e
         Wt[i2:] -= U[i1:i2, i2:].T @ E1
+    if perm is not None:                # back to index order: row perm[i] of the result is row i here
+        inv = np.argsort(perm.numpy())
+        codes, w_hat = codes[inv], w_hat[inv]
     return GPTQResult(codes, w_hat, saturated)
 
 

@@ -60,6 +60,7 @@ from rf8hw.format import codec, spec
 from rf8hw.hdl.config import ArrayConfig
 from rf8hw.nn import bitexact
 from rf8hw.nn.bitexact import OverflowStats
+from rf8hw.nn.gptq import ORDERS as GPTQ_ORDERS
 from rf8hw.nn.gptq import gptq as gptq_round
 from rf8hw.nn.gptq import hessians
 from rf8hw.nn.grid import DEFAULT_FACTORS, INT8_MAX, absmax_scale, fit_grid, int8_round, search_scale
@@ -424,8 +425,9 @@ class QuantConfig:
       ``scale_sample_rows`` measures the error on that many sampled input features (None: all).
     * ``gptq`` (RF8 and INT8): error-compensated rounding onto the layer's grid
       (:func:`rf8hw.nn.gptq.gptq`) with the input Hessian measured by :func:`quantize_`'s
-      ``calibrate``; ``gptq_damp`` (fraction of the mean Hessian diagonal added to it) and
-      ``gptq_block`` (columns per lazy block).
+      ``calibrate``; ``gptq_damp`` (fraction of the mean Hessian diagonal added to it),
+      ``gptq_block`` (columns per lazy block) and ``gptq_order`` (``"natural"`` input order or
+      ``"act"``, decreasing Hessian diagonal).
     """
 
     fmt: str = "rf8"
@@ -439,6 +441,7 @@ class QuantConfig:
     gptq: bool = False
     gptq_damp: float = 0.01
     gptq_block: int = 128
+    gptq_order: str = "natural"
 
     def __post_init__(self):
         _check_choice("format", self.fmt, FORMATS)
@@ -457,6 +460,7 @@ class QuantConfig:
             checks.integer("scale_sample_rows", self.scale_sample_rows, 1)
         non_negative("gptq_damp", self.gptq_damp)
         checks.integer("gptq_block", self.gptq_block, 1)
+        checks.choice("gptq_order", self.gptq_order, GPTQ_ORDERS)
         if self.scale_search and self.fmt != "rf8":
             raise ValueError(f"scale_search is an RF8 option (the other formats' scales are already "
                              f"real-valued), not for fmt={self.fmt!r}")
@@ -487,7 +491,7 @@ def _refine(q: "QuantLinear", w_kn: np.ndarray, config: QuantConfig, H) -> int:
         s = search_scale(w_kn, DEFAULT_FACTORS, imp, config.scale_sample_rows)
     grid = fit_grid(w_kn, config.fmt, s)
     if config.gptq:
-        res = gptq_round(w_kn, H, grid, config.gptq_damp, config.gptq_block)
+        res = gptq_round(w_kn, H, grid, config.gptq_damp, config.gptq_block, config.gptq_order)
         codes, saturated = res.codes, res.saturated
     else:
         codes, _, saturated = grid.round(w_kn)

@@ -12,11 +12,15 @@ quantization.  Backward: ``dL/dweight = dL/dQ(weight)`` (the gradient passes thr
 shared, so an optimizer built before or after sees the same tensors); :func:`strip_ste` returns a
 copy with plain ``nn.Linear`` layers again.  :func:`finetune` is a short AdamW loop over a zoo
 model's ``Data`` (optionally with BackSlash's decoupled step, :class:`rf8hw.nn.backslash.BackSlash`).
+:func:`distill` fine-tunes a model that brings no training loss (a pretrained Hugging Face model)
+towards the outputs of its float original on held-in inputs (knowledge distillation): the student
+learns to be the teacher, not the data, so its evaluation against the teacher stays fair.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn as nn
@@ -26,7 +30,7 @@ from rf8hw import checks
 from rf8hw.nn.grid import fit_grid
 from rf8hw.nn.params import non_negative
 
-__all__ = ["rf8_round", "STELinear", "ste_", "strip_ste", "finetune"]
+__all__ = ["rf8_round", "STELinear", "ste_", "strip_ste", "finetune", "distill"]
 
 
 def rf8_round(weight: torch.Tensor) -> torch.Tensor:
@@ -103,4 +107,50 @@ def finetune(model: nn.Module, data, steps: int, lr: float, batch_size: int, see
             bs.step()
         losses.append(value)
     model.eval()
+    return losses
+
+
+def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, steps: int, lr: float,
+            seed: int = 0, progress: bool = False) -> list[float]:
+    """``steps`` AdamW steps (no weight decay) of ``loss(forward(student, b), forward(teacher, b))``
+    over the inputs ``batches`` (a non-empty list, visited in a random order reshuffled every pass,
+    ``torch.Generator`` seeded ``seed``); the teacher's outputs are computed once per batch without
+    gradient.  ``student`` is usually :func:`ste_` of a copy of ``teacher``; it trains in place, in
+    eval mode (no dropout: it matches the teacher's deterministic outputs).  A non-finite loss is an
+    error.  Returns the losses."""
+    steps = checks.integer("steps", steps, 1)
+    non_negative("lr", lr)
+    batches = list(batches)
+    if not batches:
+        raise ValueError("distill needs at least one input batch")
+    teacher.eval()
+    with torch.no_grad():
+        targets = [forward(teacher, b).detach() for b in batches]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    student.eval()
+    losses, order = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, desc="distill", unit="step")
+    try:
+        for i in range(steps):
+            if not order:
+                order = torch.randperm(len(batches), generator=gen).tolist()
+            j = order.pop()
+            value_t = loss(forward(student, batches[j]), targets[j])
+            value = value_t.item()
+            if not math.isfinite(value):
+                raise ValueError(f"distillation diverged at step {i}: loss {value!r} (lr={lr!r})")
+            opt.zero_grad(set_to_none=True)
+            value_t.backward()
+            opt.step()
+            losses.append(value)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{value:.3g}")
+    finally:
+        if bar is not None:
+            bar.close()
     return losses

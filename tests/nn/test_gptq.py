@@ -115,25 +115,68 @@ def test_scale_search_never_worse_than_unit_scale_and_lies_in_the_octave():
 
 @pytest.mark.parametrize("fmt", ["rf8", "int8"])
 @pytest.mark.parametrize("c", [1.0, 7.5])
-def test_gptq_with_identity_like_hessian_is_nearest_rounding(fmt, c):
+@pytest.mark.parametrize("order", gptq.ORDERS)
+def test_gptq_with_identity_like_hessian_is_nearest_rounding(fmt, c, order):
     w = _layer()
     g = gridmod.fit_grid(w, fmt)
-    res = gptq.gptq(w, c * np.eye(w.shape[0]), g, block=16)
+    res = gptq.gptq(w, c * np.eye(w.shape[0]), g, block=16, order=order)
     np.testing.assert_array_equal(res.codes, g.round(w)[0])
     # a diagonal but non-constant Hessian spreads nothing either
-    res = gptq.gptq(w, np.diag(np.linspace(0.1, 3, w.shape[0])), g, block=16)
+    res = gptq.gptq(w, np.diag(np.linspace(0.1, 3, w.shape[0])), g, block=16, order=order)
     np.testing.assert_array_equal(res.codes, g.round(w)[0])
 
 
+def _obs_oracle(w, H, g, damp, order):
+    """GPTQ written the long way (the optimal-brain-surgeon form): keep the inverse Hessian of the
+    not-yet-rounded inputs explicitly, round input ``k`` (in ``order``), move every remaining
+    weight by ``-err * Hinv[:, k] / Hinv[k, k]``, then remove ``k`` from ``Hinv`` by its Schur
+    complement.  No Cholesky factor, no blocks, no permutation of the matrices."""
+    W = w.astype(np.float64).copy()
+    H = H.astype(np.float64).copy()
+    H[np.diag(H) <= 0, np.diag(H) <= 0] = 1.0
+    H += damp * np.diag(H).mean() * np.eye(len(H))
+    Hinv = np.linalg.inv(H)
+    left = np.ones(len(H), bool)
+    codes = np.empty(w.shape, np.uint8)
+    for k in order:
+        c, q, _ = g.round(W[k])
+        codes[k] = c
+        err = (W[k] - q) / Hinv[k, k]
+        W[left] -= np.outer(Hinv[left, k], err)
+        left[k] = False
+        Hinv -= np.outer(Hinv[:, k], Hinv[k, :]) / Hinv[k, k]
+    return codes
+
+
+@pytest.mark.parametrize("order", gptq.ORDERS)
+@pytest.mark.parametrize("fmt", ["rf8", "int8"])
+def test_gptq_equals_an_inverse_hessian_oracle_in_either_order(order, fmt):
+    K, N = 40, 12
+    w = _layer(K, N, seed=9)
+    x = _inputs(400, K, 10) * np.linspace(0.2, 3.0, K)      # unequal input scales: act order != natural
+    H = 2 * x.T @ x / len(x)
+    g = gridmod.fit_grid(w, fmt)
+    seq = np.argsort(-np.diag(H), kind="stable") if order == "act" else np.arange(K)
+    if order == "act":
+        assert (seq != np.arange(K)).any()
+    res = gptq.gptq(w, H, g, damp=0.01, block=8, order=order)
+    ref = _obs_oracle(w, H, g, 0.01, seq)
+    assert (res.codes == ref).mean() > 0.99             # equal up to float rounding at near-ties
+    np.testing.assert_array_equal(res.w_hat, g.decode(res.codes))
+    other = gptq.gptq(w, H, g, damp=0.01, block=8, order="natural" if order == "act" else "act")
+    assert (other.codes != res.codes).any()             # the order matters on this layer
+
+
+@pytest.mark.parametrize("order", gptq.ORDERS)
 @pytest.mark.parametrize("fmt,scaled", [("rf8", False), ("rf8", True), ("int8", False)])
-def test_gptq_lowers_output_error_and_stays_on_the_grid(fmt, scaled):
+def test_gptq_lowers_output_error_and_stays_on_the_grid(fmt, scaled, order):
     K, N = 64, 32
     w = _layer(K, N, seed=1)
     x_cal, x_held = _inputs(512, K, 2), _inputs(512, K, 3)
     H = 2 * x_cal.T @ x_cal / len(x_cal)
     g = gridmod.fit_grid(w, fmt, gridmod.search_scale(w) if scaled else None)
     near = g.round(w)[1]
-    res = gptq.gptq(w, H, g, block=16)
+    res = gptq.gptq(w, H, g, block=16, order=order)
     assert _out_mse(x_cal, w, res.w_hat) < _out_mse(x_cal, w, near)
     assert _out_mse(x_held, w, res.w_hat) < _out_mse(x_held, w, near)
     assert (res.codes != g.round(w)[0]).any()
@@ -160,16 +203,19 @@ def test_gptq_blocking_does_not_change_the_result_much_and_rejects_bad_input():
         gptq.gptq(w[:, :4], H, g)
     with pytest.raises(ValueError, match="block"):
         gptq.gptq(w, H, g, block=0)
+    with pytest.raises(ValueError, match="GPTQ order must be one of 'natural', 'act', not 'random'"):
+        gptq.gptq(w, H, g, order="random")
 
 
-def test_dead_inputs_are_rounded_to_nearest_and_keep_their_weight():
+@pytest.mark.parametrize("order", gptq.ORDERS)
+def test_dead_inputs_are_rounded_to_nearest_and_keep_their_weight(order):
     K, N = 16, 6
     w = _layer(K, N, seed=6)
     x = _inputs(128, K, 7)
     x[:, 3] = 0
     H = x.T @ x
     g = gridmod.fit_grid(w, "rf8")
-    res = gptq.gptq(w, H, g, block=4)
+    res = gptq.gptq(w, H, g, block=4, order=order)
     assert (res.w_hat[3] != 0).any()
     assert np.isfinite(res.w_hat).all()
 
@@ -358,6 +404,7 @@ def test_quantize_rejects_bad_refinement_options():
                     (dict(scale_objective="output"), "scale_objective must be one of"),
                     (dict(gptq_damp=-1.0), "gptq_damp"),
                     (dict(gptq_block=0), "gptq_block"),
+                    (dict(gptq_order="act-order"), "gptq_order must be one of 'natural', 'act'"),
                     (dict(scale_sample_rows=0), "scale_sample_rows")):
         with pytest.raises(ValueError, match=msg):
             quant.QuantConfig(**kw)
@@ -508,3 +555,31 @@ def test_finetune_with_ste_lowers_the_quantized_loss():
         warnings.simplefilter("error")
         with torch.no_grad():
             assert torch.equal(s(data.x_test)[0], quant.quantize(ste.strip_ste(s), "rf8")(data.x_test)[0])
+
+
+def test_distill_moves_the_rf8_model_towards_its_float_teacher_on_held_out_inputs():
+    teacher = _tiny()
+    gen = torch.Generator().manual_seed(11)
+    train = [torch.randn(32, 32, generator=gen) for _ in range(4)]
+    held = torch.randn(256, 32, generator=gen)
+    fwd = lambda m, b: m(b)                                     # noqa: E731
+    mse = lambda s, t: ((s - t) ** 2).mean()                    # noqa: E731
+    with torch.no_grad():
+        ref = teacher(held)
+        before = float(mse(quant.quantize(teacher, "rf8")(held), ref))
+    student = ste.ste_(copy.deepcopy(teacher))
+    losses = ste.distill(student, teacher, train, fwd, mse, 200, 1e-5, seed=0)
+    q = quant.quantize(ste.strip_ste(student), "rf8")
+    with torch.no_grad():
+        after = float(mse(q(held), ref))
+        assert torch.equal(student(held), q(held))              # the STE forward is the deployable model
+    assert len(losses) == 200 and after < 0.9 * before      # 26 % lower here
+    assert not student.training
+    # the teacher is untouched
+    assert torch.equal(teacher.a.weight, _tiny().a.weight)
+    with pytest.raises(ValueError, match="at least one input batch"):
+        ste.distill(student, teacher, [], fwd, mse, 1, 1e-3)
+    with pytest.raises(ValueError, match="steps"):
+        ste.distill(student, teacher, train, fwd, mse, 0, 1e-3)
+    with pytest.raises(ValueError, match="distillation diverged at step 0"):
+        ste.distill(student, teacher, train, fwd, lambda s, t: mse(s, t) * float("nan"), 3, 1e-3)
