@@ -70,7 +70,7 @@ VARIANTS = {   # name -> QuantConfig options (granularity "channel", rounding "n
     "rf8_gptq_act": dict(fmt="rf8", gptq=True, gptq_order="act"),
 }
 EXTRA = {"rf8_scale_gptq_damp0.1": dict(fmt="rf8", scale_search=True, gptq=True, gptq_damp=0.1)}   # by name only
-BITEXACT = ("rf8_nearest", "rf8_scale_gptq")
+BITEXACT = ("rf8_nearest", "rf8_scale_gptq", "rf8_scale_gptq_act")
 
 
 def _linears(model, lm_head: bool) -> list:

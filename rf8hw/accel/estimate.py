@@ -84,6 +84,9 @@ class EstimateConfig:
         The RF8 nearest rows (``rf8_fake``, ``rf8_bitexact``) use a per-column scale search and/or
         error-compensated (GPTQ) rounding (:class:`rf8hw.nn.quant.QuantConfig`); need
         ``rounding="nearest"``.  The INT8/FP8 baselines stay plain nearest rounding.
+    gptq_order : {"natural", "act"}
+        Order in which ``gptq`` rounds the input columns (:func:`rf8hw.nn.gptq.gptq`); ``"act"``
+        needs ``gptq``.
     hessian_batches : int
         Training batches (fixed seed 0, never the test split) whose layer inputs give the Hessians
         of ``gptq``.
@@ -111,6 +114,8 @@ class EstimateConfig:
         "help": "RF8 rows: per-output-column real scale chosen by a search (weight MSE)"})
     gptq: bool = field(default=False, metadata={
         "help": "RF8 rows: error-compensated (GPTQ) rounding with Hessians from calibration data"})
+    gptq_order: str = field(default="natural", metadata={
+        "metavar": "ORDER", "help": "--gptq's column order: natural, or act (decreasing Hessian diagonal)"})
     hessian_batches: int = field(default=8, metadata={
         "metavar": "N", "help": "training batches whose layer inputs give the --gptq Hessians (zoo models)"})
     synth: bool = True
@@ -129,7 +134,7 @@ class EstimateConfig:
         checks.integer("batch", self.batch, 1)
         checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
-        check_refinement(self.scale_search, self.gptq, self.rounding)
+        check_refinement(self.scale_search, self.gptq, self.rounding, self.gptq_order)
         checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
         check_seed(self.seed)
 
@@ -139,32 +144,40 @@ class EstimateConfig:
         return {**{k: v for k, v in d.items() if k != "array"}, **self.array.as_dict()}
 
 
-def check_refinement(scale_search, gptq, rounding: str = "nearest") -> None:
-    """ValueError unless ``scale_search`` and ``gptq`` are booleans usable with ``rounding``."""
+def check_refinement(scale_search, gptq, rounding: str = "nearest", gptq_order: str = "natural") -> None:
+    """ValueError unless ``scale_search`` and ``gptq`` are booleans usable with ``rounding`` and
+    ``gptq_order`` is a GPTQ order, other than the default only with ``gptq``."""
+    from rf8hw.nn.gptq import ORDERS
+
     for name, v in (("scale_search", scale_search), ("gptq", gptq)):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be True or False, not {v!r}")
+    checks.choice("gptq_order", gptq_order, ORDERS)
+    if gptq_order != ORDERS[0] and not gptq:
+        raise ValueError(f"gptq_order {gptq_order!r} orders GPTQ rounding; it needs gptq (--gptq)")
     if (scale_search or gptq) and rounding != "nearest":
         raise ValueError(f"scale_search / gptq round to the nearest point of a per-column grid; they "
                          f"need rounding 'nearest', not {rounding!r}")
 
 
-def _rf8_config(fmt, rounding, scale_search: bool, gptq: bool):
+def _rf8_config(fmt, rounding, scale_search: bool, gptq: bool, gptq_order: str = "natural"):
     """The :class:`~rf8hw.nn.quant.QuantConfig` of one accuracy row: the refinements apply to the
     RF8 nearest rows only."""
     from rf8hw.nn import quant
 
     if fmt == "rf8" and rounding == "nearest":
-        return quant.QuantConfig(fmt=fmt, rounding=rounding, scale_search=scale_search, gptq=gptq)
+        return quant.QuantConfig(fmt=fmt, rounding=rounding, scale_search=scale_search, gptq=gptq,
+                                 gptq_order=gptq_order)
     return quant.QuantConfig(fmt=fmt, rounding=rounding)
 
 
-def _refinement_note(scale_search: bool, gptq: bool, calibration: str) -> list:
+def _refinement_note(scale_search: bool, gptq: bool, calibration: str, gptq_order: str = "natural") -> list:
     """The report note saying how the RF8 nearest rows were rounded (empty when plainly)."""
     if not (scale_search or gptq):
         return []
     how = " + ".join(n for n, on in (("per-column scale search", scale_search),
-                                     (f"GPTQ rounding (Hessians from {calibration})", gptq)) if on)
+                                     (f"GPTQ rounding{'' if gptq_order == 'natural' else f', {gptq_order} column order'}"
+                                      f" (Hessians from {calibration})", gptq)) if on)
     return [f"RF8 nearest rows (rf8_fake, rf8_bitexact*): {how}; the other baselines plain rounding"]
 
 
@@ -309,7 +322,7 @@ def _accuracy(cfg: EstimateConfig, model, mod, progress: bool) -> tuple[dict, di
         H = _linear_hessians(model, lambda m: [m(b) for b in batches], lambda m: type(m) is torch.nn.Linear)
     for name in tqdm(BASELINES, desc="accuracy", disable=not progress, file=sys.stderr):
         fmt, exact = BASELINES[name]
-        qcfg = None if fmt is None else _rf8_config(fmt, cfg.rounding, cfg.scale_search, cfg.gptq)
+        qcfg = None if fmt is None else _rf8_config(fmt, cfg.rounding, cfg.scale_search, cfg.gptq, cfg.gptq_order)
         if fmt is None:
             m = model
         elif qcfg.refined:
@@ -352,7 +365,8 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
         raise ValueError(f"checkpoint {str(ckpt)!r} holds a {meta.get('model')!r} model, not {cfg.model!r}")
     mod = models.get(cfg.model)
     model.eval()
-    notes = _refinement_note(cfg.scale_search, cfg.gptq, f"{cfg.hessian_batches} training batches")
+    notes = _refinement_note(cfg.scale_search, cfg.gptq, f"{cfg.hessian_batches} training batches",
+                             cfg.gptq_order)
 
     # Synthesis runs in subprocesses (yowasp tools): start it first, in a thread, so it overlaps
     # the accuracy evaluation.
@@ -433,8 +447,8 @@ def _metric_dict(metric, model) -> dict:
 
 def estimate_model(model, example, metric, array: ArrayConfig | None = None, device: str = "ecp5-25k", *,
                    name: str = "model", batch: int = 1, calibrate=None, static: bool = False,
-                   scale_search: bool = False, gptq: bool = False, synth: bool = True,
-                   seed: int = 1, synth_cache=None, baselines=None, progress: bool = True,
+                   scale_search: bool = False, gptq: bool = False, gptq_order: str = "natural",
+                   synth: bool = True, seed: int = 1, synth_cache=None, baselines=None, progress: bool = True,
                    notes=()) -> dict:
     """Estimate of any PyTorch model (the Python API behind ``rf8hw estimate --model ADAPTER``).
 
@@ -458,7 +472,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     static : bool
         With ``calibrate``, also ``rf8_bitexact_static`` (static per-layer activation scales from
         :func:`rf8hw.nn.quant.calibrate` on the fake-quant model).
-    scale_search, gptq : bool
+    scale_search, gptq, gptq_order
         As in :class:`EstimateConfig`, for every RF8 nearest row; ``gptq`` needs ``calibrate``
         (the Hessians are measured once on the float model over ``calibrate``).
     baselines : sequence of str, optional
@@ -483,7 +497,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     check_device(device)
     check_seed(seed)
     checks.integer("batch", batch, 1)
-    check_refinement(scale_search, gptq)
+    check_refinement(scale_search, gptq, gptq_order=gptq_order)
     if gptq and calibrate is None:
         raise ValueError("gptq needs calibration data: the adapter's 'calibrate' (a run over held-in "
                          "data, never the evaluation)")
@@ -492,7 +506,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
         checks.choice("baseline", k, tuple(MODEL_BASELINES))
     if "fp32" not in keys:
         keys.insert(0, "fp32")
-    notes = list(notes) + _refinement_note(scale_search, gptq, "the adapter's calibration data")
+    notes = list(notes) + _refinement_note(scale_search, gptq, "the adapter's calibration data", gptq_order)
     model.eval()
     pool = ThreadPoolExecutor(max_workers=1)
     synth_job = pool.submit(cached_synthesis, array, device, seed, cache_dir=synth_cache,
@@ -517,7 +531,7 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
         else:
             kind = (fmt, rounding, smooth)
             if kind not in made:
-                qcfg = _rf8_config(fmt, rounding, scale_search, gptq)
+                qcfg = _rf8_config(fmt, rounding, scale_search, gptq, gptq_order)
                 made[kind] = copy.deepcopy(model)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -554,7 +568,8 @@ def estimate_model(model, example, metric, array: ArrayConfig | None = None, dev
     gmacs = None if ips is None else ips * cyc["macs_on_array"] / batch / 1e9
     cfg_dict = {"model": name, "checkpoint": None, "device": device, "batch": batch,
                 "rounding": "nearest", "calibrate_batches": 0, "scale_search": scale_search,
-                "gptq": gptq, "hessians": "adapter calibrate" if gptq else None, "synth": synth, "seed": seed,
+                "gptq": gptq, "gptq_order": gptq_order, "hessians": "adapter calibrate" if gptq else None,
+                "synth": synth, "seed": seed,
                 "synth_cache": None if synth_cache is None else str(synth_cache),
                 "act_granularity": "token", **array.as_dict()}
     return {

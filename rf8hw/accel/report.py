@@ -22,7 +22,8 @@ def _fmt(v, spec=",.0f"):
 
 def _refinements(c: dict) -> str:
     """`` + scale search + GPTQ`` for the options the estimate's RF8 nearest rows used."""
-    return "".join(f" + {n}" for k, n in (("scale_search", "per-column scale search"), ("gptq", "GPTQ"))
+    gptq = "GPTQ" + (f" ({c['gptq_order']} order)" if c.get("gptq_order", "natural") != "natural" else "")
+    return "".join(f" + {n}" for k, n in (("scale_search", "per-column scale search"), ("gptq", gptq))
                    if c.get(k))
 
 

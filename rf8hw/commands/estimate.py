@@ -25,7 +25,7 @@ def register(subparsers, name: str, help_text: str) -> None:
                    help="model.safetensors written by rf8hw train (zoo models only, required there)")
     add_config_args(p, ArrayConfig, choices={"pe": rf8_kinds()})
     add_config_args(p, EstimateConfig, only=("device", "batch", "rounding", "calibrate_batches",
-                                             "hessian_batches", "seed", "synth_cache"))
+                                             "gptq_order", "hessian_batches", "seed", "synth_cache"))
     helps = {f.name: f.metadata["help"] for f in fields(EstimateConfig) if "help" in f.metadata}
     for flag in ("scale_search", "gptq"):      # booleans: hand-written flags (options.py)
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", dest=flag, help=helps[flag])
@@ -77,7 +77,7 @@ def run(args) -> int:
         rep = estimate_adapter(args.model, array, args.device, synth=not args.no_synth, seed=args.seed,
                                synth_cache=args.synth_cache, progress=not args.quiet,
                                static=bool(args.calibrate_batches), scale_search=args.scale_search,
-                               gptq=args.gptq)
+                               gptq=args.gptq, gptq_order=args.gptq_order)
     paths = write_report(rep, out)
     if args.json:
         print(json.dumps(rep))

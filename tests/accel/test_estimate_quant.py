@@ -105,6 +105,20 @@ def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
     assert rep["metrics"]["rf8_bitexact"] == metric(q)
 
 
+def test_adapter_estimate_with_gptq_in_activation_order():
+    model, metric, calibrate, _ = _adapter_parts()
+    rep = estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, ArrayConfig(4, 4),
+                                  calibrate=calibrate, gptq=True, gptq_order="act", synth=False,
+                                  progress=False, baselines=["rf8_fake"])
+    assert rep["config"]["gptq_order"] == "act"
+    assert any("GPTQ rounding, act column order" in n for n in rep["notes"])
+    H = gptq.hessians(model, ["a", "b"], calibrate)
+    q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(gptq=True, gptq_order="act"), calibrate=H)
+    assert rep["metrics"]["rf8_fake"] == metric(q)
+    natural = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(gptq=True), calibrate=H)
+    assert any(not torch.equal(q.get_submodule(n).codes, natural.get_submodule(n).codes) for n in ("a", "b"))
+
+
 def test_bad_refinement_options_are_named(checkpoint, capsys):
     with pytest.raises(ValueError, match="need rounding 'nearest', not 'paper'"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", rounding="paper", gptq=True)
@@ -112,6 +126,10 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq="yes")
     with pytest.raises(ValueError, match="hessian_batches"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", hessian_batches=0)
+    with pytest.raises(ValueError, match="gptq_order 'act' orders GPTQ rounding; it needs gptq"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq_order="act")
+    with pytest.raises(ValueError, match="gptq_order must be one of 'natural', 'act', not 'reverse'"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq=True, gptq_order="reverse")
     model, metric, _, _ = _adapter_parts()
     with pytest.raises(ValueError, match="gptq needs calibration data"):
         estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, gptq=True, synth=False,
@@ -120,6 +138,10 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
                    "--cols", "4", "--no-synth", "--scale-search", "--rounding", "paper", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "need rounding 'nearest', not 'paper'" in err and "Traceback" not in err
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
+                   "--cols", "4", "--no-synth", "--gptq-order", "act", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "it needs gptq (--gptq)" in err and "Traceback" not in err
     rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--hessian-batches", "4",
                    "--no-synth", "--quiet"])
     err = capsys.readouterr().err
