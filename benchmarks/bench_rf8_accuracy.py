@@ -340,7 +340,8 @@ LABELS = {"rf8_nearest": "RF8 nearest", "int8_nearest": "INT8 per-channel neares
           "rf8_ste": "RF8 STE fine-tuned by distillation, nearest",
           "rf8_ste_bitexact_token": "RF8 STE fine-tuned, bit-exact per-token INT8 activations",
           "rf8_nearest_bitexact_token": "RF8 nearest, bit-exact per-token INT8 activations",
-          "rf8_scale_gptq_bitexact_token": "RF8 + both, bit-exact per-token INT8 activations"}
+          "rf8_scale_gptq_bitexact_token": "RF8 + both, bit-exact per-token INT8 activations",
+          "rf8_scale_gptq_act_bitexact_token": "RF8 + both, act order, bit-exact per-token INT8 activations"}
 
 
 def _pm(st, key, fmt):

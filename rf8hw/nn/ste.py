@@ -118,6 +118,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, step
     gradient.  ``student`` is usually :func:`ste_` of a copy of ``teacher``; it trains in place, in
     eval mode (no dropout: it matches the teacher's deterministic outputs).  A non-finite loss is an
     error.  Returns the losses."""
+    from tqdm import tqdm
+
     steps = checks.integer("steps", steps, 1)
     non_negative("lr", lr)
     batches = list(batches)
@@ -130,27 +132,18 @@ def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, step
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     student.eval()
     losses, order = [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=steps, desc="distill", unit="step")
-    try:
-        for i in range(steps):
-            if not order:
-                order = torch.randperm(len(batches), generator=gen).tolist()
-            j = order.pop()
-            value_t = loss(forward(student, batches[j]), targets[j])
-            value = value_t.item()
-            if not math.isfinite(value):
-                raise ValueError(f"distillation diverged at step {i}: loss {value!r} (lr={lr!r})")
-            opt.zero_grad(set_to_none=True)
-            value_t.backward()
-            opt.step()
-            losses.append(value)
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(loss=f"{value:.3g}")
-    finally:
-        if bar is not None:
-            bar.close()
+    bar = tqdm(range(steps), desc="distill", unit="step", disable=not progress)
+    for i in bar:
+        if not order:
+            order = torch.randperm(len(batches), generator=gen).tolist()
+        j = order.pop()
+        value_t = loss(forward(student, batches[j]), targets[j])
+        value = value_t.item()
+        if not math.isfinite(value):
+            raise ValueError(f"distillation diverged at step {i}: loss {value!r} (lr={lr!r})")
+        opt.zero_grad(set_to_none=True)
+        value_t.backward()
+        opt.step()
+        losses.append(value)
+        bar.set_postfix(loss=f"{value:.3g}", refresh=False)
     return losses
