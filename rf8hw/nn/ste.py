@@ -77,6 +77,17 @@ def strip_ste(model: nn.Module) -> nn.Module:
     return out
 
 
+def _step(opt, loss: torch.Tensor, diverged: str, lr: float) -> float:
+    """One optimizer step on ``loss``; its value, or a ValueError ``diverged`` if it is not finite."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise ValueError(f"{diverged}: loss {value!r} (lr={lr!r})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return value
+
+
 def finetune(model: nn.Module, data, steps: int, lr: float, batch_size: int, seed: int = 0,
              backslash: float = 0.0) -> list[float]:
     """``steps`` AdamW steps of ``model(x, y) -> (logits, loss)`` on ``data.batch(gen, batch_size)``
@@ -97,15 +108,9 @@ def finetune(model: nn.Module, data, steps: int, lr: float, batch_size: int, see
     for i in range(steps):
         x, y = data.batch(gen, batch_size)
         _, loss = model(x, y)
-        value = loss.item()
-        if not torch.isfinite(loss):
-            raise ValueError(f"fine-tuning diverged at step {i}: loss {value!r} (lr={lr!r})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        losses.append(_step(opt, loss, f"fine-tuning diverged at step {i}", lr))
         if bs is not None:
             bs.step()
-        losses.append(value)
     model.eval()
     return losses
 
@@ -137,13 +142,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, step
         if not order:
             order = torch.randperm(len(batches), generator=gen).tolist()
         j = order.pop()
-        value_t = loss(forward(student, batches[j]), targets[j])
-        value = value_t.item()
-        if not math.isfinite(value):
-            raise ValueError(f"distillation diverged at step {i}: loss {value!r} (lr={lr!r})")
-        opt.zero_grad(set_to_none=True)
-        value_t.backward()
-        opt.step()
+        value = _step(opt, loss(forward(student, batches[j]), targets[j]),
+                      f"distillation diverged at step {i}", lr)
         losses.append(value)
         bar.set_postfix(loss=f"{value:.3g}", refresh=False)
     return losses
