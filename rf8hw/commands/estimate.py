@@ -43,7 +43,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw import checks
-    from rf8hw.accel.estimate import MODELS, EstimateConfig, estimate, estimate_adapter, load_adapter
+    from rf8hw.accel.estimate import (MODELS, EstimateConfig, check_refinement, estimate, estimate_adapter,
+                                      load_adapter)
     from rf8hw.accel.synth import check_seed
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.commands.options import config_from_args
@@ -70,6 +71,7 @@ def run(args) -> int:
         if args.hessian_batches != EstimateConfig.__dataclass_fields__["hessian_batches"].default:
             raise ValueError("--hessian-batches is for the zoo models; with an adapter the --gptq "
                              "Hessians come from the adapter's calibration data")
+        check_refinement(args.scale_search, args.gptq, gptq_order=args.gptq_order)   # before any loading
         load_adapter(args.model)                 # a bad name fails before anything loads
         out = Path(args.out) if args.out else Path(f"estimate_{tag}_{args.rows}x{args.cols}_{args.device}")
         checks.output_dir("--out", out)

@@ -142,6 +142,10 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
                    "--cols", "4", "--no-synth", "--gptq-order", "act", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "it needs gptq (--gptq)" in err and "Traceback" not in err
+    rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--gptq",
+                   "--gptq-order", "actt", "--no-synth", "--quiet"])          # refused before the model loads
+    err = capsys.readouterr().err
+    assert rc == 2 and "gptq_order must be one of 'natural', 'act', not 'actt'" in err
     rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--hessian-batches", "4",
                    "--no-synth", "--quiet"])
     err = capsys.readouterr().err
