@@ -461,6 +461,8 @@ class QuantConfig:
         non_negative("gptq_damp", self.gptq_damp)
         checks.integer("gptq_block", self.gptq_block, 1)
         checks.choice("gptq_order", self.gptq_order, GPTQ_ORDERS)
+        if self.gptq_order != GPTQ_ORDERS[0] and not self.gptq:
+            raise ValueError(f"gptq_order {self.gptq_order!r} orders GPTQ rounding; it needs gptq=True")
         if self.scale_search and self.fmt != "rf8":
             raise ValueError(f"scale_search is an RF8 option (the other formats' scales are already "
                              f"real-valued), not for fmt={self.fmt!r}")

@@ -405,6 +405,7 @@ def test_quantize_rejects_bad_refinement_options():
                     (dict(gptq_damp=-1.0), "gptq_damp"),
                     (dict(gptq_block=0), "gptq_block"),
                     (dict(gptq_order="act-order"), "gptq_order must be one of 'natural', 'act'"),
+                    (dict(gptq_order="act"), "gptq_order 'act' orders GPTQ rounding; it needs gptq=True"),
                     (dict(scale_sample_rows=0), "scale_sample_rows")):
         with pytest.raises(ValueError, match=msg):
             quant.QuantConfig(**kw)
