@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import tinygpt  # noqa: E402
+from rf8hw.zoo import tinygpt  # noqa: E402
 
 from rf8hw.nn import backslash  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Co-simulation speed: the HDL bench against issue 14's goals, the Python bench for the ratio.
 
-Both through :func:`sim.run_tiles` (``bench="hdl"``, the default, and ``bench="python"``), and
+Both through :func:`rf8hw.sim.run_tiles` (``bench="hdl"``, the default, and ``bench="python"``), and
 the ceiling both share: the bare Verilated model of the same generated Verilog, clocked by a C++
 main loop with full-rate stimulus (no cocotb, no wrapper, no Python; :func:`bare_model_rate`).
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-import sim
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw import sim
+from rf8hw.arch import ArrayConfig
 
 RATE_8_TARGET = 1_000_000
 RATE_8_STALL_TARGET = 500_000
@@ -88,7 +88,7 @@ def bare_model_rate(cfg: ArrayConfig, cache_dir, cycles: int = 2_000_000, m: int
     activation rows (default ``cfg.rows``); and the build's seconds."""
     import json
 
-    from sim.build import use_simulator_path
+    from rf8hw.sim.build import use_simulator_path
 
     design = sim.prepare(cfg, "icarus", cache_root=cache_dir)     # the Verilog (Icarus: ~1 s)
     iface = json.loads(Path(design.manifest).read_text())["interface"]

@@ -1,7 +1,7 @@
 """Cycle model vs cocotb co-simulation on GEMM shapes, and the model zoo's cycles vs array size.
 
 1. For each shape of :data:`SHAPES` (ragged ones included), co-simulate the whole GEMM on the
-   generated Verilog (``sim.run.run_gemms``: the GEMMs of one array in one simulator run, each on
+   generated Verilog (``rf8hw.sim.run.run_gemms``: the GEMMs of one array in one simulator run, each on
    an idle, empty array; full-rate producers, consumer always ready), check the
    result against ``golden.matmul``, and compare the measured cycles with
    :func:`rf8hw.accel.cycles.gemm_cycles` and every tile's handshake stamps with
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rf8hw.hdl.config import ArrayConfig  # noqa: E402
+from rf8hw.arch import ArrayConfig  # noqa: E402
 
 #: (rows, cols, M, K, N): array shape (default PE kind and reset) and GEMM shape
 SHAPES = [
@@ -83,13 +83,13 @@ ZOO_SIZES = [4, 8, 16, 32, 64]
 def compare(simulator: str, progress=True, shapes=None) -> tuple[list[dict], list[dict]]:
     """Co-simulate ``shapes`` (``(ArrayConfig, M, K, N)``; default :func:`fixed_shapes`) and
     compare each with the model.  The GEMMs of one array go through one simulator run
-    (:func:`sim.run.run_gemms`: each GEMM on an idle, empty array, so one GEMM's model applies);
+    (:func:`rf8hw.sim.run.run_gemms`: each GEMM on an idle, empty array, so one GEMM's model applies);
     returns the per-shape rows (in the order given) and one record per simulator run."""
     from tqdm import tqdm
 
     from rf8hw.format import golden
     from rf8hw.accel.cycles import gemm_cycles, tile_schedule
-    from sim.run import run_gemms
+    from rf8hw.sim.run import run_gemms
 
     keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
     shapes = fixed_shapes() if shapes is None else shapes
@@ -163,15 +163,16 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import models
+    from rf8hw import zoo
     from rf8hw.accel import cycles
+    from rf8hw.accel.gemms import capture
 
     out = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, batch in (("mlp_digits", 1), ("mlp_digits", 64), ("tinygpt", 1)):
-        mod = models.get(name)
+        mod = zoo.get(name)
         model = mod.build()
-        gemms = cycles.model_gemms(model, cycles.example_input(name, model.config, batch))
+        gemms = capture(model, mod.example(model.config, batch))
         reps = [cycles.model_cycles(gemms, ArrayConfig(s, s), batch) for s in ZOO_SIZES]
         label = f"{name} (batch {batch})"
         out[label] = [{"rows": s, "cols": s, "cycles_per_inference": r["cycles_per_inference"],

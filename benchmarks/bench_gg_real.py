@@ -73,7 +73,7 @@ def minilm_matrices() -> tuple[dict, dict]:
 
 def smollm2_matrices() -> tuple[dict, dict]:
     """SmolLM2's 2-D parameters (the tied ``lm_head`` is the embedding: listed once)."""
-    from models import smollm2
+    from rf8hw.zoo import smollm2
 
     model, _ = smollm2.load()
     tied = model.lm_head.weight is model.model.embed_tokens.weight

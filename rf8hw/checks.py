@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["integer", "number", "choice", "output_dir"]
+__all__ = ["integer", "number", "choice", "output_dir", "listing"]
 
 
 def _range_text(lo, hi) -> str:
@@ -77,3 +77,9 @@ def output_dir(name: str, path):
                 raise ValueError(f"{name} {str(path)!r}: {str(parent)!r} is not a directory")
             break
     return path
+
+
+def listing(names, most: int = 5) -> str:
+    """``names`` for a message: the first ``most`` joined by commas, then ``... (N in all)``."""
+    names = list(names)
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")

@@ -2,8 +2,8 @@
 
 An importable package (listed in ``pyproject.toml``), so ``rf8hw cosim`` works from any directory
 after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test modules:
-:mod:`sim.batch_test` (the HDL bench, :mod:`sim.hdlbench`; the default) and :mod:`sim.cosim_test`
-(the per-cycle Python bench, :mod:`sim.testbench`; ``bench="python"``).  This module imports
+:mod:`rf8hw.sim.batch_test` (the HDL bench, :mod:`rf8hw.sim.hdlbench`; the default) and :mod:`rf8hw.sim.cosim_test`
+(the per-cycle Python bench, :mod:`rf8hw.sim.testbench`; ``bench="python"``).  This module imports
 neither cocotb nor the simulators: the host-side entry points below start the simulator through
 ``cocotb_tools.runner``.
 
@@ -21,7 +21,7 @@ Entry points
     Generate/reuse the Verilog (or take a given file, :func:`load_rtl`) and build/reuse the
     simulator build.
 
-Each takes the array as one :class:`rf8hw.hdl.config.ArrayConfig`; only RF8 PE kinds are
+Each takes the array as one :class:`rf8hw.arch.ArrayConfig`; only RF8 PE kinds are
 co-simulated (:func:`check_cosim_config`: the testbench's golden model is RF8).
 """
 

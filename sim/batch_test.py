@@ -1,7 +1,7 @@
-"""The cocotb test module of the HDL bench (``--bench hdl``; the wrapper: :mod:`sim.hdlbench`).
+"""The cocotb test module of the HDL bench (``--bench hdl``; the wrapper: :mod:`rf8hw.sim.hdlbench`).
 
-It runs one job written by :func:`sim.run.run_tiles` (``+rf8hw_job=<dir>``: ``job.json`` and
-``tiles.npz``), like :mod:`sim.cosim_test`, and writes the same ``result.json`` (and
+It runs one job written by :func:`rf8hw.sim.run.run_tiles` (``+rf8hw_job=<dir>``: ``job.json`` and
+``tiles.npz``), like :mod:`rf8hw.sim.cosim_test`, and writes the same ``result.json`` (and
 ``results.npz`` when asked).  Python is woken once per batch, never per cycle: it hands over
 stimulus chunks, reads result chunks as numpy arrays and checks each chunk against the golden model
 (:class:`BatchScoreboard`); the wrapper runs free in between.
@@ -33,7 +33,7 @@ class BatchScoreboard:
     """In-order checker of result rows, a chunk at a time, against the golden model.
 
     ``mismatches`` counts wrong values, wrong ``tlast`` flags and rows beyond the expected ones
-    (as :class:`sim.testbench.Scoreboard`); :attr:`first` is the earliest of them.
+    (as :class:`rf8hw.sim.testbench.Scoreboard`); :attr:`first` is the earliest of them.
     """
 
     def __init__(self, model: GoldenModel, tiles, first_tile: int, cols: int, corrupt=None):
@@ -101,9 +101,9 @@ class BatchScoreboard:
 
 
 class HdlBench:
-    """Drives the :data:`sim.hdlbench.BENCH_MODULE` wrapper through one job.
+    """Drives the :data:`rf8hw.sim.hdlbench.BENCH_MODULE` wrapper through one job.
 
-    Parameters as :class:`sim.testbench.Testbench`; ``job_dir`` holds the chunk files.
+    Parameters as :class:`rf8hw.sim.testbench.Testbench`; ``job_dir`` holds the chunk files.
     """
 
     def __init__(self, dut, params: dict, job_dir: Path, *, stall_prob: float, seed: int,

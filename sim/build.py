@@ -1,6 +1,6 @@
 """Verilog to co-simulate and its simulator builds, cached by content.
 
-The Verilog is either generated for an :class:`~rf8hw.hdl.config.ArrayConfig` or a given file with
+The Verilog is either generated for an :class:`~rf8hw.arch.ArrayConfig` or a given file with
 its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live under one root
 (:func:`default_cache_root`, ``rf8hw.toolchain.cache.cache_root("cosim")``):
 
@@ -13,7 +13,7 @@ its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live u
 ``build/<module>-<simulator>-<bench>[-waves]-<key>/``
     The cocotb runner's build (``Vtop`` binary for Verilator, ``sim.vvp`` for Icarus) of one
     Verilog text for one testbench (``bench``: ``hdl``, the DUT inside the wrapper of
-    :mod:`sim.hdlbench`, or ``python``, the DUT alone): ``key`` hashes the file's SHA-256, the
+    :mod:`rf8hw.sim.hdlbench`, or ``python``, the DUT alone): ``key`` hashes the file's SHA-256, the
     wrapper's text, the simulator and the simulator/cocotb versions.  The build compiles a copy of
     the hashed bytes (``src/``), so a file edited during a build cannot slip in.  A build is
     reused when its ``build.ok`` marker exists; Verilator's C++ compile of a design costs 6-8 s
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.toolchain import cache
 
 from .hdlbench import BENCH_MODULE, BENCHES, wrapper_verilog
@@ -113,7 +113,7 @@ class Build:
         Whether the build records waveforms (Verilator needs a separate ``--trace`` build).
     config : ArrayConfig
     bench : {"hdl", "python"}
-        The testbench the build is for (:data:`sim.hdlbench.BENCHES`).
+        The testbench the build is for (:data:`rf8hw.sim.hdlbench.BENCHES`).
     verilog_sha256 : str
         SHA-256 of the compiled Verilog (the build's key).
     matches_manifest : bool
@@ -192,7 +192,7 @@ def check_cosim_config(cfg) -> ArrayConfig:
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
     fmt = cfg.pe_kind.weight_format
     if fmt != "rf8":
-        from rf8hw.hdl.registry import rf8_kinds
+        from rf8hw.arch import rf8_kinds
 
         raise ValueError(f"co-simulation checks RF8 products only (its golden model is RF8): PE "
                          f"kind {cfg.pe!r} has weight format {fmt!r}; use one of "
@@ -329,8 +329,8 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
     cache_root : str or Path, optional
         Cache directory; default :func:`default_cache_root`.
     bench : {"hdl", "python"}
-        Build the DUT inside the HDL bench's wrapper (:mod:`sim.hdlbench`, the default) or alone
-        for the per-cycle Python testbench (:mod:`sim.testbench`).
+        Build the DUT inside the HDL bench's wrapper (:mod:`rf8hw.sim.hdlbench`, the default) or alone
+        for the per-cycle Python testbench (:mod:`rf8hw.sim.testbench`).
 
     Returns
     -------

@@ -1,6 +1,6 @@
-"""The cocotb test module the simulator loads (``COCOTB_TEST_MODULES=sim.cosim_test``).
+"""The cocotb test module the simulator loads (``COCOTB_TEST_MODULES=rf8hw.sim.cosim_test``).
 
-It runs one *job* written by :func:`sim.run.run_tiles`: the plusarg ``+rf8hw_job=<dir>`` names a
+It runs one *job* written by :func:`rf8hw.sim.run.run_tiles`: the plusarg ``+rf8hw_job=<dir>`` names a
 directory holding ``job.json`` (options) and ``tiles.npz`` (stimulus); the test writes
 ``result.json`` (and ``results.npz`` when asked) into the same directory and fails if any result
 differed from the golden model.

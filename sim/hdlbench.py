@@ -1,11 +1,11 @@
 """HDL-side stimulus and checking for the co-simulation (``--bench hdl``): the testbench wrapper.
 
-The per-cycle Python testbench (:mod:`sim.testbench`, ``--bench python``) wakes Python once per
+The per-cycle Python testbench (:mod:`rf8hw.sim.testbench`, ``--bench python``) wakes Python once per
 clock.  Here the AXI4-Stream sources, the result sink, the random gaps and backpressure and the
 cycle stamps are plain Verilog around the generated top, in a wrapper module
 :data:`BENCH_MODULE` that this module emits from the manifest's ``interface`` section (port names,
 reset polarity, ``tdata`` widths; testbench code only, never part of the generated RTL).  Python
-(:mod:`sim.batch_test`) hands it stimulus in batches and reads results back in batches through
+(:mod:`rf8hw.sim.batch_test`) hands it stimulus in batches and reads results back in batches through
 files (``$readmemh`` / ``$writememh`` on ring memories), one simulator-to-Python switch per batch.
 
 Rings (depths in :data:`RING_BITS`, :data:`TILE_RING_BITS`), each used in aligned halves:
@@ -56,7 +56,7 @@ __all__ = ["BENCH_MODULE", "RING_BITS", "TILE_RING_BITS", "WHY", "BENCHES", "wra
 #: Name of the wrapper module (the simulator's top level in ``--bench hdl``).
 BENCH_MODULE = "rf8hw_hdlbench"
 
-#: The testbench modes: ``hdl`` (this module, the default) and ``python`` (:mod:`sim.testbench`).
+#: The testbench modes: ``hdl`` (this module, the default) and ``python`` (:mod:`rf8hw.sim.testbench`).
 BENCHES = ("hdl", "python")
 
 #: log2 of the beat and result rings' depth (4,096 entries; Python moves 2,048 at a time).

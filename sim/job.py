@@ -1,5 +1,5 @@
-"""The files one co-simulation run exchanges between the host (:mod:`sim.run`) and the cocotb
-test module in the simulator (:mod:`sim.cosim_test` for the Python bench, :mod:`sim.batch_test`
+"""The files one co-simulation run exchanges between the host (:mod:`rf8hw.sim.run`) and the cocotb
+test module in the simulator (:mod:`rf8hw.sim.cosim_test` for the Python bench, :mod:`rf8hw.sim.batch_test`
 for the HDL bench): ``job.json`` (options), ``tiles.npz`` (stimulus) and the progress lines of the
 simulator log.  Neither side imports the other; both import this module.
 """
@@ -16,7 +16,7 @@ from rf8hw.files import write_atomic
 
 __all__ = ["PROGRESS_PREFIX", "write_job", "load_tiles", "write_json"]
 
-#: Prefix of the log lines :func:`sim.run.run_tiles` relays to its ``progress`` callback.
+#: Prefix of the log lines :func:`rf8hw.sim.run.run_tiles` relays to its ``progress`` callback.
 PROGRESS_PREFIX = "rf8hw-progress:"
 
 

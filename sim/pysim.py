@@ -13,7 +13,7 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from sim.stimulus import pack_rows, unpack_row
+from rf8hw.sim.stimulus import pack_rows, unpack_row
 
 __all__ = ["Trace", "simulate_tiles"]
 

@@ -1,11 +1,11 @@
 """Host side of the co-simulation: write a job, run the simulator through cocotb's runner, read
 the result.  The library functions behind ``rf8hw cosim``.
 
-Every entry point takes the array as one :class:`~rf8hw.hdl.config.ArrayConfig` (validated when it
-was built; RF8 PE kinds only).  Flow of :func:`run_tiles`: :func:`sim.build.prepare` (generate or
+Every entry point takes the array as one :class:`~rf8hw.arch.ArrayConfig` (validated when it
+was built; RF8 PE kinds only).  Flow of :func:`run_tiles`: :func:`rf8hw.sim.build.prepare` (generate or
 reuse the Verilog, or take a given file, and build or reuse the simulator build) ->
 ``<out_dir>/job.json`` + ``tiles.npz`` -> ``Runner.test`` with the cocotb test module
-:mod:`sim.cosim_test` -> ``<out_dir>/result.json`` -> ``<out_dir>/cycles.json`` (the per-tile cycle
+:mod:`rf8hw.sim.cosim_test` -> ``<out_dir>/result.json`` -> ``<out_dir>/cycles.json`` (the per-tile cycle
 accounting of ``docs/cosim.md``) and the returned dict.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rf8hw import checks
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 
 from rf8hw.toolchain import cache
 
@@ -184,11 +184,11 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
     tiles : list of (uint8 [rows, cols], int [M, rows])
         Weight tile and activation rows of each tile, streamed back to back in this order.
     cfg : ArrayConfig
-        The array; an RF8 PE kind (:func:`sim.build.check_cosim_config`).
+        The array; an RF8 PE kind (:func:`rf8hw.sim.build.check_cosim_config`).
     simulator : {"verilator", "icarus"}
     rtl : str or Path, optional
         Co-simulate this generated ``.v`` file (its manifest's parameters must equal ``cfg``)
-        instead of generating the Verilog of ``cfg`` (:func:`sim.build.prepare`).
+        instead of generating the Verilog of ``cfg`` (:func:`rf8hw.sim.build.prepare`).
     stall_prob : float in [0, 1)
         Each input producer idles before a beat with this probability (per cycle) and the result
         consumer drops ``tready`` with it.  0: full rate, no backpressure.
@@ -201,7 +201,7 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
         the run, so two runs given one directory run one after the other); default a new,
         uniquely named directory under ``<cache_root>/runs`` (:func:`new_run_dir`).
     cache_root : str or Path, optional
-        RTL and build cache (:func:`sim.build.default_cache_root`).
+        RTL and build cache (:func:`rf8hw.sim.build.default_cache_root`).
     reset_at_cycle : int, optional
         Assert the reset (``aresetn`` low, or ``rst`` high) after this cycle; tiles then in
         flight are dropped (listed in ``dropped_tiles``) and the last ``tiles_after_reset`` tiles
@@ -224,8 +224,8 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
         one group needs ``bench="python"``.
     bench : {"hdl", "python"}
         The testbench: ``hdl`` (stimulus, stalls and the result sink in the Verilog wrapper of
-        :mod:`sim.hdlbench`, Python woken once per batch; the default) or ``python`` (the
-        per-cycle cocotb testbench :mod:`sim.testbench`, for debugging).  Both check every row
+        :mod:`rf8hw.sim.hdlbench`, Python woken once per batch; the default) or ``python`` (the
+        per-cycle cocotb testbench :mod:`rf8hw.sim.testbench`, for debugging).  Both check every row
         and give the same cycle records at full rate.
     run_name : str, optional
         Name stem of the default ``out_dir`` (default :func:`run_dir_name` of this run's
@@ -247,7 +247,7 @@ def run_tiles(tiles, cfg: ArrayConfig, *, simulator: str = "verilator", rtl=None
     ValueError
         On bad parameters or tiles (before anything is built).
     RuntimeError
-        If the simulation hung (the watchdog, :func:`sim.hdlbench.watchdog_cycles`), crashed or
+        If the simulation hung (the watchdog, :func:`rf8hw.sim.hdlbench.watchdog_cycles`), crashed or
         ended without a result: one line naming the log.
     """
     check_cosim_config(cfg)
@@ -312,8 +312,8 @@ def _run_locked(tiles, cfg, build, out_dir: Path, *, bench, stall_prob, backpres
         waves_path = out_dir / ("dump.vcd" if simulator == "verilator" else f"{build.module}.fst")
         if simulator == "icarus":
             plusargs.append(f"+rf8hw_dumpfile={waves_path}")
-    _run_simulator(build, out_dir, plusargs, "sim.batch_test" if bench == "hdl"
-                   else "sim.cosim_test", waves, progress)
+    _run_simulator(build, out_dir, plusargs, "rf8hw.sim.batch_test" if bench == "hdl"
+                   else "rf8hw.sim.cosim_test", waves, progress)
     result_path = out_dir / "result.json"
     log = out_dir / "sim.log"
     if not result_path.is_file():
@@ -362,7 +362,7 @@ def check_m_rows(m_rows, tiles: int, cfg: ArrayConfig) -> int:
 
 def run_cosim(cfg: ArrayConfig, tiles: int, seed: int, *, m_rows=None,
               simulator: str = "verilator", stall_prob: float = 0.1, **kwargs) -> dict:
-    """Co-simulate ``tiles`` random tiles (:func:`sim.stimulus.random_tiles`, seeded by ``seed``)
+    """Co-simulate ``tiles`` random tiles (:func:`rf8hw.sim.stimulus.random_tiles`, seeded by ``seed``)
     on the array ``cfg``.
 
     ``m_rows`` (activation rows per tile) defaults to ``cfg.rows``.  Other keyword arguments
@@ -388,7 +388,7 @@ def run_gemm(M: int, K: int, N: int, cfg: ArrayConfig, *, a=None, codes=None, se
              **kwargs) -> dict:
     """Co-simulate a whole ``[M, K] x [K, N]`` GEMM split into array tiles.
 
-    Tiling is :func:`sim.stimulus.gemm_tiles`: ``ceil(N/cfg.cols) * ceil(K/cfg.rows)`` tiles, K
+    Tiling is :func:`rf8hw.sim.stimulus.gemm_tiles`: ``ceil(N/cfg.cols) * ceil(K/cfg.rows)`` tiles, K
     blocks fastest, ragged edges zero-padded, every tile carrying all ``M`` activation rows.  With
     the default ``stall_prob=0`` the cycle records are those of a full-rate source and sink, the
     setting a throughput model is compared against.
@@ -409,7 +409,7 @@ def run_gemm(M: int, K: int, N: int, cfg: ArrayConfig, *, a=None, codes=None, se
     dict
         :func:`run_tiles`'s dict plus ``blocks`` (K-block, N-block of each tile), ``gemm_shape``
         and, for ``overflow="wrap"``, ``gemm``: the int64 ``[M, N]`` result assembled from the
-        observed tile results (:func:`sim.stimulus.assemble_gemm`).
+        observed tile results (:func:`rf8hw.sim.stimulus.assemble_gemm`).
     """
     M, K, N = (checks.integer(name, value, 1) for name, value in (("M", M), ("K", K), ("N", N)))
     check_cosim_config(cfg)

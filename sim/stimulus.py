@@ -62,7 +62,7 @@ def random_tiles(rng: np.random.Generator, rows: int, cols: int, n_tiles: int | 
         ``"overflow"`` for tiles whose sums leave a narrow accumulator's range.
 
     With ``ms`` and ``kind`` left out, the same ``rng`` state and arguments give the same tiles
-    as ever (:func:`sim.run.run_cosim` relies on that for its ``seed``).
+    as ever (:func:`rf8hw.sim.run.run_cosim` relies on that for its ``seed``).
 
     Returns
     -------

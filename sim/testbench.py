@@ -568,7 +568,7 @@ class Testbench:
 
 
 def dump_json(path, obj) -> None:
-    """``obj`` as JSON at ``path``, written atomically (:func:`sim.job.write_json`)."""
+    """``obj`` as JSON at ``path``, written atomically (:func:`rf8hw.sim.job.write_json`)."""
     from .job import write_json
 
     write_json(path, obj)

@@ -109,7 +109,7 @@ BAD_CHECKPOINTS = {
 
 def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v", manifest_text=None):
     def make(d):
-        from rf8hw.hdl.config import ArrayConfig
+        from rf8hw.arch import ArrayConfig
 
         (d / name).write_text(text)
         manifest = {"module": "m", "files": {"verilog": name}, "parameters": ArrayConfig(rows=2, cols=2).as_dict()}
@@ -383,7 +383,7 @@ def test_cli_bad_input_is_one_line_exit_2(argv, needle, files, tmp_path, capsys,
 
 @pytest.mark.parametrize("name", list(BAD_CHECKPOINTS))
 def test_load_checkpoint_bad_files(name, files):
-    from rf8hw.nn.train import load_checkpoint
+    from rf8hw.nn.checkpoint import load_checkpoint
 
     path = files[1][f"bad.{name}"]
     kind = FileNotFoundError if name == "no_sidecar" else ValueError
@@ -400,7 +400,7 @@ def test_load_checkpoint_bad_files(name, files):
     ("{ckpt_json}", ValueError, "is not a readable safetensors file"),
 ])
 def test_load_checkpoint_bad_paths(path, kind, needle, files, tmp_path):
-    from rf8hw.nn.train import load_checkpoint
+    from rf8hw.nn.checkpoint import load_checkpoint
 
     with pytest.raises(kind, match=needle.replace(".", r"\.")):
         load_checkpoint(_fill([path], files[1], tmp_path / "out")[0])
@@ -408,8 +408,8 @@ def test_load_checkpoint_bad_paths(path, kind, needle, files, tmp_path):
 
 def test_a_huge_size_in_a_sidecar_is_refused_before_allocation(files, monkeypatch):
     """``n_hidden: 10**7`` (400 TB of fc2 weights) never reaches a real allocation."""
-    from models import mlp_digits
-    from rf8hw.nn.train import load_checkpoint
+    from rf8hw.zoo import mlp_digits
+    from rf8hw.nn.checkpoint import load_checkpoint
 
     built = []
     real = mlp_digits.build
@@ -421,7 +421,7 @@ def test_a_huge_size_in_a_sidecar_is_refused_before_allocation(files, monkeypatc
 
 @pytest.mark.parametrize("name", list(RTL))
 def test_rtl_reader_bad_manifests(name, files):
-    from sim import load_rtl
+    from rf8hw.sim import load_rtl
 
     path = files[1][f"rtl.{name}"]
     with pytest.raises(ValueError) as info:
@@ -436,7 +436,7 @@ def test_rtl_reader_bad_manifests(name, files):
     ({"rows": 2, "cols": 2}, "lack act_bits"),
 ])
 def test_manifest_parameters_reader(d, needle):
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
 
     with pytest.raises(ValueError, match=needle):
         ArrayConfig.from_dict(d, where="manifest m.json")
@@ -449,7 +449,7 @@ def test_manifest_parameters_reader(d, needle):
 ])
 def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
     import rf8hw
-    from models import mlp_digits
+    from rf8hw.zoo import mlp_digits
     from rf8hw.nn import quant
 
     path = tmp_path / "q.safetensors"

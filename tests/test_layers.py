@@ -26,8 +26,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("rf8hw", "sim")          # the trees whose modules the static tests read
 HEAVY = ("torch", "amaranth", "cocotb")
+
+
+def _package_dirs() -> dict[str, Path]:
+    """Installed package name -> its folder in the checkout: ``rf8hw`` and the folders that
+    ``pyproject.toml``'s ``package-dir`` maps into it (``sim/`` is ``rf8hw.sim``, ``models/`` is
+    ``rf8hw.zoo``)."""
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    return {"rf8hw": ROOT / "rf8hw", **{name: ROOT / folder for name, folder in mapping.items()}}
+
+
+PACKAGE_DIRS = _package_dirs()
+PACKAGES = ("rf8hw",)                # the installed top-level packages the static tests read
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -49,20 +62,23 @@ class Import:
         return f"{self.path}:{self.line}{' (function-local)' if self.local else ''}"
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(package: str, folder: Path, path: Path) -> str:
+    parts = [package, *path.relative_to(folder).with_suffix("").parts]
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
 def _discover() -> dict[str, Path]:
-    """Every module of the repository's packages: dotted name -> file."""
+    """Every module of the installed packages, as Python names them: dotted name -> file (a file
+    under ``sim/`` is ``rf8hw.sim...``, one under ``models/`` ``rf8hw.zoo...``).  Only package
+    folders count (``models/data/`` holds a script, not a module)."""
     found = {}
-    for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            if "__pycache__" not in path.parts:
-                found[_module_name(path)] = path
+    for package, folder in PACKAGE_DIRS.items():
+        for path in sorted(folder.rglob("*.py")):
+            if "__pycache__" in path.parts or not (path.parent / "__init__.py").is_file():
+                continue
+            found[_module_name(package, folder, path)] = path
     return found
 
 
@@ -315,19 +331,25 @@ LAYERS = (
     # the format and its arithmetic: numpy + Numba (torch only through EXCEPTIONS below)
     Layer("rf8hw.format", internal=("rf8hw.checks", "rf8hw.format"), never=HEAVY,
           third_party=("numpy", "numba")),
-    # Amaranth RTL: built on the format alone; never torch (and it runs no tools itself)
-    Layer("rf8hw.hdl", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl"),
-          never=("torch",)),
+    # the architecture as data (PE kinds, ArrayConfig, Timing): standard library and the format
+    Layer("rf8hw.arch", internal=("rf8hw.checks", "rf8hw.format"), never=HEAVY, third_party=()),
+    # Amaranth RTL: built on the format and the architecture; never torch (and it runs no tools)
+    Layer("rf8hw.hdl", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.arch",
+                                 "rf8hw.hdl"), never=("torch",)),
     # running Verilator / Icarus / Yosys: never torch
     Layer("rf8hw.toolchain", internal=None, never=("torch",)),
-    # the PyTorch front end: the format, the array's configuration and PE registry, itself; not
-    # rf8hw.accel (the cycle model and synthesis build on nn, not the other way round)
-    Layer("rf8hw.nn", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl.config",
-                                "rf8hw.hdl.registry", "rf8hw.nn")),
-    # co-simulation: the format, the RTL and the tool runs; never the PyTorch front end or the
-    # estimates (a real model's layer through the RTL is rf8hw.accel.cosim_layer, above sim)
-    Layer("sim", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.hdl",
-                           "rf8hw.toolchain", "sim"), never=("torch",)),
+    # the model zoo and the real-model adapters: PyTorch models and their data, nothing of rf8hw
+    # but the argument checks (the package builds on the models, not the other way round)
+    Layer("rf8hw.zoo", internal=("rf8hw.checks", "rf8hw.zoo"), never=("amaranth", "cocotb")),
+    # the PyTorch front end: the format, the architecture, the zoo (training), itself; not
+    # rf8hw.hdl (no Amaranth) nor rf8hw.accel (the cycle model and synthesis build on nn)
+    Layer("rf8hw.nn", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.arch",
+                                "rf8hw.zoo", "rf8hw.nn"), never=("amaranth", "cocotb")),
+    # co-simulation: the format, the architecture, the RTL and the tool runs; never the PyTorch
+    # front end or the estimates (a real model's layer through the RTL is
+    # rf8hw.accel.cosim_layer, above sim)
+    Layer("rf8hw.sim", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.arch",
+                                 "rf8hw.hdl", "rf8hw.toolchain", "rf8hw.sim"), never=("torch",)),
 )
 
 #: Names any module may take from the root package ``rf8hw`` (its ``__init__`` is a lazy facade;
@@ -482,6 +504,7 @@ def test_import_reader_resolves_relative_and_submodule_imports(tmp_path):
     assert _resolve("rf8hw.nn.gg", None, 2) == "rf8hw"
 
 
-@pytest.mark.parametrize("module", ["rf8hw.format.codec", "rf8hw.hdl", "sim.build"])
+@pytest.mark.parametrize("module", ["rf8hw.format.codec", "rf8hw.hdl", "rf8hw.sim.build",
+                                    "rf8hw.zoo.tinygpt", "rf8hw.arch"])
 def test_discovery_sees_the_packages(module):
     assert module in MODULES

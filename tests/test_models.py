@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-import models
-from models import mlp_digits, tinygpt
+from rf8hw import zoo
+from rf8hw.zoo import mlp_digits, tinygpt
 
 
 def test_vendored_text_matches_its_provenance_record():
@@ -62,5 +62,5 @@ def test_mlp_digits_split_is_fixed_and_stratified():
 
 
 def test_unknown_model_name_is_rejected():
-    with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"):
-        models.get("resnet")
+    with pytest.raises(ValueError, match=r"^model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"):
+        zoo.get("resnet")

@@ -34,3 +34,47 @@ def test_no_file_cites_the_private_background_notes():
     for path in (ROOT / "README.md", ROOT / "pyproject.toml"):
         hits += [f"{path.name}: {n}" for n in names if n in path.read_text()]
     assert not hits, hits
+
+
+def test_pyproject_installs_every_package_folder_inside_rf8hw():
+    """The explicit package list of pyproject.toml names every folder with an __init__.py under
+    rf8hw/ and the folders mapped into it (sim/ -> rf8hw.sim, models/ -> rf8hw.zoo)."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {"rf8hw": ROOT / "rf8hw", **{k: ROOT / v for k, v in tool["package-dir"].items()}}
+    found = set()
+    for name, folder in roots.items():
+        for init in folder.rglob("__init__.py"):
+            rel = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *rel)))
+    assert sorted(tool["packages"]) == sorted(found)
+    assert all(p == "rf8hw" or p.startswith("rf8hw.") for p in tool["packages"])
+
+
+def test_no_top_level_sim_or_models_package_outside_the_checkout(tmp_path):
+    """After pip install, only rf8hw is importable: a user's own `sim` or `models` package never
+    collides with ours (run from a folder that is not the checkout)."""
+    import subprocess
+    import sys
+
+    for name in ("sim", "models"):
+        res = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode != 0 and "No module named" in res.stderr, (name, res.stderr)
+    res = subprocess.run([sys.executable, "-c", "import rf8hw.sim, rf8hw.zoo.mlp_digits"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_configuration_and_cycle_model_load_no_amaranth():
+    """ArrayConfig and the PE facts live in rf8hw.arch: the PyTorch front end and the cycle model
+    never load Amaranth, and the cycle model never loads torch (fresh interpreter)."""
+    import subprocess
+    import sys
+
+    script = ("import sys, rf8hw.accel.cycles; assert 'torch' not in sys.modules, 'torch'; "
+              "import rf8hw.nn.quant; assert 'amaranth' not in sys.modules, 'amaranth'")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr

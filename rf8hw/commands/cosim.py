@@ -15,8 +15,8 @@ import sys
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.commands.options import add_config_args
-    from rf8hw.hdl.config import ArrayConfig
-    from rf8hw.hdl.registry import rf8_kinds
+    from rf8hw.arch import ArrayConfig
+    from rf8hw.arch import rf8_kinds
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--rtl", default=None, metavar="FILE.v",
@@ -80,8 +80,8 @@ def array_config(args):
     """
     from dataclasses import fields
 
-    from rf8hw.hdl.config import ArrayConfig
-    from sim import check_cosim_config, load_rtl
+    from rf8hw.arch import ArrayConfig
+    from rf8hw.sim import check_cosim_config, load_rtl
 
     names = [f.name for f in fields(ArrayConfig)]
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -108,8 +108,8 @@ def run(args) -> int:
     from functools import partial
 
     from rf8hw import checks
-    from sim import BENCHES, check_simulator, check_stall_prob, run_cosim
-    from sim.run import check_m_rows, new_run_dir, run_dir_name
+    from rf8hw.sim import BENCHES, check_simulator, check_stall_prob, run_cosim
+    from rf8hw.sim.run import check_m_rows, new_run_dir, run_dir_name
 
     cfg, rtl = array_config(args)
     layer = args.layer is not None or args.model is not None
@@ -158,8 +158,8 @@ def run(args) -> int:
         print(f"rf8hw cosim: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt as exc:
-        # Ctrl-C, or SIGTERM (sim.run turns it into KeyboardInterrupt): the simulator is ended
-        signum = getattr(exc, "signum", signal.SIGINT)      # sim.run.SimulationInterrupted
+        # Ctrl-C, or SIGTERM (rf8hw.sim.run turns it into KeyboardInterrupt): the simulator is ended
+        signum = getattr(exc, "signum", signal.SIGINT)      # rf8hw.sim.run.SimulationInterrupted
         print(f"rf8hw cosim: interrupted (signal {signum}); the simulator was stopped",
               file=sys.stderr, flush=True)
         return 128 + signum
@@ -168,7 +168,7 @@ def run(args) -> int:
 
 def _report(result: dict, cfg) -> int:
     """Print a run's result (the summary line last); its exit status."""
-    from sim import summary_line
+    from rf8hw.sim import summary_line
 
     print(f"verilog: {result['config']['verilog']}")
     print(f"run directory: {result['out_dir']}")

@@ -14,8 +14,8 @@ def register(subparsers, name: str, help_text: str) -> None:
 
     from rf8hw.accel.estimate import BUILTIN_ADAPTERS, MODELS, EstimateConfig
     from rf8hw.commands.options import add_config_args
-    from rf8hw.hdl.config import ArrayConfig
-    from rf8hw.hdl.registry import rf8_kinds
+    from rf8hw.arch import ArrayConfig
+    from rf8hw.arch import rf8_kinds
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--model", required=True, metavar="MODEL",
@@ -48,7 +48,7 @@ def run(args) -> int:
     from rf8hw.accel.synth import check_seed
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.commands.options import config_from_args
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
 
     array = config_from_args(ArrayConfig, args)
     tag = args.model.replace(":", "_").replace(".", "_")

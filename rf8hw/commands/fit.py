@@ -46,7 +46,7 @@ def run(args) -> int:
     import sys
 
     from rf8hw.nn import gg
-    from rf8hw.nn.train import json_safe, read_safetensors
+    from rf8hw.nn.checkpoint import json_safe, read_safetensors
 
     path = Path(args.checkpoint)
     png = _output_file(Path(args.plot) if args.plot else Path.cwd() / f"{path.stem}.gg.png", "--plot")

@@ -3,7 +3,7 @@
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.commands.options import add_config_args
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(parser, ArrayConfig)
@@ -15,7 +15,7 @@ def register(subparsers, name: str, help_text: str) -> None:
 
 def run(args) -> int:
     from rf8hw.commands.options import config_from_args
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
     from rf8hw.hdl.generate import generate
 
     v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir,

@@ -34,7 +34,7 @@ def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.accel.estimate import BUILTIN_ADAPTERS, MODELS
     from rf8hw.accel.synth import DEVICES
     from rf8hw.format import spec
-    from rf8hw.hdl.registry import PE_KINDS
+    from rf8hw.arch import PE_KINDS
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--model", required=True, metavar="MODEL",

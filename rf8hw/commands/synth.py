@@ -8,7 +8,7 @@ _TEXT_KEYS = ("lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "com
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.accel.synth import DEVICES
     from rf8hw.commands.options import add_config_args
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(parser, ArrayConfig)
@@ -26,7 +26,7 @@ def run(args) -> int:
 
     from rf8hw.accel import synth
     from rf8hw.commands.options import config_from_args
-    from rf8hw.hdl.config import ArrayConfig
+    from rf8hw.arch import ArrayConfig
 
     cfg = config_from_args(ArrayConfig, args)
     try:

@@ -48,7 +48,8 @@ def register(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from rf8hw.nn.train import TrainConfig, json_safe, train
+    from rf8hw.nn.checkpoint import json_safe
+    from rf8hw.nn.train import TrainConfig, train
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, init=args.init,
                       init_from=args.init_from,

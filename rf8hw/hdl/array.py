@@ -29,10 +29,10 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.hdl.config import ArrayConfig
-from rf8hw.hdl.params import rejecting
+from rf8hw.arch import ArrayConfig, Timing
+from rf8hw.hdl import registry
 
-__all__ = ["weight_beat_layout", "act_beat_layout", "acc_beat_layout", "Timing", "RF8Array"]
+__all__ = ["weight_beat_layout", "act_beat_layout", "acc_beat_layout", "RF8Array"]
 
 
 def weight_beat_layout(cols: int, weight_bits: int = 8) -> data.StructLayout:
@@ -50,71 +50,6 @@ def acc_beat_layout(cols: int, acc_bits: int) -> data.StructLayout:
     return data.StructLayout({"data": data.ArrayLayout(signed(acc_bits), cols), "last": 1})
 
 
-class Timing:
-    """Cycle counts of an array with no stalls and no backpressure (``docs/architecture.md``).
-
-    Attributes
-    ----------
-    weight_load : int
-        ``rows``: weight beats per tile (one per cycle at full rate).
-    latency : int
-        ``rows + cols + product_latency``: cycles from the handshake of activation row ``m`` to the
-        cycle in which result row ``m`` is first offered (``acc.valid`` high); ``rows + cols + 1``
-        for the PE kinds with a one-cycle product (one cycle of it is the activation input
-        register).
-    switch : int
-        ``1``: cycles from a tile's last weight beat to the first cycle its activations are
-        accepted (the shadow buffer's "full" flag is a register).
-    """
-
-    def __init__(self, cfg: ArrayConfig, product_latency: int | None = None):
-        rows, cols = cfg.rows, cfg.cols
-        if product_latency is None:
-            product_latency = cfg.pe_kind.product_latency
-        self.rows, self.cols = rows, cols
-        self.product_latency = product_latency
-        self.weight_load = rows
-        # PE kinds with a pipelined product (class attribute ``product_latency``, default 1) delay
-        # every result by the extra stages; nothing else changes.
-        self.latency = rows + cols + product_latency
-        self.switch = 1
-
-    def result_cycle(self, m: int) -> int:
-        """Cycle of result row ``m`` counted from the handshake of activation row 0 (rows sent
-        back to back): ``m + latency``."""
-        return m + self.latency
-
-    def tile_period(self, m_rows: int) -> int:
-        """Cycles between the first activations of back-to-back tiles of ``m_rows`` rows (the
-        next tile's weights stream in from the cycle after the first activation):
-        ``max(M, rows + 1)``; the first tile's activations start ``rows`` cycles after its first
-        weight beat."""
-        return max(m_rows, self.weight_load + self.switch)
-
-    def as_dict(self) -> dict:
-        return {
-            "weight_load_cycles": self.weight_load,
-            "latency_cycles": self.latency,
-            "switch_cycles": self.switch,
-            "formulas": {
-                "weight_load_cycles": "rows",
-                "latency_cycles": "rows + cols + product_latency (activation handshake of row m "
-                                  "-> acc valid of row m)",
-                "switch_cycles": "1 (last weight beat of a tile -> its first activation accepted, "
-                                 "when the weights arrive after the previous tile's activations)",
-                "first_activation_cycle": "rows (first tile, counted from its first weight beat)",
-                "tile_period_cycles": "max(M, rows + 1) (first activation of tile t -> first "
-                                      "activation of tile t+1, back to back, M activation rows "
-                                      "per tile; the weights of tile t+1 stream in from the "
-                                      "cycle after tile t's first activation)",
-                "gemm_cycles": "rows + (T - 1) * max(M, rows + 1) + M + latency_cycles "
-                               "(T tiles, first weight beat -> last result taken, inclusive)",
-                "steady_state": "1 activation row in and 1 result row out per cycle; tile "
-                                "switch 0 cycles for M > rows, 1 cycle for M = rows",
-            },
-        }
-
-
 class RF8Array(wiring.Component):
     """Weight-stationary systolic array of ``rows x cols`` PEs with valid/ready streams.
 
@@ -122,10 +57,12 @@ class RF8Array(wiring.Component):
     ----------
     cfg : ArrayConfig
         ``rows`` (reduction depth K of a tile), ``cols`` (output width N), ``act_bits``,
-        ``acc_bits``, ``overflow`` and the PE kind ``pe`` (:mod:`rf8hw.hdl.registry`).
+        ``acc_bits``, ``overflow`` and the PE kind ``pe`` (:data:`rf8hw.arch.PE_KINDS`; its class
+        from :mod:`rf8hw.hdl.registry`).
     pe_class : PE class, optional
         Overrides the class of ``cfg.pe``: any class following the PE interface of
-        :mod:`rf8hw.hdl.pe` (for experiments with PEs outside the registry).
+        :mod:`rf8hw.hdl.pe` that implements the facts of ``cfg.pe``'s kind (weight format,
+        ``product_latency``), for experiments with PEs outside the registry.
 
     Members
     -------
@@ -164,17 +101,20 @@ class RF8Array(wiring.Component):
     deskew flip-flops, a 2 x ``(acc_bits*cols + 1)``-bit FIFO.
     """
 
+    def __new__(cls, cfg: ArrayConfig, *args, **kwargs):
+        # checked before the component exists, so a refused one leaves no unused elaboratable
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, cfg: ArrayConfig, pe_class=None):
-        with rejecting(self):
-            if not isinstance(cfg, ArrayConfig):
-                raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-        pe = cfg.pe_kind.cls if pe_class is None else pe_class
+        pe = registry.pe_class(cfg.pe) if pe_class is None else pe_class
         rows, cols, act_bits, acc_bits = cfg.rows, cfg.cols, cfg.act_bits, cfg.acc_bits
         self.cfg = cfg
         self.rows, self.cols = rows, cols
         self.act_bits, self.acc_bits, self.overflow = cfg.act_bits, cfg.acc_bits, cfg.overflow
         self.pe = pe
-        self.timing = Timing(cfg, pe.product_latency)
+        self.timing = Timing(cfg)
         super().__init__({
             "w": In(stream.Signature(weight_beat_layout(cols, pe.weight_bits))),
             "act": In(stream.Signature(act_beat_layout(rows, act_bits))),

@@ -16,8 +16,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rf8hw.hdl.array import RF8Array
-from rf8hw.hdl.config import ArrayConfig
-from rf8hw.hdl.params import rejecting
+from rf8hw.arch import ArrayConfig
 
 __all__ = ["lane_bits", "RF8AxiTop"]
 
@@ -69,9 +68,14 @@ class RF8AxiTop(wiring.Component):
     reset_active_low : bool
     """
 
+    def __new__(cls, cfg: ArrayConfig, *args, **kwargs):
+        # checked before the component exists, so a refused one leaves no unused elaboratable
+        if not isinstance(cfg, ArrayConfig):
+            raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, cfg: ArrayConfig, pe_class=None):
-        with rejecting(self):
-            self.array = RF8Array(cfg, pe_class)
+        self.array = RF8Array(cfg, pe_class)
         self.cfg = cfg
         rows, cols, act_bits, acc_bits = cfg.rows, cfg.cols, cfg.act_bits, cfg.acc_bits
         self.rows, self.cols = rows, cols

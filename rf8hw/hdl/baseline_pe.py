@@ -30,7 +30,6 @@ class Int8PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_format = "int8"
     weight_bits = 8
     weight_shape = signed(8)
 
@@ -103,7 +102,6 @@ class FP8E4M3PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_format = "fp8_e4m3"
     weight_bits = 8
     weight_shape = FP8E4M3Fields
 
@@ -120,14 +118,13 @@ class FP8E4M3PE(WeightStationaryPE):
 
 
 class Int8PipePE(Int8PE):
-    """:class:`Int8PE` with the product registered before the accumulator (``product_latency = 2``).
+    """:class:`Int8PE` with the product registered before the accumulator (kinds ``int8_pipe``,
+    ``int8_dsp_pipe``: ``product_latency = 2`` in :data:`rf8hw.arch.PE_KINDS`).
 
     The fair partner of :class:`rf8hw.hdl.rf8_variants.RF8PipePE`: the same pipeline cut (the
     multiplier in stage 1, the accumulator adder in stage 2).  With DSP inference on
     (``int8_dsp_pipe``), Yosys can put the stage register into the DSP's output register.
     """
-
-    product_latency = 2
 
     def product(self, m: Module, a: Value, w) -> Value:
         p = super().product(m, a, w)

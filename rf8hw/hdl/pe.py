@@ -3,14 +3,12 @@
 PE interface (what :class:`rf8hw.hdl.array.RF8Array` relies on; baseline PEs follow it too)
 ------------------------------------------------------------------------------------------
 A PE kind is a :class:`amaranth.lib.wiring.Component` subclass constructed as
-``PEClass(act_bits=8, acc_bits=40, overflow="wrap")`` with these class attributes:
+``PEClass(act_bits=8, acc_bits=40, overflow="wrap")``.  What the rest of the package knows about a
+kind -- the weight format it multiplies by and its ``product_latency`` (cycles from ``a_in`` to its
+product entering the accumulator: 1, or 2 for kinds that register the product) -- is data in
+:data:`rf8hw.arch.PE_KINDS`; :data:`rf8hw.hdl.registry.PE_CLASSES` maps each kind to its class.
+The class implements those facts and has these class attributes:
 
-``weight_format``
-    The weight format the PE multiplies by: ``"rf8"``, ``"int8"`` or ``"fp8_e4m3"`` (the golden
-    products are :func:`rf8hw.format.golden.product` and :func:`rf8hw.format.baselines.product`).
-``product_latency``
-    Cycles from ``a_in`` to its product entering the accumulator: 1, or 2 for kinds that register
-    the product (the array delays its valid/last pipeline to match).
 ``weight_bits``
     Width of one raw weight code as it arrives on the weight stream (8 for RF8, INT8, FP8).
 ``weight_shape``
@@ -66,7 +64,6 @@ from amaranth.lib.wiring import In, Out
 from rf8hw import checks
 from rf8hw.format import spec
 from rf8hw.hdl.decoder import CODE_BITS, RF8Decoder, RF8Fields
-from rf8hw.hdl.params import rejecting
 
 __all__ = ["accumulate", "IdentityDecoder", "WeightStationaryPE", "RF8PE"]
 
@@ -138,8 +135,6 @@ class WeightStationaryPE(wiring.Component):
         Overflow rule applied after the addition of each product.
     """
 
-    weight_format: str = ""           #: set by every PE kind
-    product_latency: int = 1
     weight_bits: int = CODE_BITS
     weight_shape = unsigned(CODE_BITS)
 
@@ -148,9 +143,13 @@ class WeightStationaryPE(wiring.Component):
         """A fresh decoder ``code: In(weight_bits) -> fields: Out(weight_shape)``."""
         return IdentityDecoder(cls.weight_bits, cls.weight_shape)
 
+    def __new__(cls, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap"):
+        # checked before the component exists, so a refused one leaves no unused elaboratable
+        spec.check_mac(act_bits, acc_bits, overflow)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap"):
-        with rejecting(self):
-            act_bits, acc_bits, overflow = spec.check_mac(act_bits, acc_bits, overflow)
+        act_bits, acc_bits, overflow = spec.check_mac(act_bits, acc_bits, overflow)
         self.act_bits = act_bits
         self.acc_bits = acc_bits
         self.overflow = overflow
@@ -223,7 +222,6 @@ class RF8PE(WeightStationaryPE):
         As :class:`WeightStationaryPE`.
     """
 
-    weight_format = "rf8"
     weight_bits = CODE_BITS
     weight_shape = RF8Fields
 

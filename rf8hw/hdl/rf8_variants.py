@@ -168,7 +168,6 @@ class RF8LeanPE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_format = "rf8"
     weight_bits = CODE_BITS
     weight_shape = RF8LeanFields
 
@@ -202,16 +201,15 @@ class RF8LeanPE(WeightStationaryPE):
 
 
 class RF8PipePE(RF8LeanPE):
-    """:class:`RF8LeanPE` with a register between ``x*M`` and the shift (``product_latency = 2``).
+    """:class:`RF8LeanPE` with a register between ``x*M`` and the shift (kind ``rf8_pipe``:
+    ``product_latency = 2`` in :data:`rf8hw.arch.PE_KINDS`).
 
     Stage 1: ``xm' = x*M`` (gating, residual mux, one adder); stage 2: sign-filling shift and the
     accumulator adder.  The stage register holds ``xm'`` with the ``rsh`` and ``sign`` it was
     computed for (``act_bits + 10`` flip-flops), so a tile switch never mixes two weights and
     the array's tile-switch timing is unchanged; it advances with ``ce``.  Every result leaves the array
-    one cycle later (:class:`rf8hw.hdl.array.Timing` adds ``product_latency - 1``).
+    one cycle later (:class:`rf8hw.arch.Timing` adds ``product_latency - 1``).
     """
-
-    product_latency = 2
 
     def product(self, m: Module, a: Value, w) -> Value:
         xm = self._times_m(m, a, w)

@@ -1,6 +1,6 @@
 """PyTorch front end: GG statistics and init, coded rate, BackSlash, DeepShape, quantization,
 bit-exact RF8 layers, training and checkpoints.  Imports :mod:`rf8hw.format`, :mod:`rf8hw.checks`
-and the array configuration of :mod:`rf8hw.hdl.config`; nothing above it.
+and the array configuration of :mod:`rf8hw.arch`; nothing above it.
 
 Import order inside the package (each module imports only modules to its left, never back):
 ``params`` -> ``gg``, ``rate`` -> ``backslash``, ``deepshape`` -> ``train``; ``params`` ->

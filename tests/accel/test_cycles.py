@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from models import mlp_digits, tinygpt
-from rf8hw.accel import cycles
+from rf8hw.zoo import mlp_digits, tinygpt
+from rf8hw.accel import cycles, gemms
 from rf8hw.accel.cycles import gemm_cycles, tile_schedule
 from rf8hw.hdl.axi import RF8AxiTop
-from rf8hw.hdl.config import ArrayConfig
-from sim.pysim import simulate_tiles
-from sim.stimulus import gemm_tiles
+from rf8hw.arch import ArrayConfig
+from rf8hw.sim.pysim import simulate_tiles
+from rf8hw.sim.stimulus import gemm_tiles
 
 
 def test_gemm_cycles_parts_and_the_architecture_doc_example():
@@ -93,13 +93,13 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
 
 
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
-    """One Icarus co-simulation (sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
+    """One Icarus co-simulation (rf8hw.sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
     single exact tile) streamed back to back on a 4x3 array:
     every tile's handshake stamps equal the model's schedule (shifted to the first weight beat);
     the first GEMM's span from first weight beat to last result equals gemm_cycles (the later
     GEMMs' weights stream in during the GEMM before them, so their spans overlap it), and
     gemm_cycles of each GEMM equals the schedule of its tiles alone."""
-    from sim.run import run_tiles
+    from rf8hw.sim.run import run_tiles
 
     rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(1), shapes, rows, cols)
@@ -118,21 +118,21 @@ def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
     assert res["cycles"] == recs[-1]["r_last"] + 1      # the co-sim's count: edges up to the last result
 
 
-def test_model_gemms_of_the_zoo_and_off_array_attention():
+def test_gemms_of_the_zoo_and_off_array_attention():
     mlp = mlp_digits.build()
-    g = cycles.model_gemms(mlp, cycles.example_input("mlp_digits", mlp.config, batch=3))
+    g = gemms.capture(mlp, mlp_digits.example(mlp.config, batch=3))
     assert [(x.name, x.M, x.K, x.N, x.on_array) for x in g] == [
         ("fc1", 3, 64, 128, True), ("fc2", 3, 128, 128, True), ("fc3", 3, 128, 10, True)]
     cfg = tinygpt.GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8)
     gpt = tinygpt.build(cfg)
-    g = cycles.model_gemms(gpt, cycles.example_input("tinygpt", cfg, batch=2))
+    g = gemms.capture(gpt, tinygpt.example(cfg, batch=2))
     on = [(x.name, x.M, x.K, x.N) for x in g if x.on_array]
     off = [(x.name, x.M, x.K, x.N, x.count) for x in g if not x.on_array]
     T, C = 8, 16
     assert on == [(f"blocks.{i}.{n}", 2 * T, k, o) for i in range(2) for n, k, o in (
         ("attn.c_attn", C, 3 * C), ("attn.c_proj", C, C), ("mlp.c_fc", C, 4 * C),
         ("mlp.c_proj", 4 * C, C))] + [("lm_head", 2 * T, C, cfg.vocab_size)]
-    assert off == [(f"blocks.{i}.attn.{n}", T, k, o, 2 * 2) for i in range(2) for n, k, o in (
+    assert off == [(f"blocks.{i}.attn.sdpa.{n}", T, k, o, 2 * 2) for i in range(2) for n, k, o in (
         ("scores(q@kT)", 8, T), ("mix(att@v)", T, 8))]
     rep = cycles.model_cycles(g, ArrayConfig(4, 4), batch=2)
     assert rep["cycles"] == sum(gemm_cycles(x.M, x.K, x.N, ArrayConfig(4, 4)).cycles for x in g if x.on_array)
@@ -143,7 +143,7 @@ def test_model_gemms_of_the_zoo_and_off_array_attention():
 
 def test_plot_is_written(tmp_path):
     mlp = mlp_digits.build()
-    rep = cycles.model_cycles(cycles.model_gemms(mlp, torch.zeros(1, 64)), ArrayConfig(8, 8))
+    rep = cycles.model_cycles(gemms.capture(mlp, torch.zeros(1, 64)), ArrayConfig(8, 8))
     cycles.plot_model_cycles(rep, tmp_path / "c.png")
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -157,5 +157,3 @@ def test_bad_inputs_are_named():
         gemm_cycles(1, 1, 1, 4)
     with pytest.raises(ValueError, match=r"^m_rows\[1\] must be an integer >= 1, not 0$"):
         tile_schedule([2, 0], ArrayConfig(2, 2))
-    with pytest.raises(ValueError, match=r"^unknown model 'resnet'; choose one of mlp_digits, tinygpt$"):
-        cycles.example_input("resnet", None)

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from models import mlp_digits
+from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import dse
 from rf8hw.accel.cycles import gemm_cycles
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.nn import quant
-from rf8hw.nn.train import load_checkpoint
+from rf8hw.nn.checkpoint import load_checkpoint
 
 # ------------------------------------------------------------------------- Pareto front, pick
 

@@ -6,12 +6,12 @@ import json
 import pytest
 
 import rf8hw
-from models import mlp_digits
+from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import estimate
 from rf8hw.nn import quant
 from rf8hw.accel.cycles import gemm_cycles
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert rep["fmax_mhz"] is None and rep["lut4"] is None and rep["inferences_per_s"] is None
     assert any("--no-synth" in n for n in rep["notes"])
     # recompute two entries independently
-    model, _ = rf8hw.nn.train.load_checkpoint(checkpoint)
+    model, _ = rf8hw.nn.checkpoint.load_checkpoint(checkpoint)
     data = mlp_digits.Data()
     assert rep["accuracy"]["fp32"] == data.evaluate(model)["test_acc"]
     q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from models import mlp_digits
+from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import estimate
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.nn import gptq, quant
-from rf8hw.nn.train import load_checkpoint
+from rf8hw.nn.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

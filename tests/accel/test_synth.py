@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rf8hw.accel import synth
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "synth"

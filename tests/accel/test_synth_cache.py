@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rf8hw.accel import estimate, synth
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 
 GOOD = {"device": "ecp5-25k", "part": "LFE5U-25F-6BG256C", "seed": 1, "tools": {"yosys": "x"},
         "lut4": 100, "ff": 50, "carry": 3, "dsp": 0, "bram": 0, "fmax_mhz": 123.4}

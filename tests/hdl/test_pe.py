@@ -1,7 +1,7 @@
 """The decoders and every PE kind of the registry in the Amaranth simulator.
 
-Exhaustive check: each distinct PE class of ``rf8hw.hdl.registry.PE_KINDS`` against the golden
-product of its ``weight_format`` (``rf8hw.format.golden.product`` for RF8,
+Exhaustive check: each distinct PE class of ``rf8hw.hdl.registry.PE_CLASSES`` against the golden
+product of its kind's ``weight_format`` (``rf8hw.arch.PE_KINDS``) (``rf8hw.format.golden.product`` for RF8,
 ``rf8hw.format.baselines`` for INT8 and FP8-E4M3) on all 65,536 (int8 activation, code) pairs.  Oracle chain:
 ``rf8hw.format.baselines`` (plain ints) is checked here against ml_dtypes / two's complement on all
 256 codes, ``golden.product`` against the plain-int field table.  The RF8 reference PE is also
@@ -19,22 +19,24 @@ from amaranth.sim import Simulator
 
 from rf8hw.format import baselines, golden, spec
 from rf8hw.hdl.axi import RF8AxiTop
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.decoder import RF8Decoder
 from rf8hw.hdl.pe import RF8PE
-from rf8hw.hdl.registry import PE_KINDS
-from sim.pysim import simulate_tiles
+from rf8hw.arch import PE_KINDS
+from rf8hw.hdl.registry import pe_class
+from rf8hw.sim.pysim import simulate_tiles
 
 #: codes loaded at once by the exhaustive check: 16 PEs share one activation, so 16 x 257 cycles
 #: cover the 65,536 pairs.
 BANK = 16
 
 #: One entry per distinct PE class (``int8``/``int8_dsp`` share ``Int8PE``, ``int8_pipe``/
-#: ``int8_dsp_pipe`` share ``Int8PipePE``): kind name -> class, first name of each class.
+#: ``int8_dsp_pipe`` share ``Int8PipePE``): kind name -> class, first name of each class.  Kinds
+#: sharing a class share its weight format and product latency (checked below).
 PE_CLASSES = {}
-for _name, _kind in PE_KINDS.items():
-    if _kind.cls not in PE_CLASSES.values():
-        PE_CLASSES[_name] = _kind.cls
+for _name in PE_KINDS:
+    if pe_class(_name) not in PE_CLASSES.values():
+        PE_CLASSES[_name] = pe_class(_name)
 
 
 class PEBank(wiring.Component):
@@ -118,11 +120,12 @@ def expected_all_pairs(weight_format: str) -> np.ndarray:
     pytest.fail(f"no golden product for weight_format {weight_format!r}")
 
 
-def simulate_all_pairs(pe_cls) -> np.ndarray:
-    """``got[code, x + 128] = psum_out`` with ``psum_in = 0`` for every code and int8 activation."""
+def simulate_all_pairs(pe_cls, product_latency: int) -> np.ndarray:
+    """``got[code, x + 128] = psum_out`` with ``psum_in = 0`` for every code and int8 activation;
+    the product reaches ``psum_out`` ``product_latency - 1`` ticks after the activation."""
     dut = PEBank(pe_cls)
     got = np.zeros((256, 256), dtype=np.int64)
-    lag = pe_cls.product_latency - 1
+    lag = product_latency - 1
     bits = pe_cls.weight_bits
 
     async def bench(ctx):
@@ -148,16 +151,26 @@ def assert_equal_pairs(got, expected):
 
 
 def test_every_pe_class_of_the_registry_is_checked():
-    assert set(PE_CLASSES.values()) == {k.cls for k in PE_KINDS.values()}
+    assert set(PE_CLASSES.values()) == {pe_class(k) for k in PE_KINDS}
     assert PE_CLASSES["rf8"] is RF8PE
-    assert {cls.weight_format for cls in PE_CLASSES.values()} == {"rf8", "int8", "fp8_e4m3"}
+    assert {PE_KINDS[k].weight_format for k in PE_CLASSES} == {"rf8", "int8", "fp8_e4m3"}
 
 
-@pytest.mark.parametrize("pe_cls", list(PE_CLASSES.values()), ids=list(PE_CLASSES))
-def test_pe_all_65536_pairs(pe_cls):
+def test_kinds_sharing_a_class_share_its_facts():
+    """The kinds of one class differ only in DSP use: the same weight format and latency."""
+    for name, kind in PE_KINDS.items():
+        first = PE_KINDS[next(k for k, c in PE_CLASSES.items() if c is pe_class(name))]
+        assert (kind.weight_format, kind.product_latency) == (first.weight_format,
+                                                              first.product_latency), name
+
+
+@pytest.mark.parametrize("kind", list(PE_CLASSES))
+def test_pe_all_65536_pairs(kind):
     """Every (int8 activation, weight code) pair: psum_out = P(x, code) from psum_in = 0, P the
-    golden product of the PE's weight format."""
-    assert_equal_pairs(simulate_all_pairs(pe_cls), expected_all_pairs(pe_cls.weight_format))
+    golden product of the PE's weight format, ``product_latency`` cycles after the activation."""
+    facts = PE_KINDS[kind]
+    got = simulate_all_pairs(PE_CLASSES[kind], facts.product_latency)
+    assert_equal_pairs(got, expected_all_pairs(facts.weight_format))
 
 
 def test_rf8_golden_product_agrees_with_the_field_table():
@@ -342,9 +355,9 @@ def test_pe_rejects_bad_parameters(kwargs, message):
 
 # --- the other PE kinds in the array shell --------------------------------------------------------
 
-BASELINE_KINDS = [name for name, cls in PE_CLASSES.items() if cls.weight_format != "rf8"]
+BASELINE_KINDS = [name for name in PE_CLASSES if not PE_KINDS[name].is_rf8]
 RF8_VARIANT_KINDS = [name for name, cls in PE_CLASSES.items()
-                     if cls.weight_format == "rf8" and cls is not RF8PE]
+                     if PE_KINDS[name].is_rf8 and cls is not RF8PE]
 
 
 def test_kind_lists_cover_the_registry():
@@ -359,7 +372,7 @@ def test_baseline_pe_in_array_matches_matmul(pe):
     rng = np.random.default_rng(7)
     cfg = ArrayConfig(3, 4, pe=pe)
     top = RF8AxiTop(cfg)
-    assert top.array.pe is PE_KINDS[pe].cls
+    assert top.array.pe is pe_class(pe)
     codes = rng.integers(0, 256, (3, 4)).astype(np.uint8)
     codes[0, 0] = 0x7F                                    # a NaN code for FP8 (127 for INT8)
     a = rng.integers(-128, 128, (6, 3))
@@ -379,7 +392,7 @@ def test_rf8_variant_in_array_at_min_acc_bits(pe, overflow):
     rng = np.random.default_rng(11)
     acc_bits = 27
     top = RF8AxiTop(ArrayConfig(4, 3, acc_bits=acc_bits, overflow=overflow, pe=pe))
-    assert top.array.pe is PE_KINDS[pe].cls
+    assert top.array.pe is pe_class(pe)
     codes = rng.integers(0, 256, (4, 3)).astype(np.uint8)
     codes[:, 0] = 0x79                                    # largest magnitude: overflows quickly
     a = rng.integers(-128, 128, (8, 4))

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 import rf8hw
 from rf8hw.format import codec, golden, spec
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.nn import bitexact, quant
 from rf8hw.nn.bitexact import OverflowStats
 
@@ -189,7 +189,7 @@ def test_bad_inputs_name_the_value_and_what_is_allowed():
         quant.set_mode(q, absmax={"fc9": 1.0})
     with pytest.raises(ValueError, match=r"^absmax\['0'\] must be a finite number >= 0, not -1\.0$"):
         quant.set_mode(q, absmax={"0": -1.0})
-    with pytest.raises(ValueError, match=r"^array must be an rf8hw\.hdl\.config\.ArrayConfig or None, not dict$"):
+    with pytest.raises(ValueError, match=r"^array must be an rf8hw\.arch\.ArrayConfig or None, not dict$"):
         quant.set_mode(q, array={"acc_bits": 32})
     with pytest.raises(ValueError, match=r"^array\.pe must be an RF8 PE kind .* not 'int8', which multiplies int8 weights$"):
         quant.set_mode(q, array=ArrayConfig(pe="int8"))

@@ -40,6 +40,6 @@ def test_two_rank_ddp_keeps_parameters_and_backslash_nu_identical(tmp_path):
     assert meta["world_size"] == 2
     # the weights moved away from the common seeded init
     torch.manual_seed(5)
-    from models import mlp_digits
+    from rf8hw.zoo import mlp_digits
 
     assert not torch.equal(mlp_digits.build().fc2.weight, p0["fc2.weight"])

@@ -540,9 +540,9 @@ def test_ste_forward_is_the_rf8_quantized_model_and_gradient_passes_through():
 
 
 def test_finetune_with_ste_lowers_the_quantized_loss():
-    import models
+    from rf8hw import zoo
 
-    mod = models.get("mlp_digits")
+    mod = zoo.get("mlp_digits")
     torch.manual_seed(0)
     model = mod.build()
     data = mod.Data(model.config)

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import rf8hw
-from models import mlp_digits
+from rf8hw.zoo import mlp_digits
 from rf8hw.format import spec
 from rf8hw.nn import quant
 

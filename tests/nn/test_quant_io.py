@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import rf8hw
-from models import mlp_digits
+from rf8hw.zoo import mlp_digits
 from rf8hw.files import sha256_file
 from rf8hw.format import spec
 from rf8hw.nn import quant

@@ -18,7 +18,7 @@ from rf8hw.nn import quant
 from rf8hw.nn.quant import QuantConfig, QuantLinear
 
 pytest.importorskip("transformers")
-from models import minilm, smollm2  # noqa: E402
+from rf8hw.zoo import minilm, smollm2  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import torch
 from scipy import special
 
 from rf8hw import cli
-from rf8hw.nn.train import TrainConfig, config_from_dict, load_checkpoint, train
+from rf8hw.nn.checkpoint import load_checkpoint
+from rf8hw.nn.train import TrainConfig, config_from_dict, train
 
 
 def _records(out, kind):
@@ -56,7 +57,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(mlp_run):
     net, meta = load_checkpoint(out / "model.safetensors")
     assert meta["seed"] == 1 and meta["train_config"]["epochs"] == 3 and meta["model"] == "mlp_digits"
     assert meta["metrics"]["test_acc"] == final["test_acc"]
-    from models import mlp_digits
+    from rf8hw.zoo import mlp_digits
 
     data = mlp_digits.Data()
     assert data.evaluate(net)["test_acc"] == final["test_acc"]      # same weights, same predictions
@@ -137,7 +138,7 @@ def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("d, message", [
-    ({"model": "resnet"}, r"^unknown model 'resnet'; choose one of tinygpt, mlp_digits$"),
+    ({"model": "resnet"}, r"^model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"),
     ({"init": "xavier"}, r"^unknown init 'xavier'; choose one of default, gg$"),
     ({"backslash_form": "both"}, r"^unknown backslash form 'both'; choose one of loss, step$"),
     ({"gg_fan": "avg"}, r"^unknown gg fan 'avg'; choose one of in, out$"),

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sim
+from rf8hw import sim
 from rf8hw.format import golden
-from rf8hw.hdl.array import Timing
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import Timing
+from rf8hw.arch import ArrayConfig
 
 # (simulator, rows, cols, acc_bits, overflow, pe): acc_bits 27 is the narrowest accumulator for
 # int8 activations, so the 'overflow' tiles of random_tiles really overflow it.  pe None: the

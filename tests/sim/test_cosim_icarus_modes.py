@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.generate import generate
 from rf8hw.toolchain.tools import iverilog_executable
 

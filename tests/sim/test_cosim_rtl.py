@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.generate import generate
 
 CFG = ArrayConfig(rows=2, cols=2)
@@ -129,7 +129,7 @@ def test_bad_rtl_or_manifest_is_one_line_naming_the_file(capsys, rtl, spoil, mes
 
 
 def test_library_refuses_a_manifest_that_differs_from_the_config(rtl, tmp_path):
-    import sim
+    from rf8hw import sim
 
     v, _ = rtl
     assert sim.load_rtl(v).config == CFG and sim.load_rtl(v).matches_manifest

@@ -1,4 +1,4 @@
-"""The HDL bench (sim/hdlbench.py, sim/batch_test.py; ``sim.run_tiles(bench="hdl")``, the
+"""The HDL bench (sim/hdlbench.py, sim/batch_test.py; ``rf8hw.sim.run_tiles(bench="hdl")``, the
 default): stimulus and checking off the per-cycle Python path, with the guarantees of the Python
 bench; and what makes runs safe to start twice (run directories, watchdog, paths, signals)."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sim
+from rf8hw import sim
 from rf8hw.format import golden
-from rf8hw.hdl.config import ArrayConfig
-from sim import hdlbench
+from rf8hw.arch import ArrayConfig
+from rf8hw.sim import hdlbench
 
 
 # --- host-side pieces, no simulator --------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_hex_round_trip():
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 def test_block_diagonal_batches_equal_the_per_tile_golden_model(overflow):
-    from sim.testbench import GoldenModel
+    from rf8hw.sim.testbench import GoldenModel
 
     rng = np.random.default_rng(3)
     tiles = sim.random_tiles(rng, 4, 4, 40, m_rows=(1, 9))
@@ -180,7 +180,7 @@ def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     deadline = time.monotonic() + 180
     while run_dir is None and time.monotonic() < deadline and proc.poll() is None:
         logs = list((tmp_path / "cosim_runs").glob("*/sim.log"))
-        if logs and "running sim.batch_test" in logs[0].read_text(errors="replace"):
+        if logs and "running rf8hw.sim.batch_test" in logs[0].read_text(errors="replace"):
             run_dir = logs[0].parent
         time.sleep(0.5)
     assert run_dir is not None, proc.stderr.read() if proc.poll() is not None else "no sim.log"

@@ -8,7 +8,7 @@ import pytest
 
 from rf8hw import cli
 from rf8hw.format import golden
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.accel.cosim_layer import capture_layer
 
 SUMMARY = re.compile(r"^tiles=(\d+) macs=\d+ mismatches=(\d+) cycles=\d+ cycles/s=\d+$")

@@ -1,6 +1,6 @@
 """The content-addressed cache key (rf8hw.toolchain.cache): every source that feeds the RTL counts.
 
-The key is computed over a copy of rf8hw/format and rf8hw/hdl in tmp_path (``package_root``), so
+The key is computed over a copy of rf8hw/format, rf8hw/hdl and rf8hw/arch.py in tmp_path (``package_root``), so
 the tests edit the copy, never the package.
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rf8hw.hdl.config import ArrayConfig
+from rf8hw.arch import ArrayConfig
 from rf8hw.toolchain import cache
 
 PACKAGE = Path(cache.package_root())
@@ -18,9 +18,12 @@ PARAMS = ArrayConfig(rows=3, cols=3).as_dict()
 
 @pytest.fixture
 def copy(tmp_path):
-    """A copy of the two source folders the RTL is generated from."""
-    for sub in cache.RTL_SOURCE_DIRS:
-        shutil.copytree(PACKAGE / sub, tmp_path / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    """A copy of the sources the RTL is generated from."""
+    for sub in cache.RTL_SOURCES:
+        if sub.endswith(".py"):
+            shutil.copy(PACKAGE / sub, tmp_path / sub)
+        else:
+            shutil.copytree(PACKAGE / sub, tmp_path / sub, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
@@ -46,7 +49,17 @@ def test_an_edited_spec_constant_changes_the_key(copy):
     assert cache.source_key(PARAMS, package_root=copy) == before
 
 
-@pytest.mark.parametrize("sub", cache.RTL_SOURCE_DIRS)
+def test_an_edited_pe_kind_changes_the_key(copy):
+    """A PE kind's product latency sizes the array's pipeline: rf8hw/arch.py feeds the RTL."""
+    before = cache.source_key(PARAMS, package_root=copy)
+    arch = copy / "arch.py"
+    text = arch.read_text()
+    assert text.count('PEKind("rf8_pipe", "rf8", 2, dsp=False)') == 1
+    arch.write_text(text.replace('PEKind("rf8_pipe", "rf8", 2, dsp=False)', 'PEKind("rf8_pipe", "rf8", 1, dsp=False)'))
+    assert cache.source_key(PARAMS, package_root=copy) != before
+
+
+@pytest.mark.parametrize("sub", [s for s in cache.RTL_SOURCES if not s.endswith(".py")])
 def test_any_source_file_counts_new_ones_too(copy, sub):
     before = cache.source_key(PARAMS, package_root=copy)
     (copy / sub / "new_module.py").write_text("X = 1\n")
@@ -100,7 +113,7 @@ def test_a_root_without_the_sources_is_refused(tmp_path):
 
 
 def test_sim_cache_root_is_the_shared_one(monkeypatch, tmp_path):
-    import sim
+    from rf8hw import sim
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert sim.default_cache_root() == cache.cache_root("cosim")

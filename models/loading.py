@@ -1,4 +1,4 @@
-"""Shared helpers of the real pretrained-model adapters (``models.minilm``, ``models.smollm2``)."""
+"""Shared helpers of the real pretrained-model adapters (``rf8hw.zoo.minilm``, ``rf8hw.zoo.smollm2``)."""
 
 from __future__ import annotations
 
