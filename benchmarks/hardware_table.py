@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
-from rf8hw.accel.estimate import SYNTH_FLOW_FILES  # noqa: E402
+from rf8hw.accel.synth_cache import SYNTH_FLOW_FILES  # noqa: E402
 from rf8hw.arch import MAX_DIM, ArrayConfig  # noqa: E402
 from rf8hw.arch import PE_KINDS  # noqa: E402
 from rf8hw.toolchain import cache  # noqa: E402

@@ -72,7 +72,7 @@ class Metric:
 
 
 def adapter(n_sentences: int | None = None, batch_size: int = 64):
-    """``(model, example batch, metric, info)`` for :func:`rf8hw.accel.estimate.estimate_model`.
+    """``(model, example batch, metric, info)`` for :func:`rf8hw.accel.source.from_adapter`.
 
     ``example`` is a callable running one forward pass (one batch of 8 sentences) — what the GEMM
     capture and the cycle model count as one batch; ``info["batch"]`` is its inference count."""

@@ -97,6 +97,10 @@ def build(cfg: MLPConfig | None = None) -> MLPDigits:
 
 
 def example(cfg: MLPConfig, batch: int = 1) -> torch.Tensor:
-    """A zero input of ``batch`` inferences (the cycle model's forward pass): one inference is one
-    image, ``[batch, n_in]``."""
-    return torch.zeros(batch, cfg.n_in)
+    """One forward pass of ``batch`` inferences, ``[batch, n_in]``: the first ``batch`` training
+    images (generator seed 0; past one epoch, the next permutation's).  One inference is one
+    image."""
+    data, gen, parts = Data(cfg), torch.Generator().manual_seed(0), []
+    while (n := sum(len(x) for x in parts)) < batch:
+        parts.append(data.batch(gen, batch - n)[0])
+    return torch.cat(parts)

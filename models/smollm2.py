@@ -163,7 +163,7 @@ class Perplexity:
 
 
 def adapter(n_per_text: int = 2, length: int = 96):
-    """``(model, example, metric, info)`` for :func:`rf8hw.accel.estimate.estimate_model`; one
+    """``(model, example, metric, info)`` for :func:`rf8hw.accel.source.from_adapter`; one
     inference = one forward pass over a 64-token window."""
     model, tok = load()
     wins = windows(tok, n_per_text, length)

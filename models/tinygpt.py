@@ -168,6 +168,7 @@ def build(cfg: GPTConfig | None = None) -> TinyGPT:
 
 
 def example(cfg: GPTConfig, batch: int = 1) -> torch.Tensor:
-    """A zero input of ``batch`` inferences (the cycle model's forward pass): one inference is one
-    forward pass over a full context of ``block_size`` characters, ``[batch, block_size]``."""
-    return torch.zeros(batch, cfg.block_size, dtype=torch.long)
+    """One forward pass of ``batch`` inferences, ``[batch, block_size]``: ``batch`` training
+    windows (generator seed 0).  One inference is one forward pass over a full context of
+    ``block_size`` characters."""
+    return Data(cfg).batch(torch.Generator().manual_seed(0), batch)[0]

@@ -293,7 +293,8 @@ CLI = [
     _c("estimate", "--model", "no_such_pkg.mod:fn", "--rows", "2", "--cols", "2", "--no-synth", needle="no_such_pkg"),
     _c("estimate", "--model", "minilm", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
        needle="--checkpoint"),
-    _c("estimate", "--model", "minilm", "--batch", "2", "--rows", "2", "--cols", "2", "--no-synth", needle="--batch"),
+    _c("estimate", "--model", "minilm", "--batch", "2", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="batch is for the zoo models"),
     _c("estimate", "--model", "tinygpt", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
        "--quiet", "--out", "{out}", needle="'mlp_digits'"),
     _c("estimate", "--model", "mlp_digits", "--checkpoint", "{out}/none.safetensors", "--rows", "2", "--cols", "2",
@@ -302,8 +303,11 @@ CLI = [
        needle="is a directory"),
     _c("estimate", "--model", "mlp_digits", "--checkpoint", "{afile}", "--rows", "2", "--cols", "2", "--no-synth",
        needle="afile"),
+    # (the sidecar of wrong_model names tinygpt: the model is resolved before the tensors are read)
     *[_c("estimate", "--model", "mlp_digits", "--checkpoint", "{bad.%s}" % name, "--rows", "2", "--cols", "2",
-         "--no-synth", "--quiet", "--out", "{out}", needle=needle) for name, (_, needle) in BAD_CHECKPOINTS.items()],
+         "--no-synth", "--quiet", "--out", "{out}",
+         needle="holds a 'tinygpt' model, not 'mlp_digits'" if name == "wrong_model" else needle)
+      for name, (_, needle) in BAD_CHECKPOINTS.items()],
     # -- rf8hw train
     *[_c(*TRAIN, opt, v, needle=n) for opt, values in TRAIN_NUMBERS.items() for v, n in values],
     _c("train", "--model", "resnet", "--out", "{out}", needle="--model"),

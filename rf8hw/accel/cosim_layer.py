@@ -26,52 +26,34 @@ import numpy as np
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
 
-__all__ = ["capture_layer", "cosim_layer", "MAX_LAYER_ROWS"]
+__all__ = ["capture_layer", "cosim_layer", "MAX_LAYER_ROWS", "ZOO_BATCH"]
 
 #: Most activation rows (tokens) of a captured layer input that are co-simulated.
 MAX_LAYER_ROWS = 1 << 16
 
 
-def _load(model_name: str, checkpoint, batch: int):
-    """``(model, run)``: the float model and a callable running one forward pass on it."""
-    import torch
+#: Inferences in a zoo model's forward pass when ``batch`` is not given.
+ZOO_BATCH = 8
 
-    from rf8hw.accel.estimate import MODELS
 
-    if model_name in MODELS:
-        from rf8hw import zoo
-        from rf8hw.nn import quant
-        from rf8hw.nn.checkpoint import load_checkpoint
-
-        if checkpoint is None:
-            raise ValueError(f"--checkpoint is required for the zoo model {model_name!r} "
-                             "(a model.safetensors written by rf8hw train)")
-        model, meta = load_checkpoint(checkpoint)
-        if meta.get("model") != model_name:
-            raise ValueError(f"checkpoint {str(checkpoint)!r} holds a {meta.get('model')!r} "
-                             f"model, not {model_name!r}")
-        mod = zoo.get(model_name)
-        x = mod.Data(model.config).batch(torch.Generator().manual_seed(0), batch)[0]
-        return quant.quantize(model, fmt="rf8"), lambda m: m(x)
-    if checkpoint is not None:
-        raise ValueError(f"--checkpoint is for the zoo models ({', '.join(MODELS)}); the adapter "
-                         f"{model_name!r} loads its own model")
-    from rf8hw.accel.estimate import adapter_parts
+def _load(model_name: str, checkpoint, batch: int | None):
+    """``(model, run)``: the model, RF8-quantized as the estimate quantizes it, and a callable
+    running its source's forward pass (:mod:`rf8hw.accel.source`: a zoo model's first ``batch``
+    training inputs, an adapter's example)."""
+    from rf8hw.accel import source as sources
     from rf8hw.accel.gemms import run_example
     from rf8hw.nn import quant
 
-    model, example, _, _ = adapter_parts(model_name)
-    model.eval()
-    quant.quantize_(model, warn=False)
-
-    def run(m):
-        return run_example(m, example)
-
-    return model, run
+    spec = sources.resolve(model_name, checkpoint)
+    if batch is not None:
+        batch = checks.integer("batch", batch, 1, MAX_LAYER_ROWS)
+    src = sources.load(spec, batch=(batch or ZOO_BATCH) if spec.is_zoo else batch)
+    model = quant.quantize_(src.model, quant.QuantConfig(), warn=False, **src.quantize_options)
+    return model, lambda m: run_example(m, src.example)
 
 
 def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint=None,
-                  batch: int = 8) -> dict:
+                  batch: int | None = None) -> dict:
     """The integer GEMM of ``layer`` in one real forward pass of the RF8 bit-exact model.
 
     Parameters
@@ -83,8 +65,9 @@ def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint
         The layer's module name; a wrong name is a ``ValueError`` listing the RF8 layers.
     array : ArrayConfig
         Its ``act_bits``, ``acc_bits`` and ``overflow`` are the bit-exact path's arithmetic.
-    batch : int
-        Inferences in the zoo models' forward pass (adapters bring their own example).
+    batch : int, optional
+        Inferences in a zoo model's forward pass (default :data:`ZOO_BATCH`); an adapter brings
+        its own example (giving ``batch`` is then an error).
 
     Returns
     -------
@@ -97,7 +80,6 @@ def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint
 
     from rf8hw.nn import bitexact, quant
 
-    batch = checks.integer("batch", batch, 1, MAX_LAYER_ROWS)
     model, run = _load(model_name, checkpoint, batch)
     quant.set_mode(model, "bitexact", array=array)
     layers = quant.rf8_layers(model)

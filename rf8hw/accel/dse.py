@@ -3,18 +3,20 @@ numerics and devices for one model, to a Pareto front (``docs/dse.md``).
 
 The grid is factorised; each factor is computed once, as a Ray task, and cached content-addressed:
 
-* **accuracy** depends on the numerics only: the PE kind's weight format (RF8 on the bit-exact
-  path with the point's ``act_bits``, ``acc_bits``, ``overflow``, RF8 rounding and activation
-  scheme; INT8 / FP8-E4M3 as the estimate's weight-only fake-quant baselines, which have no
-  bit-exact path, so their accumulator does not enter) -- :func:`rf8hw.accel.estimate.estimate`
-  for a zoo checkpoint, :func:`rf8hw.accel.estimate.estimate_adapter` otherwise, without
-  synthesis.  Cached in ``<cache>/accuracy/<key>.json``, the key covering the parameters, the
-  checkpoint's bytes, the model's sources, the numerics sources and the package versions;
+* **accuracy** depends on the numerics only: one accuracy path of the estimate
+  (:data:`rf8hw.accel.estimate.PATHS`) measured by the estimate's own
+  :func:`rf8hw.accel.estimate.accuracy` on the model :mod:`rf8hw.accel.source` loads -- the PE
+  kind's weight format (RF8 on the bit-exact path with the point's ``act_bits``, ``acc_bits``,
+  ``overflow``, RF8 rounding and activation scheme; INT8 / FP8-E4M3 as the estimate's weight-only
+  fake-quant baselines, which have no bit-exact path, so their accumulator does not enter), plus
+  one *reference* factor per sweep (the float model's metric and the GEMMs of one forward pass).
+  Cached in ``<cache>/accuracy/<key>.json``, the key covering the parameters, the checkpoint's
+  bytes, the model's sources, the numerics sources and the package versions;
 * **synthesis** depends on the hardware only (PE kind, rows, cols, act/acc bits, overflow,
-  device, seed): :func:`rf8hw.accel.estimate.cached_synthesis`, the toolchain's synthesis cache.
-  A design nextpnr cannot place is recorded ``fits: false`` with its utilisation, in
+  device, seed): :func:`rf8hw.accel.synth_cache.cached_synthesis`, the toolchain's synthesis
+  cache.  A design nextpnr cannot place is recorded ``fits: false`` with its utilisation, in
   ``<cache>/nofit/<key>.json`` under the same key, so a rerun does not place it again;
-* **cycles** depend on the GEMM shapes (returned by the accuracy factor) and the array: the cycle
+* **cycles** depend on the GEMM shapes (from the reference factor) and the array: the cycle
   model (:func:`rf8hw.accel.cycles.model_cycles`), computed in the driver, never cached.
 
 A killed sweep resumes from the caches: a rerun submits only the factors that have no entry, and
@@ -30,31 +32,34 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.accel.estimate import (BUILTIN_ADAPTERS, MODELS, REPORT_PACKAGES, cached_synthesis,
-                                  default_synth_cache, load_adapter, synth_cache_key)
+from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
-from rf8hw.accel.synth import DoesNotFitError, check_device, check_seed
+from rf8hw.accel.estimate import REPORT_PACKAGES
+from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
+from rf8hw.accel.synth_cache import cached_synthesis, default_synth_cache, synth_cache_key
+from rf8hw.arch import MAX_DIM, PE_KINDS, ArrayConfig
 from rf8hw.files import sha256_file, write_atomic
 from rf8hw.format import spec
-from rf8hw.arch import ArrayConfig
-from rf8hw.arch import PE_KINDS
 from rf8hw.toolchain import cache
 
 __all__ = ["ACT_SCHEMES", "SweepConfig", "accuracy_key", "accuracy_factor", "synthesis_factor",
            "pareto_front", "pick_best", "sweep", "default_cache"]
 
-#: Activation schemes of the bit-exact path of an adapter model: per-token or per-tensor dynamic
-#: INT8 activation scales (``act_granularity``).  A zoo checkpoint has one scheme.
+#: Activation schemes of the bit-exact path: per-token or per-tensor dynamic INT8 activation
+#: scales (the estimate's paths ``rf8_bitexact`` and ``rf8_bitexact_tensor``).
 ACT_SCHEMES = ("token", "tensor")
-#: Accuracy report key of a non-RF8 weight format (the estimate's weight-only baseline).
-FORMAT_BASELINE = {"int8": "int8", "fp8_e4m3": "fp8_e4m3"}
-#: Sources of ``rf8hw/`` (besides format/ and hdl/, which every source key covers) whose text
+#: Accuracy path (:data:`rf8hw.accel.estimate.PATHS`) of a PE kind's weight format: the RF8 kinds'
+#: per activation scheme, the others' weight-only baseline (no bit-exact path).
+RF8_PATHS = {"token": "rf8_bitexact", "tensor": "rf8_bitexact_tensor"}
+FORMAT_PATHS = {"int8": "int8", "fp8_e4m3": "fp8_e4m3"}
+#: Sources of ``rf8hw/`` (besides the RTL sources, which every source key covers) whose text
 #: shapes an accuracy result.
-ACCURACY_FILES = ("accel/dse.py", "accel/estimate.py", "accel/gemms.py", "accel/cycles.py", "nn")
+ACCURACY_FILES = ("accel/dse.py", "accel/estimate.py", "accel/source.py", "accel/gemms.py",
+                  "accel/cycles.py", "nn")
 
 
 def default_cache() -> Path:
@@ -71,47 +76,51 @@ def _tuple(name, values, check):
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """One sweep: the grid and how to run it (validated once, here).
+    """One sweep: the grid and how to run it (validated once, here; the CLI's options are these
+    fields).
 
     The grid is the product of ``pes x rows x cols x acc_bits x devices`` and, for the RF8 kinds,
     ``roundings x acts`` (numerics that change accuracy only; the INT8 and FP8 kinds have neither).
-    ``acts`` other than ``token`` need an adapter model (a zoo checkpoint has one activation
-    scheme, the estimate's).
+    The model is resolved (:func:`rf8hw.accel.source.resolve`) but not loaded.
     """
 
-    model: str
-    checkpoint: str | None = None
-    devices: tuple = ("ecp5-25k",)
-    pes: tuple = ("rf8_pipe",)
-    rows: tuple = (8,)
-    cols: tuple = (8,)
-    acc_bits: tuple = (40,)
-    roundings: tuple = ("nearest",)
-    acts: tuple = ("token",)
-    act_bits: int = 8
-    overflow: str = "wrap"
-    batch: int = 1
-    seed: int = 1
-    synth_cache: str | None = None
-    cache: str | None = None
-    address: str | None = None
-    num_cpus: int | None = None
-    max_luts: int | None = None
-    min_accuracy: float | None = None
+    model: str = field(metadata={"help": sources.model_choices(), "metavar": "MODEL"})
+    checkpoint: str | None = field(default=None, metadata={
+        "help": "model.safetensors of rf8hw train (zoo models only)"})
+    devices: tuple = field(default=("ecp5-25k",), metadata={
+        "flag": "--device", "metavar": "D[,D...]", "choices": tuple(DEVICES), "help": "FPGAs"})
+    pes: tuple = field(default=("rf8_pipe",), metadata={
+        "flag": "--pe", "metavar": "K[,K...]", "cli_required": True, "choices": tuple(PE_KINDS),
+        "help": "PE kinds; INT8/FP8 kinds are the baselines"})
+    rows: tuple = field(default=(8,), metadata={
+        "metavar": "R[,R...]", "cli_required": True, "help": f"array rows, each 1..{MAX_DIM}"})
+    cols: tuple = field(default=(8,), metadata={
+        "metavar": "C[,C...]", "cli_required": True, "help": f"array columns, each 1..{MAX_DIM}"})
+    acc_bits: tuple = field(default=(40,), metadata={"metavar": "A[,A...]", "help": "accumulator widths"})
+    roundings: tuple = field(default=("nearest",), metadata={
+        "flag": "--rounding", "metavar": "NAME[,...]", "choices": spec.ROUNDING_MODES,
+        "help": "RF8 rounding rules"})
+    acts: tuple = field(default=("token",), metadata={
+        "flag": "--act", "metavar": "SCHEME[,...]", "choices": ACT_SCHEMES,
+        "help": "RF8 activation schemes (dynamic scales per token or per tensor)"})
+    act_bits: int = field(default=8, metadata={"help": "activation width"})
+    overflow: str = field(default="wrap", metadata={
+        "choices": spec.OVERFLOW_MODES, "help": "accumulator overflow rule"})
+    batch: int | None = field(default=None, metadata={
+        "help": "inferences per weight tile (zoo models; default 1)"})
+    seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
+    synth_cache: str | None = field(default=None, metadata={
+        "metavar": "DIR", "help": "synthesis cache (default ~/.cache/rf8hw/synth)"})
+    cache: str | None = field(default=None, metadata={
+        "metavar": "DIR", "help": "accuracy / does-not-fit cache (default ~/.cache/rf8hw/dse)"})
+    address: str | None = field(default=None, metadata={
+        "help": "join this Ray cluster (e.g. 127.0.0.1:6379); default: a local Ray instance"})
+    num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray instance (default: all)"})
+    max_luts: int | None = field(default=None, metadata={"help": "constraint: at most N LUT4 sites"})
+    min_accuracy: float | None = field(default=None, metadata={
+        "help": "constraint: accuracy at least X (at most X where lower is better)"})
 
     def __post_init__(self):
-        zoo = self.model in MODELS
-        if not isinstance(self.model, str) or not (zoo or self.model in BUILTIN_ADAPTERS or ":" in self.model):
-            raise ValueError(f"model must be one of {', '.join(MODELS + tuple(BUILTIN_ADAPTERS))} or "
-                             f"package.module:function, not {self.model!r}")
-        if zoo and self.checkpoint is None:
-            raise ValueError(f"checkpoint is required for the zoo model {self.model!r} "
-                             "(a model.safetensors written by rf8hw train)")
-        if not zoo and self.checkpoint is not None:
-            raise ValueError(f"checkpoint is for the zoo models ({', '.join(MODELS)}); the adapter "
-                             f"{self.model!r} loads its own model")
-        if not zoo:
-            load_adapter(self.model)                # a bad adapter name fails before anything runs
         fields_ = {
             "devices": lambda v: check_device(v).name,
             "pes": lambda v: checks.choice("pe", v, tuple(PE_KINDS)),
@@ -122,12 +131,8 @@ class SweepConfig:
         }
         for name, check in fields_.items():
             object.__setattr__(self, name, _tuple(name, getattr(self, name), check))
-        if zoo and self.acts != ("token",):
-            raise ValueError(f"act {self.acts!r}: a zoo checkpoint has one activation scheme "
-                             "(per-call absmax); per-token/per-tensor is for adapter models")
-        if not zoo and self.batch != 1:
-            raise ValueError("batch is for the zoo models; an adapter's example sets its own batch")
-        checks.integer("batch", self.batch, 1)
+        if self.batch is not None:
+            checks.integer("batch", self.batch, 1)
         check_seed(self.seed)
         if self.num_cpus is not None:
             checks.integer("num_cpus", self.num_cpus, 1)
@@ -135,13 +140,9 @@ class SweepConfig:
             checks.integer("max_luts", self.max_luts, 1)
         if self.min_accuracy is not None:
             checks.number("min_accuracy", self.min_accuracy, -1e300, 1e300)
-        if zoo:                         # last: the grid's errors come before the file is read
-            from rf8hw.nn.checkpoint import load_checkpoint
-
-            _, meta = load_checkpoint(self.checkpoint)
-            if meta.get("model") != self.model:
-                raise ValueError(f"checkpoint {self.checkpoint!r} holds a {meta.get('model')!r} model, "
-                                 f"not {self.model!r}")
+        # last: the grid's errors come before any file is read; the model is not loaded
+        if not sources.resolve(self.model, self.checkpoint).is_zoo and self.batch is not None:
+            raise ValueError("batch is for the zoo models; an adapter's example sets its own batch")
 
     def points(self) -> list[dict]:
         """Every design point of the grid, in a fixed order (device, pe, rows, cols, acc, numerics)."""
@@ -163,36 +164,42 @@ class SweepConfig:
                            overflow=self.overflow, pe=p["pe"])
 
     def numerics(self, p: dict) -> dict:
-        """The accuracy factor of point ``p``: what its accuracy depends on, nothing else."""
+        """The accuracy factor of point ``p``: what its accuracy depends on, nothing else (the
+        path of :data:`rf8hw.accel.estimate.PATHS` and its arithmetic)."""
         fmt = PE_KINDS[p["pe"]].weight_format
         if fmt != "rf8":
-            return {"format": fmt}
-        return {"format": "rf8", "rounding": p["rounding"], "act": p["act"], "act_bits": self.act_bits,
+            return {"path": FORMAT_PATHS[fmt]}
+        return {"path": RF8_PATHS[p["act"]], "rounding": p["rounding"], "act_bits": self.act_bits,
                 "acc_bits": p["acc_bits"], "overflow": self.overflow}
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+#: The reference factor: the float model's metrics and the GEMMs of one forward pass.
+REFERENCE = {"path": "fp32"}
+
+
 # ------------------------------------------------------------------------------------ factors
 
-def _model_files(model: str) -> list[Path]:
-    """Sources of the model: the whole ``models`` package (zoo and built-in adapters: code and
-    shipped data), or the adapter's module file."""
-    if model in MODELS or model in BUILTIN_ADAPTERS:
-        from rf8hw import zoo
+def _model_files(spec_: sources.SourceSpec) -> list[Path]:
+    """Sources of the model: the whole ``rf8hw.zoo`` package (zoo and built-in adapters: code
+    and shipped data), or the adapter's module file."""
+    from rf8hw import zoo
 
+    if spec_.is_zoo or spec_.model in sources.BUILTIN_ADAPTERS:
         root = Path(zoo.__file__).resolve().parent
         return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    spec_ = importlib.util.find_spec(BUILTIN_ADAPTERS.get(model, model).partition(":")[0])
-    origin = Path(spec_.origin) if spec_ is not None and spec_.origin else None
+    found = importlib.util.find_spec(spec_.target.partition(":")[0])
+    origin = Path(found.origin) if found is not None and found.origin else None
     return [origin] if origin is not None and origin.is_file() else []      # not "frozen", "built-in"
 
 
 def accuracy_key(cfg: SweepConfig, numerics: dict) -> str:
     """Content address of one accuracy factor: ``numerics``, the model (name, checkpoint bytes,
-    batch), every source that shapes the number (format/, hdl/, nn/, the estimate, GEMM capture
-    and cycle modules, the model's files) and the versions of :data:`REPORT_PACKAGES`."""
+    batch), every source that shapes the number (format/, hdl/, arch, nn/, the estimate, model
+    source, GEMM capture and cycle modules, the model's files) and the versions of
+    :data:`rf8hw.accel.estimate.REPORT_PACKAGES`."""
     root = cache.package_root()
     extra = []
     for rel in ACCURACY_FILES:
@@ -200,7 +207,8 @@ def accuracy_key(cfg: SweepConfig, numerics: dict) -> str:
         extra += sorted(p.rglob("*.py")) if p.is_dir() else [p]
     params = {"kind": "accuracy", "model": cfg.model, "batch": cfg.batch, "numerics": numerics,
               "checkpoint_sha256": None if cfg.checkpoint is None else sha256_file(cfg.checkpoint)}
-    return cache.source_key(params, extra + _model_files(cfg.model), packages=REPORT_PACKAGES)
+    spec_ = sources.resolve(cfg.model, cfg.checkpoint)
+    return cache.source_key(params, extra + _model_files(spec_), packages=REPORT_PACKAGES)
 
 
 def _node() -> dict:
@@ -215,46 +223,39 @@ def _node() -> dict:
     return {"node_id": node, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-def accuracy_factor(model: str, checkpoint, batch: int, numerics: dict) -> dict:
-    """Accuracy of one numerics factor (no synthesis): ``metric``, ``higher_is_better``,
-    ``accuracy``, ``fp32`` (zoo models, where the estimate measures it anyway; None for an
-    adapter, whose metric is its own reference), ``path`` (``bitexact`` or ``weight-only
-    fake-quant``), ``overflow_events``, ``acc_bits_needed``, ``gemms`` (the GEMMs of one forward
-    pass, for the cycle model), ``batch``, ``versions``."""
+def accuracy_factor(model: str, checkpoint, batch, numerics: dict) -> dict:
+    """One accuracy factor (no synthesis), computed by the estimate's own
+    :func:`rf8hw.accel.estimate.accuracy` on one path.
+
+    ``numerics`` :data:`REFERENCE`: the float model -- ``metric``, ``higher_is_better``,
+    ``accuracy`` (its headline value), ``batch`` and ``gemms`` (the GEMMs of one forward pass,
+    for the cycle model).  Otherwise a path of :meth:`SweepConfig.numerics`: ``accuracy``,
+    ``path`` (``bitexact`` or ``weight-only fake-quant``), ``overflow_events``,
+    ``acc_bits_needed``.  Both with ``versions``, ``seconds`` and the node that ran it."""
     from rf8hw.accel import estimate as est
+    from rf8hw.accel import gemms as gemm_capture
 
     t0 = time.time()
-    rf8 = numerics["format"] == "rf8"
+    path = numerics["path"]
+    rf8 = est.PATHS[path].bitexact
     array = ArrayConfig(1, 1, act_bits=numerics["act_bits"], acc_bits=numerics["acc_bits"],
                         overflow=numerics["overflow"]) if rf8 else ArrayConfig(1, 1)
-    if model in MODELS:
-        key = "rf8_bitexact" if rf8 else FORMAT_BASELINE[numerics["format"]]
-        rep = est.estimate(est.EstimateConfig(model=model, checkpoint=str(checkpoint), array=array,
-                                              batch=batch, rounding=numerics.get("rounding") or "nearest",
-                                              synth=False), progress=False)
-        accuracy, fp32, overflow = rep["accuracy"][key], rep["accuracy"]["fp32"], rep["overflow"] if rf8 else None
-        metric, higher, gemms = rep["metric"], rep["higher_is_better"], rep["cycles"]["layers"]
-        batch = rep["config"]["batch"]
+    cfg = est.EstimateConfig(model=model, checkpoint=checkpoint, array=array, batch=batch,
+                             rounding=numerics.get("rounding") or "nearest", synth=False)
+    src = cfg.load_source()
+    acc = est.accuracy(src, cfg, [path])
+    out = {"metric": acc["metric"], "higher_is_better": acc["higher_is_better"],
+           "accuracy": acc["metrics"][path][acc["metric"]]}
+    if path == REFERENCE["path"]:
+        out.update(batch=src.batch, gemms=[
+            {k: getattr(g, k) for k in ("name", "M", "K", "N", "on_array", "count")}
+            for g in gemm_capture.capture(src.model, src.example)])
     else:
-        from rf8hw.accel import gemms as gemm_capture
-
-        net, example, fn, info = est.adapter_parts(model)
-        net.eval()
-        metrics, overflow = est.format_metrics(net, fn, numerics["format"], array,
-                                               rounding=numerics.get("rounding") or "nearest",
-                                               act_granularity=numerics["act"] if rf8 else None)
-        metric = getattr(fn, "name", next(iter(metrics)))
-        metric = metric if metric in metrics else next(iter(metrics))
-        accuracy, fp32, higher = metrics[metric], None, bool(getattr(fn, "higher_is_better", True))
-        gemms = [asdict(g) for g in gemm_capture.capture(net, example)]
-        batch = info.get("batch", 1)
-    total = (overflow or {}).get("total", {})
-    return {"metric": metric, "higher_is_better": higher, "accuracy": accuracy, "fp32": fp32,
-            "path": "bitexact" if rf8 else "weight-only fake-quant",
-            "overflow_events": total.get("events") if rf8 else None,
-            "acc_bits_needed": total.get("acc_bits_needed") if rf8 else None, "batch": batch,
-            "gemms": [{k: g[k] for k in ("name", "M", "K", "N", "on_array", "count")} for g in gemms],
-            "versions": est.report_versions(), "seconds": round(time.time() - t0, 1), **_node()}
+        total = acc["overflow"].get(path, {}).get("total", {})
+        out.update(path="bitexact" if rf8 else "weight-only fake-quant",
+                   overflow_events=total.get("events") if rf8 else None,
+                   acc_bits_needed=total.get("acc_bits_needed") if rf8 else None)
+    return {**out, "versions": est.report_versions(), "seconds": round(time.time() - t0, 1), **_node()}
 
 
 def synthesis_factor(array_dict: dict, device: str, seed: int, synth_cache: str) -> dict:
@@ -325,9 +326,11 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     points = cfg.points()
 
     acc_jobs, syn_jobs = {}, {}                 # key -> (factor args, cache path)
+    ref_key = accuracy_key(cfg, REFERENCE)
+    acc_jobs[ref_key] = (REFERENCE, root / "accuracy" / f"{ref_key}.json")
     for p in points:
         num = cfg.numerics(p)
-        p["acc_key"] = accuracy_key(cfg, num)
+        p["acc_key"], p["ref_key"] = accuracy_key(cfg, num), ref_key
         acc_jobs.setdefault(p["acc_key"], (num, root / "accuracy" / f"{p['acc_key']}.json"))
         arr = cfg.array(p)
         p["synth_key"] = synth_cache_key(dict(**arr.as_dict(), device=p["device"], seed=cfg.seed))
@@ -348,7 +351,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     missing += [k for k in acc_jobs if k not in results]
 
     def point_done(p):
-        return p["acc_key"] in results and p["synth_key"] in results
+        return all(p[k] in results for k in ("ref_key", "acc_key", "synth_key"))
 
     bar = tqdm(total=len(points), desc="sweep", unit="point", disable=not progress, file=sys.stderr)
     bar.update(sum(map(point_done, points)))
@@ -413,18 +416,17 @@ def _row(cfg: SweepConfig, p: dict, results: dict, out: Path) -> dict:
     row.update(weight_format=PE_KINDS[p["pe"]].weight_format, dsp_inference=PE_KINDS[p["pe"]].dsp,
                act_bits=cfg.act_bits, overflow=cfg.overflow, seed=cfg.seed, status="ok",
                acc_key=p["acc_key"], synth_key=p["synth_key"])
-    errors = []
-    acc, syn = results[p["acc_key"]], results[p["synth_key"]]
-    if acc["ok"]:
-        a = acc["value"]
-        cyc = model_cycles([Gemm(**g) for g in a["gemms"]], cfg.array(p), a["batch"])
+    ref, acc, syn = results[p["ref_key"]], results[p["acc_key"]], results[p["synth_key"]]
+    # the reference's failure (the model itself) first: a path factor then fails the same way
+    errors = [(p[k], results[p[k]]) for k in ("ref_key", "acc_key") if not results[p[k]]["ok"]][:1]
+    if not errors:
+        r, a = ref["value"], acc["value"]
+        cyc = model_cycles([Gemm(**g) for g in r["gemms"]], cfg.array(p), r["batch"])
         row.update(metric=a["metric"], higher_is_better=a["higher_is_better"], accuracy=a["accuracy"],
-                   fp32=a["fp32"], accuracy_path=a["path"], overflow_events=a["overflow_events"],
+                   fp32=r["accuracy"], accuracy_path=a["path"], overflow_events=a["overflow_events"],
                    acc_bits_needed=a["acc_bits_needed"], cycles_per_inference=cyc["cycles_per_inference"],
-                   array_utilisation=cyc["utilisation"], macs_per_inference=cyc["macs_on_array"] / a["batch"],
+                   array_utilisation=cyc["utilisation"], macs_per_inference=cyc["macs_on_array"] / r["batch"],
                    accuracy_cached=a.get("cached", False), accuracy_node=a.get("node_id"))
-    else:
-        errors.append((p["acc_key"], acc))
     if syn["ok"]:
         s = syn["value"]
         row.update(fits=s["fits"], synth_cached=s.get("cached", False), synth_node=s.get("node_id"),

@@ -29,23 +29,19 @@ def _refinements(c: dict) -> str:
 
 def render_markdown(rep: dict) -> str:
     """The report as Markdown (what ``rf8hw estimate`` prints and writes to ``estimate.md``)."""
+    from rf8hw.accel.estimate import PATHS
+
     c = rep["config"]
     metric = rep["metric"]
     pct = metric.endswith("acc")
-    if c.get("calibrate_batches"):
-        scales = f"static scales from {c['calibrate_batches']} batches"
-    elif c.get("act_granularity") == "token":
-        scales = ("rf8_bitexact: per-token dynamic scales; rf8_bitexact_tensor: per-tensor dynamic; "
-                  "rf8_bitexact_smooth: per-token after power-of-two smoothing calibrated on held-out "
-                  "data; rf8_bitexact_static: static calibrated; the last two where present")
-    else:
-        scales = "per-token absmax per call"
+    batch = rep["cycles"]["batch"]
     title = (f"# Estimate: {rep['model']} on a {c['rows']}x{c['cols']} RF8 array "
              f"({c['device']}, PE {c['pe']})")
     source = f"Checkpoint `{rep['checkpoint']}`" if rep.get("checkpoint") else f"Model `{rep['model']}`"
+    calibrated = f"; --calibrate {c['calibrate_batches']}" if c.get("calibrate_batches") else ""
     setting = (f"{source}; accumulator {c['acc_bits']} bits, "
-               f"{c['overflow']}; {c['act_bits']}-bit activations ({scales}); "
-               f"RF8 rounding {c['rounding']}{_refinements(c)}; batch {c['batch']}.")
+               f"{c['overflow']}; {c['act_bits']}-bit activations{calibrated}; "
+               f"RF8 rounding {c['rounding']}{_refinements(c)}; batch {batch}.")
     lines = [title, "", setting, "",
              "## Accuracy", "",
              ]
@@ -59,11 +55,11 @@ def render_markdown(rep: dict) -> str:
             lines.append(f"| {k} | {100 * v:.2f} % | {100 * (v - ref):+.2f} pt |" + more)
         else:
             lines.append(f"| {k} | {v:.4f} | {v - ref:+.4f} |" + more)
+    lines += [""] + [f"* {k}: {PATHS[k].what}" for k in rep["accuracy"]]
+    lines += ["", "Bit-exact paths run the array's integer arithmetic (`rf8hw.nn.bitexact`); bias and "
+              "non-linear parts stay in float."]
     ov = rep["overflow"]
-    lines += ["", "fp32: the float model; rf8_fake (nearest rounding) / rf8_fake_paper / int8 / fp8_e4m3 / "
-              "apot: weight-only fake-quant (activations float); rf8_bitexact*: INT8 activations through "
-              "the array's integer arithmetic (`rf8hw.nn.bitexact`); bias and non-linear parts in float.", "",
-              "## Overflow events (bit-exact path)", "",
+    lines += ["", "## Overflow events (bit-exact path)", "",
               "| layer | outputs | events | max abs sum | acc bits needed |", "|---|--:|--:|--:|--:|"]
     for name, s in ov.items():
         lines.append(f"| {name} | {s['outputs']:,} | {s['events']:,} | {s['max_abs_sum']:,} | "
@@ -84,7 +80,7 @@ def render_markdown(rep: dict) -> str:
             lines.append(f"| {r['name']} | {shape} | off-array | - | - |")
     lines += [f"| **total** | | | **{cyc['cycles']:,}** | {100 * cyc['utilisation']:.1f} % |", "",
               f"Cycles per inference: **{_fmt(rep['cycles_per_inference'], ',.1f')}** "
-              f"({cyc['macs_on_array'] // c['batch']:,} on-array MACs per inference).", "",
+              f"({cyc['macs_on_array'] // batch:,} on-array MACs per inference).", "",
               "## FPGA", "",
               "| LUT4 | FF | carry | DSP | BRAM | Fmax (MHz) | inferences/s | GMAC/s |",
               "|--:|--:|--:|--:|--:|--:|--:|--:|",

@@ -46,8 +46,11 @@ def _type(f) -> type:
     return _TYPES[base]
 
 
-def _list(kind: type, allowed):
-    """argparse type of a comma-separated list of ``kind`` values (each in ``allowed``)."""
+def _list(name: str, kind: type, allowed):
+    """argparse type of a comma-separated list of ``kind`` values (each in ``allowed``; the
+    message of a bad one is :func:`rf8hw.checks.choice`'s, under the option's ``name``)."""
+    from rf8hw import checks
+
     def parse(text: str):
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
@@ -56,12 +59,12 @@ def _list(kind: type, allowed):
         for t in items:
             try:
                 out.append(kind(t))
-            except ValueError:
+                if allowed is not None:
+                    checks.choice(name, out[-1], allowed)
+            except ValueError as exc:
+                words = {int: "integers", float: "numbers"}.get(kind)
                 raise argparse.ArgumentTypeError(
-                    f"takes comma-separated {kind.__name__} values, not {t!r}") from None
-            if allowed is not None and out[-1] not in allowed:
-                raise argparse.ArgumentTypeError(
-                    f"invalid choice: {t!r} (choose from {', '.join(map(str, allowed))})")
+                    str(exc) if words is None else f"takes comma-separated {words}, not {t!r}") from None
         return tuple(out)
     parse.__name__ = f"list of {kind.__name__}"
     return parse
@@ -91,7 +94,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls, *, only=None, exclude=
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind is tuple:
             item = meta.get("item") or (type(default[0]) if default else str)
-            kwargs["type"] = _list(item, None if allowed is None else tuple(allowed))
+            kwargs["type"] = _list(meta.get("flag", flag(name)).lstrip("-").replace("-", "_"), item,
+                                   None if allowed is None else tuple(allowed))
             kwargs["metavar"] = meta.get("metavar", f"{item.__name__.upper()}[,...]")
         else:
             kwargs["type"] = kind

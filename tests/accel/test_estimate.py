@@ -1,5 +1,5 @@
 """rf8hw estimate: the CLI end to end on a trained mlp_digits checkpoint, the synthesis cache (one
-real 1x1 synthesis), the report files, bad input."""
+real 1x1 synthesis), the report files, bad input; the one place that decides zoo or adapter."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import rf8hw
 from rf8hw.zoo import mlp_digits
 from rf8hw import cli
-from rf8hw.accel import estimate
+from rf8hw.accel import estimate, synth_cache
 from rf8hw.nn import quant
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.arch import ArrayConfig
@@ -26,7 +26,11 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
                    "--cols", "8", "--no-synth", "--json", "--quiet", "--out", str(out)])
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
-    assert set(rep["accuracy"]) == {"fp32", "rf8_fake", "rf8_bitexact", "int8", "fp8_e4m3"}
+    # every path that needs no calibration data (a zoo model has it with --calibrate N)
+    assert list(rep["accuracy"]) == ["fp32", "rf8_fake", "rf8_fake_paper", "rf8_bitexact",
+                                     "rf8_bitexact_tensor", "int8", "fp8_e4m3", "apot"]
+    assert rep["config"] == estimate.EstimateConfig(
+        model="mlp_digits", checkpoint=str(checkpoint), array=ArrayConfig(8, 8), synth=False).as_dict()
     for key in ("overflow_events", "cycles_per_inference", "fmax_mhz", "lut4", "ff", "dsp"):
         assert key in rep
     assert rep["fmax_mhz"] is None and rep["lut4"] is None and rep["inferences_per_s"] is None
@@ -65,11 +69,11 @@ def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
 def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
     """One real 1x1 synthesis (yowasp yosys + nextpnr); the second call returns the stored result,
     a different seed is a different key."""
-    first, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
+    first, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
     assert not cached and first["lut4"] > 0 and first["fmax_mhz"] > 0 and first["dsp"] == 0
-    again, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
+    again, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", seed=1, cache_dir=tmp_path)
     assert cached and again == json.loads(json.dumps(first))
-    key = estimate.synth_cache_key
+    key = synth_cache.synth_cache_key
     base = dict(rows=1, cols=1, device="ecp5-25k", pe="rf8_pipe", act_bits=8, acc_bits=40,
                 overflow="wrap", reset="aresetn")      # ArrayConfig's defaults
     assert (tmp_path / f"{key({**base, 'seed': 1})}.json").is_file()
@@ -77,15 +81,21 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
 
 
 def test_bad_input_is_named(checkpoint, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"^model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"):
+    with pytest.raises(ValueError, match=r"^model must be one of tinygpt, mlp_digits, minilm, smollm2 or "
+                                         r"package\.module:function, not 'resnet'$"):
         estimate.EstimateConfig(model="resnet", checkpoint="x")
     with pytest.raises(ValueError, match=r"^pe must be a PE kind with RF8 weights, one of 'rf8', "
                                          r"'rf8_signlate', 'rf8_lean', 'rf8_pipe', not 'int8'$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", array=ArrayConfig(pe="int8"))
     with pytest.raises(ValueError, match=r"^batch must be an integer >= 1, not 0$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", batch=0)
-    cfg = estimate.EstimateConfig(model="tinygpt", checkpoint=str(checkpoint), synth=False)
     with pytest.raises(ValueError, match=r"holds a 'mlp_digits' model, not 'tinygpt'$"):
+        estimate.EstimateConfig(model="tinygpt", checkpoint=str(checkpoint), synth=False)   # loads nothing
+    with pytest.raises(ValueError, match=r"^path must be one of 'fp32', .*, not 'int4'$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), paths=("fp32", "int4"))
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False,
+                                  paths=("rf8_bitexact_static",))
+    with pytest.raises(ValueError, match=r"^paths rf8_bitexact_static need calibration data"):
         estimate.estimate(cfg, progress=False)
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "0",
                    "--cols", "8", "--no-synth", "--out", str(tmp_path)])
@@ -95,3 +105,48 @@ def test_bad_input_is_named(checkpoint, tmp_path, capsys):
                    "--rows", "4", "--cols", "4", "--no-synth", "--out", str(tmp_path)])
     assert rc == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_calibrated_paths_of_a_zoo_model(checkpoint):
+    """--calibrate N gives a zoo model calibration data (N training batches, seed 0): the smoothed
+    and the static path; rf8_bitexact keeps its dynamic per-token scales."""
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False,
+                                  calibrate_batches=2, array=ArrayConfig(4, 4))
+    rep = estimate.estimate(cfg, progress=False)
+    assert list(rep["accuracy"])[-2:] == ["rf8_bitexact_smooth", "rf8_bitexact_static"]
+    assert rep["config"]["calibrate_batches"] == 2
+    model, _ = rf8hw.nn.checkpoint.load_checkpoint(checkpoint)
+    data = mlp_digits.Data()
+    gen = __import__("torch").Generator().manual_seed(0)
+    batches = [data.batch(gen, mlp_digits.RECIPE["batch_size"])[0] for _ in range(2)]
+    q = rf8hw.quantize(model, fmt="rf8")
+    absmax = quant.calibrate(q, batches)
+    assert rep["static_absmax"] == absmax
+    quant.set_mode(q, "bitexact", array=ArrayConfig(4, 4), absmax=absmax)
+    assert rep["metrics"]["rf8_bitexact_static"] == mlp_digits.Data().evaluate(q)
+    dynamic = quant.set_mode(rf8hw.quantize(model, fmt="rf8"), "bitexact", array=ArrayConfig(4, 4))
+    assert rep["metrics"]["rf8_bitexact"] == mlp_digits.Data().evaluate(dynamic)
+
+
+def test_estimate_cosim_layer_and_sweep_resolve_the_model_in_one_place(checkpoint, tmp_path, monkeypatch):
+    """rf8hw.accel.source.resolve is the one function deciding zoo or adapter: the estimate, the
+    layer co-simulation and the sweep all go through it."""
+    from rf8hw.accel import cosim_layer, dse, source
+
+    seen = []
+    real = source.resolve
+
+    def spy(model, checkpoint=None):
+        seen.append(model)
+        return real(model, checkpoint)
+
+    monkeypatch.setattr(source, "resolve", spy)
+    estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False)
+    assert seen == ["mlp_digits"]
+    cosim_layer.capture_layer("mlp_digits", "fc3", ArrayConfig(2, 2), checkpoint=str(checkpoint), batch=2)
+    assert seen == ["mlp_digits"] * 2
+    dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), pes=("rf8_pipe",), rows=(2,), cols=(2,))
+    assert seen == ["mlp_digits"] * 3
+    with pytest.raises(ValueError, match="^--checkpoint is for the zoo models"):
+        source.resolve("minilm", str(checkpoint))
+    assert source.resolve("minilm").kind == "adapter" and source.resolve("mlp_digits", checkpoint).is_zoo

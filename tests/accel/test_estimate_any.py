@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rf8hw import cli
-from rf8hw.accel import estimate, gemms
+from rf8hw.accel import estimate, gemms, source
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.arch import ArrayConfig
 
@@ -87,7 +87,7 @@ def test_estimate_cli_with_a_user_adapter(adapter_module, tmp_path, capsys):
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["model"] == "tinyattn" and rep["metric"] == "neg_max_err"
-    assert set(rep["accuracy"]) == set(estimate.MODEL_BASELINES)
+    assert set(rep["accuracy"]) == {k for k, p in estimate.PATHS.items() if not p.calibrated}
     assert rep["metrics"]["fp32"]["max_err"] == 0.0
     assert 0 < rep["metrics"]["rf8_bitexact"]["max_err"] < 0.05
     cfg = ArrayConfig(4, 4)
@@ -114,9 +114,10 @@ def test_calibration_data_adds_the_smoothed_and_static_paths(adapter_module):
         with torch.no_grad():
             m(x2)
 
-    rep = estimate.estimate_model(model, run, metric, ArrayConfig(4, 4), name="tinyattn", batch=2,
-                                  calibrate=calibrate, static=True, synth=False, progress=False,
-                                  baselines=["rf8_bitexact"])
+    src = source.from_adapter((model, run, metric, {"name": "tinyattn", "batch": 2, "calibrate": calibrate}))
+    cfg = estimate.EstimateConfig(array=ArrayConfig(4, 4), synth=False, calibrate_batches=1,
+                                  paths=("rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"))
+    rep = estimate.estimate(cfg, progress=False, source=src)
     assert list(rep["accuracy"]) == ["fp32", "rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"]
     for k in ("rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"):
         assert 0 < rep["metrics"][k]["max_err"] < 0.05, k
@@ -132,12 +133,13 @@ def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):
            "not 'resnet'" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "no_such_mod_xyz:f", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2 and "cannot be imported" in capsys.readouterr().err
-    rc = cli.main(["estimate", "--model", "pkg.mod:fn", "--batch", "2", "--rows", "4", "--cols", "4", "--no-synth"])
-    assert rc == 2 and "--batch and --rounding are for the zoo models" in capsys.readouterr().err
+    rc = cli.main(["estimate", "--model", "rf8hw.zoo.minilm:adapter", "--batch", "2", "--rows", "4", "--cols", "4",
+                   "--no-synth"])
+    assert rc == 2 and "batch is for the zoo models" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "mlp_digits", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2 and "--checkpoint is required" in capsys.readouterr().err
     with pytest.raises(ValueError, match="must return"):
-        estimate._unpack_adapter(torch.nn.Linear(2, 2))
+        source.from_adapter(torch.nn.Linear(2, 2))
 
 
 def test_capture_of_tinygpt_agrees_with_the_module_level_count():

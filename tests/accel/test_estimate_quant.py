@@ -10,7 +10,7 @@ import torch
 
 from rf8hw.zoo import mlp_digits
 from rf8hw import cli
-from rf8hw.accel import estimate
+from rf8hw.accel import estimate, source
 from rf8hw.arch import ArrayConfig
 from rf8hw.nn import gptq, quant
 from rf8hw.nn.checkpoint import load_checkpoint
@@ -86,11 +86,18 @@ def _adapter_parts():
     return model, metric, calibrate, calls
 
 
+def _estimate(model, metric, calibrate, paths, **options):
+    """The estimate of the two-layer model as an adapter would give it (one inference of 24)."""
+    src = source.from_adapter((model, lambda m: m(torch.zeros(1, 24)), metric,
+                               {} if calibrate is None else {"calibrate": calibrate}))
+    cfg = estimate.EstimateConfig(array=ArrayConfig(4, 4), synth=False, paths=paths, **options)
+    return estimate.estimate(cfg, progress=False, source=src)
+
+
 def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
     model, metric, calibrate, calls = _adapter_parts()
-    rep = estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, ArrayConfig(4, 4),
-                                  calibrate=calibrate, gptq=True, scale_search=True, synth=False,
-                                  progress=False, baselines=["rf8_fake", "rf8_bitexact", "int8"])
+    rep = _estimate(model, metric, calibrate, ("rf8_fake", "rf8_bitexact", "int8", "rf8_bitexact_smooth"),
+                    gptq=True, scale_search=True)
     assert rep["config"]["gptq"] is True and rep["config"]["scale_search"] is True
     assert any("GPTQ rounding (Hessians from the adapter's calibration data)" in n for n in rep["notes"])
     # Hessians once on the float model, then smoothing measures the float model again
@@ -107,9 +114,7 @@ def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
 
 def test_adapter_estimate_with_gptq_in_activation_order():
     model, metric, calibrate, _ = _adapter_parts()
-    rep = estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, ArrayConfig(4, 4),
-                                  calibrate=calibrate, gptq=True, gptq_order="act", synth=False,
-                                  progress=False, baselines=["rf8_fake"])
+    rep = _estimate(model, metric, calibrate, ("rf8_fake",), gptq=True, gptq_order="act")
     assert rep["config"]["gptq_order"] == "act"
     assert any("GPTQ rounding, act column order" in n for n in rep["notes"])
     H = gptq.hessians(model, ["a", "b"], calibrate)
@@ -132,8 +137,7 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq=True, gptq_order="reverse")
     model, metric, _, _ = _adapter_parts()
     with pytest.raises(ValueError, match="gptq needs calibration data"):
-        estimate.estimate_model(model, lambda m: m(torch.zeros(1, 24)), metric, gptq=True, synth=False,
-                                progress=False)
+        _estimate(model, metric, None, None, gptq=True)
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
                    "--cols", "4", "--no-synth", "--scale-search", "--rounding", "paper", "--quiet"])
     err = capsys.readouterr().err
@@ -141,7 +145,7 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
                    "--cols", "4", "--no-synth", "--gptq-order", "act", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and "it needs gptq (--gptq)" in err and "Traceback" not in err
+    assert rc == 2 and "gptq_order 'act' orders GPTQ rounding; it needs gptq" in err and "Traceback" not in err
     rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--gptq",
                    "--gptq-order", "actt", "--no-synth", "--quiet"])          # refused before the model loads
     err = capsys.readouterr().err
@@ -149,4 +153,4 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--hessian-batches", "4",
                    "--no-synth", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and "--hessian-batches is for the zoo models" in err
+    assert rc == 2 and "hessian_batches is for the zoo models" in err

@@ -1,4 +1,4 @@
-"""The synthesis result cache of rf8hw.accel.estimate: entries are checked before they are trusted,
+"""The synthesis result cache (rf8hw.accel.synth_cache): entries are checked before they are trusted,
 written atomically, and one key is synthesized once even by concurrent callers.  Synthesis itself
 is replaced by a stub here (tests/accel/test_estimate.py runs a real one)."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rf8hw.accel import estimate, synth
+from rf8hw.accel import synth, synth_cache
 from rf8hw.arch import ArrayConfig
 
 GOOD = {"device": "ecp5-25k", "part": "LFE5U-25F-6BG256C", "seed": 1, "tools": {"yosys": "x"},
@@ -31,7 +31,7 @@ def stub(monkeypatch):
 
 def _entry(tmp_path, cfg=ArrayConfig(1, 1), seed=1):
     params = dict(**cfg.as_dict(), device="ecp5-25k", seed=seed)
-    return tmp_path / f"{estimate.synth_cache_key(params)}.json"
+    return tmp_path / f"{synth_cache.synth_cache_key(params)}.json"
 
 
 BAD_ENTRIES = [
@@ -53,19 +53,19 @@ BAD_ENTRIES = [
 def test_an_unusable_cache_entry_is_reported_removed_and_redone(stub, tmp_path, capsys, text, why):
     hit = _entry(tmp_path)
     hit.write_text(text)
-    res, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
+    res, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
     assert not cached and res == GOOD and len(stub) == 1
     err = capsys.readouterr().err
     assert "unusable synthesis cache entry removed" in err and why in err and str(hit) in err
     assert json.loads(hit.read_text()) == GOOD                    # the fresh result replaced it
-    again, cached = estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
+    again, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
     assert cached and again == GOOD and len(stub) == 1
 
 
 def test_a_bad_fresh_result_is_not_cached(monkeypatch, tmp_path):
     monkeypatch.setattr(synth, "synthesize", lambda *a, **k: dict(GOOD, fmax_mhz=math.nan))
     with pytest.raises(ValueError, match=r"synthesis of rf8\w*_array_1x1\w* on ecp5-25k: 'fmax_mhz' is nan"):
-        estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
+        synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
     assert not _entry(tmp_path).exists()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
@@ -74,7 +74,7 @@ def test_concurrent_callers_synthesize_one_key_once(stub, tmp_path):
     results = []
 
     def run():
-        results.append(estimate.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path,
+        results.append(synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path,
                                                  quiet=True))
 
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -88,4 +88,4 @@ def test_concurrent_callers_synthesize_one_key_once(stub, tmp_path):
 
 
 def test_check_synthesis_result_accepts_a_real_shape():
-    assert estimate.check_synthesis_result(dict(GOOD, extra=1), "x")["lut4"] == 100
+    assert synth_cache.check_synthesis_result(dict(GOOD, extra=1), "x")["lut4"] == 100
