@@ -83,8 +83,8 @@ from rf8hw.arch import ArrayConfig
 from rf8hw.format import golden, spec
 from rf8hw.nn.params import non_negative
 
-__all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations", "rf8_gemm",
-           "weight_f64", "linear"]
+__all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations",
+           "rf8_gemm", "weight_f64", "linear"]
 
 #: dynamic activation scale granularities of the bit-exact path (module docstring, rule 1)
 ACT_DYNAMIC = ("token", "tensor")

@@ -67,9 +67,9 @@ class TrainConfig:
     """Everything one training run depends on; stored in the checkpoint sidecar.
 
     Each field is an option of ``rf8hw train`` (``init_from`` -> ``--init-from``; a ``bool`` gives
-    ``--deepshape`` / ``--no-deepshape``), with the help, choices and default written here; every
-    rule on the values, cross-field ones included, is checked in the constructor, so the Python
-    API and the command line refuse the same things with the same words.  ``None`` for ``lr``,
+    ``--deepshape`` / ``--no-deepshape``), with the help, choices and default written here.  Every
+    rule on the values is checked in the constructor (a rule across fields belongs there too, not in
+    the command), so the Python API and the command line refuse the same things with the same words.  ``None`` for ``lr``,
     ``batch_size``, ``steps_per_epoch`` and ``eval_batches`` means the model's ``RECIPE`` value.
     """
 
