@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
+from rf8hw import checks
 from rf8hw.nn import gg, rate
 from rf8hw.nn.params import non_negative, positive, select_params
 
@@ -99,8 +100,7 @@ class BackSlash:
         if not self.params or not all(hasattr(p, "detach") for p in self.params):
             raise ValueError("BackSlash needs at least one parameter tensor, and only tensors")
         lam, eps = non_negative("lam", lam), positive("eps", eps)
-        if form not in ("loss", "step"):
-            raise ValueError(f"form must be 'loss' or 'step', not {form!r}")
+        checks.choice("form", form, ("loss", "step"))
         if not callable(shape_estimator):
             raise ValueError(f"shape_estimator must be callable, not {shape_estimator!r}")
         self.lam, self.eps, self.form = float(lam), float(eps), form

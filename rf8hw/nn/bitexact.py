@@ -78,15 +78,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from rf8hw.format import golden, spec
+from rf8hw import checks
 from rf8hw.arch import ArrayConfig
+from rf8hw.format import golden, spec
 from rf8hw.nn.params import non_negative
 
-__all__ = ["OverflowStats", "ACT_GRANULARITIES", "act_qmax", "quantize_activations", "rf8_gemm",
-           "weight_f64", "linear"]
+__all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations",
+           "rf8_gemm", "weight_f64", "linear"]
 
-#: activation scale granularities of the bit-exact path (module docstring, rule 1)
-ACT_GRANULARITIES = ("token", "tensor", "static")
+#: dynamic activation scale granularities of the bit-exact path (module docstring, rule 1)
+ACT_DYNAMIC = ("token", "tensor")
+#: every activation scale granularity of the bit-exact path: the dynamic ones and a static level
+ACT_GRANULARITIES = (*ACT_DYNAMIC, "static")
 _F64_EXACT = 1 << 53
 
 
@@ -169,8 +172,7 @@ def quantize_activations(x: np.ndarray, act_bits: int = 8, absmax: float | None 
         How many ``|x / act_scale|`` exceeded ``qmax`` (0 for dynamic scales).
     """
     qmax = act_qmax(act_bits)
-    if granularity not in ("tensor", "token"):
-        raise ValueError(f"unknown activation granularity {granularity!r}; choose one of tensor, token")
+    checks.choice("granularity", granularity, ACT_DYNAMIC)
     x = np.asarray(x)
     if not np.isfinite(x).all():
         raise ValueError(f"activations contain {int((~np.isfinite(x)).sum())} NaN/Inf value(s); "

@@ -110,9 +110,7 @@ def build_model(name, config, source: str, meta: bool = False):
 
     from rf8hw import zoo
 
-    if not isinstance(name, str) or name not in zoo.MODELS:
-        raise ValueError(f"{source}: model must be one of {', '.join(map(repr, zoo.MODELS))}, not {name!r}")
-    mod = zoo.get(name)
+    mod = zoo.get(checks.choice(f"{source}: model", name, zoo.MODELS))
     if not isinstance(config, dict):
         raise ValueError(f"{source}: model_config must be a JSON object, not {type(config).__name__}")
     known = {f.name: f for f in fields(mod.CONFIG)}

@@ -138,6 +138,7 @@ def shape_from_ratio(ratio: float, how: str = "solve") -> float:
         allowed shapes: bimodal or near-uniform data that no GG fits.  ``"grid"`` refuses only
         ratios below 1, which no data can have.
     """
+    checks.choice("how", how, ("solve", "table", "grid"))
     if not math.isfinite(ratio):
         raise ValueError(f"moment ratio must be finite, not {ratio!r}")
     if how == "grid":
@@ -154,8 +155,6 @@ def shape_from_ratio(ratio: float, how: str = "solve") -> float:
     log_nu = float(np.interp(lr, _TABLE_LOG_RHO[::-1], _TABLE_LOG_NU[::-1]))
     if how == "table":
         return math.exp(log_nu)
-    if how != "solve":
-        raise ValueError(f"how must be 'solve', 'table' or 'grid', not {how!r}")
     i = int(np.searchsorted(-_TABLE_LOG_RHO, -lr))       # bracket [i-1, i] in the table
     a, b = _TABLE_LOG_NU[max(i - 1, 0)], _TABLE_LOG_NU[min(i, len(_TABLE_LOG_NU) - 1)]
     if a == b:
@@ -261,8 +260,7 @@ def fit(x, method: str = "moment", center: bool = True) -> GGParams:
     ValueError
         Empty, non-finite or constant data; a moment ratio no GG shape in [0.05, 20] explains.
     """
-    if method not in ("moment", "ml"):
-        raise ValueError(f"method must be 'moment' or 'ml', not {method!r}")
+    checks.choice("method", method, ("moment", "ml"))
     a = as_array(x)
     mu = float(a.mean()) if center else 0.0
     d = a - mu
@@ -345,6 +343,7 @@ def group_params(model, by: str = "tensor", which="matrices") -> dict[str, np.nd
     -------
     dict of str -> 1-D numpy array
     """
+    checks.choice("by", by, ("tensor", "type", "model"))
     params = select_params(model, which)
     if not params:
         raise ValueError(f"no parameters selected by which={which!r}")
@@ -352,10 +351,8 @@ def group_params(model, by: str = "tensor", which="matrices") -> dict[str, np.nd
         keys = {n: n for n in params}
     elif by == "type":
         keys = {n: layer_type(n) for n in params}
-    elif by == "model":
-        keys = {n: "model" for n in params}
     else:
-        raise ValueError(f"by must be 'tensor', 'type' or 'model', not {by!r}")
+        keys = {n: "model" for n in params}
     groups: dict[str, list] = {}
     for n, t in params.items():
         groups.setdefault(keys[n], []).append(as_array(t, n))
@@ -381,8 +378,7 @@ def fit_model(model, by: str = "tensor", which="matrices", method: str = "moment
     -------
     dict of str -> GGParams (or str, the reason, with ``on_error="record"``)
     """
-    if on_error not in ("raise", "record"):
-        raise ValueError(f"on_error must be 'raise' or 'record', not {on_error!r}")
+    checks.choice("on_error", on_error, ("raise", "record"))
     out = {}
     for key, data in group_params(model, by, which).items():
         try:
@@ -483,10 +479,8 @@ def gg_init_(module, shape: float = 1.0, xi: float = 2.0, fan: str = "in", embed
 
     if not isinstance(module, nn.Module):
         raise ValueError(f"gg_init_ needs a torch.nn.Module, not {type(module).__name__}")
-    if fan not in ("in", "out"):
-        raise ValueError(f"fan must be 'in' or 'out', not {fan!r}")
-    if embeddings not in ("keep", "gg"):
-        raise ValueError(f"embeddings must be 'keep' or 'gg', not {embeddings!r}")
+    checks.choice("fan", fan, ("in", "out"))
+    checks.choice("embeddings", embeddings, ("keep", "gg"))
     positive("xi", xi)
     GGParams(shape, 1.0)                                   # validates shape
     emb_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}

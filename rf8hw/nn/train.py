@@ -38,10 +38,10 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from rf8hw import checks
+from rf8hw import checks, zoo
 from rf8hw.nn.checkpoint import json_safe, load_checkpoint, save_checkpoint
 from rf8hw.nn.params import non_negative, positive
 
@@ -56,42 +56,57 @@ RUN_FILES = ("metrics.jsonl", "model.safetensors", "model.json")
 MAX_SEED = (2**63 - 1) // 1000 - 1
 
 
+def _opt(default, help_text: str, **more):
+    """A :class:`TrainConfig` field: its default and the metadata ``rf8hw train`` builds its option
+    from (:func:`rf8hw.commands.options.add_config_args`: ``help``, ``choices``, ``metavar``, ...)."""
+    return field(default=default, metadata={"help": help_text, **more})
+
+
 @dataclass
 class TrainConfig:
-    """Everything one training run depends on; stored in the checkpoint sidecar."""
+    """Everything one training run depends on; stored in the checkpoint sidecar.
 
-    model: str = "mlp_digits"        # a name in zoo.MODELS
-    epochs: int = 10
-    seed: int = 0
-    init: str = "default"            # "default": torch's init; "gg": rf8hw.nn.gg.gg_init_ on weight matrices
-    init_from: str | None = None     # start from this checkpoint (same model) instead of a fresh init
-    gg_shape: float = 2.0            # GG shape for init="gg" (2 = Gaussian)
-    gg_fan: str = "in"               # "in": variance xi/fan_in; "out" reproduces the authors' code
-    backslash: float = 0.0           # BackSlash lambda; 0 switches it off
-    backslash_form: str = "step"     # "loss": penalty in the loss; "step": decoupled step after the optimizer
-    backslash_epochs: int | None = None  # BackSlash during the first N epochs only (None: all epochs)
-    backslash_eps: float = 1.0
-    deepshape: bool = False          # after training: DeepShape, then fine-tune deepshape_epochs
-    deepshape_epochs: int = 1
-    deepshape_grid: float = 2.0 ** -13   # DeepShape level spacing (the authors' default)
-    deepshape_min_count: int = 1000      # DeepShape window: minimum population per level (authors' default)
-    rate_step: float = 2.0 ** -7     # uniform quantization step of the coded-size measurement
-    lr: float | None = None          # None: the model's RECIPE value
-    batch_size: int | None = None    # None: RECIPE (per rank)
-    steps_per_epoch: int | None = None  # None: RECIPE (mlp_digits: one pass over the data)
-    eval_batches: int | None = None  # None: RECIPE (tinygpt: 20 validation batches; mlp_digits: whole test set)
+    Each field is an option of ``rf8hw train`` (``init_from`` -> ``--init-from``; a ``bool`` gives
+    ``--deepshape`` / ``--no-deepshape``), with the help, choices and default written here.  Every
+    rule on the values is checked in the constructor (a rule across fields belongs there too, not in
+    the command), so the Python API and the command line refuse the same things with the same words.  ``None`` for ``lr``,
+    ``batch_size``, ``steps_per_epoch`` and ``eval_batches`` means the model's ``RECIPE`` value.
+    """
+
+    model: str = _opt("mlp_digits", "the zoo model to train", choices=zoo.MODELS, cli_required=True)
+    epochs: int = _opt(10, "training epochs")
+    seed: int = _opt(0, "seed of the initial weights and of the batches (rank r draws with seed * 1000 + r)")
+    init: str = _opt("default", "initial weights: torch's init ('default') or rf8hw.nn.gg.gg_init_ of the "
+                                "weight matrices ('gg')", choices=INITS)
+    init_from: str | None = _opt(None, "start from a checkpoint of the same model (model.safetensors) "
+                                       "instead of a fresh init", metavar="CHECKPOINT")
+    gg_shape: float = _opt(2.0, "GG shape of init 'gg' (2 = Gaussian)")
+    gg_fan: str = _opt("in", "GG init variance xi/fan_in, or xi/fan_out as in the authors' code",
+                       choices=GG_FANS)
+    backslash: float = _opt(0.0, "BackSlash rate weight lambda (0: off)", metavar="LAMBDA")
+    backslash_form: str = _opt("step", "BackSlash as a penalty in the loss ('loss') or as a decoupled step "
+                                       "after the optimizer ('step')", choices=BACKSLASH_FORMS)
+    backslash_epochs: int | None = _opt(None, "apply BackSlash in the first N epochs only (default: all)",
+                                        metavar="N")
+    backslash_eps: float = _opt(1.0, "BackSlash eps (rf8hw.nn.backslash.BackSlash)")
+    deepshape: bool = _opt(False, "DeepShape after training, then fine-tune")
+    deepshape_epochs: int = _opt(1, "fine-tune epochs after DeepShape")
+    deepshape_grid: float = _opt(2.0 ** -13, "DeepShape level spacing (the authors' default)")
+    deepshape_min_count: int = _opt(1000, "DeepShape window: minimum population per level (authors: 1000; "
+                                          "small models need less)")
+    rate_step: float = _opt(2.0 ** -7, "quantization step of the Exp-Golomb coded-size measurement")
+    lr: float | None = _opt(None, "learning rate (default: the model's RECIPE value)")
+    batch_size: int | None = _opt(None, "batch size per rank (default: RECIPE)")
+    steps_per_epoch: int | None = _opt(None, "optimizer steps per epoch (default: RECIPE; mlp_digits: one "
+                                             "pass over the data)")
+    eval_batches: int | None = _opt(None, "evaluation batches (default: RECIPE; tinygpt: 20 validation "
+                                          "batches, mlp_digits: the whole test set)")
 
     def __post_init__(self):
-        from rf8hw import zoo
-
         zoo.get(self.model)   # raises for an unknown name
-        if self.init not in INITS:
-            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        if self.backslash_form not in BACKSLASH_FORMS:
-            raise ValueError(f"unknown backslash form {self.backslash_form!r}; "
-                             f"choose one of {', '.join(BACKSLASH_FORMS)}")
-        if self.gg_fan not in GG_FANS:
-            raise ValueError(f"unknown gg fan {self.gg_fan!r}; choose one of {', '.join(GG_FANS)}")
+        checks.choice("init", self.init, INITS)
+        checks.choice("backslash_form", self.backslash_form, BACKSLASH_FORMS)
+        checks.choice("gg_fan", self.gg_fan, GG_FANS)
         for name in ("epochs", "deepshape_epochs"):
             checks.integer(name, getattr(self, name), 0)
         checks.integer("seed", self.seed, 0, MAX_SEED,
@@ -233,7 +248,6 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
     from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
-    from rf8hw import zoo
     from rf8hw import __version__
 
     suffix = "" if rank == 0 else f".rank{rank}"

@@ -155,7 +155,7 @@ def test_backslash_lowers_coded_size_of_gg_weights():
     (dict(lam=-1.0), r"lam must be a finite number >= 0, not -1\.0"),
     (dict(lam=float("inf")), r"lam must be a finite number >= 0, not inf"),
     (dict(lam=1.0, eps=0.0), r"eps must be a finite number > 0, not 0\.0"),
-    (dict(lam=1.0, form="decoupled"), r"form must be 'loss' or 'step', not 'decoupled'"),
+    (dict(lam=1.0, form="decoupled"), r"^form must be one of 'loss', 'step', not 'decoupled'$"),
     (dict(lam=1.0, shape_estimator=2.0), r"shape_estimator must be callable, not 2\.0"),
 ])
 def test_bad_arguments(kw, msg):

@@ -178,12 +178,12 @@ def test_bad_inputs_name_the_value_and_what_is_allowed():
     with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
         bitexact.act_qmax(17)
     model = nn.Sequential(nn.Linear(4, 2))
-    with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt='rf8', not 'int8'"):
+    with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt 'rf8', not 'int8'"):
         rf8hw.quantize(model, fmt="int8", mode="bitexact")
     with pytest.raises(ValueError, match=r"^model has no RF8 QuantLinear layer"):
         quant.set_mode(rf8hw.quantize(model, fmt="int8"))
     q = rf8hw.quantize(model, fmt="rf8")
-    with pytest.raises(ValueError, match=r"^unknown mode 'exact'; choose one of fake, bitexact$"):
+    with pytest.raises(ValueError, match=r"^mode must be one of 'fake', 'bitexact', not 'exact'$"):
         quant.set_mode(q, mode="exact")
     with pytest.raises(ValueError, match=r"^absmax names \['fc9'\] which are not RF8 layers; layers are: 0$"):
         quant.set_mode(q, absmax={"fc9": 1.0})

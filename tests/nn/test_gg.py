@@ -53,7 +53,7 @@ def test_shape_from_ratio_out_of_range_is_an_error():
         gg.shape_from_ratio(0.9, how="grid")
     with pytest.raises(ValueError, match=r"moment ratio must be finite, not nan"):
         gg.shape_from_ratio(float("nan"))
-    with pytest.raises(ValueError, match=r"how must be 'solve', 'table' or 'grid', not 'x'"):
+    with pytest.raises(ValueError, match=r"^how must be one of 'solve', 'table', 'grid', not 'x'$"):
         gg.shape_from_ratio(2.0, how="x")
 
 
@@ -169,7 +169,7 @@ def test_density_needs_ggparams():
 
 
 def test_fit_method_name_checked():
-    with pytest.raises(ValueError, match=r"method must be 'moment' or 'ml', not 'mle'"):
+    with pytest.raises(ValueError, match=r"^method must be one of 'moment', 'ml', not 'mle'$"):
         gg.fit([1.0, 2.0, 4.0], method="mle")
 
 
@@ -197,7 +197,7 @@ def test_layer_type_and_fit_model_groupings():
     whole = gg.fit_model(net.state_dict(), by="model")
     matrices = [net.emb.weight, net.blocks[0].weight, net.blocks[1].weight, net.conv.weight, net.head.weight]
     assert whole["model"] == gg.fit(torch.cat([p.detach().ravel() for p in matrices]))
-    with pytest.raises(ValueError, match=r"by must be 'tensor', 'type' or 'model', not 'layer'"):
+    with pytest.raises(ValueError, match=r"^by must be one of 'tensor', 'type', 'model', not 'layer'$"):
         gg.fit_model(net, by="layer")
 
 
@@ -258,8 +258,8 @@ def test_gg_init_embeddings_gg_authors_mode_and_tied_weights():
 
 
 @pytest.mark.parametrize("kw, msg", [
-    (dict(fan="both"), r"fan must be 'in' or 'out', not 'both'"),
-    (dict(embeddings="zero"), r"embeddings must be 'keep' or 'gg', not 'zero'"),
+    (dict(fan="both"), r"^fan must be one of 'in', 'out', not 'both'$"),
+    (dict(embeddings="zero"), r"^embeddings must be one of 'keep', 'gg', not 'zero'$"),
     (dict(xi=0.0), r"xi must be a finite number > 0, not 0\.0"),
     (dict(shape=-2.0), r"GG shape must be a finite number > 0, not -2\.0"),
 ])

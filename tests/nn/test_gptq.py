@@ -1,6 +1,6 @@
 """Per-channel grids, scale search, error-compensated (GPTQ) rounding, their QuantConfig options
 (quantize_, channel_scale, bit-exact path, save/load) and RF8-aware fine-tuning (rf8hw/nn/grid.py,
-gptq.py, quant.py, bitexact.py, ste.py)."""
+gptq.py, quant/, bitexact.py, ste.py)."""
 
 import copy
 import json
@@ -14,7 +14,7 @@ import torch.nn as nn
 from rf8hw.files import sha256_file
 from rf8hw.format import codec
 from rf8hw.nn import grid as gridmod
-from rf8hw.nn import gptq, quant, ste
+from rf8hw.nn import bitexact, gptq, quant, ste
 
 
 def _layer(K=48, N=24, seed=0):
@@ -367,7 +367,7 @@ def test_bitexact_with_channel_scale_equals_a_float64_oracle_exactly():
             y = q(x)
         # oracle: integer activations and weights, exact integer sums (golden.matmul's contract is
         # not used), then the documented dequantization rounded as docs/quantization.md states
-        a, a_scale, _ = quant.bitexact.quantize_activations(x.numpy(), 8, None, gran)
+        a, a_scale, _ = bitexact.quantize_activations(x.numpy(), 8, None, gran)
         w_int = codec.decode(q.codes.numpy(), 0).astype(np.float64) * 2.0 ** 18
         assert (w_int == np.round(w_int)).all()
         acc = np.array([[sum(int(a[i, k]) * int(w_int[k, n]) for k in range(32)) for n in range(48)]
@@ -396,16 +396,19 @@ def test_quantize_rejects_bad_refinement_options():
         quant.quantize_(copy.deepcopy(m), _cfg(gptq=True), calibrate={"a": np.eye(32)})
     with pytest.raises(ValueError, match="callable run"):
         quant.quantize_(copy.deepcopy(m), _cfg(gptq=True), calibrate=3)
-    for kw, msg in ((dict(fmt="int8", scale_search=True), "scale_search is an RF8 option"),
-                    (dict(fmt="apot", gptq=True), "gptq rounds onto the rf8 or int8 grid"),
-                    (dict(gptq=True, rounding="paper"), "rounding='nearest'"),
-                    (dict(scale_search=True, granularity="tensor"), "per output channel"),
+    for kw, msg in ((dict(fmt="int8", scale_search=True),
+                     r"^scale_search is an RF8 option .*; it needs fmt 'rf8', not 'int8'$"),
+                    (dict(fmt="apot", gptq=True),
+                     r"^gptq rounds onto the rf8 or int8 grid; it needs fmt 'rf8' or 'int8', not 'apot'$"),
+                    (dict(gptq=True, rounding="paper"), "need rounding 'nearest', not 'paper'$"),
+                    (dict(scale_search=True, granularity="tensor"),
+                     "work per output channel; they need granularity 'channel' \\(or None\\), not 'tensor'$"),
                     (dict(gptq=1), "gptq must be True or False"),
                     (dict(scale_objective="output"), "scale_objective must be one of"),
                     (dict(gptq_damp=-1.0), "gptq_damp"),
                     (dict(gptq_block=0), "gptq_block"),
                     (dict(gptq_order="act-order"), "gptq_order must be one of 'natural', 'act'"),
-                    (dict(gptq_order="act"), "gptq_order 'act' orders GPTQ rounding; it needs gptq=True"),
+                    (dict(gptq_order="act"), "^gptq_order 'act' orders GPTQ rounding; it needs gptq$"),
                     (dict(scale_sample_rows=0), "scale_sample_rows")):
         with pytest.raises(ValueError, match=msg):
             quant.QuantConfig(**kw)

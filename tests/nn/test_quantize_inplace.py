@@ -87,9 +87,10 @@ def test_nothing_matched_and_bad_filter_are_errors():
     with pytest.warns(UserWarning, match=r"left in float: 1 \(excluded by filter_fn\)"):
         rf8hw.quantize_(m, filter_fn=lambda mod, fqn: fqn == "0")
     assert isinstance(m[0], QuantLinear) and type(m[1]) is nn.Linear
-    with pytest.raises(ValueError, match=r"^unknown format 'int4'; choose one of rf8, int8, fp8_e4m3, apot$"):
+    with pytest.raises(ValueError, match=r"^fmt must be one of 'rf8', 'int8', 'fp8_e4m3', 'apot', "
+                                         r"not 'int4'$"):
         QuantConfig(fmt="int4")
-    with pytest.raises(ValueError, match=r"^unknown activation granularity 'row'; choose one of token, tensor$"):
+    with pytest.raises(ValueError, match=r"^act_granularity must be one of 'token', 'tensor', not 'row'$"):
         QuantConfig(act_granularity="row")
 
 

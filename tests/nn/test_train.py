@@ -119,6 +119,54 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "model.json").exists()
 
 
+def _train_parser():
+    import argparse
+
+    parser = cli.build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+
+
+def test_cli_options_are_the_train_config_fields():
+    """One option per TrainConfig field (its name, default and choices); --model required on the
+    command line; --out, --overwrite and --quiet belong to the command."""
+    from dataclasses import fields
+
+    from rf8hw import zoo
+    from rf8hw.commands.options import config_from_args
+    from rf8hw.nn.train import BACKSLASH_FORMS, GG_FANS, INITS
+
+    p = _train_parser()
+    opts = {a.dest: a for a in p._actions if a.option_strings and a.dest != "help"}
+    assert set(opts) == {f.name for f in fields(TrainConfig)} | {"out", "overwrite", "quiet"}
+    for f in fields(TrainConfig):
+        action = opts[f.name]
+        assert action.option_strings[0] == "--" + f.name.replace("_", "-")
+        assert action.required == (f.name == "model"), f.name
+        if f.name != "model":
+            assert action.default == f.default, f.name
+    assert (tuple(opts["model"].choices), tuple(opts["init"].choices), tuple(opts["gg_fan"].choices),
+            tuple(opts["backslash_form"].choices)) == (zoo.MODELS, INITS, GG_FANS, BACKSLASH_FORMS)
+    args = p.parse_args(["--model", "tinygpt", "--out", "x"])
+    assert config_from_args(TrainConfig, args) == TrainConfig(model="tinygpt")
+    args = p.parse_args(["--model", "mlp_digits", "--out", "x", "--deepshape", "--init-from", "c.safetensors",
+                         "--lr", "0.5", "--backslash-epochs", "2"])
+    got = config_from_args(TrainConfig, args)
+    assert (got.deepshape, got.init_from, got.lr, got.backslash_epochs) == (True, "c.safetensors", 0.5, 2)
+    assert p.parse_args(["--model", "mlp_digits", "--out", "x", "--no-deepshape"]).deepshape is False
+
+
+def test_train_command_registers_without_torch():
+    """``rf8hw train --help`` stays cheap: registering the command imports no torch."""
+    import subprocess
+    import sys
+
+    script = ("import argparse, sys; from rf8hw.commands import train; "
+              "train.register(argparse.ArgumentParser().add_subparsers(), 'train', 'x'); "
+              "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backslash", "-1"], r"^rf8hw train: error: backslash must be a finite number >= 0, not -1.0$"),
     (["--epochs", "-2"], r"^rf8hw train: error: epochs must be an integer >= 0, not -2$"),
@@ -139,9 +187,9 @@ def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
 
 @pytest.mark.parametrize("d, message", [
     ({"model": "resnet"}, r"^model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"),
-    ({"init": "xavier"}, r"^unknown init 'xavier'; choose one of default, gg$"),
-    ({"backslash_form": "both"}, r"^unknown backslash form 'both'; choose one of loss, step$"),
-    ({"gg_fan": "avg"}, r"^unknown gg fan 'avg'; choose one of in, out$"),
+    ({"init": "xavier"}, r"^init must be one of 'default', 'gg', not 'xavier'$"),
+    ({"backslash_form": "both"}, r"^backslash_form must be one of 'loss', 'step', not 'both'$"),
+    ({"gg_fan": "avg"}, r"^gg_fan must be one of 'in', 'out', not 'avg'$"),
     ({"lr": math.inf}, r"^lr must be a finite number >= 0, not inf$"),
     ({"deepshape_min_count": 0}, r"^deepshape_min_count must be an integer >= 1, not 0$"),
     ({"epochs": True}, r"^epochs must be an integer >= 0, not True$"),
