@@ -1,9 +1,9 @@
 """The ``rf8hw`` command line: a thin layer over the library.
 
-Each sub-command lives in a module that defines ``register(subparsers)``; ``register`` adds its
-parser and sets ``func`` (called with the parsed arguments, returns an exit status).  Modules are
-imported only when their command runs or when help is printed, so ``rf8hw table`` does not pay
-for torch.
+Each sub-command lives in a module that defines ``register(subparsers, name, help_text)``;
+``register`` adds its parser and sets ``func`` (called with the parsed arguments, returns an exit
+status).  Only the module of the command being run is imported (:func:`build_parser`), so
+``rf8hw --help`` and ``rf8hw table`` load neither torch nor Amaranth.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``rf8hw``: every command is listed with its one-line help, and only
+    ``command``'s module is imported to add its options (None: none, enough for ``--help``)."""
     from rf8hw import __version__
 
     parser = Parser(
@@ -46,8 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
-        import_module(module).register(sub, name, help_text)
+        if name == command:
+            import_module(module).register(sub, name, help_text)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command named in ``argv``: its first word that is not an option (``rf8hw`` itself
+    takes no option with a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def user_error(exc: BaseException) -> str | None:
@@ -67,8 +78,8 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:

@@ -14,7 +14,7 @@ ARRAY_COMMANDS = ("generate", "cosim", "synth", "estimate")
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:
-    parser = build_parser()
+    parser = build_parser(name)
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices[name]
 
@@ -55,3 +55,20 @@ def test_rows_and_cols_are_required_on_the_command_line(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--cols", "4"])
     assert "--rows" in capsys.readouterr().err
+
+
+def test_help_imports_no_command_module():
+    """rf8hw --help lists every command from the table alone: no command module, no torch, no
+    Amaranth, no numpy (fresh interpreter)."""
+    import subprocess
+    import sys
+
+    from rf8hw.cli import COMMANDS
+
+    script = ("import sys\nfrom rf8hw import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'amaranth', 'numpy')"
+              " or m.startswith('rf8hw.commands.'))\nprint('LOADED', heavy)")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "LOADED []" in res.stdout, res.stdout
+    assert all(name in res.stdout for name in COMMANDS)

@@ -122,7 +122,7 @@ def test_cli_train_writes_metrics_and_checkpoint(tmp_path, capsys):
 def _train_parser():
     import argparse
 
-    parser = cli.build_parser()
+    parser = cli.build_parser("train")
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
 
 
