@@ -33,9 +33,8 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rf8hw.zoo import tinygpt  # noqa: E402
-
-from rf8hw.nn import backslash  # noqa: E402
+from rf8hw.nn import backslash
+from rf8hw.zoo import tinygpt
 
 
 def make_arm(form: str | None, seed: int = 0):

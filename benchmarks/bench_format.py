@@ -62,7 +62,7 @@ def main(argv=None):
     t_torch_enc = best(lambda: wt.to(torch.float8_e4m3fn), args.repeat)
     t_mld_enc = best(lambda: w.astype(ml_dtypes.float8_e4m3fn), args.repeat)
     for mode in ("nearest", "paper"):
-        t = best(lambda: codec.encode(w, X, mode), args.repeat)
+        t = best(lambda mode=mode: codec.encode(w, X, mode), args.repeat)
         row(f"codec.encode {mode} ({n / 1e6:.0f}M)", t, "torch f32->float8_e4m3fn", t_torch_enc, 1.0)
         row(f"codec.encode {mode} ({n / 1e6:.0f}M)", t, "ml_dtypes f32->float8_e4m3fn", t_mld_enc, 3.0)
 

@@ -176,7 +176,8 @@ def plot(res: dict, path: Path) -> None:
             ax.plot(xs, [r["beta_moment"] for _, r in pts], "x", color=colour, ms=5)
         ax.axhline(2.0, color="k", ls="--", lw=1, label="beta = 2 (Gaussian)")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(f"block index (-1: embeddings{'; %d: pooler' % (last + 1) if key == 'minilm' else ''})")
+        pooler = f"; {last + 1}: pooler" if key == "minilm" else ""
+        ax.set_xlabel(f"block index (-1: embeddings{pooler})")
         ax.set_ylabel("GG shape beta (o ML, x moment)")
         ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.savefig(path, dpi=100)

@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 import rf8hw
-from rf8hw.zoo import minilm, smollm2
 from rf8hw.nn import quant
+from rf8hw.zoo import minilm, smollm2
 
 
 def _best(fn, repeat):
@@ -69,8 +69,8 @@ def minilm_part(repeat: int) -> dict:
     for k in ("fp32", "rf8_fake", "rf8_bitexact_token"):
         m = vs[k]
         minilm.embed(m, b40, 40)                       # warm-up: caches, Numba, allocators
-        speed[k] = {"batch40_s": _best(lambda: minilm.embed(m, b40, 40), repeat),
-                    "batch1_s": _best(lambda: [minilm.embed(m, [t], 1) for t in b1], repeat) / len(b1)}
+        speed[k] = {"batch40_s": _best(lambda m=m: minilm.embed(m, b40, 40), repeat),
+                    "batch1_s": _best(lambda m=m: [minilm.embed(m, [t], 1) for t in b1], repeat) / len(b1)}
     ratios = {"bitexact_batch40_x": speed["rf8_bitexact_token"]["batch40_s"] / speed["fp32"]["batch40_s"],
               "bitexact_batch1_x": speed["rf8_bitexact_token"]["batch1_s"] / speed["fp32"]["batch1_s"],
               "fake_batch40_x": speed["rf8_fake"]["batch40_s"] / speed["fp32"]["batch40_s"],

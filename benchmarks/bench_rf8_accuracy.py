@@ -270,7 +270,7 @@ def smollm2_part(n_calib: int, length: int, sample_rows: int, seeds, lm_heads, o
     out["calibration"] = (f"per seed: {n_calib} Shakespeare windows x {length} tokens ({n_calib * length} tokens) "
                           "at random non-overlapping starts, none overlapping an evaluated window")
     out["scale_search_sample_rows"] = sample_rows
-    _run_variants(model, metric, {s: (lambda c: lambda m: smollm2.Perplexity(c)(m))(c) for s, c in calib.items()},
+    _run_variants(model, metric, {s: (lambda m, c=c: smollm2.Perplexity(c)(m)) for s, c in calib.items()},
                   _pick(only), sample_rows, lm_heads=lm_heads, save=save, out=out)
     if ste_steps and True in lm_heads and (only is None or "rf8_ste" in only):
         out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of the KL divergence of the student's "

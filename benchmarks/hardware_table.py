@@ -41,8 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
 from rf8hw.accel.synth_cache import SYNTH_FLOW_FILES  # noqa: E402
-from rf8hw.arch import MAX_DIM, ArrayConfig  # noqa: E402
-from rf8hw.arch import PE_KINDS  # noqa: E402
+from rf8hw.arch import (  # noqa: E402
+    MAX_DIM,
+    PE_KINDS,
+    ArrayConfig,
+)
 from rf8hw.toolchain import cache  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -79,7 +82,7 @@ def save(db: dict) -> None:
     plot(db)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_key(device, pe, rows, cols, seed, unit="array") -> str:
     """:func:`rf8hw.toolchain.cache.synthesis_key` of one run: every source of the RTL and the
     synthesis flow, the tool versions and the parameters.  A stored run whose key differs was

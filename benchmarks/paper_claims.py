@@ -25,15 +25,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm import tqdm
 
-from rf8hw import zoo  # noqa: E402
-import rf8hw  # noqa: E402
-from rf8hw.nn import gg, quant  # noqa: E402
-from rf8hw.nn.checkpoint import load_checkpoint  # noqa: E402
-from rf8hw.nn.train import TrainConfig, linear_weights, train  # noqa: E402
+import rf8hw
+from rf8hw import zoo
+from rf8hw.nn import gg, quant
+from rf8hw.nn.checkpoint import load_checkpoint
+from rf8hw.nn.train import TrainConfig, linear_weights, train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "results"
 

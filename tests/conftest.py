@@ -13,8 +13,8 @@ def train_mlp_digits(tmp_path_factory):
     machine they lose a lot."""
     import torch
 
-    from rf8hw.zoo import mlp_digits
     from rf8hw.nn.checkpoint import save_checkpoint
+    from rf8hw.zoo import mlp_digits
 
     made = {}
 

@@ -279,7 +279,7 @@ def _guarded(fn, *args) -> dict:
     writes the log), so one failed point never stops the others."""
     try:
         return {"ok": True, "value": fn(*args)}
-    except Exception as exc:                                     # noqa: BLE001 -- reported per point
+    except Exception as exc:
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return {"ok": False, "error": f"{type(exc).__name__}: {line}", "traceback": traceback.format_exc(),
                 **_node()}
@@ -378,7 +378,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
                 before = sum(map(point_done, points))
                 try:
                     results[k] = ray.get(ready[0])
-                except Exception as exc:               # noqa: BLE001 -- a worker died: that point failed
+                except Exception as exc:
                     results[k] = {"ok": False, "error": f"{type(exc).__name__}: "
                                   f"{(str(exc).strip().splitlines() or [''])[0]}", "traceback": str(exc)}
                 if results[k]["ok"]:

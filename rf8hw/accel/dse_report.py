@@ -87,7 +87,7 @@ def summarize(cfg, rows: list[dict], computed: dict, ray_info: dict, wall_s: flo
     synth_s = sum(v for v in fresh.values() if v is not None)
     try:
         tools = synthesis_tool_versions()
-    except Exception as exc:                                      # noqa: BLE001 -- recorded, not fatal
+    except Exception as exc:
         tools = {"error": str(exc)}
     return {
         "config": cfg.as_dict(), "versions": {**report_versions(), **package_versions(("ray",)), **tools},

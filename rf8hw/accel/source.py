@@ -26,9 +26,10 @@ head and ``nn.MultiheadAttention``'s ``out_proj``, named in the report's notes).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rf8hw import checks
 from rf8hw.zoo import MODELS

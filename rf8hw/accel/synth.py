@@ -42,8 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.arch import DEFAULT_RESET, ArrayConfig
-from rf8hw.arch import PE_KINDS
+from rf8hw.arch import DEFAULT_RESET, PE_KINDS, ArrayConfig
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
 
@@ -111,7 +110,7 @@ class DoesNotFitError(SynthError):
         self.utilisation = utilisation
 
 
-def check_device(device) -> "Device":
+def check_device(device) -> Device:
     """The :class:`Device` called ``device`` (``ValueError`` naming the choices otherwise)."""
     return DEVICES[checks.choice("device", device, tuple(DEVICES))]
 
@@ -296,7 +295,7 @@ def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_st
     return _flow(cfg, XC7, None, workdir, progress, unit, place=False)
 
 
-def _flow(cfg: ArrayConfig, dev: "Device", seed, workdir, progress, unit: str, place: bool) -> dict:
+def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, place: bool) -> dict:
     """Checks shared by :func:`synthesize` and :func:`map_xilinx`, then the flow under the work
     directory's lock."""
     if not isinstance(cfg, ArrayConfig):
@@ -318,7 +317,7 @@ def _flow(cfg: ArrayConfig, dev: "Device", seed, workdir, progress, unit: str, p
         return _synthesize_in(work.resolve(), cfg, kind, dev, dev.name, seed, name, unit, place, say)
 
 
-def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: "Device", device: str, seed,
+def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str, seed,
                    name: str, unit: str, place: bool, say) -> dict:
     """The body of :func:`synthesize`, run while holding the work directory's lock."""
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe

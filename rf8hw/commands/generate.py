@@ -2,8 +2,8 @@
 
 
 def register(subparsers, name: str, help_text: str) -> None:
-    from rf8hw.commands.options import add_config_args
     from rf8hw.arch import ArrayConfig
+    from rf8hw.commands.options import add_config_args
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(parser, ArrayConfig)
@@ -14,8 +14,8 @@ def register(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from rf8hw.commands.options import config_from_args
     from rf8hw.arch import ArrayConfig
+    from rf8hw.commands.options import config_from_args
     from rf8hw.hdl.generate import generate
 
     v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir,

@@ -7,8 +7,8 @@ _TEXT_KEYS = ("lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "com
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.accel.synth import DEVICES
-    from rf8hw.commands.options import add_config_args
     from rf8hw.arch import ArrayConfig
+    from rf8hw.commands.options import add_config_args
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(parser, ArrayConfig)
@@ -25,8 +25,8 @@ def run(args) -> int:
     import sys
 
     from rf8hw.accel import synth
-    from rf8hw.commands.options import config_from_args
     from rf8hw.arch import ArrayConfig
+    from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(ArrayConfig, args)
     try:

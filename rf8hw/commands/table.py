@@ -30,7 +30,7 @@ def _value_str(v: float) -> str:
 
 
 def format_text(X: int = 0) -> str:
-    lines = [f"{'code':>4} {'s':>1} {'E':>2} {'R':>1} {'M':>2} {'value (X=%d)' % X:>22} "
+    lines = [f"{'code':>4} {'s':>1} {'E':>2} {'R':>1} {'M':>2} {f'value (X={X})':>22} "
              f"{'W=P(1,code)':>12} canonical"]
     for r in rows(X):
         lines.append(f"0x{r['code']:02x} {r['s']:>1} {r['E']:>2} {r['R']:>1} {r['M']:>2} "

@@ -15,7 +15,7 @@ import os
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.commands.options import add_config_args
-    from rf8hw.nn.train import TrainConfig        # no torch at import time
+    from rf8hw.nn.train import TrainConfig  # no torch at import time
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     add_config_args(p, TrainConfig)

@@ -15,8 +15,8 @@ from amaranth.hdl import ClockDomain, DomainRenamer, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.hdl.array import RF8Array
 from rf8hw.arch import ArrayConfig
+from rf8hw.hdl.array import RF8Array
 
 __all__ = ["lane_bits", "RF8AxiTop"]
 

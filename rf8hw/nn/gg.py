@@ -159,7 +159,7 @@ def shape_from_ratio(ratio: float, how: str = "solve") -> float:
     a, b = _TABLE_LOG_NU[max(i - 1, 0)], _TABLE_LOG_NU[min(i, len(_TABLE_LOG_NU) - 1)]
     if a == b:
         return math.exp(a)
-    f = lambda t: float(_log_rho(math.exp(t))) - lr   # noqa: E731
+    f = lambda t: float(_log_rho(math.exp(t))) - lr
     return math.exp(optimize.brentq(f, a, b, xtol=1e-13, rtol=1e-13))
 
 

@@ -49,9 +49,9 @@ def select_params(model, which="matrices") -> dict:
         raise ValueError(f"select_params needs a torch.nn.Module or a name -> tensor mapping, "
                          f"not {type(model).__name__}")
     if which == "matrices":
-        keep = lambda name, t: t.ndim >= 2          # noqa: E731
+        keep = lambda name, t: t.ndim >= 2
     elif which == "all":
-        keep = lambda name, t: True                 # noqa: E731
+        keep = lambda name, t: True
     elif callable(which):
         keep = which
     else:

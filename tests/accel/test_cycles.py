@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from rf8hw.zoo import mlp_digits, tinygpt
 from rf8hw.accel import cycles, gemms
 from rf8hw.accel.cycles import gemm_cycles, tile_schedule
-from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.arch import ArrayConfig
+from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.sim.pysim import simulate_tiles
 from rf8hw.sim.stimulus import gemm_tiles
+from rf8hw.zoo import mlp_digits, tinygpt
 
 
 def test_gemm_cycles_parts_and_the_architecture_doc_example():
@@ -92,6 +92,7 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
         == gemm_cycles(4, 7, 6, ArrayConfig(rows, cols, pe="rf8")).cycles + 1
 
 
+@pytest.mark.slow
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
     """One Icarus co-simulation (rf8hw.sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
     single exact tile) streamed back to back on a 4x3 array:

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import dse
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.arch import ArrayConfig
 from rf8hw.nn import quant
 from rf8hw.nn.checkpoint import load_checkpoint
+from rf8hw.zoo import mlp_digits
 
 # ------------------------------------------------------------------------- Pareto front, pick
 
@@ -103,6 +103,7 @@ def _entries(directory):
     return {p.name: p.stat().st_mtime_ns for p in directory.glob("*.json")} if directory.is_dir() else {}
 
 
+@pytest.mark.slow
 def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_path, capsys):
     synth_cache, cache, out = tmp_path / "synth", tmp_path / "dse", tmp_path / "out"
     args = ["sweep", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--pe", "rf8_pipe,int8_pipe",

@@ -6,12 +6,12 @@ import json
 import pytest
 
 import rf8hw
-from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import estimate, synth_cache
-from rf8hw.nn import quant
 from rf8hw.accel.cycles import gemm_cycles
 from rf8hw.arch import ArrayConfig
+from rf8hw.nn import quant
+from rf8hw.zoo import mlp_digits
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,7 @@ def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
     assert rep["overflow"]["total"]["acc_bits_needed"] > 27
 
 
+@pytest.mark.slow
 def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
     """One real 1x1 synthesis (yowasp yosys + nextpnr); the second call returns the stored result,
     a different seed is a different key."""

@@ -68,8 +68,9 @@ def _shapes(gs):
 
 
 def test_gemm_capture_of_an_unknown_model_float_and_bitexact(adapter_module):
-    from rf8hw.nn import quant
     import my_adapters_for_test as mod
+
+    from rf8hw.nn import quant
 
     model, run, _, _ = mod.adapter()
     got = gemms.capture(model, run)
@@ -151,5 +152,5 @@ def test_capture_of_tinygpt_agrees_with_the_module_level_count():
 
     m = tinygpt.build(tinygpt.CONFIG())
     x = tinygpt.example(m.config, 2)
-    key = lambda gs: sorted((g.M, g.K, g.N, g.on_array, g.count) for g in gs)   # noqa: E731
+    key = lambda gs: sorted((g.M, g.K, g.N, g.on_array, g.count) for g in gs)
     assert key(gemms.capture(m, x)) == key(model_gemms(m, x))

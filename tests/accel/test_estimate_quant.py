@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from rf8hw.zoo import mlp_digits
 from rf8hw import cli
 from rf8hw.accel import estimate, source
 from rf8hw.arch import ArrayConfig
 from rf8hw.nn import gptq, quant
 from rf8hw.nn.checkpoint import load_checkpoint
+from rf8hw.zoo import mlp_digits
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ RESULT_KEYS = {"lut4", "ff", "carry", "dsp", "bram", "fmax_mhz", "device", "tool
 
 # --- the real flow ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_synth_json_1x1_rf8_ecp5(tmp_path, capsys):
     """A 1x1 RF8 array through yosys + nextpnr: sane numbers, all keys, versions recorded.
 
@@ -44,6 +45,7 @@ def test_cli_synth_json_1x1_rf8_ecp5(tmp_path, capsys):
     assert Path(res["paths"]["report"]).is_file() and Path(res["paths"]["yosys_log"]).is_file()
 
 
+@pytest.mark.slow
 def test_int8_dsp_uses_mult18x18d_and_int8_does_not(tmp_path):
     """Same Int8PE RTL: DSP inference on maps the multiply to MULT18X18D, off builds it in LUTs."""
     common = dict(device="ecp5-25k", unit="pe", place=False, progress=None)
@@ -54,6 +56,7 @@ def test_int8_dsp_uses_mult18x18d_and_int8_does_not(tmp_path):
     assert soft["lut4"] > dsp["lut4"] + 100         # an 8x8 soft multiplier is hundreds of LUT4
 
 
+@pytest.mark.slow
 def test_design_that_does_not_fit_reports_utilisation(tmp_path):
     """9 DSP multipliers on an iCE40UP5K (8 DSPs): DoesNotFitError with nextpnr's numbers."""
     with pytest.raises(synth.DoesNotFitError,
@@ -64,6 +67,7 @@ def test_design_that_does_not_fit_reports_utilisation(tmp_path):
     assert info.value.utilisation["ICESTORM_DSP"] == (9, 8)
 
 
+@pytest.mark.slow
 def test_map_xilinx_one_dsp_pe_uses_dsp48e1_and_records_yosys_only(tmp_path):
     """Yosys' xc7 mapping of one int8_dsp PE: the multiply in a DSP48E1, LUT6 counts, no nextpnr."""
     res = synth.map_xilinx(ArrayConfig(1, 1, pe="int8_dsp"), unit="pe", workdir=tmp_path,
@@ -189,6 +193,7 @@ def test_tool_failure_shows_log_tail(tmp_path, monkeypatch):
         synth.synthesize(ArrayConfig(1, 1), workdir=tmp_path, progress=None)
 
 
+@pytest.mark.slow
 def test_concurrent_runs_in_one_workdir_take_turns(tmp_path):
     """A second synthesis in a work directory that another run holds waits for it (no mixed files)."""
     import threading

@@ -29,8 +29,8 @@ def stub(monkeypatch):
     return calls
 
 
-def _entry(tmp_path, cfg=ArrayConfig(1, 1), seed=1):
-    params = dict(**cfg.as_dict(), device="ecp5-25k", seed=seed)
+def _entry(tmp_path, cfg=None, seed=1):
+    params = dict(**(cfg or ArrayConfig(1, 1)).as_dict(), device="ecp5-25k", seed=seed)
     return tmp_path / f"{synth_cache.synth_cache_key(params)}.json"
 
 

@@ -5,10 +5,9 @@ from dataclasses import fields
 
 import pytest
 
+from rf8hw.arch import PE_KINDS, ArrayConfig, rf8_kinds
 from rf8hw.cli import build_parser
 from rf8hw.commands.options import add_config_args, config_from_args
-from rf8hw.arch import ArrayConfig
-from rf8hw.arch import PE_KINDS, rf8_kinds
 
 ARRAY_COMMANDS = ("generate", "cosim", "synth", "estimate")
 

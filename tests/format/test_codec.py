@@ -6,11 +6,11 @@ import warnings
 from fractions import Fraction
 
 import numpy as np
+import oracles
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import oracles
 from rf8hw.format import codec, spec
 
 ALL_CODES = np.arange(256, dtype=np.uint8)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import oracles
 import pytest
 
-import oracles
 from rf8hw.format import golden, spec
 
 IMPLS_WRAP = ("auto", "int8", "f64", "loop")

@@ -7,9 +7,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import oracles
 import pytest
 
-import oracles
 from rf8hw.cli import COMMANDS, main
 from rf8hw.commands import table
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment, signed
 
+from rf8hw.arch import PE_KINDS, ArrayConfig
 from rf8hw.format import golden
 from rf8hw.hdl.array import RF8Array, Timing
 from rf8hw.hdl.axi import RF8AxiTop
-from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.pe import WeightStationaryPE
-from rf8hw.arch import PE_KINDS
 from rf8hw.sim.pysim import simulate_tiles
 from rf8hw.sim.stimulus import random_tiles
 

@@ -6,10 +6,12 @@ from amaranth.hdl import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.arch import ArrayConfig
+from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.hdl.pe import RF8PE
 from rf8hw.toolchain.tools import yosys_cell_counts
+
+pytestmark = pytest.mark.slow          # runs Yosys
 
 
 class TinyMultiplier(wiring.Component):

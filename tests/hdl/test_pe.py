@@ -17,12 +17,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from rf8hw.arch import PE_KINDS, ArrayConfig
 from rf8hw.format import baselines, golden, spec
 from rf8hw.hdl.axi import RF8AxiTop
-from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.decoder import RF8Decoder
 from rf8hw.hdl.pe import RF8PE
-from rf8hw.arch import PE_KINDS
 from rf8hw.hdl.registry import pe_class
 from rf8hw.sim.pysim import simulate_tiles
 

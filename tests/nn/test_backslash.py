@@ -20,7 +20,7 @@ def fixed_nu(tensors):
 
 def hand_step(theta, lam, eps, nu):
     n = len(theta)
-    sign = lambda x: (x > 0) - (x < 0)            # noqa: E731
+    sign = lambda x: (x > 0) - (x < 0)
     return [t - lam * nu / n * sign(t) * math.pow(abs(t) + eps, nu - 1) for t in theta]
 
 

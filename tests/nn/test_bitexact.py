@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 
 import rf8hw
-from rf8hw.format import codec, golden, spec
 from rf8hw.arch import ArrayConfig
+from rf8hw.format import codec, golden, spec
 from rf8hw.nn import bitexact, quant
 from rf8hw.nn.bitexact import OverflowStats
 

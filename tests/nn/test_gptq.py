@@ -13,8 +13,8 @@ import torch.nn as nn
 
 from rf8hw.files import sha256_file
 from rf8hw.format import codec
-from rf8hw.nn import grid as gridmod
 from rf8hw.nn import bitexact, gptq, quant, ste
+from rf8hw.nn import grid as gridmod
 
 
 def _layer(K=48, N=24, seed=0):
@@ -89,7 +89,7 @@ def test_scale_search_never_worse_than_unit_scale_and_lies_in_the_octave():
     assert ((s > 0.5) & (s <= 1)).all() and (s < 1).any()
     w_hat1 = gridmod.fit_grid(w, "rf8").round(w)[1]
     w_hat = gridmod.fit_grid(w, "rf8", s).round(w)[1]
-    per_ch = lambda wh: ((w.astype(np.float64) - wh) ** 2).sum(0)   # noqa: E731
+    per_ch = lambda wh: ((w.astype(np.float64) - wh) ** 2).sum(0)
     assert (per_ch(w_hat) <= per_ch(w_hat1)).all() and per_ch(w_hat).sum() < per_ch(w_hat1).sum()
     # one factor only -> that factor everywhere; importance zero on all but one input feature
     np.testing.assert_array_equal(gridmod.search_scale(w, factors=[0.8]), np.full(32, 0.8, np.float32))
@@ -329,7 +329,7 @@ def test_quantize_refined_without_options_equals_plain_and_scale_search_matches_
 def test_smooth_and_gptq_combine():
     m = _tiny()
     cal, held = _cal_held()
-    run = lambda mm: mm(cal)    # noqa: E731
+    run = lambda mm: mm(cal)
     with torch.no_grad():
         ref = m(held)
     near = quant.quantize_(copy.deepcopy(m), _cfg(), smooth=run)
@@ -566,8 +566,8 @@ def test_distill_moves_the_rf8_model_towards_its_float_teacher_on_held_out_input
     gen = torch.Generator().manual_seed(11)
     train = [torch.randn(32, 32, generator=gen) for _ in range(4)]
     held = torch.randn(256, 32, generator=gen)
-    fwd = lambda m, b: m(b)                                     # noqa: E731
-    mse = lambda s, t: ((s - t) ** 2).mean()                    # noqa: E731
+    fwd = lambda m, b: m(b)
+    mse = lambda s, t: ((s - t) ** 2).mean()
     with torch.no_grad():
         ref = teacher(held)
         before = float(mse(quant.quantize(teacher, "rf8")(held), ref))

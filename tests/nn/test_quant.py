@@ -1,8 +1,8 @@
 """rf8hw.nn.quant: storage, each format against an oracle written differently, export/import, bad input."""
 
-from fractions import Fraction
 import json
 import math
+from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 
 import rf8hw
-from rf8hw.zoo import mlp_digits
 from rf8hw.format import spec
 from rf8hw.nn import quant
+from rf8hw.zoo import mlp_digits
 
 
 @pytest.fixture

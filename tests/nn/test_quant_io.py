@@ -12,10 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import rf8hw
-from rf8hw.zoo import mlp_digits
 from rf8hw.files import sha256_file
 from rf8hw.format import spec
 from rf8hw.nn import quant
+from rf8hw.zoo import mlp_digits
 
 ZOO = {"name": "mlp_digits", "config": {"n_hidden": 16}}
 

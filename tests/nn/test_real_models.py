@@ -18,7 +18,9 @@ from rf8hw.nn import quant
 from rf8hw.nn.quant import QuantConfig, QuantLinear
 
 pytest.importorskip("transformers")
-from rf8hw.zoo import minilm, smollm2  # noqa: E402
+from rf8hw.zoo import minilm, smollm2
+
+pytestmark = pytest.mark.slow          # loads the real pretrained models
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,38 @@ Every name below is importable as ``rf8hw.nn.quant.NAME``; ``docs/quantization.m
 from rf8hw.nn.bitexact import ACT_DYNAMIC
 from rf8hw.nn.quant.config import SCALE_OBJECTIVES, QuantConfig
 from rf8hw.nn.quant.convert import default_filter, quantize, quantize_, smoothing_factors
-from rf8hw.nn.quant.formats import (APOT_LEVELS, APOT_MAX, APOT_P1, APOT_P2, DEFAULT_GRANULARITY,
-                                    FORMATS, FP8_E4M3_MAX, GRANULARITIES, ROUNDINGS, decode_weight,
-                                    encode_weight)
+from rf8hw.nn.quant.formats import (
+                                    APOT_LEVELS,
+                                    APOT_MAX,
+                                    APOT_P1,
+                                    APOT_P2,
+                                    DEFAULT_GRANULARITY,
+                                    FORMATS,
+                                    FP8_E4M3_MAX,
+                                    GRANULARITIES,
+                                    ROUNDINGS,
+                                    decode_weight,
+                                    encode_weight,
+)
 from rf8hw.nn.quant.layer import MODES, QuantLinear, is_conv1d, is_linear_like
-from rf8hw.nn.quant.saveload import (FILE_FORMAT, FILE_VERSION, HF_MARKER, LAYER_FIELDS, load_quantized,
-                                     mark_hf_configs, save_quantized)
-from rf8hw.nn.quant.whole_model import (calibrate, overflow_report, quant_layers, reset_stats, rf8_layers,
-                                        set_mode, sqnr_db)
+from rf8hw.nn.quant.saveload import (
+                                    FILE_FORMAT,
+                                    FILE_VERSION,
+                                    HF_MARKER,
+                                    LAYER_FIELDS,
+                                    load_quantized,
+                                    mark_hf_configs,
+                                    save_quantized,
+)
+from rf8hw.nn.quant.whole_model import (
+                                    calibrate,
+                                    overflow_report,
+                                    quant_layers,
+                                    reset_stats,
+                                    rf8_layers,
+                                    set_mode,
+                                    sqnr_db,
+)
 
 __all__ = [
     # formats

@@ -40,7 +40,7 @@ def _mha_projections(model: nn.Module) -> set[str]:
             if isinstance(m, nn.MultiheadAttention)}
 
 
-def _refine(q: "QuantLinear", w_kn: np.ndarray, config: QuantConfig, H) -> int:
+def _refine(q: QuantLinear, w_kn: np.ndarray, config: QuantConfig, H) -> int:
     """Re-derive ``q``'s codes (and exponent/scale, ``channel_scale``) from its float weight
     ``w_kn [K, N]`` by ``config``'s scale search and/or GPTQ with input Hessian ``H``; returns how
     many values GPTQ moved beyond the grid (rounded to its largest magnitude)."""

@@ -188,7 +188,7 @@ class QuantLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str = "rf8", granularity: str = "channel",
                     rounding: str = "nearest", mode: str = "fake",
-                    array: ArrayConfig | None = None) -> "QuantLinear":
+                    array: ArrayConfig | None = None) -> QuantLinear:
         """Quantize the weight of ``linear`` (which is left unchanged): an ``nn.Linear`` (or a
         subclass; weight ``[N, K]``) or a Hugging Face ``Conv1D`` (weight ``[K, N]``)."""
         w_kn = weight_kn_of(linear)

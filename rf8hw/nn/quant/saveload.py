@@ -149,7 +149,7 @@ def _first_bad(mask: torch.Tensor) -> tuple:
     return tuple(int(i) for i in torch.nonzero(mask)[0])
 
 
-def _check_values(name: str, q: "QuantLinear", where: str) -> None:
+def _check_values(name: str, q: QuantLinear, where: str) -> None:
     """Refuse stored values no encoder writes: RF8 exponents outside ``spec.X_MIN..X_MAX``, scales
     that are not finite and > 0, the INT8 code -128, FP8-E4M3 NaN codes, smoothing factors that are
     not positive powers of two, per-column scales that are not finite and > 0."""
