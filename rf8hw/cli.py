@@ -15,13 +15,20 @@ from importlib import import_module
 # command name -> (module, one-line help).  Keep sorted by workflow, not alphabet.
 COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
-    "generate": ("rf8hw.commands.generate", "write Verilog + JSON manifest of an RF8 systolic MAC array"),
-    "cosim": ("rf8hw.commands.cosim", "co-simulate the generated Verilog (Verilator/Icarus, cocotb) against the golden model"),
-    "train": ("rf8hw.commands.train", "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
+    "generate": ("rf8hw.commands.generate",
+                 "write Verilog + JSON manifest of an RF8 systolic MAC array"),
+    "cosim": ("rf8hw.commands.cosim",
+              "co-simulate the generated Verilog (Verilator/Icarus, cocotb) against the golden model"),
+    "train": ("rf8hw.commands.train",
+              "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
     "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),
-    "synth": ("rf8hw.commands.synth", "synthesise + place and route an array (yosys/nextpnr): LUT4/FF/DSP and post-route Fmax"),
-    "estimate": ("rf8hw.commands.estimate", "accuracy on the bit-exact RF8 hardware path, cycles, area and Fmax for a trained model"),
-    "sweep": ("rf8hw.commands.sweep", "design-space exploration on Ray: PE kinds x sizes x accumulators x numerics to a Pareto front"),
+    "synth": ("rf8hw.commands.synth",
+              "synthesise + place and route an array (yosys/nextpnr): LUT4/FF/DSP and post-route Fmax"),
+    "estimate": ("rf8hw.commands.estimate",
+                 "accuracy on the bit-exact RF8 hardware path, cycles, area and Fmax of a model on an "
+                 "RF8 array (a zoo checkpoint, minilm, smollm2 or your own adapter)"),
+    "sweep": ("rf8hw.commands.sweep",
+              "design-space exploration on Ray: PE kinds x sizes x accumulators x numerics -> Pareto front"),
 }
 
 

@@ -115,7 +115,8 @@ class SweepConfig:
         "metavar": "DIR", "help": "accuracy / does-not-fit cache (default ~/.cache/rf8hw/dse)"})
     address: str | None = field(default=None, metadata={
         "help": "join this Ray cluster (e.g. 127.0.0.1:6379); default: a local Ray instance"})
-    num_cpus: int | None = field(default=None, metadata={"help": "CPUs of the local Ray instance (default: all)"})
+    num_cpus: int | None = field(default=None, metadata={
+        "help": "CPUs of the local Ray instance (default: all)"})
     max_luts: int | None = field(default=None, metadata={"help": "constraint: at most N LUT4 sites"})
     min_accuracy: float | None = field(default=None, metadata={
         "help": "constraint: accuracy at least X (at most X where lower is better)"})
@@ -363,7 +364,8 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
                     "cluster_cpus": ray.cluster_resources().get("CPU")}
         task = ray.remote(num_cpus=1, max_retries=0)(_guarded)
         refs = {}
-        ckpt = None if cfg.checkpoint is None else str(Path(cfg.checkpoint).resolve())   # workers' cwd differs
+        # absolute: the workers' working directory differs
+        ckpt = None if cfg.checkpoint is None else str(Path(cfg.checkpoint).resolve())
         for k in missing:
             if k in acc_jobs:
                 refs[task.remote(accuracy_factor, cfg.model, ckpt, cfg.batch, acc_jobs[k][0])] = k
@@ -429,8 +431,9 @@ def _row(cfg: SweepConfig, p: dict, results: dict, out: Path) -> dict:
                    accuracy_cached=a.get("cached", False), accuracy_node=a.get("node_id"))
     if syn["ok"]:
         s = syn["value"]
+        seconds = None if s.get("synth_seconds") is None else round(sum(s["synth_seconds"].values()), 1)
         row.update(fits=s["fits"], synth_cached=s.get("cached", False), synth_node=s.get("node_id"),
-                   synth_seconds=None if s.get("synth_seconds") is None else round(sum(s["synth_seconds"].values()), 1))
+                   synth_seconds=seconds)
         if s["fits"]:
             row.update({k: s[k] for k in ("lut4", "lut4_equiv", "ff", "carry", "dsp", "bram", "fmax_mhz")})
         else:

@@ -71,14 +71,16 @@ class AccuracyPath:
 PATHS = {
     "fp32": AccuracyPath(None, "the float model"),
     "rf8_fake": AccuracyPath("rf8", "RF8 weights (the configured rounding), float activations"),
-    "rf8_fake_paper": AccuracyPath("rf8", "RF8 weights with the paper's rounding, float activations", "paper"),
+    "rf8_fake_paper": AccuracyPath("rf8", "RF8 weights with the paper's rounding, float activations",
+                                   "paper"),
     "rf8_bitexact": AccuracyPath("rf8", "INT8 activations (per-token dynamic scales) through the array's "
-                                "integer arithmetic", act="token"),
-    "rf8_bitexact_tensor": AccuracyPath("rf8", "as rf8_bitexact with per-tensor dynamic scales", act="tensor"),
+                                        "integer arithmetic", act="token"),
+    "rf8_bitexact_tensor": AccuracyPath("rf8", "as rf8_bitexact with per-tensor dynamic scales",
+                                        act="tensor"),
     "rf8_bitexact_smooth": AccuracyPath("rf8", "as rf8_bitexact after power-of-two smoothing measured on "
-                                       "held-in calibration data", act="token", smooth=True),
-    "rf8_bitexact_static": AccuracyPath("rf8", "as rf8_bitexact with static scales calibrated on held-in data",
-                                act="static"),
+                                               "held-in calibration data", act="token", smooth=True),
+    "rf8_bitexact_static": AccuracyPath("rf8", "as rf8_bitexact with static scales calibrated on held-in "
+                                               "data", act="static"),
     "int8": AccuracyPath("int8", "INT8 weights (per channel), float activations", "nearest"),
     "fp8_e4m3": AccuracyPath("fp8_e4m3", "FP8-E4M3 weights (per tensor), float activations", "nearest"),
     "apot": AccuracyPath("apot", "APoT weights (per channel), float activations", "nearest"),

@@ -78,7 +78,8 @@ class _Capture(TorchFunctionMode):
                 self._add("matmul", a.numel() // a.shape[-1], a.shape[-1], b.shape[-1], True, 1, b)
             else:
                 count = 1
-                for d in torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if a.dim() > 2 or b.dim() > 2 else ():
+                batch = a.dim() > 2 or b.dim() > 2
+                for d in torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) if batch else ():
                     count *= d
                 M = a.shape[-2] if a.dim() > 1 else 1
                 N = b.shape[-1] if b.dim() > 1 else 1

@@ -85,7 +85,8 @@ def render_markdown(rep: dict) -> str:
               "| LUT4 | FF | carry | DSP | BRAM | Fmax (MHz) | inferences/s | GMAC/s |",
               "|--:|--:|--:|--:|--:|--:|--:|--:|",
               f"| {_fmt(rep['lut4'])} | {_fmt(rep['ff'])} | {_fmt(rep['carry'])} | {_fmt(rep['dsp'])} | "
-              f"{_fmt(rep['bram'])} | {_fmt(rep['fmax_mhz'], '.1f')} | {_fmt(rep['inferences_per_s'], ',.0f')} | "
+              f"{_fmt(rep['bram'])} | {_fmt(rep['fmax_mhz'], '.1f')} | "
+              f"{_fmt(rep['inferences_per_s'], ',.0f')} | "
               f"{_fmt(rep['gmac_per_s'], '.3f')} |", ""]
     s = rep["synth"]
     if s.get("tools"):

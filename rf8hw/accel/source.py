@@ -107,7 +107,8 @@ def load_adapter(model: str) -> Callable:
     try:
         mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
-        raise ValueError(f"adapter module {mod_name!r} of --model {model!r} cannot be imported: {exc}") from exc
+        raise ValueError(f"adapter module {mod_name!r} of --model {model!r} cannot be imported: "
+                         f"{exc}") from exc
     if not callable(getattr(mod, fn, None)):
         raise ValueError(f"adapter {target!r}: module {mod_name!r} has no function {fn!r}")
     return getattr(mod, fn)
