@@ -78,3 +78,14 @@ def test_configuration_and_cycle_model_load_no_amaranth():
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_ruff_check_is_clean():
+    """The lint configuration of pyproject.toml ([tool.ruff]) holds on the whole checkout."""
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).parent / "ruff"
+    res = subprocess.run([str(ruff), "check", "--no-cache", "--output-format", "concise", str(ROOT)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
