@@ -102,7 +102,8 @@ def main(argv=None):
         rows.append((name, best[name], best["plain"], over_best, over_med))
         print(f"{name:10s} best {best[name] * 1e3:7.1f} ms CPU/step | "
               f"plain best {best['plain'] * 1e3:7.1f} ms CPU/step | overhead {100 * over_best:+6.1f} % "
-              f"(median-based {100 * over_med:+6.1f} %) target <= 10 %: {'OK' if over_best <= 0.10 else 'MISSED'}")
+              f"(median-based {100 * over_med:+6.1f} %) target <= 10 %: "
+              f"{'OK' if over_best <= 0.10 else 'MISSED'}")
     direct = t_bs / best["plain"]
     print(f"step form's extra work alone: estimate_nu {t_nu * 1e3:.2f} ms, BackSlash.step (incl. nu) "
           f"{t_bs * 1e3:.2f} ms = {100 * direct:.1f} % of the best plain step")

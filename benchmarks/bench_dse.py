@@ -95,7 +95,8 @@ def bench_cluster(argv, out: Path, port: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_dse_1node_") as tmp:
         one = _sweep(argv, out / "one_node", Path(tmp), extra=("--num-cpus", "1"))
     print(f"bench_dse: 1 node x 1 CPU {one['wall_s']} s", file=sys.stderr)
-    head = _start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false"], logs / "head.log")
+    head = _start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false"],
+                  logs / "head.log")
     nodes = [head]
     try:
         address = f"127.0.0.1:{port}"
@@ -104,7 +105,8 @@ def bench_cluster(argv, out: Path, port: int) -> dict:
         base = port + 100
         nodes.append(_start([f"--address={address}", "--num-cpus=1", f"--node-manager-port={base}",
                              f"--object-manager-port={base + 1}", f"--metrics-export-port={base + 2}",
-                             f"--dashboard-agent-listen-port={base + 3}", f"--dashboard-agent-grpc-port={base + 4}",
+                             f"--dashboard-agent-listen-port={base + 3}",
+                             f"--dashboard-agent-grpc-port={base + 4}",
                              f"--runtime-env-agent-port={base + 5}", f"--min-worker-port={base + 10}",
                              f"--max-worker-port={base + 60}"], logs / "worker.log"))
         time.sleep(15)

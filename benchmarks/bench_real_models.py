@@ -97,7 +97,8 @@ def smollm2_part(n_per_text: int, length: int) -> dict:
            for k in ("rf8_bitexact_token", "rf8_bitexact_tensor", "rf8_bitexact_token_smooth")}
     return {"accuracy": acc, "relative_to_rf8_weight_only": rel,
             "targets": {"bitexact per-token within 3 % of RF8 weight-only": rel["rf8_bitexact_token"] <= 0.03,
-                        "bitexact per-token + smoothing within 3 %": rel["rf8_bitexact_token_smooth"] <= 0.03}}
+                        "bitexact per-token + smoothing within 3 %":
+                            rel["rf8_bitexact_token_smooth"] <= 0.03}}
 
 
 def main(argv=None) -> int:

@@ -69,14 +69,16 @@ VARIANTS = {   # name -> QuantConfig options (granularity "channel", rounding "n
     "int8_gptq_act": dict(fmt="int8", gptq=True, gptq_order="act"),
     "rf8_gptq_act": dict(fmt="rf8", gptq=True, gptq_order="act"),
 }
-EXTRA = {"rf8_scale_gptq_damp0.1": dict(fmt="rf8", scale_search=True, gptq=True, gptq_damp=0.1)}   # by name only
+# by name only
+EXTRA = {"rf8_scale_gptq_damp0.1": dict(fmt="rf8", scale_search=True, gptq=True, gptq_damp=0.1)}
 BITEXACT = ("rf8_nearest", "rf8_scale_gptq", "rf8_scale_gptq_act")
 
 
 def _linears(model, lm_head: bool) -> list:
     """Names of the layers ``quantize_`` selects (``lm_head``: the one tied to the embedding too)."""
     emb = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    return [n for n, m in model.named_modules() if quant.is_linear_like(m) and (lm_head or id(m.weight) not in emb)]
+    return [n for n, m in model.named_modules()
+            if quant.is_linear_like(m) and (lm_head or id(m.weight) not in emb)]
 
 
 def _stats(runs: list, keys) -> dict:
@@ -107,13 +109,15 @@ def _run_variants(model, metric, calib_runs: dict, variants: dict, sample_rows, 
             t = time.perf_counter()
             H = gptq.hessians(model, _linears(model, True), run)
             out["calibration_s"][str(seed)] = time.perf_counter() - t
-            print(f"hessians seed {seed}: {out['calibration_s'][str(seed)]:.0f} s", file=sys.stderr, flush=True)
+            print(f"hessians seed {seed}: {out['calibration_s'][str(seed)]:.0f} s", file=sys.stderr,
+                  flush=True)
         for lm_head in lm_heads:
             tag = "lm_head_quantized" if lm_head else "lm_head_float"
             rows = out.setdefault(tag, {})
             for name, opts in variants.items():
                 cfg = quant.QuantConfig(granularity="channel",
-                                        scale_sample_rows=sample_rows if opts.get("scale_search") else None, **opts)
+                                        scale_sample_rows=sample_rows if opts.get("scale_search") else None,
+                                        **opts)
                 if i and not cfg.needs_calibration:
                     continue
                 q = copy.deepcopy(model)
@@ -192,22 +196,24 @@ def minilm_part(n_lines: int, seeds, only, save, out, ste_steps: int = 0, ste_lr
     model = minilm.load_model()
     evaluated = minilm.sentences()
     metric = minilm.Metric(model, evaluated)
-    lines = [ln.strip() for ln in smollm2.TEXTS["shakespeare"].read_text().splitlines() if len(ln.strip()) >= 30]
+    lines = [ln.strip() for ln in smollm2.TEXTS["shakespeare"].read_text().splitlines()
+             if len(ln.strip()) >= 30]
     lines = sorted(set(lines) - set(evaluated))
     calib = {}
     for seed in seeds:      # seed -> the 16 calibration sentences + n_lines lines drawn without replacement
         pick = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:n_lines]
         calib[seed] = minilm.calibration_sentences() + [lines[i] for i in sorted(pick.tolist())]
     tokens = {s: int(minilm.tokenize(model, c)["attention_mask"].sum()) for s, c in calib.items()}
-    out["calibration"] = (f"per seed: the 16 calibration_sentences.txt + {n_lines} of the {len(lines)} distinct "
-                          f"Shakespeare lines (>= 30 characters, none an evaluated sentence) drawn by "
-                          f"torch.randperm(seed); texts of equal token count batched (no padding); tokens per seed {tokens}")
+    out["calibration"] = (f"per seed: the 16 calibration_sentences.txt + {n_lines} of the {len(lines)} "
+                          f"distinct Shakespeare lines (>= 30 characters, none an evaluated sentence) "
+                          f"drawn by torch.randperm(seed); texts of equal token count batched (no padding); "
+                          f"tokens per seed {tokens}")
     _run_variants(model, metric, {s: _equal_length_run(model, c) for s, c in calib.items()},
                   _pick(only), sample_rows=None, save=save, out=out)
     if ste_steps and (only is None or "rf8_ste" in only):
-        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of 1 - cosine(student, fp32) sentence "
-                      f"embedding over the seed's calibration texts in batches of {ste_batch} (padded), "
-                      "reshuffled each pass; then RF8 nearest per channel")
+        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of 1 - cosine(student, fp32) "
+                      f"sentence embedding over the seed's calibration texts in batches of {ste_batch} "
+                      "(padded), reshuffled each pass; then RF8 nearest per channel")
         inputs = {s: [minilm.tokenize(model, c[j:j + ste_batch]) for j in range(0, len(c), ste_batch)]
                   for s, c in calib.items()}
         _ste_rows(model, metric, inputs, lambda m, b: m(dict(b))["sentence_embedding"],
@@ -265,18 +271,20 @@ def smollm2_part(n_calib: int, length: int, sample_rows: int, seeds, lm_heads, o
     for s in seeds:
         calib[s], spans = smollm2_calibration(tok, metric, n_calib, length, s)
     out["evaluated_shakespeare_spans"] = spans
-    out["evaluation"] = (f"models.smollm2.windows: {eval_windows[0]} Shakespeare + {eval_windows[1]} modern-English "
-                         f"windows of {eval_length} tokens, evenly spaced; one window per forward")
-    out["calibration"] = (f"per seed: {n_calib} Shakespeare windows x {length} tokens ({n_calib * length} tokens) "
-                          "at random non-overlapping starts, none overlapping an evaluated window")
+    out["evaluation"] = (f"models.smollm2.windows: {eval_windows[0]} Shakespeare + {eval_windows[1]} "
+                         f"modern-English windows of {eval_length} tokens, evenly spaced; "
+                         "one window per forward")
+    out["calibration"] = (f"per seed: {n_calib} Shakespeare windows x {length} tokens "
+                          f"({n_calib * length} tokens) at random non-overlapping starts, "
+                          "none overlapping an evaluated window")
     out["scale_search_sample_rows"] = sample_rows
     _run_variants(model, metric, {s: (lambda m, c=c: smollm2.Perplexity(c)(m)) for s, c in calib.items()},
                   _pick(only), sample_rows, lm_heads=lm_heads, save=save, out=out)
     if ste_steps and True in lm_heads and (only is None or "rf8_ste" in only):
-        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of the KL divergence of the student's "
-                      f"next-token distribution from fp32's (mean per token) over the seed's calibration "
-                      f"windows in batches of {ste_batch}, reshuffled each pass; lm_head (tied) on the RF8 "
-                      "grid too; then RF8 nearest per channel, lm_head quantized")
+        out["ste"] = (f"per seed: {ste_steps} AdamW steps (lr {ste_lr}) of the KL divergence of the "
+                      f"student's next-token distribution from fp32's (mean per token) over the seed's "
+                      f"calibration windows in batches of {ste_batch}, reshuffled each pass; lm_head (tied) "
+                      "on the RF8 grid too; then RF8 nearest per channel, lm_head quantized")
         inputs = {s: [c[j:j + ste_batch] for j in range(0, len(c), ste_batch)] for s, c in calib.items()}
         _ste_rows(model, metric, inputs, lambda m, b: m(input_ids=b).logits, _token_kl, ste_steps, ste_lr,
                   out.setdefault("lm_head_quantized", {}), save, True, "lm_head_quantized")
@@ -364,9 +372,11 @@ def markdown(res) -> str:
             if not rows:
                 continue
             head = "mean cosine | min cosine" if model == "minilm" else "perplexity | vs fp32"
-            title = "MiniLM" if model == "minilm" else f"SmolLM2, {tag.replace('_', ' ')} (fp32 perplexity {fp32:.2f})"
+            title = ("MiniLM" if model == "minilm"
+                     else f"SmolLM2, {tag.replace('_', ' ')} (fp32 perplexity {fp32:.2f})")
             out += [title,
-                    "", f"| variant | seeds | {head} | weight SQNR | quantize time |", "|---|--:|--:|--:|--:|--:|"]
+                    "", f"| variant | seeds | {head} | weight SQNR | quantize time |",
+                    "|---|--:|--:|--:|--:|--:|"]
             for name, row in rows.items():
                 st = row["stats"]
                 if model == "minilm":
@@ -408,7 +418,8 @@ def main(argv=None) -> int:
                          "about 70 s a step measured on the 2 shared cores)")
     ap.add_argument("--smollm2-ste-lr", type=float, default=1e-5, help="SmolLM2 fine-tuning learning rate")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated subset of the variants (default all), e.g. rf8_nearest,int8_nearest")
+                    help="comma-separated subset of the variants (default all), "
+                         "e.g. rf8_nearest,int8_nearest")
     ap.add_argument("--json", default=None, help="also write the result here (atomically, after every row)")
     ap.add_argument("--table", default=None, metavar="JSON",
                     help="only print the markdown tables of an earlier result file")
@@ -420,7 +431,8 @@ def main(argv=None) -> int:
     only = None if args.variants is None else args.variants.split(",")
     unknown = sorted(set(only or ()) - set(VARIANTS) - set(EXTRA) - {"rf8_ste"})
     if unknown:
-        ap.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join([*VARIANTS, *EXTRA, 'rf8_ste'])}")
+        ap.error(f"--variants: unknown {', '.join(unknown)}; "
+                 f"choose from {', '.join([*VARIANTS, *EXTRA, 'rf8_ste'])}")
     heads = args.lm_head.split(",")
     if not heads or set(heads) - {"quantized", "float"}:
         ap.error(f"--lm-head: quantized, float or both comma-separated, not {args.lm_head!r}")
@@ -436,7 +448,8 @@ def main(argv=None) -> int:
     for flag in ("ste_lr", "smollm2_ste_lr"):
         if not getattr(args, flag) > 0:
             ap.error(f"--{flag.replace('_', '-')} must be > 0, not {getattr(args, flag)}")
-    for flag in ("calib_seeds", "smollm2_seeds", "seeds", "minilm_calib_lines", "calib_windows", "eval_length"):
+    for flag in ("calib_seeds", "smollm2_seeds", "seeds", "minilm_calib_lines", "calib_windows",
+                 "eval_length"):
         if getattr(args, flag) < 1:
             ap.error(f"--{flag.replace('_', '-')} must be >= 1, not {getattr(args, flag)}")
     res = {"machine": _versions(), "variants": {**VARIANTS, **EXTRA}, "complete": False}

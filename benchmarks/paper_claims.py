@@ -187,7 +187,8 @@ def claim5_quant(model: str, base_runs: list[Path]) -> dict:
             net, meta = load_checkpoint(rd / "model.safetensors")
             data = mod.Data(net.config)
             qnet = net if kw is None else rf8hw.quantize(net, **kw)
-            metric.append(data.evaluate(qnet, meta["recipe"]["eval_batches"], meta["recipe"]["batch_size"])[key])
+            metric.append(data.evaluate(qnet, meta["recipe"]["eval_batches"],
+                                        meta["recipe"]["batch_size"])[key])
             sqnr.append(math.inf if kw is None else quant.sqnr_db(net, qnet))
         out[label] = {key: mean_std(metric), "sqnr_db": None if kw is None else mean_std(sqnr)}
     return out
@@ -200,9 +201,11 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", type=Path, required=True, help="cache directory of the training runs")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=["mlp_digits", "tinygpt"], choices=list(SETUP))
-    ap.add_argument("--quick", action="store_true", help="2 epochs, 2 seeds: checks the script, not the claims")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 epochs, 2 seeds: checks the script, not the claims")
     ap.add_argument("--docs", type=Path, default=DOCS, help="where claims.json, tables.md and PNGs go")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (1 is fastest on a shared box)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per run (1 is fastest on a shared box)")
     ap.add_argument("--jobs", type=int, default=2, help="training runs in parallel")
     args = ap.parse_args(argv)
     import torch
@@ -218,7 +221,8 @@ def main(argv=None) -> None:
     # -- the run list: every arm x seed, baseline first (the others start from or compare with it)
     plan = []
     for m, s in setup.items():
-        base = TrainConfig(model=m, epochs=s["epochs"], rate_step=RATE_STEP, steps_per_epoch=s.get("steps_per_epoch"))
+        base = TrainConfig(model=m, epochs=s["epochs"], rate_step=RATE_STEP,
+                           steps_per_epoch=s.get("steps_per_epoch"))
         for seed in args.seeds:
             plan.append((m, "default", seed, replace(base, seed=seed)))
             for shape in s["gg_shapes"]:
@@ -229,7 +233,8 @@ def main(argv=None) -> None:
             ft = replace(base, seed=seed, epochs=s["finetune_epochs"], init_from=ckpt)
             plan.append((m, "finetune", seed, ft))
             plan.append((m, "deepshape", seed, replace(ft, epochs=0, deepshape=True,
-                                                       deepshape_epochs=s["finetune_epochs"], **s["deepshape"])))
+                                                       deepshape_epochs=s["finetune_epochs"],
+                                                       **s["deepshape"])))
     runs_cfg = {(m, arm, seed): cfg for m, arm, seed, cfg in plan}
     jobs = [((m, arm, seed), (cfg, args.runs / m / arm / f"seed{seed}", arm == "deepshape", args.threads))
             for m, arm, seed, cfg in plan]
@@ -261,7 +266,8 @@ def main(argv=None) -> None:
         net0, _ = load_checkpoint(base_runs[0] / "model.safetensors")
         gg.plot_fits({n: mod.weight for n, mod in net0.named_modules() if type(mod).__name__ == "Linear"},
                      args.docs / f"gg_fits_{m}.png", method="ml")
-        tables.append(f"\n### Claim 1 ({m}): GG shape of trained Linear weights (ML fit), seeds {args.seeds}\n\n"
+        tables.append(f"\n### Claim 1 ({m}): GG shape of trained Linear weights (ML fit), "
+                      f"seeds {args.seeds}\n\n"
                       f"| layer | GG shape (default init) | log-lik. gain over Gaussian (nats/weight) | "
                       f"GG shape ({gg_arm} init) | gain ({gg_arm}) |\n|---|---|---|---|---|\n")
         tables += [f"| {n} | {fmt_ms(d['shape'], 2)} | {fmt_ms(d['ll_gain'], 4)} | "
@@ -277,7 +283,8 @@ def main(argv=None) -> None:
         extra = rkey != key          # show the threshold metric too when it is not the headline one
         tables.append(f"\n### Claim 2 ({m}): init; steps until {rkey} {'>=' if sense == 'max' else '<='} "
                       f"{thr:.4g}, and final {label}\n\n| init | steps to reach | final {label} |"
-                      + (f" final {rkey} |" if extra else "") + "\n|---|---|---|" + ("---|" if extra else "") + "\n")
+                      + (f" final {rkey} |" if extra else "") + "\n|---|---|---|"
+                      + ("---|" if extra else "") + "\n")
         fig, ax = plt.subplots(figsize=(6, 4))
         for arm in ["default"] + [f"gg{x:g}" for x in s["gg_shapes"]]:
             rds = [runs[(m, arm, sd)] for sd in args.seeds]
@@ -323,7 +330,8 @@ def main(argv=None) -> None:
             c3[arm] = {"bits_per_param": bpp, key: met, "zero_fraction": zeros, "saving": saving,
                        "change": change, "nu": nu}
             tables.append(f"| {arm} | {fmt_ms(bpp, 2)} | {-saving * 100:+.1f} % | {fmt_ms(met, 4)} | "
-                          f"{change:+.2f} {'pt' if key == 'test_acc' else '%'} | {zeros['mean'] * 100:.1f} % | "
+                          f"{change:+.2f} {'pt' if key == 'test_acc' else '%'} | "
+                          f"{zeros['mean'] * 100:.1f} % | "
                           f"{'-' if nu is None else fmt_ms(nu, 2)} |\n")
             ax.errorbar(bpp["mean"], met["mean"], xerr=bpp["std"], yerr=met["std"], fmt="o", label=arm)
         ax.set(xlabel=f"Exp-Golomb bits/weight (step 2^{int(math.log2(RATE_STEP))})", ylabel=label,
@@ -337,7 +345,8 @@ def main(argv=None) -> None:
         tables.append(f"\n### Claim 4 ({m}): DeepShape (grid {s['deepshape']['deepshape_grid']:g}, "
                       f"min_count {s['deepshape']['deepshape_min_count']}, shape x0.8, scale x0.6), "
                       f"then {s['finetune_epochs']} fine-tune epoch(s)\n\n")
-        failed = [runs[(m, "deepshape", sd)] for sd in args.seeds if isinstance(runs[(m, "deepshape", sd)], str)]
+        failed = [runs[(m, "deepshape", sd)] for sd in args.seeds
+                  if isinstance(runs[(m, "deepshape", sd)], str)]
         if failed:
             res["4_deepshape"] = {"failed": failed, "knobs": s["deepshape"]}
             tables.append(f"DeepShape failed on {len(failed)} of {len(args.seeds)} seeds: {failed[0]}\n")
@@ -353,7 +362,8 @@ def main(argv=None) -> None:
             for stage, recs in stages.items():
                 c4[stage] = {"bits_per_param": mean_std([r["bits_per_param"] for r in recs]),
                              key: mean_std([r[key] for r in recs])}
-                tables.append(f"| {stage} | {fmt_ms(c4[stage]['bits_per_param'], 2)} | {fmt_ms(c4[stage][key], 4)} |\n")
+                tables.append(f"| {stage} | {fmt_ms(c4[stage]['bits_per_param'], 2)} | "
+                              f"{fmt_ms(c4[stage][key], 4)} |\n")
 
         plot_deepshape(m, base_runs[0], s["deepshape"], args.docs / f"deepshape_{m}.png")
 
@@ -361,7 +371,8 @@ def main(argv=None) -> None:
         c5 = res["5_quant"] = claim5_quant(m, base_runs)
         tables.append(f"\n### Claim 5 ({m}): weight-only quantization of every Linear layer\n\n"
                       f"| format | {label} | weight SQNR (dB) |\n|---|---|---|\n")
-        tables += [f"| {arm} | {fmt_ms(d[key], 4)} | {'-' if d['sqnr_db'] is None else fmt_ms(d['sqnr_db'], 2)} |\n"
+        tables += [f"| {arm} | {fmt_ms(d[key], 4)} | "
+                   f"{'-' if d['sqnr_db'] is None else fmt_ms(d['sqnr_db'], 2)} |\n"
                    for arm, d in c5.items()]
         fig, ax1 = plt.subplots(figsize=(7, 4))
         arms = [a for a in c5 if a != "fp32"]

@@ -167,7 +167,8 @@ def adapter(n_per_text: int = 2, length: int = 96):
     inference = one forward pass over a 64-token window."""
     model, tok = load()
     wins = windows(tok, n_per_text, length)
-    calib = windows(tok, n_per_text, length, texts=("shakespeare",), offset=0.5)[:2]   # between evaluated windows
+    # between evaluated windows
+    calib = windows(tok, n_per_text, length, texts=("shakespeare",), offset=0.5)[:2]
     sample = wins[0, :64][None]
 
     def example(m):

@@ -18,7 +18,8 @@ from importlib import import_module
 __version__ = "0.2.0"
 
 _SUBPACKAGES = ("format", "hdl", "toolchain", "nn", "accel")
-_FUNCTIONS = {"quantize": "rf8hw.nn.quant", "quantize_": "rf8hw.nn.quant", "QuantConfig": "rf8hw.nn.quant"}   # rf8hw.quantize(...) without importing torch up front
+# rf8hw.quantize(...) without importing torch up front
+_FUNCTIONS = {"quantize": "rf8hw.nn.quant", "quantize_": "rf8hw.nn.quant", "QuantConfig": "rf8hw.nn.quant"}
 
 
 def __getattr__(name):

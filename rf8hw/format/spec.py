@@ -1,8 +1,8 @@
 """The RF8 format as data: every constant the numeric model, the RTL, the docs and the tests use.
 
-Nothing here computes on tensors; :mod:`rf8hw.format.codec` (format), :mod:`rf8hw.format.golden` (MAC arithmetic),
-:mod:`rf8hw.hdl` (RTL) and ``docs/rf8-format.md`` all derive from these tables.  The prose contract
-is ``docs/rf8-format.md``.
+Nothing here computes on tensors; :mod:`rf8hw.format.codec` (format),
+:mod:`rf8hw.format.golden` (MAC arithmetic), :mod:`rf8hw.hdl` (RTL) and ``docs/rf8-format.md`` all
+derive from these tables.  The prose contract is ``docs/rf8-format.md``.
 
 Code byte layout (bit 7 is the most significant)::
 

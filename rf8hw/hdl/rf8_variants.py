@@ -1,8 +1,8 @@
 """RF8 PE micro-architecture variants, explored for area and Fmax (``docs/hardware.md``).
 
 Each is bit-exact to :func:`rf8hw.format.golden.product` (the same exhaustive test as
-:class:`rf8hw.hdl.pe.RF8PE`, ``tests/hdl/test_pe.py::test_pe_all_65536_pairs``) and follows the same PE interface, so
-it drops into the array shell unchanged.  They differ only in how ``P(x, code)`` is built:
+:class:`rf8hw.hdl.pe.RF8PE`, ``tests/hdl/test_pe.py::test_pe_all_65536_pairs``) and follows the same PE
+interface, so it drops into the array shell unchanged.  They differ only in how ``P(x, code)`` is built:
 
 :class:`RF8PE` (reference, ``rf8hw/hdl/pe.py``)
     negate ``x`` (9-bit carry chain), ``x*M`` as ``Mux(res_neg, lead - res, lead + res)``, then a

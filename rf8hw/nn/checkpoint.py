@@ -127,7 +127,8 @@ def build_model(name, config, source: str, meta: bool = False):
         with torch.device("meta") if meta else contextlib.nullcontext():
             return mod.build(mod.CONFIG(**config))
     except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
-        raise ValueError(f"{source}: cannot build a {name!r} model from model_config {config}: {exc}") from None
+        raise ValueError(f"{source}: cannot build a {name!r} model from model_config {config}: "
+                         f"{exc}") from None
 
 
 def load_checkpoint(path):

@@ -103,7 +103,8 @@ def moment_ratio(nu):
     """
     nu = np.asarray(nu, dtype=np.float64)
     if np.any(~np.isfinite(nu) | (nu <= 0)):
-        raise ValueError(f"GG shape must be finite and > 0, got {nu[~np.isfinite(nu) | (nu <= 0)].ravel()[:3]}")
+        raise ValueError(f"GG shape must be finite and > 0, got "
+                         f"{nu[~np.isfinite(nu) | (nu <= 0)].ravel()[:3]}")
     out = np.exp(_log_rho(nu))
     return float(out) if out.ndim == 0 else out
 
@@ -122,7 +123,8 @@ def shape_from_ratio(ratio: float, how: str = "solve") -> float:
     how : {"solve", "table", "grid"}
         ``"grid"``: the authors' rule, the point of :data:`NU_GRID` (0.10..2.99 step 0.01) whose
         ``rho`` is nearest to ``ratio``; it saturates at 2.99 for flatter data and 0.10 for
-        peakier data, exactly as their code does (the one opt-in rule that does).  ``"table"``: linear interpolation of ``log rho`` against
+        peakier data, exactly as their code does (the one opt-in rule that does).
+        ``"table"``: linear interpolation of ``log rho`` against
         ``log nu`` on a precomputed 4096-point table over [SHAPE_MIN, SHAPE_MAX] (a few
         microseconds; used by BackSlash every step).  ``"solve"``: Brent's method on
         ``log rho(nu) = log ratio`` to ~1e-12, bracketed by the table.

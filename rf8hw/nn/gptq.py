@@ -63,7 +63,8 @@ class GPTQResult:
 ORDERS = ("natural", "act")
 
 
-def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128, order: str = "natural") -> GPTQResult:
+def gptq(w_kn, H, grid: ChannelGrid, damp: float = 0.01, block: int = 128,
+         order: str = "natural") -> GPTQResult:
     """Round ``w_kn [K, N]`` onto ``grid`` with error compensation by the input Hessian ``H [K, K]``
     in ``order`` (module docstring).  ``w_kn`` and ``H`` may be numpy arrays or tensors; neither is
     modified."""

@@ -105,7 +105,8 @@ class ChannelGrid:
         if self.fmt != "rf8":
             return self.round
         inv = np.ldexp(np.float32(1), -self.exponent.astype(np.int32)).astype(np.float32)
-        mult = (np.ldexp(np.float32(1), self.exponent.astype(np.int32)) * self.channel_scale).astype(np.float32)
+        mult = (np.ldexp(np.float32(1), self.exponent.astype(np.int32))
+                * self.channel_scale).astype(np.float32)
         cs = self.channel_scale
 
         def rnd(w):
@@ -150,7 +151,8 @@ def fit_grid(w_kn, fmt: str, channel_scale=None) -> ChannelGrid:
     return ChannelGrid("int8", scale=absmax_scale(np.abs(w).max(axis=0), INT8_MAX))
 
 
-def search_scale(w_kn, factors=DEFAULT_FACTORS, importance=None, sample_rows: int | None = None) -> np.ndarray:
+def search_scale(w_kn, factors=DEFAULT_FACTORS, importance=None,
+                 sample_rows: int | None = None) -> np.ndarray:
     """RF8 ``channel_scale [N]`` (float32) minimising each channel's weighted squared error
     (module docstring); ties go to the earlier factor (the first, 1, is plain RF8).
 

@@ -55,7 +55,8 @@ def select_params(model, which="matrices") -> dict:
     elif callable(which):
         keep = which
     else:
-        raise ValueError(f"which must be 'matrices', 'all' or a callable (name, tensor) -> bool, not {which!r}")
+        raise ValueError("which must be 'matrices', 'all' or a callable (name, tensor) -> bool, "
+                         f"not {which!r}")
     return {name: t for name, t in items if keep(name, t)}
 
 

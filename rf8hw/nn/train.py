@@ -69,8 +69,9 @@ class TrainConfig:
     Each field is an option of ``rf8hw train`` (``init_from`` -> ``--init-from``; a ``bool`` gives
     ``--deepshape`` / ``--no-deepshape``), with the help, choices and default written here.  Every
     rule on the values is checked in the constructor (a rule across fields belongs there too, not in
-    the command), so the Python API and the command line refuse the same things with the same words.  ``None`` for ``lr``,
-    ``batch_size``, ``steps_per_epoch`` and ``eval_batches`` means the model's ``RECIPE`` value.
+    the command), so the Python API and the command line refuse the same things with the same words.
+    ``None`` for ``lr``, ``batch_size``, ``steps_per_epoch`` and ``eval_batches`` means the model's
+    ``RECIPE`` value.
     """
 
     model: str = _opt("mlp_digits", "the zoo model to train", choices=zoo.MODELS, cli_required=True)
@@ -141,8 +142,10 @@ def coded_size(weights, step: float) -> dict:
     from rf8hw.nn import rate
 
     r = rate.report(list(weights), step)
-    return {"bits_per_param": r["exp_golomb_bpp"], "bits_per_param_with_table": r["exp_golomb_with_table_bpp"],
-            "zigzag_bpp": r["zigzag_bpp"], "entropy_bpp": r["entropy_bpp"], "zero_fraction": r["zero_fraction"]}
+    return {"bits_per_param": r["exp_golomb_bpp"],
+            "bits_per_param_with_table": r["exp_golomb_with_table_bpp"],
+            "zigzag_bpp": r["zigzag_bpp"], "entropy_bpp": r["entropy_bpp"],
+            "zero_fraction": r["zero_fraction"]}
 
 
 def evaluate_rounded(model, data, recipe, step: float) -> dict:
@@ -281,7 +284,8 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
     if cfg.init_from is not None:
         start, start_meta = load_checkpoint(cfg.init_from)
         if start_meta["model"] != cfg.model:
-            raise ValueError(f"checkpoint {cfg.init_from!r} holds a {start_meta['model']!r} model, not {cfg.model!r}")
+            raise ValueError(f"checkpoint {cfg.init_from!r} holds a {start_meta['model']!r} model, "
+                             f"not {cfg.model!r}")
         model.load_state_dict(start.state_dict())
     elif cfg.init == "gg":
         from rf8hw.nn import gg
@@ -319,9 +323,11 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
                     record["penalty"] = penalty.item()
                 total = record["loss"] + record.get("penalty", 0.0)
                 if not finite_on_every_rank(math.isfinite(total)):
-                    shown = f"loss {record['loss']!r}" + (f" + penalty {record['penalty']!r}" if "penalty" in record else "")
+                    shown = f"loss {record['loss']!r}" + (f" + penalty {record['penalty']!r}"
+                                                          if "penalty" in record else "")
                     raise diverged(f"in epoch {epoch} at step {record['step']} ({phase})",
-                                   shown if not math.isfinite(total) else "the loss is not finite on another rank")
+                                   shown if not math.isfinite(total)
+                                   else "the loss is not finite on another rank")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -374,5 +380,6 @@ def config_from_dict(d: dict) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
     return TrainConfig(**d)

@@ -43,7 +43,8 @@ def model_gemms(model: nn.Module, x) -> list[Gemm]:
         if isinstance(mod, (nn.Linear, QuantLinear)):
             hooks.append(mod.register_forward_pre_hook(linear_hook(name)))
         elif hasattr(mod, "n_head") and hasattr(mod, "c_attn"):
-            hooks.append(mod.register_forward_hook(lambda mod, args, out, name=name: attn_hook(name)(mod, args)))
+            hooks.append(mod.register_forward_hook(
+                lambda mod, args, out, name=name: attn_hook(name)(mod, args)))
     was_training = model.training
     model.eval()
     try:

@@ -104,7 +104,8 @@ def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
 
     rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(1), shapes, rows, cols)
-    res = run_tiles(tiles, ArrayConfig(rows, cols), simulator="icarus", stall_prob=0.0, out_dir=tmp_path / "run")
+    res = run_tiles(tiles, ArrayConfig(rows, cols), simulator="icarus", stall_prob=0.0,
+                    out_dir=tmp_path / "run")
     assert res["mismatches"] == 0 and res["tiles"] == len(tiles)
     recs = sorted(res["tile_cycles"], key=lambda r: r["tile"])
     t0 = recs[0]["w_first"]

@@ -38,10 +38,14 @@ def test_pareto_front_of_a_known_table():
 
 
 def test_pick_best_under_constraints():
-    pts = [{"pe": "A", "lut4_equiv": 100, "inferences_per_s": 10.0, "accuracy": 0.9, "higher_is_better": True},
-           {"pe": "B", "lut4_equiv": 500, "inferences_per_s": 50.0, "accuracy": 0.7, "higher_is_better": True},
-           {"pe": "C", "lut4_equiv": 300, "inferences_per_s": 50.0, "accuracy": 0.95, "higher_is_better": True},
-           {"pe": "D", "lut4_equiv": None, "inferences_per_s": None, "accuracy": 0.99, "higher_is_better": True}]
+    pts = [{"pe": "A", "lut4_equiv": 100, "inferences_per_s": 10.0, "accuracy": 0.9,
+            "higher_is_better": True},
+           {"pe": "B", "lut4_equiv": 500, "inferences_per_s": 50.0, "accuracy": 0.7,
+            "higher_is_better": True},
+           {"pe": "C", "lut4_equiv": 300, "inferences_per_s": 50.0, "accuracy": 0.95,
+            "higher_is_better": True},
+           {"pe": "D", "lut4_equiv": None, "inferences_per_s": None, "accuracy": 0.99,
+            "higher_is_better": True}]
     assert dse.pick_best(pts)["pe"] == "C"                   # tie on throughput: fewer LUTs
     assert dse.pick_best(pts, max_luts=200)["pe"] == "A"
     assert dse.pick_best(pts, min_accuracy=0.92)["pe"] == "C"
@@ -67,8 +71,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     base = {"--pe": "rf8_pipe", "--rows": "2", "--cols": "2"}
     base.update(dict(zip(argv[::2], argv[1::2])))
     try:
-        rc = cli.main(["sweep", "--model", "mlp_digits", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
-                       *[x for kv in base.items() for x in kv]])
+        rc = cli.main(["sweep", "--model", "mlp_digits", "--checkpoint", str(ckpt),
+                       "--out", str(tmp_path / "o"), *[x for kv in base.items() for x in kv]])
     except SystemExit as exc:                    # argparse's usage error (rf8hw.cli.Parser)
         rc = exc.code
     err = capsys.readouterr().err

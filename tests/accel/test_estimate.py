@@ -44,7 +44,8 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert rep["overflow_events"] == quant.overflow_report(q)["total"]["events"] == 0
     assert rep["accuracy"]["fp32"] > 0.9
     assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.01   # acceptance: 1 pt
-    expect = sum(gemm_cycles(1, k, n, ArrayConfig(8, 8)).cycles for k, n in ((64, 128), (128, 128), (128, 10)))
+    expect = sum(gemm_cycles(1, k, n, ArrayConfig(8, 8)).cycles
+                 for k, n in ((64, 128), (128, 128), (128, 10)))
     # double-buffered weight timing (cycles.py), default PE kind rf8_pipe (3,795 with rf8)
     assert rep["cycles_per_inference"] == expect == 3798
     assert json.loads((out / "estimate.json").read_text()) == rep

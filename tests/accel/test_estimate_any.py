@@ -134,8 +134,8 @@ def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):
            "not 'resnet'" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "no_such_mod_xyz:f", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2 and "cannot be imported" in capsys.readouterr().err
-    rc = cli.main(["estimate", "--model", "rf8hw.zoo.minilm:adapter", "--batch", "2", "--rows", "4", "--cols", "4",
-                   "--no-synth"])
+    rc = cli.main(["estimate", "--model", "rf8hw.zoo.minilm:adapter", "--batch", "2", "--rows", "4",
+                   "--cols", "4", "--no-synth"])
     assert rc == 2 and "batch is for the zoo models" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "mlp_digits", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2 and "--checkpoint is required" in capsys.readouterr().err

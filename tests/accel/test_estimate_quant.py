@@ -107,7 +107,8 @@ def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
     assert rep["metrics"]["rf8_fake"] == metric(q)
     plain = quant.quantize_(copy.deepcopy(model), quant.QuantConfig())
     assert rep["metrics"]["rf8_fake"]["mse"] < metric(plain)["mse"]       # GPTQ + scale help here
-    assert rep["metrics"]["int8"] == metric(quant.quantize_(copy.deepcopy(model), quant.QuantConfig(fmt="int8")))
+    assert rep["metrics"]["int8"] == metric(quant.quantize_(copy.deepcopy(model),
+                                                            quant.QuantConfig(fmt="int8")))
     quant.set_mode(q, "bitexact", array=ArrayConfig(4, 4))
     assert rep["metrics"]["rf8_bitexact"] == metric(q)
 
@@ -145,7 +146,8 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
                    "--cols", "4", "--no-synth", "--gptq-order", "act", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and "gptq_order 'act' orders GPTQ rounding; it needs gptq" in err and "Traceback" not in err
+    assert (rc == 2 and "gptq_order 'act' orders GPTQ rounding; it needs gptq" in err
+            and "Traceback" not in err)
     rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--gptq",
                    "--gptq-order", "actt", "--no-synth", "--quiet"])          # refused before the model loads
     err = capsys.readouterr().err

@@ -149,7 +149,8 @@ def test_parse_nextpnr_utilisation_fixture():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"device": "xc7a35t"}, r"^device must be one of 'ecp5-25k', 'ecp5-85k', 'ice40-up5k', "
                             r"not 'xc7a35t'$"),
-    ({"seed": -1}, r"^seed must be an integer in 0..2147483647 \(nextpnr.s placement seed is a C int\), not -1$"),
+    ({"seed": -1}, r"^seed must be an integer in 0..2147483647 \(nextpnr.s placement seed is a C int\), "
+                   r"not -1$"),
     ({"unit": "chip"}, r"^unit must be one of 'array', 'pe', not 'chip'$"),
     ({"cfg": ArrayConfig(2, 1), "unit": "pe"},
      r"^unit='pe' measures one PE: rows and cols must be 1, not 2x1$"),

@@ -58,7 +58,8 @@ def test_an_unusable_cache_entry_is_reported_removed_and_redone(stub, tmp_path, 
     err = capsys.readouterr().err
     assert "unusable synthesis cache entry removed" in err and why in err and str(hit) in err
     assert json.loads(hit.read_text()) == GOOD                    # the fresh result replaced it
-    again, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
+    again, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path,
+                                                 quiet=True)
     assert cached and again == GOOD and len(stub) == 1
 
 

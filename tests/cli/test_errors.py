@@ -61,11 +61,12 @@ def test_fit_prints_the_plot_path_it_wrote(tmp_path, capsys):
 
     ckpt = tmp_path / "m.safetensors"
     save_file({"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(0))}, str(ckpt))
-    assert cli.main(["fit", str(ckpt), "--plot", str(tmp_path / "x"), "--json", str(tmp_path / "f.json")]) == 0
+    assert cli.main(["fit", str(ckpt), "--plot", str(tmp_path / "x"),
+                     "--json", str(tmp_path / "f.json")]) == 0
     out = capsys.readouterr().out
     assert f"plot: {tmp_path / 'x.png'}\n" in out and (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "x").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "m.safetensors",
-                                                                                               "x.png"]
+    assert (not (tmp_path / "x").exists()
+            and sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "m.safetensors", "x.png"])
 
 
 def test_argparse_usage_errors_are_one_line(capsys):

@@ -64,7 +64,8 @@ def test_help_imports_no_command_module():
 
     from rf8hw.cli import COMMANDS
 
-    script = ("import sys\nfrom rf8hw import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+    script = ("import sys\nfrom rf8hw import cli\ntry:\n    cli.main(['--help'])\n"
+              "except SystemExit:\n    pass\n"
               "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'amaranth', 'numpy')"
               " or m.startswith('rf8hw.commands.'))\nprint('LOADED', heavy)")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -122,8 +122,8 @@ def test_select_params_rules():
     assert list(picked) == ["1.bias"]
     with pytest.raises(ValueError, match=r"which must be 'matrices', 'all' or a callable .*, not 'weights'"):
         params.select_params(net, "weights")
-    with pytest.raises(ValueError, match=r"select_params needs a torch.nn.Module or a name -> tensor mapping, "
-                                         r"not int"):
+    with pytest.raises(ValueError, match=r"select_params needs a torch.nn.Module or a name -> "
+                                         r"tensor mapping, not int"):
         params.select_params(3)
 
 
@@ -166,7 +166,8 @@ def test_bad_arguments(kw, msg):
 def test_bad_parameters_and_misuse():
     with pytest.raises(ValueError, match=r"BackSlash needs at least one parameter tensor"):
         backslash.BackSlash([], lam=1.0)
-    with pytest.raises(ValueError, match=r"params must be a module, a mapping or an iterable of tensors, not 5"):
+    with pytest.raises(ValueError,
+                       match=r"params must be a module, a mapping or an iterable of tensors, not 5"):
         backslash.BackSlash(5, lam=1.0)
     with pytest.raises(ValueError, match=r"cannot estimate the GG shape: the parameters contain NaN/Inf"):
         backslash.BackSlash([torch.tensor([1.0, float("nan")])], lam=1.0).penalty()

@@ -191,7 +191,8 @@ def test_bad_inputs_name_the_value_and_what_is_allowed():
         quant.set_mode(q, absmax={"0": -1.0})
     with pytest.raises(ValueError, match=r"^array must be an rf8hw\.arch\.ArrayConfig or None, not dict$"):
         quant.set_mode(q, array={"acc_bits": 32})
-    with pytest.raises(ValueError, match=r"^array\.pe must be an RF8 PE kind .* not 'int8', which multiplies int8 weights$"):
+    with pytest.raises(ValueError, match=r"^array\.pe must be an RF8 PE kind .* not 'int8', "
+                                         r"which multiplies int8 weights$"):
         quant.set_mode(q, array=ArrayConfig(pe="int8"))
     with pytest.raises(ValueError, match=r"^act_absmax must be a finite number >= 0, not nan$"):
         quant.QuantLinear(4, 2, act_absmax=float("nan"))

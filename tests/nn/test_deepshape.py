@@ -36,7 +36,8 @@ def test_output_histogram_has_scaled_shape_and_scale(reshaped):
     assert after.shape == pytest.approx(0.8 * rec["fit"]["shape"], rel=0.02)
     assert after.scale == pytest.approx(0.6 * rec["fit"]["scale"], rel=0.02)
     assert rec["target"]["shape"] == pytest.approx(0.8 * rec["fit"]["shape"], rel=1e-12)
-    assert rec["fit"] == pytest.approx({k: getattr(gg.fit(w0[inside]), k) for k in ("shape", "scale", "mean")})
+    assert rec["fit"] == pytest.approx({k: getattr(gg.fit(w0[inside]), k)
+                                        for k in ("shape", "scale", "mean")})
 
 
 def test_ranks_preserved(reshaped):

@@ -189,7 +189,8 @@ def test_layer_type_and_fit_model_groupings():
     net = Net()
     gg.gg_init_(net, shape=1.0, embeddings="gg", generator=torch.Generator().manual_seed(0))
     per_tensor = gg.fit_model(net)
-    assert set(per_tensor) == {"emb.weight", "blocks.0.weight", "blocks.1.weight", "conv.weight", "head.weight"}
+    assert set(per_tensor) == {"emb.weight", "blocks.0.weight", "blocks.1.weight", "conv.weight",
+                               "head.weight"}
     per_type = gg.fit_model(net, by="type")
     assert set(per_type) == {"emb.weight", "blocks.*.weight", "conv.weight", "head.weight"}
     pooled = torch.cat([net.blocks[0].weight.ravel(), net.blocks[1].weight.ravel()])
@@ -246,7 +247,8 @@ def test_gg_init_variance_and_shape(fan, shape):
 
 def test_gg_init_embeddings_gg_authors_mode_and_tied_weights():
     net = Net()
-    gg.gg_init_(net, shape=2.0, xi=1.0, fan="out", embeddings="gg", generator=torch.Generator().manual_seed(1))
+    gg.gg_init_(net, shape=2.0, xi=1.0, fan="out", embeddings="gg",
+                generator=torch.Generator().manual_seed(1))
     # authors' n = shape[0] = num_embeddings = 50
     var = net.emb.weight.var().item()
     assert abs(var - 1 / 50) < 5 * (1 / 50) * math.sqrt(2 / net.emb.weight.numel())

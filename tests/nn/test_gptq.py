@@ -279,7 +279,8 @@ def test_hessians_of_layers_sharing_an_input_equal_the_definition(bump):
     torch.testing.assert_close(Hi["v"], (4 if bump else 1) * 2 * x2.T @ x2 / 15, rtol=1e-12, atol=0)
     with pytest.raises(ValueError, match="never reached 1 layer"):
         gptq.hessians(Tiny(), ["a", "b"], lambda mm: mm.a(torch.zeros(1, 32)))
-    assert set(gptq.hessians(Tiny(), ["a", "b"], lambda mm: mm.a(torch.zeros(1, 32)), require_all=False)) == {"a"}
+    assert set(gptq.hessians(Tiny(), ["a", "b"], lambda mm: mm.a(torch.zeros(1, 32)),
+                             require_all=False)) == {"a"}
 
 
 @pytest.mark.parametrize("fmt,scale", [("rf8", False), ("rf8", True), ("int8", False)])
@@ -373,7 +374,8 @@ def test_bitexact_with_channel_scale_equals_a_float64_oracle_exactly():
         acc = np.array([[sum(int(a[i, k]) * int(w_int[k, n]) for k in range(32)) for n in range(48)]
                         for i in range(5)])
         step = np.exp2(q.exponent.numpy().astype(np.float64) - 18)
-        ref = (acc * step * (np.asarray(a_scale, np.float64) * s.numpy().astype(np.float64))).astype(np.float32)
+        ref = (acc * step
+               * (np.asarray(a_scale, np.float64) * s.numpy().astype(np.float64))).astype(np.float32)
         ref = ref + q.bias.detach().numpy()
         np.testing.assert_array_equal(y.numpy(), ref)
         assert q.overflow_stats.events == 0
@@ -479,8 +481,10 @@ def _tamper(path, fn, meta_fn=None):
 
 
 @pytest.mark.parametrize("change,msg", [
-    (lambda st: st["a.channel_scale"].__setitem__(3, -0.5), r"layer 'a': channel_scale\[3\] must be a finite number > 0, not -0.5"),
-    (lambda st: st["a.channel_scale"].__setitem__(0, float("nan")), r"layer 'a': channel_scale\[0\] must be a finite"),
+    (lambda st: st["a.channel_scale"].__setitem__(3, -0.5),
+     r"layer 'a': channel_scale\[3\] must be a finite number > 0, not -0.5"),
+    (lambda st: st["a.channel_scale"].__setitem__(0, float("nan")),
+     r"layer 'a': channel_scale\[0\] must be a finite"),
     (lambda st: st.__setitem__("a.channel_scale", st["a.channel_scale"].double()), r"a.channel_scale"),
     (lambda st: st.__setitem__("a.channel_scale", st["a.channel_scale"][:10].clone()), r"a.channel_scale"),
     (lambda st: st.pop("a.channel_scale"), r"a.channel_scale"),

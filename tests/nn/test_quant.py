@@ -167,7 +167,8 @@ def test_export_import_round_trip_is_exact(tmp_path, model, x, fmt):
 def test_skip_keeps_layers_float_and_unknown_pattern_is_an_error(model):
     q = rf8hw.quantize(model, fmt="rf8", skip=["fc*"])
     assert all(type(getattr(q, n)) is nn.Linear for n in ("fc1", "fc2", "fc3"))
-    with pytest.raises(ValueError, match=r"^skip pattern 'lm_head' matches no nn.Linear; linear layers are: fc1, fc2, fc3$"):
+    with pytest.raises(ValueError, match=r"^skip pattern 'lm_head' matches no nn.Linear; "
+                                         r"linear layers are: fc1, fc2, fc3$"):
         rf8hw.quantize(model, skip=["lm_head"])
 
 
@@ -187,7 +188,9 @@ def test_bad_options_are_rejected_by_name(model, kwargs, message):
 def test_non_finite_weights_are_rejected(model, fmt, bad):
     with torch.no_grad():
         model.fc2.weight[3, 5] = bad
-    with pytest.raises(ValueError, match=r"^layer 'fc2': weight contains NaN/Inf \(first (nan|inf) at out-feature 3, in-feature 5\); quantization needs finite weights$"):
+    with pytest.raises(ValueError, match=r"^layer 'fc2': weight contains NaN/Inf "
+                                         r"\(first (nan|inf) at out-feature 3, in-feature 5\); "
+                                         r"quantization needs finite weights$"):
         rf8hw.quantize(model, fmt=fmt)
 
 
@@ -203,13 +206,14 @@ def test_malformed_files_give_clear_errors(tmp_path, model):
     with pytest.raises(ValueError, match=r"^malformed quantized model sidecar .*q\.json: not JSON"):
         quant.load_quantized(path)
     sidecar.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v3 sidecar \(format='something-else', "
-                                         r"version=None\)$"):
+    with pytest.raises(ValueError, match=r"is not an rf8hw-quantized-model v3 sidecar "
+                                         r"\(format='something-else', version=None\)$"):
         quant.load_quantized(path)
     sidecar.write_text(good)
 
     path.write_bytes(path.read_bytes()[:100])                # truncated tensor file
-    with pytest.raises(ValueError, match=r"^quantized model file .*q\.safetensors is not a readable safetensors file"):
+    with pytest.raises(ValueError,
+                       match=r"^quantized model file .*q\.safetensors is not a readable safetensors file"):
         quant.load_quantized(path)
     with pytest.raises(FileNotFoundError, match=r"^no such quantized model sidecar: .*nope\.json$"):
         quant.load_quantized(tmp_path / "nope.safetensors")

@@ -62,8 +62,9 @@ def test_round_trip_with_hash_and_header_metadata(tmp_path):
 
 def test_a_json_path_is_refused_not_overwritten(tmp_path):
     q, _ = _saved(tmp_path)
-    with pytest.raises(ValueError, match=r"^save_quantized path '.*model\.json' ends in \.json, the suffix of "
-                                         r"its sidecar \(the sidecar would overwrite the tensors\)"):
+    with pytest.raises(ValueError, match=r"^save_quantized path '.*model\.json' ends in \.json, "
+                                         r"the suffix of its sidecar "
+                                         r"\(the sidecar would overwrite the tensors\)"):
         quant.save_quantized(q, tmp_path / "model.json")
     assert not (tmp_path / "model.json").exists()
     with pytest.raises(ValueError, match=r"is a directory"):
@@ -86,8 +87,8 @@ def test_relabelled_format_and_changed_tensors_are_refused(tmp_path):
 
     _, path = _saved(tmp_path, fmt="int8")
     _rewrite(path, state_fn=lambda s: s["fc2.scale"].mul_(2), rehash=False)
-    with pytest.raises(ValueError, match=r"^quantized model file .*q\.safetensors: its SHA-256 [0-9a-f]{16}\.\.\. "
-                                         r"is not the sidecar's tensors_sha256"):
+    with pytest.raises(ValueError, match=r"^quantized model file .*q\.safetensors: its SHA-256 "
+                                         r"[0-9a-f]{16}\.\.\. is not the sidecar's tensors_sha256"):
         quant.load_quantized(path)
 
 
@@ -105,14 +106,18 @@ def _poke(key, index, value):
 
 @pytest.mark.parametrize("fmt, state_fn, message", [
     ("rf8", _poke("fc1.exponent", 3, spec.X_MAX + 1),
-     rf"layer 'fc1': exponent\[3\] must be an integer in {spec.X_MIN}\.\.{spec.X_MAX}, not {spec.X_MAX + 1}$"),
+     rf"layer 'fc1': exponent\[3\] must be an integer in {spec.X_MIN}\.\.{spec.X_MAX}, "
+     rf"not {spec.X_MAX + 1}$"),
     ("rf8", _poke("fc2.exponent", 0, spec.X_MIN - 1), r"layer 'fc2': exponent\[0\] must be an integer in"),
-    ("int8", _poke("fc1.scale", 2, float("nan")), r"layer 'fc1': scale\[2\] must be a finite number > 0, not nan$"),
+    ("int8", _poke("fc1.scale", 2, float("nan")),
+     r"layer 'fc1': scale\[2\] must be a finite number > 0, not nan$"),
     ("int8", _poke("fc1.scale", 0, -1.0), r"layer 'fc1': scale\[0\] must be a finite number > 0, not -1\.0$"),
     ("apot", _poke("fc2.scale", 1, 0.0), r"layer 'fc2': scale\[1\] must be a finite number > 0, not 0\.0$"),
-    ("fp8_e4m3", _poke("fc1.scale", 0, float("inf")), r"layer 'fc1': scale\[0\] must be a finite number > 0, not inf$"),
+    ("fp8_e4m3", _poke("fc1.scale", 0, float("inf")),
+     r"layer 'fc1': scale\[0\] must be a finite number > 0, not inf$"),
     ("int8", _poke("fc2.codes", (1, 2), 0x80),
-     r"layer 'fc2': code 0x80 \(-128\) at \[1, 2\] is not an INT8 weight code \(the symmetric format uses -127\.\.127\)$"),
+     r"layer 'fc2': code 0x80 \(-128\) at \[1, 2\] is not an INT8 weight code "
+     r"\(the symmetric format uses -127\.\.127\)$"),
     ("fp8_e4m3", _poke("fc1.codes", (0, 5), 0x7F), r"layer 'fc1': code 0x7f at \[0, 5\] is an FP8-E4M3 NaN"),
     ("fp8_e4m3", _poke("fc1.codes", (4, 0), 0xFF), r"layer 'fc1': code 0xff at \[4, 0\] is an FP8-E4M3 NaN"),
     ("rf8", _set("fc1.codes", lambda t: t.float()),
@@ -122,9 +127,11 @@ def _poke(key, index, value):
     ("int8", _set("fc1.scale", lambda t: t.double()), r"tensor 'fc1\.scale' is torch\.float64 \[16\]"),
     ("rf8", _set("fc1.codes", lambda t: t.T.contiguous()), r"tensor 'fc1\.codes' is torch\.uint8 \[16, 64\]"),
     ("rf8", lambda s: s.pop("fc2.exponent"), r"does not match the model: missing fc2\.exponent$"),
-    ("rf8", lambda s: s.update({"fc2.scale": torch.ones(16)}), r"does not match the model: unexpected fc2\.scale$"),
+    ("rf8", lambda s: s.update({"fc2.scale": torch.ones(16)}),
+     r"does not match the model: unexpected fc2\.scale$"),
     ("rf8", lambda s: s.update({"fc1.weight": torch.ones(16, 64)}), r"unexpected fc1\.weight$"),
-    ("rf8", _set("fc3.weight", lambda t: t[:, :8].contiguous()), r"tensor 'fc3\.weight' is torch\.float32 \[10, 8\]"),
+    ("rf8", _set("fc3.weight", lambda t: t[:, :8].contiguous()),
+     r"tensor 'fc3\.weight' is torch\.float32 \[10, 8\]"),
 ])
 def test_tampered_tensors_name_the_file_the_layer_and_what_is_allowed(tmp_path, fmt, state_fn, message):
     _, path = _saved(tmp_path, fmt=fmt, skip=["fc3"])
@@ -142,15 +149,18 @@ def _layer(key, value):
 
 @pytest.mark.parametrize("sidecar_fn, message", [
     (lambda m: [m], r"^malformed quantized model sidecar .*: a JSON object is needed, not a list$"),
-    (lambda m: {**m, "version": 1}, r"is not an rf8hw-quantized-model v3 sidecar \(format='rf8hw-quantized-model', version=1\)$"),
-    (lambda m: {k: v for k, v in m.items() if k != "tensors_sha256"}, r"'tensors_sha256' must be a JSON string, not None$"),
+    (lambda m: {**m, "version": 1},
+     r"is not an rf8hw-quantized-model v3 sidecar \(format='rf8hw-quantized-model', version=1\)$"),
+    (lambda m: {k: v for k, v in m.items() if k != "tensors_sha256"},
+     r"'tensors_sha256' must be a JSON string, not None$"),
     (lambda m: {**m, "layers": ["fc1"]}, r"'layers' must be a JSON object, not \['fc1'\]$"),
     (lambda m: {**m, "layers": {}}, r": no layers$"),
     (lambda m: {**m, "aliases": 3}, r"'aliases' must be a JSON object, not 3$"),
     (lambda m: {**m, "model": "mlp"}, r"'model' must be a JSON object, not 'mlp'$"),
     (_layer("bias", "no"), r"layer 'fc1': bias must be true or false, not 'no'$"),
     (_layer("smooth", 1), r"layer 'fc1': smooth must be true or false, not 1$"),
-    (_layer("fmt", "int4"), r"layer 'fc1': fmt must be one of 'rf8', 'int8', 'fp8_e4m3', 'apot', not 'int4'$"),
+    (_layer("fmt", "int4"),
+     r"layer 'fc1': fmt must be one of 'rf8', 'int8', 'fp8_e4m3', 'apot', not 'int4'$"),
     (_layer("granularity", ["channel"]), r"layer 'fc1': granularity must be one of 'tensor', 'channel'"),
     (_layer("rounding", None), r"layer 'fc1': rounding must be one of 'paper', 'nearest', not None$"),
     (_layer("mode", "exact"), r"layer 'fc1': mode must be one of 'fake', 'bitexact', not 'exact'$"),
@@ -158,10 +168,13 @@ def _layer(key, value):
     (_layer("out_features", 0), r"layer 'fc1': out_features must be an integer >= 1, not 0$"),
     (_layer("out_features", 10**7), r"q\.json: its layers \(or aliases\) disagree with those recorded in "),
     (_layer("in_features", True), r"layer 'fc1': in_features must be an integer >= 1, not True$"),
-    (lambda m: m["layers"]["fc1"].pop("rounding") and None, r"layer 'fc1': missing rounding \(a layer has in_features"),
+    (lambda m: m["layers"]["fc1"].pop("rounding") and None,
+     r"layer 'fc1': missing rounding \(a layer has in_features"),
     (_layer("extra", 1), r"layer 'fc1': unknown extra \(a layer has"),
-    (lambda m: {**m, "layers": {**m["layers"], "fc1": "rf8"}}, r"layer 'fc1' must be a JSON object, not str$"),
-    (lambda m: {**m, "model": {"name": "resnet"}}, r"model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"),
+    (lambda m: {**m, "layers": {**m["layers"], "fc1": "rf8"}},
+     r"layer 'fc1' must be a JSON object, not str$"),
+    (lambda m: {**m, "model": {"name": "resnet"}},
+     r"model must be one of 'tinygpt', 'mlp_digits', not 'resnet'$"),
     (lambda m: {**m, "model": {"config": {}}}, r"names no zoo model; pass the float model as model=$"),
     (lambda m: {**m, "model": {"name": "mlp_digits", "config": {"n_hidden": 10**7}}},
      r"q\.json: layer 'fc1' is 64x16 \(in x out\), the model's is 64x10000000$"),   # on the meta device
@@ -169,7 +182,8 @@ def _layer(key, value):
      r"model_config n_hidden must be int, not '16'$"),
     (lambda m: {**m, "model": {"name": "mlp_digits", "config": {"width": 16}}},
      r"unknown model_config key\(s\) width for 'mlp_digits'; known: n_in, n_hidden, n_out$"),
-    (lambda m: {**m, "model": {"name": "mlp_digits", "config": [16]}}, r"model_config must be a JSON object, not list$"),
+    (lambda m: {**m, "model": {"name": "mlp_digits", "config": [16]}},
+     r"model_config must be a JSON object, not list$"),
 ])
 def test_malformed_sidecars_are_one_value_error_naming_the_file(tmp_path, sidecar_fn, message):
     _, path = _saved(tmp_path)
@@ -191,7 +205,8 @@ def test_unreadable_sidecars(tmp_path, content):
 def test_unreadable_tensor_files(tmp_path, content):
     _, path = _saved(tmp_path)
     path.write_bytes(path.read_bytes()[:100] if content is None else content)
-    with pytest.raises(ValueError, match=r"^quantized model file .*q\.safetensors is not a readable safetensors file"):
+    with pytest.raises(ValueError,
+                       match=r"^quantized model file .*q\.safetensors is not a readable safetensors file"):
         quant.load_quantized(path)
 
 
@@ -238,8 +253,8 @@ def test_a_float_state_dict_into_a_quantlinear_fails_loudly_even_when_not_strict
     lin = nn.Linear(8, 4)
     q = quant.QuantLinear.from_linear(lin)
     for strict in (True, False):
-        with pytest.raises(RuntimeError, match=r"QuantLinear '\(top level\)': the state dict has a float weight "
-                                               r"and no codes: it is a float model's"):
+        with pytest.raises(RuntimeError, match=r"QuantLinear '\(top level\)': the state dict has a float "
+                                               r"weight and no codes: it is a float model's"):
             q.load_state_dict(lin.state_dict(), strict=strict)
     m = rf8hw.quantize(nn.Sequential(nn.Linear(8, 4)))
     with pytest.raises(RuntimeError, match=r"QuantLinear '0': the state dict has no 0\.codes, 0\.exponent "
@@ -260,8 +275,8 @@ def test_save_pretrained_of_a_quantized_hf_model_fails_loudly_in_from_pretrained
     weight; from_pretrained would fill the weights randomly: the config marker makes it refuse."""
     transformers = pytest.importorskip("transformers")
     def gpt2():          # each model its own config object (quantize_ marks the model's config in place)
-        return transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64,
-                                                                    n_positions=16))
+        return transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2,
+                                                                    vocab_size=64, n_positions=16))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = rf8hw.quantize_(gpt2())
@@ -269,8 +284,8 @@ def test_save_pretrained_of_a_quantized_hf_model_fails_loudly_in_from_pretrained
     q.save_pretrained(tmp_path / "hf")
     with pytest.raises(ValueError, match=r"quantization config .* has no `quant_method`"):
         transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
-    assert json.loads((tmp_path / "hf" / "config.json").read_text())["quantization_config"]["rf8hw"].startswith(
-        "quantized by rf8hw")
+    assert (json.loads((tmp_path / "hf" / "config.json").read_text())["quantization_config"]["rf8hw"]
+            .startswith("quantized by rf8hw"))
     # the float model it came from is not marked, and a reloaded quantized model is again
     quant.save_quantized(q, tmp_path / "q.safetensors")
     float_model = gpt2()

@@ -61,7 +61,9 @@ def _check_layer_consistency(q: QuantLinear, x: torch.Tensor):
     assert torch.equal(y, torch.from_numpy(ref))
     # and the accumulator is what the array's golden model returns
     acc = golden.matmul(a.astype(np.int64), q.codes.numpy(), acc_bits=40)
-    assert np.array_equal(acc.astype(np.float64), a @ codec.decode(q.codes.numpy(), 18 * np.ones(q.out_features, np.int64)).astype(np.float64))
+    assert np.array_equal(acc.astype(np.float64),
+                          a @ codec.decode(q.codes.numpy(),
+                                           18 * np.ones(q.out_features, np.int64)).astype(np.float64))
 
 
 def test_minilm_offline_quantize_and_a_real_layer_is_exact(mini):

@@ -1,4 +1,5 @@
-"""rf8hw.nn.train and ``rf8hw train``: loss goes down, files and checkpoints round-trip, options are checked."""
+"""rf8hw.nn.train and ``rf8hw train``: loss goes down, files and checkpoints round-trip, options are
+checked."""
 
 import json
 import math
@@ -73,7 +74,8 @@ def test_same_seed_same_run(tmp_path):
 
 def test_backslash_forms_log_nu_and_shrink_the_code(tmp_path, mlp_run):
     base = mlp_run[1]
-    step = train(TrainConfig(model="mlp_digits", epochs=3, seed=1, backslash=20), tmp_path / "s", progress=False)
+    step = train(TrainConfig(model="mlp_digits", epochs=3, seed=1, backslash=20), tmp_path / "s",
+                 progress=False)
     loss = train(TrainConfig(model="mlp_digits", epochs=3, seed=1, backslash=20, backslash_form="loss",
                              backslash_epochs=2), tmp_path / "l", progress=False)
     s_steps, l_steps = _records(tmp_path / "s", "step"), _records(tmp_path / "l", "step")
@@ -208,7 +210,8 @@ def test_corrupt_checkpoint_sidecar_is_a_clear_error(tmp_path, mlp_run):
     out = mlp_run[0]
     (tmp_path / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes())
     (tmp_path / "model.json").write_text('{"model": "mlp_digits"}')
-    with pytest.raises(ValueError, match=r"^malformed checkpoint sidecar .*model\.json: no 'model_config' entry$"):
+    with pytest.raises(ValueError,
+                       match=r"^malformed checkpoint sidecar .*model\.json: no 'model_config' entry$"):
         load_checkpoint(tmp_path / "model.safetensors")
 
 
@@ -228,13 +231,14 @@ def _leftovers(parent):
 
 def test_a_diverging_run_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"^training diverged in epoch 0 at step \d+ \(train\): loss (nan|inf); "
-                                         r"lower the learning rate \(lr=1e\+30\)"):
+    with pytest.raises(ValueError, match=r"^training diverged in epoch 0 at step \d+ \(train\): "
+                                         r"loss (nan|inf); lower the learning rate \(lr=1e\+30\)"):
         train(TrainConfig(model="mlp_digits", epochs=3, lr=1e30), out, progress=False)
     assert not out.exists() and _leftovers(tmp_path) == []
     rc = cli.main(["train", "--model", "mlp_digits", "--lr", "1e30", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and err.startswith("rf8hw train: error: training diverged in epoch 0")
+    assert (rc == 2 and err.count("\n") == 1
+            and err.startswith("rf8hw train: error: training diverged in epoch 0"))
 
 
 def test_metrics_never_hold_bare_nan(tmp_path, monkeypatch):
@@ -247,10 +251,12 @@ def test_metrics_never_hold_bare_nan(tmp_path, monkeypatch):
 
     def refuse(token):
         raise AssertionError(f"bare {token} in metrics.jsonl")
-    records = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line, parse_constant=refuse)
+               for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["kind"] in ("eval", "final")]
     assert evals and all(r["entropy_bpp"] is None and r["zigzag_bpp"] is None for r in evals)
-    assert json.loads((tmp_path / "model.json").read_text(), parse_constant=refuse)["metrics"]["entropy_bpp"] is None
+    assert json.loads((tmp_path / "model.json").read_text(),
+                      parse_constant=refuse)["metrics"]["entropy_bpp"] is None
 
 
 def test_an_existing_run_is_refused_unless_overwrite_replaces_it(tmp_path, capsys):
@@ -273,14 +279,16 @@ def test_an_existing_run_is_refused_unless_overwrite_replaces_it(tmp_path, capsy
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("x"), r"output directory '.*run' exists and is not a directory$"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")),
-     r"output directory .*run is not empty and holds no training run \(notes\.txt\); give a new or empty directory$"),
+     r"output directory .*run is not empty and holds no training run \(notes\.txt\); "
+     r"give a new or empty directory$"),
     (lambda p: p.with_name("file").write_text("x"), None),
 ])
 def test_unusable_output_directories_are_refused_before_any_work(tmp_path, make, message):
     out = tmp_path / "run"
     make(out)
     if message is None:                       # a path below a regular file
-        out, message = tmp_path / "file" / "sub", r"output directory '.*file/sub': '.*file' is not a directory$"
+        out, message = (tmp_path / "file" / "sub",
+                        r"output directory '.*file/sub': '.*file' is not a directory$")
     with pytest.raises(ValueError, match=message):
         train(_quick(), out, progress=False, overwrite=True)
     assert _leftovers(tmp_path) == []
@@ -337,8 +345,8 @@ def test_a_killed_run_leaves_the_old_run_intact(tmp_path):
     train(_quick(seed=1), out, progress=False)
     old = _snapshot(out)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "rf8hw", "train", "--model", "mlp_digits", "--epochs", "100000",
-                             "--out", str(out), "--overwrite", "--quiet"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "rf8hw", "train", "--model", "mlp_digits",
+                             "--epochs", "100000", "--out", str(out), "--overwrite", "--quiet"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

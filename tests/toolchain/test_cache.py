@@ -1,7 +1,7 @@
 """The content-addressed cache key (rf8hw.toolchain.cache): every source that feeds the RTL counts.
 
-The key is computed over a copy of rf8hw/format, rf8hw/hdl and rf8hw/arch.py in tmp_path (``package_root``), so
-the tests edit the copy, never the package.
+The key is computed over a copy of rf8hw/format, rf8hw/hdl and rf8hw/arch.py in tmp_path
+(``package_root``), so the tests edit the copy, never the package.
 """
 
 import shutil
@@ -55,7 +55,8 @@ def test_an_edited_pe_kind_changes_the_key(copy):
     arch = copy / "arch.py"
     text = arch.read_text()
     assert text.count('PEKind("rf8_pipe", "rf8", 2, dsp=False)') == 1
-    arch.write_text(text.replace('PEKind("rf8_pipe", "rf8", 2, dsp=False)', 'PEKind("rf8_pipe", "rf8", 1, dsp=False)'))
+    arch.write_text(text.replace('PEKind("rf8_pipe", "rf8", 2, dsp=False)',
+                                 'PEKind("rf8_pipe", "rf8", 1, dsp=False)'))
     assert cache.source_key(PARAMS, package_root=copy) != before
 
 
