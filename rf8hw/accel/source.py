@@ -28,7 +28,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rf8hw import checks
@@ -80,13 +79,9 @@ def resolve(model, checkpoint=None) -> SourceSpec:
         if checkpoint is None:
             raise ValueError(f"--checkpoint is required for the zoo model {model!r} "
                              "(a model.safetensors written by rf8hw train)")
-        from rf8hw.nn.checkpoint import read_json
+        from rf8hw.nn.checkpoint import existing_file, read_json
 
-        path = Path(checkpoint)
-        if path.is_dir():
-            raise ValueError(f"checkpoint {path} is a directory, not a .safetensors file")
-        if not path.exists():
-            raise FileNotFoundError(f"no such checkpoint: {path}")
+        path = existing_file(checkpoint, "checkpoint", ".safetensors file")
         # the sidecar names the model; a malformed one is load_checkpoint's to describe in full
         held = read_json(path.with_suffix(".json"), "checkpoint sidecar").get("model")
         if held in MODELS and held != model:

@@ -12,7 +12,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from rf8hw.format import baselines
-from rf8hw.hdl.pe import IdentityDecoder, WeightStationaryPE
+from rf8hw.hdl.pe import WeightStationaryPE
 
 __all__ = ["Int8PE", "FP8E4M3Fields", "FP8E4M3Decoder", "FP8E4M3PE", "Int8PipePE"]
 
@@ -30,12 +30,7 @@ class Int8PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_bits = 8
-    weight_shape = signed(8)
-
-    @classmethod
-    def make_decoder(cls) -> wiring.Component:
-        return IdentityDecoder(cls.weight_bits, cls.weight_shape)
+    weight_shape = signed(8)                   # the code itself: two's complement
 
     def product(self, m: Module, a: Value, w) -> Value:
         p = Signal(signed(self.act_bits + self.weight_bits))
@@ -102,12 +97,8 @@ class FP8E4M3PE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_bits = 8
     weight_shape = FP8E4M3Fields
-
-    @classmethod
-    def make_decoder(cls) -> wiring.Component:
-        return FP8E4M3Decoder()
+    decoder = FP8E4M3Decoder
 
     def product(self, m: Module, a: Value, w) -> Value:
         xs = Signal(signed(self.act_bits + 1))

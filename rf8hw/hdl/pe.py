@@ -13,11 +13,12 @@ The class implements those facts and has these class attributes:
     Width of one raw weight code as it arrives on the weight stream (8 for RF8, INT8, FP8).
 ``weight_shape``
     Shape of the stored weight (the ``w_data`` port): for RF8 the decoded :class:`RF8Fields`.
-``make_decoder()``
-    Class method returning a fresh combinational component with ports ``code: In(weight_bits)``
-    and ``fields: Out(weight_shape)``.  The array instantiates one per column, between the weight
-    stream and the column's PEs, so the array shell knows nothing else about the PE kind.
-    :class:`IdentityDecoder` serves PE kinds that store the raw code.
+``decoder``
+    The class of a combinational component with ports ``code: In(weight_bits)`` and
+    ``fields: Out(weight_shape)``, or None for PE kinds that store the raw code
+    (:class:`IdentityDecoder`).  The array instantiates one per column (``make_decoder()``),
+    between the weight stream and the column's PEs, so the array shell knows nothing else about
+    the PE kind.
 
 and these ports (all synchronous to the ``sync`` domain):
 
@@ -122,7 +123,7 @@ class IdentityDecoder(wiring.Component):
 class WeightStationaryPE(wiring.Component):
     """Base class of the PE kinds: weight register, activation forwarding, accumulation.
 
-    Subclasses set :attr:`weight_bits`, :attr:`weight_shape`, :meth:`make_decoder` and implement
+    Subclasses set :attr:`weight_bits`, :attr:`weight_shape` and :attr:`decoder` and implement
     :meth:`product`.  See the module docstring for the port table.
 
     Parameters
@@ -137,11 +138,16 @@ class WeightStationaryPE(wiring.Component):
 
     weight_bits: int = CODE_BITS
     weight_shape = unsigned(CODE_BITS)
+    #: The decoder component class (constructed without arguments); None: the raw code is stored
+    #: (:class:`IdentityDecoder` of ``weight_bits`` -> ``weight_shape``).
+    decoder: type | None = None
 
     @classmethod
     def make_decoder(cls) -> wiring.Component:
         """A fresh decoder ``code: In(weight_bits) -> fields: Out(weight_shape)``."""
-        return IdentityDecoder(cls.weight_bits, cls.weight_shape)
+        if cls.decoder is None:
+            return IdentityDecoder(cls.weight_bits, cls.weight_shape)
+        return cls.decoder()
 
     def __new__(cls, act_bits: int = 8, acc_bits: int = 40, overflow: str = "wrap"):
         # checked before the component exists, so a refused one leaves no unused elaboratable
@@ -222,12 +228,8 @@ class RF8PE(WeightStationaryPE):
         As :class:`WeightStationaryPE`.
     """
 
-    weight_bits = CODE_BITS
     weight_shape = RF8Fields
-
-    @classmethod
-    def make_decoder(cls) -> wiring.Component:
-        return RF8Decoder()
+    decoder = RF8Decoder
 
     def product(self, m: Module, a: Value, w) -> Value:
         xs = Signal(signed(self.act_bits + 1))

@@ -168,12 +168,8 @@ class RF8LeanPE(WeightStationaryPE):
         As :class:`~rf8hw.hdl.pe.WeightStationaryPE`.
     """
 
-    weight_bits = CODE_BITS
     weight_shape = RF8LeanFields
-
-    @classmethod
-    def make_decoder(cls) -> wiring.Component:
-        return RF8LeanDecoder()
+    decoder = RF8LeanDecoder
 
     def product(self, m: Module, a: Value, w) -> Value:
         return self._place(m, self._times_m(m, a, w), w.rsh, w.sign)

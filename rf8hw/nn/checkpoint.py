@@ -22,8 +22,8 @@ from pathlib import Path
 
 from rf8hw import checks
 
-__all__ = ["save_checkpoint", "load_checkpoint", "json_safe", "read_safetensors", "read_json",
-           "check_tensors", "build_model"]
+__all__ = ["save_checkpoint", "load_checkpoint", "json_safe", "existing_file", "read_safetensors",
+           "read_json", "check_tensors", "build_model"]
 
 
 def save_checkpoint(model, path, meta: dict) -> None:
@@ -47,6 +47,18 @@ def json_safe(value):
     return value
 
 
+def existing_file(path, what: str, kind: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it names an existing file: a directory is a
+    :class:`ValueError` (``<what> <path> is a directory, not a <kind>``), a missing path a
+    :class:`FileNotFoundError` (``no such <what>: <path>``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a {kind}")
+    if not path.exists():
+        raise FileNotFoundError(f"no such {what}: {path}")
+    return path
+
+
 def read_safetensors(path, what: str = "checkpoint") -> dict:
     """The tensors of the safetensors file ``path`` (name -> tensor). Never unpickles.
 
@@ -58,11 +70,7 @@ def read_safetensors(path, what: str = "checkpoint") -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory, not a .safetensors file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such {what}: {path}")
+    path = existing_file(path, what, ".safetensors file")
     try:
         return load_file(path)
     except SafetensorError as exc:
@@ -72,11 +80,7 @@ def read_safetensors(path, what: str = "checkpoint") -> dict:
 def read_json(path, what: str) -> dict:
     """The JSON object in ``path``; a :class:`ValueError` naming ``path`` if it is not one
     (missing: :class:`FileNotFoundError` ``no such <what>: <path>``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} {path} is a directory, not a JSON file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such {what}: {path}")
+    path = existing_file(path, what, "JSON file")
     try:
         meta = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

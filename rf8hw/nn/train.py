@@ -124,6 +124,9 @@ class TrainConfig:
             non_negative("lr", self.lr)
         for name in ("gg_shape", "rate_step", "deepshape_grid", "backslash_eps"):
             positive(name, getattr(self, name))
+        if self.init_from is not None and self.init != INITS[0]:
+            raise ValueError(f"init {self.init!r} initialises fresh weights and init_from starts from "
+                             f"the checkpoint's ({self.init_from!r}): give one of them")
 
 
 def linear_weights(model) -> list:

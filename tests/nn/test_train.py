@@ -200,6 +200,9 @@ def test_cli_bad_values_are_one_clear_line(tmp_path, capsys, argv, message):
     ({"gg_shape": 0.0}, r"^gg_shape must be a finite number > 0, not 0\.0$"),
     ({"backslash_eps": -1.0}, r"^backslash_eps must be a finite number > 0, not -1\.0$"),
     ({"epoch": 3}, r"^unknown training option\(s\) epoch; known: "),
+    ({"init": "gg", "init_from": "run/model.safetensors"},
+     r"^init 'gg' initialises fresh weights and init_from starts from the checkpoint's "
+     r"\('run/model\.safetensors'\): give one of them$"),
 ])
 def test_bad_training_options_are_rejected_by_name(d, message):
     with pytest.raises(ValueError, match=message):
