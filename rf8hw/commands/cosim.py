@@ -94,7 +94,9 @@ def run(args) -> int:
     try:
         if request.is_layer:
             from rf8hw.accel.cosim_layer import cosim_layer
+            from rf8hw.sim.build import require_simulator
 
+            require_simulator(options.simulator)           # before the model is loaded
             result = cosim_layer(request.model, request.layer, cfg, options,
                                  checkpoint=request.checkpoint, batch=request.batch,
                                  progress=progress)
@@ -120,22 +122,22 @@ def _report(result, cfg) -> int:
     from rf8hw.sim import LayerResult
 
     layer = result if isinstance(result, LayerResult) else None
-    run = result.cosim if layer else result
-    print(f"verilog: {run.build.verilog}")
-    print(f"run directory: {run.out_dir}")
-    print(f"cycle accounting: {run.cycles_json}")
-    print(f"simulator log: {run.log}")
-    if run.waves:
-        print(f"waveform: {run.waves}")
+    cosim = result.cosim if layer else result
+    print(f"verilog: {cosim.build.verilog}")
+    print(f"run directory: {cosim.out_dir}")
+    print(f"cycle accounting: {cosim.cycles_json}")
+    print(f"simulator log: {cosim.log}")
+    if cosim.waves:
+        print(f"waveform: {cosim.waves}")
     if layer:
         M, K, N = layer.gemm_shape
-        print(f"layer {layer.layer}: GEMM {M} x {K} x {N} in {len(run.gemms[0].blocks)} tiles of "
-              f"{cfg.rows}x{cfg.cols}; golden model: {run.rows_checked} result rows "
-              f"checked, {run.mismatches} mismatches")
+        print(f"layer {layer.layer}: GEMM {M} x {K} x {N} in {len(cosim.gemms[0].blocks)} tiles of "
+              f"{cfg.rows}x{cfg.cols}; golden model: {cosim.rows_checked} result rows "
+              f"checked, {cosim.mismatches} mismatches")
         print(f"bit-exact layer: its replay from the captured integers equals its output: "
               f"{layer.replay_matches_layer}; the RTL's GEMM equals its integers: "
               f"{layer.equals_bitexact} ({layer.bitexact_mismatches} entries differ)")
-    if run.first_mismatch is not None:
-        print(f"FIRST MISMATCH: {run.first_mismatch}", file=sys.stderr, flush=True)
-    print(run.summary_line(), flush=True)
+    if cosim.first_mismatch is not None:
+        print(f"FIRST MISMATCH: {cosim.first_mismatch}", file=sys.stderr, flush=True)
+    print(cosim.summary_line(), flush=True)
     return 0 if result.ok else 1

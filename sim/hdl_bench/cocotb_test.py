@@ -105,21 +105,20 @@ class BatchScoreboard:
 class HdlBench:
     """Drives the :data:`rf8hw.sim.hdl_bench.wrapper.BENCH_MODULE` wrapper through one job.
 
-    Parameters as :class:`rf8hw.sim.python_bench.testbench.Testbench`; ``job_dir`` holds the
-    chunk files.
+    Parameters as :class:`rf8hw.sim.python_bench.testbench.Testbench` (``backpressure_prob``:
+    the result stream's probability, always given); ``job_dir`` holds the chunk files.
     """
 
     def __init__(self, dut, manifest: Manifest, job_dir: Path, *, stall_prob: float, seed: int,
-                 backpressure_prob: float | None, log: logging.Logger):
+                 backpressure_prob: float, log: logging.Logger):
         self.dut, self.log, self.job_dir = dut, log, job_dir
         params, cfg = manifest.parameters, manifest.config
         self.rows, self.cols = cfg.rows, cfg.cols
         self.act_lane, self.acc_lane = params.act_lane_bits, params.acc_lane_bits
         self.model = GoldenModel(cfg.act_bits, cfg.acc_bits, cfg.overflow)
-        out_prob = stall_prob if backpressure_prob is None else backpressure_prob
-        self.max_idle = watchdog_cycles(self.rows, self.cols, (stall_prob, out_prob))
+        self.max_idle = watchdog_cycles(self.rows, self.cols, (stall_prob, backpressure_prob))
         dut.tb_rst.value = 1
-        for stream, p in (("w", stall_prob), ("a", stall_prob), ("r", out_prob)):
+        for stream, p in (("w", stall_prob), ("a", stall_prob), ("r", backpressure_prob)):
             getattr(dut, f"tb_{stream}_thr").value = lfsr_threshold(p)
             getattr(dut, f"tb_{stream}_seed").value = stream_seed(seed, stream)
         dut.tb_tail.value = self.rows + self.cols + 4

@@ -54,18 +54,11 @@ from ..stimulus import pack_rows, unpack_row
 __all__ = ["Beat", "StreamSource", "ResultMonitor", "Scoreboard", "TileRecord", "Testbench"]
 
 
-def _int_reader(handle):
-    """A function returning ``handle``'s value as an unsigned int, with one simulator call.
-
-    It reads the simulator object's binary string directly (``handle._handle``, cocotb 2.x) instead
-    of building a ``Logic``/``LogicArray`` per read: on the per-cycle path that halves the Python
-    time.  X or Z bits raise ``ValueError`` naming the port.
-    """
-    get = handle._handle.get_signal_val_binstr
-    name = handle._path
-
+def _int_reader(handle, name: str):
+    """A function returning ``handle``'s value as an unsigned int (public cocotb API: the value's
+    binary string).  X or Z bits raise ``ValueError`` naming the port ``name``."""
     def read() -> int:
-        bits = get()
+        bits = str(handle.value)
         try:
             return int(bits, 2)
         except ValueError:
@@ -104,7 +97,7 @@ class StreamSource:
         self.tdata = getattr(dut, f"{prefix}_tdata")
         self.tvalid = getattr(dut, f"{prefix}_tvalid")
         self.tlast = getattr(dut, f"{prefix}_tlast")
-        self.read_ready = _int_reader(getattr(dut, f"{prefix}_tready"))
+        self.read_ready = _int_reader(getattr(dut, f"{prefix}_tready"), f"{prefix}_tready")
         self.idle_prob, self.rng, self.on_beat = idle_prob, rng, on_beat
         self.queue: deque[Beat] = deque()
         self.current: Beat | None = None     # beat offered at the coming rising edge
@@ -179,9 +172,9 @@ class ResultMonitor:
     """
 
     def __init__(self, dut, stall_prob: float, rng: random.Random, on_row, on_stall):
-        self.read_data = _int_reader(dut.m_axis_acc_tdata)
-        self.read_valid = _int_reader(dut.m_axis_acc_tvalid)
-        self.read_last = _int_reader(dut.m_axis_acc_tlast)
+        self.read_data = _int_reader(dut.m_axis_acc_tdata, "m_axis_acc_tdata")
+        self.read_valid = _int_reader(dut.m_axis_acc_tvalid, "m_axis_acc_tvalid")
+        self.read_last = _int_reader(dut.m_axis_acc_tlast, "m_axis_acc_tlast")
         self.tready = dut.m_axis_acc_tready
         self.stall_prob, self.rng = stall_prob, rng
         self.on_row, self.on_stall = on_row, on_stall

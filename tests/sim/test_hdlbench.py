@@ -1,6 +1,7 @@
-"""The HDL bench (sim/hdl_bench/: wrapper.py and its cocotb_test.py; ``rf8hw.sim.run_tiles`` with
-``CosimOptions(bench="hdl")``, the default): stimulus and checking off the per-cycle Python path, with the guarantees of the Python
-bench; and what makes runs safe to start twice (run directories, watchdog, paths, signals)."""
+"""The HDL bench (sim/hdl_bench/: wrapper.py and its cocotb_test.py; ``rf8hw.sim.run_tiles``
+with ``CosimOptions(bench="hdl")``, the default): stimulus and checking off the per-cycle Python
+path, with the guarantees of the Python bench; and what makes runs safe to start twice (run
+directories, watchdog, paths, signals)."""
 
 import json
 import re
