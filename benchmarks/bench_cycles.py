@@ -87,8 +87,8 @@ def compare(simulator: str, progress=True, shapes=None) -> tuple[list[dict], lis
     returns the per-shape rows (in the order given) and one record per simulator run."""
     from tqdm import tqdm
 
-    from rf8hw.format import golden
     from rf8hw.accel.cycles import gemm_cycles, tile_schedule
+    from rf8hw.format import golden
     from rf8hw.sim import CosimOptions, run_gemms
 
     keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
@@ -191,7 +191,8 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
         ax.set_xticks(ZOO_SIZES, [str(s) for s in ZOO_SIZES])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.accel.cycles) for the model zoo", fontsize=10)
+    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.accel.cycles) for the model zoo",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(plot_path, dpi=110)
     plt.close(fig)

@@ -28,13 +28,20 @@ They return a :class:`CosimResult` (:class:`LayerResult` wraps one for a model l
 """
 
 from .build import Build, check_cosim_config, check_simulator, prepare
-from .options import (BENCHES, RUNS_DIR, SIMULATORS, CosimOptions, CosimRequest,
-                      default_cache_root)
+from .options import BENCHES, RUNS_DIR, SIMULATORS, CosimOptions, CosimRequest, default_cache_root
 from .records import Mismatch, TileCycles
 from .result import CosimResult, GemmResult, LayerResult
 from .rtl import RtlFile, load_rtl
-from .run import (CYCLES_FORMAT, MAX_STIMULUS_ROWS, MAX_TILES, SimulationInterrupted, run_cosim,
-                  run_gemm, run_gemms, run_tiles)
+from .run import (
+    CYCLES_FORMAT,
+    MAX_STIMULUS_ROWS,
+    MAX_TILES,
+    SimulationInterrupted,
+    run_cosim,
+    run_gemm,
+    run_gemms,
+    run_tiles,
+)
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
 __all__ = ["Build", "check_cosim_config", "check_simulator", "prepare", "BENCHES", "RUNS_DIR",

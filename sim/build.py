@@ -306,7 +306,8 @@ def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, wav
             shutil.rmtree(work, ignore_errors=True)
 
 
-#: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes from ``+rf8hw_dumpfile=``.
+#: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes
+#: from ``+rf8hw_dumpfile=``.
 _ICARUS_DUMP = """module rf8hw_dump;
   reg [8*1024-1:0] path;
   initial begin

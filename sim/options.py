@@ -163,8 +163,9 @@ class CosimRequest:
                                     "package.module:function"})
     checkpoint: str | None = field(default=None, metadata={
         "help": "model.safetensors written by rf8hw train (zoo models)"})
-    batch: int = field(default=8, metadata={
-        "help": "inferences in the zoo models' forward pass"})
+    batch: int | None = field(default=None, metadata={
+        "help": "inferences in a zoo model's forward pass (default 8; an adapter brings its own "
+                "example)"})
 
     def __post_init__(self):
         if self.layer is None and self.model is None:

@@ -33,8 +33,16 @@ from rf8hw.toolchain import cache
 
 from .build import Build, check_cosim_config, check_options, prepare
 from .hdl_bench.wrapper import chunk_plusargs
-from .job import (PROGRESS_PREFIX, RESULT_FILE, RESULTS_FILE, Job, read_report, read_results,
-                  write_job, write_json)
+from .job import (
+    PROGRESS_PREFIX,
+    RESULT_FILE,
+    RESULTS_FILE,
+    Job,
+    read_report,
+    read_results,
+    write_job,
+    write_json,
+)
 from .options import CosimOptions
 from .records import BenchReport
 from .result import CosimResult, GemmResult

@@ -141,7 +141,8 @@ RTL = {
     "manifest_no_interface": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "interface"}),
                               "not an rf8hw manifest: it lacks interface"),
     "manifest_reset_level": (_rtl_pair(lambda m: {**m, "interface": {**m["interface"], "reset": {
-        **m["interface"]["reset"], "active": "rising"}}}), "interface.reset.active must be one of 'low', 'high'"),
+        **m["interface"]["reset"], "active": "rising"}}}),
+                             "interface.reset.active must be one of 'low', 'high'"),
     "params_no_lanes": (_rtl_pair(lambda m: {**m, "parameters": {
         k: v for k, v in m["parameters"].items() if k != "acc_lane_bits"}}), "parameters lack acc_lane_bits"),
     "no_module": (_rtl_pair(text="// nothing here\n"), "declares no module 'm'"),
@@ -244,7 +245,8 @@ CLI = [
         ("--m-rows", "0", "m_rows"), ("--m-rows", "-1", "m_rows"),
         ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"), ("--stall-prob", "nan", "stall_prob"),
         ("--stall-prob", "x", "--stall-prob"), ("--sim", "modelsim", "simulator"),
-        ("--backpressure-prob", "1", "backpressure_prob"), ("--backpressure-prob", "x", "--backpressure-prob"),
+        ("--backpressure-prob", "1", "backpressure_prob"),
+        ("--backpressure-prob", "x", "--backpressure-prob"),
         ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
         ("--acc-bits", "1000", "acc_bits"), ("--overflow", "clamp", "--overflow"), ("--pe", "int8", "--pe")]],
     _c("cosim", "--cols", "2", "--tiles", "1", "--seed", "1", needle="--rows required"),

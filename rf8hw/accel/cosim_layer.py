@@ -141,14 +141,15 @@ def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint
 
 
 def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, checkpoint=None,
-                batch: int = 8, captured: dict | None = None, progress=None):
+                batch: int | None = None, captured: dict | None = None, progress=None):
     """Co-simulate the GEMM of :func:`capture_layer` on the array ``cfg``.
 
     ``options``: the run's :class:`rf8hw.sim.options.CosimOptions` (simulator, bench, stalls,
     seed, ``out_dir``, cache, ...); without ``out_dir`` the run directory's name says
     ``layer-<model>-<layer>`` (:meth:`rf8hw.sim.options.CosimOptions.run_dir`).  ``captured``:
     the :func:`capture_layer` dict of the same arguments, if already taken (the benchmark times
-    the RTL run apart from the model's loading and forward pass).  ``progress`` goes to
+    the RTL run apart from the model's loading and forward pass).  ``batch``: as
+    :func:`capture_layer` (None: its default).  ``progress`` goes to
     :func:`rf8hw.sim.run.run_gemm`.  Needs ``cfg.overflow == "wrap"``: with a saturating
     accumulator the array's per-tile results, added by the host, are not the layer's one
     saturating sum over all of K (:mod:`rf8hw.nn.bitexact`, tiling note).
@@ -168,7 +169,8 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, check
         raise ValueError(f"--layer compares the RTL with the bit-exact layer, which needs "
                          f"overflow 'wrap' (per-tile saturation is not the layer's), not "
                          f"{cfg.overflow!r}")
-    got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint, batch=batch)
+    got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint,
+                                    **({} if batch is None else {"batch": batch}))
     M, K, N = got["shape"]
     result = run_gemm(M, K, N, cfg, options, a=got["a"], codes=got["codes"],
                       label=f"layer-{model_name}-{layer}", progress=progress)

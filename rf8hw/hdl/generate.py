@@ -13,13 +13,13 @@ import shlex
 from pathlib import Path
 
 from rf8hw import __version__, checks
+from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.format import spec
-from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.manifest import Files, Generator, Interface, Manifest, Parameters, Port
 
-__all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions", "regenerate_command", "to_verilog",
-           "render", "generate"]
+__all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions",
+           "regenerate_command", "to_verilog", "render", "generate"]
 
 #: Verilator warning classes waived in generated files, each with the reason written into the
 #: file's header next to its ``/* verilator lint_off ... */`` line; with them, ``verilator

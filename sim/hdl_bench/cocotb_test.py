@@ -14,9 +14,8 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
 from rf8hw.hdl.manifest import Manifest
@@ -24,8 +23,17 @@ from rf8hw.hdl.manifest import Manifest
 from ..job import PROGRESS_PREFIX, read_job, write_error, write_report, write_results
 from ..records import BenchReport, Mismatch, TileCycles
 from ..scoreboard import GoldenModel, expected_rows, wall_clock, watchdog_cycles
-from .wrapper import (RING_BITS, TILE_FIELDS, WHY, decode_words, digits_to_uint, encode_beats,
-                      lfsr_threshold, stream_seed, tile_words)
+from .wrapper import (
+    RING_BITS,
+    TILE_FIELDS,
+    WHY,
+    decode_words,
+    digits_to_uint,
+    encode_beats,
+    lfsr_threshold,
+    stream_seed,
+    tile_words,
+)
 
 _NEVER = (1 << 32) - 1
 _HALF = 1 << (RING_BITS - 1)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 import cocotb
+import numpy as np
 
 from ..job import PROGRESS_PREFIX, read_job, write_error, write_report, write_results
 from ..records import BenchReport

@@ -39,9 +39,8 @@ from collections import deque
 from dataclasses import dataclass, fields
 from functools import partial
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge
 

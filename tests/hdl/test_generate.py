@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rf8hw.arch import PE_KINDS, ArrayConfig
 from rf8hw.cli import main
-from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.generate import generate, regenerate_command, render, verilog_tool_versions
 from rf8hw.hdl.manifest import Manifest
-from rf8hw.arch import PE_KINDS
 from rf8hw.toolchain import tools
 
 RTL = Path(__file__).resolve().parents[2] / "rtl"

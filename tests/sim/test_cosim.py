@@ -42,6 +42,7 @@ def exact_sums(tiles):
     return [a.astype(object) @ golden.weight_int(codes).astype(object) for codes, a in tiles]
 
 
+@pytest.mark.slow
 def test_exhaustive_all_65536_products_through_the_rtl(cosim_cache, tmp_path):
     """Every (int8 activation, code) pair is computed alone by the array and equals golden.product
     (Verilator; Icarus runs the same RTL through every other test)."""
@@ -66,6 +67,7 @@ def test_exhaustive_all_65536_products_through_the_rtl(cosim_cache, tmp_path):
     assert checked == len(tiles) * 256 * rows * cols    # 65,536 pairs x rows (each pair once per k)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", RANDOM_CONFIGS, ids=[config_id(c) for c in RANDOM_CONFIGS])
 def test_random_tiles_with_stalls_on_every_stream(cfg, cosim_cache, tmp_path):
     """Random tiles (overflowing ones included), idle inputs and output backpressure."""
@@ -104,6 +106,7 @@ EDGE_CONFIGS = [("icarus", 1, 1), ("icarus", 2, 2), ("icarus", 1, 2), ("icarus",
                 ("icarus", 1, 7), ("icarus", 7, 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", EDGE_CONFIGS, ids=[f"{s}-{r}x{c}" for s, r, c in EDGE_CONFIGS])
 def test_edge_shapes_cosimulate_with_stalls(cfg, cosim_cache, tmp_path):
     """rows == 1 and cols <= 2 (once zero-width counters) co-simulate bit-exactly with idle inputs
@@ -122,6 +125,7 @@ def test_edge_shapes_cosimulate_with_stalls(cfg, cosim_cache, tmp_path):
 RESET_CASES = [("verilator", "aresetn"), ("icarus", "aresetn"), ("icarus", "rst")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator, reset", RESET_CASES, ids=[f"{s}-{r}" for s, r in RESET_CASES])
 def test_reset_mid_tile_then_clean_tile(simulator, reset, cosim_cache, tmp_path):
     """Reset (the default active-low aresetn, or the active-high rst variant) in the middle of
@@ -147,6 +151,7 @@ def test_reset_mid_tile_then_clean_tile(simulator, reset, cosim_cache, tmp_path)
     assert r.tile_cycles[0].w_first == 1      # cycle numbering restarts after reset
 
 
+@pytest.mark.slow
 def test_gemm_full_rate_cycles_follow_the_timing_formulas(cosim_cache, tmp_path):
     """Ragged GEMM at full rate: per-tile cycles equal docs/architecture.md's formulas, and the
     tile results assemble to golden.matmul of the whole GEMM."""
@@ -178,6 +183,7 @@ def test_gemm_full_rate_cycles_follow_the_timing_formulas(cosim_cache, tmp_path)
     assert r.cycles == recs[-1].r_last + 1
 
 
+@pytest.mark.slow
 def test_several_gemms_in_one_run_each_start_on_an_empty_array(cosim_cache, tmp_path):
     """run_gemms: three GEMMs (two ragged) in one Icarus run; each GEMM's handshakes, counted from
     its first weight beat, are the cycle model's schedule of that GEMM alone, its span is
@@ -220,6 +226,7 @@ def run_cli(capsys, *args):
     return status, out.strip().splitlines(), err
 
 
+@pytest.mark.slow
 def test_cli_summary_line_and_success(capsys, cosim_cache, tmp_path):
     status, lines, _ = run_cli(capsys, "--rows", "4", "--cols", "4", "--tiles", "6", "--seed", "3",
                                "--sim", "icarus", "--acc-bits", "27", "--stall-prob", "0.2",
@@ -233,6 +240,7 @@ def test_cli_summary_line_and_success(capsys, cosim_cache, tmp_path):
                for line in lines)
 
 
+@pytest.mark.slow
 def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp_path, monkeypatch):
     """With a wrong model (corrupt expected value) the command exits 1 and names the mismatch."""
     def run_cosim(tiles, cfg, options, *, m_rows=None, progress=None):    # a wrong model
@@ -354,6 +362,7 @@ def test_missing_simulator_is_named(monkeypatch):
         sim.check_simulator("icarus")
 
 
+@pytest.mark.slow
 def test_cli_from_another_directory_with_waves(cosim_cache, tmp_path):
     """As a user runs it: a subprocess in an unrelated directory; --waves writes and names a file."""
     import subprocess

@@ -53,6 +53,7 @@ def cosim_rtl(capsys, v, cache, out, *extra):
                    "--cache-dir", str(cache), "--out-dir", str(out), *extra)
 
 
+@pytest.mark.slow
 def test_rtl_file_matches_then_a_hand_edited_copy_mismatches(capsys, rtl, cosim_cache, tmp_path):
     v, _ = rtl
     status, lines, err = cosim_rtl(capsys, v, cosim_cache, tmp_path / "run_ok")

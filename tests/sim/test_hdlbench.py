@@ -20,7 +20,6 @@ from rf8hw.format import golden
 from rf8hw.sim import CosimOptions
 from rf8hw.sim.hdl_bench import wrapper as hdlbench
 
-
 # --- host-side pieces, no simulator --------------------------------------------------------------
 
 def test_threshold_rule_and_generator():
@@ -88,6 +87,7 @@ def test_wrapper_takes_port_names_from_the_manifest(reset):
 
 # --- on the simulators ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_full_rate_cycle_records_equal_the_python_bench(cosim_cache, tmp_path):
     """At full rate the streams are deterministic: the HDL bench's per-tile cycle records are the
     Python bench's, field for field (Icarus)."""
@@ -102,6 +102,7 @@ def test_full_rate_cycle_records_equal_the_python_bench(cosim_cache, tmp_path):
     assert hdl.python_s is not None and py.python_s is None
 
 
+@pytest.mark.slow
 def test_wrong_expected_value_is_named(cosim_cache, tmp_path):
     rows = cols = 4
     tiles = sim.random_tiles(np.random.default_rng(2), rows, cols, 3, m_rows=5)
@@ -130,6 +131,7 @@ def test_groups_need_the_python_bench(tmp_path):
 
 # --- runs are isolated (the CLI) ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stall_probability_0999_in_a_cache_dir_with_a_space(cosim_cache, tmp_path, capsys):
     """The watchdog scales with the stall probability: 0.999 on every stream completes, exact,
     on Verilator, with the session's cache (its path holds a space) and a run directory with
@@ -155,6 +157,7 @@ def _cli(*args, cwd, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_each_report_their_own_tiles(cosim_cache, tmp_path):
     """Same seed, same cache, same working directory, started together: each run checks and
     reports its own tile count, in a directory of its own named after its parameters."""
@@ -177,6 +180,7 @@ def test_two_concurrent_runs_each_report_their_own_tiles(cosim_cache, tmp_path):
     assert len(dirs) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     """SIGTERM to the CLI while it simulates: the CLI exits and no simulator process is left."""
     proc = _cli("--rows", "2", "--cols", "2", "--acc-bits", "27", "--tiles", "200000", "--seed",
