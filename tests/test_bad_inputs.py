@@ -107,7 +107,8 @@ BAD_CHECKPOINTS = {
 }
 
 
-def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v", manifest_text=None):
+def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v",
+              manifest_text=None):
     def make(d):
         from pathlib import Path
 
@@ -121,7 +122,8 @@ def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n",
         manifest["parameters"].update(rows=2, cols=2)
         if manifest_fn is not None:
             manifest = manifest_fn(manifest)
-        (d / name).with_suffix(".json").write_text(manifest_text if manifest_text is not None else json.dumps(manifest))
+        (d / name).with_suffix(".json").write_text(
+            manifest_text if manifest_text is not None else json.dumps(manifest))
         return d / name
     return make
 
@@ -134,8 +136,10 @@ def _params(**kw):
 RTL = {
     "manifest_not_json": (_rtl_pair(manifest_text="{nope"), "is unreadable"),
     "manifest_list": (_rtl_pair(lambda m: [m]), "not an rf8hw manifest"),
-    "manifest_no_module": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "module"}), "not an rf8hw manifest"),
-    "manifest_no_params": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "parameters"}), "not an rf8hw manifest"),
+    "manifest_no_module": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "module"}),
+                           "not an rf8hw manifest"),
+    "manifest_no_params": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "parameters"}),
+                           "not an rf8hw manifest"),
     "manifest_other_file": (_rtl_pair(lambda m: {**m, "files": {**m["files"], "verilog": "other.v"}}),
                             "describes 'other.v'"),
     "manifest_no_interface": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "interface"}),
@@ -240,10 +244,12 @@ CLI = [
     # -- rf8hw cosim (bounds before anything is generated)
     *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/cache",
          "--out-dir", "{out}/run", opt, v, needle=n) for opt, v, n in [
-        ("--tiles", "0", "tiles"), ("--tiles", "-1", "tiles"), ("--tiles", BIG, "tiles"), ("--tiles", "x", "--tiles"),
+        ("--tiles", "0", "tiles"), ("--tiles", "-1", "tiles"), ("--tiles", BIG, "tiles"),
+        ("--tiles", "x", "--tiles"),
         ("--seed", "-1", "seed"), ("--seed", HUGE, "seed"), ("--seed", "x", "--seed"),
         ("--m-rows", "0", "m_rows"), ("--m-rows", "-1", "m_rows"),
-        ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"), ("--stall-prob", "nan", "stall_prob"),
+        ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"),
+        ("--stall-prob", "nan", "stall_prob"),
         ("--stall-prob", "x", "--stall-prob"), ("--sim", "modelsim", "simulator"),
         ("--backpressure-prob", "1", "backpressure_prob"),
         ("--backpressure-prob", "x", "--backpressure-prob"),
@@ -255,7 +261,7 @@ CLI = [
     _c("cosim", "--rtl", "{dir}", "--tiles", "1", "--seed", "1", needle="adir"),
     _c("cosim", "--rtl", "{afile}", "--tiles", "1", "--seed", "1", needle="no manifest afile.json"),
     _c("cosim", "--rtl", "{rtl.params_rows0}", "--rows", "3", "--tiles", "1", "--seed", "1", needle="rows"),
-    *[_c("cosim", "--rtl", "{rtl.%s}" % name, "--tiles", "1", "--seed", "1", needle=needle)
+    *[_c("cosim", "--rtl", f"{{rtl.{name}}}", "--tiles", "1", "--seed", "1", needle=needle)
       for name, (_, needle) in RTL.items()],
     _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
        "--out-dir", "{afile}", needle="afile"),
