@@ -1,6 +1,7 @@
 """Co-simulation speed: the HDL bench against issue 14's goals, the Python bench for the ratio.
 
-Both through :func:`rf8hw.sim.run_tiles` (``bench="hdl"``, the default, and ``bench="python"``), and
+Both through :func:`rf8hw.sim.run_tiles` (``CosimOptions(bench="hdl")``, the default, and
+``bench="python"``; each case's runs share one scratch run directory), and
 the ceiling both share: the bare Verilated model of the same generated Verilog, clocked by a C++
 main loop with full-rate stimulus (no cocotb, no wrapper, no Python; :func:`bare_model_rate`).
 
@@ -86,18 +87,17 @@ def bare_model_rate(cfg: ArrayConfig, cache_dir, cycles: int = 2_000_000, m: int
     """Best of ``repeat`` cycles/s of the generated Verilog of ``cfg`` alone under Verilator
     (``-O3 --x-assign fast --x-initial fast --noassert``, C++ ``-O2``), full rate, tiles of ``m``
     activation rows (default ``cfg.rows``); and the build's seconds."""
-    import json
-
     from rf8hw.sim.build import use_simulator_path
 
-    design = sim.prepare(cfg, "icarus", cache_root=cache_dir)     # the Verilog (Icarus: ~1 s)
-    iface = json.loads(Path(design.manifest).read_text())["interface"]
-    reset, buses = iface["reset"], iface["buses"]
-    main = (_BARE_MAIN.replace("CLOCK", iface["clock"]["name"])
-            .replace("RESET_ON", "1" if reset["active"] == "high" else "0")
-            .replace("RESET", reset["name"])
-            .replace("SET_W", _set_bus("s_axis_w_tdata", buses["s_axis_w"]["tdata_bits"]))
-            .replace("SET_A", _set_bus("s_axis_a_tdata", buses["s_axis_a"]["tdata_bits"])))
+    # the Verilog (an Icarus build: ~1 s)
+    design = sim.prepare(cfg, sim.CosimOptions(simulator="icarus", cache_root=cache_dir))
+    iface = design.manifest.interface
+    reset, buses = iface.reset, iface.buses
+    main = (_BARE_MAIN.replace("CLOCK", iface.clock.name)
+            .replace("RESET_ON", "0" if reset.active_low else "1")
+            .replace("RESET", reset.name)
+            .replace("SET_W", _set_bus("s_axis_w_tdata", buses["s_axis_w"].tdata_bits))
+            .replace("SET_A", _set_bus("s_axis_a_tdata", buses["s_axis_a"].tdata_bits)))
     use_simulator_path("verilator")
     with tempfile.TemporaryDirectory(prefix="rf8hw-bare-") as tmp:
         (Path(tmp) / "main.cpp").write_text(main)
@@ -127,12 +127,15 @@ def _cases(tiles: int):
             ("exhaustive 65,536 products (8x8)", 8, 0.0, None, "seconds", EXHAUSTIVE_TARGET_S)]
 
 
-def bench(simulator: str, tiles: int, repeat: int, cache_dir, python_tiles: int) -> list[dict]:
+def bench(simulator: str, tiles: int, repeat: int, cache_dir, python_tiles: int,
+          scratch: Path) -> list[dict]:
     out = []
-    for name, n, stall, count, kind, goal in _cases(tiles):
+    for i, (name, n, stall, count, kind, goal) in enumerate(_cases(tiles)):
         cfg = ArrayConfig(n, n, acc_bits=27)
+        options = sim.CosimOptions(simulator=simulator, stall_prob=stall, seed=7,
+                                   cache_root=cache_dir, out_dir=scratch / f"{simulator}-{i}")
         t0 = time.perf_counter()
-        sim.prepare(cfg, simulator, cache_root=cache_dir, bench="hdl")
+        sim.prepare(cfg, options)
         print(f"[{simulator}] build (or reuse) {n}x{n}: {time.perf_counter() - t0:.1f} s",
               flush=True)
         stimulus = (sim.exhaustive_tiles(n, n) if count is None else
@@ -140,16 +143,15 @@ def bench(simulator: str, tiles: int, repeat: int, cache_dir, python_tiles: int)
         rates, totals = [], []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            r = sim.run_tiles(stimulus, cfg, simulator=simulator, stall_prob=stall, seed=7,
-                              cache_root=cache_dir, bench="hdl")
+            r = sim.run_tiles(stimulus, cfg, options)
             totals.append(time.perf_counter() - t0)
-            assert r["mismatches"] == 0, r["first_mismatch"]
-            rates.append(r["cycles_per_s"])
+            assert r.mismatches == 0, r.first_mismatch
+            rates.append(r.cycles_per_s)
         best = min(totals) if kind == "seconds" else max(rates)
         med = statistics.median(totals if kind == "seconds" else rates)
         ratio = goal / best if kind == "seconds" else best / goal
-        out.append({"simulator": simulator, "bench": "hdl", "case": name, "cycles": r["cycles"],
-                    "python_s": r["python_s"], "best": best, "median": med, "kind": kind,
+        out.append({"simulator": simulator, "bench": "hdl", "case": name, "cycles": r.cycles,
+                    "python_s": r.python_s, "best": best, "median": med, "kind": kind,
                     "vs_goal": f"{ratio:.2f}x ({'met' if ratio >= 1 else 'missed'})"})
     # the bare Verilated model, the ceiling of any bench, in the same run
     if simulator == "verilator":
@@ -164,12 +166,13 @@ def bench(simulator: str, tiles: int, repeat: int, cache_dir, python_tiles: int)
                         "vs_goal": f"{rate / (RATE_8_TARGET if n == 8 else RATE_16_TARGET):.2f}x"})
     # the per-cycle Python bench on the first case, for the ratio in this run
     cfg = ArrayConfig(8, 8, acc_bits=27)
-    r = sim.run_cosim(cfg, python_tiles, 7, simulator=simulator, stall_prob=0.0,
-                      cache_root=cache_dir, bench="python")
+    r = sim.run_cosim(python_tiles, cfg, sim.CosimOptions(
+        simulator=simulator, bench="python", stall_prob=0.0, seed=7, cache_root=cache_dir,
+        out_dir=scratch / f"{simulator}-python"))
     out.append({"simulator": simulator, "bench": "python", "case": "8x8 full rate",
-                "cycles": r["cycles"], "python_s": float("nan"), "best": r["cycles_per_s"],
-                "median": r["cycles_per_s"], "kind": "rate",
-                "vs_goal": f"{r['cycles_per_s'] / RATE_8_TARGET:.2f}x"})
+                "cycles": r.cycles, "python_s": float("nan"), "best": r.cycles_per_s,
+                "median": r.cycles_per_s, "kind": "rate",
+                "vs_goal": f"{r.cycles_per_s / RATE_8_TARGET:.2f}x"})
     return out
 
 
@@ -178,7 +181,7 @@ LAYER_TARGET_S = 60.0
 MINILM_FFN = "0.model.encoder.layer.0.intermediate.dense"
 
 
-def bench_layer(cache_dir, repeat: int) -> list[dict]:
+def bench_layer(cache_dir, repeat: int, scratch: Path) -> list[dict]:
     """``rf8hw cosim --layer`` of MiniLM's first FFN GEMM on 8x8 (acc 40, full rate): the capture
     (model load, RF8 quantization, one forward pass) once, then best and median of ``repeat`` RTL
     runs of the captured GEMM (simulator start, stimulus, checking, the bit-exact comparison; the
@@ -186,25 +189,26 @@ def bench_layer(cache_dir, repeat: int) -> list[dict]:
     from rf8hw.accel.cosim_layer import capture_layer, cosim_layer
 
     cfg = ArrayConfig(8, 8)
-    sim.prepare(cfg, "verilator", cache_root=cache_dir)
+    options = sim.CosimOptions(simulator="verilator", stall_prob=0.0, cache_root=cache_dir,
+                               out_dir=scratch / "layer")
+    sim.prepare(cfg, options)
     t0 = time.perf_counter()
     got = capture_layer("minilm", MINILM_FFN, cfg)
     capture_s = time.perf_counter() - t0
     totals = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        r = cosim_layer("minilm", MINILM_FFN, cfg, captured=got, simulator="verilator",
-                        stall_prob=0.0, cache_root=cache_dir)
+        layer = cosim_layer("minilm", MINILM_FFN, cfg, options, captured=got)
         totals.append(time.perf_counter() - t0)
-        assert r["mismatches"] == 0 and r["equals_bitexact"] and r["replay_matches_layer"], r
-    best = min(totals)
-    M, K, N = r["gemm_shape"]
+        assert layer.ok, layer
+    r, best = layer.cosim, min(totals)
+    M, K, N = layer.gemm_shape
     return [{"simulator": "verilator", "bench": "hdl", "case": f"MiniLM FFN layer {M}x{K}x{N}, "
-             f"{r['tiles']} tiles (8x8, acc 40), RTL run", "cycles": r["cycles"],
-             "python_s": r["python_s"], "best": best, "median": statistics.median(totals),
+             f"{r.tiles} tiles (8x8, acc 40), RTL run", "cycles": r.cycles,
+             "python_s": r.python_s, "best": best, "median": statistics.median(totals),
              "kind": "seconds", "vs_goal": f"{LAYER_TARGET_S / best:.2f}x "
-             f"({'met' if best < LAYER_TARGET_S else 'missed'}; loop {r['wall_s']:.1f} s, "
-             f"{r['cycles_per_s']:,.0f} cycles/s)"},
+             f"({'met' if best < LAYER_TARGET_S else 'missed'}; loop {r.wall_s:.1f} s, "
+             f"{r.cycles_per_s:,.0f} cycles/s)"},
             {"simulator": "-", "bench": "-", "case": "MiniLM load, RF8 quantization, forward "
              "pass and capture (once)", "cycles": 0, "python_s": float("nan"), "best": capture_s,
              "median": capture_s, "kind": "seconds", "vs_goal": "-"}]
@@ -225,10 +229,12 @@ def main(argv=None) -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
-    for simulator in [] if args.only_layer else args.sim:
-        rows += bench(simulator, args.tiles, args.repeat, args.cache_dir, args.python_tiles)
-    if args.layer or args.only_layer:
-        rows += bench_layer(args.cache_dir, args.repeat)
+    with tempfile.TemporaryDirectory(prefix="rf8hw-bench-cosim-") as scratch:
+        for simulator in [] if args.only_layer else args.sim:
+            rows += bench(simulator, args.tiles, args.repeat, args.cache_dir, args.python_tiles,
+                          Path(scratch))
+        if args.layer or args.only_layer:
+            rows += bench_layer(args.cache_dir, args.repeat, Path(scratch))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"\n| simulator | bench | case | cycles | Python s (last run) | best | median "
           f"(of {args.repeat}) | vs goal |")

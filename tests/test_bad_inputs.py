@@ -107,15 +107,23 @@ BAD_CHECKPOINTS = {
 }
 
 
-def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v", manifest_text=None):
+def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v",
+              manifest_text=None):
     def make(d):
+        from pathlib import Path
+
         from rf8hw.arch import ArrayConfig
 
         (d / name).write_text(text)
-        manifest = {"module": "m", "files": {"verilog": name}, "parameters": ArrayConfig(rows=2, cols=2).as_dict()}
+        # a whole manifest (every section the parser needs): rtl/'s 4x4 one, made to describe m.v
+        real = Path(__file__).resolve().parents[1] / "rtl" / f"{ArrayConfig(4, 4).module_name}.json"
+        manifest = json.loads(real.read_text())
+        manifest.update(module="m", files={"verilog": name, "verilog_sha256": "0" * 64})
+        manifest["parameters"].update(rows=2, cols=2)
         if manifest_fn is not None:
             manifest = manifest_fn(manifest)
-        (d / name).with_suffix(".json").write_text(manifest_text if manifest_text is not None else json.dumps(manifest))
+        (d / name).with_suffix(".json").write_text(
+            manifest_text if manifest_text is not None else json.dumps(manifest))
         return d / name
     return make
 
@@ -128,9 +136,19 @@ def _params(**kw):
 RTL = {
     "manifest_not_json": (_rtl_pair(manifest_text="{nope"), "is unreadable"),
     "manifest_list": (_rtl_pair(lambda m: [m]), "not an rf8hw manifest"),
-    "manifest_no_module": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "module"}), "not an rf8hw manifest"),
-    "manifest_no_params": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "parameters"}), "not an rf8hw manifest"),
-    "manifest_other_file": (_rtl_pair(lambda m: {**m, "files": {"verilog": "other.v"}}), "describes 'other.v'"),
+    "manifest_no_module": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "module"}),
+                           "not an rf8hw manifest"),
+    "manifest_no_params": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "parameters"}),
+                           "not an rf8hw manifest"),
+    "manifest_other_file": (_rtl_pair(lambda m: {**m, "files": {**m["files"], "verilog": "other.v"}}),
+                            "describes 'other.v'"),
+    "manifest_no_interface": (_rtl_pair(lambda m: {k: v for k, v in m.items() if k != "interface"}),
+                              "not an rf8hw manifest: it lacks interface"),
+    "manifest_reset_level": (_rtl_pair(lambda m: {**m, "interface": {**m["interface"], "reset": {
+        **m["interface"]["reset"], "active": "rising"}}}),
+                             "interface.reset.active must be one of 'low', 'high'"),
+    "params_no_lanes": (_rtl_pair(lambda m: {**m, "parameters": {
+        k: v for k, v in m["parameters"].items() if k != "acc_lane_bits"}}), "parameters lack acc_lane_bits"),
     "no_module": (_rtl_pair(text="// nothing here\n"), "declares no module 'm'"),
     "params_list": (_rtl_pair(lambda m: {**m, "parameters": [2, 2]}), "must be a JSON object"),
     "params_missing": (_rtl_pair(lambda m: {**m, "parameters": {"rows": 2}}), "lack cols"),
@@ -226,20 +244,24 @@ CLI = [
     # -- rf8hw cosim (bounds before anything is generated)
     *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/cache",
          "--out-dir", "{out}/run", opt, v, needle=n) for opt, v, n in [
-        ("--tiles", "0", "tiles"), ("--tiles", "-1", "tiles"), ("--tiles", BIG, "tiles"), ("--tiles", "x", "--tiles"),
+        ("--tiles", "0", "tiles"), ("--tiles", "-1", "tiles"), ("--tiles", BIG, "tiles"),
+        ("--tiles", "x", "--tiles"),
         ("--seed", "-1", "seed"), ("--seed", HUGE, "seed"), ("--seed", "x", "--seed"),
         ("--m-rows", "0", "m_rows"), ("--m-rows", "-1", "m_rows"),
-        ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"), ("--stall-prob", "nan", "stall_prob"),
-        ("--stall-prob", "x", "stall_prob"), ("--sim", "modelsim", "simulator"),
+        ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"),
+        ("--stall-prob", "nan", "stall_prob"),
+        ("--stall-prob", "x", "--stall-prob"), ("--sim", "modelsim", "simulator"),
+        ("--backpressure-prob", "1", "backpressure_prob"),
+        ("--backpressure-prob", "x", "--backpressure-prob"),
         ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
         ("--acc-bits", "1000", "acc_bits"), ("--overflow", "clamp", "--overflow"), ("--pe", "int8", "--pe")]],
     _c("cosim", "--cols", "2", "--tiles", "1", "--seed", "1", needle="--rows required"),
-    _c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", needle="--tiles"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", needle="tiles is required"),
     _c("cosim", "--rtl", "{out}/none.v", "--tiles", "1", "--seed", "1", needle="none.v"),
     _c("cosim", "--rtl", "{dir}", "--tiles", "1", "--seed", "1", needle="adir"),
     _c("cosim", "--rtl", "{afile}", "--tiles", "1", "--seed", "1", needle="no manifest afile.json"),
     _c("cosim", "--rtl", "{rtl.params_rows0}", "--rows", "3", "--tiles", "1", "--seed", "1", needle="rows"),
-    *[_c("cosim", "--rtl", "{rtl.%s}" % name, "--tiles", "1", "--seed", "1", needle=needle)
+    *[_c("cosim", "--rtl", f"{{rtl.{name}}}", "--tiles", "1", "--seed", "1", needle=needle)
       for name, (_, needle) in RTL.items()],
     _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/c",
        "--out-dir", "{afile}", needle="afile"),
@@ -251,10 +273,13 @@ CLI = [
        "--bench", "verilog", needle="bench"),
     *[_c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", "--cache-dir", "{out}/c", *more,
          needle=needle) for more, needle in [
-        ((), "--tiles is required"),
-        (("--layer", "fc1"), "--model"),
+        ((), "tiles is required"),
+        (("--layer", "fc1"), "layer and model go together"),
+        (("--model", "mlp_digits"), "layer and model go together"),
         (("--layer", "fc1", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--tiles", "3"),
-         "--tiles is for random tiles"),
+         "tiles is for random tiles"),
+        (("--layer", "fc1", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--m-rows", "3"),
+         "m_rows is for random tiles"),
         (("--layer", "fc1", "--model", "mlp_digits"), "--checkpoint"),
         (("--layer", "fc1", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--overflow",
           "saturate"), "saturate"),

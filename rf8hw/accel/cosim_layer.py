@@ -122,38 +122,40 @@ def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint
             "replay_matches_layer": same}
 
 
-def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, *, checkpoint=None, batch: int = 8,
-                captured: dict | None = None, **kwargs) -> dict:
+def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, checkpoint=None,
+                batch: int | None = None, captured: dict | None = None, progress=None):
     """Co-simulate the GEMM of :func:`capture_layer` on the array ``cfg``.
 
-    ``captured``: the :func:`capture_layer` dict of the same arguments, if already taken (the
-    benchmark times the RTL run apart from the model's loading and forward pass).  Other keyword
-    arguments go to :func:`rf8hw.sim.run.run_gemm` (``simulator``, ``stall_prob``,
-    ``out_dir``, ``cache_root``, ``progress``, ...).  Needs ``cfg.overflow == "wrap"``: with a
-    saturating accumulator the array's per-tile results, added by the host, are not the layer's
-    one saturating sum over all of K (:mod:`rf8hw.nn.bitexact`, tiling note).
+    ``options``: the run's :class:`rf8hw.sim.options.CosimOptions` (simulator, bench, stalls,
+    seed, ``out_dir``, cache, ...); without ``out_dir`` the run directory's name says
+    ``layer-<model>-<layer>`` (:meth:`rf8hw.sim.options.CosimOptions.run_dir`).  ``captured``:
+    the :func:`capture_layer` dict of the same arguments, if already taken (the benchmark times
+    the RTL run apart from the model's loading and forward pass).  ``batch``: as
+    :func:`capture_layer` (None: its default).  ``progress`` goes to
+    :func:`rf8hw.sim.run.run_gemm`.  Needs ``cfg.overflow == "wrap"``: with a saturating
+    accumulator the array's per-tile results, added by the host, are not the layer's one
+    saturating sum over all of K (:mod:`rf8hw.nn.bitexact`, tiling note).
 
     Returns
     -------
-    dict
-        :func:`rf8hw.sim.run.run_gemm`'s dict (``mismatches``: result rows against the golden model)
-        plus ``layer``, ``gemm_shape``, ``replay_matches_layer``, ``bitexact_mismatches`` (entries
-        of the assembled RTL result that differ from the bit-exact path's integers; -1 when not
-        every tile was seen) and ``equals_bitexact``.
+    rf8hw.sim.result.LayerResult
+        The run (:func:`rf8hw.sim.run.run_gemm`'s :class:`~rf8hw.sim.result.CosimResult`:
+        ``mismatches`` counts result rows against the golden model), ``replay_matches_layer``
+        and ``bitexact_mismatches`` (entries of the assembled RTL result that differ from the
+        bit-exact path's integers; -1 when not every tile was seen).
     """
+    from rf8hw.sim.result import LayerResult
     from rf8hw.sim.run import run_gemm
 
     if cfg.overflow != "wrap":
         raise ValueError(f"--layer compares the RTL with the bit-exact layer, which needs "
                          f"overflow 'wrap' (per-tile saturation is not the layer's), not "
                          f"{cfg.overflow!r}")
-    got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint, batch=batch)
+    got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint,
+                                    **({} if batch is None else {"batch": batch}))
     M, K, N = got["shape"]
-    result = run_gemm(M, K, N, cfg, a=got["a"], codes=got["codes"], **kwargs)
-    result.pop("results", None)                # per-tile results: assembled in "gemm"
-    gemm = result.pop("gemm", None)
+    result = run_gemm(M, K, N, cfg, options, a=got["a"], codes=got["codes"],
+                      label=f"layer-{model_name}-{layer}", progress=progress)
+    gemm = result.gemms[0].gemm
     bad = -1 if gemm is None else int((gemm != got["acc"]).sum())
-    result.update(layer=layer, gemm_shape=(M, K, N),
-                  replay_matches_layer=got["replay_matches_layer"],
-                  bitexact_mismatches=bad, equals_bitexact=bad == 0)
-    return result
+    return LayerResult(layer, result, got["replay_matches_layer"], bad)

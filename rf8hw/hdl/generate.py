@@ -8,18 +8,18 @@ and tool versions give the same bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shlex
 from pathlib import Path
 
 from rf8hw import __version__, checks
+from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.format import spec
-from rf8hw.arch import ArrayConfig
+from rf8hw.hdl.manifest import Files, Generator, Interface, Manifest, Parameters, Port
 
-__all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions", "regenerate_command", "to_verilog",
-           "render", "generate"]
+__all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions",
+           "regenerate_command", "to_verilog", "render", "generate"]
 
 #: Verilator warning classes waived in generated files, each with the reason written into the
 #: file's header next to its ``/* verilator lint_off ... */`` line; with them, ``verilator
@@ -97,47 +97,17 @@ def regenerate_command(cfg: ArrayConfig) -> str:
                        "--overflow", cfg.overflow, "--pe", cfg.pe, "--reset", cfg.reset]) + " -o OUT_DIR"
 
 
-def _interface(cfg: ArrayConfig, weight_bits: int, act_lane: int, acc_lane: int) -> dict:
-    """Clock, reset and the three AXI4-Stream buses with their signals and lane layouts."""
-    clock, reset = cfg.clock_port, cfg.reset
-    level = "low" if cfg.reset_active_low else "high"
-
-    def bus(prefix, role, lanes, lane_bits, what):
-        return {"role": role, "clock": clock, "reset": reset,
-                "signals": {s: f"{prefix}_{s}" for s in ("tdata", "tvalid", "tready", "tlast")},
-                "tdata_bits": lanes * lane_bits,
-                "lanes": {"count": lanes, "bits": lane_bits,
-                          "layout": f"lane i in tdata[{lane_bits}*i +: {lane_bits}]", "value": what}}
-    return {
-        "clock": {"name": clock, "edge": "rising", "buses": ["s_axis_w", "s_axis_a", "m_axis_acc"]},
-        "reset": {"name": reset, "active": level, "synchronous": True,
-                  "effect": f"sampled on the rising edge of {clock}; tready/tvalid driven low "
-                            f"from the first cycle {reset} is {level}; no handshake"},
-        "buses": {
-            "s_axis_w": bus("s_axis_w", "slave", cfg.cols, weight_bits,
-                            f"W[k, i]: {cfg.pe_kind.weight_format} code (beat k = weight row k; "
-                            f"tlast on beat rows-1)"),
-            "s_axis_a": bus("s_axis_a", "slave", cfg.rows, act_lane,
-                            f"a[m, i]: two's complement activation in the low {cfg.act_bits} "
-                            f"bits of the lane, sign-extended (beat m; tlast on m = M-1)"),
-            "m_axis_acc": bus("m_axis_acc", "master", cfg.cols, acc_lane,
-                              f"acc[m, i]: two's complement {cfg.acc_bits}-bit sum sign-extended "
-                              f"to the lane (tlast on the tile's last row)"),
-        },
-        "sideband": {"err_w_tlast": f"sticky until {reset}: a weight tlast on the wrong beat"},
-    }
-
-
-def _port_list(top) -> list[dict]:
+def _port_list(top) -> tuple[Port, ...]:
     from amaranth.hdl import Shape
 
-    return [{"name": name, "direction": "input" if member.flow.name == "In" else "output",
-             "width": Shape.cast(member.shape).width}
-            for name, member in top.signature.members.items()]
+    return tuple(Port(name, "input" if member.flow.name == "In" else "output",
+                      Shape.cast(member.shape).width)
+                 for name, member in top.signature.members.items())
 
 
-def render(cfg: ArrayConfig) -> tuple[str, dict]:
-    """The Verilog text and the manifest of one array configuration (nothing is written)."""
+def render(cfg: ArrayConfig) -> tuple[str, Manifest]:
+    """The Verilog text and the manifest (:class:`rf8hw.hdl.manifest.Manifest`) of one array
+    configuration (nothing is written)."""
     from rf8hw.hdl.axi import RF8AxiTop
 
     name = cfg.module_name
@@ -163,21 +133,19 @@ def render(cfg: ArrayConfig) -> tuple[str, dict]:
                   for w, why in VERILATOR_LINT_REASONS.items())
     )
     text = header + body
-    manifest = {
-        "module": name,
-        "generator": {"name": "rf8hw", "version": __version__, "command": command},
-        "tools": versions,
-        "parameters": {**cfg.as_dict(), "pe_class": cls.__name__,
-                       "weight_format": kind.weight_format, "weight_bits": cls.weight_bits,
-                       "product_latency": kind.product_latency,
-                       "min_acc_bits": spec.min_acc_bits(cfg.act_bits),
-                       "act_lane_bits": top.act_lane, "acc_lane_bits": top.acc_lane},
-        "ports": _port_list(top),
-        "interface": _interface(cfg, cls.weight_bits, top.act_lane, top.acc_lane),
-        "timing": top.timing.as_dict(),
-        "files": {"verilog": f"{name}.v",
-                  "verilog_sha256": hashlib.sha256(text.encode()).hexdigest()},
-    }
+    manifest = Manifest(
+        module=name,
+        generator=Generator("rf8hw", __version__, command),
+        tools=versions,
+        parameters=Parameters(cfg, pe_class=cls.__name__, weight_format=kind.weight_format,
+                              weight_bits=cls.weight_bits, product_latency=kind.product_latency,
+                              min_acc_bits=spec.min_acc_bits(cfg.act_bits),
+                              act_lane_bits=top.act_lane, acc_lane_bits=top.acc_lane),
+        ports=_port_list(top),
+        interface=Interface.for_config(cfg, cls.weight_bits, top.act_lane, top.acc_lane),
+        timing=top.timing.as_dict(),
+        files=Files(f"{name}.v", hashlib.sha256(text.encode()).hexdigest()),
+    )
     return text, manifest
 
 
@@ -191,8 +159,8 @@ def _edited(v_path: Path, j_path: Path, text: str) -> str | None:
     if data == text.encode():
         return None
     try:
-        recorded = json.loads(j_path.read_text())["files"]["verilog_sha256"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        recorded = Manifest.read(j_path).files.verilog_sha256
+    except ValueError:
         return f"has no readable manifest {j_path.name} to check it against"
     if hashlib.sha256(data).hexdigest() != recorded:
         return (f"was changed since it was generated (its SHA-256 is not the one {j_path.name} "
@@ -239,6 +207,6 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
         raise ValueError(f"{v_path} exists and {edited}; not overwriting it: move it away or "
                          f"pass --force (overwrite=True)")
     out.mkdir(parents=True, exist_ok=True)
-    for path, content in ((v_path, text), (j_path, json.dumps(manifest, indent=2) + "\n")):
+    for path, content in ((v_path, text), (j_path, manifest.dumps())):
         write_atomic(path, content)
     return v_path, j_path

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from rf8hw.arch import PE_KINDS, ArrayConfig
 from rf8hw.cli import main
-from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.generate import generate, regenerate_command, render, verilog_tool_versions
-from rf8hw.arch import PE_KINDS
+from rf8hw.hdl.manifest import Manifest
 from rf8hw.toolchain import tools
 
 RTL = Path(__file__).resolve().parents[2] / "rtl"
@@ -37,6 +37,41 @@ def test_rtl_has_no_drift(size, tmp_path):
     for fresh in (v_path, j_path):
         old = (RTL / fresh.name).read_bytes()
         assert fresh.read_bytes() == old, f"rtl/{fresh.name} drifted; regenerate it (rtl/README.md)"
+
+
+@pytest.mark.parametrize("size", RTL_SIZES, ids=[f"{n}x{n}" for n in RTL_SIZES])
+def test_manifest_type_round_trips_the_committed_files(size):
+    """The one parser (rf8hw.hdl.manifest) reads every committed manifest and gives its JSON
+    back key for key, in order (the writer builds the file from the same type)."""
+    path = RTL / f"{ArrayConfig(size, size).module_name}.json"
+    manifest = Manifest.read(path)
+    assert manifest.config == ArrayConfig(size, size)
+    assert manifest.as_dict() == json.loads(path.read_text())
+    assert manifest.dumps() == path.read_text()
+    assert manifest.interface.reset.active_low and manifest.interface.clock.name == "aclk"
+    assert manifest.files.verilog == path.with_suffix(".v").name
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: [m], r"^manifest m\.json is not an rf8hw manifest \(a JSON object is needed, not a list\)$"),
+    (lambda m: m.pop("interface"), r"^manifest m\.json is not an rf8hw manifest: it lacks interface$"),
+    (lambda m: m["interface"]["reset"].update(active="x"),
+     r"^manifest m\.json: interface\.reset\.active must be one of 'low', 'high', not 'x'$"),
+    (lambda m: m["parameters"].update(rows=0),
+     r"^manifest m\.json: parameters: rows must be an integer in 1\.\.64, not 0$"),
+    (lambda m: m["parameters"].pop("acc_lane_bits"), r"^manifest m\.json: parameters lack acc_lane_bits "),
+    (lambda m: m["ports"][1].update(width="1"), r"^manifest m\.json: ports\[1\]\.width must be an integer"),
+    (lambda m: m["interface"]["buses"].pop("m_axis_acc"),
+     r"^manifest m\.json: interface\.buses lacks m_axis_acc$"),
+])
+def test_manifest_parser_names_the_bad_field(change, message):
+    import copy
+
+    d = copy.deepcopy(json.loads((RTL / f"{ArrayConfig(4, 4).module_name}.json").read_text()))
+    changed = change(d)
+    d = changed if isinstance(changed, list) else d          # the others change d in place
+    with pytest.raises(ValueError, match=message):
+        Manifest.from_dict(d, where="manifest m.json")
 
 
 def test_rtl_files_carry_regenerate_header():
@@ -66,7 +101,8 @@ def test_output_folder_does_not_change_the_files(tmp_path, monkeypatch):
         assert a.read_bytes() == b.read_bytes(), a.name
     text, manifest = render(cfg)
     assert first[0].read_text() == text
-    assert json.loads(first[1].read_text()) == manifest
+    assert first[1].read_text() == manifest.dumps()
+    assert json.loads(first[1].read_text()) == manifest.as_dict()
     for path in first:
         assert "other place" not in path.read_text() and str(tmp_path) not in path.read_text()
 

@@ -20,6 +20,8 @@ from rf8hw.arch import ArrayConfig
 from rf8hw.hdl.generate import generate
 from rf8hw.toolchain.tools import iverilog_executable
 
+pytestmark = pytest.mark.slow            # every test runs Icarus (or generates Verilog)
+
 ROOT = Path(__file__).resolve().parents[2]
 RTL_4X4 = ROOT / "rtl" / f"{ArrayConfig(4, 4).module_name}.v"
 

@@ -53,6 +53,7 @@ def cosim_rtl(capsys, v, cache, out, *extra):
                    "--cache-dir", str(cache), "--out-dir", str(out), *extra)
 
 
+@pytest.mark.slow
 def test_rtl_file_matches_then_a_hand_edited_copy_mismatches(capsys, rtl, cosim_cache, tmp_path):
     v, _ = rtl
     status, lines, err = cosim_rtl(capsys, v, cosim_cache, tmp_path / "run_ok")
@@ -97,11 +98,11 @@ def _edit_manifest(j, change):
 @pytest.mark.parametrize("spoil, message", [
     ("no_manifest", r"no manifest rf8_pipe_array_2x2_a8_acc40_wrap\.json next to it"),
     ("not_json", r"manifest .* is unreadable \(Expecting"),
-    ("not_a_manifest", r"manifest .* is unreadable \(not an rf8hw manifest"),
+    ("not_a_manifest", r"manifest .* is not an rf8hw manifest \(a JSON object is needed, not a list\)"),
     ("other_file", r"describes 'rf8_pipe_array_2x2_a8_acc40_wrap\.v' \(files\.verilog\), "
                    r"not 'copy\.v'"),
     ("no_module", r"declares no module 'rf8_array_9x9_a8_acc40_wrap'"),
-    ("bad_parameters", r"manifest .*: rows must be an integer in 1\.\.64, not 0"),
+    ("bad_parameters", r"manifest .*: parameters: rows must be an integer in 1\.\.64, not 0"),
     ("int8", r"PE kind 'int8' has weight format 'int8'"),
 ])
 def test_bad_rtl_or_manifest_is_one_line_naming_the_file(capsys, rtl, spoil, message):
@@ -133,5 +134,7 @@ def test_library_refuses_a_manifest_that_differs_from_the_config(rtl, tmp_path):
 
     v, _ = rtl
     assert sim.load_rtl(v).config == CFG and sim.load_rtl(v).matches_manifest
+    options = sim.CosimOptions(simulator="icarus", rtl=v, cache_root=tmp_path)
+    assert options.rtl.verilog == v and options.rtl.manifest.module == CFG.module_name
     with pytest.raises(ValueError, match=r"parameters differ .*acc_bits=40 vs 27"):
-        sim.prepare(ArrayConfig(2, 2, acc_bits=27), "icarus", rtl=v, cache_root=tmp_path)
+        sim.prepare(ArrayConfig(2, 2, acc_bits=27), options)

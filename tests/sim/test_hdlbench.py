@@ -1,6 +1,7 @@
-"""The HDL bench (sim/hdlbench.py, sim/batch_test.py; ``rf8hw.sim.run_tiles(bench="hdl")``, the
-default): stimulus and checking off the per-cycle Python path, with the guarantees of the Python
-bench; and what makes runs safe to start twice (run directories, watchdog, paths, signals)."""
+"""The HDL bench (sim/hdl_bench/: wrapper.py and its cocotb_test.py; ``rf8hw.sim.run_tiles``
+with ``CosimOptions(bench="hdl")``, the default): stimulus and checking off the per-cycle Python
+path, with the guarantees of the Python bench; and what makes runs safe to start twice (run
+directories, watchdog, paths, signals)."""
 
 import json
 import re
@@ -14,10 +15,10 @@ import numpy as np
 import pytest
 
 from rf8hw import sim
-from rf8hw.format import golden
 from rf8hw.arch import ArrayConfig
-from rf8hw.sim import hdlbench
-
+from rf8hw.format import golden
+from rf8hw.sim import CosimOptions
+from rf8hw.sim.hdl_bench import wrapper as hdlbench
 
 # --- host-side pieces, no simulator --------------------------------------------------------------
 
@@ -61,12 +62,12 @@ def test_hex_round_trip():
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
 def test_block_diagonal_batches_equal_the_per_tile_golden_model(overflow):
-    from rf8hw.sim.testbench import GoldenModel
+    from rf8hw.sim.scoreboard import GoldenModel, expected_rows
 
     rng = np.random.default_rng(3)
     tiles = sim.random_tiles(rng, 4, 4, 40, m_rows=(1, 9))
     model = GoldenModel(8, 27, overflow)
-    rows = hdlbench.expected_rows(model, tiles, budget=600)
+    rows = expected_rows(model, tiles, budget=600)
     ref = np.concatenate([golden.matmul(a, c, 27, overflow, impl="loop") for c, a in tiles])
     assert np.array_equal(rows, ref)
     assert (np.abs(ref) == (1 << 26) - 1).any() or overflow == "wrap"   # some tile saturated
@@ -79,52 +80,58 @@ def test_wrapper_takes_port_names_from_the_manifest(reset):
     cfg = ArrayConfig(2, 3, acc_bits=27, reset=reset)
     _, manifest = render(cfg)
     text = hdlbench.wrapper_verilog(manifest)
-    clock = manifest["interface"]["clock"]["name"]
+    clock = manifest.interface.clock.name
     assert f"{cfg.module_name} dut (" in text
     assert f".{clock}(clk), .{reset}({'~' if reset == 'aresetn' else ''}dut_rst)" in text
 
 
 # --- on the simulators ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_full_rate_cycle_records_equal_the_python_bench(cosim_cache, tmp_path):
     """At full rate the streams are deterministic: the HDL bench's per-tile cycle records are the
     Python bench's, field for field (Icarus)."""
     tiles = sim.random_tiles(np.random.default_rng(8), 4, 4, 12, m_rows=(1, 10))
     cfg = ArrayConfig(4, 4, acc_bits=27)
-    hdl = sim.run_tiles(tiles, cfg, simulator="icarus", cache_root=cosim_cache, out_dir=tmp_path / "h")
-    py = sim.run_tiles(tiles, cfg, simulator="icarus", cache_root=cosim_cache,
-                       out_dir=tmp_path / "p", bench="python")
-    assert hdl["mismatches"] == py["mismatches"] == 0
-    assert hdl["tile_cycles"] == py["tile_cycles"]
-    assert hdl["cycles"] == py["cycles"]
+    options = {"simulator": "icarus", "stall_prob": 0, "cache_root": cosim_cache}
+    hdl = sim.run_tiles(tiles, cfg, CosimOptions(out_dir=tmp_path / "h", **options))
+    py = sim.run_tiles(tiles, cfg, CosimOptions(out_dir=tmp_path / "p", bench="python", **options))
+    assert hdl.mismatches == py.mismatches == 0
+    assert hdl.tile_cycles == py.tile_cycles
+    assert hdl.cycles == py.cycles
+    assert hdl.python_s is not None and py.python_s is None
 
 
+@pytest.mark.slow
 def test_wrong_expected_value_is_named(cosim_cache, tmp_path):
     rows = cols = 4
     tiles = sim.random_tiles(np.random.default_rng(2), rows, cols, 3, m_rows=5)
-    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), simulator="icarus", stall_prob=0.2,
-                cache_root=cosim_cache, out_dir=tmp_path, corrupt=(1, 2, 3))
-    assert r["mismatches"] == 1
-    first = r["first_mismatch"]
+    options = CosimOptions(simulator="icarus", stall_prob=0.2, cache_root=cosim_cache,
+                           out_dir=tmp_path)
+    r = sim.run_tiles(tiles, ArrayConfig(rows, cols, acc_bits=27), options, corrupt=(1, 2, 3))
+    assert r.mismatches == 1 and not r.ok
+    first = r.first_mismatch
     codes, a = tiles[1]
     right = int(golden.matmul(a, codes, 27, "wrap")[2, 3])
-    assert (first["tile"], first["row"], first["column"]) == (1, 2, 3)
-    assert (first["expected"], first["got"]) == (right + 1, right)
-    row_cycle = [x for x in r["tile_cycles"] if x["tile"] == 1][0]["r_first"] + 2
-    assert first["cycle"] >= row_cycle    # the cycle of that row's handshake (2 rows in, or later)
+    assert (first.tile, first.row, first.column) == (1, 2, 3)
+    assert (first.expected, first.got) == (right + 1, right)
+    row_cycle = [x for x in r.tile_cycles if x.tile == 1][0].r_first + 2
+    assert first.cycle >= row_cycle    # the cycle of that row's handshake (2 rows in, or later)
 
 
 def test_groups_need_the_python_bench(tmp_path):
     tiles = sim.random_tiles(np.random.default_rng(1), 2, 2, 2)
     with pytest.raises(ValueError, match="need bench='python'"):
-        sim.run_tiles(tiles, ArrayConfig(2, 2, acc_bits=27), groups=[1, 1], cache_root=tmp_path)
+        sim.run_tiles(tiles, ArrayConfig(2, 2, acc_bits=27), CosimOptions(cache_root=tmp_path),
+                      groups=[1, 1])
     with pytest.raises(ValueError, match="bench must be one of 'hdl', 'python'"):
-        sim.run_tiles(tiles, ArrayConfig(2, 2, acc_bits=27), bench="vhdl", cache_root=tmp_path)
+        CosimOptions(bench="vhdl", cache_root=tmp_path)
     assert not any(tmp_path.iterdir())
 
 
 # --- runs are isolated (the CLI) ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stall_probability_0999_in_a_cache_dir_with_a_space(cosim_cache, tmp_path, capsys):
     """The watchdog scales with the stall probability: 0.999 on every stream completes, exact,
     on Verilator, with the session's cache (its path holds a space) and a run directory with
@@ -150,6 +157,7 @@ def _cli(*args, cwd, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_each_report_their_own_tiles(cosim_cache, tmp_path):
     """Same seed, same cache, same working directory, started together: each run checks and
     reports its own tile count, in a directory of its own named after its parameters."""
@@ -172,6 +180,7 @@ def test_two_concurrent_runs_each_report_their_own_tiles(cosim_cache, tmp_path):
     assert len(dirs) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     """SIGTERM to the CLI while it simulates: the CLI exits and no simulator process is left."""
     proc = _cli("--rows", "2", "--cols", "2", "--acc-bits", "27", "--tiles", "200000", "--seed",
@@ -180,7 +189,7 @@ def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     deadline = time.monotonic() + 180
     while run_dir is None and time.monotonic() < deadline and proc.poll() is None:
         logs = list((tmp_path / "cosim_runs").glob("*/sim.log"))
-        if logs and "running rf8hw.sim.batch_test" in logs[0].read_text(errors="replace"):
+        if logs and "running rf8hw.sim.hdl_bench.cocotb_test" in logs[0].read_text(errors="replace"):
             run_dir = logs[0].parent
         time.sleep(0.5)
     assert run_dir is not None, proc.stderr.read() if proc.poll() is not None else "no sim.log"

@@ -1,5 +1,5 @@
-"""``rf8hw cosim --layer`` (rf8hw/accel/cosim_layer.py): a real layer's GEMM of a small zoo model through the RTL,
-equal to the golden model and to the bit-exact PyTorch layer's integers."""
+"""``rf8hw cosim --layer`` (rf8hw/accel/cosim_layer.py): a real layer's GEMM of a small zoo model
+through the RTL, equal to the golden model and to the bit-exact PyTorch layer's integers."""
 
 import re
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from rf8hw import cli
-from rf8hw.format import golden
-from rf8hw.arch import ArrayConfig
 from rf8hw.accel.cosim_layer import capture_layer
+from rf8hw.arch import ArrayConfig
+from rf8hw.format import golden
 
 SUMMARY = re.compile(r"^tiles=(\d+) macs=\d+ mismatches=(\d+) cycles=\d+ cycles/s=\d+$")
 
@@ -31,6 +31,7 @@ def test_capture_is_the_layers_own_integer_gemm(checkpoint):
     assert np.array_equal(got["acc"], golden.matmul(a, got["codes"], 27, "wrap", impl="loop"))
 
 
+@pytest.mark.slow
 def test_layer_through_the_rtl_equals_golden_and_bitexact(checkpoint, cosim_cache, tmp_path,
                                                           capsys):
     """fc3 (K=128, N=10: ragged against 4 columns) of a batch of 4 digits on a 4x4 array."""

@@ -1,29 +1,39 @@
-"""The cocotb test module of the HDL bench (``--bench hdl``; the wrapper: :mod:`rf8hw.sim.hdlbench`).
+"""The cocotb test module of the HDL bench (``--bench hdl``; the wrapper:
+:mod:`rf8hw.sim.hdl_bench.wrapper`).
 
 It runs one job written by :func:`rf8hw.sim.run.run_tiles` (``+rf8hw_job=<dir>``: ``job.json`` and
-``tiles.npz``), like :mod:`rf8hw.sim.cosim_test`, and writes the same ``result.json`` (and
-``results.npz`` when asked).  Python is woken once per batch, never per cycle: it hands over
-stimulus chunks, reads result chunks as numpy arrays and checks each chunk against the golden model
-(:class:`BatchScoreboard`); the wrapper runs free in between.
+``tiles.npz``, :mod:`rf8hw.sim.job`), like :mod:`rf8hw.sim.python_bench.cocotb_test`, and writes
+the same ``result.json`` (and ``results.npz`` when asked).  Python is woken once per batch, never
+per cycle: it hands over stimulus chunks, reads result chunks as numpy arrays and checks each chunk
+against the golden model (:class:`BatchScoreboard`); the wrapper runs free in between.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
-from .hdlbench import (RING_BITS, TILE_FIELDS, WHY, decode_words, digits_to_uint, encode_beats,
-                       expected_rows, lfsr_threshold, stream_seed, tile_words, watchdog_cycles)
-from .job import PROGRESS_PREFIX, load_tiles
-from .testbench import GoldenModel, Mismatch, dump_json, wall_clock
+from rf8hw.hdl.manifest import Manifest
+
+from ..job import PROGRESS_PREFIX, read_job, write_error, write_report, write_results
+from ..records import BenchReport, Mismatch, TileCycles
+from ..scoreboard import GoldenModel, expected_rows, wall_clock, watchdog_cycles
+from .wrapper import (
+    RING_BITS,
+    TILE_FIELDS,
+    WHY,
+    decode_words,
+    digits_to_uint,
+    encode_beats,
+    lfsr_threshold,
+    stream_seed,
+    tile_words,
+)
 
 _NEVER = (1 << 32) - 1
 _HALF = 1 << (RING_BITS - 1)
@@ -33,7 +43,7 @@ class BatchScoreboard:
     """In-order checker of result rows, a chunk at a time, against the golden model.
 
     ``mismatches`` counts wrong values, wrong ``tlast`` flags and rows beyond the expected ones
-    (as :class:`rf8hw.sim.testbench.Scoreboard`); :attr:`first` is the earliest of them.
+    (as :class:`rf8hw.sim.python_bench.testbench.Scoreboard`); :attr:`first` is the earliest.
     """
 
     def __init__(self, model: GoldenModel, tiles, first_tile: int, cols: int, corrupt=None):
@@ -101,21 +111,22 @@ class BatchScoreboard:
 
 
 class HdlBench:
-    """Drives the :data:`rf8hw.sim.hdlbench.BENCH_MODULE` wrapper through one job.
+    """Drives the :data:`rf8hw.sim.hdl_bench.wrapper.BENCH_MODULE` wrapper through one job.
 
-    Parameters as :class:`rf8hw.sim.testbench.Testbench`; ``job_dir`` holds the chunk files.
+    Parameters as :class:`rf8hw.sim.python_bench.testbench.Testbench` (``backpressure_prob``:
+    the result stream's probability, always given); ``job_dir`` holds the chunk files.
     """
 
-    def __init__(self, dut, params: dict, job_dir: Path, *, stall_prob: float, seed: int,
-                 backpressure_prob: float | None, log: logging.Logger):
+    def __init__(self, dut, manifest: Manifest, job_dir: Path, *, stall_prob: float, seed: int,
+                 backpressure_prob: float, log: logging.Logger):
         self.dut, self.log, self.job_dir = dut, log, job_dir
-        self.rows, self.cols = params["rows"], params["cols"]
-        self.act_lane, self.acc_lane = params["act_lane_bits"], params["acc_lane_bits"]
-        self.model = GoldenModel(params["act_bits"], params["acc_bits"], params["overflow"])
-        out_prob = stall_prob if backpressure_prob is None else backpressure_prob
-        self.max_idle = watchdog_cycles(self.rows, self.cols, (stall_prob, out_prob))
+        params, cfg = manifest.parameters, manifest.config
+        self.rows, self.cols = cfg.rows, cfg.cols
+        self.act_lane, self.acc_lane = params.act_lane_bits, params.acc_lane_bits
+        self.model = GoldenModel(cfg.act_bits, cfg.acc_bits, cfg.overflow)
+        self.max_idle = watchdog_cycles(self.rows, self.cols, (stall_prob, backpressure_prob))
         dut.tb_rst.value = 1
-        for stream, p in (("w", stall_prob), ("a", stall_prob), ("r", out_prob)):
+        for stream, p in (("w", stall_prob), ("a", stall_prob), ("r", backpressure_prob)):
             getattr(dut, f"tb_{stream}_thr").value = lfsr_threshold(p)
             getattr(dut, f"tb_{stream}_seed").value = stream_seed(seed, stream)
         dut.tb_tail.value = self.rows + self.cols + 4
@@ -177,7 +188,7 @@ class HdlBench:
                         for i in range(len(TILE_FIELDS))], axis=1)
         (self.tw if name == "tw" else self.ta).append(rec)
 
-    def _records(self) -> list[dict]:
+    def _records(self) -> list[TileCycles]:
         """Per-tile cycle records (``docs/cosim.md``) of the segment's completed tiles."""
         sb = self.sb
         cyc = np.concatenate(self.rows_cyc) if self.rows_cyc else np.zeros(0, np.int64)
@@ -190,17 +201,12 @@ class HdlBench:
             r0, r1 = int(sb.bounds[t]), int(sb.bounds[t + 1]) - 1
             before = int(stall[r0 - 1]) if t else 0
             # stall[r] counts the stall edges before row r's handshake
-            rec = {"tile": self.first_tile + t, "m_rows": r1 - r0 + 1,
-                   "w_first": int(tw[t, 0]), "w_last": int(tw[t, 1]),
-                   "a_first": int(ta[t, 0]), "a_last": int(ta[t, 1]),
-                   "r_first": int(cyc[r0]), "r_last": int(cyc[r1]),
-                   "w_not_ready": int(tw[t, 2]), "w_idle": int(tw[t, 3]),
-                   "a_not_ready": int(ta[t, 2]), "a_idle": int(ta[t, 3]),
-                   "out_stall": int(stall[r1]) - before}
-            rec.update(weight_load=rec["w_last"] - rec["w_first"] + 1,
-                       compute=rec["a_last"] - rec["a_first"] + 1,
-                       drain=rec["r_last"] - rec["a_last"], total=rec["r_last"] - rec["w_first"] + 1)
-            out.append(rec)
+            out.append(TileCycles(
+                tile=self.first_tile + t, m_rows=r1 - r0 + 1,
+                w_first=int(tw[t, 0]), w_last=int(tw[t, 1]), a_first=int(ta[t, 0]),
+                a_last=int(ta[t, 1]), r_first=int(cyc[r0]), r_last=int(cyc[r1]),
+                w_not_ready=int(tw[t, 2]), w_idle=int(tw[t, 3]), a_not_ready=int(ta[t, 2]),
+                a_idle=int(ta[t, 3]), out_stall=int(stall[r1]) - before))
         if self.keep_results and self.rows_data:
             data = np.concatenate(self.rows_data)
             for t in range(done):
@@ -208,7 +214,7 @@ class HdlBench:
         return out
 
     async def run(self, tiles, *, corrupt=None, reset_at_cycle=None, tiles_after_reset=0,
-                  progress=None) -> dict:
+                  progress=None) -> BenchReport:
         dut = self.dut
         n_first = len(tiles) - tiles_after_reset
         parts = [(tiles[:n_first], 0), (tiles[n_first:], n_first)]
@@ -257,10 +263,10 @@ class HdlBench:
                 end_cycle = cycles_before_reset + cycle + 1
                 if why & WHY["done"]:
                     break
-                done_tiles = {r["tile"] for r in records}
+                done_tiles = {r.tile for r in records}
                 dropped += [self.first_tile + t for t in range(len(self.seg_tiles))
                             if self.first_tile + t not in done_tiles]
-                records = [r for r in records if r["tile"] not in dropped]
+                records = [r for r in records if r.tile not in dropped]
                 cycles_before_reset = cycle + 1
                 dut.tb_reset_at.value = _NEVER
                 self._segment(*parts[1], None)
@@ -273,25 +279,24 @@ class HdlBench:
                 progress(self.sb, cycle)
         wall, cpu = wall_clock() - t0, time.process_time() - cpu0
         python_s += wall_clock() - t_wake
-        last = max((r["r_last"] for r in records), default=-1)
-        return {"mismatches": mismatches, "first_mismatch": asdict(first) if first else None,
-                "rows_checked": checked, "values_checked": checked * self.cols,
-                "err_w_tlast": int(dut.tb_err_w_tlast.value), "dropped_tiles": dropped,
-                "tiles": records, "tiles_last_result_cycle": last,
-                "cycles": cycles_before_reset + last + 1, "loop_cycles": end_cycle,
-                "wall_s": wall, "cpu_s": cpu, "python_s": python_s}
+        last = max((r.r_last for r in records), default=-1)
+        return BenchReport(
+            mismatches=mismatches, first_mismatch=first, rows_checked=checked,
+            values_checked=checked * self.cols, err_w_tlast=int(dut.tb_err_w_tlast.value),
+            dropped_tiles=tuple(dropped), tiles=tuple(records), tiles_last_result_cycle=last,
+            cycles=cycles_before_reset + last + 1, loop_cycles=end_cycle, wall_s=wall, cpu_s=cpu,
+            python_s=python_s)
 
 
 @cocotb.test()
 async def cosim(dut):
     """Stream the job's tiles through the wrapper; every result row is checked per chunk."""
     job_dir = Path(cocotb.plusargs["rf8hw_job"])
-    job = json.loads((job_dir / "job.json").read_text())
-    tiles = load_tiles(job_dir / "tiles.npz")
+    job, tiles = read_job(job_dir)
     log = logging.getLogger("cocotb.rf8hw.cosim")
-    bench = HdlBench(dut, job["parameters"], job_dir, stall_prob=job["stall_prob"],
-                     seed=job["seed"], backpressure_prob=job["backpressure_prob"], log=log)
-    bench.keep_results = job["keep_results"]
+    bench = HdlBench(dut, job.manifest, job_dir, stall_prob=job.stall_prob, seed=job.seed,
+                     backpressure_prob=job.backpressure_prob, log=log)
+    bench.keep_results = job.keep_results
     every = max(1, sum(len(a) for _, a in tiles) // 10)
     next_report = [every]
 
@@ -302,18 +307,14 @@ async def cosim(dut):
             next_report[0] = sb.seen + every
 
     try:
-        report = await bench.run(tiles, corrupt=job["corrupt"],
-                                 reset_at_cycle=job["reset_at_cycle"],
-                                 tiles_after_reset=job["tiles_after_reset"], progress=progress)
+        report = await bench.run(tiles, corrupt=job.corrupt, reset_at_cycle=job.reset_at_cycle,
+                                 tiles_after_reset=job.tiles_after_reset, progress=progress)
     except (TimeoutError, SimTimeoutError, RuntimeError) as exc:
         # a hang or unreadable output: one line for the host side, no traceback there
-        dump_json(job_dir / "result.json", {"error": str(exc) or type(exc).__name__})
+        write_error(job_dir, str(exc) or type(exc).__name__)
         raise AssertionError(str(exc)) from None
-    dump_json(job_dir / "result.json", report)
-    if job["keep_results"]:
-        np.savez(job_dir / "results.npz",
-                 **{f"tile_{t}": v for t, v in sorted(bench.results.items())})
-    log.info("%s done cycles %d mismatches %d", PROGRESS_PREFIX, report["cycles"],
-             report["mismatches"])
-    assert report["mismatches"] == 0, f"{report['mismatches']} mismatches; first: " \
-        f"{report['first_mismatch']}"
+    write_report(job_dir, report)
+    if job.keep_results:
+        write_results(job_dir, bench.results)
+    log.info("%s done cycles %d mismatches %d", PROGRESS_PREFIX, report.cycles, report.mismatches)
+    assert report.mismatches == 0, f"{report.mismatches} mismatches; first: {report.first_mismatch}"

@@ -1,12 +1,13 @@
 """HDL-side stimulus and checking for the co-simulation (``--bench hdl``): the testbench wrapper.
 
-The per-cycle Python testbench (:mod:`rf8hw.sim.testbench`, ``--bench python``) wakes Python once per
-clock.  Here the AXI4-Stream sources, the result sink, the random gaps and backpressure and the
+The per-cycle Python testbench (:mod:`rf8hw.sim.python_bench`, ``--bench python``) wakes Python once
+per clock.  Here the AXI4-Stream sources, the result sink, the random gaps and backpressure and the
 cycle stamps are plain Verilog around the generated top, in a wrapper module
 :data:`BENCH_MODULE` that this module emits from the manifest's ``interface`` section (port names,
-reset polarity, ``tdata`` widths; testbench code only, never part of the generated RTL).  Python
-(:mod:`rf8hw.sim.batch_test`) hands it stimulus in batches and reads results back in batches through
-files (``$readmemh`` / ``$writememh`` on ring memories), one simulator-to-Python switch per batch.
+reset polarity, ``tdata`` widths; testbench code only, never part of the generated RTL).
+Python (:mod:`rf8hw.sim.hdl_bench.cocotb_test`) hands it stimulus in batches and reads results
+back in batches through files (``$readmemh`` / ``$writememh`` on ring memories), one
+simulator-to-Python switch per batch.
 
 Rings (depths in :data:`RING_BITS`, :data:`TILE_RING_BITS`), each used in aligned halves:
 
@@ -43,21 +44,21 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 
-from rf8hw import checks
+from rf8hw.hdl.manifest import BUSES, Manifest
 
-__all__ = ["BENCH_MODULE", "RING_BITS", "TILE_RING_BITS", "WHY", "BENCHES", "wrapper_verilog",
-           "lfsr_threshold", "stall_probability", "xorshift32", "stream_seed", "watchdog_cycles",
-           "encode_beats", "decode_words", "digits_to_uint", "tile_words", "expected_rows",
-           "TILE_FIELDS"]
+from ..options import check_probability
+
+__all__ = ["BENCH_MODULE", "RING_BITS", "TILE_RING_BITS", "WHY", "CHUNK_FILES", "TILE_FIELDS",
+           "wrapper_verilog", "chunk_plusargs", "lfsr_threshold", "stall_probability",
+           "xorshift32", "stream_seed", "encode_beats", "decode_words", "digits_to_uint",
+           "tile_words"]
 
 #: Name of the wrapper module (the simulator's top level in ``--bench hdl``).
 BENCH_MODULE = "rf8hw_hdlbench"
-
-#: The testbench modes: ``hdl`` (this module, the default) and ``python`` (:mod:`rf8hw.sim.testbench`).
-BENCHES = ("hdl", "python")
 
 #: log2 of the beat and result rings' depth (4,096 entries; Python moves 2,048 at a time).
 RING_BITS = 12
@@ -74,12 +75,18 @@ _MASK32 = (1 << 32) - 1
 #: Words of a per-tile record in ``tw_mem``/``ta_mem`` (high to low).
 TILE_FIELDS = ("first", "last", "not_ready", "idle")
 
+#: The chunk files in the run directory, one per ring (``<name>.hex``; plusarg ``+rf8hw_<name>``).
+CHUNK_FILES = ("w", "a", "r", "tw", "ta")
+
+
+def chunk_plusargs(run_dir: Path) -> list[str]:
+    """The plusargs naming the chunk files of a run in ``run_dir`` (:data:`CHUNK_FILES`)."""
+    return [f"+rf8hw_{name}={run_dir / (name + '.hex')}" for name in CHUNK_FILES]
+
 
 def lfsr_threshold(p, name: str = "stall_prob") -> int:
     """``floor(p * 2**32)``: the threshold of a stream with stall probability ``p`` in ``[0, 1)``."""
-    p = checks.number(name, p, 0, 1, hi_open=True,
-                      what=" (the probability of an idle or stalled cycle on each stream)")
-    return min(math.floor(p * 2**32), _MASK32)
+    return min(math.floor(check_probability(name, p) * 2**32), _MASK32)
 
 
 def stall_probability(threshold: int) -> float:
@@ -101,16 +108,6 @@ def stream_seed(seed: int, stream: str) -> int:
     first four bytes (big-endian) of SHA-256 of ``"<seed>:<stream>"``, 1 if they are 0."""
     h = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
     return int.from_bytes(h[:4], "big") or 1
-
-
-def watchdog_cycles(rows: int, cols: int, probs) -> int:
-    """Cycles without a result row (while rows are outstanding) after which a run is a hang.
-
-    ``ceil((200 * (rows + cols) + 10_000) / (1 - max(probs)))``: the fixed budget of the full-rate
-    bench, stretched by the mean wait ``1 / (1 - p)`` of a beat on the slowest stream.
-    """
-    worst = max(probs, default=0.0)
-    return math.ceil((200 * (rows + cols) + 10_000) / (1.0 - worst))
 
 
 # --- bus words as hex text ----------------------------------------------------------------------
@@ -188,42 +185,10 @@ def tile_words(digits: np.ndarray, lane_bits: int, lanes: int) -> np.ndarray:
     return vals
 
 
-def expected_rows(model, tiles, budget: int = 32_768) -> np.ndarray:
-    """The golden model's result rows of ``tiles`` (in order), int64 ``[sum M, cols]``.
-
-    Consecutive small tiles go through ``model.tile`` together as one block-diagonal product:
-    activations ``[sum M, g*rows]`` with tile ``j``'s rows in columns ``j*rows ..`` (zeros
-    elsewhere) against the stacked weight tiles ``[g*rows, cols]``.  A zero activation adds a zero
-    product, which leaves every wrapping or saturating sum unchanged, so each row equals its
-    tile's own product (``tests/sim/test_hdlbench.py`` checks it).  A group grows while
-    ``sum M * g * rows <= budget`` entries.
-    """
-    out = []
-    i = 0
-    while i < len(tiles):
-        rows = tiles[i][0].shape[0]
-        j, m_sum = i, 0
-        while j < len(tiles) and (j == i or (m_sum + len(tiles[j][1])) * (j - i + 1) * rows
-                                  <= budget):
-            m_sum += len(tiles[j][1])
-            j += 1
-        if j == i + 1:
-            out.append(model.tile(tiles[i][0], np.asarray(tiles[i][1])))
-        else:
-            a = np.zeros((m_sum, (j - i) * rows), dtype=np.int64)
-            r = 0
-            for g, (_, act) in enumerate(tiles[i:j]):
-                a[r:r + len(act), g * rows:(g + 1) * rows] = act
-                r += len(act)
-            out.append(model.tile(np.concatenate([c for c, _ in tiles[i:j]]), a))
-        i = j
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.int64)
-
-
 # --- the wrapper --------------------------------------------------------------------------------
 
-_WRAPPER = r"""// rf8hw co-simulation testbench wrapper (sim/hdlbench.py; docs/cosim.md, "HDL bench").
-// Testbench code, not part of the generated RTL.  Plain Verilog-2005.
+_WRAPPER = r"""// rf8hw co-simulation testbench wrapper (sim/hdl_bench/wrapper.py; docs/cosim.md,
+// "HDL bench").  Testbench code, not part of the generated RTL.  Plain Verilog-2005.
 module {bench} (
   // Every port is marked public for Verilator (VPI access from cocotb); the build passes
   // --no-public-flat-rw so that the DUT's internals stay private and optimisable.
@@ -243,7 +208,7 @@ module {bench} (
   input  wire [31:0] tb_a_seed     /*verilator public_flat_rw*/,
   input  wire [31:0] tb_r_seed     /*verilator public_flat_rw*/,
   output reg  [31:0] tb_seq        /*verilator public_flat_rw*/,  // bumped at every event
-  output reg  [7:0]  tb_why        /*verilator public_flat_rw*/,  // reasons (hdlbench.WHY)
+  output reg  [7:0]  tb_why        /*verilator public_flat_rw*/,  // reasons (WHY, wrapper.py)
   output reg  [31:0] tb_cycle      /*verilator public_flat_rw*/,  // cycle of the last event
   output reg  [31:0] tb_r_n        /*verilator public_flat_rw*/,  // lines written out by it
   output reg  [31:0] tb_tw_n       /*verilator public_flat_rw*/,
@@ -429,25 +394,20 @@ _SOURCE = """      // {what} source
 """
 
 
-def wrapper_verilog(manifest: dict) -> str:
-    """The wrapper module around the generated top that ``manifest`` describes (its ``module``,
-    ``interface`` section and ``parameters``): Verilog-2005 text."""
-    iface = manifest["interface"]
-    buses = iface["buses"]
-    widths = {k: buses[k]["tdata_bits"] for k in ("s_axis_w", "s_axis_a", "m_axis_acc")}
-    for name, bus in buses.items():
+def wrapper_verilog(manifest: Manifest) -> str:
+    """The wrapper module around the generated top that ``manifest`` describes (its ``module``
+    and ``interface``): Verilog-2005 text."""
+    iface = manifest.interface
+    for name, bus in iface.buses.items():
         expected = {s: f"{name}_{s}" for s in ("tdata", "tvalid", "tready", "tlast")}
-        if bus["signals"] != expected:
-            raise ValueError(f"the manifest's bus {name} has signals {bus['signals']}; the HDL "
+        if bus.signals != expected:
+            raise ValueError(f"the manifest's bus {name} has signals {bus.signals}; the HDL "
                              f"bench connects {expected}")
-    reset = iface["reset"]
-    active = reset["active"]
-    if active not in ("low", "high"):
-        raise ValueError(f"the manifest's reset is active {active!r}; expected 'low' or 'high'")
+    w_bits, a_bits, r_bits = (iface.buses[k].tdata_bits for k in BUSES)
     return _WRAPPER.format(
-        bench=BENCH_MODULE, module=manifest["module"], clock=iface["clock"]["name"],
-        reset=reset["name"], reset_expr="~dut_rst" if active == "low" else "dut_rst",
-        w_bits=widths["s_axis_w"], a_bits=widths["s_axis_a"], r_bits=widths["m_axis_acc"],
+        bench=BENCH_MODULE, module=manifest.module, clock=iface.clock.name,
+        reset=iface.reset.name, reset_expr="~dut_rst" if iface.reset.active_low else "dut_rst",
+        w_bits=w_bits, a_bits=a_bits, r_bits=r_bits,
         ring_bits=RING_BITS, tile_ring_bits=TILE_RING_BITS,
         sources="".join(_SOURCE.format(what=what, s=s, S=s.upper())
                         for what, s in (("weight", "w"), ("activation", "a"))))

@@ -1,4 +1,5 @@
-"""cocotb testbench for the generated RF8 array (``RF8AxiTop`` Verilog): roles kept apart.
+"""The per-cycle cocotb testbench for the generated RF8 array (``RF8AxiTop`` Verilog, ``--bench
+python``): roles kept apart.
 
 One class per role (drivers, monitor, model, scoreboard); the two sources and the monitor each draw
 from their own seeded random stream:
@@ -9,8 +10,8 @@ from their own seeded random stream:
 :class:`ResultMonitor`
     Consumer of ``m_axis_acc``: random backpressure on ``tready``, hands every accepted row
     (one bus word) to the scoreboard the cycle it is accepted.
-:class:`GoldenModel`
-    Expected results of a tile from :func:`rf8hw.format.golden.matmul`.
+:class:`rf8hw.sim.scoreboard.GoldenModel`
+    Expected results of a tile from :func:`rf8hw.format.golden.matmul` (shared with the HDL bench).
 :class:`Scoreboard`
     In-order checker: compares each result row with the model's row as soon as it arrives.
 :class:`Testbench`
@@ -34,36 +35,29 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
-
-import numpy as np
+from dataclasses import dataclass, fields
+from functools import partial
 
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import Event, FallingEdge
 
-from rf8hw.format import golden
+from rf8hw.hdl.manifest import Manifest
 
-from .stimulus import pack_rows, unpack_row
+from ..records import Mismatch, TileCycles
+from ..scoreboard import GoldenModel
+from ..stimulus import pack_rows, unpack_row
 
-__all__ = ["Beat", "StreamSource", "ResultMonitor", "GoldenModel", "Mismatch", "Scoreboard",
-           "TileRecord", "Testbench"]
+__all__ = ["Beat", "StreamSource", "ResultMonitor", "Scoreboard", "TileRecord", "Testbench"]
 
 
-def _int_reader(handle):
-    """A function returning ``handle``'s value as an unsigned int, with one simulator call.
-
-    It reads the simulator object's binary string directly (``handle._handle``, cocotb 2.x) instead
-    of building a ``Logic``/``LogicArray`` per read: on the per-cycle path that halves the Python
-    time.  X or Z bits raise ``ValueError`` naming the port.
-    """
-    get = handle._handle.get_signal_val_binstr
-    name = handle._path
-
+def _int_reader(handle, name: str):
+    """A function returning ``handle``'s value as an unsigned int (public cocotb API: the value's
+    binary string).  X or Z bits raise ``ValueError`` naming the port ``name``."""
     def read() -> int:
-        bits = get()
+        bits = str(handle.value)
         try:
             return int(bits, 2)
         except ValueError:
@@ -102,7 +96,7 @@ class StreamSource:
         self.tdata = getattr(dut, f"{prefix}_tdata")
         self.tvalid = getattr(dut, f"{prefix}_tvalid")
         self.tlast = getattr(dut, f"{prefix}_tlast")
-        self.read_ready = _int_reader(getattr(dut, f"{prefix}_tready"))
+        self.read_ready = _int_reader(getattr(dut, f"{prefix}_tready"), f"{prefix}_tready")
         self.idle_prob, self.rng, self.on_beat = idle_prob, rng, on_beat
         self.queue: deque[Beat] = deque()
         self.current: Beat | None = None     # beat offered at the coming rising edge
@@ -177,9 +171,9 @@ class ResultMonitor:
     """
 
     def __init__(self, dut, stall_prob: float, rng: random.Random, on_row, on_stall):
-        self.read_data = _int_reader(dut.m_axis_acc_tdata)
-        self.read_valid = _int_reader(dut.m_axis_acc_tvalid)
-        self.read_last = _int_reader(dut.m_axis_acc_tlast)
+        self.read_data = _int_reader(dut.m_axis_acc_tdata, "m_axis_acc_tdata")
+        self.read_valid = _int_reader(dut.m_axis_acc_tvalid, "m_axis_acc_tvalid")
+        self.read_last = _int_reader(dut.m_axis_acc_tlast, "m_axis_acc_tlast")
         self.tready = dut.m_axis_acc_tready
         self.stall_prob, self.rng = stall_prob, rng
         self.on_row, self.on_stall = on_row, on_stall
@@ -203,46 +197,6 @@ class ResultMonitor:
         else:
             self.taking = None
             self.offered = bool(valid)
-
-
-class GoldenModel:
-    """Expected result of a tile: :func:`rf8hw.format.golden.matmul` with the DUT's parameters."""
-
-    def __init__(self, act_bits: int, acc_bits: int, overflow: str):
-        self.act_bits, self.acc_bits, self.overflow = act_bits, acc_bits, overflow
-        # One Numba thread in the simulator process: a tile is tiny, and waking the parallel
-        # loop's thread pool per call cost ~12 ms a tile on the loaded 2-core machine (1 thread:
-        # ~0.1 ms).  Only this process (the simulator's embedded Python) is affected.
-        import numba
-
-        numba.set_num_threads(1)
-
-    def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
-        # impl="loop": the Numba path (equal to the others, tests/format/test_golden.py); the default
-        # int8 path would import torch into the simulator process (~3 s per start).
-        return golden.matmul(a, codes, acc_bits=self.acc_bits, overflow=self.overflow,
-                             act_bits=self.act_bits, impl="loop")
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """First wrong result: tile, row ``m`` in the tile, column ``n``, expected and observed value.
-
-    ``column`` is -1 and ``expected`` None for a row that arrived when none was expected;
-    ``column`` is -1 for a ``tlast`` error (values then are the expected and observed ``tlast``).
-    """
-
-    tile: int
-    row: int
-    column: int
-    expected: int | None
-    got: int
-    cycle: int
-
-    def __str__(self) -> str:
-        return (f"tile={self.tile} row={self.row} column={self.column} expected={self.expected} "
-                f"got={self.got} (cycle {self.cycle})")
 
 
 class Scoreboard:
@@ -306,33 +260,18 @@ class Scoreboard:
                 self.on_tile_done(tile, cycle)
 
 
-@dataclass
 class TileRecord:
-    """Handshake cycles and stall counters of one tile (definitions: ``docs/cosim.md``)."""
+    """The cycle record of one tile while it streams: its :class:`~rf8hw.sim.records.TileCycles`
+    fields as they are found (``values``), and the streams' counters at its first beat."""
 
-    tile: int
-    m_rows: int
-    w_first: int = -1
-    w_last: int = -1
-    a_first: int = -1
-    a_last: int = -1
-    r_first: int = -1
-    r_last: int = -1
-    w_not_ready: int = 0
-    w_idle: int = 0
-    a_not_ready: int = 0
-    a_idle: int = 0
-    out_stall: int = 0
-    _w0: tuple = field(default=(0, 0), repr=False)
-    _a0: tuple = field(default=(0, 0), repr=False)
+    def __init__(self, tile: int, m_rows: int):
+        self.values = {f.name: -1 for f in fields(TileCycles)}
+        self.values.update(tile=tile, m_rows=m_rows, w_not_ready=0, w_idle=0, a_not_ready=0,
+                           a_idle=0, out_stall=0)
+        self.start = {"w": (0, 0), "a": (0, 0)}
 
-    def as_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        d.update(weight_load=self.w_last - self.w_first + 1,
-                 compute=self.a_last - self.a_first + 1,
-                 drain=self.r_last - self.a_last,
-                 total=self.r_last - self.w_first + 1)
-        return d
+    def cycles(self) -> TileCycles:
+        return TileCycles(**self.values)
 
 
 class Testbench:
@@ -341,37 +280,29 @@ class Testbench:
     Parameters
     ----------
     dut : cocotb handle of the ``RF8AxiTop`` module.
-    params : dict
-        The manifest's ``parameters`` (rows, cols, act_bits, acc_bits, overflow, weight_bits);
-        checked against the DUT's port widths.
+    manifest : Manifest
+        The generated top's manifest: its parameters (checked against the DUT's port widths) and
+        its clock and reset ports (``aclk``/``aresetn`` active low by default, ``clk``/``rst``
+        active high for the other variant).
     stall_prob : float
         Idle probability of both input producers and backpressure probability of the consumer.
     backpressure_prob : float, optional
         A different backpressure probability for the consumer.
     seed : int
         Seeds the three roles' random streams.
-    clock, reset : str
-        Names of the DUT's clock and synchronous reset ports (the manifest's ``interface``):
-        ``aclk``/``aresetn`` by default, ``clk``/``rst`` for the active-high variant.
-    reset_active_low : bool
-        Whether ``reset`` resets while low.
     """
 
-    def __init__(self, dut, params: dict, *, stall_prob: float = 0.0, seed: int = 0,
-                 backpressure_prob: float | None = None, log: logging.Logger | None = None,
-                 clock: str, reset: str, reset_active_low: bool):
+    def __init__(self, dut, manifest: Manifest, *, stall_prob: float = 0.0, seed: int = 0,
+                 backpressure_prob: float | None = None, log: logging.Logger | None = None):
         self.dut = dut
-        self.clk, self.rst = getattr(dut, clock), getattr(dut, reset)
-        self.rst_on = 0 if reset_active_low else 1          # the level that resets
-        self.rows, self.cols = params["rows"], params["cols"]
-        self.act_bits, self.acc_bits = params["act_bits"], params["acc_bits"]
+        iface, params, cfg = manifest.interface, manifest.parameters, manifest.config
+        self.clk, self.rst = getattr(dut, iface.clock.name), getattr(dut, iface.reset.name)
+        self.rst_on = 0 if iface.reset.active_low else 1          # the level that resets
+        self.rows, self.cols = cfg.rows, cfg.cols
+        self.act_bits, self.acc_bits = cfg.act_bits, cfg.acc_bits
         # tdata lanes are whole bytes (the manifest's act_lane_bits / acc_lane_bits)
-        missing = [k for k in ("act_lane_bits", "acc_lane_bits") if k not in params]
-        if missing:
-            raise ValueError(f"the manifest's parameters lack {', '.join(missing)}: it predates "
-                             "byte-lane tdata; regenerate the Verilog with rf8hw generate")
-        self.act_lane, self.acc_lane = params["act_lane_bits"], params["acc_lane_bits"]
-        widths = {"s_axis_w_tdata": params.get("weight_bits", 8) * self.cols,
+        self.act_lane, self.acc_lane = params.act_lane_bits, params.acc_lane_bits
+        widths = {"s_axis_w_tdata": params.weight_bits * self.cols,
                   "s_axis_a_tdata": self.act_lane * self.rows,
                   "m_axis_acc_tdata": self.acc_lane * self.cols}
         for port, width in widths.items():
@@ -379,13 +310,13 @@ class Testbench:
                 raise ValueError(f"{port} is {len(getattr(dut, port))} bits wide, the manifest "
                                  f"implies {width}: wrong manifest for this DUT")
         self.log = log or logging.getLogger("cocotb.rf8hw.cosim")
-        self.model = GoldenModel(self.act_bits, self.acc_bits, params["overflow"])
+        self.model = GoldenModel(self.act_bits, self.acc_bits, cfg.overflow)
         self.scoreboard = Scoreboard(self.cols, self.acc_lane, self.log.getChild("scoreboard"))
         self.scoreboard.on_tile_done = self._tile_done
         # str seeds are hashed deterministically (tuples of str are not: PYTHONHASHSEED)
         rngs = [random.Random(f"{seed}:{role}") for role in ("w", "a", "acc")]
-        self.w_source = StreamSource(dut, "s_axis_w", stall_prob, rngs[0], self._w_beat)
-        self.a_source = StreamSource(dut, "s_axis_a", stall_prob, rngs[1], self._a_beat)
+        self.w_source = StreamSource(dut, "s_axis_w", stall_prob, rngs[0], partial(self._beat, "w"))
+        self.a_source = StreamSource(dut, "s_axis_a", stall_prob, rngs[1], partial(self._beat, "a"))
         out_prob = stall_prob if backpressure_prob is None else backpressure_prob
         self.monitor = ResultMonitor(dut, out_prob, rngs[2], self._row, self._out_stall)
         self.records: dict[int, TileRecord] = {}
@@ -415,33 +346,27 @@ class Testbench:
         self.a_source.queue_beats(pack_rows(a, self.act_lane), tile)
 
     # --- callbacks from the roles ------------------------------------------------------------------
-    def _w_beat(self, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:
+    def _beat(self, stream: str, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:
+        """A handshake on stream ``w`` or ``a``: its tile's first/last stamps and counters."""
         rec = self.records[beat.tile]
         if beat.index == 0:
-            rec.w_first, rec._w0 = cycle, (not_ready, idle)
+            rec.values[f"{stream}_first"], rec.start[stream] = cycle, (not_ready, idle)
         if beat.index == beat.count - 1:
-            rec.w_last = cycle
-            rec.w_not_ready, rec.w_idle = not_ready - rec._w0[0], idle - rec._w0[1]
-
-    def _a_beat(self, beat: Beat, cycle: int, not_ready: int, idle: int) -> None:
-        rec = self.records[beat.tile]
-        if beat.index == 0:
-            rec.a_first, rec._a0 = cycle, (not_ready, idle)
-        if beat.index == beat.count - 1:
-            rec.a_last = cycle
-            rec.a_not_ready, rec.a_idle = not_ready - rec._a0[0], idle - rec._a0[1]
+            not_ready0, idle0 = rec.start[stream]
+            rec.values.update({f"{stream}_last": cycle, f"{stream}_not_ready": not_ready - not_ready0,
+                               f"{stream}_idle": idle - idle0})
 
     def _row(self, word: int, last: int, cycle: int) -> None:
         if self.scoreboard.expected:
-            rec = self.records[self.scoreboard.expected[0][0]]
-            if rec.r_first < 0:
-                rec.r_first = cycle
-            rec.r_last = cycle
+            values = self.records[self.scoreboard.expected[0][0]].values
+            if values["r_first"] < 0:
+                values["r_first"] = cycle
+            values["r_last"] = cycle
         self.scoreboard.observe(word, last, cycle)
 
     def _out_stall(self, cycle: int) -> None:
         if self.scoreboard.expected:
-            self.records[self.scoreboard.expected[0][0]].out_stall += 1
+            self.records[self.scoreboard.expected[0][0]].values["out_stall"] += 1
 
     def _tile_done(self, tile: int, cycle: int) -> None:
         self.tiles_done += 1
@@ -553,26 +478,6 @@ class Testbench:
         for _ in range(n):
             await falling
 
-    def report(self) -> dict:
-        """Everything the host side needs: counts, first mismatch, per-tile cycle records."""
-        sb = self.scoreboard
-        return {
-            "mismatches": sb.mismatches,
-            "first_mismatch": asdict(sb.first) if sb.first else None,
-            "rows_checked": sb.rows_checked,
-            "values_checked": sb.values_checked,
-            "err_w_tlast": int(self.dut.err_w_tlast.value),
-            "dropped_tiles": self.dropped,
-            "tiles": [self.records[t].as_dict() for t in sorted(self.records)],
-        }
-
-
-def dump_json(path, obj) -> None:
-    """``obj`` as JSON at ``path``, written atomically (:func:`rf8hw.sim.job.write_json`)."""
-    from .job import write_json
-
-    write_json(path, obj)
-
-
-def wall_clock() -> float:
-    return time.perf_counter()
+    def tile_cycles(self) -> tuple[TileCycles, ...]:
+        """The cycle records of the tiles seen so far (not those dropped by a reset), in order."""
+        return tuple(self.records[t].cycles() for t in sorted(self.records))
