@@ -24,13 +24,14 @@ options as one :class:`CosimOptions`, both validated when they were made.
     Generate/reuse the Verilog (or take a given file, :func:`load_rtl`) and build/reuse the
     simulator build.
 
-They return a :class:`CosimResult` (:class:`LayerResult` wraps one for a model layer).
+They return a :class:`CosimResult` (:class:`rf8hw.accel.cosim_layer.LayerResult` wraps one for a
+model layer).
 """
 
 from .build import Build, check_cosim_config, check_simulator, prepare
 from .options import BENCHES, RUNS_DIR, SIMULATORS, CosimOptions, CosimRequest, default_cache_root
 from .records import Mismatch, TileCycles
-from .result import CosimResult, GemmResult, LayerResult
+from .result import CosimResult, GemmResult
 from .rtl import RtlFile, load_rtl
 from .run import (
     CYCLES_FORMAT,
@@ -46,7 +47,7 @@ from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_til
 
 __all__ = ["Build", "check_cosim_config", "check_simulator", "prepare", "BENCHES", "RUNS_DIR",
            "SIMULATORS", "CosimOptions", "CosimRequest", "default_cache_root", "Mismatch",
-           "TileCycles", "CosimResult", "GemmResult", "LayerResult", "RtlFile", "load_rtl",
+           "TileCycles", "CosimResult", "GemmResult", "RtlFile", "load_rtl",
            "CYCLES_FORMAT", "MAX_STIMULUS_ROWS", "MAX_TILES", "SimulationInterrupted",
            "run_cosim", "run_gemm", "run_gemms", "run_tiles", "exhaustive_pairs",
            "exhaustive_tiles", "gemm_tiles", "random_tiles"]

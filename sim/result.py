@@ -1,7 +1,6 @@
 """What the entry points of :mod:`rf8hw.sim.run` return: :class:`CosimResult` (one simulator run),
-with a :class:`GemmResult` per GEMM for the GEMM entry points, and :class:`LayerResult` (a model
-layer's GEMM, ``rf8hw cosim --layer``).  Typed objects; JSON only where files are written
-(``cycles.json``, :func:`rf8hw.sim.run.run_tiles`)."""
+with a :class:`GemmResult` per GEMM for the GEMM entry points.  Typed objects; JSON only where
+files are written (``cycles.json``, :func:`rf8hw.sim.run.run_tiles`)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from .build import Build
 from .options import CosimOptions
 from .records import Mismatch, TileCycles
 
-__all__ = ["CosimResult", "GemmResult", "LayerResult"]
+__all__ = ["CosimResult", "GemmResult"]
 
 
 @dataclass(frozen=True)
@@ -110,40 +109,3 @@ class CosimResult:
         prints."""
         return (f"tiles={self.tiles} macs={self.macs} mismatches={self.mismatches} "
                 f"cycles={self.cycles} cycles/s={self.cycles_per_s:.0f}")
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """The GEMM of one model layer through the RTL (``rf8hw cosim --layer``,
-    :func:`rf8hw.accel.cosim_layer.cosim_layer`).
-
-    Attributes
-    ----------
-    layer : str
-    cosim : CosimResult
-        The run (its one :class:`GemmResult` holds the assembled result); ``mismatches`` counts
-        result rows against the golden model.
-    replay_matches_layer : bool
-        The replay of the layer from the captured integers equals its float32 output.
-    bitexact_mismatches : int
-        Entries of the assembled RTL result that differ from the bit-exact path's integers (-1
-        when not every tile was seen).
-    """
-
-    layer: str
-    cosim: CosimResult
-    replay_matches_layer: bool
-    bitexact_mismatches: int
-
-    @property
-    def gemm_shape(self) -> tuple[int, int, int]:
-        return self.cosim.gemms[0].gemm_shape
-
-    @property
-    def equals_bitexact(self) -> bool:
-        return self.bitexact_mismatches == 0
-
-    @property
-    def ok(self) -> bool:
-        """The golden model, the replay and the bit-exact integers all agree."""
-        return self.cosim.ok and self.replay_matches_layer and self.equals_bitexact

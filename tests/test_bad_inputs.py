@@ -82,12 +82,14 @@ BAD_CHECKPOINTS = {
                                      (d / "model.json").write_bytes(b"\xff\xfe\x00")), "not JSON"),
     "sidecar_list": (_sidecar(lambda m: [m]), "a JSON object is needed, not a list"),
     "sidecar_number": (_sidecar(lambda m: 3), "a JSON object is needed, not a int"),
-    "sidecar_no_model": (_sidecar(lambda m: {k: v for k, v in m.items() if k != "model"}), "no 'model' entry"),
+    "sidecar_no_model": (_sidecar(lambda m: {k: v for k, v in m.items() if k != "model"}),
+                         "no 'model' entry"),
     "sidecar_no_config": (_sidecar(lambda m: {k: v for k, v in m.items() if k != "model_config"}),
                           "no 'model_config' entry"),
     "unknown_model": (_sidecar(lambda m: {**m, "model": "resnet"}), "model must be one of"),
     "model_not_str": (_sidecar(lambda m: {**m, "model": ["mlp_digits"]}), "model must be one of"),
-    "wrong_model": (_sidecar(lambda m: {**m, "model": "tinygpt", "model_config": {}}), "does not match the model"),
+    "wrong_model": (_sidecar(lambda m: {**m, "model": "tinygpt", "model_config": {}}),
+                    "does not match the model"),
     "config_list": (_sidecar(lambda m: {**m, "model_config": [128]}), "model_config must be a JSON object"),
     "config_unknown_key": (_cfg(width=3), "unknown model_config key(s) width"),
     "config_str": (_cfg(n_hidden="128"), "model_config n_hidden must be int"),
@@ -101,7 +103,8 @@ BAD_CHECKPOINTS = {
                      "tensor 'fc2.weight' is torch.float64"),
     "tensor_missing": (_state(lambda s: s.pop("fc3.bias")), "missing fc3.bias"),
     "tensor_extra": (_state(lambda s: s.update({"fc4.weight": torch.zeros(2)})), "unexpected fc4.weight"),
-    "tensor_shape": (_state(lambda s: s.update({"fc3.bias": torch.zeros(11)})), "tensor 'fc3.bias' is torch.float32 [11]"),
+    "tensor_shape": (_state(lambda s: s.update({"fc3.bias": torch.zeros(11)})),
+                     "tensor 'fc3.bias' is torch.float32 [11]"),
     "quantized": (_state(lambda s: s.update({"fc1.codes": s.pop("fc1.weight").to(torch.uint8)})),
                   "missing fc1.weight; unexpected fc1.codes"),
 }
@@ -233,7 +236,8 @@ CLI = [
     _c("table", "--bogus", needle="--bogus"),
     # -- rf8hw generate
     *[_c("generate", "--rows", "2", "--cols", "2", opt, v, "-o", "{out}", needle=n) for opt, v, n in [
-        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--rows", "-1", "rows"), ("--rows", "x", "--rows"),
+        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--rows", "-1", "rows"),
+        ("--rows", "x", "--rows"),
         ("--cols", "0", "cols"), ("--cols", "65", "cols"), ("--cols", "1.5", "--cols"),
         ("--act-bits", "1", "act_bits"), ("--act-bits", "17", "act_bits"), ("--act-bits", "x", "--act-bits"),
         ("--acc-bits", "4", "acc_bits"), ("--acc-bits", "100", "acc_bits"), ("--acc-bits", "26", "acc_bits"),
@@ -290,7 +294,8 @@ CLI = [
        needle="afile"),
     # -- rf8hw synth (before any tool runs)
     *[_c("synth", "--rows", "2", "--cols", "2", "--device", "ecp5-25k", opt, v, needle=n) for opt, v, n in [
-        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--cols", "0", "cols"), ("--acc-bits", "0", "acc_bits"),
+        ("--rows", "0", "rows"), ("--rows", "65", "rows"), ("--cols", "0", "cols"),
+        ("--acc-bits", "0", "acc_bits"),
         ("--act-bits", "99", "act_bits"), ("--pe", "nope", "--pe"), ("--overflow", "x", "--overflow"),
         ("--device", "ecp5-12k", "--device"), ("--seed", "-1", "seed"), ("--seed", "x", "--seed"),
         ("--workdir", "{afile}", "afile"), ("--workdir", "{afile}/sub", "afile")]],
@@ -305,7 +310,8 @@ CLI = [
         ("--batch", "0", "batch"), ("--batch", "-1", "batch"), ("--calibrate", "-1", "calibrate_batches"),
         ("--calibrate", BIG, "calibrate_batches"), ("--seed", "-1", "seed"), ("--device", "foo", "--device"),
         ("--rounding", "up", "--rounding"), ("--batch", "x", "--batch")]],
-    _c("estimate", "--model", "mlp_digits", "--rows", "2", "--cols", "2", "--no-synth", needle="--checkpoint"),
+    _c("estimate", "--model", "mlp_digits", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="--checkpoint"),
     # an unusable --out is refused before the model is loaded, not after the whole estimate
     *[_c("estimate", "--model", m, *ck, "--rows", "2", "--cols", "2", "--no-synth", "--quiet", "--out", out,
          needle=needle) for m, ck in (("mlp_digits", ("--checkpoint", "{ckpt}")), ("minilm", ()))
@@ -315,21 +321,22 @@ CLI = [
     _c("estimate", "--model", "minilm", "--rows", "2", "--cols", "2", "--seed", HUGE, "--quiet",
        "--out", "{out}", needle="nextpnr's placement seed is a C int"),
     _c("estimate", "--model", "resnet", "--rows", "2", "--cols", "2", "--no-synth", needle="'resnet'"),
-    _c("estimate", "--model", "no_such_pkg.mod:fn", "--rows", "2", "--cols", "2", "--no-synth", needle="no_such_pkg"),
+    _c("estimate", "--model", "no_such_pkg.mod:fn", "--rows", "2", "--cols", "2", "--no-synth",
+       needle="no_such_pkg"),
     _c("estimate", "--model", "minilm", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
        needle="--checkpoint"),
     _c("estimate", "--model", "minilm", "--batch", "2", "--rows", "2", "--cols", "2", "--no-synth",
        needle="batch is for the zoo models"),
     _c("estimate", "--model", "tinygpt", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2", "--no-synth",
        "--quiet", "--out", "{out}", needle="'mlp_digits'"),
-    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{out}/none.safetensors", "--rows", "2", "--cols", "2",
-       "--no-synth", needle="none.safetensors"),
-    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{dir}", "--rows", "2", "--cols", "2", "--no-synth",
-       needle="is a directory"),
-    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{afile}", "--rows", "2", "--cols", "2", "--no-synth",
-       needle="afile"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{out}/none.safetensors", "--rows", "2",
+       "--cols", "2", "--no-synth", needle="none.safetensors"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{dir}", "--rows", "2", "--cols", "2",
+       "--no-synth", needle="is a directory"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{afile}", "--rows", "2", "--cols", "2",
+       "--no-synth", needle="afile"),
     # (the sidecar of wrong_model names tinygpt: the model is resolved before the tensors are read)
-    *[_c("estimate", "--model", "mlp_digits", "--checkpoint", "{bad.%s}" % name, "--rows", "2", "--cols", "2",
+    *[_c("estimate", "--model", "mlp_digits", "--checkpoint", f"{{bad.{name}}}", "--rows", "2", "--cols", "2",
          "--no-synth", "--quiet", "--out", "{out}",
          needle="holds a 'tinygpt' model, not 'mlp_digits'" if name == "wrong_model" else needle)
       for name, (_, needle) in BAD_CHECKPOINTS.items()],
@@ -341,19 +348,22 @@ CLI = [
     _c("train", "--model", "mlp_digits", "--quiet", "--out", "{afile}", needle="afile"),
     _c("train", "--model", "mlp_digits", "--quiet", "--out", "{afile}/sub", needle="afile"),
     _c("train", "--model", "mlp_digits", "--quiet", "--out", "{dir}", needle="holds no training run"),
-    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{dir}", "--overwrite", needle="holds no training run"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "{dir}", "--overwrite",
+       needle="holds no training run"),
     _c("train", "--model", "mlp_digits", "--quiet", "--out", "{ckpt}/..", needle="--overwrite"),
     _c(*TRAIN, "--init-from", "{out}/none.safetensors", needle="no such checkpoint"),
     _c(*TRAIN, "--init-from", "{dir}", needle="is a directory"),
     _c(*TRAIN, "--init-from", "{afile}", needle="afile"),
-    _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--init-from", "{ckpt}", needle="'mlp_digits'"),
-    *[_c(*TRAIN, "--init-from", "{bad.%s}" % name, needle=needle) for name, (_, needle) in BAD_CHECKPOINTS.items()],
+    _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--init-from", "{ckpt}",
+       needle="'mlp_digits'"),
+    *[_c(*TRAIN, "--init-from", f"{{bad.{name}}}", needle=needle)
+      for name, (_, needle) in BAD_CHECKPOINTS.items()],
     # -- rf8hw fit
     _c("fit", "{out}/none.safetensors", needle="no such checkpoint"),
     _c("fit", "{dir}", needle="is a directory"),
     _c("fit", "{afile}", needle="afile"),
     _c("fit", "{ints}", needle="holds no floating-point tensor"),
-    *[_c("fit", "{bad.%s}" % name, needle="not a readable safetensors file")
+    *[_c("fit", f"{{bad.{name}}}", needle="not a readable safetensors file")
       for name in ("empty", "text", "pickle", "short", "header_only")],
     _c("fit", "{ckpt}", "--by", "layer", needle="--by"),
     _c("fit", "{ckpt}", "--which", "some", needle="--which"),
@@ -403,7 +413,8 @@ def test_cli_bad_input_is_one_line_exit_2(argv, needle, files, tmp_path, capsys,
     top = command is None or "unrecognized arguments" in err     # argparse reports these at the top level
     assert err.startswith("rf8hw: error: " if top else f"rf8hw {command}: error: "), err
     assert needle in err, err
-    assert not list((tmp_path / "out").parent.glob(".out.*.partial")), "a refused run left a partial directory"
+    assert not list((tmp_path / "out").parent.glob(".out.*.partial")), \
+        "a refused run left a partial directory"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -437,12 +448,13 @@ def test_load_checkpoint_bad_paths(path, kind, needle, files, tmp_path):
 
 def test_a_huge_size_in_a_sidecar_is_refused_before_allocation(files, monkeypatch):
     """``n_hidden: 10**7`` (400 TB of fc2 weights) never reaches a real allocation."""
-    from rf8hw.zoo import mlp_digits
     from rf8hw.nn.checkpoint import load_checkpoint
+    from rf8hw.zoo import mlp_digits
 
     built = []
     real = mlp_digits.build
-    monkeypatch.setattr(mlp_digits, "build", lambda cfg=None: built.append(torch.empty(0).device) or real(cfg))
+    monkeypatch.setattr(mlp_digits, "build",
+                        lambda cfg=None: built.append(torch.empty(0).device) or real(cfg))
     with pytest.raises(ValueError, match=r"the model needs torch\.float32 \[10000000, 64\]"):
         load_checkpoint(files[1]["bad.config_huge"])
     assert built == [torch.device("meta")]              # built once, on the meta device only
@@ -478,11 +490,12 @@ def test_manifest_parameters_reader(d, needle):
 ])
 def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
     import rf8hw
-    from rf8hw.zoo import mlp_digits
     from rf8hw.nn import quant
+    from rf8hw.zoo import mlp_digits
 
     path = tmp_path / "q.safetensors"
-    quant.save_quantized(rf8hw.quantize(mlp_digits.build()), path, model_info={"name": "mlp_digits", "config": {}})
+    quant.save_quantized(rf8hw.quantize(mlp_digits.build()), path,
+                         model_info={"name": "mlp_digits", "config": {}})
     path.write_bytes(content)
     with pytest.raises(ValueError, match=needle) as info:
         quant.load_quantized(path)
@@ -503,4 +516,5 @@ def test_no_traceback_end_to_end(argv, needle, files, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rf8hw", *_fill(argv, files[1], tmp_path / "out")],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr
+    err = proc.stderr
+    assert err.count("\n") == 1 and "Traceback" not in err and needle in err, err

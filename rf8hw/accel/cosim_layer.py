@@ -15,21 +15,65 @@ with ``acc``.  Both equalities are reported.
 Models: the zoo models (``mlp_digits``, ``tinygpt``: a checkpoint written by ``rf8hw train``;
 the forward pass is a batch of their own training data) and any model the estimate command
 accepts through an adapter (``minilm``, ``smollm2``, ``package.module:function``; the forward
-pass is the adapter's example).  Imports torch (on demand).  It lives in ``rf8hw.accel``, not ``sim``: ``sim`` stays below the
-PyTorch front end (docs/architecture.md, package map).
+pass is the adapter's example).  Imports torch (on demand).  It lives in ``rf8hw.accel``, not
+``rf8hw.sim``: the co-simulation stays below the PyTorch front end (docs/architecture.md, package
+map).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
 
-__all__ = ["capture_layer", "cosim_layer", "MAX_LAYER_ROWS", "ZOO_BATCH"]
+if TYPE_CHECKING:
+    from rf8hw.sim import CosimResult
+
+__all__ = ["LayerResult", "capture_layer", "cosim_layer", "MAX_LAYER_ROWS", "ZOO_BATCH"]
 
 #: Most activation rows (tokens) of a captured layer input that are co-simulated.
 MAX_LAYER_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """The GEMM of one model layer through the RTL (``rf8hw cosim --layer``,
+    :func:`cosim_layer`).
+
+    Attributes
+    ----------
+    layer : str
+    cosim : rf8hw.sim.CosimResult
+        The run (its one :class:`GemmResult` holds the assembled result); ``mismatches`` counts
+        result rows against the golden model.
+    replay_matches_layer : bool
+        The replay of the layer from the captured integers equals its float32 output.
+    bitexact_mismatches : int
+        Entries of the assembled RTL result that differ from the bit-exact path's integers (-1
+        when not every tile was seen).
+    """
+
+    layer: str
+    cosim: CosimResult
+    replay_matches_layer: bool
+    bitexact_mismatches: int
+
+    @property
+    def gemm_shape(self) -> tuple[int, int, int]:
+        return self.cosim.gemms[0].gemm_shape
+
+    @property
+    def equals_bitexact(self) -> bool:
+        return self.bitexact_mismatches == 0
+
+    @property
+    def ok(self) -> bool:
+        """The golden model, the replay and the bit-exact integers all agree."""
+        return self.cosim.ok and self.replay_matches_layer and self.equals_bitexact
 
 
 #: Inferences in a zoo model's forward pass when ``batch`` is not given.
@@ -138,13 +182,12 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, check
 
     Returns
     -------
-    rf8hw.sim.result.LayerResult
+    LayerResult
         The run (:func:`rf8hw.sim.run.run_gemm`'s :class:`~rf8hw.sim.result.CosimResult`:
         ``mismatches`` counts result rows against the golden model), ``replay_matches_layer``
         and ``bitexact_mismatches`` (entries of the assembled RTL result that differ from the
         bit-exact path's integers; -1 when not every tile was seen).
     """
-    from rf8hw.sim.result import LayerResult
     from rf8hw.sim.run import run_gemm
 
     if cfg.overflow != "wrap":

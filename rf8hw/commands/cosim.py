@@ -119,7 +119,7 @@ def run(args) -> int:
 def _report(result, cfg) -> int:
     """Print a run's result (a ``CosimResult`` or a ``LayerResult``; the summary line last); its
     exit status."""
-    from rf8hw.sim import LayerResult
+    from rf8hw.accel.cosim_layer import LayerResult
 
     layer = result if isinstance(result, LayerResult) else None
     cosim = result.cosim if layer else result

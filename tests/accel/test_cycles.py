@@ -94,30 +94,30 @@ def test_pipelined_rf8_pe_adds_its_extra_product_stage_to_every_result():
 
 @pytest.mark.slow
 def test_model_equals_cocotb_cosimulation_of_the_verilog(tmp_path):
-    """One Icarus co-simulation (rf8hw.sim.run.run_tiles, full rate) of three GEMMs (two ragged, one a
+    """One Icarus co-simulation (rf8hw.sim.run_tiles, full rate) of three GEMMs (two ragged, one a
     single exact tile) streamed back to back on a 4x3 array:
     every tile's handshake stamps equal the model's schedule (shifted to the first weight beat);
     the first GEMM's span from first weight beat to last result equals gemm_cycles (the later
     GEMMs' weights stream in during the GEMM before them, so their spans overlap it), and
     gemm_cycles of each GEMM equals the schedule of its tiles alone."""
-    from rf8hw.sim.run import run_tiles
+    from rf8hw.sim import CosimOptions, run_tiles
 
     rows, cols, shapes = 4, 3, [(3, 5, 7), (2, 9, 4), (1, 4, 3)]
     tiles, per_gemm = _gemm_stimulus(np.random.default_rng(1), shapes, rows, cols)
-    res = run_tiles(tiles, ArrayConfig(rows, cols), simulator="icarus", stall_prob=0.0,
-                    out_dir=tmp_path / "run")
-    assert res["mismatches"] == 0 and res["tiles"] == len(tiles)
-    recs = sorted(res["tile_cycles"], key=lambda r: r["tile"])
-    t0 = recs[0]["w_first"]
+    res = run_tiles(tiles, ArrayConfig(rows, cols),
+                    CosimOptions(simulator="icarus", stall_prob=0.0, out_dir=tmp_path / "run"))
+    assert res.mismatches == 0 and res.tiles == len(tiles)
+    recs = sorted(res.tile_cycles, key=lambda r: r.tile)
+    t0 = recs[0].w_first
     keys = ("w_first", "w_last", "a_first", "a_last", "r_first", "r_last")
-    measured = [{k: r[k] - t0 for k in keys} for r in recs]
+    measured = [{k: getattr(r, k) - t0 for k in keys} for r in recs]
     assert measured == tile_schedule([len(a) for _, a in tiles], ArrayConfig(rows, cols))
-    spans = _spans([r["w_first"] for r in recs], [r["r_last"] for r in recs], per_gemm)
+    spans = _spans([r.w_first for r in recs], [r.r_last for r in recs], per_gemm)
     assert spans[0] == gemm_cycles(*shapes[0], ArrayConfig(rows, cols)).cycles
     for (M, K, N), n in zip(shapes, per_gemm):
         alone = tile_schedule([M] * n, ArrayConfig(rows, cols))
         assert alone[-1]["r_last"] + 1 == gemm_cycles(M, K, N, ArrayConfig(rows, cols)).cycles
-    assert res["cycles"] == recs[-1]["r_last"] + 1      # the co-sim's count: edges up to the last result
+    assert res.cycles == recs[-1].r_last + 1      # the co-sim's count: edges up to the last result
 
 
 def test_gemms_of_the_zoo_and_off_array_attention():
