@@ -23,7 +23,8 @@ def rtl_command(size: int) -> str:
             "--overflow wrap --pe rf8_pipe --reset aresetn -o OUT_DIR")
 
 
-@pytest.mark.parametrize("size", RTL_SIZES, ids=[f"{n}x{n}" for n in RTL_SIZES])
+@pytest.mark.parametrize("size", [pytest.param(n, id=f"{n}x{n}", marks=[pytest.mark.slow] if n > 8 else [])
+                                  for n in RTL_SIZES])
 def test_rtl_has_no_drift(size, tmp_path):
     """Regenerating rtl/ (same configuration, into a scratch dir) gives the same bytes."""
     cfg = ArrayConfig(size, size)
@@ -275,6 +276,7 @@ def fresh_verilog(request, tmp_path_factory):
     return out / f"{top}.v", top
 
 
+@pytest.mark.slow
 def test_iverilog_accepts_generated_verilog(fresh_verilog, tmp_path):
     require_tool(tools.iverilog_executable)
     path, top = fresh_verilog
@@ -284,6 +286,7 @@ def test_iverilog_accepts_generated_verilog(fresh_verilog, tmp_path):
     assert (tmp_path / f"{top}.vvp").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_verilator_lint_accepts_generated_verilog(fresh_verilog):
     require_tool(tools.verilator_executable)
     path, top = fresh_verilog
@@ -292,6 +295,7 @@ def test_verilator_lint_accepts_generated_verilog(fresh_verilog):
     assert "%Error" not in result.stderr and "%Warning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_linters_reject_broken_verilog(tmp_path):
     """Negative control: both lint helpers report a real error."""
     require_tool(tools.iverilog_executable)
@@ -314,6 +318,7 @@ def test_verilator_env_puts_bundled_binary_first():
 EDGE_SHAPES = [(1, 1), (1, 2), (2, 1), (2, 2), (1, 7), (7, 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", EDGE_SHAPES, ids=[f"{r}x{c}" for r, c in EDGE_SHAPES])
 def test_verilator_lint_wall_accepts_edge_shapes(shape, tmp_path):
     """``rows == 1`` and ``cols <= 2`` once gave zero-width vectors (``w_row``, ``guard_count``)
