@@ -26,6 +26,7 @@ head and ``nn.MultiheadAttention``'s ``out_proj``, named in the report's notes).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,10 +225,13 @@ def _zoo(spec: SourceSpec, batch: int, calibrate_batches: int, hessian_batches: 
     def evaluate(m) -> dict:
         from tqdm import tqdm
 
-        # a progress bar ticking once per forward batch (a hook returning None changes nothing)
+        # a progress bar ticking once per forward batch
         with tqdm(total=recipe["eval_batches"] or 1, desc="evaluate", unit="batch", leave=False,
-                  disable=not progress) as bar:
-            hook = m.register_forward_hook(lambda *_: bar.update())
+                  disable=not progress, file=sys.stderr) as bar:
+            def tick(*_):           # returns None: a forward hook's value would replace the output
+                bar.update()
+
+            hook = m.register_forward_hook(tick)
             try:
                 return data.evaluate(m, recipe["eval_batches"], recipe["batch_size"])
             finally:

@@ -152,3 +152,12 @@ def test_estimate_cosim_layer_and_sweep_resolve_the_model_in_one_place(checkpoin
     with pytest.raises(ValueError, match="^--checkpoint is for the zoo models"):
         source.resolve("minilm", str(checkpoint))
     assert source.resolve("minilm").kind == "adapter" and source.resolve("mlp_digits", checkpoint).is_zoo
+
+
+def test_progress_bars_do_not_change_the_numbers(checkpoint):
+    """The zoo metric's per-batch progress bar is a forward hook: it must return None (a hook's
+    value would replace the model's output)."""
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False)
+    quiet = estimate.accuracy(cfg.load_source(progress=False), cfg, ["fp32", "rf8_bitexact"])
+    shown = estimate.accuracy(cfg.load_source(progress=True), cfg, ["fp32", "rf8_bitexact"], progress=True)
+    assert shown["metrics"] == quiet["metrics"]
