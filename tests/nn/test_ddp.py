@@ -20,7 +20,7 @@ def test_two_rank_ddp_keeps_parameters_and_backslash_nu_identical(tmp_path):
            "-m", "rf8hw", "train", "--model", "mlp_digits", "--epochs", "1", "--seed", "5",
            "--backslash", "20", "--backslash-form", "loss", "--out", str(tmp_path), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     rank0, rank1 = _lines(tmp_path / "metrics.jsonl"), _lines(tmp_path / "metrics.rank1.jsonl")

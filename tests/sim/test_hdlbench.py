@@ -186,7 +186,7 @@ def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     proc = _cli("--rows", "2", "--cols", "2", "--acc-bits", "27", "--tiles", "200000", "--seed",
                 "1", "--sim", "icarus", "--cache-dir", str(cosim_cache), cwd=tmp_path)
     run_dir = None
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while run_dir is None and time.monotonic() < deadline and proc.poll() is None:
         logs = list((tmp_path / "cosim_runs").glob("*/sim.log"))
         if logs and "running rf8hw.sim.hdl_bench.cocotb_test" in logs[0].read_text(errors="replace"):
