@@ -49,6 +49,17 @@ def adapter():
         return {"neg_max_err": -err, "max_err": err}
 
     return model, (lambda m: m(x)), metric, {"name": "tinyattn", "batch": 2}
+
+
+def adapter_with_calibration():
+    model, run, metric, info = adapter()
+    x_cal = torch.randn(3, 6, 16, generator=torch.Generator().manual_seed(2))
+
+    def calibrate(m):
+        with torch.no_grad():
+            m(x_cal)
+
+    return model, run, metric, {**info, "calibrate": calibrate}
 '''
 
 
@@ -154,3 +165,21 @@ def test_capture_of_tinygpt_agrees_with_the_module_level_count():
     x = tinygpt.example(m.config, 2)
     key = lambda gs: sorted((g.M, g.K, g.N, g.on_array, g.count) for g in gs)
     assert key(gemms.capture(m, x)) == key(model_gemms(m, x))
+
+
+def test_adapter_run_with_calibrate_records_it_in_the_report_config(adapter_module, tmp_path, capsys):
+    """--calibrate N with an adapter: its calibration data give rf8_bitexact_smooth and
+    rf8_bitexact_static, and the report's config (the EstimateConfig that ran) records N."""
+    with_cal = adapter_module.replace(":adapter", ":adapter_with_calibration")
+    rc = cli.main(["estimate", "--model", with_cal, "--rows", "4", "--cols", "4", "--no-synth",
+                   "--calibrate", "3", "--json", "--quiet", "--out", str(tmp_path / "rep")])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["config"]["calibrate_batches"] == 3 and rep["config"]["model"] == with_cal
+    assert {"rf8_bitexact_smooth", "rf8_bitexact_static"} <= set(rep["accuracy"])
+    assert rep["static_absmax"] and set(rep["static_absmax"]) == {"qkv", "out", "unused", "head"}
+    # an adapter without calibration data cannot give what --calibrate asks for: one line, exit 2
+    rc = cli.main(["estimate", "--model", adapter_module, "--rows", "4", "--cols", "4", "--no-synth",
+                   "--calibrate", "3", "--quiet", "--out", str(tmp_path / "rep2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--calibrate 3 needs calibration data" in err and "Traceback" not in err
