@@ -6,5 +6,5 @@
 * :mod:`rf8hw.format.baselines` -- integer products of the INT8 and FP8-E4M3 baseline PEs
 
 Importing this package (or any module in it) imports neither torch nor Amaranth nor cocotb
-(``tests/test_layers.py`` checks it in a fresh interpreter).
+(``tests/test_import_rules.py`` checks it in a fresh interpreter).
 """
