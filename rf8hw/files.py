@@ -7,9 +7,22 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["write_atomic", "sha256_file"]
+__all__ = ["write_atomic", "write_files", "sha256_file"]
 
 _TMP_COUNTER = itertools.count()
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp{path.suffix}")
+
+
+def _write(tmp: Path, data) -> None:
+    if callable(data):
+        data(tmp)
+    elif isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
 
 
 def write_atomic(path, data) -> Path:
@@ -20,19 +33,26 @@ def write_atomic(path, data) -> Path:
 
     ``data`` is a str, bytes, or a callable ``write(tmp_path)`` that writes the file itself (a
     plot; the temporary name keeps ``path``'s suffix, from which matplotlib takes the format)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp{path.suffix}")
+    return write_files({path: data})[0]
+
+
+def write_files(files: dict) -> list[Path]:
+    """Write several files as one unit: ``{path: data}`` (``data`` as :func:`write_atomic`).
+
+    Every file is first written to its temporary name; only when all of them are complete are
+    they renamed into place, one after the other (renames do not fail for want of space).  So a
+    writer that fails -- a full disk, an exception while producing one file -- leaves every old
+    file as it was and removes its temporary files: never a new report beside an old one."""
+    staged = [(Path(path), _temporary(Path(path)), data) for path, data in files.items()]
     try:
-        if callable(data):
-            data(tmp)
-        elif isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data)
-        os.replace(tmp, path)
+        for _, tmp, data in staged:
+            _write(tmp, data)
+        for path, tmp, _ in staged:
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        for _, tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [path for path, _, _ in staged]
 
 
 def sha256_file(path) -> str:

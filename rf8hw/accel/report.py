@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rf8hw.files import write_atomic
+from rf8hw.files import write_files
 
 __all__ = ["render_markdown", "write_report"]
 
@@ -99,8 +99,9 @@ def render_markdown(rep: dict) -> str:
 
 
 def write_report(rep: dict, out_dir) -> dict:
-    """Write ``estimate.json``, ``estimate.md`` and ``estimate_cycles.png`` into ``out_dir``
-    (each through a temporary file and a rename); returns their paths."""
+    """Write ``estimate.json``, ``estimate.md`` and ``estimate_cycles.png`` into ``out_dir`` as
+    one unit (:func:`rf8hw.files.write_files`: a report that cannot be written, e.g. one holding
+    a NaN, which JSON has not, leaves the old files as they were); returns their paths."""
     from rf8hw.accel import cycles
 
     out = Path(out_dir)
@@ -110,7 +111,7 @@ def write_report(rep: dict, out_dir) -> dict:
     c = rep["config"]
     title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.0f} "
              f"cycles/inference, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
-    write_atomic(paths["png"], lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title))
-    write_atomic(paths["markdown"], render_markdown(rep))
-    write_atomic(paths["json"], json.dumps(rep, indent=2, allow_nan=False) + "\n")
+    text = json.dumps(rep, indent=2, allow_nan=False) + "\n"          # refuses NaN before any write
+    write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
+                 paths["markdown"]: render_markdown(rep), paths["json"]: text})
     return {k: str(v) for k, v in paths.items()}
