@@ -84,18 +84,33 @@ def user_error(exc: BaseException) -> str | None:
     return None
 
 
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``rf8hw`` with ``argv``; returns the exit status.  A user error is one line and status
+    2 (:func:`user_error`); Ctrl-C (``KeyboardInterrupt``, at any point, the imports included) is
+    one line, ``rf8hw <command>: interrupted``, and status 130.  A command that handles its own
+    interrupts (``rf8hw cosim`` stops its simulator and names the signal) returns its status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command(argv)).parse_args(argv)
+    command = _command(argv)
     try:
+        args = build_parser(command).parse_args(argv)
+        command = args.command
         return int(args.func(args) or 0)
     except (ValueError, OSError) as exc:
         message = user_error(exc)
         if message is None:
             raise
         # Bad input is reported as one clear line, not a traceback.
-        print(f"rf8hw {args.command}: error: {message}", file=sys.stderr)
+        print(f"rf8hw {command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C (a terminal sends it to the whole process group: tools and workers stop too)
+        print(f"rf8hw{' ' + command if command in COMMANDS else ''}: interrupted", file=sys.stderr,
+              flush=True)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -152,7 +152,9 @@ class Gemm:
     """One matrix product of a forward pass.
 
     ``on_array``: a weight GEMM (``x @ W``) that runs on the RF8 array; False for activation x
-    activation products (attention scores), which are only counted in MACs.
+    activation products (attention scores) and convolutions kept in float, which are only
+    counted in MACs.  ``op``: the operation captured (``linear``, ``matmul``, ``mm``, ``bmm``,
+    ``sdpa``, ``conv``, or ``gemm`` when not known).
     """
 
     name: str
@@ -161,6 +163,7 @@ class Gemm:
     N: int
     on_array: bool = True
     count: int = 1      #: identical products (e.g. one per attention head and batch element)
+    op: str = "gemm"
 
     @property
     def macs(self) -> int:
@@ -191,7 +194,7 @@ def model_cycles(gemms: list[Gemm], cfg: ArrayConfig, batch: int = 1) -> dict:
     layers, total, on, off = [], 0, 0, 0
     for g in gemms:
         row = {"name": g.name, "M": g.M, "K": g.K, "N": g.N, "count": g.count, "on_array": g.on_array,
-               "macs": g.macs}
+               "op": g.op, "macs": g.macs}
         if g.on_array:
             c = gemm_cycles(g.M, g.K, g.N, cfg)
             row.update({k: v for k, v in c.as_dict().items() if k not in row})
@@ -225,7 +228,8 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
         vals = [r[part] * r["count"] for r in rows]
         ax.bar(names, vals, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("cycles")
+    batch = report.get("batch", 1)
+    ax.set_ylabel("cycles per inference" if batch == 1 else f"cycles per batch of {batch} inferences")
     ax.tick_params(axis="x", rotation=70, labelsize=7)
     ax2 = ax.twinx()
     ax2.plot(names, [100 * r["utilisation"] for r in rows], "k.-", label="utilisation")

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -38,16 +39,30 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
-from rf8hw.accel.estimate import REPORT_PACKAGES
+from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
+from rf8hw.accel.report import naming_path
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
-from rf8hw.accel.synth_cache import cached_synthesis, default_synth_cache, synth_cache_key
+from rf8hw.accel.synth_cache import (
+    cached_synthesis,
+    default_synth_cache,
+    open_entry,
+    seal_entry,
+    synth_cache_key,
+)
 from rf8hw.arch import MAX_DIM, PE_KINDS, ArrayConfig
 from rf8hw.files import sha256_file, write_atomic
 from rf8hw.format import spec
 from rf8hw.toolchain import cache
 
 __all__ = ["ACT_SCHEMES", "SweepConfig", "accuracy_key", "accuracy_factor", "synthesis_factor",
-           "pareto_front", "pick_best", "sweep", "default_cache"]
+           "pareto_front", "pick_best", "sweep", "default_cache", "parse_address", "check_ray_address",
+           "MAX_CPUS", "CONNECT_TIMEOUT_S"]
+
+#: Largest ``--num-cpus`` of a local Ray instance.
+MAX_CPUS = 1024
+#: Seconds a sweep waits for a ``--address`` cluster to answer before it gives up (twice: the TCP
+#: connection, then the Ray GCS).
+CONNECT_TIMEOUT_S = 10.0
 
 #: Activation schemes of the bit-exact path: per-token or per-tensor dynamic INT8 activation
 #: scales (the estimate's paths ``rf8_bitexact`` and ``rf8_bitexact_tensor``).
@@ -65,6 +80,61 @@ ACCURACY_FILES = ("accel/dse.py", "accel/estimate.py", "accel/source.py", "accel
 def default_cache() -> Path:
     """``$XDG_CACHE_HOME/rf8hw/dse`` (``~/.cache/rf8hw/dse`` when the variable is unset)."""
     return cache.cache_root("dse")
+
+
+def parse_address(address) -> tuple[str, int]:
+    """``(host, port)`` of a Ray cluster address ``HOST:PORT`` (an IPv6 host in brackets,
+    ``[::1]:6379``); ValueError naming the value otherwise.  Nothing is contacted."""
+    host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""                                   # an IPv6 host needs its brackets
+    ok = bool(sep and host and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+              and not any(c.isspace() or c in "/@?#" for c in host))
+    if not ok:
+        raise ValueError(f"address must be HOST:PORT with a port in 1..65535 (e.g. 127.0.0.1:6379, "
+                         f"the head of `ray start --head --port=6379`), not {address!r}")
+    return host, int(port)
+
+
+#: Run in a child process by :func:`check_ray_address`: connect to the cluster's GCS (Ray's own
+#: client, which retries for minutes when nothing answers; the child is stopped first).
+_GCS_PROBE = """
+import sys
+try:
+    from ray._raylet import GcsClient
+except Exception:          # another Ray: skip this check, ray.init will tell
+    sys.exit(0)
+GcsClient(address=sys.argv[1])
+"""
+
+
+def check_ray_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """ValueError (one line) unless a Ray cluster answers at ``address`` within ``timeout``
+    seconds: the host resolves, the port accepts a TCP connection, and a Ray GCS answers there
+    (in a child process, stopped after ``timeout``).  ``ray.init`` itself would retry for more
+    than ten minutes."""
+    host, port = parse_address(address)
+    hint = f"start one with `ray start --head --port={port}` on {host}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.gaierror as exc:
+        raise ValueError(f"address {address!r}: unknown host {host!r} ({exc.strerror})") from None
+    except TimeoutError:
+        raise ValueError(f"address {address!r}: no answer within {timeout:g} s; {hint}") from None
+    except OSError as exc:
+        raise ValueError(f"address {address!r}: no Ray cluster there ({exc.strerror or exc}); "
+                         f"{hint}") from None
+    try:
+        proc = subprocess.run([sys.executable, "-c", _GCS_PROBE, f"{host}:{port}"], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"address {address!r} accepts connections but no Ray GCS answered there within "
+                         f"{timeout:g} s (is it the head's --port?)") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise ValueError(f"address {address!r}: Ray could not connect: {last}")
 
 
 def _tuple(name, values, check):
@@ -107,16 +177,18 @@ class SweepConfig:
     overflow: str = field(default="wrap", metadata={
         "choices": spec.OVERFLOW_MODES, "help": "accumulator overflow rule"})
     batch: int | None = field(default=None, metadata={
-        "help": "inferences per weight tile (zoo models; default 1)"})
+        "help": f"inferences per weight tile (zoo models; default 1, at most {MAX_BATCH})"})
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
     synth_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "synthesis cache (default ~/.cache/rf8hw/synth)"})
     cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "accuracy / does-not-fit cache (default ~/.cache/rf8hw/dse)"})
     address: str | None = field(default=None, metadata={
-        "help": "join this Ray cluster (e.g. 127.0.0.1:6379); default: a local Ray instance"})
+        "metavar": "HOST:PORT",
+        "help": "join this Ray cluster (e.g. 127.0.0.1:6379; it must answer within "
+                f"{CONNECT_TIMEOUT_S:g} s); default: a local Ray instance"})
     num_cpus: int | None = field(default=None, metadata={
-        "help": "CPUs of the local Ray instance (default: all)"})
+        "help": f"CPUs of the local Ray instance (default: all; at most {MAX_CPUS})"})
     max_luts: int | None = field(default=None, metadata={"help": "constraint: at most N LUT4 sites"})
     min_accuracy: float | None = field(default=None, metadata={
         "help": "constraint: accuracy at least X (at most X where lower is better)"})
@@ -133,10 +205,16 @@ class SweepConfig:
         for name, check in fields_.items():
             object.__setattr__(self, name, _tuple(name, getattr(self, name), check))
         if self.batch is not None:
-            checks.integer("batch", self.batch, 1)
+            checks.integer("batch", self.batch, 1, MAX_BATCH,
+                           why=" (the forward pass holds the whole batch in memory)")
         check_seed(self.seed)
+        if self.address is not None:
+            parse_address(self.address)
+            if self.num_cpus is not None:
+                raise ValueError("num_cpus sizes the local Ray instance; with address the cluster's "
+                                 "nodes have their own")
         if self.num_cpus is not None:
-            checks.integer("num_cpus", self.num_cpus, 1)
+            checks.integer("num_cpus", self.num_cpus, 1, MAX_CPUS)
         if self.max_luts is not None:
             checks.integer("max_luts", self.max_luts, 1)
         if self.min_accuracy is not None:
@@ -248,9 +326,11 @@ def accuracy_factor(model: str, checkpoint, batch, numerics: dict) -> dict:
     out = {"metric": acc["metric"], "higher_is_better": acc["higher_is_better"],
            "accuracy": acc["metrics"][path][acc["metric"]]}
     if path == REFERENCE["path"]:
+        found = gemm_capture.capture(src.model, src.example)
+        gemm_capture.check_on_array(found, f"the example of {src.name}")
         out.update(batch=src.batch, gemms=[
-            {k: getattr(g, k) for k in ("name", "M", "K", "N", "on_array", "count")}
-            for g in gemm_capture.capture(src.model, src.example)])
+            {k: getattr(g, k) for k in ("name", "M", "K", "N", "on_array", "count", "op")} for g in found],
+            notes=gemm_capture.off_array_notes(found, src.batch))
     else:
         total = acc["overflow"].get(path, {}).get("total", {})
         out.update(path="bitexact" if rf8 else "weight-only fake-quant",
@@ -288,21 +368,35 @@ def _guarded(fn, *args) -> dict:
 
 # ------------------------------------------------------------------------------------ the sweep
 
-def _read_json(path: Path):
+def _read_entry(path: Path, key: str, params: dict):
+    """The value of the sealed cache entry ``path`` (:func:`rf8hw.accel.synth_cache.open_entry`),
+    or None when there is none; an unusable one is reported on stderr and removed (the factor is
+    then computed again)."""
+    if not path.is_file():
+        return None
+    where = f"cache entry {path}"
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        return open_entry(json.loads(path.read_text()), key, params, where)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+        print(f"rf8hw sweep: unusable cache entry removed ({why}); computing it again", file=sys.stderr)
+        path.unlink(missing_ok=True)
         return None
 
 
-def _store(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(value, indent=1, allow_nan=False) + "\n")
+def _store(path: Path, key: str, params: dict, value: dict) -> None:
+    with naming_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(seal_entry(key, params, value), indent=1, allow_nan=False) + "\n")
 
 
-def _ray_init(cfg: SweepConfig):
+def _ray_init(cfg: SweepConfig, factors: str, progress: bool):
     import ray
 
+    where = (f"joining the Ray cluster at {cfg.address}" if cfg.address is not None else
+             f"starting a local Ray instance ({cfg.num_cpus or os.cpu_count()} CPUs; this takes a while)")
+    if progress:
+        print(f"rf8hw sweep: {where} for {factors}...", file=sys.stderr, flush=True)
     if cfg.address is not None:
         ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False)
     else:
@@ -321,7 +415,10 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     t0 = time.time()
     out = Path(out_dir)
     checks.output_dir("out", out)
-    out.mkdir(parents=True, exist_ok=True)
+    if cfg.address is not None:                 # before any work: an unreachable cluster is one line
+        check_ray_address(cfg.address)
+    with naming_path(out):
+        out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg.cache).resolve() if cfg.cache else default_cache()
     synth_root = Path(cfg.synth_cache).resolve() if cfg.synth_cache else default_synth_cache()
     points = cfg.points()
@@ -337,15 +434,23 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
         p["synth_key"] = synth_cache_key(dict(**arr.as_dict(), device=p["device"], seed=cfg.seed))
         syn_jobs.setdefault(p["synth_key"], (arr, p["device"], root / "nofit" / f"{p['synth_key']}.json"))
 
+    def acc_params(num):
+        return {"kind": "accuracy", "model": cfg.model, "batch": cfg.batch, "numerics": num}
+
+    def nofit_params(arr, device):
+        return {"kind": "does not fit", **arr.as_dict(), "device": device, "seed": cfg.seed}
+
     results, computed = {}, {"accuracy": 0, "synthesis": 0}
-    for k, (_, path) in acc_jobs.items():
-        if (hit := _read_json(path)) is not None:
+    for k, (num, path) in acc_jobs.items():
+        if (hit := _read_entry(path, k, acc_params(num))) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
     for k, (arr, device, nofit) in syn_jobs.items():
-        if (hit := _read_json(nofit)) is not None:
+        if (hit := _read_entry(nofit, k, nofit_params(arr, device))) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
         elif (synth_root / f"{k}.json").is_file():         # a hit: cached_synthesis only reads it
             results[k] = _guarded(synthesis_factor, arr.as_dict(), device, cfg.seed, str(synth_root))
+            if results[k]["ok"] and not results[k]["value"]["cached"]:
+                computed["synthesis"] += 1                  # an unusable entry, synthesized again
     # longest first: synthesis (the bulk) by array size, then the accuracy evaluations
     missing = sorted((k for k in syn_jobs if k not in results),
                      key=lambda k: -syn_jobs[k][0].rows * syn_jobs[k][0].cols)
@@ -354,14 +459,17 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     def point_done(p):
         return all(p[k] in results for k in ("ref_key", "acc_key", "synth_key"))
 
-    bar = tqdm(total=len(points), desc="sweep", unit="point", disable=not progress, file=sys.stderr)
-    bar.update(sum(map(point_done, points)))
     ray_info = {"used": False}
     if missing:
-        ray = _ray_init(cfg)
+        n_syn = sum(k in syn_jobs for k in missing)
+        ray = _ray_init(cfg, f"{len(missing)} factors ({len(missing) - n_syn} accuracy, {n_syn} synthesis)",
+                        progress)
         ray_info = {"used": True, "address": cfg.address or "local",
                     "nodes": [n["NodeID"] for n in ray.nodes() if n.get("Alive")],
                     "cluster_cpus": ray.cluster_resources().get("CPU")}
+        # the bar after Ray's own start-up lines; it counts factors, the points follow them
+        bar = tqdm(total=len(missing), desc="sweep", unit="factor", disable=not progress, file=sys.stderr)
+        bar.set_postfix_str(f"{sum(map(point_done, points))}/{len(points)} points")
         task = ray.remote(num_cpus=1, max_retries=0)(_guarded)
         refs = {}
         # absolute: the workers' working directory differs
@@ -387,26 +495,32 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
                     value = results[k]["value"]
                     if k in acc_jobs:
                         computed["accuracy"] += 1
-                        _store(acc_jobs[k][1], value)
+                        _store(acc_jobs[k][1], k, acc_params(acc_jobs[k][0]), value)
                     else:
                         computed["synthesis"] += 0 if value["cached"] else 1
                         if not value["fits"]:
-                            _store(syn_jobs[k][2], value)
-                bar.update(sum(map(point_done, points)) - before)
+                            arr, device, nofit = syn_jobs[k]
+                            _store(nofit, k, nofit_params(arr, device), value)
+                bar.update()
+                if sum(map(point_done, points)) != before:
+                    bar.set_postfix_str(f"{sum(map(point_done, points))}/{len(points)} points")
         finally:
+            bar.close()
             ray.shutdown()
-    bar.close()
 
     rows = [_row(cfg, p, results, out) for p in points]
-    summary = summarize(cfg, rows, computed, ray_info, time.time() - t0)
+    ref = results[ref_key]
+    notes = ref["value"].get("notes", []) if ref["ok"] else []
+    summary = summarize(cfg, rows, computed, ray_info, time.time() - t0, notes)
     summary["paths"] = write_outputs(summary, out)
     return summary
 
 
 def _log(out: Path, key: str, res: dict) -> str:
     path = out / "logs" / f"{key}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, res.get("traceback") or res["error"])
+    with naming_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, res.get("traceback") or res["error"])
     return str(path)
 
 

@@ -11,7 +11,8 @@ import json
 import os
 
 from rf8hw import checks
-from rf8hw.files import write_atomic
+from rf8hw.accel.report import decimals_to_tell_apart, naming_path
+from rf8hw.files import write_files
 
 __all__ = ["COLUMNS", "pareto_front", "pick_best", "summarize", "write_outputs", "render_markdown"]
 
@@ -66,10 +67,10 @@ def _accuracy_sense(rows) -> str:
     return "max" if higher else "min"
 
 
-def summarize(cfg, rows: list[dict], computed: dict, ray_info: dict, wall_s: float) -> dict:
+def summarize(cfg, rows: list[dict], computed: dict, ray_info: dict, wall_s: float, notes=()) -> dict:
     """The sweep's JSON document: config, versions, rows with their Pareto flags (per device:
     3-D over LUT4 sites, inferences/s and accuracy; 2-D for each plot), the best design under
-    the constraints, counts and times."""
+    the constraints, counts and times; ``notes`` (e.g. the model's work that runs off the array)."""
     from rf8hw.accel.estimate import report_versions
     from rf8hw.toolchain.tools import package_versions, synthesis_tool_versions
 
@@ -100,17 +101,21 @@ def summarize(cfg, rows: list[dict], computed: dict, ray_info: dict, wall_s: flo
         "computed": computed, "factors": {"accuracy": len({r["acc_key"] for r in rows}),
                                           "synthesis": len({r["synth_key"] for r in rows})},
         "synthesis_seconds_fresh": round(synth_s, 1), "wall_s": round(wall_s, 1), "ray": ray_info,
-        "load_average": list(os.getloadavg()),
+        "load_average": list(os.getloadavg()), "notes": list(notes),
     }
 
 
-def _fmt(v) -> str:
+def _fmt(v, decimals: int | None = None) -> str:
+    """A table cell: integers and numbers from 1,000 up with thousands separators, smaller
+    numbers with 4 significant digits (``decimals``: that many decimals instead)."""
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        if decimals is not None:
+            return f"{v:.{decimals}f}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}" if abs(v) >= 1e4 else str(v)
+        return f"{v:,}"
     return str(v)
 
 
@@ -137,20 +142,26 @@ def render_markdown(summary: dict) -> str:
              "is better). `pareto`: not dominated in (LUT4 sites, inferences/s, accuracy) on its device.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     short = {"accuracy_node", "synth_node"}             # Ray node ids: the first 8 hex digits
-    lines += ["| " + " | ".join(_fmt(r.get(c))[:8] if c in short else _fmt(r.get(c)) for c in cols) + " |"
-              for r in rows]
+    # accuracies: as many decimals as it takes for different values to look different
+    digits = {c: decimals_to_tell_apart([r.get(c) for r in rows], 4) for c in ("accuracy",)}
+    lines += ["| " + " | ".join(_fmt(r.get(c))[:8] if c in short else _fmt(r.get(c), digits.get(c))
+                                for c in cols) + " |" for r in rows]
     lines += ["", "## Best design under the constraint", "",
-              f"max LUT4 sites: {cfg['max_luts']}, min accuracy: {cfg['min_accuracy']}", ""]
+              f"max LUT4 sites: {_fmt(cfg['max_luts']) or 'none'}, min accuracy: "
+              f"{_fmt(cfg['min_accuracy']) or 'none'}", ""]
     for device, b in summary["best"].items():
         lines.append(f"- {device}: " + ("no point qualifies" if b is None else
                      f"{b['pe']} {b['rows']}x{b['cols']} acc{b['acc_bits']} "
                      f"{b.get('rounding') or ''} {b.get('act') or ''}: {_fmt(b['inferences_per_s'])} "
-                     f"inferences/s, {_fmt(b['lut4_equiv'])} LUT4 sites, accuracy {_fmt(b['accuracy'])}"))
+                     f"inferences/s, {_fmt(b['lut4_equiv'])} LUT4 sites, accuracy "
+                     f"{_fmt(b['accuracy'], digits['accuracy'])}"))
     if summary["failed"]:
         lines += ["", "## Failed points", ""]
         lines += [f"- {r['pe']} {r['rows']}x{r['cols']} acc{r['acc_bits']} on {r['device']}: {r['error']} "
                   f"(log: {r['log']})" for r in summary["failed"]]
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()), ""]
+    if summary.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in summary["versions"].items()), ""]
     return "\n".join(lines)
 
 
@@ -159,56 +170,131 @@ STYLE = {("rf8", False): ("o", "tab:blue", "RF8"), ("int8", False): ("s", "tab:o
          ("int8", True): ("D", "tab:red", "INT8 DSP"), ("fp8_e4m3", False): ("^", "tab:green", "FP8-E4M3")}
 
 
-def _plot(rows, y: str, front: str, ylabel: str, title: str, path) -> None:
+def _nice_bounds(lo: float, hi: float) -> tuple[float, float]:
+    """Limits of a log axis that enclose ``lo .. hi`` between two 1-2-5 ticks, so that every point
+    sits below a labelled tick (the top points included) and above one."""
+    import math
+
+    def nice(v, up):
+        e = math.floor(math.log10(v))
+        steps = [m * 10.0 ** k for k in (e - 1, e, e + 1) for m in (1, 2, 5)]
+        return min(x for x in steps if x >= v) if up else max(x for x in steps if x <= v)
+
+    return nice(lo / 1.05, False), nice(hi * 1.05, True)
+
+
+def _log_axis(axis) -> None:
+    """Labelled ticks at 1, 2 and 5 times the powers of ten (thousands separators) on a log
+    ``axis``, even when its range spans less than a decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:.2g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _label(r: dict) -> str:
+    """A point's label: array size, PE kind, and what else varies (accumulator, activations)."""
+    extra = f" a{r['acc_bits']}" + (f" {r['act']}" if r.get("act") else "")
+    return f"{r['rows']}x{r['cols']} {r['pe']}{extra}"
+
+
+def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, best, tmp) -> None:
+    """One plot into ``tmp``: every point with a result, labelled; the Pareto front; the
+    ``--max-luts`` / ``--min-accuracy`` constraint as lines and the chosen design as a star; a
+    note instead of empty axes when no point has a result."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ok = [r for r in rows if r.get("lut4_equiv") is not None and r.get(y) is not None]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ok = [r for r in rows if (r.get("lut4_equiv") or 0) > 0 and r.get(y) is not None
+          and (y != "inferences_per_s" or r[y] > 0)]
     for (fmt, dsp), (marker, colour, label) in STYLE.items():
         pts = [r for r in ok if r["weight_format"] == fmt and bool(r["dsp_inference"]) == dsp]
         if pts:
             ax.scatter([r["lut4_equiv"] for r in pts], [r[y] for r in pts], marker=marker, color=colour,
-                       label=label, alpha=0.75)
+                       label=label, alpha=0.75, zorder=3)
+    for r in ok:
+        ax.annotate(_label(r), (r["lut4_equiv"], r[y]), textcoords="offset points", xytext=(5, 3),
+                    fontsize=6.5, color="0.25")
     fr = sorted((r for r in ok if r.get(front)), key=lambda r: r["lut4_equiv"])
     if fr:
         ax.step([r["lut4_equiv"] for r in fr], [r[y] for r in fr], where="post", color="black", lw=1,
                 label="Pareto front")
         ax.scatter([r["lut4_equiv"] for r in fr], [r[y] for r in fr], s=120, facecolors="none",
-                   edgecolors="black")
+                   edgecolors="black", zorder=4)
+    if constraint.get("max_luts") is not None:
+        ax.axvline(constraint["max_luts"], color="tab:purple", ls="--", lw=1,
+                   label=f"--max-luts {constraint['max_luts']:,}")
+    if y == "accuracy" and constraint.get("min_accuracy") is not None:
+        ax.axhline(constraint["min_accuracy"], color="tab:purple", ls=":", lw=1,
+                   label=f"--min-accuracy {constraint['min_accuracy']:g}")
+    if best is not None and best.get(y) is not None:
+        ax.scatter([best["lut4_equiv"]], [best[y]], marker="*", s=260, color="gold", edgecolors="black",
+                   zorder=5, label=f"chosen: {_label(best)}")
     ax.set_xscale("log")
-    if y == "inferences_per_s":
-        ax.set_yscale("log")
+    if ok:
+        xs = [r["lut4_equiv"] for r in ok] + ([constraint["max_luts"]] if constraint.get("max_luts") else [])
+        ax.set_xlim(*_nice_bounds(min(xs), max(xs)))
+        _log_axis(ax.xaxis)
+        ys = [r[y] for r in ok]
+        if y == "inferences_per_s":
+            ax.set_yscale("log")
+            ax.set_ylim(*_nice_bounds(min(ys), max(ys)))
+            _log_axis(ax.yaxis)
+        else:
+            if constraint.get("min_accuracy") is not None:
+                ys.append(constraint["min_accuracy"])
+            pad = 0.06 * (max(ys) - min(ys)) or 0.01 * abs(max(ys)) or 0.01
+            top = max(ys) + pad
+            if max(ys) <= 1.0 < top:        # a fraction (accuracy, cosine): the axis ends at 1
+                top = 1.0
+            ax.set_ylim(min(ys) - pad, top + (0.002 if top == max(ys) else 0))
+    else:
+        failed = sum(r.get("status") == "failed" for r in rows)
+        ax.text(0.5, 0.5, f"no point has a result to plot:\n{failed} of {len(rows)} points failed, "
+                          f"{sum(r.get('status') == 'does not fit' for r in rows)} do not fit\n"
+                          "(errors and logs: sweep.md)", ha="center", va="center", transform=ax.transAxes,
+                fontsize=11, color="tab:red")
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_xlabel("LUT4 sites (LUT4 + 2 x CCU2C)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:       # a sweep whose points all failed has none
-        ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
 def write_outputs(summary: dict, out) -> dict:
     """Write ``sweep.json``, ``sweep.csv``, ``sweep.md`` and the two plots per device into ``out``
-    (atomically); returns their paths."""
+    as one unit (:func:`rf8hw.files.write_files`: a failure leaves the old files, never a mix);
+    returns their paths."""
     from pathlib import Path
 
     out = Path(out)
     rows, model = summary["points"], summary["config"]["model"]
     paths = {"json": out / "sweep.json", "csv": out / "sweep.csv", "markdown": out / "sweep.md"}
-    write_atomic(paths["json"], json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    write_atomic(paths["csv"], _csv(rows))
-    write_atomic(paths["markdown"], render_markdown(summary))
+    files = {paths["csv"]: _csv(rows), paths["markdown"]: render_markdown(summary)}
+    constraint = summary["constraint"]
     for device in dict.fromkeys(r["device"] for r in rows):
-        mine = [r for r in rows if r["device"] == device]
+        mine, best = [r for r in rows if r["device"] == device], summary["best"].get(device)
         p1, p2 = out / f"sweep_{device}_throughput.png", out / f"sweep_{device}_accuracy.png"
-        _plot(mine, "inferences_per_s", "pareto_throughput", "inferences/s (post-route Fmax)",
-              f"{model} on {device}: throughput vs area", p1)
-        _plot(mine, "accuracy", "pareto_accuracy", f"{summary['metric']}",
-              f"{model} on {device}: accuracy vs area (RF8 bit-exact; INT8/FP8 weight-only)", p2)
+        t1 = f"{model} on {device}: throughput vs area"
+        t2 = f"{model} on {device}: accuracy vs area (RF8 bit-exact; INT8/FP8 weight-only)"
+        files[p1] = lambda tmp, mine=mine, best=best, t1=t1: _plot(
+            mine, "inferences_per_s", "pareto_throughput", "inferences/s (post-route Fmax)", t1, constraint,
+            best, tmp)
+        files[p2] = lambda tmp, mine=mine, best=best, t2=t2: _plot(
+            mine, "accuracy", "pareto_accuracy", f"{summary['metric']}", t2, constraint, best, tmp)
         paths[f"{device}_throughput"], paths[f"{device}_accuracy"] = p1, p2
-    return {k: str(v) for k, v in paths.items()}
+    result = {k: str(v) for k, v in paths.items()}
+    files[paths["json"]] = json.dumps({**summary, "paths": result}, indent=1, allow_nan=False) + "\n"
+    with naming_path(out):
+        write_files(files)
+    return result

@@ -34,11 +34,15 @@ from rf8hw.arch import ArrayConfig, rf8_kinds
 from rf8hw.format import spec
 from rf8hw.toolchain.tools import package_versions
 
-__all__ = ["AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "REPORT_PACKAGES", "EstimateConfig",
-           "paths_to_run", "accuracy", "estimate", "report_versions"]
+__all__ = ["AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "MAX_BATCH", "DEFAULT_HESSIAN_BATCHES",
+           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions"]
 
 #: Largest ``--calibrate`` / ``--hessian-batches`` count (the batches are drawn and held in memory).
 MAX_CALIBRATE_BATCHES = 1000
+#: Largest ``--batch`` (inferences in the forward pass the cycles count, held in memory at once).
+MAX_BATCH = 4096
+#: Training batches of the GPTQ Hessians of a zoo model when ``--hessian-batches`` is not given.
+DEFAULT_HESSIAN_BATCHES = 8
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,9 @@ class EstimateConfig:
         Fmax and, for ``rf8_pipe``, the result latency).
     device : {"ecp5-25k", "ecp5-85k", "ice40-up5k"}
     batch : int or None
-        Inferences in the forward pass the cycles count (zoo models; default 1): ``M`` of every
-        GEMM grows with it, cycles per inference divide by it.  An adapter's example sets its own.
+        Inferences in the forward pass the cycles count (zoo models; default 1, at most
+        :data:`MAX_BATCH`): ``M`` of every GEMM grows with it, cycles per inference divide by it.
+        An adapter's example sets its own.
     rounding : {"nearest", "paper"}
         RF8 rounding of the RF8 paths (``rf8_fake_paper`` always rounds the paper's way).
     calibrate_batches : int
@@ -128,9 +133,9 @@ class EstimateConfig:
         How the RF8 nearest paths round (:class:`rf8hw.nn.quant.QuantConfig`, which states the
         rules): a per-column scale search and/or error-compensated (GPTQ) rounding, whose
         Hessians come from calibration data.  The baselines stay plain nearest rounding.
-    hessian_batches : int
+    hessian_batches : int or None
         Training batches (generator seed 0, never the evaluation split) whose layer inputs give
-        the GPTQ Hessians of a zoo model.
+        the GPTQ Hessians of a zoo model (needs ``gptq``; None: :data:`DEFAULT_HESSIAN_BATCHES`).
     paths : tuple of str or None
         The accuracy paths (:data:`PATHS` keys) to measure; None: all that apply (``fp32`` is
         always measured).
@@ -150,7 +155,8 @@ class EstimateConfig:
     array: ArrayConfig = field(default_factory=ArrayConfig, metadata={"cli": False})
     device: str = field(default="ecp5-25k", metadata={"help": "target FPGA", "choices": tuple(DEVICES)})
     batch: int | None = field(default=None, metadata={
-        "help": "inferences in the forward pass the cycles count (zoo models; default 1)"})
+        "help": "inferences in the forward pass the cycles count (zoo models; default 1, at most "
+                f"{MAX_BATCH})"})
     rounding: str = field(default="nearest", metadata={
         "help": "RF8 rounding rule of the RF8 paths", "choices": spec.ROUNDING_MODES})
     calibrate_batches: int = field(default=0, metadata={
@@ -163,8 +169,9 @@ class EstimateConfig:
         "help": "RF8 nearest paths: error-compensated (GPTQ) rounding with Hessians from calibration data"})
     gptq_order: str = field(default="natural", metadata={
         "metavar": "ORDER", "help": "--gptq's column order: natural, or act (decreasing Hessian diagonal)"})
-    hessian_batches: int = field(default=8, metadata={
-        "metavar": "N", "help": "training batches whose layer inputs give the --gptq Hessians (zoo models)"})
+    hessian_batches: int | None = field(default=None, metadata={
+        "metavar": "N", "help": "training batches whose layer inputs give the --gptq Hessians (zoo models; "
+                                f"needs --gptq; default {DEFAULT_HESSIAN_BATCHES})"})
     paths: tuple | None = field(default=None, metadata={
         "metavar": "PATH[,...]", "choices": tuple(PATHS),
         "help": "accuracy paths to measure (default: all that apply)"})
@@ -183,13 +190,18 @@ class EstimateConfig:
                              f"{', '.join(map(repr, rf8_kinds()))}, not {self.array.pe!r}")
         check_device(self.device)
         if self.batch is not None:
-            checks.integer("batch", self.batch, 1)
+            checks.integer("batch", self.batch, 1, MAX_BATCH,
+                           why=" (the forward pass holds the whole batch in memory)")
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
         checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
         # the rules of the RF8 refinements are QuantConfig's (one statement, one wording)
         QuantConfig(fmt="rf8", rounding=self.rounding, scale_search=self.scale_search, gptq=self.gptq,
                     gptq_order=self.gptq_order)
-        checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
+        if self.hessian_batches is not None:
+            checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
+            if not self.gptq:           # worded as QuantConfig's gptq_order rule
+                raise ValueError(f"hessian_batches {self.hessian_batches} gives the GPTQ Hessians; "
+                                 "it needs gptq")
         object.__setattr__(self, "paths", _tuple_of_paths(self.paths))
         if not isinstance(self.synth, bool):
             raise ValueError(f"synth must be True or False, not {self.synth!r}")
@@ -199,7 +211,7 @@ class EstimateConfig:
             if not found.is_zoo:
                 if self.batch is not None:
                     raise ValueError("batch is for the zoo models; an adapter's example sets its own batch")
-                if self.hessian_batches != EstimateConfig.hessian_batches:
+                if self.hessian_batches is not None:
                     raise ValueError("hessian_batches is for the zoo models; with an adapter the gptq "
                                      "Hessians come from the adapter's calibration data")
         elif self.checkpoint is not None:
@@ -209,6 +221,14 @@ class EstimateConfig:
     def spec(self) -> sources.SourceSpec:
         """The resolved model (:func:`rf8hw.accel.source.resolve`)."""
         return sources.resolve(self.model, self.checkpoint)
+
+    @property
+    def hessian_batch_count(self) -> int:
+        """Training batches of a zoo model's GPTQ Hessian run: 0 without ``gptq``, else
+        ``hessian_batches`` or :data:`DEFAULT_HESSIAN_BATCHES`."""
+        if not self.gptq:
+            return 0
+        return DEFAULT_HESSIAN_BATCHES if self.hessian_batches is None else self.hessian_batches
 
     def as_dict(self) -> dict:
         """Flat dict for reports: the array's fields next to the others."""
@@ -221,7 +241,7 @@ class EstimateConfig:
         and calibration counts."""
         if self.model is None:
             raise ValueError("model is None: pass the ModelSource to estimate(cfg, source=...)")
-        return sources.load(self.spec, batch=self.batch, hessian_batches=self.hessian_batches,
+        return sources.load(self.spec, batch=self.batch, hessian_batches=self.hessian_batch_count,
                             calibrate_batches=self.calibrate_batches, progress=progress)
 
 
@@ -250,14 +270,15 @@ def _refinement_note(cfg: EstimateConfig, src: sources.ModelSource) -> list:
     if not (cfg.scale_search or cfg.gptq):
         return []
     order = "" if cfg.gptq_order == "natural" else f", {cfg.gptq_order} column order"
-    data = (f"{cfg.hessian_batches} training batches" if src.kind == "zoo"
+    data = (f"{cfg.hessian_batch_count} training batches" if src.kind == "zoo"
             else "the adapter's calibration data")
     how = " + ".join(n for n, on in (("per-column scale search", cfg.scale_search),
                                      (f"GPTQ rounding{order} (Hessians from {data})", cfg.gptq)) if on)
     return [f"RF8 nearest paths (rf8_fake, rf8_bitexact*): {how}; the other baselines plain rounding"]
 
 
-def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool = False) -> dict:
+def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool = False,
+             after_first=None) -> dict:
     """The metrics of ``src`` on the accuracy paths ``keys`` (:data:`PATHS`; an estimate's are
     :func:`paths_to_run`, a sweep's accuracy factor asks for one), made as ``cfg`` says.
 
@@ -265,6 +286,11 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
     model (``src.quantize_options`` select the layers); paths sharing a format, rounding and
     smoothing share one quantization (GPTQ runs once per kind), each bit-exact path then sets its
     activation scheme on a copy (:func:`rf8hw.nn.quant.set_mode`, arithmetic of ``cfg.array``).
+
+    Each metric is checked as it is produced (:func:`rf8hw.accel.source.check_metrics`: finite
+    numbers, the headline among them): a bad one is a ValueError naming the path and the metric.
+    ``after_first``: called once the first path's metric passed that check (the estimate starts
+    synthesis there, so that a model whose metric fails leaves no synthesis running).
 
     Returns
     -------
@@ -325,12 +351,18 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
                 quant.set_mode(m, "bitexact", array=cfg.array, absmax=out["static_absmax"])
             elif p.act is not None:
                 quant.set_mode(m, "bitexact", array=cfg.array, act_granularity=p.act)
-        out["metrics"][key] = src.metric(m)
+        values = sources.check_metrics(src.metric(m), f"{src.name}, path {key}")
+        if "metric" not in out:                     # the headline: named, or the first key
+            out["metric"] = src.metric_name or next(iter(values))
+        if out["metric"] not in values:
+            raise ValueError(f"{src.name}, path {key}: the metric returned {', '.join(values)}, without "
+                             f"its headline {out['metric']!r}")
+        out["metrics"][key] = values
+        if after_first is not None and len(out["metrics"]) == 1:
+            after_first()
         if p.bitexact:
             out["overflow"][key] = quant.overflow_report(m)
         del m
-    sample = out["metrics"][keys[0]]
-    out["metric"] = src.metric_name if src.metric_name in sample else next(iter(sample))
     out["higher_is_better"] = src.higher_is_better
     out["notes"] = _refinement_note(cfg, src) + sorted(left)
     return out
@@ -399,23 +431,30 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
         raise ValueError("give either cfg.model (the model to load) or source (a ModelSource), not "
                          + ("both" if source is not None else "neither"))
     src = cfg.load_source(progress) if source is None else source
-    # Synthesis runs in subprocesses (yowasp tools): start it first, in a thread, so it overlaps
-    # the accuracy evaluation.
-    synth_job = None
-    if cfg.synth:
-        pool = ThreadPoolExecutor(max_workers=1)
-        synth_job = pool.submit(cached_synthesis, cfg.array, cfg.device, cfg.seed,
-                                cache_dir=cfg.synth_cache, quiet=not progress)
-        pool.shutdown(wait=False)
-    acc = accuracy(src, cfg, paths_to_run(cfg, src), progress)
-    notes = list(src.notes) + acc["notes"]
-
+    # the forward pass first: cheap, and it checks the example before anything long starts
     found = gemms.capture(src.model, src.example)
+    gemms.check_on_array(found, f"the example of {src.name}")
     cyc = cycles.model_cycles(found, cfg.array, src.batch)
-    if cyc["macs_off_array"]:
-        notes.append(f"{cyc['macs_off_array']:,} MACs per {src.batch} inference(s) are activation x "
-                     "activation products (attention scores and mix): they do not map onto the "
-                     "weight-stationary RF8 array and are not counted in the cycles")
+    # Synthesis runs in subprocesses (yowasp tools): started in a thread once the float model's
+    # metric has been measured and checked, it overlaps the other accuracy paths.
+    jobs = []
+
+    def start_synthesis():
+        if cfg.synth:
+            pool = ThreadPoolExecutor(max_workers=1)
+            jobs.append(pool.submit(cached_synthesis, cfg.array, cfg.device, cfg.seed,
+                                    cache_dir=cfg.synth_cache, quiet=not progress))
+            pool.shutdown(wait=False)
+
+    try:
+        acc = accuracy(src, cfg, paths_to_run(cfg, src), progress, after_first=start_synthesis)
+    except Exception:
+        if jobs and not jobs[0].done():
+            print("rf8hw: the synthesis started for this estimate runs to its end and is cached "
+                  "for the next run", file=sys.stderr, flush=True)
+        raise
+    synth_job = jobs[0] if jobs else None
+    notes = list(src.notes) + acc["notes"] + gemms.off_array_notes(found, src.batch)
     hw, hw_notes = _hardware(cfg, synth_job)
     ips = None if hw["fmax_mhz"] is None else hw["fmax_mhz"] * 1e6 / cyc["cycles_per_inference"]
     overflow = acc["overflow"].get("rf8_bitexact") or next(iter(acc["overflow"].values()), {})

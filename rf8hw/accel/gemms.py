@@ -2,16 +2,20 @@
 
 :func:`capture` runs the model under a :class:`torch.overrides.TorchFunctionMode` (PyTorch's public
 op-level interception: every torch function call, whoever makes it) and records each matrix
-product — ``F.linear``, ``torch.matmul`` / ``@``, ``mm``, ``addmm``, ``bmm``, ``baddbmm`` and
-``F.scaled_dot_product_attention`` (split into its ``Q K^T`` and ``P V`` products) — whatever
-module class runs it.  Modules that do not run (e.g. a BERT pooler under mean
+product — ``F.linear``, ``torch.matmul`` / ``@``, ``mm``, ``addmm``, ``bmm``, ``baddbmm``,
+``F.scaled_dot_product_attention`` (split into its ``Q K^T`` and ``P V`` products) and the
+convolutions ``F.conv1d/2d/3d`` and ``F.conv_transpose1d/2d/3d`` (as their im2col GEMMs) —
+whatever module class runs it.  Modules that do not run (e.g. a BERT pooler under mean
 pooling) contribute nothing.  RF8 ``QuantLinear`` layers are seen through a forward pre-hook (their
 bit-exact path runs outside torch), so they count as the weight GEMMs they are.
 
 Each GEMM is **on the array** when one operand is a model weight (an ``nn.Parameter`` or a
 ``QuantLinear``'s codes, i.e. something the weight-stationary RF8 array can hold) and **off the
-array** when both are activations (attention scores and their mix).  Identical products of one
-call (attention heads times batch) are one :class:`rf8hw.accel.cycles.Gemm` with ``count``.
+array** when both are activations (attention scores and their mix).  Convolutions are off the
+array too: RF8 quantization takes linear layers only, so they stay in float on the host; their
+MACs are counted (never dropped) and :func:`off_array_notes` says what the cycles leave out.
+Identical products of one call (attention heads times batch, convolution groups) are one
+:class:`rf8hw.accel.cycles.Gemm` with ``count``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from rf8hw.accel.cycles import Gemm
 
-__all__ = ["capture", "run_example", "summarize"]
+__all__ = ["capture", "run_example", "summarize", "check_on_array", "off_array_notes"]
 
 _LINEAR = {F.linear}
 _MATMUL = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__}
@@ -32,6 +36,8 @@ _ADDMM = {torch.addmm, torch.Tensor.addmm}
 _BMM = {torch.bmm, torch.Tensor.bmm}
 _BADDBMM = {torch.baddbmm, torch.Tensor.baddbmm}
 _SDPA = {F.scaled_dot_product_attention}
+_CONV = {F.conv1d, F.conv2d, F.conv3d}
+_CONV_T = {F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d}
 
 
 def _is_weight(t, weights) -> bool:
@@ -46,14 +52,15 @@ class _Capture(TorchFunctionMode):
         self.gemms: list[Gemm] = []
         self.inside_quant = 0
 
-    def _add(self, kind, M, K, N, on, count=1, w=None):
+    def _add(self, kind, M, K, N, on, count=1, w=None, op=None):
         where = self.where()
-        if on:
+        if on or op == "conv":
             base = getattr(w, "_base", None) if w is not None else None
             label = where or self.names.get(id(w)) or self.names.get(id(base)) or kind
         else:
             label = f"{where or 'model'}.{kind}"
-        self.gemms.append(Gemm(label, int(M), int(K), int(N), on_array=on, count=int(count)))
+        self.gemms.append(Gemm(label, int(M), int(K), int(N), on_array=on, count=int(count),
+                               op=op or kind.split(".")[0]))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -61,12 +68,37 @@ class _Capture(TorchFunctionMode):
         if self.inside_quant:                # a QuantLinear's own arithmetic: counted by its hook
             return out
         try:
-            self._record(func, args, kwargs)
-        except (AttributeError, IndexError, TypeError):
+            self._record(func, args, kwargs, out)
+        except (AttributeError, IndexError, KeyError, TypeError):
             pass                             # an unusual call signature: not a product we model
         return out
 
-    def _record(self, func, args, kwargs):
+    def _conv(self, func, args, kwargs, out):
+        """A convolution as its im2col GEMM(s), one per group, from the operand and result shapes:
+        ``[N * out positions, C_in/g * kernel] x [C_in/g * kernel, C_out/g]`` (transposed:
+        ``[N * in positions, C_in/g] x [C_in/g, C_out/g * kernel]``)."""
+        x = args[0] if args else kwargs["input"]
+        w = args[1] if len(args) > 1 else kwargs["weight"]
+        nd = w.dim() - 2
+        batch = x.shape[0] if x.dim() == nd + 2 else 1
+        kernel = 1
+        for d in w.shape[2:]:
+            kernel *= d
+        positions = 1
+        if func in _CONV:
+            for d in out.shape[-nd:]:
+                positions *= d
+            groups = x.shape[-nd - 1] // w.shape[1]
+            self._add(func.__name__, batch * positions, w.shape[1] * kernel, w.shape[0] // groups, False,
+                      groups, w, op="conv")
+        else:
+            for d in x.shape[-nd:]:
+                positions *= d
+            groups = out.shape[-nd - 1] // w.shape[1]
+            self._add(func.__name__, batch * positions, w.shape[0] // groups, w.shape[1] * kernel, False,
+                      groups, w, op="conv")
+
+    def _record(self, func, args, kwargs, out):
         if func in _LINEAR:
             x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
             M = x.numel() // x.shape[-1] if x.dim() else 1
@@ -101,6 +133,8 @@ class _Capture(TorchFunctionMode):
             L, E, S, Ev = q.shape[-2], q.shape[-1], k.shape[-2], v.shape[-1]
             self._add("sdpa.scores(q@kT)", L, E, S, False, count)
             self._add("sdpa.mix(att@v)", L, S, Ev, False, count)
+        elif func in _CONV or func in _CONV_T:
+            self._conv(func, args, kwargs, out)
 
 
 def _weight_map(model: nn.Module):
@@ -176,8 +210,45 @@ def capture(model: nn.Module, run) -> list[Gemm]:
 
 
 def summarize(gemms: list[Gemm]) -> dict:
-    """Totals: on/off-array GEMM counts and MACs."""
+    """Totals: on/off-array GEMM counts and MACs; ``macs_conv``: the convolutions' (off the array)."""
     on = [g for g in gemms if g.on_array]
     off = [g for g in gemms if not g.on_array]
     return {"gemms_on_array": sum(g.count for g in on), "gemms_off_array": sum(g.count for g in off),
-            "macs_on_array": sum(g.macs for g in on), "macs_off_array": sum(g.macs for g in off)}
+            "macs_on_array": sum(g.macs for g in on), "macs_off_array": sum(g.macs for g in off),
+            "macs_conv": sum(g.macs for g in off if g.op == "conv")}
+
+
+def check_on_array(gemms: list[Gemm], what: str) -> None:
+    """ValueError when ``gemms`` (one forward pass of ``what``) hold no on-array GEMM: a run
+    that executes no layer the array can take has no cycles to count, and a report of 0 cycles
+    (or an infinite throughput) would be wrong."""
+    if any(g.on_array for g in gemms):
+        return
+    off = sum(g.macs for g in gemms)
+    ran = (f"only {off:,} off-array MACs ({', '.join(sorted({g.op for g in gemms}))})" if gemms
+           else "no matrix product at all")
+    raise ValueError(f"{what} ran no layer the array can take ({ran}): nothing to count cycles for; "
+                     "the example must run the model's linear layers")
+
+
+def off_array_notes(gemms: list[Gemm], batch: int) -> list[str]:
+    """Report notes naming the work the cycles leave out: activation x activation products and
+    convolutions (kept in float), each with its MACs per ``batch`` inference(s) and its share of
+    all MACs."""
+    total = sum(g.macs for g in gemms) or 1
+    conv = [g for g in gemms if not g.on_array and g.op == "conv"]
+    act = [g for g in gemms if not g.on_array and g.op != "conv"]
+    notes = []
+    if act:
+        macs = sum(g.macs for g in act)
+        notes.append(f"{macs:,} MACs per {batch} inference(s) ({100 * macs / total:.1f} % of all) are "
+                     "activation x activation products (attention scores and mix): they do not map "
+                     "onto the weight-stationary RF8 array and are not counted in the cycles")
+    if conv:
+        macs = sum(g.macs for g in conv)
+        names = ", ".join(dict.fromkeys(g.name for g in conv))
+        notes.append(f"{macs:,} MACs per {batch} inference(s) ({100 * macs / total:.1f} % of all) are "
+                     f"convolutions ({names}; counted as im2col GEMMs) that stay in float off the "
+                     "array (RF8 quantization takes linear layers): the cycles, inferences/s and GMAC/s "
+                     "count the array's work only and leave them out")
+    return notes

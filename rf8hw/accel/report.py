@@ -7,17 +7,45 @@ files.  Words are computed first, then formatted.
 from __future__ import annotations
 
 import json
+import math
+from contextlib import contextmanager
 from pathlib import Path
 
 from rf8hw.files import write_files
 
-__all__ = ["render_markdown", "write_report"]
+__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart", "naming_path"]
 
 
 def _fmt(v, spec=",.0f"):
     if v is None:
         return "absent"
     return format(v, spec)
+
+
+def decimals_to_tell_apart(values, least: int = 2, most: int = 12) -> int:
+    """The fewest decimals (``least`` .. ``most``) at which ``values`` that differ print
+    differently and every non-zero difference between them prints as non-zero: a tiny model whose
+    paths all reach a mean cosine of 0.99998... shows ``0.999981`` and ``0.999962``, not ``1.0000``
+    twice."""
+    vals = sorted({float(v) for v in values if v is not None and math.isfinite(v)})
+    for d in range(least, most + 1):
+        shown = [round(v, d) for v in vals]
+        steps = [abs(b - a) for a, b in zip(vals, vals[1:])]
+        if len(set(shown)) == len(vals) and all(round(x, d) != 0 for x in steps):
+            return d
+    return most
+
+
+@contextmanager
+def naming_path(path):
+    """An ``OSError`` that names no file (a full disk while writing, ``ENOSPC``) is raised again
+    naming ``path``, so that the command's one-line error says where it could not write."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def _refinements(c: dict) -> str:
@@ -49,12 +77,15 @@ def render_markdown(rep: dict) -> str:
     extra = [k for k, v in rep["metrics"]["fp32"].items() if k != metric and isinstance(v, float)]
     lines += [f"| path | {metric} | delta vs fp32 |" + "".join(f" {k} |" for k in extra),
               "|---|--:|--:|" + "--:|" * len(extra)]
+    # as many decimals as it takes for different values (and non-zero deltas) to look different
+    scale = 100 if pct else 1
+    d = decimals_to_tell_apart([scale * v for v in rep["accuracy"].values()], 2 if pct else 4)
+    ds = {e: decimals_to_tell_apart([m.get(e) for m in rep["metrics"].values()], 4) for e in extra}
+    unit, delta_unit = (" %", " pt") if pct else ("", "")
     for k, v in rep["accuracy"].items():
-        more = "".join(f" {rep['metrics'][k].get(e, float('nan')):.4f} |" for e in extra)
-        if pct:
-            lines.append(f"| {k} | {100 * v:.2f} % | {100 * (v - ref):+.2f} pt |" + more)
-        else:
-            lines.append(f"| {k} | {v:.4f} | {v - ref:+.4f} |" + more)
+        more = "".join(f" {_fmt(rep['metrics'][k].get(e), f'.{ds[e]}f')} |" for e in extra)
+        delta = "0" if v == ref else f"{scale * (v - ref):+.{d}f}"
+        lines.append(f"| {k} | {scale * v:.{d}f}{unit} | {delta}{delta_unit} |" + more)
     lines += [""] + [f"* {k}: {PATHS[k].what}" for k in rep["accuracy"]]
     lines += ["", "Bit-exact paths run the array's integer arithmetic (`rf8hw.nn.bitexact`); bias and "
               "non-linear parts stay in float."]
@@ -64,8 +95,6 @@ def render_markdown(rep: dict) -> str:
     for name, s in ov.items():
         lines.append(f"| {name} | {s['outputs']:,} | {s['events']:,} | {s['max_abs_sum']:,} | "
                      f"{s['acc_bits_needed']} |")
-    if rep.get("versions"):
-        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()) + "."]
     cyc = rep["cycles"]
     lines += ["", "An event is one output accumulation whose accumulator result differs from the "
               "exact (64-bit) sum.", "",
@@ -78,9 +107,12 @@ def render_markdown(rep: dict) -> str:
                          f"{100 * r['utilisation']:.1f} % |")
         else:
             lines.append(f"| {r['name']} | {shape} | off-array | - | - |")
+    off = cyc["macs_off_array"]
+    share = (f"; {off / batch:,.0f} more MACs per inference run off the array "
+             f"({100 * off / (off + cyc['macs_on_array']):.1f} % of all, see the notes)") if off else ""
     lines += [f"| **total** | | | **{cyc['cycles']:,}** | {100 * cyc['utilisation']:.1f} % |", "",
               f"Cycles per inference: **{_fmt(rep['cycles_per_inference'], ',.1f')}** "
-              f"({cyc['macs_on_array'] // batch:,} on-array MACs per inference).", "",
+              f"({cyc['macs_on_array'] / batch:,.0f} on-array MACs per inference{share}).", "",
               "## FPGA", "",
               "| LUT4 | FF | carry | DSP | BRAM | Fmax (MHz) | inferences/s | GMAC/s |",
               "|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -93,8 +125,13 @@ def render_markdown(rep: dict) -> str:
         cached = " (cached result)" if s.get("cached") else ""
         tools = ", ".join(f"{k} {v}" for k, v in s["tools"].items())
         lines += [f"Post-route Fmax, {s['part']}, seed {s['seed']}{cached}; tools: {tools}.", ""]
+    if off:
+        lines += ["inferences/s and GMAC/s count the array's work only: the off-array MACs above are "
+                  "not in them.", ""]
     if rep["notes"]:
         lines += ["## Notes", ""] + [f"* {n}" for n in rep["notes"]] + [""]
+    if rep.get("versions"):
+        lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in rep["versions"].items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -105,13 +142,17 @@ def write_report(rep: dict, out_dir) -> dict:
     from rf8hw.accel import cycles
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with naming_path(out):
+        out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "estimate.json", "markdown": out / "estimate.md",
              "png": out / "estimate_cycles.png"}
     c = rep["config"]
-    title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.0f} "
-             f"cycles/inference, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
+    batch = rep["cycles"]["batch"]
+    per_batch = f" ({rep['cycles']['cycles']:,} per batch of {batch})" if batch > 1 else ""
+    title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.1f} "
+             f"cycles/inference{per_batch}, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
     text = json.dumps(rep, indent=2, allow_nan=False) + "\n"          # refuses NaN before any write
-    write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
-                 paths["markdown"]: render_markdown(rep), paths["json"]: text})
+    with naming_path(out):
+        write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
+                     paths["markdown"]: render_markdown(rep), paths["json"]: text})
     return {k: str(v) for k, v in paths.items()}

@@ -15,35 +15,75 @@ headline metric on the fixed evaluation split; the example is the first ``batch`
 (generator seed 0); calibration data are training batches (generator seed 0, never the
 evaluation split); quantization takes every exact ``nn.Linear``.
 
-Adapters (the built-in ``minilm`` and ``smollm2`` of :mod:`rf8hw.zoo`, or ``package.module:function``):
-the function, called without arguments, returns ``(model, example, metric[, info])`` or a dict with
-those keys; ``info`` may hold ``name``, ``batch`` (inferences the example covers), ``calibrate``
-(a callable running the model on data disjoint from the evaluation) and ``notes``.  Quantization
-takes :func:`rf8hw.nn.quant.quantize_`'s default selection (every linear-like layer but a tied
-head and ``nn.MultiheadAttention``'s ``out_proj``, named in the report's notes).
+Adapters (the built-in ``minilm`` and ``smollm2`` of :mod:`rf8hw.zoo`, ``package.module:function``
+with the module importable, i.e. on ``sys.path`` / ``PYTHONPATH``, or ``path/to/file.py:function``,
+imported from that file): the function, called without arguments, returns ``(model, example,
+metric[, info])`` or a dict with those keys; ``info`` may hold ``name``, ``batch`` (inferences the
+example covers), ``calibrate`` (a callable running the model on data disjoint from the evaluation)
+and ``notes``.  Everything an adapter gives is checked when it is loaded, and an exception raised
+by the adapter, its example, metric or calibration run is one line naming it and where it was
+raised (:func:`describe_exception`).  Quantization takes :func:`rf8hw.nn.quant.quantize_`'s
+default selection (every linear-like layer but a tied head and ``nn.MultiheadAttention``'s
+``out_proj``, named in the report's notes).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
+import math
+import numbers
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rf8hw import checks
 from rf8hw.zoo import MODELS
 
-__all__ = ["BUILTIN_ADAPTERS", "SourceSpec", "ModelSource", "resolve", "load", "load_adapter",
-           "from_adapter", "model_choices"]
+__all__ = ["BUILTIN_ADAPTERS", "INFO_KEYS", "SourceSpec", "ModelSource", "resolve", "load", "load_adapter",
+           "from_adapter", "model_choices", "model_tag", "check_metrics", "describe_exception"]
 
 #: ``--model`` names of the built-in real-model adapters -> ``module:function``
 BUILTIN_ADAPTERS = {"minilm": "rf8hw.zoo.minilm:adapter", "smollm2": "rf8hw.zoo.smollm2:adapter"}
 
 
+#: The keys an adapter's ``info`` may hold (an unknown key is refused, not ignored).
+INFO_KEYS = ("name", "batch", "calibrate", "notes")
+
+
 def model_choices() -> str:
     """What ``--model`` accepts, for help texts and messages."""
-    return f"{', '.join(MODELS + tuple(BUILTIN_ADAPTERS))} or package.module:function"
+    names = ", ".join(MODELS + tuple(BUILTIN_ADAPTERS))
+    return f"{names}, package.module:function or path/to/file.py:function"
+
+
+def model_tag(model: str) -> str:
+    """``model`` as a piece of a file name (default output folders): ``mypkg.mod:fn`` ->
+    ``mypkg_mod_fn``, ``path/to/my_adapter.py:fn`` -> ``my_adapter_fn``."""
+    module, sep, fn = model.rpartition(":")
+    if sep and _is_file_target(module):
+        model = f"{Path(module).stem}:{fn}"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in model)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception raised by user code: ``TypeError: message (at file.py:12)``, the
+    innermost frame that is not Python's own import machinery."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    where = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+        if frames:
+            where = f"{frames[-1].filename}:{frames[-1].lineno}"
+    if isinstance(exc, SystemExit):
+        text = f"sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}{': ' + text if text else ''}" + (f" (at {where})" if where else "")
 
 
 @dataclass(frozen=True)
@@ -76,6 +116,8 @@ def resolve(model, checkpoint=None) -> SourceSpec:
     """
     if not isinstance(model, str) or not (model in MODELS or model in BUILTIN_ADAPTERS or ":" in model):
         raise ValueError(f"model must be one of {model_choices()}, not {model!r}")
+    if model not in MODELS and model not in BUILTIN_ADAPTERS:
+        _parse_target(model)                          # the form of module:function, before any import
     if model in MODELS:
         if checkpoint is None:
             raise ValueError(f"--checkpoint is required for the zoo model {model!r} "
@@ -92,22 +134,95 @@ def resolve(model, checkpoint=None) -> SourceSpec:
         raise ValueError(f"--checkpoint is for the zoo models ({', '.join(MODELS)}); the adapter "
                          f"{model!r} loads its own model")
     load_adapter(model)                              # importable, and the function exists
-    return SourceSpec(model, "adapter", target=BUILTIN_ADAPTERS.get(model, model))
+    target = BUILTIN_ADAPTERS.get(model, model)
+    module, _, fn = target.rpartition(":")
+    if _is_file_target(module):                      # absolute: Ray workers run elsewhere
+        target = f"{Path(module).resolve()}:{fn}"
+    return SourceSpec(model, "adapter", target=target)
+
+
+def _is_file_target(module: str) -> bool:
+    return module.endswith(".py") or "/" in module
+
+
+def _parse_target(model: str) -> tuple[str, str]:
+    """``(module or file, function)`` of ``module:function`` / ``path/to/file.py:function``;
+    ValueError naming ``model`` for anything else (checked before anything is imported)."""
+    module, _, fn = model.rpartition(":")
+    why = None
+    if not module:
+        why = "no module before ':'"
+    elif not _is_file_target(module) and not all(p.isidentifier() for p in module.split(".")):
+        why = (f"{module!r} is not a module name (dotted Python names, no relative '.x') nor a "
+               ".py file")
+    elif not fn.isidentifier():
+        why = f"{fn!r} is not a function name"
+    if why:
+        raise ValueError(f"model must be one of {model_choices()}, not {model!r}: {why}")
+    return module, fn
+
+
+def _import_file(path: Path, model: str):
+    """The module of the Python file ``path`` (``--model path/to/file.py:function``); its folder
+    goes first on ``sys.path``, as for ``python path/to/file.py``, so its own imports resolve."""
+    if not path.is_file():
+        raise ValueError(f"adapter file {str(path)!r} of --model {model!r} "
+                         f"{'is not a file' if path.exists() else 'does not exist'}")
+    path = path.resolve()
+    name = f"rf8hw_adapter_{path.stem}_{abs(hash(str(path))):x}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"adapter file {str(path)!r} of --model {model!r} cannot be imported as Python")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return mod
 
 
 def load_adapter(model: str) -> Callable:
-    """The adapter function named by ``model``: a built-in name (:data:`BUILTIN_ADAPTERS`) or
-    ``package.module:function``."""
+    """The adapter function named by ``model``: a built-in name (:data:`BUILTIN_ADAPTERS`),
+    ``package.module:function`` (the module must be importable: on ``sys.path``, e.g. through
+    ``PYTHONPATH``) or ``path/to/file.py:function``.  Checked: the form, the import (any
+    exception in it is one line), that the function exists and takes no required argument."""
     target = BUILTIN_ADAPTERS.get(model, model)
-    mod_name, _, fn = target.partition(":")
+    mod_name, fn = _parse_target(target)
     try:
-        mod = importlib.import_module(mod_name)
+        if _is_file_target(mod_name):
+            mod = _import_file(Path(mod_name), model)
+        else:
+            mod = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
-        raise ValueError(f"adapter module {mod_name!r} of --model {model!r} cannot be imported: "
-                         f"{exc}") from exc
-    if not callable(getattr(mod, fn, None)):
+        if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
+            raise ValueError(f"adapter module {mod_name!r} of --model {model!r} cannot be imported: "
+                             f"{exc}; the module must be on the Python path (PYTHONPATH), or name its "
+                             f"file: --model path/to/{mod_name.rpartition('.')[2]}.py:{fn}") from exc
+        raise ValueError(f"adapter module {mod_name!r} of --model {model!r} failed to import: "
+                         f"{describe_exception(exc)}") from exc
+    except (Exception, SystemExit) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("adapter file "):
+            raise
+        raise ValueError(f"adapter module {mod_name!r} of --model {model!r} failed to import: "
+                         f"{describe_exception(exc)}") from exc
+    func = getattr(mod, fn, None)
+    if not callable(func):
         raise ValueError(f"adapter {target!r}: module {mod_name!r} has no function {fn!r}")
-    return getattr(mod, fn)
+    try:
+        needed = [p.name for p in inspect.signature(func).parameters.values()
+                  if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    except (TypeError, ValueError):                  # no signature to read (a builtin): call it
+        needed = []
+    if needed:
+        raise ValueError(f"adapter {target!r} must be callable without arguments; it requires "
+                         f"{', '.join(needed)}")
+    return func
 
 
 @dataclass
@@ -164,41 +279,121 @@ class ModelSource:
                 raise ValueError(f"{name} must be a callable run(model), not {type(value).__name__}")
 
 
-def _metric_dict(metric, model) -> dict:
-    v = metric(model)
-    if isinstance(v, dict):
-        return {k: float(x) if isinstance(x, float) or hasattr(x, "item") else x for k, x in v.items()}
-    return {getattr(metric, "name", "metric"): float(v)}
+def _number(value):
+    """``value`` as a float if it is a real number (a Python or numpy number, a one-element
+    tensor or array; not a bool), else None."""
+    if hasattr(value, "item") and not isinstance(value, numbers.Number):
+        try:
+            value = value.item()
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
-def from_adapter(result, name: str = "model") -> ModelSource:
+def check_metrics(values, where: str) -> dict:
+    """``values`` (what a metric returned) as ``{name: float}``, or ValueError naming ``where``
+    (e.g. ``minilm, path rf8_bitexact``): a non-empty dict of string keys and finite real numbers
+    (a report is JSON, which has no NaN or infinity)."""
+    if not isinstance(values, dict) or not values:
+        got = "an empty dict" if isinstance(values, dict) else type(values).__name__
+        raise ValueError(f"{where}: a metric must return a number or a non-empty dict of numbers, not {got}")
+    out = {}
+    for k, v in values.items():
+        x = _number(v)
+        if not isinstance(k, str) or x is None:
+            raise ValueError(f"{where}: metric {k!r} is {v!r} ({type(v).__name__}); a metric's values "
+                             "must be numbers under string names")
+        if not math.isfinite(x):
+            raise ValueError(f"{where}: metric {k!r} is {x}; a metric must be a finite number (the "
+                             "report is JSON, which has no NaN or infinity)")
+        out[k] = x
+    return out
+
+
+def _guarded(fn: Callable, what: str) -> Callable:
+    """``fn(model)`` whose exceptions become one ValueError line naming ``what``."""
+    def call(model):
+        try:
+            return fn(model)
+        except (Exception, SystemExit) as exc:
+            raise ValueError(f"{what} raised {describe_exception(exc)}") from exc
+    return call
+
+
+def from_adapter(result, name: str = "model", where: str = "an adapter") -> ModelSource:
     """The :class:`ModelSource` of an adapter's return value: a tuple ``(model, example, metric[,
-    info])`` or a dict with those keys (``info``'s keys in the dict itself)."""
+    info])`` or a dict with those keys (``info``'s keys in the dict itself).
+
+    Every part is checked here (``where`` names the adapter in the messages): ``model`` an
+    ``nn.Module``; ``example`` a callable ``example(model)``, a tensor, a tuple or a dict of
+    inputs; ``metric`` a callable whose ``name`` (if any) is a string and ``higher_is_better``
+    (if any) a bool; ``info`` a dict of :data:`INFO_KEYS`.  The example, metric and calibration
+    run, when they raise, raise one ValueError line naming them."""
+    import torch
+
     if isinstance(result, dict):
         missing = {"model", "example", "metric"} - set(result)
         if missing:
-            raise ValueError(f"adapter returned a dict without {sorted(missing)}")
+            raise ValueError(f"{where} returned a dict without {sorted(missing)}")
         model, example, metric = result["model"], result["example"], result["metric"]
         info = {k: v for k, v in result.items() if k not in ("model", "example", "metric")}
-    elif isinstance(result, tuple) and len(result) in (3, 4):
+    elif isinstance(result, (tuple, list)) and len(result) in (3, 4):
         model, example, metric = result[:3]
-        info = dict(result[3]) if len(result) == 4 else {}
+        info = result[3] if len(result) == 4 else {}
+        if not isinstance(info, dict):
+            raise ValueError(f"{where}: info (the 4th item) must be a dict, not {type(info).__name__}")
     else:
-        raise ValueError("an adapter must return (model, example, metric[, info]) or a dict with those "
-                         f"keys, not {type(result).__name__}")
+        got = f"a {type(result).__name__} of {len(result)} items" if isinstance(result, (tuple, list)) \
+            else type(result).__name__
+        raise ValueError(f"{where} must return (model, example, metric[, info]) or a dict with those "
+                         f"keys, not {got}")
+    unknown = sorted(map(str, set(info) - set(INFO_KEYS)))
+    if unknown:
+        raise ValueError(f"{where}: unknown info key(s) {', '.join(unknown)}; known: {', '.join(INFO_KEYS)}")
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{where}: model must be a torch.nn.Module, not {type(model).__name__}")
+    if not (callable(example) or isinstance(example, (torch.Tensor, tuple, dict))):
+        raise ValueError(f"{where}: example must be a callable example(model), a tensor, a tuple or a "
+                         f"dict of inputs, not {type(example).__name__}")
     if not callable(metric):
-        raise ValueError(f"an adapter's metric must be a callable metric(model), not {type(metric).__name__}")
+        raise ValueError(f"{where}: metric must be a callable metric(model), not {type(metric).__name__}")
+    headline = getattr(metric, "name", None)
+    if headline is not None and not isinstance(headline, str):
+        raise ValueError(f"{where}: metric.name must be a string, not {headline!r}")
+    higher = getattr(metric, "higher_is_better", True)
+    if not isinstance(higher, bool):
+        raise ValueError(f"{where}: metric.higher_is_better must be True or False, not {higher!r}")
+    label = info.get("name", name)
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"{where}: info['name'] must be a non-empty string, not {label!r}")
+    batch = checks.integer(f"{where}: info['batch']", info.get("batch", 1), 1)
+    calibrate = info.get("calibrate")
+    if calibrate is not None and not callable(calibrate):
+        raise ValueError(f"{where}: info['calibrate'] must be a callable run(model) or None, not "
+                         f"{type(calibrate).__name__}")
+    notes = info.get("notes", ())
+    if isinstance(notes, str) or not isinstance(notes, (list, tuple)) or \
+            not all(isinstance(n, str) for n in notes):
+        raise ValueError(f"{where}: info['notes'] must be a list of strings, not {notes!r}")
     model.eval()
 
     def evaluate(m) -> dict:
-        return _metric_dict(metric, m)
+        v = metric(m)
+        return v if isinstance(v, dict) else {headline or "metric": v}
 
-    headline = getattr(metric, "name", None)
-    calibrate = info.get("calibrate")
-    return ModelSource(name=info.get("name", name), model=model, example=example, metric=evaluate,
-                       metric_name=headline, higher_is_better=bool(getattr(metric, "higher_is_better", True)),
-                       batch=info.get("batch", 1), calibrate=calibrate, hessian_data=calibrate,
-                       notes=list(info.get("notes", ())), kind="adapter")
+    run = _guarded(lambda m, ex=example: _run_example(m, ex), f"{where}'s example")
+    calibrate = None if calibrate is None else _guarded(calibrate, f"{where}'s calibrate")
+    return ModelSource(name=label, model=model, example=run, metric=_guarded(evaluate, f"{where}'s metric"),
+                       metric_name=headline, higher_is_better=higher, batch=batch, calibrate=calibrate,
+                       hessian_data=calibrate, notes=list(notes), kind="adapter")
+
+
+def _run_example(model, example):
+    from rf8hw.accel.gemms import run_example
+
+    return run_example(model, example)
 
 
 def _zoo_batches(mod, config, n: int) -> list:
@@ -267,4 +462,10 @@ def load(spec: SourceSpec, *, batch: int | None = None, calibrate_batches: int =
         return _zoo(spec, 1 if batch is None else batch, calibrate_batches, hessian_batches, progress)
     if batch is not None:
         raise ValueError("batch is for the zoo models; an adapter's example sets its own batch")
-    return from_adapter(load_adapter(spec.model)(), name=spec.model)
+    where = f"adapter {spec.target!r}"
+    make = load_adapter(spec.target)
+    try:
+        result = make()
+    except (Exception, SystemExit) as exc:
+        raise ValueError(f"{where} raised {describe_exception(exc)}") from exc
+    return from_adapter(result, name=spec.model, where=where)

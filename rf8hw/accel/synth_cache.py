@@ -5,23 +5,34 @@ reused (``rf8hw estimate``, ``rf8hw sweep``, ``benchmarks/hardware_table.py``).
 The key (:func:`synth_cache_key`) covers every source of the RTL (``rf8hw/format/``,
 ``rf8hw/hdl/``, ``rf8hw/arch.py``), the synthesis flow module ``rf8hw/accel/synth.py``, the
 parameters (array, device, seed) and the versions of rf8hw, Amaranth, Yosys and nextpnr.
+
+An entry is *sealed* (:func:`seal_entry`): it records its key, the request's parameters and the
+SHA-256 of its result, and :func:`open_entry` checks all three against the file name and the
+request before the result is trusted.  A hand-edited result (``fmax_mhz`` changed), an entry
+copied under another key, or one whose parameters disagree with the request is reported, removed
+and synthesized again -- never reported as the requested design.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
 from pathlib import Path
 
 from rf8hw.accel import synth
+from rf8hw.accel.report import naming_path
 from rf8hw.accel.synth import check_device, check_seed
 from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.toolchain import cache
 
-__all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "default_synth_cache", "synth_cache_key",
-           "check_synthesis_result", "cached_synthesis"]
+__all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "ENTRY_FORMAT", "default_synth_cache", "synth_cache_key",
+           "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis"]
+
+#: The ``format`` of a sealed cache entry (:func:`seal_entry`).
+ENTRY_FORMAT = "rf8hw-cache-entry-1"
 
 
 #: Files besides the RTL sources (:data:`rf8hw.toolchain.cache.RTL_SOURCES`) whose text shapes a
@@ -65,14 +76,60 @@ def check_synthesis_result(res, where: str) -> dict:
     return res
 
 
+def _content_digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                     allow_nan=False).encode()).hexdigest()
+
+
+def seal_entry(key: str, params: dict, value: dict) -> dict:
+    """A cache entry for ``value``: its ``key``, the request's ``params`` and the SHA-256 of the
+    value's canonical JSON, checked by :func:`open_entry` on every read."""
+    return {"format": ENTRY_FORMAT, "key": key, "params": params, "sha256": _content_digest(value),
+            "value": value}
+
+
+def open_entry(entry, key: str, params: dict, where: str) -> dict:
+    """The value of a :func:`seal_entry` entry read for ``key`` and ``params``; ValueError naming
+    ``where`` when it is not a sealed entry, was stored under another key, records other
+    parameters than the request's, or its value no longer has the digest it was stored with
+    (edited by hand)."""
+    if not isinstance(entry, dict) or entry.get("format") != ENTRY_FORMAT or \
+            not {"key", "params", "sha256", "value"} <= set(entry):
+        raise ValueError(f"{where}: not a sealed rf8hw cache entry (an older rf8hw's, or edited)")
+    if entry["key"] != key:
+        raise ValueError(f"{where}: it was stored under key {entry['key']!r}, not {key!r}")
+    if entry["params"] != params:
+        stored = entry["params"] if isinstance(entry["params"], dict) else {}
+        diff = [f"{k} {stored.get(k)!r} (requested {params.get(k)!r})"
+                for k in sorted(set(stored) | set(params), key=str) if stored.get(k) != params.get(k)]
+        raise ValueError(f"{where}: it records {', '.join(diff) or repr(entry['params'])}")
+    try:
+        same = _content_digest(entry["value"]) == entry["sha256"]
+    except (TypeError, ValueError):                 # NaN, or not JSON-serialisable
+        same = False
+    if not same:
+        raise ValueError(f"{where}: its content does not match its SHA-256 (edited by hand?)")
+    return entry["value"]
+
+
+def _check_request(res: dict, params: dict, where: str) -> dict:
+    """``res`` if every parameter it reports (rows, cols, pe, ..., device, seed) is the request's."""
+    diff = [f"{k} {res[k]!r} (requested {v!r})" for k, v in params.items() if k in res and res[k] != v]
+    if diff:
+        raise ValueError(f"{where}: the result is for {', '.join(diff)}")
+    return res
+
+
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
                      quiet: bool = False) -> tuple[dict, bool]:
     """:func:`rf8hw.accel.synth.synthesize`, reusing an earlier result with the same :func:`synth_cache_key`.
 
     ``quiet`` silences synthesis' progress lines on stderr.  Concurrent calls with one key are
-    serialised (the second finds the first one's entry).  An entry that is not valid JSON or not
-    a usable result (:func:`check_synthesis_result`) is reported on stderr, removed and
-    synthesized again; a fresh result is checked the same way before it is cached.
+    serialised (the second finds the first one's entry).  An entry that is not valid JSON, not a
+    sealed entry of this key and these parameters (:func:`open_entry`: key, parameters, content
+    digest) or not a usable result of this request (:func:`check_synthesis_result`, and the
+    array, device and seed it reports) is reported on stderr, removed and synthesized again; a
+    fresh result is checked the same way before it is cached.
 
     Returns
     -------
@@ -91,7 +148,8 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
         if hit.is_file():
             where = f"cache entry {hit}"
             try:
-                return check_synthesis_result(json.loads(hit.read_text()), where), True
+                res = open_entry(json.loads(hit.read_text()), key, params, where)
+                return _check_request(check_synthesis_result(res, where), params, where), True
             except (UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
                 why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
                 print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again",
@@ -99,6 +157,9 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
                 hit.unlink()
         kwargs = {"progress": None} if quiet else {}
         result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key, **kwargs)
-        check_synthesis_result(result, f"synthesis of {array.module_name} on {device}")
-        write_atomic(hit, json.dumps(result, indent=2, allow_nan=False) + "\n")
+        where = f"synthesis of {array.module_name} on {device}"
+        _check_request(check_synthesis_result(result, where), params, where)
+        text = json.dumps(seal_entry(key, params, result), indent=2, allow_nan=False) + "\n"
+        with naming_path(hit):
+            write_atomic(hit, text)
     return result, False

@@ -34,12 +34,12 @@ def run(args) -> int:
     from rf8hw import checks
     from rf8hw.accel.estimate import EstimateConfig, estimate
     from rf8hw.accel.report import render_markdown, write_report
+    from rf8hw.accel.source import model_tag
     from rf8hw.arch import ArrayConfig
     from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(EstimateConfig, args, array=config_from_args(ArrayConfig, args))
-    tag = cfg.model.replace(":", "_").replace(".", "_")
-    name = f"estimate_{tag}_{cfg.array.rows}x{cfg.array.cols}_{cfg.device}"
+    name = f"estimate_{model_tag(cfg.model)}_{cfg.array.rows}x{cfg.array.cols}_{cfg.device}"
     out = Path(args.out) if args.out else (Path(cfg.checkpoint).parent if cfg.checkpoint else Path()) / name
     checks.output_dir("--out", out)
     rep = estimate(cfg, progress=not args.quiet)

@@ -24,10 +24,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw.accel.dse import SweepConfig, sweep
+    from rf8hw.accel.source import model_tag
     from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(SweepConfig, args)
-    out = Path(args.out) if args.out else Path(f"sweep_{args.model.replace(':', '_').replace('.', '_')}")
+    out = Path(args.out) if args.out else Path(f"sweep_{model_tag(cfg.model)}")
     summary = sweep(cfg, out, progress=not args.quiet)
     for r in summary["failed"]:
         print(f"rf8hw sweep: failed: {r['pe']} {r['rows']}x{r['cols']} acc{r['acc_bits']} on {r['device']}: "
@@ -38,7 +39,7 @@ def run(args) -> int:
         for device, b in summary["best"].items():
             print(f"best on {device}: " + ("no point qualifies" if b is None else
                   f"{b['pe']} {b['rows']}x{b['cols']} acc{b['acc_bits']}: {b['inferences_per_s']:.4g} "
-                  f"inferences/s, {b['lut4_equiv']} LUT4 sites, {b['metric']} {b['accuracy']:.5g}"))
+                  f"inferences/s, {b['lut4_equiv']:,} LUT4 sites, {b['metric']} {b['accuracy']:.6g}"))
     paths = summary["paths"]
     print(f"rf8hw sweep: {summary['n_points']} points, {len(summary['failed'])} failed, "
           f"{summary['does_not_fit']} do not fit, {summary['wall_s']} s; wrote {paths['markdown']}, "

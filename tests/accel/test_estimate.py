@@ -83,13 +83,14 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
 
 
 def test_bad_input_is_named(checkpoint, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"^model must be one of tinygpt, mlp_digits, minilm, smollm2 or "
-                                         r"package\.module:function, not 'resnet'$"):
+    with pytest.raises(ValueError, match=r"^model must be one of tinygpt, mlp_digits, minilm, smollm2, "
+                                         r"package\.module:function or path/to/file\.py:function, not 'resnet'$"):
         estimate.EstimateConfig(model="resnet", checkpoint="x")
     with pytest.raises(ValueError, match=r"^pe must be a PE kind with RF8 weights, one of 'rf8', "
                                          r"'rf8_signlate', 'rf8_lean', 'rf8_pipe', not 'int8'$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", array=ArrayConfig(pe="int8"))
-    with pytest.raises(ValueError, match=r"^batch must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^batch must be an integer in 1\.\.4096 \(the forward pass holds "
+                                         r"the whole batch in memory\), not 0$"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", batch=0)
     with pytest.raises(ValueError, match=r"holds a 'mlp_digits' model, not 'tinygpt'$"):
         estimate.EstimateConfig(model="tinygpt", checkpoint=str(checkpoint), synth=False)   # loads nothing

@@ -141,8 +141,8 @@ def test_calibration_data_adds_the_smoothed_and_static_paths(adapter_module):
 def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):
     rc = cli.main(["estimate", "--model", "resnet", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2
-    assert "model must be one of tinygpt, mlp_digits, minilm, smollm2 or package.module:function, " \
-           "not 'resnet'" in capsys.readouterr().err
+    assert "model must be one of tinygpt, mlp_digits, minilm, smollm2, package.module:function or " \
+           "path/to/file.py:function, not 'resnet'" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "no_such_mod_xyz:f", "--rows", "4", "--cols", "4", "--no-synth"])
     assert rc == 2 and "cannot be imported" in capsys.readouterr().err
     rc = cli.main(["estimate", "--model", "rf8hw.zoo.minilm:adapter", "--batch", "2", "--rows", "4",

@@ -152,7 +152,16 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
                    "--gptq-order", "actt", "--no-synth", "--quiet"])          # refused before the model loads
     err = capsys.readouterr().err
     assert rc == 2 and "gptq_order must be one of 'natural', 'act', not 'actt'" in err
-    rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--hessian-batches", "4",
-                   "--no-synth", "--quiet"])
+    rc = cli.main(["estimate", "--model", "minilm", "--rows", "4", "--cols", "4", "--gptq",
+                   "--hessian-batches", "4", "--no-synth", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "hessian_batches is for the zoo models" in err
+    # --hessian-batches without --gptq is refused (it was ignored), worded like --gptq-order's rule
+    with pytest.raises(ValueError, match="^hessian_batches 4 gives the GPTQ Hessians; it needs gptq$"):
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", hessian_batches=4)
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
+                   "--cols", "4", "--no-synth", "--hessian-batches", "4", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == "rf8hw estimate: error: hessian_batches 4 gives the GPTQ Hessians; it needs gptq\n"
+    cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), gptq=True, synth=False)
+    assert cfg.hessian_batches is None and cfg.hessian_batch_count == estimate.DEFAULT_HESSIAN_BATCHES

@@ -1,6 +1,7 @@
-"""The synthesis result cache (rf8hw.accel.synth_cache): entries are checked before they are trusted,
-written atomically, and one key is synthesized once even by concurrent callers.  Synthesis itself
-is replaced by a stub here (tests/accel/test_estimate.py runs a real one)."""
+"""The synthesis result cache (rf8hw.accel.synth_cache): entries are sealed (key, the request's
+parameters, a content digest) and checked before they are trusted, written atomically, and one key
+is synthesized once even by concurrent callers.  Synthesis itself is replaced by a stub here
+(tests/accel/test_estimate.py runs a real one)."""
 
 import json
 import math
@@ -29,23 +30,48 @@ def stub(monkeypatch):
     return calls
 
 
+def _params(cfg=None, seed=1):
+    return dict(**(cfg or ArrayConfig(1, 1)).as_dict(), device="ecp5-25k", seed=seed)
+
+
 def _entry(tmp_path, cfg=None, seed=1):
-    params = dict(**(cfg or ArrayConfig(1, 1)).as_dict(), device="ecp5-25k", seed=seed)
-    return tmp_path / f"{synth_cache.synth_cache_key(params)}.json"
+    return tmp_path / f"{synth_cache.synth_cache_key(_params(cfg, seed))}.json"
+
+
+def _sealed(result, params=None, key=None):
+    """An entry as the cache writes it (for the default 1x1 request unless told otherwise)."""
+    params = params or _params()
+    return json.dumps(synth_cache.seal_entry(key or synth_cache.synth_cache_key(_params()), params, result))
+
+
+def _edited(**changes):
+    """A good sealed entry whose result was then edited by hand (the digest no longer matches)."""
+    entry = json.loads(_sealed(GOOD))
+    entry["value"].update(changes)
+    return json.dumps(entry)
 
 
 BAD_ENTRIES = [
-    ("{}", "no 'device'"),
-    ("[]", "must be a JSON object, not list"),
+    ("{}", "not a sealed rf8hw cache entry"),
+    ("[]", "not a sealed rf8hw cache entry"),
     ("{not json", "Expecting property name"),
-    (json.dumps({**GOOD, "fmax_mhz": None}), "'fmax_mhz' is None"),
-    (json.dumps({**GOOD, "lut4": -1}), "'lut4' is -1, a count must be >= 0"),
-    (json.dumps({**GOOD, "lut4": "100"}), "'lut4' is '100', not a int"),
-    (json.dumps({**GOOD, "dsp": True}), "'dsp' is True"),
-    (json.dumps({**GOOD, "fmax_mhz": 0}), "not a finite positive MHz figure"),
-    ('{"device": "ecp5-25k", "part": "p", "seed": 1, "tools": {}, "lut4": 1, "ff": 1, "carry": 1, '
-     '"dsp": 0, "bram": 0, "fmax_mhz": NaN}', "not a finite positive MHz figure"),
-    (json.dumps({k: v for k, v in GOOD.items() if k != "tools"}), "no 'tools'"),
+    (json.dumps(GOOD), "not a sealed rf8hw cache entry"),          # an older rf8hw's: no digest
+    # item 8: a hand-edited Fmax is not trusted
+    (_edited(fmax_mhz=9999), "its content does not match its SHA-256 (edited by hand?)"),
+    (_edited(lut4=1), "its content does not match its SHA-256"),
+    # item 9: an entry whose recorded parameters are not the request's
+    (_sealed(GOOD, params=_params(ArrayConfig(8, 8, pe="rf8"))),
+     "it records cols 8 (requested 1), pe 'rf8' (requested 'rf8_pipe'), rows 8 (requested 1)"),
+    (_sealed(GOOD, key="0" * 20), "it was stored under key '00000000000000000000'"),
+    (_sealed({**GOOD, "rows": 8, "pe": "rf8"}), "the result is for rows 8 (requested 1), pe 'rf8'"),
+    (_sealed({**GOOD, "device": "ecp5-85k"}), "the result is for device 'ecp5-85k' (requested 'ecp5-25k')"),
+    (_sealed({**GOOD, "fmax_mhz": None}), "'fmax_mhz' is None"),
+    (_sealed({**GOOD, "lut4": -1}), "'lut4' is -1, a count must be >= 0"),
+    (_sealed({**GOOD, "lut4": "100"}), "'lut4' is '100', not a int"),
+    (_sealed({**GOOD, "dsp": True}), "'dsp' is True"),
+    (_sealed({**GOOD, "fmax_mhz": 0}), "not a finite positive MHz figure"),
+    (_sealed({k: v for k, v in GOOD.items() if k != "tools"}), "no 'tools'"),
+    (_sealed(GOOD).replace('"fmax_mhz": 123.4', '"fmax_mhz": NaN'), "content does not match its SHA-256"),
 ]
 
 
@@ -57,10 +83,31 @@ def test_an_unusable_cache_entry_is_reported_removed_and_redone(stub, tmp_path, 
     assert not cached and res == GOOD and len(stub) == 1
     err = capsys.readouterr().err
     assert "unusable synthesis cache entry removed" in err and why in err and str(hit) in err
-    assert json.loads(hit.read_text()) == GOOD                    # the fresh result replaced it
+    assert err.count("\n") == 1
+    stored = json.loads(hit.read_text())                          # the fresh result replaced it, sealed
+    assert synth_cache.open_entry(stored, hit.stem, _params(), "x") == GOOD
     again, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path,
                                                  quiet=True)
     assert cached and again == GOOD and len(stub) == 1
+
+
+def test_a_hand_edited_fmax_never_reaches_an_estimate(stub, tmp_path, capsys):
+    """Issue item 8 end to end: the estimate's throughput comes from a fresh synthesis, not from
+    the edited entry's 9999 MHz."""
+    from rf8hw.accel import estimate
+    from rf8hw.accel.source import from_adapter
+
+    import torch
+
+    synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
+    hit = _entry(tmp_path)
+    hit.write_text(hit.read_text().replace('"fmax_mhz": 123.4', '"fmax_mhz": 9999'))
+    model = torch.nn.Linear(4, 4)
+    src = from_adapter((model, lambda m: m(torch.ones(1, 4)), lambda m: {"score": 1.0}))
+    cfg = estimate.EstimateConfig(array=ArrayConfig(1, 1), synth_cache=str(tmp_path), paths=("fp32",))
+    rep = estimate.estimate(cfg, progress=False, source=src)
+    assert rep["fmax_mhz"] == 123.4 and rep["synth"]["cached"] is False and len(stub) == 2
+    assert "its content does not match its SHA-256" in capsys.readouterr().err
 
 
 def test_a_bad_fresh_result_is_not_cached(monkeypatch, tmp_path):
