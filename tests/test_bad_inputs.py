@@ -163,6 +163,52 @@ RTL = {
 }
 
 
+#: Adapters for ``--model {adapters}:<function>`` (rf8hw estimate / sweep), each wrong in one way.
+ADAPTERS = """
+import torch
+
+
+def _parts():
+    m = torch.nn.Linear(4, 2)
+    return m, (lambda mm: mm(torch.ones(1, 4))), (lambda mm: {"score": 1.0})
+
+
+def raises():
+    raise RuntimeError("no weights here")
+
+
+def takes_args(path):
+    return _parts()
+
+
+def two_items():
+    return _parts()[:2]
+
+
+def not_a_module():
+    return ("model",) + _parts()[1:]
+
+
+def example_a_string():
+    m, _, metric = _parts()
+    return m, "inputs", metric
+
+
+def metric_nan():
+    m, run, _ = _parts()
+    return m, run, (lambda mm: {"score": float("nan")})
+
+
+def calibrate_a_number():
+    return _parts() + ({"calibrate": 3},)
+
+
+def runs_no_layer():
+    m, _, metric = _parts()
+    return m, (lambda mm: None), metric
+"""
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from rf8hw.nn.train import TrainConfig, train
@@ -189,6 +235,10 @@ def files(tmp_path_factory):
     docs = root / "nomarkers.md"
     docs.write_text("# no generated table here\n")
     paths["nomarkers"] = docs
+    paths["adapters"] = root / "bad_adapters.py"              # rf8hw estimate / sweep: user adapters
+    paths["adapters"].write_text(ADAPTERS)
+    (root / "adapter_import_fails.py").write_text("raise RuntimeError('at import')\n")
+    paths["adapter_import_fails"] = root / "adapter_import_fails.py"
     return root, paths
 
 
@@ -298,7 +348,9 @@ CLI = [
         ("--acc-bits", "0", "acc_bits"),
         ("--act-bits", "99", "act_bits"), ("--pe", "nope", "--pe"), ("--overflow", "x", "--overflow"),
         ("--device", "ecp5-12k", "--device"), ("--seed", "-1", "seed"), ("--seed", "x", "--seed"),
-        ("--workdir", "{afile}", "afile"), ("--workdir", "{afile}/sub", "afile")]],
+        ("--workdir", "{afile}", "afile"), ("--workdir", "{afile}/sub", "afile"),
+        ("--act-bits", "0", "act_bits"), ("--acc-bits", "26", "acc_bits"), ("--reset", "none", "--reset"),
+        ("--cols", "x", "--cols")]],
     _c("synth", "--rows", "2", "--cols", "2", "--device", "ecp5-25k", "--seed", HUGE, "--workdir", "{out}",
        needle="nextpnr's placement seed is a C int"),
     _c("synth", "--rows", "2", "--cols", "2", needle="--device"),
@@ -335,6 +387,56 @@ CLI = [
        "--no-synth", needle="is a directory"),
     _c("estimate", "--model", "mlp_digits", "--checkpoint", "{afile}", "--rows", "2", "--cols", "2",
        "--no-synth", needle="afile"),
+    # models that are not what an adapter must be (one line naming it, never a traceback)
+    *[_c("estimate", "--model", m, "--rows", "2", "--cols", "2", "--no-synth", "--quiet", "--out", "{out}",
+         needle=n) for m, n in [
+        (":", "not ':': no module before ':'"), (".x:y", "'.x' is not a module name"),
+        ("{afile}:f", "cannot be imported as Python"), ("{out}/none.py:f", "does not exist"),
+        ("{adapter_import_fails}:f", "failed to import: RuntimeError: at import"),
+        ("{adapters}:nope", "has no function 'nope'"),
+        ("{adapters}:raises", "raised RuntimeError: no weights here (at "),
+        ("{adapters}:takes_args", "must be callable without arguments; it requires path"),
+        ("{adapters}:two_items", "not a tuple of 2 items"),
+        ("{adapters}:not_a_module", "model must be a torch.nn.Module, not str"),
+        ("{adapters}:example_a_string", "example must be a callable example(model)"),
+        ("{adapters}:metric_nan", "path fp32: metric 'score' is nan"),
+        ("{adapters}:calibrate_a_number", "info['calibrate'] must be a callable run(model) or None, not int"),
+        ("{adapters}:runs_no_layer", "ran no layer the array can take")]],
+    # a rule between options; a bound before the allocation it protects
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
+       "--no-synth", "--hessian-batches", "4",
+       needle="hessian_batches 4 gives the GPTQ Hessians; it needs gptq"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
+       "--no-synth", "--batch", "1000000000", needle="batch must be an integer in 1..4096"),
+    _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
+       "--no-synth", "--hessian-batches", "0", "--gptq", needle="hessian_batches must be an integer in"),
+    # -- rf8hw sweep (before Ray starts or any factor runs)
+    *[_c("sweep", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--pe", "rf8_pipe", "--rows", "2",
+         "--cols", "2", "--cache", "{out}/c", "--synth-cache", "{out}/s", "--out", "{out}/o", opt, v,
+         needle=n)
+      for opt, v, n in [
+        ("--address", "notahost:99999", "address must be HOST:PORT with a port in 1..65535"),
+        ("--address", "127.0.0.1", "address must be HOST:PORT"),
+        ("--address", "127.0.0.1:1", "address '127.0.0.1:1': no Ray cluster there"),
+        ("--num-cpus", "0", "num_cpus must be an integer in 1..1024"),
+        ("--batch", "1000000000", "batch must be an integer in 1..4096"),
+        ("--max-luts", "-1", "max_luts must be an integer >= 1"),
+        ("--min-accuracy", "nan", "min_accuracy must be a number"),
+        ("--pe", "rf9", "pe must be one of"), ("--rows", "0,2", "rows must be an integer in 1..64"),
+        ("--acc-bits", "20", "acc_bits"), ("--act", "row", "act must be one of"),
+        ("--device", "xc7", "device must be one of"), ("--seed", "-1", "seed"),
+        ("--rounding", "up", "rounding must be one of"),
+        ("--out", "{afile}", "exists and is not a directory")]],
+    _c("sweep", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--pe", "rf8_pipe", "--rows", "2",
+       "--cols", "2", "--address", "127.0.0.1:6379", "--num-cpus", "2",
+       needle="num_cpus sizes the local Ray instance"),
+    _c("sweep", "--model", "{adapters}:takes_args", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2",
+       needle="must be callable without arguments"),
+    _c("sweep", "--model", ":", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2", needle="no module before"),
+    _c("sweep", "--model", "minilm", "--checkpoint", "{ckpt}", "--pe", "rf8_pipe", "--rows", "2", "--cols",
+       "2", needle="--checkpoint is for the zoo models"),
+    _c("sweep", "--model", "mlp_digits", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2",
+       needle="--checkpoint is required"),
     # (the sidecar of wrong_model names tinygpt: the model is resolved before the tensors are read)
     *[_c("estimate", "--model", "mlp_digits", "--checkpoint", f"{{bad.{name}}}", "--rows", "2", "--cols", "2",
          "--no-synth", "--quiet", "--out", "{out}",
@@ -511,6 +613,10 @@ def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
      "[10000000, 64]"),
     (["generate", "--rows", "2", "--cols", "2", "--overflow", "clip", "-o", "{out}"], "--overflow"),
     (["table", "--update-docs", "{dir}"], "Is a directory"),
+    (["sweep", "--model", "minilm", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2", "--address",
+      "127.0.0.1:1", "--out", "{out}"], "no Ray cluster there"),
+    (["estimate", "--model", "{adapters}:raises", "--rows", "2", "--cols", "2", "--no-synth", "--out",
+      "{out}"], "raised RuntimeError: no weights here"),
 ])
 def test_no_traceback_end_to_end(argv, needle, files, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rf8hw", *_fill(argv, files[1], tmp_path / "out")],

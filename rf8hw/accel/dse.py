@@ -269,7 +269,10 @@ def _model_files(spec_: sources.SourceSpec) -> list[Path]:
     if spec_.is_zoo or spec_.model in sources.BUILTIN_ADAPTERS:
         root = Path(zoo.__file__).resolve().parent
         return sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    found = importlib.util.find_spec(spec_.target.partition(":")[0])
+    module = spec_.target.rpartition(":")[0]
+    if module.endswith(".py") or "/" in module:         # path/to/file.py:function
+        return [Path(module)]
+    found = importlib.util.find_spec(module)
     origin = Path(found.origin) if found is not None and found.origin else None
     return [origin] if origin is not None and origin.is_file() else []      # not "frozen", "built-in"
 
@@ -470,17 +473,19 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
         # the bar after Ray's own start-up lines; it counts factors, the points follow them
         bar = tqdm(total=len(missing), desc="sweep", unit="factor", disable=not progress, file=sys.stderr)
         bar.set_postfix_str(f"{sum(map(point_done, points))}/{len(points)} points")
-        task = ray.remote(num_cpus=1, max_retries=0)(_guarded)
-        refs = {}
-        # absolute: the workers' working directory differs
-        ckpt = None if cfg.checkpoint is None else str(Path(cfg.checkpoint).resolve())
-        for k in missing:
-            if k in acc_jobs:
-                refs[task.remote(accuracy_factor, cfg.model, ckpt, cfg.batch, acc_jobs[k][0])] = k
-            else:
-                arr, device, _ = syn_jobs[k]
-                refs[task.remote(synthesis_factor, arr.as_dict(), device, cfg.seed, str(synth_root))] = k
         try:
+            task = ray.remote(num_cpus=1, max_retries=0)(_guarded)
+            refs = {}
+            # absolute paths: the workers' working directory differs
+            ckpt = None if cfg.checkpoint is None else str(Path(cfg.checkpoint).resolve())
+            spec_ = sources.resolve(cfg.model, cfg.checkpoint)
+            model = cfg.model if spec_.is_zoo or cfg.model in sources.BUILTIN_ADAPTERS else spec_.target
+            for k in missing:
+                if k in acc_jobs:
+                    refs[task.remote(accuracy_factor, model, ckpt, cfg.batch, acc_jobs[k][0])] = k
+                else:
+                    arr, device, _ = syn_jobs[k]
+                    refs[task.remote(synthesis_factor, arr.as_dict(), device, cfg.seed, str(synth_root))] = k
             pending = list(refs)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)

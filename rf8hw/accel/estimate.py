@@ -23,6 +23,7 @@ the :class:`EstimateConfig` that ran (:meth:`EstimateConfig.as_dict`).
 from __future__ import annotations
 
 import sys
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -436,26 +437,27 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
     gemms.check_on_array(found, f"the example of {src.name}")
     cyc = cycles.model_cycles(found, cfg.array, src.batch)
     # Synthesis runs in subprocesses (yowasp tools): started in a thread once the float model's
-    # metric has been measured and checked, it overlaps the other accuracy paths.
-    jobs = []
+    # metric has been measured and checked, it overlaps the other accuracy paths.  If the
+    # estimate fails or is interrupted meanwhile, the synthesis stops at its next step.
+    jobs, cancel = [], threading.Event()
 
     def start_synthesis():
         if cfg.synth:
             pool = ThreadPoolExecutor(max_workers=1)
             jobs.append(pool.submit(cached_synthesis, cfg.array, cfg.device, cfg.seed,
-                                    cache_dir=cfg.synth_cache, quiet=not progress))
+                                    cache_dir=cfg.synth_cache, quiet=not progress, cancel=cancel))
             pool.shutdown(wait=False)
 
     try:
         acc = accuracy(src, cfg, paths_to_run(cfg, src), progress, after_first=start_synthesis)
-    except Exception:
-        if jobs and not jobs[0].done():
-            print("rf8hw: the synthesis started for this estimate runs to its end and is cached "
-                  "for the next run", file=sys.stderr, flush=True)
+        hw, hw_notes = _hardware(cfg, jobs[0] if jobs else None)
+    except BaseException as exc:
+        cancel.set()
+        if jobs and not jobs[0].done() and progress and not isinstance(exc, KeyboardInterrupt):
+            print("rf8hw: stopping the synthesis started for this estimate (after its current step)",
+                  file=sys.stderr, flush=True)
         raise
-    synth_job = jobs[0] if jobs else None
     notes = list(src.notes) + acc["notes"] + gemms.off_array_notes(found, src.batch)
-    hw, hw_notes = _hardware(cfg, synth_job)
     ips = None if hw["fmax_mhz"] is None else hw["fmax_mhz"] * 1e6 / cyc["cycles_per_inference"]
     overflow = acc["overflow"].get("rf8_bitexact") or next(iter(acc["overflow"].values()), {})
     metric, metrics = acc["metric"], acc["metrics"]

@@ -108,8 +108,8 @@ def render_markdown(rep: dict) -> str:
         else:
             lines.append(f"| {r['name']} | {shape} | off-array | - | - |")
     off = cyc["macs_off_array"]
-    share = (f"; {off / batch:,.0f} more MACs per inference run off the array "
-             f"({100 * off / (off + cyc['macs_on_array']):.1f} % of all, see the notes)") if off else ""
+    share = (f"; another {off / batch:,.0f} per inference, {100 * off / (off + cyc['macs_on_array']):.1f} % "
+             "of all MACs, run off the array: see the notes") if off else ""
     lines += [f"| **total** | | | **{cyc['cycles']:,}** | {100 * cyc['utilisation']:.1f} % |", "",
               f"Cycles per inference: **{_fmt(rep['cycles_per_inference'], ',.1f')}** "
               f"({cyc['macs_on_array'] / batch:,.0f} on-array MACs per inference{share}).", "",

@@ -72,15 +72,20 @@ def model_tag(model: str) -> str:
 
 def describe_exception(exc: BaseException) -> str:
     """One line for an exception raised by user code: ``TypeError: message (at file.py:12)``, the
-    innermost frame that is not Python's own import machinery."""
+    innermost frame of the user's own code (not rf8hw's, not an installed package's, not
+    Python's import machinery), else the innermost frame."""
     text = (str(exc).strip().splitlines() or [""])[0]
     where = None
     if isinstance(exc, SyntaxError) and exc.filename:
         where = f"{exc.filename}:{exc.lineno}"
     else:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
-        if frames:
-            where = f"{frames[-1].filename}:{frames[-1].lineno}"
+        ours = str(Path(__file__).resolve().parents[1])
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+        mine = [f for f in frames if not f.filename.startswith(ours)
+                and not any(d in f.filename for d in ("site-packages", "dist-packages"))]
+        if mine or frames:
+            f = (mine or frames)[-1]
+            where = f"{f.filename}:{f.lineno}"
     if isinstance(exc, SystemExit):
         text = f"sys.exit({exc.code!r})"
     return f"{type(exc).__name__}{': ' + text if text else ''}" + (f" (at {where})" if where else "")
@@ -383,10 +388,11 @@ def from_adapter(result, name: str = "model", where: str = "an adapter") -> Mode
         v = metric(m)
         return v if isinstance(v, dict) else {headline or "metric": v}
 
-    run = _guarded(lambda m, ex=example: _run_example(m, ex), f"{where}'s example")
-    calibrate = None if calibrate is None else _guarded(calibrate, f"{where}'s calibrate")
-    return ModelSource(name=label, model=model, example=run, metric=_guarded(evaluate, f"{where}'s metric"),
-                       metric_name=headline, higher_is_better=higher, batch=batch, calibrate=calibrate,
+    run = _guarded(lambda m, ex=example: _run_example(m, ex), f"the example of {where}")
+    calibrate = None if calibrate is None else _guarded(calibrate, f"the calibrate entry of {where}")
+    measure = _guarded(evaluate, f"the metric of {where}")
+    return ModelSource(name=label, model=model, example=run, metric=measure, metric_name=headline,
+                       higher_is_better=higher, batch=batch, calibrate=calibrate,
                        hessian_data=calibrate, notes=list(notes), kind="adapter")
 
 

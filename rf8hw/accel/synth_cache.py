@@ -28,8 +28,13 @@ from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.toolchain import cache
 
-__all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "ENTRY_FORMAT", "default_synth_cache", "synth_cache_key",
-           "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis"]
+__all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "ENTRY_FORMAT", "SynthesisCancelled", "default_synth_cache",
+           "synth_cache_key", "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis"]
+
+
+class SynthesisCancelled(Exception):
+    """Raised inside :func:`cached_synthesis` at the next step of the flow once its ``cancel``
+    event is set (the run that wanted the result was interrupted or failed)."""
 
 #: The ``format`` of a sealed cache entry (:func:`seal_entry`).
 ENTRY_FORMAT = "rf8hw-cache-entry-1"
@@ -121,7 +126,7 @@ def _check_request(res: dict, params: dict, where: str) -> dict:
 
 
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
-                     quiet: bool = False) -> tuple[dict, bool]:
+                     quiet: bool = False, cancel=None) -> tuple[dict, bool]:
     """:func:`rf8hw.accel.synth.synthesize`, reusing an earlier result with the same :func:`synth_cache_key`.
 
     ``quiet`` silences synthesis' progress lines on stderr.  Concurrent calls with one key are
@@ -130,6 +135,10 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
     digest) or not a usable result of this request (:func:`check_synthesis_result`, and the
     array, device and seed it reports) is reported on stderr, removed and synthesized again; a
     fresh result is checked the same way before it is cached.
+
+    ``cancel`` (a :class:`threading.Event`, for a synthesis run in a thread): once set, the flow
+    stops at its next step (elaboration, Yosys, nextpnr) with :class:`SynthesisCancelled`;
+    nothing is cached.
 
     Returns
     -------
@@ -155,8 +164,14 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
                 print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again",
                       file=sys.stderr)
                 hit.unlink()
-        kwargs = {"progress": None} if quiet else {}
-        result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key, **kwargs)
+        def progress(message: str) -> None:
+            if cancel is not None and cancel.is_set():
+                raise SynthesisCancelled(f"synthesis of {array.module_name} on {device} cancelled")
+            if not quiet:
+                print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
+
+        result = synth.synthesize(array, device=device, seed=seed, workdir=root / "work" / key,
+                                  progress=progress)
         where = f"synthesis of {array.module_name} on {device}"
         _check_request(check_synthesis_result(result, where), params, where)
         text = json.dumps(seal_entry(key, params, result), indent=2, allow_nan=False) + "\n"

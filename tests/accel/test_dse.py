@@ -181,7 +181,20 @@ def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_p
     assert again["computed"] == {"accuracy": 0, "synthesis": 0} and again["ray"] == {"used": False}
     assert [r["inferences_per_s"] for r in again["points"]] == [r["inferences_per_s"] for r in rep["points"]]
 
-    # 5. a failing factor (an "adapter" that returns no model) fails its points, one line each with
+    # 5. a hand-edited accuracy entry (its sealed digest no longer matches) is not trusted: it is
+    #    reported, removed and computed again, and the table is the one computed before
+    entry = sorted((cache / "accuracy").glob("*.json"))[0]
+    edited = json.loads(entry.read_text())
+    edited["value"]["accuracy"] = 1.0
+    entry.write_text(json.dumps(edited))
+    assert cli.main(args + ["--json"]) == 0
+    out_err = capsys.readouterr()
+    redone = json.loads(out_err.out)
+    assert redone["computed"] == {"accuracy": 1, "synthesis": 0}
+    assert f"unusable cache entry removed (cache entry {entry}: its content does not match" in out_err.err
+    assert [r["accuracy"] for r in redone["points"]] == [r["accuracy"] for r in rep["points"]]
+
+    # 6. a failing factor (an "adapter" that returns no model) fails its points, one line each with
     #    the log; the synthesis rows are still written and the sweep exits 1
     bad = ["sweep", "--model", "platform:node", "--pe", "rf8_pipe,int8_pipe", "--rows", "2", "--cols", "2",
            "--acc-bits", "28", "--synth-cache", str(synth_cache), "--cache", str(cache),
@@ -189,8 +202,142 @@ def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_p
     assert cli.main(bad) == 1
     err = capsys.readouterr().err
     failed = [ln for ln in err.splitlines() if ln.startswith("rf8hw sweep: failed:")]
-    assert len(failed) == 2 and all("an adapter must return" in ln and "(log: " in ln for ln in failed)
+    assert len(failed) == 2 and all("must return (model, example, metric" in ln and "(log: " in ln
+                                    for ln in failed)
     table = json.loads((tmp_path / "bad" / "sweep.json").read_text())
     assert [r["status"] for r in table["points"]] == ["failed", "failed"]
     assert all(r["synth_cached"] and r["lut4"] > 0 for r in table["points"])
     assert all(os.path.isfile(r["log"]) for r in table["points"])
+
+
+# ------------------------------------------------------------------------ the cluster address
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", ":6379", "host:", "host:0", "notahost:99999", "h:x",
+                                     "ray://h:10001", "a b:1", "::1:6379", "h:６３７９"])
+def test_a_malformed_address_is_refused_by_the_config(address):
+    with pytest.raises(ValueError, match=r"^address must be HOST:PORT with a port in 1\.\.65535 "):
+        dse.SweepConfig(model="minilm", address=address)
+    assert dse.parse_address("[::1]:6379") == ("::1", 6379)
+    assert dse.parse_address("head.example:6379") == ("head.example", 6379)
+
+
+def test_num_cpus_with_an_address_and_a_huge_batch_are_refused():
+    with pytest.raises(ValueError, match="^num_cpus sizes the local Ray instance; with address"):
+        dse.SweepConfig(model="minilm", address="127.0.0.1:6379", num_cpus=2)
+    with pytest.raises(ValueError, match=r"^num_cpus must be an integer in 1\.\.1024, not 100000$"):
+        dse.SweepConfig(model="minilm", num_cpus=100000)
+    with pytest.raises(ValueError, match=r"^batch must be an integer in 1\.\.4096"):
+        dse.SweepConfig(model="mlp_digits", checkpoint="x", batch=10**9)
+
+
+def test_an_unreachable_cluster_is_one_line_in_seconds(tmp_path, capsys):
+    """Issue item 5: ``--address 127.0.0.1:1`` (nothing listens) used to hang for more than ten
+    minutes in ray.init's retries; now the address is probed first, before any work."""
+    ckpt = tmp_path / "m.safetensors"
+    t0 = time.monotonic()
+    rc = cli.main(["sweep", "--model", "minilm", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2",
+                   "--address", "127.0.0.1:1", "--cache", str(tmp_path / "c"), "--synth-cache",
+                   str(tmp_path / "s"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.monotonic() - t0 < 60
+    assert err == ("rf8hw sweep: error: address '127.0.0.1:1': no Ray cluster there (Connection refused); "
+                   "start one with `ray start --head --port=1` on 127.0.0.1\n")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists() and not ckpt.exists()
+
+
+def test_a_port_that_is_not_a_ray_cluster_is_one_line(monkeypatch):
+    """Something listens but it is not a Ray GCS: the probe (a child process) is stopped after the
+    timeout instead of ray.init retrying for minutes."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    port = server.getsockname()[1]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match=rf"^address '127\.0\.0\.1:{port}' (accepts connections but no "
+                                             r"Ray GCS answered there within 3 s|: Ray could not connect)"):
+            dse.check_ray_address(f"127.0.0.1:{port}", timeout=3)
+    finally:
+        server.close()
+    assert time.monotonic() - t0 < 30
+    with pytest.raises(ValueError, match=r"unknown host 'no-such-host\.invalid'"):
+        dse.check_ray_address("no-such-host.invalid:6379", timeout=3)
+
+
+# ------------------------------------------------------------------------ tables and plots
+
+
+def _summary(rows, max_luts=None, min_accuracy=None):
+    """A sweep summary as :func:`rf8hw.accel.dse.sweep` makes it, from hand-made rows."""
+    best = {"ecp5-25k": dse.pick_best(rows, max_luts, min_accuracy)}
+    return {"config": {"model": "mlp_digits", "max_luts": max_luts, "min_accuracy": min_accuracy},
+            "points": rows, "n_points": len(rows), "factors": {"accuracy": 2, "synthesis": 2},
+            "computed": {"accuracy": 0, "synthesis": 0},
+            "failed": [r for r in rows if r["status"] == "failed"],
+            "does_not_fit": 0, "wall_s": 1.0, "synthesis_seconds_fresh": 0, "metric": "test_acc",
+            "higher_is_better": True, "constraint": {"max_luts": max_luts, "min_accuracy": min_accuracy},
+            "best": best, "versions": {"rf8hw": "x"}, "notes": ["a note"]}
+
+
+def _row(pe, rows, lut, ips, acc, fmt="rf8", dsp=False, **more):
+    return {"device": "ecp5-25k", "pe": pe, "rows": rows, "cols": 2, "acc_bits": 32, "rounding": None,
+            "act": "token" if fmt == "rf8" else None, "status": "ok", "weight_format": fmt,
+            "dsp_inference": dsp, "lut4_equiv": lut, "lut4": lut, "inferences_per_s": ips, "accuracy": acc,
+            "higher_is_better": True, "pareto_throughput": True, "pareto_accuracy": True, **more}
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The axes of every figure saved, read before they are closed."""
+    import matplotlib.figure
+
+    seen = []
+    real = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        seen.append(fig.axes[0])
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    return seen
+
+
+def test_sweep_plots_label_points_mark_the_choice_and_keep_every_point_inside_the_ticks(tmp_path, figures):
+    from rf8hw.accel import dse_report
+
+    rows = [_row("rf8_pipe", 1, 480, 12700.0, 0.8711), _row("rf8_pipe", 2, 861, 17450.0, 0.8711),
+            _row("int8_pipe", 2, 1240, 15200.0, 0.8733, fmt="int8"),
+            _row("int8_dsp", 2, 160, 14000.0, 0.8733, fmt="int8", dsp=True)]
+    dse_report.write_outputs(_summary(rows, max_luts=900, min_accuracy=0.8), tmp_path)
+    throughput, acc = figures
+    labels = {t.get_text() for t in throughput.texts}
+    assert {"1x2 rf8_pipe a32 token", "2x2 int8_pipe a32", "2x2 int8_dsp a32"} <= labels
+    legend = [t.get_text() for t in throughput.get_legend().get_texts()]
+    assert "--max-luts 900" in legend and "chosen: 2x2 rf8_pipe a32 token" in legend
+    lo, hi = throughput.get_ylim()
+    ticks = [t for t in throughput.get_yticks() if lo <= t <= hi]
+    assert ticks and max(ticks) >= 17450 and min(ticks) <= 12700       # labelled ticks above and below
+    assert acc.get_ylim()[1] <= 1.0 and "--min-accuracy 0.8" in [t.get_text() for t in
+                                                                 acc.get_legend().get_texts()]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| 12,700 |" in md and "| 861 |" in md and "| 1,240 |" in md and "max LUT4 sites: 900" in md
+    assert "## Notes" in md and "a note" in md and md.rstrip().splitlines()[-3] == "## Versions"
+    written = json.loads((tmp_path / "sweep.json").read_text())
+    assert written["paths"]["markdown"] == str(tmp_path / "sweep.md")
+
+
+def test_a_sweep_whose_points_all_failed_says_so_in_its_plots(tmp_path, figures):
+    from rf8hw.accel import dse_report
+
+    rows = [_row("rf8_pipe", 2, None, None, None, status="failed", error="boom", log="x.log")]
+    dse_report.write_outputs(_summary(rows), tmp_path)
+    assert len(figures) == 2
+    for ax in figures:
+        assert any("no point has a result to plot" in t.get_text() and "1 of 1 points failed" in t.get_text()
+                   for t in ax.texts)

@@ -84,7 +84,8 @@ def test_cached_synthesis_runs_once_then_hits_the_cache(tmp_path):
 
 def test_bad_input_is_named(checkpoint, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^model must be one of tinygpt, mlp_digits, minilm, smollm2, "
-                                         r"package\.module:function or path/to/file\.py:function, not 'resnet'$"):
+                                         r"package\.module:function or path/to/file\.py:function, "
+                                         r"not 'resnet'$"):
         estimate.EstimateConfig(model="resnet", checkpoint="x")
     with pytest.raises(ValueError, match=r"^pe must be a PE kind with RF8 weights, one of 'rf8', "
                                          r"'rf8_signlate', 'rf8_lean', 'rf8_pipe', not 'int8'$"):

@@ -162,6 +162,7 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
                    "--cols", "4", "--no-synth", "--hessian-batches", "4", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err == "rf8hw estimate: error: hessian_batches 4 gives the GPTQ Hessians; it needs gptq\n"
+    assert rc == 2
+    assert err == "rf8hw estimate: error: hessian_batches 4 gives the GPTQ Hessians; it needs gptq\n"
     cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), gptq=True, synth=False)
     assert cfg.hessian_batches is None and cfg.hessian_batch_count == estimate.DEFAULT_HESSIAN_BATCHES

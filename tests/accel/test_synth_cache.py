@@ -94,10 +94,10 @@ def test_an_unusable_cache_entry_is_reported_removed_and_redone(stub, tmp_path, 
 def test_a_hand_edited_fmax_never_reaches_an_estimate(stub, tmp_path, capsys):
     """Issue item 8 end to end: the estimate's throughput comes from a fresh synthesis, not from
     the edited entry's 9999 MHz."""
+    import torch
+
     from rf8hw.accel import estimate
     from rf8hw.accel.source import from_adapter
-
-    import torch
 
     synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
     hit = _entry(tmp_path)
