@@ -39,7 +39,7 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
-from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
+from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES, folder_option
 from rf8hw.accel.report import naming_path
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
@@ -208,6 +208,8 @@ class SweepConfig:
             checks.integer("batch", self.batch, 1, MAX_BATCH,
                            why=" (the forward pass holds the whole batch in memory)")
         check_seed(self.seed)
+        folder_option("synth_cache", self.synth_cache)
+        folder_option("cache", self.cache)
         if self.address is not None:
             parse_address(self.address)
             if self.num_cpus is not None:

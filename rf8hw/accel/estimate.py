@@ -27,6 +27,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.accel import source as sources
@@ -36,7 +37,8 @@ from rf8hw.format import spec
 from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "MAX_BATCH", "DEFAULT_HESSIAN_BATCHES",
-           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions"]
+           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions",
+           "folder_option"]
 
 #: Largest ``--calibrate`` / ``--hessian-batches`` count (the batches are drawn and held in memory).
 MAX_CALIBRATE_BATCHES = 1000
@@ -90,6 +92,18 @@ PATHS = {
     "fp8_e4m3": AccuracyPath("fp8_e4m3", "FP8-E4M3 weights (per tensor), float activations", "nearest"),
     "apot": AccuracyPath("apot", "APoT weights (per channel), float activations", "nearest"),
 }
+
+
+def folder_option(name: str, value):
+    """``value`` if it is None or names a folder that can be created or filled
+    (:func:`rf8hw.checks.output_dir`); an empty name (which would mean the current directory) is
+    refused.  For cache and output folders, checked before any work."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise ValueError(f"{name} must name a folder, not {value!r}")
+    checks.output_dir(name, value)
+    return value
 
 
 def _tuple_of_paths(value) -> tuple | None:
@@ -207,6 +221,7 @@ class EstimateConfig:
         if not isinstance(self.synth, bool):
             raise ValueError(f"synth must be True or False, not {self.synth!r}")
         check_seed(self.seed)
+        folder_option("synth_cache", self.synth_cache)
         if self.model is not None:      # last: the model is resolved once every value is good
             found = sources.resolve(self.model, self.checkpoint)
             if not found.is_zoo:

@@ -32,7 +32,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw import checks
-    from rf8hw.accel.estimate import EstimateConfig, estimate
+    from rf8hw.accel.estimate import EstimateConfig, estimate, folder_option
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.accel.source import model_tag
     from rf8hw.arch import ArrayConfig
@@ -40,7 +40,9 @@ def run(args) -> int:
 
     cfg = config_from_args(EstimateConfig, args, array=config_from_args(ArrayConfig, args))
     name = f"estimate_{model_tag(cfg.model)}_{cfg.array.rows}x{cfg.array.cols}_{cfg.device}"
-    out = Path(args.out) if args.out else (Path(cfg.checkpoint).parent if cfg.checkpoint else Path()) / name
+    folder_option("--out", args.out)
+    out = Path(args.out) if args.out is not None else \
+        (Path(cfg.checkpoint).parent if cfg.checkpoint else Path()) / name
     checks.output_dir("--out", out)
     rep = estimate(cfg, progress=not args.quiet)
     paths = write_report(rep, out)

@@ -24,11 +24,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw.accel.dse import SweepConfig, sweep
+    from rf8hw.accel.estimate import folder_option
     from rf8hw.accel.source import model_tag
     from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(SweepConfig, args)
-    out = Path(args.out) if args.out else Path(f"sweep_{model_tag(cfg.model)}")
+    folder_option("--out", args.out)
+    out = Path(args.out) if args.out is not None else Path(f"sweep_{model_tag(cfg.model)}")
     summary = sweep(cfg, out, progress=not args.quiet)
     for r in summary["failed"]:
         print(f"rf8hw sweep: failed: {r['pe']} {r['rows']}x{r['cols']} acc{r['acc_bits']} on {r['device']}: "
