@@ -132,20 +132,24 @@ def render_markdown(summary: dict) -> str:
     """The table and the constraint pick as Markdown."""
     cfg, rows = summary["config"], summary["points"]
     cols = [c for c in COLUMNS if c not in ("log", "error") and any(r.get(c) is not None for r in rows)]
+    direction = "higher" if summary["higher_is_better"] else "lower"
+    metric = (f"{summary['metric']} ({direction} is better)" if summary["metric"]
+              else "unknown (no point has an accuracy)")
     lines = [f"# rf8hw sweep: {cfg['model']}", "",
              f"{summary['n_points']} points ({summary['factors']['accuracy']} accuracy factors, "
              f"{summary['factors']['synthesis']} synthesis factors; computed this run: "
              f"{summary['computed']['accuracy']} accuracy, {summary['computed']['synthesis']} synthesis), "
              f"{len(summary['failed'])} failed, {summary['does_not_fit']} do not fit; wall "
              f"{summary['wall_s']} s, fresh synthesis {summary['synthesis_seconds_fresh']} s (sum over "
-             f"tasks). Metric: {summary['metric']} ({'higher' if summary['higher_is_better'] else 'lower'} "
-             "is better). `pareto`: not dominated in (LUT4 sites, inferences/s, accuracy) on its device.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+             f"tasks). Metric: {metric}. `pareto`: not dominated in (LUT4 sites, inferences/s, accuracy) "
+             "on its device; `#`: the number of the point in the plots.", "",
+             "| # | " + " | ".join(cols) + " |", "|--:|" + "---|" * len(cols)]
     short = {"accuracy_node", "synth_node"}             # Ray node ids: the first 8 hex digits
     # accuracies: as many decimals as it takes for different values to look different
     digits = {c: decimals_to_tell_apart([r.get(c) for r in rows], 4) for c in ("accuracy",)}
-    lines += ["| " + " | ".join(_fmt(r.get(c))[:8] if c in short else _fmt(r.get(c), digits.get(c))
-                                for c in cols) + " |" for r in rows]
+    # "#": the number a point carries in the plots
+    lines += [f"| {i} | " + " | ".join(_fmt(r.get(c))[:8] if c in short else _fmt(r.get(c), digits.get(c))
+                                       for c in cols) + " |" for i, r in enumerate(rows, 1)]
     lines += ["", "## Best design under the constraint", "",
               f"max LUT4 sites: {_fmt(cfg['max_luts']) or 'none'}, min accuracy: "
               f"{_fmt(cfg['min_accuracy']) or 'none'}", ""]
@@ -193,22 +197,55 @@ def _log_axis(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _label(r: dict) -> str:
-    """A point's label: array size, PE kind, and what else varies (accumulator, activations)."""
-    extra = f" a{r['acc_bits']}" + (f" {r['act']}" if r.get("act") else "")
-    return f"{r['rows']}x{r['cols']} {r['pe']}{extra}"
+def _label(r: dict, acc=None) -> str:
+    """A point's label: array size, PE kind, accumulator width(s) (``acc``: several points drawn
+    at one place) and activation scheme."""
+    widths = ",".join(map(str, acc or [r["acc_bits"]]))
+    return f"{r['rows']}x{r['cols']} {r['pe']} a{widths}" + (f" {r['act']}" if r.get("act") else "")
 
 
-def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, best, tmp) -> None:
-    """One plot into ``tmp``: every point with a result, labelled; the Pareto front; the
-    ``--max-luts`` / ``--min-accuracy`` constraint as lines and the chosen design as a star; a
-    note instead of empty axes when no point has a result."""
+#: Most entries of a plot's key of point numbers (a larger sweep's key ends with "...").
+KEY_ENTRIES = 40
+
+
+def _annotate(ax, rows, y: str, number: dict) -> list[str]:
+    """Number every point (``number``: id of a row -> its row in ``sweep.md``, from 1); points of
+    one design that differ only in their accumulator and sit at one place share a number
+    (``3,4``).  Returns the key: one ``"3,4: 2x2 rf8_pipe a28,32 token"`` line per number."""
+    groups: list[tuple[dict, list]] = []
+    for r in sorted(rows, key=lambda r: number[id(r)]):
+        for first, members in groups:
+            if all(first.get(k) == r.get(k) for k in ("pe", "rows", "cols", "act")) and \
+                    abs(first["lut4_equiv"] - r["lut4_equiv"]) <= 0.01 * first["lut4_equiv"] and \
+                    abs(first[y] - r[y]) <= 0.01 * abs(first[y]):
+                members.append(r)
+                break
+        else:
+            groups.append((r, [r]))
+    key = []
+    placed = sorted(groups, key=lambda g: (g[0]["lut4_equiv"], g[0][y]))
+    for i, (first, members) in enumerate(placed):
+        tag = ",".join(str(number[id(m)]) for m in members)
+        ax.annotate(tag, (first["lut4_equiv"], first[y]), textcoords="offset points",
+                    xytext=(4, 4 if i % 2 == 0 else -10), fontsize=7, color="0.15")
+    for first, members in groups:
+        tag = ",".join(str(number[id(m)]) for m in members)
+        key.append(f"{tag}: {_label(first, sorted({m['acc_bits'] for m in members}))}")
+    return key
+
+
+def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, best, tmp,
+          number: dict) -> None:
+    """One plot into ``tmp``: every point with a result, numbered as its row of ``sweep.md``
+    (``number``) with a key of the numbers beside the axes; the Pareto front; the ``--max-luts`` /
+    ``--min-accuracy`` constraint as lines and the chosen design as a star; a note instead of
+    empty axes when no point has a result."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
     ok = [r for r in rows if (r.get("lut4_equiv") or 0) > 0 and r.get(y) is not None
           and (y != "inferences_per_s" or r[y] > 0)]
     for (fmt, dsp), (marker, colour, label) in STYLE.items():
@@ -216,9 +253,12 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
         if pts:
             ax.scatter([r["lut4_equiv"] for r in pts], [r[y] for r in pts], marker=marker, color=colour,
                        label=label, alpha=0.75, zorder=3)
-    for r in ok:
-        ax.annotate(_label(r), (r["lut4_equiv"], r[y]), textcoords="offset points", xytext=(5, 3),
-                    fontsize=6.5, color="0.25")
+    key = _annotate(ax, ok, y, number) if ok else []
+    if key:
+        shown = key if len(key) <= KEY_ENTRIES else \
+            key[:KEY_ENTRIES - 1] + [f"... ({len(key)} in all: sweep.md)"]
+        ax.text(1.02, 1.0, "points (rows of sweep.md)\n" + "\n".join(shown), transform=ax.transAxes,
+                va="top", ha="left", fontsize=6.5, family="monospace")
     fr = sorted((r for r in ok if r.get(front)), key=lambda r: r["lut4_equiv"])
     if fr:
         ax.step([r["lut4_equiv"] for r in fr], [r[y] for r in fr], where="post", color="black", lw=1,
@@ -258,6 +298,7 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
                           f"{sum(r.get('status') == 'does not fit' for r in rows)} do not fit\n"
                           "(errors and logs: sweep.md)", ha="center", va="center", transform=ax.transAxes,
                 fontsize=11, color="tab:red")
+        ax.set_xticks([], minor=True)
         ax.set_xticks([])
         ax.set_yticks([])
     ax.set_xlabel("LUT4 sites (LUT4 + 2 x CCU2C)")
@@ -266,7 +307,7 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
     ax.grid(True, which="major", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.68 if key else 0.97, bottom=0.11, top=0.93)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
@@ -282,6 +323,7 @@ def write_outputs(summary: dict, out) -> dict:
     paths = {"json": out / "sweep.json", "csv": out / "sweep.csv", "markdown": out / "sweep.md"}
     files = {paths["csv"]: _csv(rows), paths["markdown"]: render_markdown(summary)}
     constraint = summary["constraint"]
+    number = {id(r): i for i, r in enumerate(rows, 1)}             # a point's row in sweep.md
     for device in dict.fromkeys(r["device"] for r in rows):
         mine, best = [r for r in rows if r["device"] == device], summary["best"].get(device)
         p1, p2 = out / f"sweep_{device}_throughput.png", out / f"sweep_{device}_accuracy.png"
@@ -289,9 +331,10 @@ def write_outputs(summary: dict, out) -> dict:
         t2 = f"{model} on {device}: accuracy vs area (RF8 bit-exact; INT8/FP8 weight-only)"
         files[p1] = lambda tmp, mine=mine, best=best, t1=t1: _plot(
             mine, "inferences_per_s", "pareto_throughput", "inferences/s (post-route Fmax)", t1, constraint,
-            best, tmp)
+            best, tmp, number)
         files[p2] = lambda tmp, mine=mine, best=best, t2=t2: _plot(
-            mine, "accuracy", "pareto_accuracy", f"{summary['metric']}", t2, constraint, best, tmp)
+            mine, "accuracy", "pareto_accuracy", summary["metric"] or "accuracy", t2, constraint, best, tmp,
+            number)
         paths[f"{device}_throughput"], paths[f"{device}_accuracy"] = p1, p2
     result = {k: str(v) for k, v in paths.items()}
     files[paths["json"]] = json.dumps({**summary, "paths": result}, indent=1, allow_nan=False) + "\n"

@@ -29,6 +29,7 @@ default selection (every linear-like layer but a tied head and ``nn.MultiheadAtt
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -167,27 +168,34 @@ def _parse_target(model: str) -> tuple[str, str]:
     return module, fn
 
 
-def _import_file(path: Path, model: str):
-    """The module of the Python file ``path`` (``--model path/to/file.py:function``); its folder
-    goes first on ``sys.path``, as for ``python path/to/file.py``, so its own imports resolve."""
+def _file_spec(path: Path, model: str):
+    """The import spec of the Python file ``path`` (``--model path/to/file.py:function``), under a
+    module name of its own; ValueError naming it when it is not a Python file."""
     if not path.is_file():
         raise ValueError(f"adapter file {str(path)!r} of --model {model!r} "
                          f"{'is not a file' if path.exists() else 'does not exist'}")
     path = path.resolve()
-    name = f"rf8hw_adapter_{path.stem}_{abs(hash(str(path))):x}"
-    if name in sys.modules:
-        return sys.modules[name]
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(name, path)
+    tag = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"rf8hw_adapter_{path.stem}_{tag}", path)
     if spec is None or spec.loader is None:
         raise ValueError(f"adapter file {str(path)!r} of --model {model!r} cannot be imported as Python")
+    return spec
+
+
+def _import_file(spec):
+    """The module of :func:`_file_spec`'s ``spec``; its folder goes first on ``sys.path``, as for
+    ``python path/to/file.py``, so that its own imports resolve."""
+    if spec.name in sys.modules:
+        return sys.modules[spec.name]
+    folder = str(Path(spec.origin).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
+    sys.modules[spec.name] = mod
     try:
         spec.loader.exec_module(mod)
     except BaseException:
-        del sys.modules[name]
+        del sys.modules[spec.name]
         raise
     return mod
 
@@ -199,11 +207,9 @@ def load_adapter(model: str) -> Callable:
     exception in it is one line), that the function exists and takes no required argument."""
     target = BUILTIN_ADAPTERS.get(model, model)
     mod_name, fn = _parse_target(target)
+    file_spec = _file_spec(Path(mod_name), model) if _is_file_target(mod_name) else None
     try:
-        if _is_file_target(mod_name):
-            mod = _import_file(Path(mod_name), model)
-        else:
-            mod = importlib.import_module(mod_name)
+        mod = importlib.import_module(mod_name) if file_spec is None else _import_file(file_spec)
     except ModuleNotFoundError as exc:
         if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
             raise ValueError(f"adapter module {mod_name!r} of --model {model!r} cannot be imported: "
@@ -212,8 +218,6 @@ def load_adapter(model: str) -> Callable:
         raise ValueError(f"adapter module {mod_name!r} of --model {model!r} failed to import: "
                          f"{describe_exception(exc)}") from exc
     except (Exception, SystemExit) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith("adapter file "):
-            raise
         raise ValueError(f"adapter module {mod_name!r} of --model {model!r} failed to import: "
                          f"{describe_exception(exc)}") from exc
     func = getattr(mod, fn, None)
@@ -468,8 +472,8 @@ def load(spec: SourceSpec, *, batch: int | None = None, calibrate_batches: int =
         return _zoo(spec, 1 if batch is None else batch, calibrate_batches, hessian_batches, progress)
     if batch is not None:
         raise ValueError("batch is for the zoo models; an adapter's example sets its own batch")
-    where = f"adapter {spec.target!r}"
-    make = load_adapter(spec.target)
+    where = f"adapter {spec.model!r}"
+    make = load_adapter(spec.target)         # for a file: its absolute path
     try:
         result = make()
     except (Exception, SystemExit) as exc:

@@ -35,6 +35,7 @@ def run(args) -> int:
     from rf8hw.accel.estimate import EstimateConfig, estimate, folder_option
     from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.accel.source import model_tag
+    from rf8hw.accel.synth import SynthError
     from rf8hw.arch import ArrayConfig
     from rf8hw.commands.options import config_from_args
 
@@ -44,7 +45,12 @@ def run(args) -> int:
     out = Path(args.out) if args.out is not None else \
         (Path(cfg.checkpoint).parent if cfg.checkpoint else Path()) / name
     checks.output_dir("--out", out)
-    rep = estimate(cfg, progress=not args.quiet)
+    try:
+        rep = estimate(cfg, progress=not args.quiet)
+    except SynthError as exc:
+        # a tool that failed (the message names its log): as rf8hw synth reports it, exit 1
+        print(f"rf8hw estimate: synthesis failed: {exc}", file=sys.stderr, flush=True)
+        return 1
     paths = write_report(rep, out)
     print(json.dumps(rep) if args.json else render_markdown(rep))
     print(f"rf8hw estimate: wrote {paths['markdown']}, {paths['json']}, {paths['png']}", file=sys.stderr)

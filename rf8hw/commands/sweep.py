@@ -40,7 +40,7 @@ def run(args) -> int:
     else:
         for device, b in summary["best"].items():
             print(f"best on {device}: " + ("no point qualifies" if b is None else
-                  f"{b['pe']} {b['rows']}x{b['cols']} acc{b['acc_bits']}: {b['inferences_per_s']:.4g} "
+                  f"{b['pe']} {b['rows']}x{b['cols']} acc{b['acc_bits']}: {b['inferences_per_s']:,.0f} "
                   f"inferences/s, {b['lut4_equiv']:,} LUT4 sites, {b['metric']} {b['accuracy']:.6g}"))
     paths = summary["paths"]
     print(f"rf8hw sweep: {summary['n_points']} points, {len(summary['failed'])} failed, "

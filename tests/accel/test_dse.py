@@ -316,8 +316,12 @@ def test_sweep_plots_label_points_mark_the_choice_and_keep_every_point_inside_th
             _row("int8_dsp", 2, 160, 14000.0, 0.8733, fmt="int8", dsp=True)]
     dse_report.write_outputs(_summary(rows, max_luts=900, min_accuracy=0.8), tmp_path)
     throughput, acc = figures
-    labels = {t.get_text() for t in throughput.texts}
-    assert {"1x2 rf8_pipe a32 token", "2x2 int8_pipe a32", "2x2 int8_dsp a32"} <= labels
+    # every point carries its row number of sweep.md; the key beside the axes names the designs
+    texts = [t.get_text() for t in throughput.texts]
+    assert {"1", "2", "3", "4"} <= set(texts)
+    key = next(t for t in texts if t.startswith("points (rows of sweep.md)"))
+    assert key.splitlines()[1:] == ["1: 1x2 rf8_pipe a32 token", "2: 2x2 rf8_pipe a32 token",
+                                    "3: 2x2 int8_pipe a32", "4: 2x2 int8_dsp a32"]
     legend = [t.get_text() for t in throughput.get_legend().get_texts()]
     assert "--max-luts 900" in legend and "chosen: 2x2 rf8_pipe a32 token" in legend
     lo, hi = throughput.get_ylim()
@@ -326,6 +330,7 @@ def test_sweep_plots_label_points_mark_the_choice_and_keep_every_point_inside_th
     assert acc.get_ylim()[1] <= 1.0 and "--min-accuracy 0.8" in [t.get_text() for t in
                                                                  acc.get_legend().get_texts()]
     md = (tmp_path / "sweep.md").read_text()
+    assert "| 1 | ecp5-25k | rf8_pipe | 1 | 2 |" in md
     assert "| 12,700 |" in md and "| 861 |" in md and "| 1,240 |" in md and "max LUT4 sites: 900" in md
     assert "## Notes" in md and "a note" in md and md.rstrip().splitlines()[-3] == "## Versions"
     written = json.loads((tmp_path / "sweep.json").read_text())
