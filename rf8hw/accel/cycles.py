@@ -222,22 +222,29 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
     names = [r["name"] for r in rows]
     parts = {"weight_load": "weight load", "act": "activation rows", "switch": "tile switch",
              "fill_drain": "fill/drain"}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(rows) + 2), 4.6))
     bottom = [0] * len(rows)
     for part, label in parts.items():
         vals = [r[part] * r["count"] for r in rows]
         ax.bar(names, vals, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, vals)]
+    from matplotlib.ticker import FuncFormatter
+
     batch = report.get("batch", 1)
     ax.set_ylabel("cycles per inference" if batch == 1 else f"cycles per batch of {batch} inferences")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.tick_params(axis="x", rotation=70, labelsize=7)
     ax2 = ax.twinx()
-    ax2.plot(names, [100 * r["utilisation"] for r in rows], "k.-", label="utilisation")
+    ax2.plot(names, [100 * r["utilisation"] for r in rows], "k.-", label="utilisation (right axis)")
     ax2.set_ylabel("utilisation (%)")
-    ax2.set_ylim(0, 100)
-    ax.legend(loc="upper left", fontsize=7)
+    ax2.set_ylim(0, 105)
+    ax2.set_yticks(range(0, 101, 20))
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = ax2.get_legend_handles_labels()
+    # below the axes: neither the bars nor the utilisation line (up to 100 %) run under it
+    fig.legend(handles + more, labels + more_labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     ax.set_title(title or f"{report['rows']}x{report['cols']} array: {report['cycles']} cycles, "
                           f"utilisation {100 * report['utilisation']:.1f} %", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,8 +39,8 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
-from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES, folder_option
-from rf8hw.accel.report import naming_path
+from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
+from rf8hw.accel.report import folder_option, naming_path
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
     cached_synthesis,

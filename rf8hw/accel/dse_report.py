@@ -145,8 +145,9 @@ def render_markdown(summary: dict) -> str:
              "on its device; `#`: the number of the point in the plots.", "",
              "| # | " + " | ".join(cols) + " |", "|--:|" + "---|" * len(cols)]
     short = {"accuracy_node", "synth_node"}             # Ray node ids: the first 8 hex digits
-    # accuracies: as many decimals as it takes for different values to look different
-    digits = {c: decimals_to_tell_apart([r.get(c) for r in rows], 4) for c in ("accuracy",)}
+    # accuracies, utilisation: as many decimals as it takes for different values to look different
+    digits = {c: decimals_to_tell_apart([r.get(c) for r in rows], 4)
+              for c in ("accuracy", "array_utilisation")}
     # "#": the number a point carries in the plots
     lines += [f"| {i} | " + " | ".join(_fmt(r.get(c))[:8] if c in short else _fmt(r.get(c), digits.get(c))
                                        for c in cols) + " |" for i, r in enumerate(rows, 1)]
@@ -234,6 +235,37 @@ def _annotate(ax, rows, y: str, number: dict) -> list[str]:
     return key
 
 
+def _accuracy_axis(ax, ys) -> None:
+    """Limits (and scale) of an accuracy axis holding ``ys``.  Fractions that crowd near 1 (a mean
+    cosine of 0.9996 next to 0.98 and 0.64) go on a logit axis, which spreads 0.9, 0.99 and 0.999
+    apart and never reaches 1; other fractions on a linear axis that ends at 1.0 at most; other
+    metrics (a perplexity) on a linear axis with a margin."""
+    import math
+
+    lo, hi = min(ys), max(ys)
+    if 0 < lo and hi < 1 and hi > 0.99:
+        logit = [math.log(v / (1 - v)) for v in (lo, hi)]
+        pad = 0.08 * (logit[1] - logit[0]) or 0.5
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+        ax.set_yscale("logit")
+        bottom, top = (1 / (1 + math.exp(-v)) for v in (logit[0] - pad, logit[1] + pad))
+        ax.set_ylim(bottom, top)
+        ticks = [t for t in (0.01, 0.1, 0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999)
+                 if bottom <= t <= top]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel(f"{ax.get_ylabel()} (logit axis: 0.9, 0.99, 0.999 equally apart)")
+        return
+    pad = 0.06 * (hi - lo) or 0.01 * abs(hi) or 0.01
+    top = hi + pad
+    if hi <= 1.0 < top:                        # a fraction (accuracy, cosine): the axis ends at 1
+        top = 1.0 if hi < 1.0 else 1.0 + pad / 4
+    ax.set_ylim(lo - pad, top)
+
+
 def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, best, tmp,
           number: dict) -> None:
     """One plot into ``tmp``: every point with a result, numbered as its row of ``sweep.md``
@@ -275,6 +307,7 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
         ax.scatter([best["lut4_equiv"]], [best[y]], marker="*", s=260, color="gold", edgecolors="black",
                    zorder=5, label=f"chosen: {_label(best)}")
     ax.set_xscale("log")
+    ax.set_ylabel(ylabel)
     if ok:
         xs = [r["lut4_equiv"] for r in ok] + ([constraint["max_luts"]] if constraint.get("max_luts") else [])
         ax.set_xlim(*_nice_bounds(min(xs), max(xs)))
@@ -287,11 +320,7 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
         else:
             if constraint.get("min_accuracy") is not None:
                 ys.append(constraint["min_accuracy"])
-            pad = 0.06 * (max(ys) - min(ys)) or 0.01 * abs(max(ys)) or 0.01
-            top = max(ys) + pad
-            if max(ys) <= 1.0 < top:        # a fraction (accuracy, cosine): the axis ends at 1
-                top = 1.0
-            ax.set_ylim(min(ys) - pad, top + (0.002 if top == max(ys) else 0))
+            _accuracy_axis(ax, ys)
     else:
         failed = sum(r.get("status") == "failed" for r in rows)
         ax.text(0.5, 0.5, f"no point has a result to plot:\n{failed} of {len(rows)} points failed, "
@@ -302,8 +331,7 @@ def _plot(rows, y: str, front: str, ylabel: str, title: str, constraint: dict, b
         ax.set_xticks([])
         ax.set_yticks([])
     ax.set_xlabel("LUT4 sites (LUT4 + 2 x CCU2C)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=12)
     ax.grid(True, which="major", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")

@@ -27,18 +27,17 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.accel import source as sources
+from rf8hw.accel.report import folder_option
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.arch import ArrayConfig, rf8_kinds
 from rf8hw.format import spec
 from rf8hw.toolchain.tools import package_versions
 
 __all__ = ["AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "MAX_BATCH", "DEFAULT_HESSIAN_BATCHES",
-           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions",
-           "folder_option"]
+           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions"]
 
 #: Largest ``--calibrate`` / ``--hessian-batches`` count (the batches are drawn and held in memory).
 MAX_CALIBRATE_BATCHES = 1000
@@ -92,18 +91,6 @@ PATHS = {
     "fp8_e4m3": AccuracyPath("fp8_e4m3", "FP8-E4M3 weights (per tensor), float activations", "nearest"),
     "apot": AccuracyPath("apot", "APoT weights (per channel), float activations", "nearest"),
 }
-
-
-def folder_option(name: str, value):
-    """``value`` if it is None or names a folder that can be created or filled
-    (:func:`rf8hw.checks.output_dir`); an empty name (which would mean the current directory) is
-    refused.  For cache and output folders, checked before any work."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, Path)) or not str(value).strip():
-        raise ValueError(f"{name} must name a folder, not {value!r}")
-    checks.output_dir(name, value)
-    return value
 
 
 def _tuple_of_paths(value) -> tuple | None:

@@ -32,8 +32,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw import checks
-    from rf8hw.accel.estimate import EstimateConfig, estimate, folder_option
-    from rf8hw.accel.report import render_markdown, write_report
+    from rf8hw.accel.estimate import EstimateConfig, estimate
+    from rf8hw.accel.report import folder_option, render_markdown, write_report
     from rf8hw.accel.source import model_tag
     from rf8hw.accel.synth import SynthError
     from rf8hw.arch import ArrayConfig

@@ -24,7 +24,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from rf8hw.accel.dse import SweepConfig, sweep
-    from rf8hw.accel.estimate import folder_option
+    from rf8hw.accel.report import folder_option
     from rf8hw.accel.source import model_tag
     from rf8hw.commands.options import config_from_args
 
