@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -402,12 +403,14 @@ def _ray_init(cfg: SweepConfig, factors: str, progress: bool):
              f"starting a local Ray instance ({cfg.num_cpus or os.cpu_count()} CPUs; this takes a while)")
     if progress:
         print(f"rf8hw sweep: {where} for {factors}...", file=sys.stderr, flush=True)
+    # --quiet: Ray's own start-up lines too, but its warnings (token authentication) stay
+    level = logging.INFO if progress else logging.WARNING
     if cfg.address is not None:
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False, logging_level=level)
     else:
         # "local": a new instance even when a `ray start` cluster runs on this machine
         ray.init(address="local", num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, logging_level=level)
     return ray
 
 

@@ -417,8 +417,9 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
 
     Keys: ``model``, ``checkpoint``, ``config`` (:meth:`EstimateConfig.as_dict`), ``metric``
     (headline metric name), ``higher_is_better``, ``accuracy`` (headline metric per path),
-    ``metrics`` (all metrics per path), ``overflow_events`` and ``overflow`` (per layer, of
-    ``rf8_bitexact``, else of the first bit-exact path), ``static_absmax``,
+    ``metrics`` (all metrics per path), ``path_descriptions`` (how each path's model is made),
+    ``overflow_events`` and ``overflow`` (per layer, of ``rf8_bitexact``, else of the first
+    bit-exact path), ``static_absmax``,
     ``cycles_per_inference``, ``cycles`` (:func:`rf8hw.accel.cycles.model_cycles`), ``gemms``
     (on/off-array totals), ``fmax_mhz``, ``lut4``, ``ff``, ``carry``, ``dsp``, ``bram`` (None
     without synthesis), ``inferences_per_s``, ``gmac_per_s`` (on-array MACs at Fmax), ``synth``
@@ -467,6 +468,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
         "model": src.name, "checkpoint": src.checkpoint, "config": cfg.as_dict(),
         "metric": metric, "higher_is_better": acc["higher_is_better"],
         "accuracy": {k: v[metric] for k, v in metrics.items()}, "metrics": metrics,
+        "path_descriptions": {k: PATHS[k].what for k in metrics},
         "overflow_events": overflow["total"]["events"] if overflow else None, "overflow": overflow,
         "static_absmax": acc["static_absmax"],
         "cycles_per_inference": cyc["cycles_per_inference"], "cycles": cyc,

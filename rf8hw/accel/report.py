@@ -70,8 +70,6 @@ def _refinements(c: dict) -> str:
 
 def render_markdown(rep: dict) -> str:
     """The report as Markdown (what ``rf8hw estimate`` prints and writes to ``estimate.md``)."""
-    from rf8hw.accel.estimate import PATHS
-
     c = rep["config"]
     metric = rep["metric"]
     pct = metric.endswith("acc")
@@ -99,7 +97,7 @@ def render_markdown(rep: dict) -> str:
         more = "".join(f" {_fmt(rep['metrics'][k].get(e), f'.{ds[e]}f')} |" for e in extra)
         delta = "0" if v == ref else f"{scale * (v - ref):+.{d}f}"
         lines.append(f"| {k} | {scale * v:.{d}f}{unit} | {delta}{delta_unit} |" + more)
-    lines += [""] + [f"* {k}: {PATHS[k].what}" for k in rep["accuracy"]]
+    lines += [""] + [f"* {k}: {rep['path_descriptions'][k]}" for k in rep["accuracy"]]
     lines += ["", "Bit-exact paths run the array's integer arithmetic (`rf8hw.nn.bitexact`); bias and "
               "non-linear parts stay in float."]
     ov = rep["overflow"]
