@@ -47,6 +47,7 @@ from rf8hw.accel.synth_cache import (
     cached_synthesis,
     default_synth_cache,
     open_entry,
+    read_cached_synthesis,
     seal_entry,
     synth_cache_key,
 )
@@ -355,6 +356,11 @@ def synthesis_factor(array_dict: dict, device: str, seed: int, synth_cache: str)
     except DoesNotFitError as exc:
         return {"fits": False, "utilisation": exc.utilisation, "error": str(exc).splitlines()[0],
                 "cached": False, "seconds": round(time.time() - t0, 1), **_node()}
+    return _synthesis_value(res, cached, t0)
+
+
+def _synthesis_value(res: dict, cached: bool, t0: float) -> dict:
+    """A synthesis factor's value from a synthesis result."""
     keep = ("lut4", "lut4_equiv", "ff", "carry", "dsp", "bram", "fmax_mhz", "comb_used",
             "comb_available", "part", "tools")
     return {"fits": True, **{k: res.get(k) for k in keep}, "cached": cached,
@@ -455,10 +461,9 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     for k, (arr, device, nofit) in syn_jobs.items():
         if (hit := _read_entry(nofit, k, nofit_params(arr, device))) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
-        elif (synth_root / f"{k}.json").is_file():         # a hit: cached_synthesis only reads it
-            results[k] = _guarded(synthesis_factor, arr.as_dict(), device, cfg.seed, str(synth_root))
-            if results[k]["ok"] and not results[k]["value"]["cached"]:
-                computed["synthesis"] += 1                  # an unusable entry, synthesized again
+        elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
+            results[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
+        # (an unusable entry was reported and removed: its synthesis runs on Ray with the others)
     # longest first: synthesis (the bulk) by array size, then the accuracy evaluations
     missing = sorted((k for k in syn_jobs if k not in results),
                      key=lambda k: -syn_jobs[k][0].rows * syn_jobs[k][0].cols)

@@ -29,7 +29,8 @@ from rf8hw.files import write_atomic
 from rf8hw.toolchain import cache
 
 __all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "ENTRY_FORMAT", "SynthesisCancelled", "default_synth_cache",
-           "synth_cache_key", "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis"]
+           "synth_cache_key", "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis",
+           "read_cached_synthesis"]
 
 
 class SynthesisCancelled(Exception):
@@ -125,6 +126,40 @@ def _check_request(res: dict, params: dict, where: str) -> dict:
     return res
 
 
+def _request(array: ArrayConfig, device: str, seed, cache_dir) -> tuple[dict, Path, str]:
+    """``(parameters, cache root, key)`` of one synthesis request."""
+    check_device(device)
+    check_seed(seed)
+    params = dict(**array.as_dict(), device=device, seed=seed)
+    root = Path(cache_dir) if cache_dir is not None else default_synth_cache()
+    return params, root, synth_cache_key(params)
+
+
+def _read_entry(hit: Path, key: str, params: dict):
+    """The checked result in the entry ``hit``, or None: no entry, or an unusable one (reported
+    on stderr and removed)."""
+    if not hit.is_file():
+        return None
+    where = f"cache entry {hit}"
+    try:
+        res = open_entry(json.loads(hit.read_text()), key, params, where)
+        return _check_request(check_synthesis_result(res, where), params, where)
+    except (UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
+        why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+        print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again", file=sys.stderr)
+        hit.unlink(missing_ok=True)
+        return None
+
+
+def read_cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None):
+    """The cached synthesis result of this request, checked as :func:`cached_synthesis` checks it,
+    or None (nothing cached, or an unusable entry, which is reported and removed); never
+    synthesizes."""
+    params, root, key = _request(array, device, seed, cache_dir)
+    with cache.locked(root / "locks" / key):
+        return _read_entry(root / f"{key}.json", key, params)
+
+
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
                      quiet: bool = False, cancel=None) -> tuple[dict, bool]:
     """:func:`rf8hw.accel.synth.synthesize`, reusing an earlier result with the same :func:`synth_cache_key`.
@@ -147,23 +182,13 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
     cached : bool
         Whether it came from the cache (``cache_dir/<key>.json``).
     """
-    check_device(device)
-    check_seed(seed)
-    params = dict(**array.as_dict(), device=device, seed=seed)
-    root = Path(cache_dir) if cache_dir is not None else default_synth_cache()
-    key = synth_cache_key(params)
+    params, root, key = _request(array, device, seed, cache_dir)
     hit = root / f"{key}.json"
     with cache.locked(root / "locks" / key):
-        if hit.is_file():
-            where = f"cache entry {hit}"
-            try:
-                res = open_entry(json.loads(hit.read_text()), key, params, where)
-                return _check_request(check_synthesis_result(res, where), params, where), True
-            except (UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
-                why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
-                print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again",
-                      file=sys.stderr)
-                hit.unlink()
+        found = _read_entry(hit, key, params)
+        if found is not None:
+            return found, True
+
         def progress(message: str) -> None:
             if cancel is not None and cancel.is_set():
                 raise SynthesisCancelled(f"synthesis of {array.module_name} on {device} cancelled")

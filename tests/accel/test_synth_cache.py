@@ -137,3 +137,18 @@ def test_concurrent_callers_synthesize_one_key_once(stub, tmp_path):
 
 def test_check_synthesis_result_accepts_a_real_shape():
     assert synth_cache.check_synthesis_result(dict(GOOD, extra=1), "x")["lut4"] == 100
+
+
+def test_reading_the_cache_never_synthesizes(stub, tmp_path, capsys):
+    """The sweep's driver reads hits with read_cached_synthesis: an unusable entry (e.g. an older
+    rf8hw's) is reported and removed, and its synthesis is left to the sweep's Ray tasks, not run
+    in the driver one after the other."""
+    read = synth_cache.read_cached_synthesis
+    assert read(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path) is None
+    hit = _entry(tmp_path)
+    hit.write_text(json.dumps(GOOD))                               # unsealed: an older rf8hw's
+    assert read(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path) is None
+    assert "not a sealed rf8hw cache entry" in capsys.readouterr().err and not hit.exists()
+    hit.write_text(_sealed(GOOD))
+    assert read(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path) == GOOD
+    assert stub == []
