@@ -46,8 +46,8 @@ from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
     cached_synthesis,
     default_synth_cache,
-    open_entry,
     read_cached_synthesis,
+    read_entry,
     seal_entry,
     synth_cache_key,
 )
@@ -380,22 +380,6 @@ def _guarded(fn, *args) -> dict:
 
 # ------------------------------------------------------------------------------------ the sweep
 
-def _read_entry(path: Path, key: str, params: dict):
-    """The value of the sealed cache entry ``path`` (:func:`rf8hw.accel.synth_cache.open_entry`),
-    or None when there is none; an unusable one is reported on stderr and removed (the factor is
-    then computed again)."""
-    if not path.is_file():
-        return None
-    where = f"cache entry {path}"
-    try:
-        return open_entry(json.loads(path.read_text()), key, params, where)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
-        print(f"rf8hw sweep: unusable cache entry removed ({why}); computing it again", file=sys.stderr)
-        path.unlink(missing_ok=True)
-        return None
-
-
 def _store(path: Path, key: str, params: dict, value: dict) -> None:
     with naming_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -456,10 +440,10 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
 
     results, computed = {}, {"accuracy": 0, "synthesis": 0}
     for k, (num, path) in acc_jobs.items():
-        if (hit := _read_entry(path, k, acc_params(num))) is not None:
+        if (hit := read_entry(path, k, acc_params(num), "accuracy")) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
     for k, (arr, device, nofit) in syn_jobs.items():
-        if (hit := _read_entry(nofit, k, nofit_params(arr, device))) is not None:
+        if (hit := read_entry(nofit, k, nofit_params(arr, device), "does-not-fit")) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
         elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
             results[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}

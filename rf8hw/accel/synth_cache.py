@@ -30,7 +30,7 @@ from rf8hw.toolchain import cache
 
 __all__ = ["SYNTH_FLOW_FILES", "RESULT_FIELDS", "ENTRY_FORMAT", "SynthesisCancelled", "default_synth_cache",
            "synth_cache_key", "check_synthesis_result", "seal_entry", "open_entry", "cached_synthesis",
-           "read_cached_synthesis"]
+           "read_cached_synthesis", "read_entry"]
 
 
 class SynthesisCancelled(Exception):
@@ -135,20 +135,28 @@ def _request(array: ArrayConfig, device: str, seed, cache_dir) -> tuple[dict, Pa
     return params, root, synth_cache_key(params)
 
 
-def _read_entry(hit: Path, key: str, params: dict):
-    """The checked result in the entry ``hit``, or None: no entry, or an unusable one (reported
-    on stderr and removed)."""
-    if not hit.is_file():
+def read_entry(path: Path, key: str, params: dict, kind: str, check=None):
+    """The value of the sealed entry ``path`` (:func:`open_entry`; then ``check(value, where)``,
+    which returns it or raises ValueError), or None: no entry, or an unusable one, which is
+    reported on stderr (``rf8hw: unusable <kind> cache entry removed (...)``) and removed, so
+    that it is computed again."""
+    if not path.is_file():
         return None
-    where = f"cache entry {hit}"
+    where = f"cache entry {path}"
     try:
-        res = open_entry(json.loads(hit.read_text()), key, params, where)
-        return _check_request(check_synthesis_result(res, where), params, where)
-    except (UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
+        value = open_entry(json.loads(path.read_text()), key, params, where)
+        return value if check is None else check(value, where)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:      # JSONDecodeError is a ValueError
         why = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
-        print(f"rf8hw: unusable synthesis cache entry removed ({why}); synthesizing again", file=sys.stderr)
-        hit.unlink(missing_ok=True)
+        print(f"rf8hw: unusable {kind} cache entry removed ({why}); computing it again", file=sys.stderr)
+        path.unlink(missing_ok=True)
         return None
+
+
+def _read_hit(hit: Path, key: str, params: dict):
+    """The checked synthesis result in ``hit`` (:func:`read_entry`), or None."""
+    return read_entry(hit, key, params, "synthesis", lambda res, where: _check_request(
+        check_synthesis_result(res, where), params, where))
 
 
 def read_cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None):
@@ -157,7 +165,7 @@ def read_cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_
     synthesizes."""
     params, root, key = _request(array, device, seed, cache_dir)
     with cache.locked(root / "locks" / key):
-        return _read_entry(root / f"{key}.json", key, params)
+        return _read_hit(root / f"{key}.json", key, params)
 
 
 def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=None,
@@ -185,7 +193,7 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
     params, root, key = _request(array, device, seed, cache_dir)
     hit = root / f"{key}.json"
     with cache.locked(root / "locks" / key):
-        found = _read_entry(hit, key, params)
+        found = _read_hit(hit, key, params)
         if found is not None:
             return found, True
 

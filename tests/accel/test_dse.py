@@ -191,7 +191,8 @@ def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_p
     out_err = capsys.readouterr()
     redone = json.loads(out_err.out)
     assert redone["computed"] == {"accuracy": 1, "synthesis": 0}
-    assert f"unusable cache entry removed (cache entry {entry}: its content does not match" in out_err.err
+    assert (f"rf8hw: unusable accuracy cache entry removed (cache entry {entry}: its content does not match"
+            in out_err.err)
     assert [r["accuracy"] for r in redone["points"]] == [r["accuracy"] for r in rep["points"]]
 
     # 6. a failing factor (an "adapter" that returns no model) fails its points, one line each with
