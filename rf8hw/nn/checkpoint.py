@@ -27,13 +27,21 @@ __all__ = ["save_checkpoint", "load_checkpoint", "json_safe", "existing_file", "
 
 
 def save_checkpoint(model, path, meta: dict) -> None:
-    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``)."""
-    from safetensors.torch import save_file
+    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``).
+
+    The pair is written as one unit (:func:`rf8hw.files.write_files`): a failure (a full disk)
+    leaves any old pair as it was, no temporary file, and is an :class:`OSError` naming the file
+    that could not be written.  Both files get the mode of any new file (``0o666`` less the
+    umask, usually ``0o644``)."""
+    from safetensors.torch import save
+
+    from rf8hw.files import write_files
 
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "rf8hw-checkpoint"})
-    path.with_suffix(".json").write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
+    sidecar = json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n"   # refused before any file
+    write_files({path: save(state, metadata={"format": "rf8hw-checkpoint"}),
+                 path.with_suffix(".json"): sidecar})
 
 
 def json_safe(value):

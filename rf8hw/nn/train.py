@@ -104,7 +104,7 @@ class TrainConfig:
                                           "batches, mlp_digits: the whole test set)")
 
     def __post_init__(self):
-        zoo.get(self.model)   # raises for an unknown name
+        mod = zoo.get(self.model)   # raises for an unknown name
         checks.choice("init", self.init, INITS)
         checks.choice("backslash_form", self.backslash_form, BACKSLASH_FORMS)
         checks.choice("gg_fan", self.gg_fan, GG_FANS)
@@ -124,9 +124,30 @@ class TrainConfig:
             non_negative("lr", self.lr)
         for name in ("gg_shape", "rate_step", "deepshape_grid", "backslash_eps"):
             positive(name, getattr(self, name))
+        self._check_data_sizes(mod)
         if self.init_from is not None and self.init != INITS[0]:
             raise ValueError(f"init {self.init!r} initialises fresh weights and init_from starts from "
                              f"the checkpoint's ({self.init_from!r}): give one of them")
+
+
+    def _check_data_sizes(self, mod) -> None:
+        """A batch larger than the training set, or more evaluation windows than there are, is
+        refused (never clamped): the model's ``train_examples`` / ``eval_examples`` of its default
+        configuration, the one :func:`train` builds."""
+        cfg = mod.CONFIG()
+        batch = mod.RECIPE["batch_size"] if self.batch_size is None else self.batch_size
+        n_train = mod.train_examples(cfg)
+        if self.batch_size is not None:
+            checks.integer("batch_size", self.batch_size, 1, n_train,
+                           f" ({self.model} draws each batch from its {n_train} training examples)")
+        n_eval = mod.eval_examples(cfg)
+        n_batches = mod.RECIPE["eval_batches"] if self.eval_batches is None else self.eval_batches
+        if n_eval is not None and n_batches * batch > n_eval:
+            most = (f"with batch_size {batch} the largest eval_batches is {n_eval // batch}"
+                    if batch <= n_eval else f"no eval_batches fits a batch_size over {n_eval}")
+            raise ValueError(f"eval_batches x batch_size must be at most {n_eval} ({self.model}'s "
+                             f"validation windows), not {n_batches} x {batch} = {n_batches * batch}; "
+                             f"{most}")
 
 
 def linear_weights(model) -> list:
@@ -164,6 +185,59 @@ def evaluate_rounded(model, data, recipe, step: float) -> dict:
         for w, s in zip(weights, saved):
             w.copy_(s)
     return out
+
+
+class Progress:
+    """The progress of one training phase on stderr: a tqdm bar where stderr is a terminal;
+    elsewhere (a CI log, a file) at most :attr:`LINES` plain lines, one each tenth of the steps
+    and one at the last (``mlp_digits train: step 22/220 (10%), 0.4 s, loss=0.412``), never the
+    bar's carriage-return updates.
+
+    Parameters
+    ----------
+    total : int
+        Steps of the phase.
+    desc : str
+        What the phase is (the bar's description, each line's start).
+    enabled : bool
+        False: nothing is shown (``--quiet``, ranks other than 0).
+    stream : file, optional
+        Where to write (default: ``sys.stderr`` at construction).
+    """
+
+    LINES = 10
+
+    def __init__(self, total: int, desc: str, enabled: bool = True, stream=None):
+        import sys
+        import time
+
+        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
+        self.stream = sys.stderr if stream is None else stream
+        self.start = time.monotonic()
+        self.every = max(1, math.ceil(total / self.LINES))
+        isatty = getattr(self.stream, "isatty", None)
+        self.bar = None
+        if enabled and callable(isatty) and isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, file=self.stream)
+
+    def update(self, **postfix) -> None:
+        """One step done; ``postfix``: values to show (the loss, BackSlash's shape)."""
+        import time
+
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(**postfix)
+        elif self.enabled and (self.n % self.every == 0 or self.n == self.total):
+            shown = "".join(f", {k}={v}" for k, v in postfix.items())
+            print(f"{self.desc}: step {self.n}/{self.total} ({100 * self.n // max(self.total, 1)}%), "
+                  f"{time.monotonic() - self.start:.1f} s{shown}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
@@ -223,7 +297,10 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
     tmp = None
     if rank == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        try:
+            tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        except OSError as exc:                       # read-only or full: name the directory asked for
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out.parent)) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)                # mkdtemp's 0700 would become the run's mode
@@ -236,9 +313,13 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
     tmp = Path(tmp)
     try:
         final = _train_into(cfg, tmp, world, rank, progress)
-    except BaseException:
+    except BaseException as exc:
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename).is_relative_to(tmp):
+            # a full disk: name the file of out_dir it was for (the .partial directory is gone)
+            raise OSError(exc.errno, exc.strerror or str(exc),
+                          str(out / Path(exc.filename).relative_to(tmp))) from exc
         raise
     if world > 1:
         dist.barrier()                               # every rank's files are written
@@ -252,16 +333,19 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
 def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress: bool) -> dict:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
 
     from rf8hw import __version__
 
     suffix = "" if rank == 0 else f".rank{rank}"
-    log_file = (out_dir / f"metrics{suffix}.jsonl").open("w")
+    log_path = out_dir / f"metrics{suffix}.jsonl"
+    log_file = log_path.open("w")
 
     def log(record: dict) -> None:
-        log_file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-        log_file.flush()
+        try:
+            log_file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+            log_file.flush()
+        except OSError as exc:                           # a full disk names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(log_path)) from exc
 
     def finite_on_every_rank(ok: bool) -> bool:
         if world > 1:
@@ -312,7 +396,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
               f"batch {recipe['batch_size']} x {world} rank(s)")
 
     def run_epochs(n_epochs, first_epoch, phase, use_backslash):
-        bar = tqdm(total=n_epochs * steps, desc=f"{cfg.model} {phase}", disable=rank != 0 or not progress)
+        bar = Progress(n_epochs * steps, f"{cfg.model} {phase}", enabled=rank == 0 and progress)
         for epoch in range(first_epoch, first_epoch + n_epochs):
             for i in range(steps):
                 x, y = data.batch(gen, recipe["batch_size"])
@@ -339,8 +423,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
                 if active:
                     record["nu"] = float(bs.nu)
                 log(record)
-                bar.update()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
+                bar.update(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
             log({"kind": "eval", "phase": phase, "epoch": epoch, "step": (epoch + 1) * steps,
                  **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                  **coded_size(linear_weights(model), cfg.rate_step),

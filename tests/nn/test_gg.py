@@ -222,6 +222,30 @@ def test_plot_fits_writes_png(tmp_path):
     assert res["b"]["gg"].shape == pytest.approx(2.0, abs=0.15)
 
 
+def test_plot_fits_labels_its_axes_and_says_what_the_curves_are(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    figures = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
+    g = torch.Generator().manual_seed(0)
+    res = gg.plot_fits({"fc1.weight": gg.sample((64, 64), 1.0, 0.1, generator=g)}, tmp_path / "f.png",
+                       method="ml")
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "weight value" and ax.get_ylabel() == "probability density (log)"
+    assert ax.get_yscale() == "log"
+    r = res["fc1.weight"]
+    p, llr = r["gg"], (r["loglik_gg"] - r["loglik_gauss"]) / 4096
+    assert ax.get_title() == f"fc1.weight  (n=4,096, llr={llr:+.3f})"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "weights (101 bins)", f"GG fit: nu={p.shape:.2f}, alpha={p.scale:.3g}",
+        f"Gaussian: sigma={r['gauss'].std:.3g}"]
+    title = fig.get_suptitle()
+    assert "fitted generalized Gaussian (GG, maximum-likelihood estimate)" in title
+    assert "Gaussian (GG shape 2)" in title and "log-likelihood gain of the GG over the Gaussian" in title
+
+
 @pytest.mark.parametrize("fan", ["in", "out"])
 @pytest.mark.parametrize("shape", [0.8, 2.0])
 def test_gg_init_variance_and_shape(fan, shape):
