@@ -70,7 +70,8 @@ def write_files(files: dict) -> list[Path]:
                 os.replace(tmp, path)
     finally:
         for _, tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):   # a read-only file system refuses even this (EROFS)
+                tmp.unlink(missing_ok=True)
     return [path for path, _, _ in staged]
 
 

@@ -82,3 +82,18 @@ def test_written_files_have_the_mode_of_a_new_file(tmp_path):
         assert {p.stat().st_mode & 0o777 for p in paths} == {0o600}
     finally:
         os.umask(umask)
+
+
+def test_a_read_only_file_system_is_named_once(tmp_path, monkeypatch):
+    """On a read-only file system even removing the (never created) temporary fails with EROFS:
+    the error raised is the write's, naming the file asked for."""
+    import errno
+    from pathlib import Path
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(OSError) as info:
+        write_atomic(tmp_path / "x.png", "data")
+    assert (info.value.errno, info.value.filename) == (errno.EROFS, str(tmp_path / "x.png"))

@@ -56,14 +56,16 @@ def json_safe(value):
 
 
 def existing_file(path, what: str, kind: str) -> Path:
-    """``path`` as a :class:`~pathlib.Path` if it names an existing file: a directory is a
-    :class:`ValueError` (``<what> <path> is a directory, not a <kind>``), a missing path a
-    :class:`FileNotFoundError` (``no such <what>: <path>``)."""
+    """``path`` as a :class:`~pathlib.Path` if it names an existing regular file: a directory (or
+    a device, a pipe) is a :class:`ValueError` (``<what> <path> is a directory, not a <kind>``), a
+    missing path a :class:`FileNotFoundError` (``no such <what>: <path>``)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory, not a {kind}")
     if not path.exists():
         raise FileNotFoundError(f"no such {what}: {path}")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device, a pipe or a socket); give a {kind}")
     return path
 
 
@@ -83,6 +85,8 @@ def read_safetensors(path, what: str = "checkpoint") -> dict:
         return load_file(path)
     except SafetensorError as exc:
         raise ValueError(f"{what} {path} is not a readable safetensors file ({exc})") from None
+    except OSError as exc:                       # safetensors' own I/O errors name no file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def read_json(path, what: str) -> dict:
@@ -160,6 +164,9 @@ def load_checkpoint(path):
         raise ValueError(f"checkpoint {path} is the sidecar; give the .safetensors file next to it")
     meta = read_json(sidecar, "checkpoint sidecar")
     where = f"checkpoint sidecar {sidecar}"
+    if meta.get("format") == "rf8hw-quantized-model":
+        raise ValueError(f"{path} is a quantized model (its sidecar's format is 'rf8hw-quantized-model'), "
+                         "not a training checkpoint; read it with rf8hw.nn.quant.load_quantized")
     for key in ("model", "model_config"):
         if key not in meta:
             raise ValueError(f"malformed {where}: no {key!r} entry")

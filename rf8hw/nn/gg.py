@@ -480,7 +480,7 @@ def gg_init_(module, shape: float = 1.0, xi: float = 2.0, fan: str = "in", embed
     ----------
     module : torch.nn.Module
     shape : float
-        GG shape nu (2 = Gaussian, as He/LeCun).
+        GG shape nu (2 = Gaussian, as He/LeCun); >= ``SHAPE_MIN`` (0.05).
     xi : float
         Variance gain: 2 for ReLU, 1 for linear/sigmoid, 2/(1+k^2) for LeakyReLU(k).
     fan : {"in", "out"}
@@ -500,6 +500,9 @@ def gg_init_(module, shape: float = 1.0, xi: float = 2.0, fan: str = "in", embed
     checks.choice("embeddings", embeddings, ("keep", "gg"))
     positive("xi", xi)
     GGParams(shape, 1.0)                                   # validates shape
+    if shape < SHAPE_MIN:
+        raise ValueError(f"GG-init shape must be a finite number >= {SHAPE_MIN} (the smallest GG shape rf8hw "
+                         f"fits; below it the scale of the requested variance underflows), not {shape!r}")
     emb_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
     matrix_types = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     report, done = {}, set()

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -125,10 +126,33 @@ class TrainConfig:
         for name in ("gg_shape", "rate_step", "deepshape_grid", "backslash_eps"):
             positive(name, getattr(self, name))
         self._check_data_sizes(mod)
+        self._check_used()
+        if self.init == "gg":
+            from rf8hw.nn.gg import SHAPE_MIN
+
+            if self.gg_shape < SHAPE_MIN:
+                raise ValueError(f"gg_shape must be a finite number >= {SHAPE_MIN} (the smallest GG shape "
+                                 f"rf8hw fits; below it GG-init's scale underflows), not {self.gg_shape!r}")
         if self.init_from is not None and self.init != INITS[0]:
             raise ValueError(f"init {self.init!r} initialises fresh weights and init_from starts from "
                              f"the checkpoint's ({self.init_from!r}): give one of them")
 
+
+    def _check_used(self) -> None:
+        """An option that only a switch which is off would read is refused, not ignored: the GG-init
+        options without init 'gg', the BackSlash ones without a BackSlash weight, the DeepShape ones
+        without deepshape (a value equal to the field's default counts as not given)."""
+        default = {f.name: f.default for f in fields(self)}
+        for names, on, switch in (
+                (("gg_shape", "gg_fan"), self.init == "gg", f"init 'gg' (init is {self.init!r})"),
+                (("backslash_form", "backslash_epochs", "backslash_eps"), self.backslash > 0,
+                 "a BackSlash weight > 0 (backslash is 0: off)"),
+                (("deepshape_epochs", "deepshape_grid", "deepshape_min_count"), self.deepshape,
+                 "deepshape on (it is off)")):
+            given = [n for n in names if getattr(self, n) != default[n]]
+            if given and not on:
+                raise ValueError(f"{given[0]} {getattr(self, given[0])!r} is used only with {switch}: "
+                                 f"give {given[0]} with it, or leave {given[0]} out")
 
     def _check_data_sizes(self, mod) -> None:
         """A batch larger than the training set, or more evaluation windows than there are, is
@@ -155,6 +179,13 @@ def linear_weights(model) -> list:
     import torch.nn as nn
 
     return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def linear_names(model) -> list[str]:
+    """The names of the modules :func:`linear_weights` takes the weights of, in the same order."""
+    import torch.nn as nn
+
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
 def coded_size(weights, step: float) -> dict:
@@ -243,6 +274,9 @@ class Progress:
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an output directory this run may not fill or replace (before any work)."""
     checks.output_dir("output directory", out)
+    if out == Path.cwd():
+        raise ValueError(f"output directory {out} is the current directory; give a directory for the run "
+                         "(it is replaced as a whole)")
     if not out.exists():
         return
     names = sorted(p.name for p in out.iterdir())
@@ -440,9 +474,23 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
         from rf8hw.nn import deepshape
 
         final["before_deepshape"] = {k: v for k, v in final.items() if k != "kind"}
+        named = {f"{n}.weight": w for n, w in zip(linear_names(model), linear_weights(model))}
         with torch.no_grad():
-            deepshape.deepshape_(linear_weights(model), grid=cfg.deepshape_grid,
-                                 min_count=cfg.deepshape_min_count)
+            try:
+                report = deepshape.deepshape_(named, grid=cfg.deepshape_grid,
+                                              min_count=cfg.deepshape_min_count)
+            except ValueError as exc:
+                raise ValueError(f"DeepShape: {exc}") from None
+        skipped = {n: r["skipped"] for n, r in report["tensors"].items() if r["skipped"]}
+        if len(skipped) == len(named):
+            raise ValueError(f"DeepShape reshaped no weight matrix (deepshape_grid={cfg.deepshape_grid!r}, "
+                             f"deepshape_min_count={cfg.deepshape_min_count}): "
+                             + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+        if skipped:
+            final["deepshape_skipped"] = skipped
+            if rank == 0 and progress:
+                print(f"DeepShape left {len(skipped)} of {len(named)} weight matrices as they were: "
+                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), file=sys.stderr)
         final["after_deepshape"] = {**data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                                     **coded_size(linear_weights(model), cfg.rate_step)}
         run_epochs(cfg.deepshape_epochs, cfg.epochs, "deepshape_finetune", lambda epoch: False)

@@ -333,3 +333,69 @@ def test_fit_cli_bad_checkpoint(tmp_path, capsys):
     assert "is not a readable safetensors file" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.safetensors")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def _fit_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    save_file({"w": gg.sample((64, 64), 1.0, 0.1, generator=g), "b": torch.zeros(64)}, str(path))
+    return path
+
+
+def test_fit_writes_the_plot_and_the_json_as_one_unit(tmp_path, monkeypatch, capsys):
+    """A JSON file that cannot be written leaves no plot either (and no temporary)."""
+    import errno
+    from pathlib import Path
+
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+    real = Path.write_text
+
+    def full(self, data, *args, **kwargs):
+        if ".fits.json" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", full)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), "--plot", str(out / "p.png"), "--json", str(out / "fits.json")]) == 2
+    assert capsys.readouterr().err == f"rf8hw fit: error: No space left on device: {out / 'fits.json'}\n"
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--plot", "{out}/same.png", "--json", "{out}/same.png"],
+     "--json {out}/same.png is the plot's file too (--plot {out}/same.png); give two files"),
+    (["--plot", "{out}/same", "--json", "{out}/same.png"], "is the plot's file too"),
+    (["--plot", ""], "--plot . is a directory; give a file name"),
+    (["--json", ""], "--json . is a directory; give a file name"),
+])
+def test_fit_refuses_outputs_that_would_overwrite_each_other_or_be_ignored(tmp_path, monkeypatch, capsys,
+                                                                            argv, message):
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), *[a.replace("{out}", str(out)) for a in argv]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.replace("{out}", str(out)) in err, err
+    assert list(out.iterdir()) == [] and not list(tmp_path.glob("*.png"))
+
+
+def test_fit_of_a_file_without_matrices_says_which_tensors_it_has(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from rf8hw.cli import main
+
+    path = tmp_path / "q.safetensors"
+    save_file({"fc1.codes": torch.zeros(4, 4, dtype=torch.uint8), "fc1.bias": torch.randn(4)}, str(path))
+    assert main(["fit", str(path), "--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["rf8hw fit: skipped 1 non-float tensor(s): fc1.codes",
+                   f"rf8hw fit: error: {path} holds no floating-point matrix (ndim >= 2) to fit, only 1 "
+                   "smaller tensor(s) (fc1.bias); --which all fits them"]

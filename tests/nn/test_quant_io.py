@@ -356,3 +356,30 @@ def test_a_model_info_load_quantized_would_refuse_is_refused_before_writing(tmp_
     with pytest.raises(ValueError, match=message):
         quant.save_quantized(q, tmp_path / "r.safetensors", model_info=info)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json", "q.safetensors"]
+
+
+def test_api_misuse_is_one_value_error_not_an_attribute_error(tmp_path):
+    q, path = _saved(tmp_path)
+    cases = [
+        (lambda: rf8hw.quantize("abc"), r"^model must be a torch\.nn\.Module, not str$"),
+        (lambda: rf8hw.quantize_(None), r"^model must be a torch\.nn\.Module, not NoneType$"),
+        (lambda: rf8hw.quantize(q), r"^model is already quantized \(3 QuantLinear layers, first 'fc1'\); "
+                                    r"re-quantizing is not supported: quantize the float model$"),
+        (lambda: rf8hw.quantize(nn.Sequential(nn.ReLU())),
+         r"^nothing to quantize in Sequential: no nn\.Linear layer "
+         r"\(module types present: ReLU, Sequential\)$"),
+        (lambda: quant.save_quantized("abc", tmp_path / "s.safetensors"),
+         r"^save_quantized needs a quantized torch\.nn\.Module, not str$"),
+        (lambda: quant.save_quantized(q, None),
+         r"^save_quantized path must be a file name \(str or pathlib\.Path\), not NoneType$"),
+        (lambda: quant.load_quantized(None),
+         r"^quantized model file must be a file name \(str or pathlib\.Path\), not NoneType$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(ValueError, match=r"^save_quantized path '.*d\.safetensors': its sidecar '.*d\.json' "
+                                         r"is a directory$"):
+        quant.save_quantized(q, tmp_path / "d.safetensors", model_info=ZOO)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "q.json", "q.safetensors"]

@@ -151,9 +151,10 @@ def test_cli_options_are_the_train_config_fields():
     args = p.parse_args(["--model", "tinygpt", "--out", "x"])
     assert config_from_args(TrainConfig, args) == TrainConfig(model="tinygpt")
     args = p.parse_args(["--model", "mlp_digits", "--out", "x", "--deepshape", "--init-from", "c.safetensors",
-                         "--lr", "0.5", "--backslash-epochs", "2"])
+                         "--lr", "0.5", "--backslash", "3", "--backslash-epochs", "2"])
     got = config_from_args(TrainConfig, args)
-    assert (got.deepshape, got.init_from, got.lr, got.backslash_epochs) == (True, "c.safetensors", 0.5, 2)
+    assert (got.deepshape, got.init_from, got.lr, got.backslash, got.backslash_epochs) == (
+        True, "c.safetensors", 0.5, 3.0, 2)
     assert p.parse_args(["--model", "mlp_digits", "--out", "x", "--no-deepshape"]).deepshape is False
 
 
@@ -544,3 +545,113 @@ def test_checkpoint_files_have_the_mode_of_their_sidecar(tmp_path):
     assert modes == {"a": dict.fromkeys(["metrics.jsonl", "model.json", "model.safetensors"], 0o644),
                      "b": dict.fromkeys(["metrics.jsonl", "model.json", "model.safetensors"], 0o640)}
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755
+
+
+# -- options a switch that is off would ignore; DeepShape that reshapes nothing; Ctrl-C ----------------
+
+@pytest.mark.parametrize("d, message", [
+    ({"gg_shape": 0.5}, r"^gg_shape 0\.5 is used only with init 'gg' \(init is 'default'\): give gg_shape "
+                        r"with it, or leave gg_shape out$"),
+    ({"gg_fan": "out"}, r"^gg_fan 'out' is used only with init 'gg'"),
+    ({"backslash_epochs": 3},
+     r"^backslash_epochs 3 is used only with a BackSlash weight > 0 \(backslash is 0: off\)"),
+    ({"backslash_form": "loss"}, r"^backslash_form 'loss' is used only with a BackSlash weight > 0"),
+    ({"backslash_eps": 0.5}, r"^backslash_eps 0\.5 is used only with a BackSlash weight > 0"),
+    ({"deepshape_epochs": 3}, r"^deepshape_epochs 3 is used only with deepshape on \(it is off\)"),
+    ({"deepshape_grid": 0.01}, r"^deepshape_grid 0\.01 is used only with deepshape on"),
+    ({"deepshape_min_count": 5}, r"^deepshape_min_count 5 is used only with deepshape on"),
+    ({"init": "gg", "gg_shape": 1e-10}, r"^gg_shape must be a finite number >= 0\.05 \(the smallest GG shape "
+                                        r"rf8hw fits; below it GG-init's scale underflows\), not 1e-10$"),
+])
+def test_options_a_switched_off_feature_would_ignore_are_refused(d, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"model": "mlp_digits", **d})
+
+
+def test_options_with_their_switch_and_defaults_given_again_are_accepted():
+    config_from_dict({"model": "mlp_digits", "init": "gg", "gg_shape": 0.5, "gg_fan": "out",
+                      "backslash": 1.0, "backslash_form": "loss", "backslash_epochs": 1,
+                      "backslash_eps": 0.5, "deepshape": True, "deepshape_epochs": 2,
+                      "deepshape_grid": 0.01, "deepshape_min_count": 5})
+    config_from_dict({"model": "mlp_digits", "gg_shape": 2.0, "backslash_form": "step",
+                      "deepshape_epochs": 1})
+
+
+def test_gg_init_refuses_a_shape_whose_scale_underflows():
+    from rf8hw.nn import gg
+
+    with pytest.raises(ValueError, match=r"^GG-init shape must be a finite number >= 0\.05 .*not 0\.007$"):
+        gg.gg_init_(torch.nn.Linear(4, 4), shape=0.007)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"deepshape_min_count": 10**12},
+     r"^DeepShape reshaped no weight matrix \(deepshape_grid=0\.0001220703125, deepshape_min_count="
+     r"1000000000000\): fc1\.weight: no level holds min_count=1000000000000 weights \(largest: \d+\); "
+     r"fc2\.weight: "),
+    ({"deepshape_grid": 1e30}, r"^DeepShape reshaped no weight matrix .* fc1\.weight: window is a single "
+                               r"level \(0\); nothing to reshape; "),
+    ({"deepshape_grid": 1e-30}, r"^DeepShape: fc1\.weight: grid 1e-30 is too small for these weights: "
+                                r"level \S+ is beyond the 2\*\*52 levels DeepShape supports$"),
+])
+def test_deepshape_that_reshapes_nothing_fails_the_run(tmp_path, mlp_run, kw, message):
+    """Not exit 0 with nothing done: every matrix skipped (or a grid that overflows the levels) is
+    a one-line error naming each matrix and why, and the run directory is not written."""
+    cfg = TrainConfig(model="mlp_digits", epochs=0, init_from=str(mlp_run[0] / "model.safetensors"),
+                      deepshape=True, deepshape_epochs=1, **kw)
+    with pytest.raises(ValueError, match=message):
+        train(cfg, tmp_path / "run", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deepshape_that_skips_some_matrices_records_them(tmp_path, mlp_run, capsys):
+    # fc3 (128 x 10 = 1,280 weights) has no level of 20 weights at this grid; fc1 and fc2 have
+    final = train(TrainConfig(model="mlp_digits", epochs=0, init_from=str(mlp_run[0] / "model.safetensors"),
+                              deepshape=True, deepshape_epochs=1, deepshape_grid=2.0 ** -9,
+                              deepshape_min_count=20), tmp_path / "run", progress=True)
+    assert list(final["deepshape_skipped"]) == ["fc3.weight"]
+    assert final["deepshape_skipped"]["fc3.weight"].startswith("no level holds min_count=20 weights")
+    assert ("DeepShape left 1 of 3 weight matrices as they were: fc3.weight: no level holds"
+            in capsys.readouterr().err)
+    assert _records(tmp_path / "run", "final")[0]["deepshape_skipped"] == final["deepshape_skipped"]
+
+
+def test_the_current_directory_is_not_an_output_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for out in ("", ".", str(tmp_path)):
+        with pytest.raises(ValueError, match=r"^output directory .* is the current directory; give a "
+                                             r"directory for the run \(it is replaced as a whole\)$"):
+            train(_quick(), out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys):
+    import rf8hw.nn.train as train_mod
+
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_mod, "coded_size", interrupted)
+    rc = cli.main(["train", "--model", "mlp_digits", "--epochs", "1", "--quiet", "--overwrite",
+                   "--out", str(out)])
+    assert rc == 130 and capsys.readouterr().err == f"rf8hw train: interrupted; {out} was left as it was\n"
+    assert _snapshot(out) == old and _leftovers(tmp_path) == []
+
+
+def test_a_quantized_file_or_a_device_given_as_checkpoint_is_one_clear_line(tmp_path):
+    import rf8hw
+    from rf8hw.nn import quant
+    from rf8hw.zoo import mlp_digits
+
+    quant.save_quantized(rf8hw.quantize(mlp_digits.build()), tmp_path / "q.safetensors",
+                         model_info={"name": "mlp_digits", "config": {}})
+    with pytest.raises(ValueError, match=r"q\.safetensors is a quantized model \(its sidecar's format is "
+                                         r"'rf8hw-quantized-model'\), not a training checkpoint; read it "
+                                         r"with rf8hw\.nn\.quant\.load_quantized$"):
+        load_checkpoint(tmp_path / "q.safetensors")
+    with pytest.raises(ValueError, match=r"^checkpoint /dev/null is not a regular file \(a device, a pipe "
+                                         r"or a socket\); give a \.safetensors file$"):
+        load_checkpoint("/dev/null")

@@ -94,7 +94,9 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
 
     from safetensors.torch import save
 
-    path = Path(path)
+    path = _file_name("save_quantized path", path)
+    if not isinstance(qmodel, nn.Module):
+        raise ValueError(f"save_quantized needs a quantized torch.nn.Module, not {type(qmodel).__name__}")
     if path.suffix == ".json":
         raise ValueError(f"save_quantized path {str(path)!r} ends in .json, the suffix of its sidecar "
                          "(the sidecar would overwrite the tensors); give a .safetensors name")
@@ -102,6 +104,9 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
         raise ValueError(f"save_quantized path {str(path)!r} is a directory; give a .safetensors file name")
     if not path.parent.is_dir():
         raise ValueError(f"save_quantized path {str(path)!r}: {str(path.parent)!r} is not a directory")
+    if path.with_suffix(".json").is_dir():
+        raise ValueError(f"save_quantized path {str(path)!r}: its sidecar {str(path.with_suffix('.json'))!r} "
+                         "is a directory")
     if model_info is not None and not isinstance(model_info, dict):
         raise ValueError(f"save_quantized model_info must be a dict or None, not {type(model_info).__name__}")
     layers = {n: q.layer_meta() for n, q in quant_layers(qmodel).items()}
@@ -121,6 +126,15 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
             "tensors_sha256": hashlib.sha256(tensors).hexdigest(),
             "layers": layers, "aliases": aliases, "model": model_info or {}}
     write_files({path: tensors, path.with_suffix(".json"): json.dumps(meta, indent=2) + "\n"})
+
+
+def _file_name(what: str, path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a str or path-like."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{what} must be a file name (str or pathlib.Path), not {type(path).__name__}")
+    return Path(path)
 
 
 def _layer_meta(name: str, lm, where: str) -> dict:
@@ -235,7 +249,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
 
     from rf8hw.nn.checkpoint import build_model, check_tensors, read_json, read_safetensors
 
-    path = Path(path)
+    path = _file_name("quantized model file", path)
     if path.suffix == ".json":
         raise ValueError(f"quantized model file {str(path)!r} is the sidecar; give the .safetensors file "
                          "next to it")
