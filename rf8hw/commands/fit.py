@@ -46,6 +46,18 @@ def _output_file(path: Path, option: str) -> Path:
 def run(args) -> int:
     import sys
 
+    written = []
+    try:
+        return _run(args, written)
+    except KeyboardInterrupt:                  # Ctrl-C: write_files has removed its temporaries
+        print(f"rf8hw fit: interrupted; {', '.join(written) or 'no plot or JSON file'} "
+              f"{'was' if len(written) < 2 else 'were'} written", file=sys.stderr, flush=True)
+        return 130
+
+
+def _run(args, written: list) -> int:
+    import sys
+
     from rf8hw.nn import gg
     from rf8hw.nn.checkpoint import json_safe, read_safetensors
 
@@ -98,7 +110,7 @@ def run(args) -> int:
     files = {png: plot} if good else {}
     if out_json is not None:                   # after the plot, whose fits fill the rows
         files[out_json] = lambda tmp: tmp.write_text(text())
-    write_files(files)                         # the plot and the JSON as one unit
+    written.extend(map(str, write_files(files)))   # the plot and the JSON as one unit
     width = max(len(k) for k in groups)
     print(f"{'group':<{width}} {'n':>9} {'shape':>7} {'scale':>10} {'mean':>10} {'llr/value':>9}")
     for key, row in rows.items():

@@ -296,12 +296,18 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
     old = None
     if overwrite and out.is_dir() and any(out.iterdir()):
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old)
+        try:
+            os.replace(out, old)
+        except OSError as exc:
+            old.rmdir()
+            raise ValueError(f"output directory {out} could not be moved aside ({exc.strerror}); this "
+                             f"run's results are in {tmp}") from None
     try:
         os.replace(tmp, out)
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
+            raise ValueError(f"output directory {out} could not be replaced ({exc.strerror}); this run's "
+                             f"results are in {tmp}") from None
         raise ValueError(f"output directory {out} was filled by another run while this one trained; "
                          f"this run's results are in {tmp}") from None
     if old is not None:
@@ -326,7 +332,7 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
     metrics (also the ``final`` line of ``metrics.jsonl``).
     """
     world, rank = _dist_setup()
-    out = Path(os.path.abspath(out_dir))
+    out = Path(os.path.realpath(out_dir))           # a symbolic link: the directory it names
     _check_out_dir(out, overwrite)
     tmp = None
     if rank == 0:

@@ -399,3 +399,18 @@ def test_fit_of_a_file_without_matrices_says_which_tensors_it_has(tmp_path, caps
     assert err == ["rf8hw fit: skipped 1 non-float tensor(s): fc1.codes",
                    f"rf8hw fit: error: {path} holds no floating-point matrix (ndim >= 2) to fit, only 1 "
                    "smaller tensor(s) (fc1.bias); --which all fits them"]
+
+
+def test_fit_interrupted_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gg, "plot_fits", interrupted)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), "--plot", str(out / "p.png"), "--json", str(out / "f.json")]) == 130
+    assert capsys.readouterr().err == "rf8hw fit: interrupted; no plot or JSON file was written\n"
+    assert list(out.iterdir()) == []

@@ -655,3 +655,17 @@ def test_a_quantized_file_or_a_device_given_as_checkpoint_is_one_clear_line(tmp_
     with pytest.raises(ValueError, match=r"^checkpoint /dev/null is not a regular file \(a device, a pipe "
                                          r"or a socket\); give a \.safetensors file$"):
         load_checkpoint("/dev/null")
+
+
+def test_a_symbolic_link_as_output_directory_is_the_directory_it_names(tmp_path):
+    """The run replaces the directory the link names (the link stays), with nothing left beside it;
+    before, the rename onto the link failed after training and left .partial/.old directories."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to("target")
+    train(_quick(seed=1), tmp_path / "link", progress=False)
+    first = _snapshot(tmp_path / "target")
+    train(_quick(seed=2), tmp_path / "link", progress=False, overwrite=True)
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+    assert _snapshot(tmp_path / "target") != first
+    assert json.loads((tmp_path / "link" / "model.json").read_text())["seed"] == 2
