@@ -39,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -239,9 +240,6 @@ class Progress:
     LINES = 10
 
     def __init__(self, total: int, desc: str, enabled: bool = True, stream=None):
-        import sys
-        import time
-
         self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
         self.stream = sys.stderr if stream is None else stream
         self.start = time.monotonic()
@@ -255,8 +253,6 @@ class Progress:
 
     def update(self, **postfix) -> None:
         """One step done; ``postfix``: values to show (the loss, BackSlash's shape)."""
-        import time
-
         self.n += 1
         if self.bar is not None:
             self.bar.update()
