@@ -16,10 +16,10 @@ Product proof (:func:`product_harness`)
         psum_out(t+1) == rule(psum_in(t) + a(t - L + 1) * ROM[c])     L = product_latency
         a_out(t+1)    == a(t)
 
-    from the fourth cycle on (the weight loaded, the product register of the ``L = 2`` kinds
-    filled).  Every step of the induction only depends on the last ``L + 1`` cycles of free
-    inputs, so k-induction of depth 5 proves it for all time, every ``c``, every ``a`` and every
-    ``psum_in``.
+    from cycle ``2 + L`` on (the weight loaded and switched, the product register of the
+    ``L = 2`` kinds filled).  Every step of the induction only depends on the last ``L + 1``
+    cycles of free inputs, so k-induction of depth 5 (its base case reaching the checked
+    cycles) proves it for all time, every ``c``, every ``a`` and every ``psum_in``.
 
 Equivalence proof (:func:`equivalence_harness`)
     The RF8 kind under test (``dut``) and ``RF8PE`` (``ref``) with every input free on every
@@ -53,9 +53,9 @@ from rf8hw.hdl.pe import RF8PE
 
 __all__ = ["READY_CYCLES", "product_harness", "equivalence_harness", "EQUIVALENCE_KINDS"]
 
-#: Cycles after which the product proof's assertions are checked (weights loaded and switched,
-#: the product register filled).
-READY_CYCLES = 4
+#: Cycles after which the product proof's assertions are checked: 2 (weight loaded, then
+#: switched) + product_latency.  The task's depth exceeds it, so the base case checks them too.
+READY_CYCLES = {1: 3, 2: 4}
 
 #: The RF8 kinds proved equivalent to the reference ``rf8`` (every RF8 kind but itself).
 EQUIVALENCE_KINDS = tuple(k for k in rf8_kinds() if k != "rf8")
@@ -84,7 +84,7 @@ def product_harness(kind: str, act_bits: int = 8, acc_bits: int = 40,
     a_product = a if kind_facts.product_latency == 1 else a_prev
     product = Signal(signed(act_bits + 20), name="contract_product")
     m.d.comb += product.eq(contract_product(kind_facts.weight_format, a_product, code))
-    ready = ready_after(m, READY_CYCLES)
+    ready = ready_after(m, READY_CYCLES[kind_facts.product_latency])
     for overflow in overflows:
         pe = cls(act_bits, acc_bits, overflow)
         m.submodules[f"pe_{overflow}"] = pe

@@ -51,7 +51,9 @@ class Verdict:
     ----------
     status : str
         ``"PASS"`` (the property holds: proved by k-induction in mode ``prove``, or no
-        counterexample up to the depth in mode ``bmc``) or ``"FAIL"`` (a counterexample).
+        counterexample up to the depth in mode ``bmc``), ``"FAIL"`` (a counterexample from the
+        initial state) or ``"UNKNOWN"`` (no counterexample up to the depth, but the induction
+        step failed: not proved; its trace starts from an unreachable or deeper state).
     seconds : float
         SymbiYosys' own total time.
     trace : str or None
@@ -130,6 +132,10 @@ def read_verdict(task_dir: Path) -> Verdict:
     if (status, str(rc)) != done[-1]:
         raise SbyError(f"SymbiYosys' status file says {status} rc={rc} but its log says "
                        f"{done[-1]} in {task_dir}")
+    if status == "UNKNOWN" and "returned FAIL for induction" in log:
+        induct = sorted(task_dir.glob("engine_*/trace_induct.vcd"))
+        return Verdict(status, seconds, str(induct[0].relative_to(task_dir)) if induct else None,
+                       "induction")
     if status not in ("PASS", "FAIL"):
         raise SbyError(f"SymbiYosys ended {status} (rc={rc}) in {task_dir}:\n{tail}")
     if status == "PASS":
@@ -168,7 +174,7 @@ def run_sby(rtlil: str, workdir, mode: str = "prove", depth: int = 5,
         raise SbyError(f"SymbiYosys ran past {timeout} s in {work}") from exc
     (work / "sby.out").write_text(proc.stdout + proc.stderr)
     verdict = read_verdict(work / "task")
-    expected_rc = 0 if verdict.status == "PASS" else 2
+    expected_rc = {"PASS": 0, "FAIL": 2, "UNKNOWN": 4}[verdict.status]
     if proc.returncode != expected_rc:
         raise SbyError(f"SymbiYosys exited {proc.returncode} with verdict {verdict.status} after "
                        f"{time.monotonic() - t0:.1f} s in {work}")

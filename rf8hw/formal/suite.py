@@ -28,6 +28,9 @@ from rf8hw.toolchain import cache
 __all__ = ["ProveConfig", "Task", "TaskResult", "properties", "build", "run_task", "prove",
            "CACHE_KIND", "mutant_tasks", "run_all"]
 
+#: k of the product proofs: one more than the last cycle before their checks start.
+PRODUCT_DEPTH = 5
+
 #: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
 CACHE_KIND = "formal"
 
@@ -46,7 +49,9 @@ class ProveConfig:
     only: tuple = field(default=(), metadata={
         "help": "run only the tasks whose name contains one of these words (default: all)",
         "item": "str"})
-    depth: int = field(default=4, metadata={"help": "k of the k-induction (and BMC depth)"})
+    depth: int = field(default=4, metadata={
+        "help": "k of the k-induction (and base-case depth) of the equivalence and protocol "
+                "proofs; the product proofs use 5 (their checks start at cycle 3 or 4)"})
     jobs: int = field(default=2, metadata={"help": "tasks run in parallel"})
     cache: bool = field(default=True, metadata={"help": "reuse cached verdicts"})
 
@@ -113,7 +118,7 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
 
     b = config.pe_act_bits
     tasks = [Task(f"product_{kind}_a{b}_acc{_pe_acc(b)}", "product",
-                  {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}, depth=config.depth)
+                  {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}, depth=PRODUCT_DEPTH)
              for kind in PE_KINDS]
     tasks += [Task(f"equivalence_{kind}_{ov}_a{b}_acc{_pe_acc(b)}", "equivalence",
                    {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b), "overflow": ov},
@@ -177,9 +182,10 @@ def run_task(task: Task, use_cache: bool = True, root=None) -> TaskResult:
                           str(entry), trace, verdict.failed_step, cached=False)
 
 
-def prove(config: ProveConfig = ProveConfig(), progress=None) -> list[TaskResult]:
-    """Run every task of ``config`` (``config.jobs`` at a time); ``progress(result)`` after each."""
-    return run_all(properties(config), config.cache, config.jobs, progress)
+def prove(config: ProveConfig = ProveConfig(), progress=None, root=None) -> list[TaskResult]:
+    """Run every task of ``config`` (``config.jobs`` at a time); ``progress(result)`` after each;
+    ``root``: the cache root (default the user's ``formal`` cache)."""
+    return run_all(properties(config), config.cache, config.jobs, progress, root)
 
 
 def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
@@ -192,11 +198,11 @@ def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
     pe = {"act_bits": b, "acc_bits": acc}
     d = config.depth
     out = [
-        (Task("mutant_product_rf8", "product", {"kind": "rf8", **pe}, depth=d,
+        (Task("mutant_product_rf8", "product", {"kind": "rf8", **pe}, depth=PRODUCT_DEPTH,
               mutant="ResidualSignFlippedPE"), "product (residual add/subtract mux flipped)"),
-        (Task("mutant_product_int8_pipe", "product", {"kind": "int8_pipe", **pe}, depth=d,
+        (Task("mutant_product_int8_pipe", "product", {"kind": "int8_pipe", **pe}, depth=PRODUCT_DEPTH,
               mutant="UnregisteredInt8PipePE"), "product latency (product register dropped)"),
-        (Task("mutant_overflow_rf8", "product", {"kind": "rf8", **pe}, depth=d,
+        (Task("mutant_overflow_rf8", "product", {"kind": "rf8", **pe}, depth=PRODUCT_DEPTH,
               mutant="SaturateLimitsSwappedPE"), "overflow rule (saturation limit mux flipped)"),
         (Task("mutant_equivalence_rf8_signlate", "equivalence",
               {"kind": "rf8_signlate", "overflow": "wrap", **pe}, depth=d,
@@ -213,10 +219,11 @@ def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
     return out
 
 
-def run_all(tasks, use_cache: bool = True, jobs: int = 2, progress=None) -> list[TaskResult]:
-    """:func:`run_task` on each of ``tasks``, ``jobs`` at a time, in order."""
+def run_all(tasks, use_cache: bool = True, jobs: int = 2, progress=None, root=None) -> list[TaskResult]:
+    """:func:`run_task` on each of ``tasks``, ``jobs`` at a time, in order (``root``: as
+    :func:`run_task`)."""
     def one(task):
-        r = run_task(task, use_cache=use_cache)
+        r = run_task(task, use_cache=use_cache, root=root)
         if progress is not None:
             progress(r)
         return r

@@ -68,12 +68,10 @@ def test_read_verdict_refuses_an_incomplete_run(tmp_path):
 
 
 @pytest.fixture()
-def formal_cache(tmp_path_factory, monkeypatch):
-    """A cache root of this session (the user's own cache is left alone), shared by the tests
-    of this module so the second run of the suite is a cache hit."""
-    root = tmp_path_factory.getbasetemp() / "xdg"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(root))
-    return root
+def formal_cache(tmp_path_factory):
+    """A verdict cache of this session (the user's own is left alone; YoWASP's compiled
+    WebAssembly cache is the user's, as for every other YoWASP tool)."""
+    return tmp_path_factory.getbasetemp() / "formal-cache"
 
 
 @pytest.mark.slow
@@ -83,13 +81,13 @@ def test_every_proof_passes_and_is_cached(formal_cache):
     from rf8hw.formal.suite import ProveConfig, prove
 
     t0 = time.monotonic()
-    results = prove(ProveConfig())
+    results = prove(ProveConfig(), root=formal_cache)
     first = time.monotonic() - t0
     failed = [(r.task.name, r.status, r.workdir) for r in results if r.status != "PASS"]
     assert not failed, failed
     assert all(not r.cached for r in results)
     t0 = time.monotonic()
-    again = prove(ProveConfig())
+    again = prove(ProveConfig(), root=formal_cache)
     assert all(r.cached and r.status == "PASS" for r in again)
     assert time.monotonic() - t0 < first
 
@@ -99,9 +97,24 @@ def test_every_mutant_fails_with_a_vcd_trace(formal_cache):
     from rf8hw.formal.suite import mutant_tasks, run_all
 
     pairs = mutant_tasks()
-    results = run_all([t for t, _ in pairs])
+    results = run_all([t for t, _ in pairs], root=formal_cache)
     for (task, what), r in zip(pairs, results):
         assert r.status == "FAIL", (task.name, what, r.workdir)
         assert r.failed_step == "basecase", (task.name, r.failed_step)   # a real trace from reset
         text = open(r.trace).read()
         assert r.trace.endswith(".vcd") and "$enddefinitions" in text and "$var" in text, r.trace
+
+
+def test_run_logged_refuses_exit_0_without_the_closing_line(tmp_path):
+    """Item 7 of the formal-proofs issue: a Yosys/nextpnr run counts only when its log has the
+    tool's closing line, whatever the exit status."""
+    import sys
+
+    from rf8hw.toolchain.tools import YOSYS_DONE, run_logged
+
+    script = "import sys; open('tool.log', 'w').write(sys.argv[1])"
+    run_logged([sys.executable, "-c", script, f"ok\n{YOSYS_DONE} Logfile hash: 0\n"], tmp_path,
+               tmp_path / "tool.log", "yosys", done=YOSYS_DONE)
+    with pytest.raises(RuntimeError, match="did not complete"):
+        run_logged([sys.executable, "-c", script, "truncated"], tmp_path, tmp_path / "tool.log",
+                   "yosys", done=YOSYS_DONE)
