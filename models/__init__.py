@@ -5,8 +5,11 @@ model family (nanoGPT style), and the adapters of the real pretrained models (:m
 Each zoo model module provides ``CONFIG`` (a dataclass with commented defaults), ``build(cfg)`` (an
 ``nn.Module`` whose ``forward(x, targets)`` returns ``(logits, loss)``), ``Data(cfg)`` (``batch(gen,
 batch_size)`` and ``evaluate(model, n_batches, batch_size) -> dict``), ``example(cfg, batch)`` (the
-input of ``batch`` inferences: what one inference means for the cycle model) and ``RECIPE``
-(training defaults, including the headline metric ``metric`` and whether ``higher_is_better``).
+input of ``batch`` inferences: what one inference means for the cycle model), ``RECIPE``
+(training defaults, including the headline metric ``metric`` and whether ``higher_is_better``),
+``train_examples(cfg)`` (how many examples a training batch is drawn from: the largest batch size)
+and ``eval_examples(cfg)`` (the most windows ``evaluate`` may take, ``n_batches x batch_size``, or
+None where it ignores them), both known without loading the data.
 Importing this package imports no model module (and so no torch).
 """
 

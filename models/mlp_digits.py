@@ -6,6 +6,7 @@ training seed, so test accuracies of different runs are comparable.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 SPLIT_SEED = 0          # the train/test split never changes with the training seed
 TEST_FRACTION = 0.25
+N_IMAGES = 1797         # scikit-learn's digits
 
 
 @dataclass
@@ -90,6 +92,17 @@ class Data:
 
 
 CONFIG = MLPConfig
+
+
+def train_examples(cfg: MLPConfig | None = None) -> int:
+    """The training images a batch is drawn from (1347, without loading them): a batch takes each
+    at most once, so this is the largest batch size."""
+    return N_IMAGES - math.ceil(N_IMAGES * TEST_FRACTION)      # train_test_split rounds the test up
+
+
+def eval_examples(cfg: MLPConfig | None = None) -> None:
+    """None: :meth:`Data.evaluate` takes the whole test set whatever the batches asked."""
+    return None
 
 
 def build(cfg: MLPConfig | None = None) -> MLPDigits:

@@ -163,6 +163,25 @@ class Data:
 CONFIG = GPTConfig
 
 
+def _split_sizes() -> tuple[int, int]:
+    """(training, validation) characters of :data:`DATA_FILE` (ASCII: one byte each), as
+    :class:`Data` splits it, without reading it."""
+    n = DATA_FILE.stat().st_size
+    return n - int(n * VAL_FRACTION), int(n * VAL_FRACTION)
+
+
+def train_examples(cfg: GPTConfig | None = None) -> int:
+    """The training windows a batch is drawn from (every start of a ``block_size`` window and its
+    next-character targets): the largest batch size."""
+    return _split_sizes()[0] - (cfg or GPTConfig()).block_size - 1
+
+
+def eval_examples(cfg: GPTConfig | None = None) -> int:
+    """The distinct validation windows :meth:`Data.evaluate` spreads its ``n_batches x
+    batch_size`` windows over: the most it may take."""
+    return _split_sizes()[1] - (cfg or GPTConfig()).block_size - 1
+
+
 def build(cfg: GPTConfig | None = None) -> TinyGPT:
     return TinyGPT(cfg or GPTConfig())
 

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("rf8hw.commands.estimate",
                  "accuracy on the bit-exact RF8 hardware path, cycles, area and Fmax of a model on an "
                  "RF8 array (a zoo checkpoint, minilm, smollm2 or your own adapter)"),
+    "prove": ("rf8hw.commands.prove",
+              "formal proofs (SymbiYosys k-induction): PE products, PE equivalence, AXI4-Stream protocol"),
     "sweep": ("rf8hw.commands.sweep",
               "design-space exploration on Ray: PE kinds x sizes x accumulators x numerics -> Pareto front"),
 }

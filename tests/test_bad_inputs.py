@@ -259,7 +259,10 @@ TRAIN_NUMBERS = {
     "--epochs": [("-1", "epochs"), ("-100", "epochs"), ("x", "--epochs"), ("1.5", "--epochs")],
     "--seed": [("-1", "seed"), (str(2**70), "seed must be an integer in 0..")],
     "--lr": [("-1", "lr"), ("nan", "lr"), ("inf", "lr"), ("-inf", "lr"), ("x", "--lr")],
-    "--batch-size": [("0", "batch_size"), ("-4", "batch_size"), ("x", "--batch-size")],
+    "--batch-size": [("0", "batch_size"), ("-4", "batch_size"), ("x", "--batch-size"),
+                     ("1000000000", "batch_size must be an integer in 1..1347 (mlp_digits draws each batch "
+                                    "from its 1347 training examples), not 1000000000"),
+                     ("1348", "batch_size must be an integer in 1..1347")],
     "--steps-per-epoch": [("0", "steps_per_epoch"), ("-3", "steps_per_epoch")],
     "--backslash": [("-1", "backslash"), ("nan", "backslash"), ("inf", "backslash")],
     "--backslash-epochs": [("-1", "backslash_epochs")],
@@ -460,6 +463,19 @@ CLI = [
        needle="'mlp_digits'"),
     *[_c(*TRAIN, "--init-from", f"{{bad.{name}}}", needle=needle)
       for name, (_, needle) in BAD_CHECKPOINTS.items()],
+    _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--batch-size", "846144",
+       needle="batch_size must be an integer in 1..846143"),
+    _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--eval-batches", "1000000000",
+       needle="eval_batches x batch_size must be at most 93958 (tinygpt's validation windows)"),
+    _c(*TRAIN, "--gg-shape", "0.5", needle="gg_shape 0.5 is used only with init 'gg'"),
+    _c(*TRAIN, "--gg-fan", "out", needle="gg_fan 'out' is used only with init 'gg'"),
+    _c(*TRAIN, "--backslash-epochs", "2", needle="backslash_epochs 2 is used only with a BackSlash weight"),
+    _c(*TRAIN, "--backslash-form", "loss", needle="backslash_form 'loss' is used only with a BackSlash"),
+    _c(*TRAIN, "--deepshape-grid", "0.01", needle="deepshape_grid 0.01 is used only with deepshape on"),
+    _c(*TRAIN, "--init", "gg", "--gg-shape", "1e-10", needle="gg_shape must be a finite number >= 0.05"),
+    _c(*TRAIN, "--init-from", "/dev/null", needle="checkpoint /dev/null is not a regular file"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", "", needle="is the current directory"),
+    _c("train", "--model", "mlp_digits", "--quiet", "--out", ".", needle="is the current directory"),
     # -- rf8hw fit
     _c("fit", "{out}/none.safetensors", needle="no such checkpoint"),
     _c("fit", "{dir}", needle="is a directory"),
@@ -476,6 +492,11 @@ CLI = [
     _c("fit", "{ckpt}", "--json", "{dir}", needle="--json"),
     _c("fit", "{ckpt}", "--json", "{afile}/x.json", needle="afile"),
     _c("fit", needle="checkpoint"),
+    _c("fit", "/dev/null", needle="checkpoint /dev/null is not a regular file"),
+    _c("fit", "{ckpt}", "--plot", "{out}.png", "--json", "{out}.png", needle="is the plot's file too"),
+    _c("fit", "{ckpt}", "--plot", "{out}", "--json", "{out}.png", needle="is the plot's file too"),
+    _c("fit", "{ckpt}", "--plot", "", needle="--plot . is a directory"),
+    _c("fit", "{ckpt}", "--json", "", needle="--json . is a directory"),
     # -- the top level
     _c("nope", needle="COMMAND"),
     _c(needle="COMMAND"),
@@ -602,6 +623,45 @@ def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
     with pytest.raises(ValueError, match=needle) as info:
         quant.load_quantized(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("path, info, needle", [
+    (None, None, "save_quantized path must be a file name (str or pathlib.Path), not NoneType"),
+    ("{dir}", None, "is a directory; give a .safetensors file name"),
+    ("{afile}/q.safetensors", None, "is not a directory"),
+    ("{out}/q.json", None, "ends in .json, the suffix of its sidecar"),
+    ("{out}/q.safetensors", "mlp_digits", "model_info must be a dict or None, not str"),
+    ("{out}/q.safetensors", {"acc": float("nan")}, "model_info must hold JSON values only"),
+    ("{out}/sdir.safetensors", None, "its sidecar"),
+])
+def test_save_quantized_bad_paths_and_info_write_nothing(path, info, needle, files, tmp_path):
+    import rf8hw
+    from rf8hw.nn import quant
+    from rf8hw.zoo import mlp_digits
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sdir.json").mkdir()
+    target = None if path is None else _fill([path], files[1], out)[0]
+    with pytest.raises(ValueError) as info_:
+        quant.save_quantized(rf8hw.quantize(mlp_digits.build()), target, model_info=info)
+    assert needle in str(info_.value) and "\n" not in str(info_.value)
+    assert [p.name for p in out.iterdir()] == ["sdir.json"]
+
+
+@pytest.mark.parametrize("path, kind, needle", [
+    (None, ValueError, "quantized model file must be a file name"),
+    ("/dev/null", FileNotFoundError, "no such quantized model sidecar: /dev/null.json"),
+    ("{ckpt}", ValueError, "is not an rf8hw-quantized-model v3 sidecar"),
+    ("{ckpt_json}", ValueError, "is the sidecar; give the .safetensors file"),
+    ("{dir}", FileNotFoundError, "no such quantized model sidecar"),
+])
+def test_load_quantized_bad_paths(path, kind, needle, files, tmp_path):
+    from rf8hw.nn import quant
+
+    with pytest.raises(kind) as info:
+        quant.load_quantized(None if path is None else _fill([path], files[1], tmp_path / "out")[0])
+    assert needle in str(info.value) and "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -350,6 +350,10 @@ LAYERS = (
     # rf8hw.accel.cosim_layer, above sim)
     Layer("rf8hw.sim", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.arch",
                                  "rf8hw.hdl", "rf8hw.toolchain", "rf8hw.sim"), never=("torch",)),
+    # formal proofs (SymbiYosys): harnesses over the RTL, the format's tables as the contract,
+    # the toolchain's cache; never torch, never the estimates or the co-simulation
+    Layer("rf8hw.formal", internal=("rf8hw.checks", "rf8hw.files", "rf8hw.format", "rf8hw.arch",
+                                    "rf8hw.hdl", "rf8hw.toolchain", "rf8hw.formal"), never=("torch",)),
 )
 
 #: Names any module may take from the root package ``rf8hw`` (its ``__init__`` is a lazy facade;

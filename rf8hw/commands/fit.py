@@ -5,7 +5,8 @@ fitted shape, scale, mean, the number of values and the GG-minus-Gaussian log-li
 (nats; > 0 means the GG fits better).  Groups no GG fits are listed with the reason.  Non-float
 tensors (e.g. the int64 ``position_ids`` buffer of a Hugging Face checkpoint) are skipped with a
 note.  The default plot goes into the current directory (``<checkpoint stem>.gg.png``), never next
-to the checkpoint (which may sit inside site-packages for a packaged model).
+to the checkpoint (which may sit inside site-packages for a packaged model).  The plot and the
+``--json`` file are written as one unit (:func:`rf8hw.files.write_files`), and must be two files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rf8hw.files import write_atomic
+from rf8hw.files import write_files
 
 
 def register(subparsers, name: str, help_text: str) -> None:
@@ -45,15 +46,29 @@ def _output_file(path: Path, option: str) -> Path:
 def run(args) -> int:
     import sys
 
+    written = []
+    try:
+        return _run(args, written)
+    except KeyboardInterrupt:                  # Ctrl-C: write_files has removed its temporaries
+        print(f"rf8hw fit: interrupted; {', '.join(written) or 'no plot or JSON file'} "
+              f"{'was' if len(written) < 2 else 'were'} written", file=sys.stderr, flush=True)
+        return 130
+
+
+def _run(args, written: list) -> int:
+    import sys
+
     from rf8hw.nn import gg
     from rf8hw.nn.checkpoint import json_safe, read_safetensors
 
     path = Path(args.checkpoint)
-    png = _output_file(Path(args.plot) if args.plot else Path.cwd() / f"{path.stem}.gg.png", "--plot")
+    png = _output_file(Path(args.plot) if args.plot is not None else Path.cwd() / f"{path.stem}.gg.png",
+                       "--plot")
     if png.suffix.lower() != ".png":
         png = _output_file(png.with_name(png.name + ".png"), "--plot")   # what is written, and printed
-    if args.json:
-        _output_file(Path(args.json), "--json")
+    out_json = None if args.json is None else _output_file(Path(args.json), "--json")
+    if out_json is not None and out_json.resolve() == png.resolve():
+        raise ValueError(f"--json {out_json} is the plot's file too (--plot {png}); give two files")
     state = read_safetensors(path)
     skipped = sorted(k for k, v in state.items() if not v.dtype.is_floating_point)
     if len(skipped) == len(state):
@@ -62,28 +77,48 @@ def run(args) -> int:
     if skipped:
         print(f"rf8hw fit: skipped {len(skipped)} non-float tensor(s): {', '.join(skipped)}", file=sys.stderr)
         state = {k: v for k, v in state.items() if v.dtype.is_floating_point}
+    if args.which == "matrices" and not any(v.ndim >= 2 for v in state.values()):
+        raise ValueError(f"{path} holds no floating-point matrix (ndim >= 2) to fit, only "
+                         f"{len(state)} smaller tensor(s) ({', '.join(sorted(state)[:3])}"
+                         f"{', ...' if len(state) > 3 else ''}); --which all fits them")
     groups = gg.group_params(state, by=args.by, which=args.which)
     fits = gg.fit_model(groups, by="tensor", which="all", method=args.method, on_error="record")
     good = {k: groups[k] for k, v in fits.items() if isinstance(v, gg.GGParams)}
-    results = {}
-    if good:
-        write_atomic(png, lambda tmp: results.update(gg.plot_fits(good, tmp, method=args.method)))
+    results, rows = {}, {}
+
+    def table() -> None:
+        """The fitted groups (``results``, filled by the plot) as ``rows``."""
+        for key, data in groups.items():
+            if key not in results:
+                rows[key] = {"n": int(data.size), "error": fits[key]}
+                continue
+            r = results[key]
+            p = r["gg"]
+            rows[key] = {"n": int(data.size), "shape": p.shape, "scale": p.scale, "mean": p.mean,
+                         "loglik_gg": r["loglik_gg"], "loglik_gauss": r["loglik_gauss"]}
+
+    def plot(tmp: Path) -> None:
+        results.update(gg.plot_fits(good, tmp, method=args.method))
+        table()
+
+    def text() -> str:
+        return json.dumps(json_safe({"checkpoint": str(path), "by": args.by, "method": args.method,
+                                     "groups": rows}), indent=1, allow_nan=False)
+
+    if not good:
+        table()
+    files = {png: plot} if good else {}
+    if out_json is not None:                   # after the plot, whose fits fill the rows
+        files[out_json] = lambda tmp: tmp.write_text(text())
+    written.extend(map(str, write_files(files)))   # the plot and the JSON as one unit
     width = max(len(k) for k in groups)
     print(f"{'group':<{width}} {'n':>9} {'shape':>7} {'scale':>10} {'mean':>10} {'llr/value':>9}")
-    rows = {}
-    for key, data in groups.items():
-        if key not in results:
-            print(f"{key:<{width}} {data.size:>9} not GG-like: {fits[key]}")
-            rows[key] = {"n": int(data.size), "error": fits[key]}
+    for key, row in rows.items():
+        if "error" in row:
+            print(f"{key:<{width}} {row['n']:>9} not GG-like: {row['error']}")
             continue
-        r = results[key]
-        p, llr = r["gg"], (r["loglik_gg"] - r["loglik_gauss"]) / data.size
-        print(f"{key:<{width}} {data.size:>9} {p.shape:>7.3f} {p.scale:>10.4g} {p.mean:>10.3g} {llr:>9.4f}")
-        rows[key] = {"n": int(data.size), "shape": p.shape, "scale": p.scale, "mean": p.mean,
-                     "loglik_gg": r["loglik_gg"], "loglik_gauss": r["loglik_gauss"]}
+        llr = (row["loglik_gg"] - row["loglik_gauss"]) / row["n"]
+        print(f"{key:<{width}} {row['n']:>9} {row['shape']:>7.3f} {row['scale']:>10.4g} {row['mean']:>10.3g} "
+              f"{llr:>9.4f}")
     print(f"plot: {png}" if results else "plot: none (no group fits a GG)")
-    if args.json:
-        text = json.dumps(json_safe({"checkpoint": str(path), "by": args.by, "method": args.method,
-                                     "groups": rows}), indent=1, allow_nan=False)
-        write_atomic(Path(args.json), text)
     return 0

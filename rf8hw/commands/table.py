@@ -54,10 +54,20 @@ def format_markdown() -> str:
 
 
 def update_docs(path: Path) -> bool:
-    """Replace the generated block in ``path``; returns whether the file changed."""
-    text = path.read_text()
+    """Replace the generated block in ``path``; returns whether the file changed.
+
+    ``path`` must be UTF-8 text holding one ``BEGIN`` marker followed by one ``END`` marker."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path} has no generated-table markers ({BEGIN} ... {END})")
+    counts = (text.count(BEGIN), text.count(END))
+    if counts != (1, 1):
+        raise ValueError(f"{path} must hold one {BEGIN} and one {END}, not {counts[0]} and {counts[1]}")
+    if text.index(END) < text.index(BEGIN):
+        raise ValueError(f"{path}: its {END} comes before its {BEGIN}")
     start = text.index(BEGIN)
     stop = text.index(END) + len(END)
     new = text[:start] + format_markdown() + text[stop:]
@@ -67,7 +77,10 @@ def update_docs(path: Path) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.update_docs:
+    if args.X != 0 and (args.markdown or args.update_docs is not None):
+        raise ValueError(f"-X {args.X} applies to the printed table only; the Markdown table "
+                         "(--markdown, --update-docs) is the docs' one, with X = 0")
+    if args.update_docs is not None:
         changed = update_docs(Path(args.update_docs))
         print(f"{args.update_docs}: {'updated' if changed else 'already up to date'}")
         return 0
@@ -81,7 +94,8 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text + ". Values are exact (float32).")
     p.add_argument("-X", type=int, default=0, help="shared exponent for the value column (default 0)")
-    p.add_argument("--markdown", action="store_true", help="print the Markdown table used in the docs")
-    p.add_argument("--update-docs", metavar="FILE",
-                   help="rewrite the generated table block in FILE (docs/rf8-format.md)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--markdown", action="store_true", help="print the Markdown table used in the docs")
+    which.add_argument("--update-docs", metavar="FILE",
+                       help="rewrite the generated table block in FILE (docs/rf8-format.md)")
     p.set_defaults(func=_run)

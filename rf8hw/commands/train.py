@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 
 def register(subparsers, name: str, help_text: str) -> None:
@@ -34,7 +35,12 @@ def run(args) -> int:
     from rf8hw.nn.train import TrainConfig, train
 
     cfg = config_from_args(TrainConfig, args)
-    final = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    try:
+        final = train(cfg, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    except KeyboardInterrupt:                 # Ctrl-C: train() has removed its partial directory
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"rf8hw train: interrupted; {args.out} was left as it was", file=sys.stderr, flush=True)
+        return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(json_safe(final), allow_nan=False))
     return 0

@@ -27,13 +27,21 @@ __all__ = ["save_checkpoint", "load_checkpoint", "json_safe", "existing_file", "
 
 
 def save_checkpoint(model, path, meta: dict) -> None:
-    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``)."""
-    from safetensors.torch import save_file
+    """Write ``path`` (``.safetensors``, the state dict) and ``path`` with ``.json`` (``meta``).
+
+    The pair is written as one unit (:func:`rf8hw.files.write_files`): a failure (a full disk)
+    leaves any old pair as it was, no temporary file, and is an :class:`OSError` naming the file
+    that could not be written.  Both files get the mode of any new file (``0o666`` less the
+    umask, usually ``0o644``)."""
+    from safetensors.torch import save
+
+    from rf8hw.files import write_files
 
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "rf8hw-checkpoint"})
-    path.with_suffix(".json").write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
+    sidecar = json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n"   # refused before any file
+    write_files({path: save(state, metadata={"format": "rf8hw-checkpoint"}),
+                 path.with_suffix(".json"): sidecar})
 
 
 def json_safe(value):
@@ -48,14 +56,16 @@ def json_safe(value):
 
 
 def existing_file(path, what: str, kind: str) -> Path:
-    """``path`` as a :class:`~pathlib.Path` if it names an existing file: a directory is a
-    :class:`ValueError` (``<what> <path> is a directory, not a <kind>``), a missing path a
-    :class:`FileNotFoundError` (``no such <what>: <path>``)."""
+    """``path`` as a :class:`~pathlib.Path` if it names an existing regular file: a directory (or
+    a device, a pipe) is a :class:`ValueError` (``<what> <path> is a directory, not a <kind>``), a
+    missing path a :class:`FileNotFoundError` (``no such <what>: <path>``)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory, not a {kind}")
     if not path.exists():
         raise FileNotFoundError(f"no such {what}: {path}")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device, a pipe or a socket); give a {kind}")
     return path
 
 
@@ -75,6 +85,8 @@ def read_safetensors(path, what: str = "checkpoint") -> dict:
         return load_file(path)
     except SafetensorError as exc:
         raise ValueError(f"{what} {path} is not a readable safetensors file ({exc})") from None
+    except OSError as exc:                       # safetensors' own I/O errors name no file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def read_json(path, what: str) -> dict:
@@ -152,6 +164,9 @@ def load_checkpoint(path):
         raise ValueError(f"checkpoint {path} is the sidecar; give the .safetensors file next to it")
     meta = read_json(sidecar, "checkpoint sidecar")
     where = f"checkpoint sidecar {sidecar}"
+    if meta.get("format") == "rf8hw-quantized-model":
+        raise ValueError(f"{path} is a quantized model (its sidecar's format is 'rf8hw-quantized-model'), "
+                         "not a training checkpoint; read it with rf8hw.nn.quant.load_quantized")
     for key in ("model", "model_config"):
         if key not in meta:
             raise ValueError(f"malformed {where}: no {key!r} entry")

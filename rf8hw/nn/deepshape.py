@@ -81,7 +81,11 @@ def _reshape_one(t, grid, min_count, shape_factor, scale_factor) -> dict:
     a = t.detach().to("cpu", torch.float64).numpy().ravel().copy()
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise ValueError("DeepShape needs non-empty tensors of finite values")
-    q = np.rint(a / grid).astype(np.int64)
+    x = a / grid
+    if np.max(np.abs(x)) >= 2.0 ** 52:                 # int64 levels, exact in float64
+        raise ValueError(f"grid {grid!r} is too small for these weights: level {np.max(np.abs(x)):.3g} is "
+                         "beyond the 2**52 levels DeepShape supports")
+    q = np.rint(x).astype(np.int64)
     levels, counts = np.unique(q, return_counts=True)
     rec = {"n": int(a.size), "n_in_window": 0, "n_changed": 0, "window": None, "fit": None,
            "target": None, "skipped": None}

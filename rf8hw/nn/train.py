@@ -37,7 +37,9 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -104,7 +106,7 @@ class TrainConfig:
                                           "batches, mlp_digits: the whole test set)")
 
     def __post_init__(self):
-        zoo.get(self.model)   # raises for an unknown name
+        mod = zoo.get(self.model)   # raises for an unknown name
         checks.choice("init", self.init, INITS)
         checks.choice("backslash_form", self.backslash_form, BACKSLASH_FORMS)
         checks.choice("gg_fan", self.gg_fan, GG_FANS)
@@ -124,9 +126,53 @@ class TrainConfig:
             non_negative("lr", self.lr)
         for name in ("gg_shape", "rate_step", "deepshape_grid", "backslash_eps"):
             positive(name, getattr(self, name))
+        self._check_data_sizes(mod)
+        self._check_used()
+        if self.init == "gg":
+            from rf8hw.nn.gg import SHAPE_MIN
+
+            if self.gg_shape < SHAPE_MIN:
+                raise ValueError(f"gg_shape must be a finite number >= {SHAPE_MIN} (the smallest GG shape "
+                                 f"rf8hw fits; below it GG-init's scale underflows), not {self.gg_shape!r}")
         if self.init_from is not None and self.init != INITS[0]:
             raise ValueError(f"init {self.init!r} initialises fresh weights and init_from starts from "
                              f"the checkpoint's ({self.init_from!r}): give one of them")
+
+
+    def _check_used(self) -> None:
+        """An option that only a switch which is off would read is refused, not ignored: the GG-init
+        options without init 'gg', the BackSlash ones without a BackSlash weight, the DeepShape ones
+        without deepshape (a value equal to the field's default counts as not given)."""
+        default = {f.name: f.default for f in fields(self)}
+        for names, on, switch in (
+                (("gg_shape", "gg_fan"), self.init == "gg", f"init 'gg' (init is {self.init!r})"),
+                (("backslash_form", "backslash_epochs", "backslash_eps"), self.backslash > 0,
+                 "a BackSlash weight > 0 (backslash is 0: off)"),
+                (("deepshape_epochs", "deepshape_grid", "deepshape_min_count"), self.deepshape,
+                 "deepshape on (it is off)")):
+            given = [n for n in names if getattr(self, n) != default[n]]
+            if given and not on:
+                raise ValueError(f"{given[0]} {getattr(self, given[0])!r} is used only with {switch}: "
+                                 f"give {given[0]} with it, or leave {given[0]} out")
+
+    def _check_data_sizes(self, mod) -> None:
+        """A batch larger than the training set, or more evaluation windows than there are, is
+        refused (never clamped): the model's ``train_examples`` / ``eval_examples`` of its default
+        configuration, the one :func:`train` builds."""
+        cfg = mod.CONFIG()
+        batch = mod.RECIPE["batch_size"] if self.batch_size is None else self.batch_size
+        n_train = mod.train_examples(cfg)
+        if self.batch_size is not None:
+            checks.integer("batch_size", self.batch_size, 1, n_train,
+                           f" ({self.model} draws each batch from its {n_train} training examples)")
+        n_eval = mod.eval_examples(cfg)
+        n_batches = mod.RECIPE["eval_batches"] if self.eval_batches is None else self.eval_batches
+        if n_eval is not None and n_batches * batch > n_eval:
+            most = (f"with batch_size {batch} the largest eval_batches is {n_eval // batch}"
+                    if batch <= n_eval else f"no eval_batches fits a batch_size over {n_eval}")
+            raise ValueError(f"eval_batches x batch_size must be at most {n_eval} ({self.model}'s "
+                             f"validation windows), not {n_batches} x {batch} = {n_batches * batch}; "
+                             f"{most}")
 
 
 def linear_weights(model) -> list:
@@ -134,6 +180,13 @@ def linear_weights(model) -> list:
     import torch.nn as nn
 
     return [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def linear_names(model) -> list[str]:
+    """The names of the modules :func:`linear_weights` takes the weights of, in the same order."""
+    import torch.nn as nn
+
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
 def coded_size(weights, step: float) -> dict:
@@ -166,9 +219,60 @@ def evaluate_rounded(model, data, recipe, step: float) -> dict:
     return out
 
 
+class Progress:
+    """The progress of one training phase on stderr: a tqdm bar where stderr is a terminal;
+    elsewhere (a CI log, a file) at most :attr:`LINES` plain lines, one each tenth of the steps
+    and one at the last (``mlp_digits train: step 22/220 (10%), 0.4 s, loss=0.412``), never the
+    bar's carriage-return updates.
+
+    Parameters
+    ----------
+    total : int
+        Steps of the phase.
+    desc : str
+        What the phase is (the bar's description, each line's start).
+    enabled : bool
+        False: nothing is shown (``--quiet``, ranks other than 0).
+    stream : file, optional
+        Where to write (default: ``sys.stderr`` at construction).
+    """
+
+    LINES = 10
+
+    def __init__(self, total: int, desc: str, enabled: bool = True, stream=None):
+        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
+        self.stream = sys.stderr if stream is None else stream
+        self.start = time.monotonic()
+        self.every = max(1, math.ceil(total / self.LINES))
+        isatty = getattr(self.stream, "isatty", None)
+        self.bar = None
+        if enabled and callable(isatty) and isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, file=self.stream)
+
+    def update(self, **postfix) -> None:
+        """One step done; ``postfix``: values to show (the loss, BackSlash's shape)."""
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(**postfix)
+        elif self.enabled and (self.n % self.every == 0 or self.n == self.total):
+            shown = "".join(f", {k}={v}" for k, v in postfix.items())
+            print(f"{self.desc}: step {self.n}/{self.total} ({100 * self.n // max(self.total, 1)}%), "
+                  f"{time.monotonic() - self.start:.1f} s{shown}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an output directory this run may not fill or replace (before any work)."""
     checks.output_dir("output directory", out)
+    if out == Path.cwd():
+        raise ValueError(f"output directory {out} is the current directory; give a directory for the run "
+                         "(it is replaced as a whole)")
     if not out.exists():
         return
     names = sorted(p.name for p in out.iterdir())
@@ -188,12 +292,18 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
     old = None
     if overwrite and out.is_dir() and any(out.iterdir()):
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old)
+        try:
+            os.replace(out, old)
+        except OSError as exc:
+            old.rmdir()
+            raise ValueError(f"output directory {out} could not be moved aside ({exc.strerror}); this "
+                             f"run's results are in {tmp}") from None
     try:
         os.replace(tmp, out)
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
+            raise ValueError(f"output directory {out} could not be replaced ({exc.strerror}); this run's "
+                             f"results are in {tmp}") from None
         raise ValueError(f"output directory {out} was filled by another run while this one trained; "
                          f"this run's results are in {tmp}") from None
     if old is not None:
@@ -218,12 +328,15 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
     metrics (also the ``final`` line of ``metrics.jsonl``).
     """
     world, rank = _dist_setup()
-    out = Path(os.path.abspath(out_dir))
+    out = Path(os.path.realpath(out_dir))           # a symbolic link: the directory it names
     _check_out_dir(out, overwrite)
     tmp = None
     if rank == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        try:
+            tmp = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        except OSError as exc:                       # read-only or full: name the directory asked for
+            raise OSError(exc.errno, exc.strerror or str(exc), str(out.parent)) from exc
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)                # mkdtemp's 0700 would become the run's mode
@@ -236,9 +349,13 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
     tmp = Path(tmp)
     try:
         final = _train_into(cfg, tmp, world, rank, progress)
-    except BaseException:
+    except BaseException as exc:
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is not None and Path(exc.filename).is_relative_to(tmp):
+            # a full disk: name the file of out_dir it was for (the .partial directory is gone)
+            raise OSError(exc.errno, exc.strerror or str(exc),
+                          str(out / Path(exc.filename).relative_to(tmp))) from exc
         raise
     if world > 1:
         dist.barrier()                               # every rank's files are written
@@ -252,16 +369,19 @@ def train(cfg: TrainConfig, out_dir, progress: bool = True, overwrite: bool = Fa
 def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress: bool) -> dict:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
-    from tqdm import tqdm
 
     from rf8hw import __version__
 
     suffix = "" if rank == 0 else f".rank{rank}"
-    log_file = (out_dir / f"metrics{suffix}.jsonl").open("w")
+    log_path = out_dir / f"metrics{suffix}.jsonl"
+    log_file = log_path.open("w")
 
     def log(record: dict) -> None:
-        log_file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-        log_file.flush()
+        try:
+            log_file.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+            log_file.flush()
+        except OSError as exc:                           # a full disk names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(log_path)) from exc
 
     def finite_on_every_rank(ok: bool) -> bool:
         if world > 1:
@@ -312,7 +432,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
               f"batch {recipe['batch_size']} x {world} rank(s)")
 
     def run_epochs(n_epochs, first_epoch, phase, use_backslash):
-        bar = tqdm(total=n_epochs * steps, desc=f"{cfg.model} {phase}", disable=rank != 0 or not progress)
+        bar = Progress(n_epochs * steps, f"{cfg.model} {phase}", enabled=rank == 0 and progress)
         for epoch in range(first_epoch, first_epoch + n_epochs):
             for i in range(steps):
                 x, y = data.batch(gen, recipe["batch_size"])
@@ -339,8 +459,7 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
                 if active:
                     record["nu"] = float(bs.nu)
                 log(record)
-                bar.update()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
+                bar.update(loss=f"{record['loss']:.3f}", **({"nu": f"{bs.nu:.2f}"} if active else {}))
             log({"kind": "eval", "phase": phase, "epoch": epoch, "step": (epoch + 1) * steps,
                  **data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                  **coded_size(linear_weights(model), cfg.rate_step),
@@ -357,9 +476,23 @@ def _train_into(cfg: TrainConfig, out_dir: Path, world: int, rank: int, progress
         from rf8hw.nn import deepshape
 
         final["before_deepshape"] = {k: v for k, v in final.items() if k != "kind"}
+        named = {f"{n}.weight": w for n, w in zip(linear_names(model), linear_weights(model))}
         with torch.no_grad():
-            deepshape.deepshape_(linear_weights(model), grid=cfg.deepshape_grid,
-                                 min_count=cfg.deepshape_min_count)
+            try:
+                report = deepshape.deepshape_(named, grid=cfg.deepshape_grid,
+                                              min_count=cfg.deepshape_min_count)
+            except ValueError as exc:
+                raise ValueError(f"DeepShape: {exc}") from None
+        skipped = {n: r["skipped"] for n, r in report["tensors"].items() if r["skipped"]}
+        if len(skipped) == len(named):
+            raise ValueError(f"DeepShape reshaped no weight matrix (deepshape_grid={cfg.deepshape_grid!r}, "
+                             f"deepshape_min_count={cfg.deepshape_min_count}): "
+                             + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+        if skipped:
+            final["deepshape_skipped"] = skipped
+            if rank == 0 and progress:
+                print(f"DeepShape left {len(skipped)} of {len(named)} weight matrices as they were: "
+                      + "; ".join(f"{n}: {why}" for n, why in skipped.items()), file=sys.stderr)
         final["after_deepshape"] = {**data.evaluate(model, recipe["eval_batches"], recipe["batch_size"]),
                                     **coded_size(linear_weights(model), cfg.rate_step)}
         run_epochs(cfg.deepshape_epochs, cfg.epochs, "deepshape_finetune", lambda epoch: False)

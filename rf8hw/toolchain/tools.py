@@ -24,7 +24,8 @@ from pathlib import Path
 __all__ = ["YOSYS_ONLY_FAMILIES", "verilator_root", "verilator_executable", "verilator_env",
            "iverilog_executable", "lint_verilator", "lint_iverilog", "yosys_cell_counts",
            "package_version", "package_versions", "iverilog_version",
-           "verilator_version", "yowasp_tool", "run_logged", "synthesis_tool_versions"]
+           "verilator_version", "yowasp_tool", "run_logged", "synthesis_tool_versions",
+           "YOSYS_DONE", "NEXTPNR_DONE"]
 
 
 
@@ -155,20 +156,32 @@ def yowasp_tool(name: str) -> str:
     return found
 
 
+#: The line a completed run writes into its log: Yosys ends every script it finished with
+#: ``End of script.`` (also under ``-q``), nextpnr with ``Program finished normally.``
+YOSYS_DONE = "End of script."
+NEXTPNR_DONE = "Program finished normally."
+
+
 def run_logged(cmd: list[str], cwd: Path, log: Path, stage: str, *,
-               error: type[Exception] = RuntimeError) -> None:
+               error: type[Exception] = RuntimeError, done: str | None = None) -> None:
     """Run one tool (no shell) in ``cwd``; the tool writes its own ``log``.
 
-    On a non-zero exit raise ``error`` (default :class:`RuntimeError`) whose message names the
-    stage, the exit status, the command and the last 25 lines of ``log`` (of the captured
-    stdout/stderr when the log is missing or empty).
+    Raise ``error`` (default :class:`RuntimeError`) on a non-zero exit, and also on a zero exit
+    whose ``log`` lacks the line ``done`` (e.g. :data:`YOSYS_DONE`) that the tool writes only
+    when it completed: an exit status alone does not prove the run finished (a tool killed in a
+    way that still exits 0, a truncated log).  The message names the stage, the exit status, the
+    command and the last 25 lines of ``log`` (of the captured stdout/stderr when the log is
+    missing or empty).
     """
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        log = Path(log)
-        text = log.read_text(errors="replace") if log.is_file() else ""
+    log = Path(log)
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    incomplete = proc.returncode == 0 and done is not None and done not in text
+    if proc.returncode != 0 or incomplete:
         tail = "\n".join((text or proc.stdout + proc.stderr).splitlines()[-25:])
-        raise error(f"{stage} failed (exit {proc.returncode}); command: {shlex.join(cmd)}\n"
+        what = (f"did not complete (exit 0 but no {done!r} in its log)" if incomplete
+                else f"failed (exit {proc.returncode})")
+        raise error(f"{stage} {what}; command: {shlex.join(cmd)}\n"
                     f"--- last lines of {log} ---\n{tail}")
 
 

@@ -222,6 +222,30 @@ def test_plot_fits_writes_png(tmp_path):
     assert res["b"]["gg"].shape == pytest.approx(2.0, abs=0.15)
 
 
+def test_plot_fits_labels_its_axes_and_says_what_the_curves_are(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    figures = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (figures.append(self), real(self, *a, **k)))
+    g = torch.Generator().manual_seed(0)
+    res = gg.plot_fits({"fc1.weight": gg.sample((64, 64), 1.0, 0.1, generator=g)}, tmp_path / "f.png",
+                       method="ml")
+    (fig,) = figures
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "weight value" and ax.get_ylabel() == "probability density (log)"
+    assert ax.get_yscale() == "log"
+    r = res["fc1.weight"]
+    p, llr = r["gg"], (r["loglik_gg"] - r["loglik_gauss"]) / 4096
+    assert ax.get_title() == f"fc1.weight  (n=4,096, llr={llr:+.3f})"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "weights (101 bins)", f"GG fit: nu={p.shape:.2f}, alpha={p.scale:.3g}",
+        f"Gaussian: sigma={r['gauss'].std:.3g}"]
+    title = fig.get_suptitle()
+    assert "fitted generalized Gaussian (GG, maximum-likelihood estimate)" in title
+    assert "Gaussian (GG shape 2)" in title and "log-likelihood gain of the GG over the Gaussian" in title
+
+
 @pytest.mark.parametrize("fan", ["in", "out"])
 @pytest.mark.parametrize("shape", [0.8, 2.0])
 def test_gg_init_variance_and_shape(fan, shape):
@@ -309,3 +333,84 @@ def test_fit_cli_bad_checkpoint(tmp_path, capsys):
     assert "is not a readable safetensors file" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "missing.safetensors")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def _fit_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "m.safetensors"
+    save_file({"w": gg.sample((64, 64), 1.0, 0.1, generator=g), "b": torch.zeros(64)}, str(path))
+    return path
+
+
+def test_fit_writes_the_plot_and_the_json_as_one_unit(tmp_path, monkeypatch, capsys):
+    """A JSON file that cannot be written leaves no plot either (and no temporary)."""
+    import errno
+    from pathlib import Path
+
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+    real = Path.write_text
+
+    def full(self, data, *args, **kwargs):
+        if ".fits.json" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", full)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), "--plot", str(out / "p.png"), "--json", str(out / "fits.json")]) == 2
+    assert capsys.readouterr().err == f"rf8hw fit: error: No space left on device: {out / 'fits.json'}\n"
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--plot", "{out}/same.png", "--json", "{out}/same.png"],
+     "--json {out}/same.png is the plot's file too (--plot {out}/same.png); give two files"),
+    (["--plot", "{out}/same", "--json", "{out}/same.png"], "is the plot's file too"),
+    (["--plot", ""], "--plot . is a directory; give a file name"),
+    (["--json", ""], "--json . is a directory; give a file name"),
+])
+def test_fit_refuses_outputs_that_would_overwrite_each_other_or_be_ignored(tmp_path, monkeypatch, capsys,
+                                                                            argv, message):
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), *[a.replace("{out}", str(out)) for a in argv]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.replace("{out}", str(out)) in err, err
+    assert list(out.iterdir()) == [] and not list(tmp_path.glob("*.png"))
+
+
+def test_fit_of_a_file_without_matrices_says_which_tensors_it_has(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from rf8hw.cli import main
+
+    path = tmp_path / "q.safetensors"
+    save_file({"fc1.codes": torch.zeros(4, 4, dtype=torch.uint8), "fc1.bias": torch.randn(4)}, str(path))
+    assert main(["fit", str(path), "--plot", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["rf8hw fit: skipped 1 non-float tensor(s): fc1.codes",
+                   f"rf8hw fit: error: {path} holds no floating-point matrix (ndim >= 2) to fit, only 1 "
+                   "smaller tensor(s) (fc1.bias); --which all fits them"]
+
+
+def test_fit_interrupted_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from rf8hw.cli import main
+
+    ckpt = _fit_checkpoint(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gg, "plot_fits", interrupted)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["fit", str(ckpt), "--plot", str(out / "p.png"), "--json", str(out / "f.json")]) == 130
+    assert capsys.readouterr().err == "rf8hw fit: interrupted; no plot or JSON file was written\n"
+    assert list(out.iterdir()) == []

@@ -292,3 +292,94 @@ def test_save_pretrained_of_a_quantized_hf_model_fails_loudly_in_from_pretrained
     back = quant.load_quantized(tmp_path / "q.safetensors", model=float_model)
     assert getattr(float_model.config, "quantization_config", None) is None
     assert back.config.quantization_config == quant.HF_MARKER
+
+
+def _full_disk(monkeypatch, when):
+    """Writes of a file for which ``when(name)`` holds fail as on a full disk, after half the data:
+    ``OSError(ENOSPC)`` naming no file, as a real ``write`` raises it."""
+    import errno
+    from pathlib import Path
+
+    real_bytes, real_text = Path.write_bytes, Path.write_text
+
+    def fail(self, data, real, *args, **kwargs):
+        if when(self.name):
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: fail(self, data, real_bytes))
+    monkeypatch.setattr(Path, "write_text", lambda self, data, *a, **k: fail(self, data, real_text, *a, **k))
+
+
+@pytest.mark.parametrize("full", ["q.safetensors", "q.json"])
+def test_a_full_disk_names_the_file_and_leaves_the_old_pair(tmp_path, monkeypatch, full):
+    q, path = _saved(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    torch.manual_seed(1)
+    other = rf8hw.quantize(mlp_digits.build(mlp_digits.MLPConfig(n_hidden=16)))
+    _full_disk(monkeypatch, lambda name: full in name)
+    with pytest.raises(OSError) as info:
+        quant.save_quantized(other, path, model_info=ZOO)
+    assert (info.value.errno, info.value.filename) == (28, str(tmp_path / full))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before      # no temporary, old pair
+    monkeypatch.undo()
+    x = torch.rand(3, 64)
+    assert torch.equal(quant.load_quantized(path)(x)[0], q(x)[0])
+
+
+def test_the_tensor_file_has_the_mode_of_its_sidecar(tmp_path):
+    """Both ``0o666`` less the umask (safetensors' own writer makes its files 0600)."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        _, path = _saved(tmp_path)
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        os.umask(0o002)
+        _, path = _saved(tmp_path)
+        group = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    finally:
+        os.umask(umask)
+    assert modes == {"q.safetensors": 0o644, "q.json": 0o644}
+    assert group == {"q.safetensors": 0o664, "q.json": 0o664}
+
+
+@pytest.mark.parametrize("info, message", [
+    ("mlp_digits", r"^save_quantized model_info must be a dict or None, not str$"),
+    ({"name": "mlp_digits", "acc": float("nan")}, r"^save_quantized model_info must hold JSON values only "
+                                                   r"\(no NaN or Infinity\): Out of range float values"),
+    ({"name": "mlp_digits", "when": object()}, r"^save_quantized model_info must hold JSON values only .*"
+                                               r"Object of type object is not JSON serializable$"),
+])
+def test_a_model_info_load_quantized_would_refuse_is_refused_before_writing(tmp_path, info, message):
+    q, _ = _saved(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        quant.save_quantized(q, tmp_path / "r.safetensors", model_info=info)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json", "q.safetensors"]
+
+
+def test_api_misuse_is_one_value_error_not_an_attribute_error(tmp_path):
+    q, path = _saved(tmp_path)
+    cases = [
+        (lambda: rf8hw.quantize("abc"), r"^model must be a torch\.nn\.Module, not str$"),
+        (lambda: rf8hw.quantize_(None), r"^model must be a torch\.nn\.Module, not NoneType$"),
+        (lambda: rf8hw.quantize(q), r"^model is already quantized \(3 QuantLinear layers, first 'fc1'\); "
+                                    r"re-quantizing is not supported: quantize the float model$"),
+        (lambda: rf8hw.quantize(nn.Sequential(nn.ReLU())),
+         r"^nothing to quantize in Sequential: no nn\.Linear layer "
+         r"\(module types present: ReLU, Sequential\)$"),
+        (lambda: quant.save_quantized("abc", tmp_path / "s.safetensors"),
+         r"^save_quantized needs a quantized torch\.nn\.Module, not str$"),
+        (lambda: quant.save_quantized(q, None),
+         r"^save_quantized path must be a file name \(str or pathlib\.Path\), not NoneType$"),
+        (lambda: quant.load_quantized(None),
+         r"^quantized model file must be a file name \(str or pathlib\.Path\), not NoneType$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    (tmp_path / "d.json").mkdir()
+    with pytest.raises(ValueError, match=r"^save_quantized path '.*d\.safetensors': its sidecar '.*d\.json' "
+                                         r"is a directory$"):
+        quant.save_quantized(q, tmp_path / "d.safetensors", model_info=ZOO)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "q.json", "q.safetensors"]

@@ -151,9 +151,10 @@ def test_cli_options_are_the_train_config_fields():
     args = p.parse_args(["--model", "tinygpt", "--out", "x"])
     assert config_from_args(TrainConfig, args) == TrainConfig(model="tinygpt")
     args = p.parse_args(["--model", "mlp_digits", "--out", "x", "--deepshape", "--init-from", "c.safetensors",
-                         "--lr", "0.5", "--backslash-epochs", "2"])
+                         "--lr", "0.5", "--backslash", "3", "--backslash-epochs", "2"])
     got = config_from_args(TrainConfig, args)
-    assert (got.deepshape, got.init_from, got.lr, got.backslash_epochs) == (True, "c.safetensors", 0.5, 2)
+    assert (got.deepshape, got.init_from, got.lr, got.backslash, got.backslash_epochs) == (
+        True, "c.safetensors", 0.5, 3.0, 2)
     assert p.parse_args(["--model", "mlp_digits", "--out", "x", "--no-deepshape"]).deepshape is False
 
 
@@ -367,3 +368,304 @@ def test_a_killed_run_leaves_the_old_run_intact(tmp_path):
     assert not (partial[0] / "model.safetensors").exists()           # the killed run's half is aside
     net, meta = load_checkpoint(out / "model.safetensors")
     assert meta["seed"] == 1
+
+
+# -- data sizes, progress on a non-terminal, full disks, file modes ------------------------------------
+
+def test_the_zoo_knows_its_data_sizes_without_loading_the_data():
+    from rf8hw.zoo import mlp_digits, tinygpt
+
+    assert mlp_digits.train_examples() == len(mlp_digits.Data().x_train) == 1347
+    assert mlp_digits.eval_examples() is None
+    data = tinygpt.Data(tinygpt.GPTConfig())
+    block = tinygpt.GPTConfig().block_size
+    assert tinygpt.train_examples() == len(data.train_ids) - block - 1 == 846143
+    assert tinygpt.eval_examples() == len(data.val_ids) - block - 1 == 93958
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"model": "mlp_digits", "batch_size": 10**9},
+     r"^batch_size must be an integer in 1\.\.1347 \(mlp_digits draws each batch from its 1347 training "
+     r"examples\), not 1000000000$"),
+    ({"model": "mlp_digits", "batch_size": 1348}, r"^batch_size must be an integer in 1\.\.1347 "),
+    ({"model": "tinygpt", "batch_size": 846144},
+     r"^batch_size must be an integer in 1\.\.846143 \(tinygpt draws each batch from its 846143 training "
+     r"examples\), not 846144$"),
+    ({"model": "tinygpt", "eval_batches": 10**9},
+     r"^eval_batches x batch_size must be at most 93958 \(tinygpt's validation windows\), not "
+     r"1000000000 x 32 = 32000000000; with batch_size 32 the largest eval_batches is 2936$"),
+    ({"model": "tinygpt", "batch_size": 100000},
+     r"^eval_batches x batch_size must be at most 93958 .* not 20 x 100000 = 2000000; no eval_batches "
+     r"fits a batch_size over 93958$"),
+])
+def test_a_batch_larger_than_the_data_is_refused_not_clamped(d, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(d)
+
+
+def test_the_largest_batch_is_accepted_and_trains_over_the_whole_set(tmp_path):
+    config_from_dict({"model": "tinygpt", "batch_size": 2936, "eval_batches": 32})
+    train(TrainConfig(model="mlp_digits", epochs=1, batch_size=1347), tmp_path, progress=False)
+    steps = _records(tmp_path, "step")
+    assert len(steps) == 1
+    assert json.loads((tmp_path / "model.json").read_text())["recipe"]["batch_size"] == 1347
+
+
+def test_cli_refuses_a_huge_batch_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = cli.main(["train", "--model", "mlp_digits", "--batch-size", "1000000000", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("rf8hw train: error: batch_size must be an integer in 1..1347 (mlp_digits "
+                               "draws each batch from its 1347 training examples), not 1000000000\n")
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_progress_on_a_non_terminal_is_a_few_plain_lines(tmp_path, capsys):
+    """stderr is not a terminal under pytest (as in a CI log): no tqdm carriage returns, at most
+    ten lines per phase, the last one at 100 %."""
+    train(TrainConfig(model="mlp_digits", epochs=3, seed=1, deepshape=True, deepshape_grid=2.0 ** -9,
+                      deepshape_min_count=5, deepshape_epochs=1), tmp_path, progress=True)
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "\r" not in err and "it/s" not in err
+    lines = err.splitlines()
+    train_lines = [ln for ln in lines if ln.startswith("mlp_digits train: ")]
+    tune_lines = [ln for ln in lines if ln.startswith("mlp_digits deepshape_finetune: ")]
+    assert len(lines) == len(train_lines) + len(tune_lines), lines
+    assert 1 <= len(train_lines) <= 10 and 1 <= len(tune_lines) <= 10
+    assert re.match(r"^mlp_digits train: step 66/66 \(100%\), \d+\.\d s, loss=\d+\.\d{3}$", train_lines[-1])
+    assert tune_lines[-1].startswith("mlp_digits deepshape_finetune: step 22/22 (100%), ")
+    assert captured.out.startswith("mlp_digits: 26,122 parameters, 22 steps/epoch x 3 epochs")
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar_and_quiet_shows_nothing(tmp_path):
+    import io
+
+    from rf8hw.nn.train import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Terminal(), io.StringIO()
+    for stream in (tty, log):
+        bar = Progress(30, "demo", stream=stream)
+        for _ in range(30):
+            bar.update(loss="0.100")
+        bar.close()
+    assert "\r" in tty.getvalue() and "30/30" in tty.getvalue()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10 and all(re.match(r"^demo: step \d+/30 \(\d+%\), \d+\.\d s, loss=0\.100$", ln)
+                                    for ln in lines)
+    assert [ln.split(",")[0] for ln in lines[::9]] == ["demo: step 3/30 (10%)", "demo: step 30/30 (100%)"]
+    quiet = Terminal()
+    bar = Progress(30, "demo", enabled=False, stream=quiet)
+    bar.update()
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def _full_disk(monkeypatch, when):
+    """Writes of a file for which ``when(name)`` holds fail as on a full disk: ``OSError(ENOSPC)``
+    naming no file, after part of the data is written."""
+    import errno
+
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if when(self.name):
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+def test_a_full_disk_while_saving_the_checkpoint_names_it_and_leaves_the_old_run(tmp_path, monkeypatch,
+                                                                                    capsys):
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+    _full_disk(monkeypatch, lambda name: "model.safetensors" in name)
+    with pytest.raises(OSError) as info:
+        train(_quick(seed=2), out, progress=False, overwrite=True)
+    assert info.value.filename == str(out / "model.safetensors") and info.value.errno == 28
+    assert _snapshot(out) == old and _leftovers(tmp_path) == []
+    rc = cli.main(["train", "--model", "mlp_digits", "--epochs", "1", "--steps-per-epoch", "2",
+                   "--quiet", "--out", str(tmp_path / "new")])
+    assert rc == 2 and capsys.readouterr().err == (
+        f"rf8hw train: error: No space left on device: {tmp_path / 'new' / 'model.safetensors'}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_full_disk_while_logging_names_the_metrics_file(tmp_path, monkeypatch):
+    import errno
+
+    import rf8hw.nn.train as train_mod
+
+    real, calls = train_mod.json_safe, []
+
+    def failing(record):
+        calls.append(record)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(record)
+    monkeypatch.setattr(train_mod, "json_safe", failing)
+    with pytest.raises(OSError) as info:
+        train(_quick(), tmp_path / "run", progress=False)
+    assert info.value.filename == str(tmp_path / "run" / "metrics.jsonl") and info.value.errno == 28
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parent_where_the_partial_cannot_be_made_is_named(tmp_path, monkeypatch):
+    """A read-only (or full) parent: ``mkdtemp`` names the temporary it tried; the error names the
+    directory asked for (simulated: root may write into read-only directories)."""
+    import errno
+    import tempfile
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}abc{suffix}")
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(PermissionError) as info:
+        train(_quick(), tmp_path / "ro" / "run", progress=False)
+    assert info.value.filename == str(tmp_path / "ro")
+
+
+def test_checkpoint_files_have_the_mode_of_their_sidecar(tmp_path):
+    """Both ``0o666`` less the umask (safetensors' own writer would make the tensors 0600)."""
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        train(_quick(), tmp_path / "a", progress=False)
+        os.umask(0o027)
+        train(_quick(), tmp_path / "b", progress=False)
+    finally:
+        os.umask(umask)
+    modes = {run: {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / run).iterdir()} for run in "ab"}
+    assert modes == {"a": dict.fromkeys(["metrics.jsonl", "model.json", "model.safetensors"], 0o644),
+                     "b": dict.fromkeys(["metrics.jsonl", "model.json", "model.safetensors"], 0o640)}
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755
+
+
+# -- options a switch that is off would ignore; DeepShape that reshapes nothing; Ctrl-C ----------------
+
+@pytest.mark.parametrize("d, message", [
+    ({"gg_shape": 0.5}, r"^gg_shape 0\.5 is used only with init 'gg' \(init is 'default'\): give gg_shape "
+                        r"with it, or leave gg_shape out$"),
+    ({"gg_fan": "out"}, r"^gg_fan 'out' is used only with init 'gg'"),
+    ({"backslash_epochs": 3},
+     r"^backslash_epochs 3 is used only with a BackSlash weight > 0 \(backslash is 0: off\)"),
+    ({"backslash_form": "loss"}, r"^backslash_form 'loss' is used only with a BackSlash weight > 0"),
+    ({"backslash_eps": 0.5}, r"^backslash_eps 0\.5 is used only with a BackSlash weight > 0"),
+    ({"deepshape_epochs": 3}, r"^deepshape_epochs 3 is used only with deepshape on \(it is off\)"),
+    ({"deepshape_grid": 0.01}, r"^deepshape_grid 0\.01 is used only with deepshape on"),
+    ({"deepshape_min_count": 5}, r"^deepshape_min_count 5 is used only with deepshape on"),
+    ({"init": "gg", "gg_shape": 1e-10}, r"^gg_shape must be a finite number >= 0\.05 \(the smallest GG shape "
+                                        r"rf8hw fits; below it GG-init's scale underflows\), not 1e-10$"),
+])
+def test_options_a_switched_off_feature_would_ignore_are_refused(d, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"model": "mlp_digits", **d})
+
+
+def test_options_with_their_switch_and_defaults_given_again_are_accepted():
+    config_from_dict({"model": "mlp_digits", "init": "gg", "gg_shape": 0.5, "gg_fan": "out",
+                      "backslash": 1.0, "backslash_form": "loss", "backslash_epochs": 1,
+                      "backslash_eps": 0.5, "deepshape": True, "deepshape_epochs": 2,
+                      "deepshape_grid": 0.01, "deepshape_min_count": 5})
+    config_from_dict({"model": "mlp_digits", "gg_shape": 2.0, "backslash_form": "step",
+                      "deepshape_epochs": 1})
+
+
+def test_gg_init_refuses_a_shape_whose_scale_underflows():
+    from rf8hw.nn import gg
+
+    with pytest.raises(ValueError, match=r"^GG-init shape must be a finite number >= 0\.05 .*not 0\.007$"):
+        gg.gg_init_(torch.nn.Linear(4, 4), shape=0.007)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"deepshape_min_count": 10**12},
+     r"^DeepShape reshaped no weight matrix \(deepshape_grid=0\.0001220703125, deepshape_min_count="
+     r"1000000000000\): fc1\.weight: no level holds min_count=1000000000000 weights \(largest: \d+\); "
+     r"fc2\.weight: "),
+    ({"deepshape_grid": 1e30}, r"^DeepShape reshaped no weight matrix .* fc1\.weight: window is a single "
+                               r"level \(0\); nothing to reshape; "),
+    ({"deepshape_grid": 1e-30}, r"^DeepShape: fc1\.weight: grid 1e-30 is too small for these weights: "
+                                r"level \S+ is beyond the 2\*\*52 levels DeepShape supports$"),
+])
+def test_deepshape_that_reshapes_nothing_fails_the_run(tmp_path, mlp_run, kw, message):
+    """Not exit 0 with nothing done: every matrix skipped (or a grid that overflows the levels) is
+    a one-line error naming each matrix and why, and the run directory is not written."""
+    cfg = TrainConfig(model="mlp_digits", epochs=0, init_from=str(mlp_run[0] / "model.safetensors"),
+                      deepshape=True, deepshape_epochs=1, **kw)
+    with pytest.raises(ValueError, match=message):
+        train(cfg, tmp_path / "run", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deepshape_that_skips_some_matrices_records_them(tmp_path, mlp_run, capsys):
+    # fc3 (128 x 10 = 1,280 weights) has no level of 20 weights at this grid; fc1 and fc2 have
+    final = train(TrainConfig(model="mlp_digits", epochs=0, init_from=str(mlp_run[0] / "model.safetensors"),
+                              deepshape=True, deepshape_epochs=1, deepshape_grid=2.0 ** -9,
+                              deepshape_min_count=20), tmp_path / "run", progress=True)
+    assert list(final["deepshape_skipped"]) == ["fc3.weight"]
+    assert final["deepshape_skipped"]["fc3.weight"].startswith("no level holds min_count=20 weights")
+    assert ("DeepShape left 1 of 3 weight matrices as they were: fc3.weight: no level holds"
+            in capsys.readouterr().err)
+    assert _records(tmp_path / "run", "final")[0]["deepshape_skipped"] == final["deepshape_skipped"]
+
+
+def test_the_current_directory_is_not_an_output_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for out in ("", ".", str(tmp_path)):
+        with pytest.raises(ValueError, match=r"^output directory .* is the current directory; give a "
+                                             r"directory for the run \(it is replaced as a whole\)$"):
+            train(_quick(), out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_is_one_line_and_leaves_out_as_it_was(tmp_path, monkeypatch, capsys):
+    import rf8hw.nn.train as train_mod
+
+    out = tmp_path / "run"
+    train(_quick(seed=1), out, progress=False)
+    old = _snapshot(out)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_mod, "coded_size", interrupted)
+    rc = cli.main(["train", "--model", "mlp_digits", "--epochs", "1", "--quiet", "--overwrite",
+                   "--out", str(out)])
+    assert rc == 130 and capsys.readouterr().err == f"rf8hw train: interrupted; {out} was left as it was\n"
+    assert _snapshot(out) == old and _leftovers(tmp_path) == []
+
+
+def test_a_quantized_file_or_a_device_given_as_checkpoint_is_one_clear_line(tmp_path):
+    import rf8hw
+    from rf8hw.nn import quant
+    from rf8hw.zoo import mlp_digits
+
+    quant.save_quantized(rf8hw.quantize(mlp_digits.build()), tmp_path / "q.safetensors",
+                         model_info={"name": "mlp_digits", "config": {}})
+    with pytest.raises(ValueError, match=r"q\.safetensors is a quantized model \(its sidecar's format is "
+                                         r"'rf8hw-quantized-model'\), not a training checkpoint; read it "
+                                         r"with rf8hw\.nn\.quant\.load_quantized$"):
+        load_checkpoint(tmp_path / "q.safetensors")
+    with pytest.raises(ValueError, match=r"^checkpoint /dev/null is not a regular file \(a device, a pipe "
+                                         r"or a socket\); give a \.safetensors file$"):
+        load_checkpoint("/dev/null")
+
+
+def test_a_symbolic_link_as_output_directory_is_the_directory_it_names(tmp_path):
+    """The run replaces the directory the link names (the link stays), with nothing left beside it;
+    before, the rename onto the link failed after training and left .partial/.old directories."""
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to("target")
+    train(_quick(seed=1), tmp_path / "link", progress=False)
+    first = _snapshot(tmp_path / "target")
+    train(_quick(seed=2), tmp_path / "link", progress=False, overwrite=True)
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+    assert _snapshot(tmp_path / "target") != first
+    assert json.loads((tmp_path / "link" / "model.json").read_text())["seed"] == 2

@@ -65,6 +65,16 @@ def _refine(q: QuantLinear, w_kn: np.ndarray, config: QuantConfig, H) -> int:
     return saturated
 
 
+def _check_float_model(model) -> None:
+    """Refuse what is not a torch module, or is a module already quantized."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    already = [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
+    if already:
+        raise ValueError(f"model is already quantized ({len(already)} QuantLinear layers, first "
+                         f"{already[0]!r}); re-quantizing is not supported: quantize the float model")
+
+
 def default_filter(module: nn.Module, fqn: str) -> bool:
     """The default layer selection of :func:`quantize_`: every linear-like layer."""
     return is_linear_like(module)
@@ -149,10 +159,7 @@ def quantize_(model: nn.Module, config: QuantConfig | None = None, filter_fn=Non
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
         raise ValueError(f"config must be an rf8hw.nn.quant.QuantConfig or None, not {type(config).__name__}")
-    already = [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]
-    if already:
-        raise ValueError(f"model is already quantized ({len(already)} QuantLinear layers, first "
-                         f"{already[0]!r}); re-quantizing is not supported: quantize the float model")
+    _check_float_model(model)
     granularity = DEFAULT_GRANULARITY[config.fmt] if config.granularity is None else config.granularity
     tied = _tied_to_embedding(model)
     mha = _mha_projections(model)
@@ -290,6 +297,9 @@ def quantize(model: nn.Module, fmt: str = "rf8", rounding: str = "nearest", gran
     Returns
     -------
     torch.nn.Module
+
+    A model that is already quantized, or one without an ``nn.Linear``, is refused with a
+    ``ValueError``, as :func:`quantize_` refuses it (``skip`` may name every layer: a float copy).
     """
     checks.choice("fmt", fmt, FORMATS)
     checks.choice("rounding", rounding, ROUNDINGS)
@@ -298,11 +308,16 @@ def quantize(model: nn.Module, fmt: str = "rf8", rounding: str = "nearest", gran
     checks.choice("mode", mode, MODES)
     if isinstance(skip, str):
         skip = [skip]
+    _check_float_model(model)
     linears = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     for pattern in skip:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in linears):
             raise ValueError(f"skip pattern {pattern!r} matches no nn.Linear; linear layers are: "
                              f"{', '.join(linears) or '(none)'}")
+    if not linears:
+        kinds = sorted({type(m).__name__ for m in model.modules()})
+        raise ValueError(f"nothing to quantize in {type(model).__name__}: no nn.Linear layer (module types "
+                         f"present: {', '.join(kinds)})")
     qmodel = copy.deepcopy(model)
     for name in linears:
         if any(fnmatch.fnmatchcase(name, p) for p in skip):

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from rf8hw import checks
-from rf8hw.files import sha256_file
+from rf8hw.files import sha256_file, write_files
 from rf8hw.format import spec
 from rf8hw.nn.grid import INT8_MAX
 from rf8hw.nn.params import positive
@@ -83,15 +83,20 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
     is refused (a ``ValueError``), never derived into another name.  Tensors shared by several
     state-dict names (tied weights) are stored once and listed as ``aliases``.  The per-layer
     metadata is also written into the tensor file's own header, so a sidecar whose layers disagree
-    with its tensors (e.g. ``"fmt"`` relabelled) is refused on load.  Both files are written
-    atomically (temporary file, then rename; tensors first): a run killed between the two renames
-    leaves a pair whose hash does not match, which :func:`load_quantized` refuses.
+    with its tensors (e.g. ``"fmt"`` relabelled) is refused on load.  The two files are written as
+    one unit (:func:`rf8hw.files.write_files`: both to temporary files, then renamed, tensors
+    first): a failure (a full disk) leaves any old pair as it was and no temporary file, and is an
+    :class:`OSError` naming the file that could not be written; a run killed between the two
+    renames leaves a pair whose hash does not match, which :func:`load_quantized` refuses.  Both
+    files get the mode of any new file (``0o666`` less the umask, usually ``0o644``).
     """
-    import os
+    import hashlib
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
+    path = _file_name("save_quantized path", path)
+    if not isinstance(qmodel, nn.Module):
+        raise ValueError(f"save_quantized needs a quantized torch.nn.Module, not {type(qmodel).__name__}")
     if path.suffix == ".json":
         raise ValueError(f"save_quantized path {str(path)!r} ends in .json, the suffix of its sidecar "
                          "(the sidecar would overwrite the tensors); give a .safetensors name")
@@ -99,27 +104,37 @@ def save_quantized(qmodel: nn.Module, path, model_info: dict | None = None) -> N
         raise ValueError(f"save_quantized path {str(path)!r} is a directory; give a .safetensors file name")
     if not path.parent.is_dir():
         raise ValueError(f"save_quantized path {str(path)!r}: {str(path.parent)!r} is not a directory")
+    if path.with_suffix(".json").is_dir():
+        raise ValueError(f"save_quantized path {str(path)!r}: its sidecar {str(path.with_suffix('.json'))!r} "
+                         "is a directory")
+    if model_info is not None and not isinstance(model_info, dict):
+        raise ValueError(f"save_quantized model_info must be a dict or None, not {type(model_info).__name__}")
     layers = {n: q.layer_meta() for n, q in quant_layers(qmodel).items()}
     if not layers:
         raise ValueError("model has no QuantLinear layer; call rf8hw.quantize(model, ...) first")
+    try:
+        json.dumps(model_info, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"save_quantized model_info must hold JSON values only (no NaN or "
+                         f"Infinity): {exc}") from None
     full = qmodel.state_dict()
     aliases = _shared_names(full)
     state = {k: v.detach().contiguous() for k, v in full.items() if k not in aliases}
-    sidecar = path.with_suffix(".json")
-    tmp_t = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp_j = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-    try:
-        save_file(state, str(tmp_t), metadata={"format": FILE_FORMAT,
-                                               "layers": json.dumps(layers, sort_keys=True),
-                                               "aliases": json.dumps(aliases, sort_keys=True)})
-        meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "tensors_sha256": sha256_file(tmp_t),
-                "layers": layers, "aliases": aliases, "model": model_info or {}}
-        tmp_j.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp_t, path)
-        os.replace(tmp_j, sidecar)
-    finally:
-        tmp_t.unlink(missing_ok=True)
-        tmp_j.unlink(missing_ok=True)
+    tensors = save(state, metadata={"format": FILE_FORMAT, "layers": json.dumps(layers, sort_keys=True),
+                                    "aliases": json.dumps(aliases, sort_keys=True)})
+    meta = {"format": FILE_FORMAT, "version": FILE_VERSION,
+            "tensors_sha256": hashlib.sha256(tensors).hexdigest(),
+            "layers": layers, "aliases": aliases, "model": model_info or {}}
+    write_files({path: tensors, path.with_suffix(".json"): json.dumps(meta, indent=2) + "\n"})
+
+
+def _file_name(what: str, path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a str or path-like."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{what} must be a file name (str or pathlib.Path), not {type(path).__name__}")
+    return Path(path)
 
 
 def _layer_meta(name: str, lm, where: str) -> dict:
@@ -234,7 +249,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
 
     from rf8hw.nn.checkpoint import build_model, check_tensors, read_json, read_safetensors
 
-    path = Path(path)
+    path = _file_name("quantized model file", path)
     if path.suffix == ".json":
         raise ValueError(f"quantized model file {str(path)!r} is the sidecar; give the .safetensors file "
                          "next to it")

@@ -1,0 +1,122 @@
+"""Formal harness of the AXI4-Stream top (:class:`rf8hw.hdl.axi.RF8AxiTop`): its port protocol
+in every reachable state, by k-induction.
+
+Every input of the top is free on every cycle (``AnySeq``): the reset, both input streams'
+``tdata``/``tvalid``/``tlast`` and ``m_axis_acc_tready``; nothing assumes the environment obeys
+AXI4-Stream.  The properties (each an ``Assert``; :data:`PROPERTIES` names them):
+
+``reset_quiet``
+    While ``aresetn`` is low, ``s_axis_w_tready``, ``s_axis_a_tready`` and
+    ``m_axis_acc_tvalid`` are low.
+``acc_hold``
+    A result beat offered and not taken (``tvalid & ~tready``) is offered again in the next
+    cycle with the same ``tdata`` and ``tlast``, unless reset is asserted then.
+``no_orphan_beat``
+    ``m_axis_acc_tvalid`` only while some accepted activation beat (since the last reset) has
+    no result beat yet: no result without a matching input, none from a tile interrupted by
+    reset.  The checker counts accepted activations minus taken results (cleared by reset).
+``err_w_tlast``
+    ``err_w_tlast`` equals the checker's own flag: set by a weight beat whose ``tlast`` differs
+    from "this is beat ``rows - 1`` of the tile" (beats counted by the checker since reset),
+    cleared only by reset.
+
+Invariants that make them inductive (asserted too, hence proved): the array's clock-enable
+register equals the stall rule (``not (bottom stage valid and FIFO full)``); the checker's
+count of outstanding beats equals the valid stages of the wavefront pipeline plus the output
+FIFO's level; the checker's weight-beat count equals the array's ``w_row``.  Amaranth's
+``SyncFIFO``, elaborated for the ``formal`` platform, asserts its own pointer/level invariants.
+"""
+
+from __future__ import annotations
+
+from amaranth.asserts import AnySeq
+from amaranth.hdl import Assert, Module, Signal
+
+from rf8hw import checks
+from rf8hw.arch import ArrayConfig
+from rf8hw.formal import probe
+from rf8hw.formal.harness import Harness, new_harness
+from rf8hw.hdl.axi import RF8AxiTop
+
+__all__ = ["PROPERTIES", "protocol_harness"]
+
+#: The protocol properties, in report order.
+PROPERTIES = ("reset_quiet", "acc_hold", "no_orphan_beat", "err_w_tlast")
+
+
+def _popcount(value) -> object:
+    total = 0
+    for i in range(len(value)):
+        total = total + value[i]
+    return total
+
+
+def protocol_harness(cfg: ArrayConfig, properties=PROPERTIES, top_class=RF8AxiTop) -> Harness:
+    """The protocol properties ``properties`` of ``top_class(cfg)`` (a mutant for the tests)
+    with their invariants; ``cfg.reset`` must be ``"aresetn"``."""
+    for p in properties:
+        checks.choice("protocol property", p, PROPERTIES)
+    if cfg.reset != "aresetn":
+        raise ValueError(f"the protocol proofs use reset='aresetn', not {cfg.reset!r}")
+    h = new_harness()
+    m: Module = h.module
+    top = top_class(cfg)
+    frag = probe.elaborate(top)
+    m.submodules.top = frag
+    inputs = [top.aresetn, top.s_axis_w_tdata, top.s_axis_w_tvalid, top.s_axis_w_tlast,
+              top.s_axis_a_tdata, top.s_axis_a_tvalid, top.s_axis_a_tlast, top.m_axis_acc_tready]
+    m.d.comb += [top.aclk.eq(h.clk), *(s.eq(AnySeq(len(s))) for s in inputs)]
+    rst = ~top.aresetn
+    a_take = top.s_axis_a_tvalid & top.s_axis_a_tready
+    w_take = top.s_axis_w_tvalid & top.s_axis_w_tready
+    acc_take = top.m_axis_acc_tvalid & top.m_axis_acc_tready
+
+    # Array internals for the invariants.
+    wave_valid = probe.internal(frag, "wave_valid", ("array",))
+    ce = probe.internal(frag, "ce", ("array",))
+    fifo = probe.origin(frag, ("array", "out_fifo"))
+    bottom_valid = wave_valid[len(wave_valid) - 1]
+    asserts = [("ce_rule", ce == ~(bottom_valid & (fifo.level == 2)))]
+
+    if "reset_quiet" in properties:
+        with m.If(rst):
+            m.d.comb += Assert(~top.s_axis_w_tready & ~top.s_axis_a_tready & ~top.m_axis_acc_tvalid,
+                               "reset_quiet")
+    if "acc_hold" in properties:
+        stalled = Signal(name="acc_stalled")
+        data = Signal(len(top.m_axis_acc_tdata), name="acc_data_prev")
+        last = Signal(name="acc_last_prev")
+        m.d.sync += [stalled.eq(top.m_axis_acc_tvalid & ~top.m_axis_acc_tready),
+                     data.eq(top.m_axis_acc_tdata), last.eq(top.m_axis_acc_tlast)]
+        with m.If(stalled & ~rst):
+            m.d.comb += Assert(top.m_axis_acc_tvalid & (top.m_axis_acc_tdata == data)
+                               & (top.m_axis_acc_tlast == last), "acc_hold")
+    if "no_orphan_beat" in properties:
+        limit = len(wave_valid) + 2
+        outstanding = Signal(range(limit + 2), name="outstanding")
+        with m.If(rst):
+            m.d.sync += outstanding.eq(0)
+        with m.Else():
+            m.d.sync += outstanding.eq(outstanding + a_take - acc_take)
+        asserts.append(("outstanding", outstanding == _popcount(wave_valid) + fifo.level))
+        with m.If(top.m_axis_acc_tvalid):
+            m.d.comb += Assert(outstanding != 0, "no_orphan_beat")
+    if "err_w_tlast" in properties:
+        rows = cfg.rows
+        w_row = probe.internal(frag, "w_row", ("array",))
+        beats = Signal(range(max(rows, 2)), name="w_beats")
+        err = Signal(name="err_expected")
+        with m.If(rst):
+            m.d.sync += [beats.eq(0), err.eq(0)]
+        with m.Elif(w_take):
+            with m.If(beats == rows - 1):
+                m.d.sync += beats.eq(0)
+            with m.Else():
+                m.d.sync += beats.eq(beats + 1)
+            with m.If(top.s_axis_w_tlast != (beats == rows - 1)):
+                m.d.sync += err.eq(1)
+        asserts.append(("w_row", w_row == beats))
+        m.d.comb += Assert(top.err_w_tlast == err, "err_w_tlast")
+    for name, test in asserts:
+        m.d.comb += Assert(test, f"invariant_{name}")
+    return h

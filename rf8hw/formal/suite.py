@@ -1,0 +1,232 @@
+"""The proofs rf8hw runs, their configuration and the cached runner behind ``rf8hw prove`` and
+``tests/formal``.
+
+:func:`properties` lists every task (:class:`Task`): the product + overflow proof of every PE
+kind of the registry, the equivalence of every RF8 kind with ``RF8PE`` and the AXI4-Stream
+protocol of the top for the configured shapes.  :func:`run_task` runs one under SymbiYosys
+(:mod:`rf8hw.formal.sby`), cached content-addressed like synthesis
+(:func:`rf8hw.toolchain.cache.source_key` over the RTL sources plus this package, the task's
+parameters and the tool versions; entry ``<cache>/formal/<key>/``, holding the work directory,
+its logs, any trace, and ``result.json``).  Widths and depths: :class:`ProveConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rf8hw import checks
+from rf8hw.arch import MAX_DIM, PE_KINDS, ArrayConfig
+from rf8hw.files import write_atomic
+from rf8hw.formal import sby
+from rf8hw.format import spec
+from rf8hw.toolchain import cache
+
+__all__ = ["ProveConfig", "Task", "TaskResult", "properties", "build", "run_task", "prove",
+           "CACHE_KIND", "mutant_tasks", "run_all"]
+
+#: k of the product proofs: one more than the last cycle before their checks start.
+PRODUCT_DEPTH = 5
+
+#: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
+CACHE_KIND = "formal"
+
+
+@dataclass(frozen=True)
+class ProveConfig:
+    """What ``rf8hw prove`` proves.  Validated on construction (one-line ``ValueError``)."""
+
+    pe_act_bits: int = field(default=4, metadata={
+        "help": "activation width of the PE product and equivalence proofs (8 takes the solver "
+                "many minutes: docs/verification.md)"})
+    shapes: tuple = field(default=("1x1", "2x2", "2x3", "3x2", "3x3"), metadata={
+        "help": "array shapes ROWSxCOLS of the AXI4-Stream protocol proofs", "item": "str"})
+    protocol_pe: str = field(default="rf8", metadata={
+        "help": "PE kind of the arrays in the protocol proofs", "choices": tuple(PE_KINDS)})
+    only: tuple = field(default=(), metadata={
+        "help": "run only the tasks whose name contains one of these words (default: all)",
+        "item": "str"})
+    depth: int = field(default=4, metadata={
+        "help": "k of the k-induction (and base-case depth) of the equivalence and protocol "
+                "proofs; the product proofs use 5 (their checks start at cycle 3 or 4)"})
+    jobs: int = field(default=2, metadata={"help": "tasks run in parallel"})
+    cache: bool = field(default=True, metadata={"help": "reuse cached verdicts"})
+
+    def __post_init__(self):
+        checks.integer("pe_act_bits", self.pe_act_bits, spec.ACT_BITS_MIN, spec.ACT_BITS_MAX)
+        object.__setattr__(self, "shapes", tuple(self.shapes))
+        for s in self.shapes:
+            _shape(s)
+        checks.choice("protocol_pe", self.protocol_pe, tuple(PE_KINDS))
+        object.__setattr__(self, "only", tuple(self.only))
+        checks.integer("depth", self.depth, 2, 30)
+        checks.integer("jobs", self.jobs, 1, 64)
+
+
+def _shape(text) -> tuple[int, int]:
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"shape must be ROWSxCOLS such as 2x3, not {text!r}")
+    rows, cols = (checks.integer(n, int(p), 1, MAX_DIM) for n, p in zip(("rows", "cols"), parts))
+    return rows, cols
+
+
+@dataclass(frozen=True)
+class Task:
+    """One SymbiYosys task: a harness (``family`` + ``params``), its mode and depth."""
+
+    name: str
+    family: str          #: "product", "equivalence" or "protocol"
+    params: dict
+    mode: str = "prove"
+    depth: int = 4
+    mutant: str | None = None   #: a mutant of :mod:`rf8hw.formal.mutants` in place of the design
+
+    def key(self) -> str:
+        """The cache key: sources, this package, parameters, tool versions."""
+        formal = sorted(p.relative_to(cache.package_root()).as_posix()
+                        for p in (cache.package_root() / "formal").glob("*.py"))
+        meta = {"task": asdict(self), "tools": sby.tool_versions()}
+        return cache.source_key(meta, formal)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A task's verdict (``PASS``: proved; ``FAIL``: counterexample at ``trace``)."""
+
+    task: Task
+    status: str
+    seconds: float        #: wall time of this call (a cache hit takes milliseconds)
+    sby_seconds: float
+    workdir: str
+    trace: str | None
+    failed_step: str | None
+    cached: bool
+
+
+def _pe_acc(act_bits: int) -> int:
+    return spec.min_acc_bits(act_bits)
+
+
+def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
+    """Every task of ``config``, in report order (products, equivalences, protocol)."""
+    from rf8hw.formal.pe_checks import EQUIVALENCE_KINDS
+    from rf8hw.formal.protocol import PROPERTIES
+
+    b = config.pe_act_bits
+    tasks = [Task(f"product_{kind}_a{b}_acc{_pe_acc(b)}", "product",
+                  {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}, depth=PRODUCT_DEPTH)
+             for kind in PE_KINDS]
+    tasks += [Task(f"equivalence_{kind}_{ov}_a{b}_acc{_pe_acc(b)}", "equivalence",
+                   {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b), "overflow": ov},
+                   depth=config.depth)
+              for kind in EQUIVALENCE_KINDS for ov in spec.OVERFLOW_MODES]
+    for text in config.shapes:
+        rows, cols = _shape(text)
+        tasks.append(Task(f"protocol_{config.protocol_pe}_{rows}x{cols}_a2_acc21", "protocol",
+                          {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
+                           "pe": config.protocol_pe, "properties": list(PROPERTIES)},
+                          depth=config.depth))
+    if config.only:
+        tasks = [t for t in tasks if any(word in t.name for word in config.only)]
+    return tasks
+
+
+def build(task: Task):
+    """The harness of ``task`` (:class:`rf8hw.formal.harness.Harness`)."""
+    from rf8hw.formal import mutants, pe_checks, protocol
+
+    p = dict(task.params)
+    if task.family == "product":
+        pe_class = getattr(mutants, task.mutant) if task.mutant else None
+        return pe_checks.product_harness(p["kind"], p["act_bits"], p["acc_bits"], pe_class=pe_class)
+    if task.family == "equivalence":
+        pe_class = getattr(mutants, task.mutant) if task.mutant else None
+        return pe_checks.equivalence_harness(p["kind"], p["act_bits"], p["acc_bits"],
+                                             p["overflow"], pe_class=pe_class)
+    if task.family == "protocol":
+        cfg = ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"])
+        kwargs = {"top_class": mutants.mutant_axi_top(task.mutant)} if task.mutant else {}
+        return protocol.protocol_harness(cfg, tuple(p["properties"]), **kwargs)
+    raise ValueError(f"task family must be product, equivalence or protocol, not {task.family!r}")
+
+
+def run_task(task: Task, use_cache: bool = True, root=None) -> TaskResult:
+    """Run ``task`` (or return its cached verdict) in ``<root>/<key>`` (default root: the
+    ``formal`` cache, :func:`rf8hw.toolchain.cache.cache_root`)."""
+    from rf8hw.formal.harness import to_rtlil
+
+    t0 = time.monotonic()
+    entry = Path(root if root is not None else cache.cache_root(CACHE_KIND)) / task.key()
+    with cache.locked(entry):
+        result_file = entry / "result.json"
+        if use_cache and result_file.is_file():
+            try:
+                saved = json.loads(result_file.read_text())
+                return TaskResult(task, saved["status"], round(time.monotonic() - t0, 2),
+                                  saved["sby_seconds"], str(entry), saved["trace"],
+                                  saved["failed_step"], cached=True)
+            except (ValueError, KeyError):
+                pass                                   # unreadable: run again
+        result_file.unlink(missing_ok=True)
+        verdict = sby.run_sby(to_rtlil(build(task)), entry, task.mode, task.depth)
+        trace = None if verdict.trace is None else str(entry / "task" / verdict.trace)
+        write_atomic(result_file, json.dumps({
+            "task": asdict(task), "status": verdict.status, "sby_seconds": verdict.seconds,
+            "trace": trace, "failed_step": verdict.failed_step,
+            "seconds": round(time.monotonic() - t0, 2)}, indent=2) + "\n")
+        return TaskResult(task, verdict.status, round(time.monotonic() - t0, 2), verdict.seconds,
+                          str(entry), trace, verdict.failed_step, cached=False)
+
+
+def prove(config: ProveConfig = ProveConfig(), progress=None, root=None) -> list[TaskResult]:
+    """Run every task of ``config`` (``config.jobs`` at a time); ``progress(result)`` after each;
+    ``root``: the cache root (default the user's ``formal`` cache)."""
+    return run_all(properties(config), config.cache, config.jobs, progress, root)
+
+
+def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
+    """One mutant per property, as ``(task, what the mutant breaks)``; each must FAIL with a
+    trace.  Shapes and widths are the smallest of ``config``'s."""
+    from rf8hw.formal.mutants import AXI_MUTATIONS
+
+    b = config.pe_act_bits
+    acc = _pe_acc(b)
+    pe = {"act_bits": b, "acc_bits": acc}
+    d = config.depth
+    out = [
+        (Task("mutant_product_rf8", "product", {"kind": "rf8", **pe}, depth=PRODUCT_DEPTH,
+              mutant="ResidualSignFlippedPE"), "product (residual add/subtract mux flipped)"),
+        (Task("mutant_product_int8_pipe", "product", {"kind": "int8_pipe", **pe}, depth=PRODUCT_DEPTH,
+              mutant="UnregisteredInt8PipePE"), "product latency (product register dropped)"),
+        (Task("mutant_overflow_rf8", "product", {"kind": "rf8", **pe}, depth=PRODUCT_DEPTH,
+              mutant="SaturateLimitsSwappedPE"), "overflow rule (saturation limit mux flipped)"),
+        (Task("mutant_equivalence_rf8_signlate", "equivalence",
+              {"kind": "rf8_signlate", "overflow": "wrap", **pe}, depth=d,
+              mutant="SignCarryDroppedPE"), "equivalence (sign carry-in dropped)"),
+        (Task("mutant_equivalence_rf8_pipe", "equivalence",
+              {"kind": "rf8_pipe", "overflow": "wrap", **pe}, depth=d,
+              mutant="StageIgnoresCePE"), "equivalence (stage register's enable dropped)"),
+    ]
+    for prop, what in AXI_MUTATIONS.items():
+        out.append((Task(f"mutant_protocol_{prop}", "protocol",
+                         {"rows": 2, "cols": 2, "act_bits": 2, "acc_bits": 21,
+                          "pe": config.protocol_pe, "properties": [prop]}, depth=d, mutant=prop),
+                    f"{prop} ({what})"))
+    return out
+
+
+def run_all(tasks, use_cache: bool = True, jobs: int = 2, progress=None, root=None) -> list[TaskResult]:
+    """:func:`run_task` on each of ``tasks``, ``jobs`` at a time, in order (``root``: as
+    :func:`run_task`)."""
+    def one(task):
+        r = run_task(task, use_cache=use_cache, root=root)
+        if progress is not None:
+            progress(r)
+        return r
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, tasks))
