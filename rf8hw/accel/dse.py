@@ -41,7 +41,7 @@ from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
 from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
-from rf8hw.accel.report import folder_option, naming_path
+from rf8hw.accel.report import folder_option
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
     cached_synthesis,
@@ -381,9 +381,8 @@ def _guarded(fn, *args) -> dict:
 # ------------------------------------------------------------------------------------ the sweep
 
 def _store(path: Path, key: str, params: dict, value: dict) -> None:
-    with naming_path(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(seal_entry(key, params, value), indent=1, allow_nan=False) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(seal_entry(key, params, value), indent=1, allow_nan=False) + "\n")
 
 
 def _ray_init(cfg: SweepConfig, factors: str, progress: bool):
@@ -415,8 +414,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     checks.output_dir("out", out)
     if cfg.address is not None:                 # before any work: an unreachable cluster is one line
         check_ray_address(cfg.address)
-    with naming_path(out):
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg.cache).resolve() if cfg.cache else default_cache()
     synth_root = Path(cfg.synth_cache).resolve() if cfg.synth_cache else default_synth_cache()
     points = cfg.points()
@@ -517,9 +515,8 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
 
 def _log(out: Path, key: str, res: dict) -> str:
     path = out / "logs" / f"{key}.log"
-    with naming_path(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, res.get("traceback") or res["error"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, res.get("traceback") or res["error"])
     return str(path)
 
 

@@ -11,7 +11,7 @@ import json
 import os
 
 from rf8hw import checks
-from rf8hw.accel.report import decimals_to_tell_apart, naming_path
+from rf8hw.accel.report import decimals_to_tell_apart
 from rf8hw.files import write_files
 
 __all__ = ["COLUMNS", "pareto_front", "pick_best", "summarize", "write_outputs", "render_markdown"]
@@ -366,6 +366,5 @@ def write_outputs(summary: dict, out) -> dict:
         paths[f"{device}_throughput"], paths[f"{device}_accuracy"] = p1, p2
     result = {k: str(v) for k, v in paths.items()}
     files[paths["json"]] = json.dumps({**summary, "paths": result}, indent=1, allow_nan=False) + "\n"
-    with naming_path(out):
-        write_files(files)
+    write_files(files)
     return result

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.files import write_files
 
-__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart", "naming_path", "folder_option"]
+__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart", "folder_option"]
 
 
 def _fmt(v, spec=",.0f"):
@@ -47,18 +46,6 @@ def folder_option(name: str, value):
         raise ValueError(f"{name} must name a folder, not {value!r}")
     checks.output_dir(name, value)
     return value
-
-
-@contextmanager
-def naming_path(path):
-    """An ``OSError`` that names no file (a full disk while writing, ``ENOSPC``) is raised again
-    naming ``path``, so that the command's one-line error says where it could not write."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is not None or exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 def _refinements(c: dict) -> str:
@@ -153,8 +140,7 @@ def write_report(rep: dict, out_dir) -> dict:
     from rf8hw.accel import cycles
 
     out = Path(out_dir)
-    with naming_path(out):
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "estimate.json", "markdown": out / "estimate.md",
              "png": out / "estimate_cycles.png"}
     c = rep["config"]
@@ -163,7 +149,6 @@ def write_report(rep: dict, out_dir) -> dict:
     title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.1f} "
              f"cycles/inference{per_batch}, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
     text = json.dumps(rep, indent=2, allow_nan=False) + "\n"          # refuses NaN before any write
-    with naming_path(out):
-        write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
-                     paths["markdown"]: render_markdown(rep), paths["json"]: text})
+    write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
+                 paths["markdown"]: render_markdown(rep), paths["json"]: text})
     return {k: str(v) for k, v in paths.items()}

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 from rf8hw.accel import synth
-from rf8hw.accel.report import naming_path
 from rf8hw.accel.synth import check_device, check_seed
 from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_atomic
@@ -208,6 +207,5 @@ def cached_synthesis(array: ArrayConfig, device: str, seed: int = 1, cache_dir=N
         where = f"synthesis of {array.module_name} on {device}"
         _check_request(check_synthesis_result(result, where), params, where)
         text = json.dumps(seal_entry(key, params, result), indent=2, allow_nan=False) + "\n"
-        with naming_path(hit):
-            write_atomic(hit, text)
+        write_atomic(hit, text)
     return result, False

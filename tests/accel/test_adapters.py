@@ -299,7 +299,7 @@ def test_a_full_disk_names_the_folder_and_keeps_the_old_report(adapters, tmp_pat
 
     monkeypatch.setattr(Path, "write_text", full)
     rc, _, err = _estimate(["--model", "rel_adapters:good", "--out", str(out)], tmp_path, capsys)
-    assert rc == 2 and err == f"rf8hw estimate: error: No space left on device: {out}\n"
+    assert rc == 2 and err == f"rf8hw estimate: error: No space left on device: {out / 'estimate.md'}\n"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before     # no temporary, no mix
 
 
