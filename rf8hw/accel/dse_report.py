@@ -242,12 +242,12 @@ def _accuracy_axis(ax, ys) -> None:
     metrics (a perplexity) on a linear axis with a margin."""
     import math
 
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
     lo, hi = min(ys), max(ys)
     if 0 < lo and hi < 1 and hi > 0.99:
         logit = [math.log(v / (1 - v)) for v in (lo, hi)]
         pad = 0.08 * (logit[1] - logit[0]) or 0.5
-        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
-
         ax.set_yscale("logit")
         bottom, top = (1 / (1 + math.exp(-v)) for v in (logit[0] - pad, logit[1] + pad))
         ax.set_ylim(bottom, top)
