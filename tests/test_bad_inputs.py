@@ -110,19 +110,31 @@ BAD_CHECKPOINTS = {
 }
 
 
-def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v",
-              manifest_text=None):
+#: The module of rtl/'s 4x4 file, whose manifest the RTL rows below start from.
+MODULE = "rf8_pipe_array_4x4_a8_acc40_wrap"
+
+
+def _top(ports=None, name=MODULE):
+    """Verilog text of a module ``name`` declaring the 4x4 file's ports (``ports`` overrides
+    name -> (direction, width))."""
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.json"
+    decl = {p["name"]: (p["direction"], p["width"]) for p in json.loads(real.read_text())["ports"]}
+    decl.update(ports or {})
+    body = "".join(f"  {d}{f' [{w - 1}:0]' if w > 1 else ''} {n};\n" for n, (d, w) in decl.items() if d)
+    return f"module {name} ({', '.join(n for n, (d, _) in decl.items() if d)});\n{body}endmodule\n"
+
+
+def _rtl_pair(manifest_fn=None, text=None, name="m.v", manifest_text=None):
     def make(d):
         from pathlib import Path
 
-        from rf8hw.arch import ArrayConfig
-
-        (d / name).write_text(text)
+        (d / name).write_text(_top() if text is None else text)
         # a whole manifest (every section the parser needs): rtl/'s 4x4 one, made to describe m.v
-        real = Path(__file__).resolve().parents[1] / "rtl" / f"{ArrayConfig(4, 4).module_name}.json"
+        real = Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.json"
         manifest = json.loads(real.read_text())
-        manifest.update(module="m", files={"verilog": name, "verilog_sha256": "0" * 64})
-        manifest["parameters"].update(rows=2, cols=2)
+        manifest.update(files={"verilog": name, "verilog_sha256": "0" * 64})
         if manifest_fn is not None:
             manifest = manifest_fn(manifest)
         (d / name).with_suffix(".json").write_text(
@@ -152,7 +164,7 @@ RTL = {
                              "interface.reset.active must be one of 'low', 'high'"),
     "params_no_lanes": (_rtl_pair(lambda m: {**m, "parameters": {
         k: v for k, v in m["parameters"].items() if k != "acc_lane_bits"}}), "parameters lack acc_lane_bits"),
-    "no_module": (_rtl_pair(text="// nothing here\n"), "declares no module 'm'"),
+    "no_module": (_rtl_pair(text="// nothing here\n"), f"declares no module '{MODULE}'"),
     "params_list": (_rtl_pair(lambda m: {**m, "parameters": [2, 2]}), "must be a JSON object"),
     "params_missing": (_rtl_pair(lambda m: {**m, "parameters": {"rows": 2}}), "lack cols"),
     "params_rows0": (_params(rows=0), "rows must be an integer in 1..64, not 0"),
@@ -160,6 +172,33 @@ RTL = {
     "params_acc": (_params(acc_bits=8), "acc_bits must be an integer in"),
     "params_pe": (_params(pe="tpu"), "pe must be one of"),
     "params_overflow": (_params(overflow="clip"), "overflow must be one of"),
+    # hand-edited manifests whose parameters the Verilog contradicts (issue 26, item 3)
+    "params_act_bits_edited": (_params(act_bits=4), "parameters.act_bits is 4, but its module "
+                                                     f"'{MODULE}' was generated with act_bits=8"),
+    "params_acc_bits_edited": (_params(acc_bits=48), "parameters.acc_bits is 48"),
+    "params_reset_edited": (_params(reset="rst"), "parameters.reset is 'rst'"),
+    "params_pe_edited": (_params(pe="rf8"), "parameters.pe is 'rf8'"),
+    "params_lanes_edited": (_params(act_lane_bits=16), "parameters.act_lane_bits is 16, but"),
+    "manifest_port_width": (_rtl_pair(lambda m: {**m, "ports": [
+        {**p, "width": 64} if p["name"] == "s_axis_a_tdata" else p for p in m["ports"]]}),
+                            "ports: s_axis_a_tdata is input 64 bits, but its parameters give input 32"),
+    "manifest_reset_active": (_rtl_pair(lambda m: {**m, "interface": {**m["interface"], "reset": {
+        **m["interface"]["reset"], "active": "high"}}}),
+                              "interface.reset.active is 'high', but its parameters give 'low'"),
+    "manifest_module_renamed": (_rtl_pair(lambda m: {**m, "module": "my_array"}),
+                                "module 'my_array' is not the module of its parameters"),
+    "verilog_port_width": (_rtl_pair(text=_top({"s_axis_a_tdata": ("input", 64)})),
+                           "port s_axis_a_tdata is input 64 bits in the Verilog, but its manifest "
+                           "m.json gives input 32 bits (rows=4 x act_lane_bits=8 for act_bits=8)"),
+    "verilog_port_missing": (_rtl_pair(text=_top({"err_w_tlast": (None, 0)})),
+                             "has no port 'err_w_tlast'"),
+    "verilog_port_extra": (_rtl_pair(text=_top({"debug": ("output", 8)})), "has port(s) debug"),
+    "verilog_submodule_top": (_rtl_pair(text=_top() + f"module shell (input clk);\n  {MODULE} u "
+                                                      f"(.aclk(clk));\nendmodule\n"),
+                              "is a submodule (module 'shell' instantiates it)"),
+    "verilog_other_module": (_rtl_pair(text=_top(name="other")),
+                             f"declares no module '{MODULE}', the module its manifest m.json names; "
+                             "it declares 'other'"),
 }
 
 

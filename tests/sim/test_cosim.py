@@ -258,9 +258,16 @@ def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--stall-prob", "1"], r"stall_prob must be a number in \[0, 1\).*not 1\.0"),
-    (["--stall-prob", "-0.5"], r"stall_prob must be a number in \[0, 1\).*not -0\.5"),
-    (["--backpressure-prob", "1.5"], r"backpressure_prob must be a number in \[0, 1\).*not 1\.5"),
+    (["--stall-prob", "1"], r"stall_prob must be a number in \[0, 0\.99999\].*not 1\.0"),
+    (["--stall-prob", "-0.5"], r"stall_prob must be a number in \[0, 0\.99999\].*not -0\.5"),
+    (["--stall-prob", "0.9999999"], r"stall_prob must be a number in \[0, 0\.99999\] \(.*at most "
+                                    r"0\.99999, where the bench's 32-bit watchdog still fits\), "
+                                    r"not 0\.9999999$"),
+    # negative numbers argparse took for options ("expected one argument") reach the range check
+    (["--stall-prob", "-inf"], r"stall_prob must be a number in \[0, 0\.99999\].*not -inf$"),
+    (["--stall-prob", "-1e-3"], r"stall_prob must be a number in \[0, 0\.99999\].*not -0\.001$"),
+    (["--backpressure-prob", "-NaN"], r"backpressure_prob must be a number in .*not nan$"),
+    (["--backpressure-prob", "1.5"], r"backpressure_prob must be a number in \[0, 0\.99999\].*not 1\.5"),
     (["--bench", "vhdl"], r"bench must be one of 'hdl', 'python', not 'vhdl'"),
     (["--sim", "modelsim"], r"simulator must be one of 'verilator', 'icarus', not 'modelsim'"),
     (["--rows", "0"], r"rows must be an integer in 1\.\.64, not 0"),
@@ -310,8 +317,11 @@ def test_options_are_checked_once_when_made(tmp_path):
     for kwargs, message in [
         ({"simulator": "modelsim"}, r"^simulator must be one of 'verilator', 'icarus', not 'modelsim'$"),
         ({"bench": "vhdl"}, r"^bench must be one of 'hdl', 'python', not 'vhdl'$"),
-        ({"stall_prob": 1}, r"^stall_prob must be a number in \[0, 1\) .*, not 1$"),
-        ({"backpressure_prob": "x"}, r"^backpressure_prob must be a number in \[0, 1\) .*, not 'x'$"),
+        ({"stall_prob": 1}, r"^stall_prob must be a number in \[0, 0\.99999\] .*, not 1$"),
+        ({"stall_prob": 0.9999999}, r"^stall_prob must be a number in \[0, 0\.99999\] .*, "
+                                    r"not 0\.9999999$"),
+        ({"backpressure_prob": "x"}, r"^backpressure_prob must be a number in \[0, 0\.99999\] .*, "
+                                     r"not 'x'$"),
         ({"seed": -1}, r"^seed must be an integer in 0\.\.9223372036854775807, not -1$"),
         ({"seed": 1.5}, r"^seed must be an integer"),
         ({"waves": "yes"}, r"^waves must be True or False, not 'yes'$"),
