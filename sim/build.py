@@ -229,8 +229,11 @@ def _ticking(progress, work: Path):
 
     def tick():
         while not stop.wait(BUILD_TICK_S):
+            # the model's .cpp files (-> .o) and, first, its two precompiled headers (-> .gch)
             sources = {f.stem for f in work.glob("Vtop*.cpp")}
-            done = sources & {f.stem for f in work.glob("Vtop*.o")}
+            if (work / "Vtop__pch.h").is_file():
+                sources |= {"Vtop__pch.h.fast", "Vtop__pch.h.slow"}
+            done = sources & {f.stem for f in (*work.glob("Vtop*.o"), *work.glob("Vtop*.gch"))}
             files = f": {len(done)} of {len(sources)} C++ files compiled" if sources else ""
             progress(f"[build] {time.monotonic() - t0:.0f} s{files}")
     thread = threading.Thread(target=tick, name="rf8hw-build-progress", daemon=True)

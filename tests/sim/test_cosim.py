@@ -389,3 +389,94 @@ def test_cli_from_another_directory_with_waves(cosim_cache, tmp_path):
     assert len(waves) == 1 and waves[0].endswith(".fst")
     assert Path(waves[0]).is_file() and Path(waves[0]).stat().st_size > 0
     assert Path(waves[0]).is_relative_to(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bench", ["hdl", "python"])
+def test_icarus_in_a_directory_with_non_ascii_characters(bench, cosim_cache, tmp_path):
+    """Issue 26, item 4: on Icarus a run below a folder named with non-ASCII characters ended
+    "without a result" (r.hex never written: Icarus' $writememh refuses such a file name).  The
+    simulator is given paths relative to the run directory, its working directory; a subprocess
+    run from "café dir" (an é and a space), waves on, completes with 0 mismatches."""
+    import subprocess
+    import sys
+
+    where = tmp_path / "café dir"
+    where.mkdir()
+    out = subprocess.run([sys.executable, "-m", "rf8hw", "cosim", "--rows", "2", "--cols", "2",
+                          "--tiles", "3", "--seed", "4", "--sim", "icarus", "--bench", bench,
+                          "--waves", "--cache-dir", str(cosim_cache)],
+                         cwd=where, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert SUMMARY.match(lines[-1]).group(3) == "0", lines
+    run_dir = Path(next(ln.split(": ", 1)[1] for ln in lines if ln.startswith("run directory: ")))
+    assert run_dir.is_relative_to(where) and (run_dir / "result.json").is_file()
+    waves = Path(next(ln.split(": ", 1)[1] for ln in lines if ln.startswith("waveform: ")))
+    assert waves.parent == run_dir and waves.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_first_build_is_announced_with_progress_then_reused(cosim_cache, tmp_path, monkeypatch):
+    """The first run of a configuration says that it generates the Verilog and builds the model,
+    with a line every BUILD_TICK_S seconds of the build (issue 26: the first Verilator cosim
+    printed nothing for a minute); the next run reuses both and says nothing (build_s None)."""
+    from rf8hw.sim import build
+
+    monkeypatch.setattr(build, "BUILD_TICK_S", 0.02)
+    cfg, lines = ArrayConfig(1, 3, acc_bits=27), []
+    options = CosimOptions(simulator="icarus", cache_root=tmp_path / "cache")
+    first = sim.prepare(cfg, options, progress=lines.append)
+    assert lines[0].startswith(f"generating the Verilog of {cfg.module_name} into the cache ")
+    assert lines[1].startswith(f"building the icarus model of {cfg.module_name} for the hdl bench "
+                               f"(seconds; once: later runs reuse it from the cache ")
+    assert all(re.fullmatch(r"\[build\] \d+ s", line) for line in lines[2:]), lines
+    assert first.build_s is not None and first.build_s > 0
+    again = []
+    second = sim.prepare(cfg, options, progress=again.append)
+    assert again == [] and second.build_s is None and second.build_dir == first.build_dir
+
+
+def test_a_full_disk_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    """Issue 26: a full disk while a run's files are written left a lone job.json (and a
+    traceback).  job.json and tiles.npz are written as one unit; on failure the run directory the
+    run made is removed (cosim_runs/ too when left empty), a given --out-dir is left without
+    them, and the command says so in one line naming the directory (exit 2).  The simulator is
+    never started (the build is stubbed: this is about the run's own files)."""
+    import errno
+
+    from rf8hw.cli import main
+    from rf8hw.sim import run as sim_run
+
+    rtl = Path(__file__).resolve().parents[2] / "rtl" / f"{ArrayConfig(4, 4).module_name}.v"
+    design = sim.load_rtl(rtl)
+    monkeypatch.setattr(sim_run, "prepare", lambda cfg, options, progress=None: sim.Build(
+        "icarus", "hdl", False, tmp_path / "build", design))
+    import subprocess
+
+    def no_simulator(*args, **kwargs):
+        raise AssertionError("the simulator was started")
+    monkeypatch.setattr(subprocess, "Popen", no_simulator)
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if "tiles.npz" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.chdir(tmp_path)
+    argv = ["cosim", "--rtl", str(rtl), "--tiles", "2", "--seed", "1", "--sim", "icarus"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"rf8hw cosim: error: No space left on device; the run's job\.json and "
+                        r"tiles\.npz were not written and its directory was removed: "
+                        rf"{re.escape(str(tmp_path))}/cosim_runs/{design.module}-icarus-hdl-"
+                        r"tiles2-m4-stall0\.1-bp0\.1-seed1-\w+\n", err), err
+    assert not (tmp_path / "cosim_runs").exists()
+    given = tmp_path / "mine"
+    given.mkdir()
+    assert main([*argv, "--out-dir", str(given)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"rf8hw cosim: error: No space left on device; the run's job.json and "
+                   f"tiles.npz were not written: {given}\n")
+    assert sorted(p.name for p in given.iterdir()) == [".lock"]
