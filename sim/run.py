@@ -226,38 +226,42 @@ def run_tiles(tiles, cfg: ArrayConfig, options: CosimOptions, *, reset_at_cycle:
     if label is None:
         ms = sorted({len(a) for _, a in tiles})
         label = f"tiles{len(tiles)}-m{ms[0] if len(ms) == 1 else f'{ms[0]}x{ms[-1]}'}"
-    fresh = options.out_dir is None or not Path(options.out_dir).exists()
+    # the directories this run makes (removed again if its files cannot be written)
+    target = Path(RUNS_DIR if options.out_dir is None else options.out_dir).absolute()
+    made = [d for d in (target, *target.parents) if not d.exists()]
     out_dir = options.run_dir(build.module, label)
+    if options.out_dir is None:
+        made.insert(0, out_dir)
     job = Job(build.manifest, options.stall_prob, options.backpressure, options.seed,
               reset_at_cycle, tiles_after_reset,
               None if corrupt is None else tuple(corrupt), bool(keep_results), groups)
     with cache.locked(out_dir):
-        return _run_locked(tiles, build, options, out_dir, job, progress, fresh)
+        return _run_locked(tiles, build, options, out_dir, job, progress, made)
 
 
-def _remove_run_dir(out_dir: Path) -> None:
-    """Remove a run directory this run made (and the runs directory above it when that is left
-    empty: another run may be using it)."""
-    shutil.rmtree(out_dir, ignore_errors=True)
-    if out_dir.parent.name == RUNS_DIR:
+def _remove_dirs(made: list[Path]) -> None:
+    """Remove the directories a run made (deepest first): the run directory with what it holds,
+    the ones above it only while empty (another run may be using them)."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+    for d in made[1:]:
         try:
-            out_dir.parent.rmdir()
+            d.rmdir()
         except OSError:
-            pass
+            break
 
 
 def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job,
-                progress, fresh: bool) -> CosimResult:
+                progress, made: list[Path]) -> CosimResult:
     simulator = build.simulator
     for stale in (RESULT_FILE, RESULTS_FILE, "cycles.json"):
         (out_dir / stale).unlink(missing_ok=True)
     try:
         write_job(out_dir, job, tiles)
     except OSError as exc:                    # a full disk: no run directory left half-made
-        if fresh:
-            _remove_run_dir(out_dir)
+        _remove_dirs(made)
         raise OSError(exc.errno, f"{exc.strerror or exc}; the run's job.json and tiles.npz were not "
-                                 f"written{' and its directory was removed' if fresh else ''}",
+                                 f"written{' and its directory was removed' if made else ''}",
                       str(out_dir)) from None
     # Every path handed to the simulator is relative to the run directory, its working directory
     # (cocotb's Runner.test runs it in test_dir): Icarus' $readmemh/$writememh/$dumpfile cannot

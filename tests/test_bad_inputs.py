@@ -196,6 +196,8 @@ RTL = {
     "verilog_submodule_top": (_rtl_pair(text=_top() + f"module shell (input clk);\n  {MODULE} u "
                                                       f"(.aclk(clk));\nendmodule\n"),
                               "is a submodule (module 'shell' instantiates it)"),
+    "verilog_bom_port_width": (_rtl_pair(text="\ufeff" + _top({"s_axis_a_tdata": ("input", 64)})),
+                               "port s_axis_a_tdata is input 64 bits in the Verilog"),
     "verilog_other_module": (_rtl_pair(text=_top(name="other")),
                              f"declares no module '{MODULE}', the module its manifest m.json names; "
                              "it declares 'other'"),
@@ -284,6 +286,10 @@ CLI = [
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}", needle="afile"),
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}/sub", needle="is not a directory"),
     _c("generate", "--rows", "2", "--cols", "2", needle="-o/--out-dir"),
+    # negative numbers are values (argparse said "expected one argument" for these)
+    _c("generate", "--rows", "-1e3", "--cols", "2", "-o", "{out}", needle="argument --rows: invalid int value: '-1e3'"),
+    _c("generate", "--rows", "2", "--cols", "2", "--acc-bits", "-inf", "-o", "{out}",
+       needle="argument --acc-bits: invalid int value: '-inf'"),
     # -- rf8hw cosim (bounds before anything is generated)
     *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/cache",
          "--out-dir", "{out}/run", opt, v, needle=n) for opt, v, n in [
@@ -294,6 +300,11 @@ CLI = [
         ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"),
         ("--stall-prob", "nan", "stall_prob"),
         ("--stall-prob", "x", "--stall-prob"), ("--sim", "modelsim", "simulator"),
+        ("--stall-prob", "-inf", "stall_prob must be a number in [0, 0.99999]"),
+        ("--stall-prob", "-1e-3", "stall_prob must be a number in [0, 0.99999]"),
+        ("--stall-prob", "0.9999999", "at most 0.99999, where the bench's 32-bit watchdog still fits"),
+        ("--backpressure-prob", "-NaN", "backpressure_prob must be a number in [0, 0.99999]"),
+        ("--backpressure-prob", "0.999991", "backpressure_prob"),
         ("--backpressure-prob", "1", "backpressure_prob"),
         ("--backpressure-prob", "x", "--backpressure-prob"),
         ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
@@ -456,6 +467,39 @@ def test_cli_bad_input_is_one_line_exit_2(argv, needle, files, tmp_path, capsys,
         "a refused run left a partial directory"
 
 
+@pytest.mark.parametrize("command", ["generate", "cosim"])
+def test_a_full_disk_is_one_line_and_leaves_no_folder(command, files, tmp_path, capsys, monkeypatch):
+    """generate and cosim on a full disk (every write of a file's bytes fails with ENOSPC): one
+    line naming the path, exit 2, no folder and no file left behind (tests/hdl/test_generate.py
+    and tests/sim/test_cosim.py check the old files are kept)."""
+    import errno
+    from pathlib import Path
+
+    from rf8hw import sim
+    from rf8hw.arch import ArrayConfig
+
+    monkeypatch.chdir(tmp_path)
+    if command == "cosim":               # rtl/'s design stands in for the build; no simulator runs
+        design = sim.load_rtl(Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.v")
+        monkeypatch.setattr("rf8hw.sim.run.prepare", lambda cfg, options, progress=None: sim.Build(
+            "icarus", "hdl", False, tmp_path / "build", design))
+        monkeypatch.setattr(subprocess, "Popen", None)
+    for name in ("write_text", "write_bytes"):
+        def full(self, data, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(Path, name, full)
+    out = tmp_path / "out"
+    argv = (["generate", "--rows", "2", "--cols", "2", "-o", str(out / "rtl")] if command == "generate"
+            else ["cosim", "--rtl", str(design.verilog), "--tiles", "1", "--seed", "1", "--sim", "icarus",
+                  "--out-dir", str(out / "run")])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rf8hw {command}: error: No space left on device; ") and err.count("\n") == 1, err
+    assert str(out) in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+    assert ArrayConfig(2, 2).module_name in err if command == "generate" else "job.json" in err
+
+
 # ---------------------------------------------------------------------------------------------------
 # The file readers, through the API
 # ---------------------------------------------------------------------------------------------------
@@ -549,6 +593,8 @@ def test_load_quantized_bad_tensor_files(content, needle, tmp_path):
     (["train", "--model", "mlp_digits", "--init-from", "{bad.config_huge}", "--out", "{out}", "--quiet"],
      "[10000000, 64]"),
     (["generate", "--rows", "2", "--cols", "2", "--overflow", "clip", "-o", "{out}"], "--overflow"),
+    (["cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--stall-prob", "-inf"],
+     "stall_prob must be a number in [0, 0.99999]"),
     (["table", "--update-docs", "{dir}"], "Is a directory"),
 ])
 def test_no_traceback_end_to_end(argv, needle, files, tmp_path):
