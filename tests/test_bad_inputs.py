@@ -287,7 +287,8 @@ CLI = [
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}/sub", needle="is not a directory"),
     _c("generate", "--rows", "2", "--cols", "2", needle="-o/--out-dir"),
     # negative numbers are values (argparse said "expected one argument" for these)
-    _c("generate", "--rows", "-1e3", "--cols", "2", "-o", "{out}", needle="argument --rows: invalid int value: '-1e3'"),
+    _c("generate", "--rows", "-1e3", "--cols", "2", "-o", "{out}",
+       needle="argument --rows: invalid int value: '-1e3'"),
     _c("generate", "--rows", "2", "--cols", "2", "--acc-bits", "-inf", "-o", "{out}",
        needle="argument --acc-bits: invalid int value: '-inf'"),
     # -- rf8hw cosim (bounds before anything is generated)
