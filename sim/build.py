@@ -301,7 +301,8 @@ def prepare(cfg: ArrayConfig, options: CosimOptions, progress=None) -> Build:
     check_options(options)
     require_simulator(options.simulator)
     simulator, bench, waves = options.simulator, options.bench, options.waves
-    root = options.cache_dir
+    # absolute: the simulator runs in the run directory, where a relative path would not resolve
+    root = options.cache_dir.absolute()
     if options.rtl is None:
         design = load_rtl(_generated_rtl(root, cfg, progress))
         if not design.matches_manifest:
@@ -422,7 +423,8 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
                      waves=waves and simulator == "verilator", timescale=("1ns", "1ps"),
                      log_file=log)
     except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"{simulator} build of {verilog.name} failed ({exc}); see {log}") from exc
+        raise RuntimeError(f"{simulator} build of {verilog.name} failed ({_first_error(log) or exc}); "
+                           f"see {log}") from exc
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
@@ -432,6 +434,19 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
         with cache.locked(runtime):
             for obj in build_dir.glob("verilated*.[od]"):
                 shutil.copy(obj, runtime / obj.name)
+
+
+def _first_error(log: Path) -> str | None:
+    """The first line of a build log that reports an error, its file names without their folders
+    (``src/rf8hw_hdlbench.v:143: syntax error``), or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if re.search(r"%Error|\berror\b|syntax error", line, flags=re.IGNORECASE):
+            return re.sub(r"(?:/[^/\s:]+)*/([^/\s:]+:\d+)", r"\1", line.strip())[:300]
+    return None
 
 
 def _verilator_runtime_dir(root: Path, waves: bool, make_vars) -> Path:

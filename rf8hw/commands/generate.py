@@ -1,6 +1,8 @@
 """``rf8hw generate``: write the Verilog and JSON manifest of one systolic MAC array (any PE
 kind: RF8, INT8, FP8)."""
 
+import sys
+
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.arch import ArrayConfig
@@ -22,8 +24,14 @@ def run(args) -> int:
     from rf8hw.commands.options import config_from_args
     from rf8hw.hdl.generate import generate
 
-    v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir,
-                              overwrite=args.force)
+    try:
+        v_path, j_path = generate(config_from_args(ArrayConfig, args), out_dir=args.out_dir,
+                                  overwrite=args.force)
+    except KeyboardInterrupt:
+        # Ctrl-C (SIGINT to the process group): one line, not the traceback of the conversion
+        print("rf8hw generate: interrupted (signal 2); no file was half-written (each is written "
+              "under a temporary name, then renamed)", file=sys.stderr, flush=True)
+        return 128 + 2
     print(v_path)
     print(j_path)
     return 0

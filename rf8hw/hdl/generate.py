@@ -194,8 +194,9 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
     Raises
     ------
     ValueError
-        If ``out_dir`` is not a directory or cannot become one (a regular file, or below one),
-        before anything is built or written; if the
+        If ``out_dir`` is empty or not a directory or cannot become one (a regular file, or below
+        one), or ``<module>.v`` or ``.json`` there is a directory, before anything is built or
+        written; if the
         ``.v`` exists and was edited (or its manifest is missing or unreadable) and ``overwrite``
         is False, before anything is written.
     OSError
@@ -204,8 +205,14 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
     """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    if isinstance(out_dir, str) and not out_dir:
+        raise ValueError(f"out_dir is empty ({out_dir!r}): give a directory ('.' for the current "
+                         f"one)")
     out = checks.output_dir("out_dir", out_dir)
     v_path, j_path = out / f"{cfg.module_name}.v", out / f"{cfg.module_name}.json"
+    for path in (v_path, j_path):
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, where generate writes a file; move it away")
     text, manifest = render(cfg)
     edited = None if overwrite else _edited(v_path, j_path, text)
     if edited:

@@ -397,15 +397,18 @@ def test_icarus_in_a_directory_with_non_ascii_characters(bench, cosim_cache, tmp
     """Issue 26, item 4: on Icarus a run below a folder named with non-ASCII characters ended
     "without a result" (r.hex never written: Icarus' $writememh refuses such a file name).  The
     simulator is given paths relative to the run directory, its working directory; a subprocess
-    run from "café dir" (an é and a space), waves on, completes with 0 mismatches."""
+    run from "café dir" (an é and a space), waves on, completes with 0 mismatches.  The Python
+    bench's run also takes a relative cache directory with non-ASCII characters ("cäche dir":
+    its build directory is made absolute, as the simulator runs in the run directory)."""
     import subprocess
     import sys
 
     where = tmp_path / "café dir"
     where.mkdir()
+    cache = str(cosim_cache) if bench == "hdl" else "cäche dir"
     out = subprocess.run([sys.executable, "-m", "rf8hw", "cosim", "--rows", "2", "--cols", "2",
                           "--tiles", "3", "--seed", "4", "--sim", "icarus", "--bench", bench,
-                          "--waves", "--cache-dir", str(cosim_cache)],
+                          "--waves", "--cache-dir", cache],
                          cwd=where, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.strip().splitlines()
