@@ -286,6 +286,7 @@ CLI = [
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}", needle="afile"),
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}/sub", needle="is not a directory"),
     _c("generate", "--rows", "2", "--cols", "2", needle="-o/--out-dir"),
+    _c("generate", "--rows", "2", "--cols", "2", "-o", "", needle="out_dir is empty ('')"),
     # negative numbers are values (argparse said "expected one argument" for these)
     _c("generate", "--rows", "-1e3", "--cols", "2", "-o", "{out}",
        needle="argument --rows: invalid int value: '-1e3'"),
@@ -311,6 +312,10 @@ CLI = [
         ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
         ("--acc-bits", "1000", "acc_bits"), ("--overflow", "clamp", "--overflow"), ("--pe", "int8", "--pe")]],
     _c("cosim", "--cols", "2", "--tiles", "1", "--seed", "1", needle="--rows required"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--out-dir", "",
+       needle="out_dir is empty ('')"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "",
+       needle="cache_root is empty ('')"),
     _c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", needle="tiles is required"),
     _c("cosim", "--rtl", "{out}/none.v", "--tiles", "1", "--seed", "1", needle="none.v"),
     _c("cosim", "--rtl", "{dir}", "--tiles", "1", "--seed", "1", needle="adir"),

@@ -293,6 +293,26 @@ def test_a_full_disk_leaves_no_half_written_output(tmp_path, monkeypatch, capsys
     assert not (tmp_path / "new").exists()
 
 
+def test_a_directory_in_the_way_and_ctrl_c_are_one_line(tmp_path, capsys, monkeypatch):
+    """A <module>.json that is a directory used to be found only after the .v was written; Ctrl-C
+    during the conversion printed the conversion's traceback."""
+    cfg = ArrayConfig(1, 2)
+    (tmp_path / f"{cfg.module_name}.json").mkdir()
+    assert main(["generate", "--rows", "1", "--cols", "2", "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"rf8hw generate: error: {tmp_path / cfg.module_name}.json "
+                                       f"is a directory, where generate writes a file; move it away\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{cfg.module_name}.json"]
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("rf8hw.hdl.generate.render", interrupted)
+    assert main(["generate", "--rows", "1", "--cols", "2", "-o", str(tmp_path / "x")]) == 130
+    assert capsys.readouterr().err == ("rf8hw generate: interrupted (signal 2); no file was "
+                                       "half-written (each is written under a temporary name, then "
+                                       "renamed)\n")
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_generate_another_pe_kind(tmp_path, capsys):
     """``--pe int8``: an ``int8_array_...`` module whose manifest names the INT8 PE."""
     out = tmp_path / "gen"
