@@ -210,8 +210,17 @@ def _generated_rtl(root: Path, cfg: ArrayConfig, progress=None) -> Path:
     with cache.locked(rtl_dir):
         if not done.is_file():
             generate(cfg, out_dir=rtl_dir)
-            write_atomic(done, "")
+            _write_marker(done, "")
     return rtl_dir / f"{module}.v"
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """A cache entry's completion marker; a failure (a full disk) names it."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the cache entry was not completed",
+                      str(path)) from None
 
 
 #: Seconds between the progress lines of a simulator build.
@@ -331,7 +340,7 @@ def prepare(cfg: ArrayConfig, options: CosimOptions, progress=None) -> Build:
         if not (build_dir / "build.ok").is_file():
             t0 = time.perf_counter()
             _build_in(build_dir, simulator, design, module, waves, root, wrapper, progress)
-            write_atomic(build_dir / "build.ok", design.sha256 + "\n")
+            _write_marker(build_dir / "build.ok", design.sha256 + "\n")
             built_s = time.perf_counter() - t0
     return Build(simulator, bench, waves, build_dir, design, built_s)
 
@@ -354,9 +363,22 @@ def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, wav
         src.write_bytes(design.data)
         with _ticking(progress, work):
             _run_build(simulator, src, module, work, waves, root, wrapper)
-    finally:
-        if work != build_dir:                 # the build, or its log after a failure
+        if work != build_dir:                 # the build
             shutil.copytree(work, build_dir, dirs_exist_ok=True)
+    except OSError as exc:                    # a full disk: no partial build is left behind
+        for path in (*build_dir.iterdir(), *([work] if work != build_dir else [])):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name != ".lock":
+                path.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the {simulator} build was not written "
+                                 f"(its partial files were removed)", str(build_dir)) from None
+    except BaseException:
+        if work != build_dir:                 # its log, for a failed build
+            shutil.copytree(work, build_dir, dirs_exist_ok=True)
+        raise
+    finally:
+        if work != build_dir:
             shutil.rmtree(work, ignore_errors=True)
 
 

@@ -160,6 +160,8 @@ def load_rtl(path) -> RtlFile:
         that module's ports (names, directions, widths) are not the ones the parameters give.
     """
     v = Path(path)
+    if v.exists() and not v.is_file() and not v.is_dir():     # a FIFO would block the read
+        raise ValueError(f"{v}: cannot read the Verilog file (not a regular file)")
     try:
         data = v.read_bytes()
     except OSError as exc:

@@ -272,6 +272,8 @@ class Manifest:
             not UTF-8, not JSON) or not a manifest (:meth:`from_dict`).
         """
         path = Path(path)
+        if path.exists() and not path.is_file():      # a FIFO would block the read forever
+            raise ValueError(f"manifest {path} is unreadable (not a regular file)")
         try:
             d = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

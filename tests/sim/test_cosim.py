@@ -483,3 +483,25 @@ def test_a_full_disk_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
     assert err == (f"rf8hw cosim: error: No space left on device; the run's job.json and "
                    f"tiles.npz were not written: {given}\n")
     assert sorted(p.name for p in given.iterdir()) == [".lock"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pe", [
+    "rf8", "rf8_signlate",
+    pytest.param("rf8_lean", marks=pytest.mark.xfail(strict=True, reason="issue 26 probes: wrong "
+                                                      "products for act_bits 2 and 3 (RTL)")),
+    pytest.param("rf8_pipe", marks=pytest.mark.xfail(strict=True, reason="issue 26 probes: wrong "
+                                                      "products for act_bits 2 and 3 (RTL)")),
+])
+def test_narrow_activations_on_every_rf8_kind(pe, cosim_cache, tmp_path):
+    """act_bits 2 and 3 (the narrowest accumulator each) on a 1x1 array of each RF8 kind, full
+    rate, 20 random tiles.  Found by the issue-26 probes: rf8_lean and rf8_pipe (the default
+    kind) return wrong values (e.g. expected=589824 got=196608 at act_bits 2) while rf8 and
+    rf8_signlate match the golden model, on both benches: an RTL bug of those two kinds, outside
+    the co-simulation; the xfail marks go when it is fixed."""
+    for act_bits in (2, 3):
+        cfg = ArrayConfig(1, 1, act_bits=act_bits, acc_bits=act_bits + 19, pe=pe)
+        r = sim.run_cosim(20, cfg, CosimOptions(simulator="icarus", stall_prob=0.0, seed=1,
+                                                cache_root=cosim_cache,
+                                                out_dir=tmp_path / f"a{act_bits}"))
+        assert r.mismatches == 0, (act_bits, r.first_mismatch)

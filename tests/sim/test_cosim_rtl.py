@@ -207,3 +207,42 @@ def test_library_refuses_a_manifest_that_differs_from_the_config(rtl, tmp_path):
     assert options.rtl.verilog == v and options.rtl.manifest.module == CFG.module_name
     with pytest.raises(ValueError, match=r"parameters differ .*acc_bits=40 vs 27"):
         sim.prepare(ArrayConfig(2, 2, acc_bits=27), options)
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path):
+    """A named pipe given as --rtl (or as its manifest) blocked the read forever."""
+    import os
+
+    v = tmp_path / "pipe.v"
+    os.mkfifo(v)
+    with pytest.raises(ValueError, match=r"pipe\.v: cannot read the Verilog file \(not a regular file\)$"):
+        sim.load_rtl(v)
+    v.unlink()
+    v.write_text("module m; endmodule\n")
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.raises(ValueError, match=r"no manifest pipe\.json next to it"):
+        sim.load_rtl(v)
+
+
+def test_a_full_disk_during_the_build_leaves_no_partial_build(rtl, tmp_path, monkeypatch):
+    """The build's copy of the Verilog cannot be written (ENOSPC): one OSError naming the build
+    directory (it was a traceback), and nothing but the directory's lock file is left there."""
+    import errno
+    from pathlib import Path
+
+    v, _ = rtl
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.parent.name == "src":
+            self.write_text("partial")                         # some of it made it to the disk
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    options = sim.CosimOptions(simulator="icarus", rtl=v, cache_root=tmp_path / "cache")
+    with pytest.raises(OSError) as info:
+        sim.prepare(CFG, options)
+    build_dir = Path(info.value.filename)
+    assert info.value.errno == errno.ENOSPC and build_dir.parent == tmp_path / "cache" / "build"
+    assert "the icarus build was not written (its partial files were removed)" in str(info.value)
+    assert [p.name for p in build_dir.iterdir()] == [".lock"]
