@@ -251,6 +251,21 @@ def _remove_dirs(made: list[Path]) -> None:
             break
 
 
+def _last_error(log: Path) -> str | None:
+    """The last line of a simulator or runner log that names an exception or a failed file
+    (``OSError: [Errno 28] No space left on device``), trimmed, or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    pattern = re.compile(r"\b\w*(?:Error|Exception)\b: .*|Unable to open .*|.*: No such file.*")
+    for line in reversed(lines):
+        match = pattern.search(line)
+        if match:
+            return match.group(0).strip()[:300]
+    return None
+
+
 def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job,
                 progress, made: list[Path]) -> CosimResult:
     simulator = build.simulator
@@ -279,7 +294,9 @@ def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: 
     log = out_dir / "sim.log"
     report = read_report(out_dir)
     if report is None:
-        raise RuntimeError(f"the {simulator} simulation ended without a result; see {log}")
+        why = _last_error(log) or _last_error(out_dir / "runner.log")
+        raise RuntimeError(f"the {simulator} simulation ended without a result"
+                           f"{f' ({why})' if why else ''}; see {log}")
     if isinstance(report, str):
         raise RuntimeError(f"the {simulator} simulation failed: {report} (see {log})")
     cycles_json = out_dir / "cycles.json"

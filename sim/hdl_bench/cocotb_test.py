@@ -295,7 +295,7 @@ class HdlBench:
 @cocotb.test()
 async def cosim(dut):
     """Stream the job's tiles through the wrapper; every result row is checked per chunk."""
-    job_dir = Path(cocotb.plusargs["rf8hw_job"])
+    job_dir = Path(cocotb.plusargs["rf8hw_job"]).absolute()     # "." (run.py): the run directory
     job, tiles = read_job(job_dir)
     log = logging.getLogger("cocotb.rf8hw.cosim")
     bench = HdlBench(dut, job.manifest, job_dir, stall_prob=job.stall_prob, seed=job.seed,

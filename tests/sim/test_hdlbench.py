@@ -240,3 +240,20 @@ def _simulators_in(run_dir: Path) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+@pytest.mark.slow
+def test_a_chunk_file_that_cannot_be_used_is_one_line(cosim_cache, tmp_path, capsys):
+    """The result chunk r.hex cannot be written or read (here: a directory in its place, as a
+    full disk or a path the simulator cannot open would do): the bench writes one error line
+    (OSError is caught in the simulator too; it used to end "without a result"), exit 1."""
+    from rf8hw.cli import main
+
+    run = tmp_path / "run"
+    (run / "r.hex").mkdir(parents=True)
+    status = main(["cosim", "--rows", "2", "--cols", "2", "--tiles", "2", "--seed", "1", "--sim",
+                   "icarus", "--cache-dir", str(cosim_cache), "--out-dir", str(run)])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert re.match(r"rf8hw cosim: the icarus simulation failed: \[Errno 21\] Is a directory: "
+                    r"'/.*/run/r\.hex' \(see .*sim\.log\)$", err.strip()), err
