@@ -16,9 +16,10 @@ from importlib import import_module
 COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
     "generate": ("rf8hw.commands.generate",
-                 "write Verilog + JSON manifest of an RF8 systolic MAC array"),
+                 "write Verilog + JSON manifest of a systolic MAC array of any PE kind (RF8, INT8, FP8)"),
     "cosim": ("rf8hw.commands.cosim",
-              "co-simulate the generated Verilog (Verilator/Icarus, cocotb) against the golden model"),
+              "co-simulate an RF8 array's generated Verilog (Verilator/Icarus, cocotb) against the "
+              "golden model"),
     "train": ("rf8hw.commands.train",
               "train a zoo model (tinygpt, mlp_digits); GG-init, BackSlash, DeepShape; DDP via torchrun"),
     "fit": ("rf8hw.commands.fit", "fit GG parameters per layer of a safetensors checkpoint and plot them"),

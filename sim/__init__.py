@@ -29,7 +29,15 @@ model layer).
 """
 
 from .build import Build, check_cosim_config, check_simulator, prepare
-from .options import BENCHES, RUNS_DIR, SIMULATORS, CosimOptions, CosimRequest, default_cache_root
+from .options import (
+    BENCHES,
+    MAX_STALL_PROB,
+    RUNS_DIR,
+    SIMULATORS,
+    CosimOptions,
+    CosimRequest,
+    default_cache_root,
+)
 from .records import Mismatch, TileCycles
 from .result import CosimResult, GemmResult
 from .rtl import RtlFile, load_rtl
@@ -46,7 +54,7 @@ from .run import (
 from .stimulus import exhaustive_pairs, exhaustive_tiles, gemm_tiles, random_tiles
 
 __all__ = ["Build", "check_cosim_config", "check_simulator", "prepare", "BENCHES", "RUNS_DIR",
-           "SIMULATORS", "CosimOptions", "CosimRequest", "default_cache_root", "Mismatch",
+           "SIMULATORS", "MAX_STALL_PROB", "CosimOptions", "CosimRequest", "default_cache_root", "Mismatch",
            "TileCycles", "CosimResult", "GemmResult", "RtlFile", "load_rtl",
            "CYCLES_FORMAT", "MAX_STIMULUS_ROWS", "MAX_TILES", "SimulationInterrupted",
            "run_cosim", "run_gemm", "run_gemms", "run_tiles", "exhaustive_pairs",

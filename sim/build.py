@@ -31,12 +31,16 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
+from rf8hw.files import write_atomic
 from rf8hw.hdl.manifest import Manifest
 from rf8hw.toolchain import cache
 
@@ -74,6 +78,8 @@ class Build:
     design : RtlFile
         The co-simulated ``.v`` file (generated into the cache, or the one given) and its
         manifest, read once.
+    build_s : float or None
+        Seconds this call spent building the simulator model (None: a cached build was reused).
     """
 
     simulator: str
@@ -81,6 +87,7 @@ class Build:
     waves: bool
     build_dir: Path
     design: RtlFile
+    build_s: float | None = None
 
     @property
     def module(self) -> str:
@@ -191,17 +198,60 @@ def use_simulator_path(simulator: str) -> None:
         os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), bin_dir])
 
 
-def _generated_rtl(root: Path, cfg: ArrayConfig) -> Path:
+def _generated_rtl(root: Path, cfg: ArrayConfig, progress=None) -> Path:
     from rf8hw.hdl.generate import generate
 
     module = cfg.module_name
     rtl_dir = root / "rtl" / f"{module}-{cache.source_key(cfg.as_dict())}"
     done = rtl_dir / "generated.ok"
+    if not done.is_file() and progress is not None:
+        progress(f"generating the Verilog of {module} into the cache {rtl_dir} (once: later runs "
+                 f"reuse it)")
     with cache.locked(rtl_dir):
         if not done.is_file():
             generate(cfg, out_dir=rtl_dir)
-            done.write_text("")
+            _write_marker(done, "")
     return rtl_dir / f"{module}.v"
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """A cache entry's completion marker; a failure (a full disk) names it."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the cache entry was not completed",
+                      str(path)) from None
+
+
+#: Seconds between the progress lines of a simulator build.
+BUILD_TICK_S = 10.0
+
+
+@contextmanager
+def _ticking(progress, work: Path):
+    """While the body runs, pass ``progress`` a line every :data:`BUILD_TICK_S` seconds: the time
+    spent and, for Verilator, how many of the model's C++ files have been compiled so far."""
+    if progress is None:
+        yield
+        return
+    stop, t0 = threading.Event(), time.monotonic()
+
+    def tick():
+        while not stop.wait(BUILD_TICK_S):
+            # the model's .cpp files (-> .o) and, first, its two precompiled headers (-> .gch)
+            sources = {f.stem for f in work.glob("Vtop*.cpp")}
+            if (work / "Vtop__pch.h").is_file():
+                sources |= {"Vtop__pch.h.fast", "Vtop__pch.h.slow"}
+            done = sources & {f.stem for f in (*work.glob("Vtop*.o"), *work.glob("Vtop*.gch"))}
+            files = f": {len(done)} of {len(sources)} C++ files compiled" if sources else ""
+            progress(f"[build] {time.monotonic() - t0:.0f} s{files}")
+    thread = threading.Thread(target=tick, name="rf8hw-build-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _simulator_versions(simulator: str) -> dict:
@@ -223,7 +273,7 @@ def _differ(cfg: ArrayConfig, other: ArrayConfig) -> str:
     return ", ".join(f"{k}={a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k])
 
 
-def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
+def prepare(cfg: ArrayConfig, options: CosimOptions, progress=None) -> Build:
     """Generate (or reuse) the Verilog of ``cfg``, or take the file ``options.rtl``, and build it
     for ``options.simulator`` and ``options.bench`` (or reuse the build of the same Verilog text).
 
@@ -238,6 +288,9 @@ def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
         instead, whose manifest's parameters must equal ``cfg``.  The build is keyed on the
         file's content, so a hand-edited file gets its own build (``design.matches_manifest`` is
         then False).
+    progress : callable(str), optional
+        Told when the Verilog is generated or the simulator model is built (not when they are
+        reused from the cache), then every :data:`BUILD_TICK_S` seconds of the build.
 
     Returns
     -------
@@ -257,9 +310,10 @@ def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
     check_options(options)
     require_simulator(options.simulator)
     simulator, bench, waves = options.simulator, options.bench, options.waves
-    root = options.cache_dir
+    # absolute: the simulator runs in the run directory, where a relative path would not resolve
+    root = options.cache_dir.absolute()
     if options.rtl is None:
-        design = load_rtl(_generated_rtl(root, cfg))
+        design = load_rtl(_generated_rtl(root, cfg, progress))
         if not design.matches_manifest:
             raise RuntimeError(f"{design.verilog} does not match the SHA-256 in "
                                f"{design.manifest_path}; delete {design.verilog.parent} and run "
@@ -276,15 +330,23 @@ def prepare(cfg: ArrayConfig, options: CosimOptions) -> Build:
                         "wrapper": wrapper, "simulator": simulator, "waves": waves,
                         "versions": _simulator_versions(simulator)})
     build_dir = root / "build" / f"{module}-{simulator}-{bench}{'-waves' if waves else ''}-{key}"
+    built_s = None
+    if not (build_dir / "build.ok").is_file() and progress is not None:
+        what = ("Verilator compiles C++: a minute or two" if simulator == "verilator"
+                else "seconds")
+        progress(f"building the {simulator} model of {module} for the {bench} bench ({what}; "
+                 f"once: later runs reuse it from the cache {build_dir})")
     with cache.locked(build_dir):
         if not (build_dir / "build.ok").is_file():
-            _build_in(build_dir, simulator, design, module, waves, root, wrapper)
-            (build_dir / "build.ok").write_text(design.sha256 + "\n")
-    return Build(simulator, bench, waves, build_dir, design)
+            t0 = time.perf_counter()
+            _build_in(build_dir, simulator, design, module, waves, root, wrapper, progress)
+            _write_marker(build_dir / "build.ok", design.sha256 + "\n")
+            built_s = time.perf_counter() - t0
+    return Build(simulator, bench, waves, build_dir, design, built_s)
 
 
 def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, waves: bool,
-              root: Path, wrapper: str | None) -> None:
+              root: Path, wrapper: str | None, progress=None) -> None:
     """Build ``design`` into ``build_dir``.  Verilator's makefiles refuse a directory whose path
     holds a space, so such a build runs in a fresh temporary directory and is copied over (the
     model binary does not depend on where it was built)."""
@@ -299,10 +361,24 @@ def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, wav
         src = work / "src" / design.verilog.name
         src.parent.mkdir(parents=True, exist_ok=True)
         src.write_bytes(design.data)
-        _run_build(simulator, src, module, work, waves, root, wrapper)
-    finally:
-        if work != build_dir:                 # the build, or its log after a failure
+        with _ticking(progress, work):
+            _run_build(simulator, src, module, work, waves, root, wrapper)
+        if work != build_dir:                 # the build
             shutil.copytree(work, build_dir, dirs_exist_ok=True)
+    except OSError as exc:                    # a full disk: no partial build is left behind
+        for path in (*build_dir.iterdir(), *([work] if work != build_dir else [])):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name != ".lock":
+                path.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the {simulator} build was not written "
+                                 f"(its partial files were removed)", str(build_dir)) from None
+    except BaseException:
+        if work != build_dir:                 # its log, for a failed build
+            shutil.copytree(work, build_dir, dirs_exist_ok=True)
+        raise
+    finally:
+        if work != build_dir:
             shutil.rmtree(work, ignore_errors=True)
 
 
@@ -369,7 +445,8 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
                      waves=waves and simulator == "verilator", timescale=("1ns", "1ps"),
                      log_file=log)
     except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"{simulator} build of {verilog.name} failed ({exc}); see {log}") from exc
+        raise RuntimeError(f"{simulator} build of {verilog.name} failed ({_first_error(log) or exc}); "
+                           f"see {log}") from exc
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
@@ -379,6 +456,19 @@ def _run_build(simulator: str, verilog: Path, module: str, build_dir: Path, wave
         with cache.locked(runtime):
             for obj in build_dir.glob("verilated*.[od]"):
                 shutil.copy(obj, runtime / obj.name)
+
+
+def _first_error(log: Path) -> str | None:
+    """The first line of a build log that reports an error, its file names without their folders
+    (``src/rf8hw_hdlbench.v:143: syntax error``), or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if re.search(r"%Error|\berror\b|syntax error", line, flags=re.IGNORECASE):
+            return re.sub(r"(?:/[^/\s:]+)*/([^/\s:]+:\d+)", r"\1", line.strip())[:300]
+    return None
 
 
 def _verilator_runtime_dir(root: Path, waves: bool, make_vars) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rf8hw.files import write_atomic
+from rf8hw.files import write_atomic, write_files
 from rf8hw.hdl.manifest import Manifest
 
 from .records import BenchReport
@@ -77,12 +77,14 @@ def _write_npz(path, arrays: dict) -> None:
 
 def write_job(out_dir: Path, job: Job, tiles) -> None:
     """``job.json`` and ``tiles.npz`` (``codes[T, rows, cols]``, ``a[sum M, rows]``, ``m_rows[T]``)
-    of a run in ``out_dir``."""
-    write_json(out_dir / JOB_FILE, job.as_dict())
-    _write_npz(out_dir / TILES_FILE, {
-        "codes": np.stack([np.asarray(c, dtype=np.uint8) for c, _ in tiles]),
-        "a": np.concatenate([np.asarray(a, dtype=np.int64) for _, a in tiles]),
-        "m_rows": np.array([len(a) for _, a in tiles])})
+    of a run in ``out_dir``, written as one unit (:func:`rf8hw.files.write_files`: a failure, such
+    as a full disk, leaves neither)."""
+    buf = io.BytesIO()
+    np.savez(buf, codes=np.stack([np.asarray(c, dtype=np.uint8) for c, _ in tiles]),
+             a=np.concatenate([np.asarray(a, dtype=np.int64) for _, a in tiles]),
+             m_rows=np.array([len(a) for _, a in tiles]))
+    write_files({out_dir / JOB_FILE: json.dumps(job.as_dict(), indent=1) + "\n",
+                 out_dir / TILES_FILE: buf.getvalue()})
 
 
 def read_job(job_dir: Path) -> tuple[Job, list[tuple[np.ndarray, np.ndarray]]]:

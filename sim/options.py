@@ -20,7 +20,7 @@ from rf8hw.toolchain import cache
 
 from .rtl import RtlFile, load_rtl
 
-__all__ = ["SIMULATORS", "BENCHES", "RUNS_DIR", "MAX_SEED", "check_probability",
+__all__ = ["SIMULATORS", "BENCHES", "RUNS_DIR", "MAX_SEED", "MAX_STALL_PROB", "check_probability",
            "default_cache_root", "CosimOptions", "CosimRequest"]
 
 #: Simulators the co-simulation runs on (cocotb runner names).
@@ -38,10 +38,21 @@ RUNS_DIR = "cosim_runs"
 MAX_SEED = 2**63 - 1
 
 
+#: Largest stall (and backpressure) probability.  A beat then waits ``1 / (1 - p)`` cycles on
+#: average, and the benches' watchdog (:func:`rf8hw.sim.scoreboard.watchdog_cycles`, ``(200 *
+#: (rows + cols) + 10,000) / (1 - p)`` cycles without a result row) must fit the HDL bench's
+#: 32-bit ``tb_max_idle`` for every array up to 64 x 64: at ``p = 0.99999`` it is 3.56e9 < 2**32.
+#: Beyond it a run would also take hours per tile.
+MAX_STALL_PROB = 0.99999
+
+
 def check_probability(name: str, value) -> float:
-    """``value`` as a float if it is in ``[0, 1)``, else ``ValueError`` naming ``name``."""
-    return checks.number(name, value, 0, 1, hi_open=True,
-                         what=" (the probability of an idle or stalled cycle on each stream)")
+    """``value`` as a float if it is in ``[0, MAX_STALL_PROB]``, else ``ValueError`` naming
+    ``name`` and the largest allowed value."""
+    return checks.number(name, value, 0, MAX_STALL_PROB,
+                         what=f" (the probability of an idle or stalled cycle on each stream; at "
+                              f"most {MAX_STALL_PROB}, where the bench's 32-bit watchdog still "
+                              f"fits)")
 
 
 def default_cache_root() -> Path:
@@ -69,12 +80,12 @@ class CosimOptions:
                 "once per batch) or python (the per-cycle cocotb testbench, for debugging)"})
     stall_prob: float = field(default=0.1, metadata={
         "metavar": "P",
-        "help": "probability, per cycle, of an input gap on each input stream and of backpressure "
-                "on the result stream, in [0, 1); 0: full rate"})
+        "help": f"probability, per cycle, of an input gap on each input stream and of backpressure "
+                f"on the result stream, in [0, {MAX_STALL_PROB}]; 0: full rate"})
     backpressure_prob: float | None = field(default=None, metadata={
         "metavar": "P",
-        "help": "backpressure probability of the result stream when it differs from "
-                "--stall-prob, in [0, 1)"})
+        "help": f"backpressure probability of the result stream when it differs from "
+                f"--stall-prob, in [0, {MAX_STALL_PROB}]"})
     seed: int = field(default=0, metadata={
         "help": "seed of stimulus and stalls", "cli_required": True})
     waves: bool = field(default=False, metadata={
@@ -100,7 +111,11 @@ class CosimOptions:
         if not isinstance(self.waves, bool):
             raise ValueError(f"waves must be True or False, not {self.waves!r}")
         for name in ("out_dir", "cache_root"):
-            if getattr(self, name) is not None:
+            value = getattr(self, name)
+            if isinstance(value, str) and not value:
+                raise ValueError(f"{name} is empty ({value!r}): give a directory ('.' for the "
+                                 f"current one), or leave it out for the default")
+            if value is not None:
                 object.__setattr__(self, name, os.fspath(checks.output_dir(name, getattr(self, name))))
         if self.rtl is not None and not isinstance(self.rtl, RtlFile):
             object.__setattr__(self, "rtl", load_rtl(self.rtl))

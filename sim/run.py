@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from .job import (
     write_job,
     write_json,
 )
-from .options import CosimOptions
+from .options import RUNS_DIR, CosimOptions
 from .records import BenchReport
 from .result import CosimResult, GemmResult
 from .stimulus import assemble_gemm, gemm_tiles, random_tiles
@@ -187,7 +188,9 @@ def run_tiles(tiles, cfg: ArrayConfig, options: CosimOptions, *, reset_at_cycle:
         What the stimulus is, in the default run directory's name (default
         ``tiles<T>-m<M>``, ``M`` the rows per tile or ``lo`` x ``hi``).
     progress : callable(str), optional
-        Receives a line about every tenth of the tiles.
+        Receives a line when the Verilog is generated or the simulator model is built (and every
+        few seconds of a build: :func:`rf8hw.sim.build.prepare`), then about every tenth of the
+        tiles.
 
     Returns
     -------
@@ -219,46 +222,94 @@ def run_tiles(tiles, cfg: ArrayConfig, options: CosimOptions, *, reset_at_cycle:
             raise ValueError(f"groups of tiles ({len(groups)} given) need bench='python'; the "
                              f"HDL bench streams one group")
     options.check_run_dir()
-    build = prepare(cfg, options)
+    build = prepare(cfg, options, progress)
     if label is None:
         ms = sorted({len(a) for _, a in tiles})
         label = f"tiles{len(tiles)}-m{ms[0] if len(ms) == 1 else f'{ms[0]}x{ms[-1]}'}"
+    # the directories this run makes (removed again if its files cannot be written)
+    target = Path(RUNS_DIR if options.out_dir is None else options.out_dir).absolute()
+    made = [d for d in (target, *target.parents) if not d.exists()]
     out_dir = options.run_dir(build.module, label)
+    if options.out_dir is None:
+        made.insert(0, out_dir)
     job = Job(build.manifest, options.stall_prob, options.backpressure, options.seed,
               reset_at_cycle, tiles_after_reset,
               None if corrupt is None else tuple(corrupt), bool(keep_results), groups)
     with cache.locked(out_dir):
-        return _run_locked(tiles, build, options, out_dir, job, progress)
+        return _run_locked(tiles, build, options, out_dir, job, progress, made)
+
+
+def _remove_dirs(made: list[Path]) -> None:
+    """Remove the directories a run made (deepest first): the run directory with what it holds,
+    the ones above it only while empty (another run may be using them)."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+    for d in made[1:]:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
+
+def _last_error(log: Path) -> str | None:
+    """The last line of a simulator or runner log that names an exception or a failed file
+    (``OSError: [Errno 28] No space left on device``), trimmed, or None."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    pattern = re.compile(r"\b\w*(?:Error|Exception)\b: .*|Unable to open .*|.*: No such file.*")
+    for line in reversed(lines):
+        match = pattern.search(line)
+        if match:
+            return match.group(0).strip()[:300]
+    return None
 
 
 def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job,
-                progress) -> CosimResult:
+                progress, made: list[Path]) -> CosimResult:
     simulator = build.simulator
     for stale in (RESULT_FILE, RESULTS_FILE, "cycles.json"):
         (out_dir / stale).unlink(missing_ok=True)
-    write_job(out_dir, job, tiles)
-    plusargs = [f"+rf8hw_job={out_dir}"]
+    try:
+        write_job(out_dir, job, tiles)
+    except OSError as exc:                    # a full disk: no run directory left half-made
+        _remove_dirs(made)
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the run's job.json and tiles.npz were not "
+                                 f"written{' and its directory was removed' if made else ''}",
+                      str(out_dir)) from None
+    # Every path handed to the simulator is relative to the run directory, its working directory
+    # (cocotb's Runner.test runs it in test_dir): Icarus' $readmemh/$writememh/$dumpfile cannot
+    # open a path with non-ASCII characters, and the run directory's path may have them.
+    plusargs = ["+rf8hw_job=."]
     if build.bench == "hdl":
-        plusargs += chunk_plusargs(out_dir)
+        plusargs += chunk_plusargs(Path("."))
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     waves = None
     if build.waves:
         waves = out_dir / ("dump.vcd" if simulator == "verilator" else f"{build.module}.fst")
         if simulator == "icarus":
-            plusargs.append(f"+rf8hw_dumpfile={waves}")
+            plusargs.append(f"+rf8hw_dumpfile={waves.name}")
     _run_simulator(build, out_dir, plusargs, progress)
     log = out_dir / "sim.log"
     report = read_report(out_dir)
     if report is None:
-        raise RuntimeError(f"the {simulator} simulation ended without a result; see {log}")
+        why = _last_error(log) or _last_error(out_dir / "runner.log")
+        raise RuntimeError(f"the {simulator} simulation ended without a result"
+                           f"{f' ({why})' if why else ''}; see {log}")
     if isinstance(report, str):
         raise RuntimeError(f"the {simulator} simulation failed: {report} (see {log})")
     cycles_json = out_dir / "cycles.json"
-    write_json(cycles_json, {
-        "format": CYCLES_FORMAT, "definitions": "docs/cosim.md",
-        "config": _cycles_config(build, options), "cycles": report.cycles,
-        "dropped_tiles": list(report.dropped_tiles), "tiles": [t.as_dict() for t in report.tiles],
-    })
+    try:
+        write_json(cycles_json, {
+            "format": CYCLES_FORMAT, "definitions": "docs/cosim.md",
+            "config": _cycles_config(build, options), "cycles": report.cycles,
+            "dropped_tiles": list(report.dropped_tiles),
+            "tiles": [t.as_dict() for t in report.tiles]})
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}; the simulation ended ({report.mismatches} "
+                                 f"mismatches) but its cycle accounting was not written",
+                      str(cycles_json)) from None
     return _result(report, build, options, out_dir, cycles_json, log, waves,
                    read_results(out_dir) if job.keep_results else None)
 

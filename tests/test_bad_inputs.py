@@ -110,19 +110,31 @@ BAD_CHECKPOINTS = {
 }
 
 
-def _rtl_pair(manifest_fn=None, text="module m (\n  input clk\n);\nendmodule\n", name="m.v",
-              manifest_text=None):
+#: The module of rtl/'s 4x4 file, whose manifest the RTL rows below start from.
+MODULE = "rf8_pipe_array_4x4_a8_acc40_wrap"
+
+
+def _top(ports=None, name=MODULE):
+    """Verilog text of a module ``name`` declaring the 4x4 file's ports (``ports`` overrides
+    name -> (direction, width))."""
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.json"
+    decl = {p["name"]: (p["direction"], p["width"]) for p in json.loads(real.read_text())["ports"]}
+    decl.update(ports or {})
+    body = "".join(f"  {d}{f' [{w - 1}:0]' if w > 1 else ''} {n};\n" for n, (d, w) in decl.items() if d)
+    return f"module {name} ({', '.join(n for n, (d, _) in decl.items() if d)});\n{body}endmodule\n"
+
+
+def _rtl_pair(manifest_fn=None, text=None, name="m.v", manifest_text=None):
     def make(d):
         from pathlib import Path
 
-        from rf8hw.arch import ArrayConfig
-
-        (d / name).write_text(text)
+        (d / name).write_text(_top() if text is None else text)
         # a whole manifest (every section the parser needs): rtl/'s 4x4 one, made to describe m.v
-        real = Path(__file__).resolve().parents[1] / "rtl" / f"{ArrayConfig(4, 4).module_name}.json"
+        real = Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.json"
         manifest = json.loads(real.read_text())
-        manifest.update(module="m", files={"verilog": name, "verilog_sha256": "0" * 64})
-        manifest["parameters"].update(rows=2, cols=2)
+        manifest.update(files={"verilog": name, "verilog_sha256": "0" * 64})
         if manifest_fn is not None:
             manifest = manifest_fn(manifest)
         (d / name).with_suffix(".json").write_text(
@@ -152,7 +164,7 @@ RTL = {
                              "interface.reset.active must be one of 'low', 'high'"),
     "params_no_lanes": (_rtl_pair(lambda m: {**m, "parameters": {
         k: v for k, v in m["parameters"].items() if k != "acc_lane_bits"}}), "parameters lack acc_lane_bits"),
-    "no_module": (_rtl_pair(text="// nothing here\n"), "declares no module 'm'"),
+    "no_module": (_rtl_pair(text="// nothing here\n"), f"declares no module '{MODULE}'"),
     "params_list": (_rtl_pair(lambda m: {**m, "parameters": [2, 2]}), "must be a JSON object"),
     "params_missing": (_rtl_pair(lambda m: {**m, "parameters": {"rows": 2}}), "lack cols"),
     "params_rows0": (_params(rows=0), "rows must be an integer in 1..64, not 0"),
@@ -160,6 +172,35 @@ RTL = {
     "params_acc": (_params(acc_bits=8), "acc_bits must be an integer in"),
     "params_pe": (_params(pe="tpu"), "pe must be one of"),
     "params_overflow": (_params(overflow="clip"), "overflow must be one of"),
+    # hand-edited manifests whose parameters the Verilog contradicts (issue 26, item 3)
+    "params_act_bits_edited": (_params(act_bits=4), "parameters.act_bits is 4, but its module "
+                                                     f"'{MODULE}' was generated with act_bits=8"),
+    "params_acc_bits_edited": (_params(acc_bits=48), "parameters.acc_bits is 48"),
+    "params_reset_edited": (_params(reset="rst"), "parameters.reset is 'rst'"),
+    "params_pe_edited": (_params(pe="rf8"), "parameters.pe is 'rf8'"),
+    "params_lanes_edited": (_params(act_lane_bits=16), "parameters.act_lane_bits is 16, but"),
+    "manifest_port_width": (_rtl_pair(lambda m: {**m, "ports": [
+        {**p, "width": 64} if p["name"] == "s_axis_a_tdata" else p for p in m["ports"]]}),
+                            "ports: s_axis_a_tdata is input 64 bits, but its parameters give input 32"),
+    "manifest_reset_active": (_rtl_pair(lambda m: {**m, "interface": {**m["interface"], "reset": {
+        **m["interface"]["reset"], "active": "high"}}}),
+                              "interface.reset.active is 'high', but its parameters give 'low'"),
+    "manifest_module_renamed": (_rtl_pair(lambda m: {**m, "module": "my_array"}),
+                                "module 'my_array' is not the module of its parameters"),
+    "verilog_port_width": (_rtl_pair(text=_top({"s_axis_a_tdata": ("input", 64)})),
+                           "port s_axis_a_tdata is input 64 bits in the Verilog, but its manifest "
+                           "m.json gives input 32 bits (rows=4 x act_lane_bits=8 for act_bits=8)"),
+    "verilog_port_missing": (_rtl_pair(text=_top({"err_w_tlast": (None, 0)})),
+                             "has no port 'err_w_tlast'"),
+    "verilog_port_extra": (_rtl_pair(text=_top({"debug": ("output", 8)})), "has port(s) debug"),
+    "verilog_submodule_top": (_rtl_pair(text=_top() + f"module shell (input clk);\n  {MODULE} u "
+                                                      f"(.aclk(clk));\nendmodule\n"),
+                              "is a submodule (module 'shell' instantiates it)"),
+    "verilog_bom_port_width": (_rtl_pair(text="\ufeff" + _top({"s_axis_a_tdata": ("input", 64)})),
+                               "port s_axis_a_tdata is input 64 bits in the Verilog"),
+    "verilog_other_module": (_rtl_pair(text=_top(name="other")),
+                             f"declares no module '{MODULE}', the module its manifest m.json names; "
+                             "it declares 'other'"),
 }
 
 
@@ -298,6 +339,12 @@ CLI = [
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}", needle="afile"),
     _c("generate", "--rows", "2", "--cols", "2", "-o", "{afile}/sub", needle="is not a directory"),
     _c("generate", "--rows", "2", "--cols", "2", needle="-o/--out-dir"),
+    _c("generate", "--rows", "2", "--cols", "2", "-o", "", needle="out_dir is empty ('')"),
+    # negative numbers are values (argparse said "expected one argument" for these)
+    _c("generate", "--rows", "-1e3", "--cols", "2", "-o", "{out}",
+       needle="argument --rows: invalid int value: '-1e3'"),
+    _c("generate", "--rows", "2", "--cols", "2", "--acc-bits", "-inf", "-o", "{out}",
+       needle="argument --acc-bits: invalid int value: '-inf'"),
     # -- rf8hw cosim (bounds before anything is generated)
     *[_c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "{out}/cache",
          "--out-dir", "{out}/run", opt, v, needle=n) for opt, v, n in [
@@ -308,11 +355,20 @@ CLI = [
         ("--stall-prob", "1", "stall_prob"), ("--stall-prob", "-0.1", "stall_prob"),
         ("--stall-prob", "nan", "stall_prob"),
         ("--stall-prob", "x", "--stall-prob"), ("--sim", "modelsim", "simulator"),
+        ("--stall-prob", "-inf", "stall_prob must be a number in [0, 0.99999]"),
+        ("--stall-prob", "-1e-3", "stall_prob must be a number in [0, 0.99999]"),
+        ("--stall-prob", "0.9999999", "at most 0.99999, where the bench's 32-bit watchdog still fits"),
+        ("--backpressure-prob", "-NaN", "backpressure_prob must be a number in [0, 0.99999]"),
+        ("--backpressure-prob", "0.999991", "backpressure_prob"),
         ("--backpressure-prob", "1", "backpressure_prob"),
         ("--backpressure-prob", "x", "--backpressure-prob"),
         ("--rows", "0", "rows"), ("--cols", "65", "cols"), ("--act-bits", "0", "act_bits"),
         ("--acc-bits", "1000", "acc_bits"), ("--overflow", "clamp", "--overflow"), ("--pe", "int8", "--pe")]],
     _c("cosim", "--cols", "2", "--tiles", "1", "--seed", "1", needle="--rows required"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--out-dir", "",
+       needle="out_dir is empty ('')"),
+    _c("cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--cache-dir", "",
+       needle="cache_root is empty ('')"),
     _c("cosim", "--rows", "2", "--cols", "2", "--seed", "1", needle="tiles is required"),
     _c("cosim", "--rtl", "{out}/none.v", "--tiles", "1", "--seed", "1", needle="none.v"),
     _c("cosim", "--rtl", "{dir}", "--tiles", "1", "--seed", "1", needle="adir"),
@@ -540,6 +596,39 @@ def test_cli_bad_input_is_one_line_exit_2(argv, needle, files, tmp_path, capsys,
         "a refused run left a partial directory"
 
 
+@pytest.mark.parametrize("command", ["generate", "cosim"])
+def test_a_full_disk_is_one_line_and_leaves_no_folder(command, files, tmp_path, capsys, monkeypatch):
+    """generate and cosim on a full disk (every write of a file's bytes fails with ENOSPC): one
+    line naming the path, exit 2, no folder and no file left behind (tests/hdl/test_generate.py
+    and tests/sim/test_cosim.py check the old files are kept)."""
+    import errno
+    from pathlib import Path
+
+    from rf8hw import sim
+    from rf8hw.arch import ArrayConfig
+
+    monkeypatch.chdir(tmp_path)
+    if command == "cosim":               # rtl/'s design stands in for the build; no simulator runs
+        design = sim.load_rtl(Path(__file__).resolve().parents[1] / "rtl" / f"{MODULE}.v")
+        monkeypatch.setattr("rf8hw.sim.run.prepare", lambda cfg, options, progress=None: sim.Build(
+            "icarus", "hdl", False, tmp_path / "build", design))
+        monkeypatch.setattr(subprocess, "Popen", None)
+    for name in ("write_text", "write_bytes"):
+        def full(self, data, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(Path, name, full)
+    out = tmp_path / "out"
+    argv = (["generate", "--rows", "2", "--cols", "2", "-o", str(out / "rtl")] if command == "generate"
+            else ["cosim", "--rtl", str(design.verilog), "--tiles", "1", "--seed", "1", "--sim", "icarus",
+                  "--out-dir", str(out / "run")])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rf8hw {command}: error: No space left on device; ") and err.count("\n") == 1, err
+    assert str(out) in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+    assert ArrayConfig(2, 2).module_name in err if command == "generate" else "job.json" in err
+
+
 # ---------------------------------------------------------------------------------------------------
 # The file readers, through the API
 # ---------------------------------------------------------------------------------------------------
@@ -672,6 +761,8 @@ def test_load_quantized_bad_paths(path, kind, needle, files, tmp_path):
     (["train", "--model", "mlp_digits", "--init-from", "{bad.config_huge}", "--out", "{out}", "--quiet"],
      "[10000000, 64]"),
     (["generate", "--rows", "2", "--cols", "2", "--overflow", "clip", "-o", "{out}"], "--overflow"),
+    (["cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1", "--stall-prob", "-inf"],
+     "stall_prob must be a number in [0, 0.99999]"),
     (["table", "--update-docs", "{dir}"], "Is a directory"),
     (["sweep", "--model", "minilm", "--pe", "rf8_pipe", "--rows", "2", "--cols", "2", "--address",
       "127.0.0.1:1", "--out", "{out}"], "no Ray cluster there"),

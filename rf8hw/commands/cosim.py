@@ -12,8 +12,16 @@ their constructors; the run directory follows the library's rule
 (:meth:`rf8hw.sim.options.CosimOptions.run_dir`).
 """
 
+import re
 import signal
 import sys
+import time
+
+#: Arguments that are negative numbers, not options: ``--stall-prob -inf`` and ``--stall-prob
+#: -1e-3`` reach the option (and its range check) as values.  argparse's own rule (the attribute
+#: below, set per parser) knows only ``-1`` and ``-0.5`` and calls the rest "expected one argument".
+NEGATIVE_NUMBER = re.compile(r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|inf(?:inity)?|nan)$",
+                             re.IGNORECASE)
 
 
 def register(subparsers, name: str, help_text: str) -> None:
@@ -22,6 +30,7 @@ def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.sim.options import CosimOptions, CosimRequest
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser._negative_number_matcher = NEGATIVE_NUMBER      # no option of cosim looks like a number
     parser.add_argument("--rtl", default=None, metavar="FILE.v",
                         help="co-simulate this generated Verilog file; its parameters come from "
                              "the manifest FILE.json next to it (the array options below are then "
@@ -79,9 +88,13 @@ def run(args) -> int:
     from rf8hw.commands.options import config_from_args
     from rf8hw.sim import CosimOptions, CosimRequest, run_cosim
 
+    t0 = time.perf_counter()
     cfg, rtl = array_config(args)
     request = config_from_args(CosimRequest, args)
     options = config_from_args(CosimOptions, args, rtl=rtl)
+    if rtl is not None and rtl.bom:
+        print(f"note: {rtl.verilog} starts with a UTF-8 byte-order mark (an editor's); it is "
+              f"ignored", file=sys.stderr, flush=True)
     if rtl is not None and not rtl.matches_manifest:
         print(f"warning: {rtl.verilog} differs from the file its manifest {rtl.manifest_path.name} "
               f"describes (SHA-256 {rtl.sha256[:16]}..., manifest "
@@ -113,10 +126,10 @@ def run(args) -> int:
         print(f"rf8hw cosim: interrupted (signal {signum}); the simulator was stopped",
               file=sys.stderr, flush=True)
         return 128 + signum
-    return _report(result, cfg)
+    return _report(result, cfg, time.perf_counter() - t0)
 
 
-def _report(result, cfg) -> int:
+def _report(result, cfg, total_s: float) -> int:
     """Print a run's result (a ``CosimResult`` or a ``LayerResult``; the summary line last); its
     exit status."""
     from rf8hw.accel.cosim_layer import LayerResult
@@ -139,5 +152,10 @@ def _report(result, cfg) -> int:
               f"{layer.equals_bitexact} ({layer.bitexact_mismatches} entries differ)")
     if cosim.first_mismatch is not None:
         print(f"FIRST MISMATCH: {cosim.first_mismatch}", file=sys.stderr, flush=True)
+    built = cosim.build.build_s
+    build = ("reused from the cache" if built is None
+             else f"{built:.1f} s (reused from the cache next time)")
+    print(f"time: {total_s:.1f} s in all; simulator build {build}; simulation loop "
+          f"{cosim.wall_s:.2f} s (cycles/s below: the cycles it simulated per second)")
     print(cosim.summary_line(), flush=True)
     return 0 if result.ok else 1

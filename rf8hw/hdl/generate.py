@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rf8hw import __version__, checks
 from rf8hw.arch import ArrayConfig
-from rf8hw.files import write_atomic
+from rf8hw.files import write_files
 from rf8hw.format import spec
 from rf8hw.hdl.manifest import Files, Generator, Interface, Manifest, Parameters, Port
 
@@ -171,8 +171,10 @@ def _edited(v_path: Path, j_path: Path, text: str) -> str | None:
 def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``out_dir/<module>.v`` and ``out_dir/<module>.json`` for one array configuration.
 
-    The two files are written atomically (each to a temporary name, then renamed), so a killed run
-    never leaves a half-written file; a run killed between the two renames leaves the new ``.v``,
+    The two files are written as one unit (:func:`rf8hw.files.write_files`: both to temporary
+    names, then renamed), so a killed run never leaves a half-written file, and a failed write (a
+    full disk) leaves the files that were there before unchanged, no temporary file and no
+    directory this call created; a run killed between the two renames leaves the new ``.v``,
     which a rerun recognises as its own output.  An existing ``.v`` is replaced silently when it
     is unchanged since it was generated (its SHA-256 is the one its ``.json`` records, or it is
     byte-for-byte the new text); an edited one only with ``overwrite=True``.
@@ -192,21 +194,41 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
     Raises
     ------
     ValueError
-        If ``out_dir`` is not a directory or cannot become one (a regular file, or below one),
-        before anything is built or written; if the
+        If ``out_dir`` is empty or not a directory or cannot become one (a regular file, or below
+        one), or ``<module>.v`` or ``.json`` there is a directory, before anything is built or
+        written; if the
         ``.v`` exists and was edited (or its manifest is missing or unreadable) and ``overwrite``
         is False, before anything is written.
+    OSError
+        If the files cannot be written (a full disk: ``errno.ENOSPC``), naming the ``.v`` file's
+        path, after cleaning up as above.
     """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
+    if isinstance(out_dir, str) and not out_dir:
+        raise ValueError(f"out_dir is empty ({out_dir!r}): give a directory ('.' for the current "
+                         f"one)")
     out = checks.output_dir("out_dir", out_dir)
     v_path, j_path = out / f"{cfg.module_name}.v", out / f"{cfg.module_name}.json"
+    for path in (v_path, j_path):
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, where generate writes a file; move it away")
     text, manifest = render(cfg)
     edited = None if overwrite else _edited(v_path, j_path, text)
     if edited:
         raise ValueError(f"{v_path} exists and {edited}; not overwriting it: move it away or "
                          f"pass --force (overwrite=True)")
-    out.mkdir(parents=True, exist_ok=True)
-    for path, content in ((v_path, text), (j_path, manifest.dumps())):
-        write_atomic(path, content)
+    made = [d for d in (out, *out.parents) if not d.exists()]      # deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_files({v_path: text, j_path: manifest.dumps()})
+    except OSError as exc:
+        for d in made:
+            try:
+                d.rmdir()                     # only if still empty: another writer may use it
+            except OSError:
+                break
+        kept = "the files there before are unchanged" if not made else "nothing was left there"
+        raise OSError(exc.errno, f"{exc.strerror or exc}; {v_path.name} and {j_path.name} were not "
+                                 f"written ({kept})", str(v_path)) from None
     return v_path, j_path

@@ -14,20 +14,28 @@ version, the ``rf8hw generate`` command), ``tools`` (package versions), ``parame
 :class:`Parameters`), ``ports``, ``interface`` (clock, reset and the three AXI4-Stream buses),
 ``timing`` (:meth:`rf8hw.arch.Timing.as_dict`) and ``files`` (the ``.v`` file's name and
 SHA-256).  Keys the parser does not know are ignored.
+
+The parser also checks that the sections agree with each other (:meth:`Manifest.from_dict`): the
+module name, the derived ``parameters`` (lane widths, weight format, product latency), the ports
+and the interface must be the ones its :class:`~rf8hw.arch.ArrayConfig` gives, so a hand-edited
+field (``act_bits`` 8 -> 4) is named instead of being believed.  Whether the Verilog file itself
+declares those ports is :func:`rf8hw.sim.rtl.load_rtl`'s check (:meth:`Manifest.expected_ports`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import get_args, get_origin, get_type_hints
 
 from rf8hw import checks
-from rf8hw.arch import WEIGHT_FORMATS, ArrayConfig
+from rf8hw.arch import DEFAULT_RESET, PE_KINDS, WEIGHT_FORMATS, ArrayConfig
+from rf8hw.format import spec
 
 __all__ = ["BUSES", "Generator", "Parameters", "Port", "Lanes", "Bus", "Clock", "Reset",
-           "Interface", "Files", "Manifest"]
+           "Interface", "Files", "Manifest", "module_fields"]
 
 #: The AXI4-Stream buses of the generated top, in the order the manifest lists them.
 BUSES = ("s_axis_w", "s_axis_a", "m_axis_acc")
@@ -227,7 +235,31 @@ class Manifest:
         absent = [b for b in BUSES if b not in manifest.interface.buses]
         if absent:
             raise ValueError(f"{where}: interface.buses lacks {', '.join(absent)}")
+        _check_consistent(manifest, where)
         return manifest
+
+    def expected_ports(self) -> dict[str, tuple[str, int, str]]:
+        """Port name -> (direction, width, why) of the top module that this manifest's parameters
+        give (``why`` says where the width comes from, e.g. ``rows=4 x act_lane_bits=8``)."""
+        cfg, p = self.config, self.parameters
+        ports = {cfg.clock_port: ("input", 1, f"reset={cfg.reset!r}"),
+                 cfg.reset: ("input", 1, f"reset={cfg.reset!r}")}
+        widths = {"s_axis_w": (cfg.cols * p.weight_bits,
+                               f"cols={cfg.cols} x weight_bits={p.weight_bits} of pe {cfg.pe!r}"),
+                  "s_axis_a": (cfg.rows * p.act_lane_bits,
+                               f"rows={cfg.rows} x act_lane_bits={p.act_lane_bits} for "
+                               f"act_bits={cfg.act_bits}"),
+                  "m_axis_acc": (cfg.cols * p.acc_lane_bits,
+                                 f"cols={cfg.cols} x acc_lane_bits={p.acc_lane_bits} for "
+                                 f"acc_bits={cfg.acc_bits}")}
+        for bus in BUSES:
+            into, out = ("input", "output") if bus.startswith("s_") else ("output", "input")
+            ports[f"{bus}_tdata"] = (into, *widths[bus])
+            ports[f"{bus}_tvalid"] = (into, 1, "a valid flag")
+            ports[f"{bus}_tready"] = (out, 1, "a ready flag")
+            ports[f"{bus}_tlast"] = (into, 1, "a last flag")
+        ports["err_w_tlast"] = ("output", 1, "the sideband flag")
+        return ports
 
     @classmethod
     def read(cls, path) -> Manifest:
@@ -240,11 +272,102 @@ class Manifest:
             not UTF-8, not JSON) or not a manifest (:meth:`from_dict`).
         """
         path = Path(path)
+        if path.exists() and not path.is_file():      # a FIFO would block the read forever
+            raise ValueError(f"manifest {path} is unreadable (not a regular file)")
         try:
             d = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"manifest {path} is unreadable ({exc})") from None
         return cls.from_dict(d, where=f"manifest {path}")
+
+
+# --- the sections must agree with the parameters --------------------------------------------------
+
+#: ``<pe>_array_<rows>x<cols>_a<act_bits>_acc<acc_bits>_<overflow>[_<reset>]``
+#: (:attr:`rf8hw.arch.ArrayConfig.module_name`).
+_MODULE_NAME = re.compile(r"(?P<pe>\w+?)_array_(?P<rows>\d+)x(?P<cols>\d+)_a(?P<act_bits>\d+)"
+                          r"_acc(?P<acc_bits>\d+)_(?P<overflow>[a-z]+?)(?:_(?P<reset>[a-z]+))?")
+
+
+def module_fields(module: str) -> dict | None:
+    """The :class:`~rf8hw.arch.ArrayConfig` fields (as text) that a generated module's name
+    spells (:attr:`~rf8hw.arch.ArrayConfig.module_name`), or None for another name."""
+    match = _MODULE_NAME.fullmatch(module)
+    if match is None:
+        return None
+    out = match.groupdict()
+    if out["reset"] is None:
+        out["reset"] = DEFAULT_RESET
+    return out
+
+
+def _lane_bits(bits: int) -> int:
+    """Width of one ``tdata`` lane of a ``bits``-wide value: the next multiple of 8
+    (:func:`rf8hw.hdl.axi.lane_bits`, which this module may not import: it loads Amaranth)."""
+    return -(-bits // 8) * 8
+
+
+def _check_consistent(m: Manifest, where: str) -> None:
+    """``ValueError`` naming the first field of ``m`` that its parameters contradict."""
+    cfg, p = m.config, m.parameters
+    if m.module != cfg.module_name:
+        spelled = module_fields(m.module)
+        given = {k: str(v) for k, v in cfg.as_dict().items()}
+        differ = [] if spelled is None else [k for k in given if spelled[k] != given[k]]
+        if not differ:
+            raise ValueError(f"{where}: module {m.module!r} is not the module of its parameters "
+                             f"({cfg.module_name!r}); a generated module's name spells them")
+        raise ValueError(f"{where}: " + "; ".join(
+            f"parameters.{k} is {getattr(cfg, k)!r}" for k in differ) + f", but its module "
+            f"{m.module!r} was generated with " + ", ".join(f"{k}={spelled[k]}" for k in differ)
+            + " (a hand-edited manifest? regenerate it with rf8hw generate)")
+    kind = PE_KINDS[cfg.pe]
+    derived = {"weight_format": kind.weight_format, "product_latency": kind.product_latency,
+               "min_acc_bits": spec.min_acc_bits(cfg.act_bits),
+               "act_lane_bits": _lane_bits(cfg.act_bits), "acc_lane_bits": _lane_bits(cfg.acc_bits)}
+    for name, want in derived.items():
+        if getattr(p, name) != want:
+            raise ValueError(f"{where}: parameters.{name} is {getattr(p, name)!r}, but "
+                             f"{cfg.module_name} has {want!r}")
+    ports = {port.name: (port.direction, port.width) for port in m.ports}
+    expected = m.expected_ports()
+    for name, (direction, width, why) in expected.items():
+        if name not in ports:
+            raise ValueError(f"{where}: ports lack {name!r}, a port of {cfg.module_name}")
+        if ports[name] != (direction, width):
+            raise ValueError(f"{where}: ports: {name} is {ports[name][0]} {ports[name][1]} bits, "
+                             f"but its parameters give {direction} {width} bits ({why})")
+    extra = [name for name in ports if name not in expected]
+    if extra:
+        raise ValueError(f"{where}: ports: {', '.join(extra)} is not a port of {cfg.module_name}")
+    want = Interface.for_config(cfg, p.weight_bits, p.act_lane_bits, p.acc_lane_bits)
+    difference = _differ(_plain(want), _plain(m.interface), "interface",
+                         skip=("effect", "layout", "value"))
+    if difference:
+        path, have, need = difference
+        raise ValueError(f"{where}: {path} is {have!r}, but its parameters give {need!r}")
+
+
+def _differ(want, have, path: str, skip=()):
+    """The first ``(path, have, want)`` where the JSON values differ (keys in ``skip``, which are
+    descriptions, are not compared), or None."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        for key in want:
+            if key in skip:
+                continue
+            if key not in have:
+                return f"{path}.{key}", None, want[key]
+            found = _differ(want[key], have[key], f"{path}.{key}", skip)
+            if found:
+                return found
+        return None
+    if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
+        for i, (a, b) in enumerate(zip(want, have)):
+            found = _differ(a, b, f"{path}[{i}]", skip)
+            if found:
+                return found
+        return None
+    return None if want == have else (path, have, want)
 
 
 # --- the one parser: dataclass fields read by their annotations ---------------------------------

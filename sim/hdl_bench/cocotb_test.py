@@ -229,7 +229,7 @@ class HdlBench:
         dut.tb_rst.value = 0
         t0, cpu0 = wall_clock(), time.process_time()
         records, dropped, mismatches, first, checked = [], [], 0, None, 0
-        cycles_before_reset, end_cycle = 0, 0
+        cycles_before_reset, end_cycle, last_cycle = 0, 0, 0
         # simulated time per wake-up at most: every stream may wait max_idle edges
         timeout_ns = 10 * (3 * self.max_idle + 4 * _HALF + 1000)
         change = dut.tb_seq.value_change
@@ -242,6 +242,10 @@ class HdlBench:
             why, cycle = int(dut.tb_why.value), int(dut.tb_cycle.value)
             if why == 0:
                 continue                      # not an event (a reset-time change)
+            if cycle < last_cycle:
+                raise RuntimeError(f"the bench's 32-bit cycle counter wrapped after cycle "
+                                   f"{last_cycle}: a run this long cannot be timed; split it")
+            last_cycle = cycle
             if why & WHY["r_dump"]:
                 self._take_results(int(dut.tb_r_n.value))
             if why & WHY["tw_dump"]:
@@ -267,7 +271,7 @@ class HdlBench:
                 dropped += [self.first_tile + t for t in range(len(self.seg_tiles))
                             if self.first_tile + t not in done_tiles]
                 records = [r for r in records if r.tile not in dropped]
-                cycles_before_reset = cycle + 1
+                cycles_before_reset, last_cycle = cycle + 1, 0     # the counter restarts
                 dut.tb_reset_at.value = _NEVER
                 self._segment(*parts[1], None)
                 continue
@@ -291,7 +295,7 @@ class HdlBench:
 @cocotb.test()
 async def cosim(dut):
     """Stream the job's tiles through the wrapper; every result row is checked per chunk."""
-    job_dir = Path(cocotb.plusargs["rf8hw_job"])
+    job_dir = Path(cocotb.plusargs["rf8hw_job"]).absolute()     # "." (run.py): the run directory
     job, tiles = read_job(job_dir)
     log = logging.getLogger("cocotb.rf8hw.cosim")
     bench = HdlBench(dut, job.manifest, job_dir, stall_prob=job.stall_prob, seed=job.seed,
@@ -309,8 +313,9 @@ async def cosim(dut):
     try:
         report = await bench.run(tiles, corrupt=job.corrupt, reset_at_cycle=job.reset_at_cycle,
                                  tiles_after_reset=job.tiles_after_reset, progress=progress)
-    except (TimeoutError, SimTimeoutError, RuntimeError) as exc:
-        # a hang or unreadable output: one line for the host side, no traceback there
+    except (TimeoutError, SimTimeoutError, RuntimeError, OSError) as exc:
+        # a hang, unreadable output or a chunk file that cannot be read or written: one line for
+        # the host side, no traceback there
         write_error(job_dir, str(exc) or type(exc).__name__)
         raise AssertionError(str(exc)) from None
     write_report(job_dir, report)

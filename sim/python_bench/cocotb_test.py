@@ -25,7 +25,7 @@ from .testbench import Testbench
 @cocotb.test()
 async def cosim(dut):
     """Stream the job's tiles through the DUT; every result row is checked as it arrives."""
-    job_dir = Path(cocotb.plusargs["rf8hw_job"])
+    job_dir = Path(cocotb.plusargs["rf8hw_job"]).absolute()     # "." (run.py): the run directory
     job, tiles = read_job(job_dir)
     log = logging.getLogger("cocotb.rf8hw.cosim")   # under "cocotb": shown at INFO
     tb = Testbench(dut, job.manifest, stall_prob=job.stall_prob, seed=job.seed,

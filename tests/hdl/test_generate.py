@@ -64,6 +64,30 @@ def test_manifest_type_round_trips_the_committed_files(size):
     (lambda m: m["ports"][1].update(width="1"), r"^manifest m\.json: ports\[1\]\.width must be an integer"),
     (lambda m: m["interface"]["buses"].pop("m_axis_acc"),
      r"^manifest m\.json: interface\.buses lacks m_axis_acc$"),
+    # the sections must agree with the parameters (issue 26: a hand-edited act_bits was believed)
+    (lambda m: m["parameters"].update(act_bits=4),
+     r"^manifest m\.json: parameters\.act_bits is 4, but its module 'rf8_pipe_array_4x4_a8_acc40_wrap' "
+     r"was generated with act_bits=8 \(a hand-edited manifest\? regenerate it with rf8hw generate\)$"),
+    (lambda m: m["parameters"].update(rows=2, cols=3),
+     r"^manifest m\.json: parameters\.rows is 2; parameters\.cols is 3, but its module '.*' was "
+     r"generated with rows=4, cols=4 "),
+    (lambda m: m.update(module="top"),
+     r"^manifest m\.json: module 'top' is not the module of its parameters "
+     r"\('rf8_pipe_array_4x4_a8_acc40_wrap'\); a generated module's name spells them$"),
+    (lambda m: m["parameters"].update(product_latency=1),
+     r"^manifest m\.json: parameters\.product_latency is 1, but rf8_pipe_array_4x4_a8_acc40_wrap has 2$"),
+    (lambda m: m["parameters"].update(weight_bits=4),
+     r"^manifest m\.json: ports: s_axis_w_tdata is input 32 bits, but its parameters give input 16 "
+     r"bits \(cols=4 x weight_bits=4 of pe 'rf8_pipe'\)$"),
+    (lambda m: m["ports"].pop(),
+     r"^manifest m\.json: ports lack 'err_w_tlast', a port of rf8_pipe_array_4x4_a8_acc40_wrap$"),
+    (lambda m: m["ports"].append({"name": "dbg", "direction": "output", "width": 1}),
+     r"^manifest m\.json: ports: dbg is not a port of rf8_pipe_array_4x4_a8_acc40_wrap$"),
+    (lambda m: m["interface"]["buses"]["s_axis_a"]["lanes"].update(bits=16),
+     r"^manifest m\.json: interface\.buses\.s_axis_a\.lanes\.bits is 16, but its parameters "
+     r"give 8$"),
+    (lambda m: m["interface"]["clock"].update(name="clk"),
+     r"^manifest m\.json: interface\.clock\.name is 'clk', but its parameters give 'aclk'$"),
 ])
 def test_manifest_parser_names_the_bad_field(change, message):
     import copy
@@ -224,6 +248,69 @@ def test_cli_generate(tmp_path, capsys):
     assert err.splitlines()[-1] == ("rf8hw generate: error: argument --overflow: invalid choice: "
                                     "'clip' (choose from 'wrap', 'saturate')")
     assert not (tmp_path / "bad").exists()
+
+
+def _full_disk(monkeypatch, when):
+    """Make ``Path.write_text``/``write_bytes`` raise ``ENOSPC`` for the paths ``when`` picks."""
+    import errno
+
+    for name in ("write_text", "write_bytes"):
+        real = getattr(Path, name)
+
+        def write(self, data, *args, _real=real, **kwargs):
+            if when(self):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return _real(self, data, *args, **kwargs)
+        monkeypatch.setattr(Path, name, write)
+
+
+def test_a_full_disk_leaves_no_half_written_output(tmp_path, monkeypatch, capsys):
+    """Issue 26: a full disk during generate gave a traceback and could leave a new .v beside an
+    old .json (or an empty folder).  Both files are written as one unit: a failure leaves the old
+    files, no temporary and no folder that generate made, and is one line naming the path."""
+    import errno
+
+    cfg = ArrayConfig(2, 2)
+    old = tmp_path / "old"
+    v_old, j_old = generate(cfg, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    _full_disk(monkeypatch, lambda p: p.name.startswith(".") and ".json." in p.name)   # the 2nd file
+    with pytest.raises(OSError) as info:
+        generate(ArrayConfig(2, 2, acc_bits=27, overflow="saturate"), old)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(
+        old / "rf8_pipe_array_2x2_a8_acc27_saturate.v")
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before      # no temporary either
+    with pytest.raises(OSError, match="the files there before are unchanged"):
+        generate(cfg, old)                                                  # replacing its own
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+
+    new = tmp_path / "new" / "sub"
+    assert main(["generate", "--rows", "2", "--cols", "2", "-o", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"rf8hw generate: error: No space left on device; {cfg.module_name}.v and "
+                   f"{cfg.module_name}.json were not written (nothing was left there): "
+                   f"{new / cfg.module_name}.v\n")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_directory_in_the_way_and_ctrl_c_are_one_line(tmp_path, capsys, monkeypatch):
+    """A <module>.json that is a directory used to be found only after the .v was written; Ctrl-C
+    during the conversion printed the conversion's traceback."""
+    cfg = ArrayConfig(1, 2)
+    (tmp_path / f"{cfg.module_name}.json").mkdir()
+    assert main(["generate", "--rows", "1", "--cols", "2", "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"rf8hw generate: error: {tmp_path / cfg.module_name}.json "
+                                       f"is a directory, where generate writes a file; move it away\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{cfg.module_name}.json"]
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("rf8hw.hdl.generate.render", interrupted)
+    assert main(["generate", "--rows", "1", "--cols", "2", "-o", str(tmp_path / "x")]) == 130
+    assert capsys.readouterr().err == ("rf8hw generate: interrupted (signal 2); no file was "
+                                       "half-written (each is written under a temporary name, then "
+                                       "renamed)\n")
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_generate_another_pe_kind(tmp_path, capsys):

@@ -17,21 +17,22 @@ import pytest
 from rf8hw import sim
 from rf8hw.arch import ArrayConfig
 from rf8hw.format import golden
-from rf8hw.sim import CosimOptions
+from rf8hw.sim import MAX_STALL_PROB, CosimOptions
 from rf8hw.sim.hdl_bench import wrapper as hdlbench
 
 # --- host-side pieces, no simulator --------------------------------------------------------------
 
 def test_threshold_rule_and_generator():
-    """floor(p * 2**32); the effective probability (T-1)/(2**32-1) is < 1 for every p < 1; the
-    xorshift32 reference matches Marsaglia's published first output for state 2463534242."""
+    """floor(p * 2**32); the effective probability (T-1)/(2**32-1) is < 1 for every allowed p
+    (at most MAX_STALL_PROB); the xorshift32 reference matches Marsaglia's published first output
+    for state 2463534242."""
     assert hdlbench.lfsr_threshold(0) == 0
     assert hdlbench.lfsr_threshold(0.5) == 2**31
     assert hdlbench.lfsr_threshold(0.999) == int(0.999 * 2**32)
     assert hdlbench.stall_probability(hdlbench.lfsr_threshold(0)) == 0.0
-    top = hdlbench.lfsr_threshold(np.nextafter(1.0, 0.0))
-    assert top == 2**32 - 1 and hdlbench.stall_probability(top) < 1.0
-    for bad in (1.0, -0.1, float("nan")):
+    top = hdlbench.lfsr_threshold(MAX_STALL_PROB)
+    assert top == int(MAX_STALL_PROB * 2**32) and hdlbench.stall_probability(top) < 1.0
+    for bad in (1.0, np.nextafter(MAX_STALL_PROB, 1.0), -0.1, float("nan")):
         with pytest.raises(ValueError, match="stall_prob"):
             hdlbench.lfsr_threshold(bad)
     assert hdlbench.xorshift32(2463534242) == 723471715
@@ -42,6 +43,28 @@ def test_threshold_rule_and_generator():
         x = hdlbench.xorshift32(x)
     assert abs(below / n - 0.1) < 0.01
     assert len({hdlbench.stream_seed(7, s) for s in "war"}) == 3
+
+
+def test_largest_stall_probability_keeps_the_watchdog_in_32_bits(capsys):
+    """Issue 26, item 6: --stall-prob 0.9999999 was accepted, then the bench failed on tb_max_idle
+    (32 bits) out of range.  The largest allowed probability keeps the watchdog of the largest
+    array in range; anything above is refused when the options are made, naming the bound."""
+    from rf8hw.arch import MAX_DIM
+    from rf8hw.cli import main
+    from rf8hw.sim.scoreboard import watchdog_cycles
+
+    for probs in ((MAX_STALL_PROB,), (0.0, MAX_STALL_PROB)):
+        assert watchdog_cycles(MAX_DIM, MAX_DIM, probs) < 2**32
+    assert watchdog_cycles(MAX_DIM, MAX_DIM, (0.9999999,)) >= 2**32      # what used to be accepted
+    for name in ("stall_prob", "backpressure_prob"):
+        assert getattr(CosimOptions(**{name: MAX_STALL_PROB}), name) == MAX_STALL_PROB
+        with pytest.raises(ValueError, match=rf"^{name} must be a number in \[0, 0\.99999\] .*at most "
+                                             r"0\.99999.*, not 0\.9999999$"):
+            CosimOptions(**{name: 0.9999999})
+    assert main(["cosim", "--rows", "2", "--cols", "2", "--tiles", "1", "--seed", "1",
+                 "--stall-prob", "0.9999999"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at most 0.99999" in err, err
 
 
 def test_hex_round_trip():
@@ -217,3 +240,20 @@ def _simulators_in(run_dir: Path) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+@pytest.mark.slow
+def test_a_chunk_file_that_cannot_be_used_is_one_line(cosim_cache, tmp_path, capsys):
+    """The result chunk r.hex cannot be written or read (here: a directory in its place, as a
+    full disk or a path the simulator cannot open would do): the bench writes one error line
+    (OSError is caught in the simulator too; it used to end "without a result"), exit 1."""
+    from rf8hw.cli import main
+
+    run = tmp_path / "run"
+    (run / "r.hex").mkdir(parents=True)
+    status = main(["cosim", "--rows", "2", "--cols", "2", "--tiles", "2", "--seed", "1", "--sim",
+                   "icarus", "--cache-dir", str(cosim_cache), "--out-dir", str(run)])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert re.match(r"rf8hw cosim: the icarus simulation failed: \[Errno 21\] Is a directory: "
+                    r"'/.*/run/r\.hex' \(see .*sim\.log\)$", err.strip()), err
