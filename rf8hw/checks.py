@@ -63,9 +63,15 @@ def choice(name: str, value, allowed) -> str:
 def output_dir(name: str, path):
     """``path`` as a :class:`pathlib.Path` if a directory can be created or filled there: it is a
     directory, or it does not exist and its nearest existing ancestor is a directory.  Checked
-    before long work starts, so that a run is not lost at the end for want of a place to write."""
+    before long work starts, so that a run is not lost at the end for want of a place to write.
+    None (an option left out) is returned as None; an empty name, which the file system would
+    take for the current directory, is refused."""
     from pathlib import Path
 
+    if path is None:
+        return None
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise ValueError(f"{name} is empty ({path!r}): give a directory ('.' for the current one)")
     path = Path(path)
     if path.exists():
         if not path.is_dir():

@@ -9,6 +9,7 @@ status).  Only the module of the command being run is imported (:func:`build_par
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from importlib import import_module
 
@@ -91,12 +92,31 @@ def user_error(exc: BaseException) -> str | None:
 INTERRUPTED = 130
 
 
+#: A token that is a negative number (``-1``, ``-1e-3``, ``-.5``, ``-inf``, ``-nan``), not an option.
+NEGATIVE_NUMBER = re.compile(r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|inf(?:inity)?|nan)$", re.IGNORECASE)
+
+
+def attach_negative_numbers(argv: list[str]) -> list[str]:
+    """``--opt -1e-3`` as ``--opt=-1e-3``: argparse takes a negative number after an option for
+    another option (``expected one argument``) unless it looks like ``-1`` or ``-0.5``; joined,
+    the value reaches the option and its range check.  No rf8hw option is named like a number
+    and no command takes a negative number as a positional argument, so this is unambiguous."""
+    out: list[str] = []
+    for token in argv:
+        if (out and NEGATIVE_NUMBER.match(token) and out[-1].startswith("--") and "=" not in out[-1]
+                and out[-1] != "--"):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``rf8hw`` with ``argv``; returns the exit status.  A user error is one line and status
     2 (:func:`user_error`); Ctrl-C (``KeyboardInterrupt``, at any point, the imports included) is
     one line, ``rf8hw <command>: interrupted``, and status 130.  A command that handles its own
     interrupts (``rf8hw cosim`` stops its simulator and names the signal) returns its status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = attach_negative_numbers(sys.argv[1:] if argv is None else list(argv))
     command = _command(argv)
     try:
         args = build_parser(command).parse_args(argv)

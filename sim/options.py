@@ -112,9 +112,6 @@ class CosimOptions:
             raise ValueError(f"waves must be True or False, not {self.waves!r}")
         for name in ("out_dir", "cache_root"):
             value = getattr(self, name)
-            if isinstance(value, str) and not value:
-                raise ValueError(f"{name} is empty ({value!r}): give a directory ('.' for the "
-                                 f"current one), or leave it out for the default")
             if value is not None:
                 object.__setattr__(self, name, os.fspath(checks.output_dir(name, getattr(self, name))))
         if self.rtl is not None and not isinstance(self.rtl, RtlFile):

@@ -41,7 +41,6 @@ from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
 from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
-from rf8hw.accel.report import folder_option
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
     cached_synthesis,
@@ -210,8 +209,8 @@ class SweepConfig:
             checks.integer("batch", self.batch, 1, MAX_BATCH,
                            why=" (the forward pass holds the whole batch in memory)")
         check_seed(self.seed)
-        folder_option("synth_cache", self.synth_cache)
-        folder_option("cache", self.cache)
+        checks.output_dir("synth_cache", self.synth_cache)
+        checks.output_dir("cache", self.cache)
         if self.address is not None:
             parse_address(self.address)
             if self.num_cpus is not None:

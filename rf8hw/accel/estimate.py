@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 
 from rf8hw import checks
 from rf8hw.accel import source as sources
-from rf8hw.accel.report import folder_option
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.arch import ArrayConfig, rf8_kinds
 from rf8hw.format import spec
@@ -208,7 +207,7 @@ class EstimateConfig:
         if not isinstance(self.synth, bool):
             raise ValueError(f"synth must be True or False, not {self.synth!r}")
         check_seed(self.seed)
-        folder_option("synth_cache", self.synth_cache)
+        checks.output_dir("synth_cache", self.synth_cache)
         if self.model is not None:      # last: the model is resolved once every value is good
             found = sources.resolve(self.model, self.checkpoint)
             if not found.is_zoo:

@@ -10,10 +10,9 @@ import json
 import math
 from pathlib import Path
 
-from rf8hw import checks
 from rf8hw.files import write_files
 
-__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart", "folder_option"]
+__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart"]
 
 
 def _fmt(v, spec=",.0f"):
@@ -34,18 +33,6 @@ def decimals_to_tell_apart(values, least: int = 2, most: int = 12) -> int:
         if len(set(shown)) == len(vals) and all(round(x, d) != 0 for x in steps):
             return d
     return most
-
-
-def folder_option(name: str, value):
-    """``value`` if it is None or names a folder that can be created or filled
-    (:func:`rf8hw.checks.output_dir`); an empty name (which would mean the current directory) is
-    refused.  For cache and output folders, checked before any work."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, Path)) or not str(value).strip():
-        raise ValueError(f"{name} must name a folder, not {value!r}")
-    checks.output_dir(name, value)
-    return value
 
 
 def _refinements(c: dict) -> str:

@@ -12,16 +12,9 @@ their constructors; the run directory follows the library's rule
 (:meth:`rf8hw.sim.options.CosimOptions.run_dir`).
 """
 
-import re
 import signal
 import sys
 import time
-
-#: Arguments that are negative numbers, not options: ``--stall-prob -inf`` and ``--stall-prob
-#: -1e-3`` reach the option (and its range check) as values.  argparse's own rule (the attribute
-#: below, set per parser) knows only ``-1`` and ``-0.5`` and calls the rest "expected one argument".
-NEGATIVE_NUMBER = re.compile(r"^-(?:(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|inf(?:inity)?|nan)$",
-                             re.IGNORECASE)
 
 
 def register(subparsers, name: str, help_text: str) -> None:
@@ -30,7 +23,6 @@ def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.sim.options import CosimOptions, CosimRequest
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser._negative_number_matcher = NEGATIVE_NUMBER      # no option of cosim looks like a number
     parser.add_argument("--rtl", default=None, metavar="FILE.v",
                         help="co-simulate this generated Verilog file; its parameters come from "
                              "the manifest FILE.json next to it (the array options below are then "

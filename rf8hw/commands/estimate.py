@@ -33,7 +33,7 @@ def run(args) -> int:
 
     from rf8hw import checks
     from rf8hw.accel.estimate import EstimateConfig, estimate
-    from rf8hw.accel.report import folder_option, render_markdown, write_report
+    from rf8hw.accel.report import render_markdown, write_report
     from rf8hw.accel.source import model_tag
     from rf8hw.accel.synth import SynthError
     from rf8hw.arch import ArrayConfig
@@ -41,7 +41,7 @@ def run(args) -> int:
 
     cfg = config_from_args(EstimateConfig, args, array=config_from_args(ArrayConfig, args))
     name = f"estimate_{model_tag(cfg.model)}_{cfg.array.rows}x{cfg.array.cols}_{cfg.device}"
-    folder_option("--out", args.out)
+    checks.output_dir("--out", args.out)           # an empty name is refused, not the current folder
     out = Path(args.out) if args.out is not None else \
         (Path(cfg.checkpoint).parent if cfg.checkpoint else Path()) / name
     checks.output_dir("--out", out)

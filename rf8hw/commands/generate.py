@@ -6,12 +6,9 @@ import sys
 
 def register(subparsers, name: str, help_text: str) -> None:
     from rf8hw.arch import ArrayConfig
-    from rf8hw.commands.cosim import NEGATIVE_NUMBER
     from rf8hw.commands.options import add_config_args
 
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    # "--rows -1e3" is a bad value of --rows (argparse: "invalid int value"), not an option
-    parser._negative_number_matcher = NEGATIVE_NUMBER
     add_config_args(parser, ArrayConfig)
     parser.add_argument("-o", "--out-dir", required=True, help="output directory")
     parser.add_argument("--force", action="store_true",

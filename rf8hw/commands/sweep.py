@@ -23,13 +23,13 @@ def register(subparsers, name: str, help_text: str) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from rf8hw import checks
     from rf8hw.accel.dse import SweepConfig, sweep
-    from rf8hw.accel.report import folder_option
     from rf8hw.accel.source import model_tag
     from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(SweepConfig, args)
-    folder_option("--out", args.out)
+    checks.output_dir("--out", args.out)
     out = Path(args.out) if args.out is not None else Path(f"sweep_{model_tag(cfg.model)}")
     summary = sweep(cfg, out, progress=not args.quiet)
     for r in summary["failed"]:

@@ -24,13 +24,13 @@ def run(args) -> int:
     import json
     import sys
 
+    from rf8hw import checks
     from rf8hw.accel import synth
-    from rf8hw.accel.report import folder_option
     from rf8hw.arch import ArrayConfig
     from rf8hw.commands.options import config_from_args
 
     cfg = config_from_args(ArrayConfig, args)
-    folder_option("--workdir", args.workdir)        # an empty name would be the current directory
+    checks.output_dir("--workdir", args.workdir)        # an empty name would be the current directory
     try:
         res = synth.synthesize(cfg, device=args.device, seed=args.seed, workdir=args.workdir)
     except synth.SynthError as exc:

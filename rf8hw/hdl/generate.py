@@ -205,9 +205,6 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
     """
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    if isinstance(out_dir, str) and not out_dir:
-        raise ValueError(f"out_dir is empty ({out_dir!r}): give a directory ('.' for the current "
-                         f"one)")
     out = checks.output_dir("out_dir", out_dir)
     v_path, j_path = out / f"{cfg.module_name}.v", out / f"{cfg.module_name}.json"
     for path in (v_path, j_path):

@@ -75,3 +75,17 @@ def test_argparse_usage_errors_are_one_line(capsys):
     assert info.value.code == 2
     assert capsys.readouterr().err == ("rf8hw train: error: argument --model: invalid choice: 'resnet' "
                                        "(choose from 'tinygpt', 'mlp_digits')\n")
+
+
+def test_negative_numbers_reach_their_option_as_values(tmp_path, capsys):
+    """``--lr -1e-3`` is a bad learning rate (one line, exit 2), not argparse's "expected one
+    argument": every command sees a negative number after an option as its value."""
+    from rf8hw.cli import attach_negative_numbers
+
+    assert attach_negative_numbers(["train", "--lr", "-1e-3", "--seed", "-1", "--quiet"]) == [
+        "train", "--lr=-1e-3", "--seed=-1", "--quiet"]
+    assert attach_negative_numbers(["x", "--a=-1", "--b", "-inf", "--", "-2"]) == [
+        "x", "--a=-1", "--b=-inf", "--", "-2"]
+    rc = cli.main(["train", "--model", "mlp_digits", "--lr", "-1e-3", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "lr must be a finite number >= 0, not -0.001" in err and "Traceback" not in err

@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rf8hw.arch import PE_KINDS, ArrayConfig
+from rf8hw.arch import PE_KINDS, ArrayConfig, rf8_kinds
 from rf8hw.format import baselines, golden, spec
 from rf8hw.hdl.axi import RF8AxiTop
 from rf8hw.hdl.decoder import RF8Decoder
@@ -242,32 +242,38 @@ def single_rf8_pe(act_bits=8, acc_bits=40, overflow="wrap") -> PEBank:
     return PEBank(RF8PE, n=1, act_bits=act_bits, acc_bits=acc_bits, overflow=overflow)
 
 
-@pytest.mark.parametrize("act_bits", [2, 16])
-def test_product_narrowest_and_widest_activations(act_bits):
-    """act_bits 2 (all pairs) and 16 (extremes + random): the PE widths follow act_bits."""
+@pytest.mark.parametrize("act_bits", [2, 3, 16])
+@pytest.mark.parametrize("kind", rf8_kinds())
+def test_product_narrowest_and_widest_activations(kind, act_bits):
+    """Every RF8 kind at act_bits 2 and 3 (all pairs) and 16 (extremes + random): the PE widths
+    follow act_bits.  act_bits 2/3 caught a sign fill narrower than the fraction in rf8_lean and
+    rf8_pipe (wrong products such as 196608 for 589824)."""
     acc_bits = spec.min_acc_bits(act_bits)
-    dut = single_rf8_pe(act_bits, acc_bits)
+    dut = PEBank(pe_class(kind), n=1, act_bits=act_bits, acc_bits=acc_bits)
+    lag = PE_KINDS[kind].product_latency - 1
     lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
     rng = np.random.default_rng(2)
-    if act_bits == 2:
-        pairs = [(x, c) for c in range(256) for x in range(lo, hi + 1)]
+    if act_bits < 8:
+        xs = {c: list(range(lo, hi + 1)) for c in range(256)}
     else:
-        pairs = [(x, c) for c in range(256) for x in (lo, hi, -1, 1)]
-        pairs += [(int(x), int(c)) for x, c in zip(rng.integers(lo, hi + 1, 2000),
-                                                     rng.integers(0, 256, 2000))]
+        xs = {c: [lo, hi, -1, 1] for c in range(256)}
+        for x, c in zip(rng.integers(lo, hi + 1, 2000), rng.integers(0, 256, 2000)):
+            xs[int(c)].append(int(x))
     got = []
 
     async def bench(ctx):
         ctx.set(dut.ce, 1)
-        for x, code in pairs:
+        for code, col in xs.items():
             ctx.set(dut.codes, code)
             await load_weights(ctx, dut)
-            ctx.set(dut.a_in, x)
-            await ctx.tick()
-            got.append(ctx.get(dut.p0))
+            for t in range(len(col) + lag):          # P(x) reaches psum_out ``lag`` ticks later
+                ctx.set(dut.a_in, col[t] if t < len(col) else 0)
+                await ctx.tick()
+                if t >= lag:
+                    got.append(ctx.get(dut.p0))
 
     simulate(dut, bench)
-    expected = [python_product(x, c) for x, c in pairs]
+    expected = [python_product(x, c) for c, col in xs.items() for x in col]
     assert got == expected
     assert max(abs(e) for e in expected) == 3 << (act_bits + 16)   # the widest product was hit
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rf8hw import sim
-from rf8hw.arch import ArrayConfig, Timing
+from rf8hw.arch import ArrayConfig, Timing, rf8_kinds
 from rf8hw.format import golden
 from rf8hw.sim import CosimOptions
 
@@ -486,19 +486,12 @@ def test_a_full_disk_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pe", [
-    "rf8", "rf8_signlate",
-    pytest.param("rf8_lean", marks=pytest.mark.xfail(strict=True, reason="issue 26 probes: wrong "
-                                                      "products for act_bits 2 and 3 (RTL)")),
-    pytest.param("rf8_pipe", marks=pytest.mark.xfail(strict=True, reason="issue 26 probes: wrong "
-                                                      "products for act_bits 2 and 3 (RTL)")),
-])
+@pytest.mark.parametrize("pe", rf8_kinds())
 def test_narrow_activations_on_every_rf8_kind(pe, cosim_cache, tmp_path):
     """act_bits 2 and 3 (the narrowest accumulator each) on a 1x1 array of each RF8 kind, full
-    rate, 20 random tiles.  Found by the issue-26 probes: rf8_lean and rf8_pipe (the default
-    kind) return wrong values (e.g. expected=589824 got=196608 at act_bits 2) while rf8 and
-    rf8_signlate match the golden model, on both benches: an RTL bug of those two kinds, outside
-    the co-simulation; the xfail marks go when it is fixed."""
+    rate, 20 random tiles.  The issue-26 probes found rf8_lean and rf8_pipe (the default kind)
+    returning wrong values here (e.g. expected=589824 got=196608 at act_bits 2): a sign fill
+    narrower than the fraction, fixed in the RTL and pinned PE by PE in tests/hdl/test_pe.py."""
     for act_bits in (2, 3):
         cfg = ArrayConfig(1, 1, act_bits=act_bits, acc_bits=act_bits + 19, pe=pe)
         r = sim.run_cosim(20, cfg, CosimOptions(simulator="icarus", stall_prob=0.0, seed=1,
