@@ -8,8 +8,8 @@ batch_size)`` and ``evaluate(model, n_batches, batch_size) -> dict``), ``example
 input of ``batch`` inferences: what one inference means for the cycle model), ``RECIPE``
 (training defaults, including the headline metric ``metric`` and whether ``higher_is_better``),
 ``train_examples(cfg)`` (how many examples a training batch is drawn from: the largest batch size)
-and ``eval_examples(cfg)`` (the most windows ``evaluate`` may take, ``n_batches x batch_size``, or
-None where it ignores them), both known without loading the data.
+and ``eval_examples(cfg)`` (the most examples ``evaluate`` may take, ``n_batches x batch_size``;
+``evaluate`` honours both), both known without loading the data.
 Importing this package imports no model module (and so no torch).
 """
 

@@ -84,10 +84,18 @@ class Data:
 
     @torch.no_grad()
     def evaluate(self, model, n_batches=None, batch_size=None) -> dict:
+        """Test loss and accuracy on the whole test set, or on its first ``n_batches x batch_size``
+        images when both are given (:class:`~rf8hw.nn.train.TrainConfig` keeps that within
+        :func:`eval_examples`)."""
+        n = len(self.x_test) if n_batches is None or batch_size is None else n_batches * batch_size
+        if not 1 <= n <= len(self.x_test):
+            raise ValueError(f"evaluation takes 1 to {len(self.x_test)} test images, not "
+                             f"{n_batches} x {batch_size} = {n}")
+        x, y = self.x_test[:n], self.y_test[:n]
         model.eval()
-        logits, loss = model(self.x_test, self.y_test)
+        logits, loss = model(x, y)
         model.train()
-        acc = (logits.argmax(1) == self.y_test).float().mean().item()
+        acc = (logits.argmax(1) == y).float().mean().item()
         return {"test_loss": loss.item(), "test_acc": acc}
 
 
@@ -100,9 +108,10 @@ def train_examples(cfg: MLPConfig | None = None) -> int:
     return N_IMAGES - math.ceil(N_IMAGES * TEST_FRACTION)      # train_test_split rounds the test up
 
 
-def eval_examples(cfg: MLPConfig | None = None) -> None:
-    """None: :meth:`Data.evaluate` takes the whole test set whatever the batches asked."""
-    return None
+def eval_examples(cfg: MLPConfig | None = None) -> int:
+    """The test images (450): ``eval_batches x batch_size`` may not exceed them (the default,
+    ``eval_batches`` None, evaluates them all)."""
+    return math.ceil(N_IMAGES * TEST_FRACTION)
 
 
 def build(cfg: MLPConfig | None = None) -> MLPDigits:

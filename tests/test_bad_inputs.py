@@ -522,7 +522,7 @@ CLI = [
     _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--batch-size", "846144",
        needle="batch_size must be an integer in 1..846143"),
     _c("train", "--model", "tinygpt", "--quiet", "--out", "{out}", "--eval-batches", "1000000000",
-       needle="eval_batches x batch_size must be at most 93958 (tinygpt's validation windows)"),
+       needle="eval_batches x batch_size must be at most 93958 (tinygpt's evaluation examples)"),
     _c(*TRAIN, "--gg-shape", "0.5", needle="gg_shape 0.5 is used only with init 'gg'"),
     _c(*TRAIN, "--gg-fan", "out", needle="gg_fan 'out' is used only with init 'gg'"),
     _c(*TRAIN, "--backslash-epochs", "2", needle="backslash_epochs 2 is used only with a BackSlash weight"),

@@ -167,11 +167,11 @@ class TrainConfig:
                            f" ({self.model} draws each batch from its {n_train} training examples)")
         n_eval = mod.eval_examples(cfg)
         n_batches = mod.RECIPE["eval_batches"] if self.eval_batches is None else self.eval_batches
-        if n_eval is not None and n_batches * batch > n_eval:
+        if n_eval is not None and n_batches is not None and n_batches * batch > n_eval:
             most = (f"with batch_size {batch} the largest eval_batches is {n_eval // batch}"
                     if batch <= n_eval else f"no eval_batches fits a batch_size over {n_eval}")
             raise ValueError(f"eval_batches x batch_size must be at most {n_eval} ({self.model}'s "
-                             f"validation windows), not {n_batches} x {batch} = {n_batches * batch}; "
+                             f"evaluation examples), not {n_batches} x {batch} = {n_batches * batch}; "
                              f"{most}")
 
 

@@ -392,8 +392,11 @@ def test_the_zoo_knows_its_data_sizes_without_loading_the_data():
      r"^batch_size must be an integer in 1\.\.846143 \(tinygpt draws each batch from its 846143 training "
      r"examples\), not 846144$"),
     ({"model": "tinygpt", "eval_batches": 10**9},
-     r"^eval_batches x batch_size must be at most 93958 \(tinygpt's validation windows\), not "
+     r"^eval_batches x batch_size must be at most 93958 \(tinygpt's evaluation examples\), not "
      r"1000000000 x 32 = 32000000000; with batch_size 32 the largest eval_batches is 2936$"),
+    ({"model": "mlp_digits", "eval_batches": 8},
+     r"^eval_batches x batch_size must be at most 450 \(mlp_digits's evaluation examples\), not "
+     r"8 x 64 = 512; with batch_size 64 the largest eval_batches is 7$"),
     ({"model": "tinygpt", "batch_size": 100000},
      r"^eval_batches x batch_size must be at most 93958 .* not 20 x 100000 = 2000000; no eval_batches "
      r"fits a batch_size over 93958$"),
@@ -401,6 +404,27 @@ def test_the_zoo_knows_its_data_sizes_without_loading_the_data():
 def test_a_batch_larger_than_the_data_is_refused_not_clamped(d, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict(d)
+
+
+def test_mlp_digits_evaluates_the_batches_asked():
+    """eval_batches x batch_size test images (it once evaluated the whole set whatever was asked)."""
+    import torch
+
+    from rf8hw.zoo import mlp_digits
+
+    data = mlp_digits.Data()
+    seen = []
+
+    class Count(torch.nn.Module):
+        def forward(self, x, y):
+            seen.append(len(x))
+            return torch.zeros(len(x), 10), torch.tensor(0.0)
+
+    data.evaluate(Count(), 2, 10)
+    data.evaluate(Count())
+    assert seen == [20, mlp_digits.eval_examples()] and mlp_digits.eval_examples() == 450
+    with pytest.raises(ValueError, match=r"^evaluation takes 1 to 450 test images, not 8 x 64 = 512$"):
+        data.evaluate(Count(), 8, 64)
 
 
 def test_the_largest_batch_is_accepted_and_trains_over_the_whole_set(tmp_path):
