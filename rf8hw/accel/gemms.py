@@ -16,6 +16,14 @@ array too: RF8 quantization takes linear layers only, so they stay in float on t
 MACs are counted (never dropped) and :func:`off_array_notes` says what the cycles leave out.
 Identical products of one call (attention heads times batch, convolution groups) are one
 :class:`rf8hw.accel.cycles.Gemm` with ``count``.
+
+Nothing is dropped: a :class:`torch.utils._python_dispatch.TorchDispatchMode` underneath counts the
+ATen matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``; convolutions and attention through
+:data:`torch.utils.flop_counter.flop_registry`) of every call.  A call that executes more MACs
+than the rules above record (``torch.einsum``, ``torch.tensordot``, ``F.bilinear``,
+``F.multi_head_attention_forward``, ...: functions run as one opaque call) adds its ATen GEMMs
+with exact shapes, off the array, ``op`` ``"other"`` and named after the function; those stay in
+float (RF8 quantization takes linear layers), and :func:`off_array_notes` names them.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from rf8hw.accel.cycles import Gemm
 
@@ -45,10 +55,37 @@ def _is_weight(t, weights) -> bool:
                                             or (t._base is not None and id(t._base) in weights))
 
 
-class _Capture(TorchFunctionMode):
-    def __init__(self, weights: set[int], names: dict[int, str], where):
+_ATEN_MM = {torch.ops.aten.mm, torch.ops.aten.addmm}
+_ATEN_BMM = {torch.ops.aten.bmm, torch.ops.aten.baddbmm}
+
+
+class _AtenProducts(TorchDispatchMode):
+    """Every ATen matrix product, in order: ``(M, K, N, count)``, or ``(1, macs, 1, 1)`` for the
+    products known only by their FLOPs (convolutions, fused attention)."""
+
+    def __init__(self):
         super().__init__()
-        self.weights, self.names, self.where = weights, names, where
+        self.products: list[tuple[int, int, int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        packet = func._overloadpacket
+        if packet in _ATEN_MM:
+            a, b = args[-2], args[-1]
+            self.products.append((a.shape[0], a.shape[1], b.shape[1], 1))
+        elif packet in _ATEN_BMM:
+            a, b = args[-2], args[-1]
+            self.products.append((a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
+        elif packet in flop_registry:
+            self.products.append((1, int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2, 1, 1))
+        return out
+
+
+class _Capture(TorchFunctionMode):
+    def __init__(self, weights: set[int], names: dict[int, str], where, aten: _AtenProducts):
+        super().__init__()
+        self.weights, self.names, self.where, self.aten = weights, names, where, aten
         self.gemms: list[Gemm] = []
         self.inside_quant = 0
 
@@ -64,13 +101,21 @@ class _Capture(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        first_aten = len(self.aten.products)
         out = func(*args, **kwargs)          # the mode is off inside: nested calls are not seen
         if self.inside_quant:                # a QuantLinear's own arithmetic: counted by its hook
             return out
+        first = len(self.gemms)
         try:
             self._record(func, args, kwargs, out)
         except (AttributeError, IndexError, KeyError, TypeError):
-            pass                             # an unusual call signature: not a product we model
+            del self.gemms[first:]           # an unusual call signature: its ATen products below
+        inside = self.aten.products[first_aten:]
+        if sum(m * k * n * c for m, k, n, c in inside) > sum(g.macs for g in self.gemms[first:]):
+            del self.gemms[first:]           # more work than the rules saw: take ATen's products
+            name = getattr(func, "__name__", "function")
+            for m, k, n, c in inside:
+                self._add(name, m, k, n, False, c, op="other")
         return out
 
     def _conv(self, func, args, kwargs, out):
@@ -175,7 +220,8 @@ def capture(model: nn.Module, run) -> list[Gemm]:
     weights, names = _weight_map(model)
     stack: list[str] = []
     hooks = []
-    mode = _Capture(weights, names, lambda: stack[-1] if stack else "")
+    aten = _AtenProducts()
+    mode = _Capture(weights, names, lambda: stack[-1] if stack else "", aten)
 
     def pre(name):
         def hook(m, args):
@@ -200,7 +246,7 @@ def capture(model: nn.Module, run) -> list[Gemm]:
     was_training = model.training
     model.eval()
     try:
-        with mode:
+        with aten, mode:
             run_example(model, run)
     finally:
         for h in hooks:
@@ -232,12 +278,13 @@ def check_on_array(gemms: list[Gemm], what: str) -> None:
 
 
 def off_array_notes(gemms: list[Gemm], batch: int) -> list[str]:
-    """Report notes naming the work the cycles leave out: activation x activation products and
-    convolutions (kept in float), each with its MACs per ``batch`` inference(s) and its share of
-    all MACs."""
+    """Report notes naming the work the cycles leave out: activation x activation products,
+    convolutions and other functions' products (kept in float), each with its MACs per ``batch``
+    inference(s) and its share of all MACs."""
     total = sum(g.macs for g in gemms) or 1
     conv = [g for g in gemms if not g.on_array and g.op == "conv"]
-    act = [g for g in gemms if not g.on_array and g.op != "conv"]
+    other = [g for g in gemms if not g.on_array and g.op == "other"]
+    act = [g for g in gemms if not g.on_array and g.op not in ("conv", "other")]
     notes = []
     if act:
         macs = sum(g.macs for g in act)
@@ -251,4 +298,11 @@ def off_array_notes(gemms: list[Gemm], batch: int) -> list[str]:
                      f"convolutions ({names}; counted as im2col GEMMs) that stay in float off the "
                      "array (RF8 quantization takes linear layers): the cycles, inferences/s and GMAC/s "
                      "count the array's work only and leave them out")
+    if other:
+        macs = sum(g.macs for g in other)
+        names = ", ".join(dict.fromkeys(g.name for g in other))
+        notes.append(f"{macs:,} MACs per {batch} inference(s) ({100 * macs / total:.1f} % of all) are "
+                     f"matrix products inside functions the capture does not map onto the array "
+                     f"({names}; counted from their ATen GEMMs): they stay in float off the array and "
+                     "are not counted in the cycles")
     return notes

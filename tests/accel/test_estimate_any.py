@@ -183,3 +183,44 @@ def test_adapter_run_with_calibrate_records_it_in_the_report_config(adapter_modu
                    "--calibrate", "3", "--quiet", "--out", str(tmp_path / "rep2")])
     err = capsys.readouterr().err
     assert rc == 2 and "--calibrate 3 needs calibration data" in err and "Traceback" not in err
+
+
+class _Opaque(torch.nn.Module):
+    """Products run inside functions the capture has no rule for: a weight einsum, an activation
+    einsum, tensordot, and nn.MultiheadAttention (one F.multi_head_attention_forward call)."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(d, 12))
+        self.lin = torch.nn.Linear(12, d)
+        self.mha = torch.nn.MultiheadAttention(d, 2, batch_first=True)
+
+    def forward(self, x):                                         # x: [2, 5, 8]
+        h = torch.einsum("btd,de->bte", x, self.w)                # 2*5*8*12 = 960 MACs
+        s = torch.einsum("bte,bse->bts", h, h)                    # 2*5*12*5 = 600
+        t = torch.tensordot(s, torch.ones(5, 3), dims=1)          # 2*5*5*3 = 150
+        a, _ = self.mha(x, x, x)
+        return self.lin(h).sum() + t.sum() + a.sum()
+
+
+def test_products_inside_opaque_functions_are_counted_off_the_array_never_dropped():
+    """Found by the issue-26 probes: torch.einsum ran on no rule of the capture and its MACs
+    were silently absent.  Every MAC ATen executes is now in the capture (independent count:
+    torch's FlopCounterMode), the opaque ones off the array and named in the notes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model, x = _Opaque(), torch.randn(2, 5, 8)
+    got = gemms.capture(model, x)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model.train()(x)       # in eval mode nn.MultiheadAttention's fused fast path hides its MACs
+    assert sum(g.macs for g in got) == fc.get_total_flops() // 2 == 6030
+    other = [g for g in got if g.op == "other"]
+    assert [(g.name, g.M, g.K, g.N, g.count) for g in other[:3]] == [
+        ("model.einsum", 10, 8, 12, 1), ("model.einsum", 5, 12, 5, 2), ("model.tensordot", 10, 5, 3, 1)]
+    assert {g.name for g in other[3:]} == {"mha.multi_head_attention_forward"}
+    assert [(g.name, g.on_array) for g in got if g.op != "other"] == [("lin", True)]
+    notes = gemms.off_array_notes(got, 2)
+    assert len(notes) == 1 and "matrix products inside functions the capture does not map" in notes[0]
+    assert "(model.einsum, model.tensordot, mha.multi_head_attention_forward;" in notes[0]
+    assert notes[0].startswith(f"{sum(g.macs for g in other):,} MACs per 2 inference(s)")
