@@ -110,11 +110,12 @@ def _run_simulator(build: Build, out_dir: Path, plusargs: list[str], progress) -
     own; the simulator it starts stays in that group.  This process relays the progress lines of
     the log meanwhile.  If it is interrupted (``KeyboardInterrupt``, or ``SIGTERM``, which is
     turned into one while the run lasts) the whole group is killed before the exception goes on,
-    so no simulator outlives the caller.  A failed test or simulator is not an error here (the
+    so no simulator outlives the caller; a caller killed outright (``SIGKILL``) is noticed by the
+    child's watchdog, which kills the group.  A failed test or simulator is not an error here (the
     caller reads ``result.json``); a failure of the runner itself is a ``RuntimeError``.
     """
     log, runner_log = out_dir / "sim.log", out_dir / "runner.log"
-    request = {"simulator": build.simulator, "test_module": TEST_MODULES[build.bench],
+    request = {"simulator": build.simulator, "host_pid": os.getpid(), "test_module": TEST_MODULES[build.bench],
                "hdl_toplevel": build.toplevel, "build_dir": str(build.build_dir),
                "test_dir": str(out_dir), "plusargs": plusargs, "hdl_toplevel_lang": "verilog",
                "waves": build.waves, "log_file": str(log),

@@ -204,8 +204,11 @@ def test_two_concurrent_runs_each_report_their_own_tiles(cosim_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
-    """SIGTERM to the CLI while it simulates: the CLI exits and no simulator process is left."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_cli_leaves_no_simulator(sig, cosim_cache, tmp_path):
+    """SIGTERM to the CLI while it simulates: the CLI exits (one line) and no simulator process
+    is left.  SIGKILL (nothing can run in the CLI): the child's watchdog kills the simulator's
+    group within a second (found by the issue-26 probes: the simulator ran on)."""
     proc = _cli("--rows", "2", "--cols", "2", "--acc-bits", "27", "--tiles", "200000", "--seed",
                 "1", "--sim", "icarus", "--cache-dir", str(cosim_cache), cwd=tmp_path)
     run_dir = None
@@ -218,15 +221,31 @@ def test_sigterm_ends_the_simulator(cosim_cache, tmp_path):
     assert run_dir is not None, proc.stderr.read() if proc.poll() is not None else "no sim.log"
     sims = _simulators_in(run_dir)
     assert sims, "the simulator was not running"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert err.strip().splitlines() == ["rf8hw cosim: interrupted (signal 15); the simulator was "
-                                        "stopped"], err
-    time.sleep(0.5)
-    assert not [p for p in sims if Path(f"/proc/{p}").exists()
-                and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[-1][:3]]
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert err.strip().splitlines() == ["rf8hw cosim: interrupted (signal 15); the simulator "
+                                            "was stopped"], err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(sims):
+        time.sleep(0.2)
+    assert not _alive(sims)
     assert not (run_dir / "result.json").exists()
+
+
+def _alive(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` still running (not gone, not zombies)."""
+    alive = []
+    for p in pids:
+        try:
+            if "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[-1][:3]:
+                alive.append(p)
+        except OSError:
+            pass
+    return alive
 
 
 def _simulators_in(run_dir: Path) -> list[int]:
