@@ -116,7 +116,8 @@ def _run_simulator(build: Build, out_dir: Path, plusargs: list[str], progress) -
     """
     log, runner_log = out_dir / "sim.log", out_dir / "runner.log"
     request = {"simulator": build.simulator, "host_pid": os.getpid(),
-               "test_module": TEST_MODULES[build.bench], "hdl_toplevel": build.toplevel, "build_dir": str(build.build_dir),
+               "test_module": TEST_MODULES[build.bench], "hdl_toplevel": build.toplevel,
+               "build_dir": str(build.build_dir),
                "test_dir": str(out_dir), "plusargs": plusargs, "hdl_toplevel_lang": "verilog",
                "waves": build.waves, "log_file": str(log),
                "results_xml": str(out_dir / "results.xml")}
