@@ -43,12 +43,12 @@ class ProveConfig:
         "help": "activation width of the PE product and equivalence proofs (8 takes the solver "
                 "many minutes: docs/verification.md)"})
     shapes: tuple = field(default=("1x1", "2x2", "2x3", "3x2", "3x3"), metadata={
-        "help": "array shapes ROWSxCOLS of the AXI4-Stream protocol proofs", "item": "str"})
+        "help": "array shapes ROWSxCOLS of the AXI4-Stream protocol proofs", "item": str})
     protocol_pe: str = field(default="rf8", metadata={
         "help": "PE kind of the arrays in the protocol proofs", "choices": tuple(PE_KINDS)})
     only: tuple = field(default=(), metadata={
         "help": "run only the tasks whose name contains one of these words (default: all)",
-        "item": "str"})
+        "item": str})
     depth: int = field(default=4, metadata={
         "help": "k of the k-induction (and base-case depth) of the equivalence and protocol "
                 "proofs; the product proofs use 5 (their checks start at cycle 3 or 4)"})
