@@ -131,6 +131,10 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                            "pe": config.protocol_pe, "properties": list(PROPERTIES)},
                           depth=config.depth))
     if config.only:
+        unmatched = [w for w in config.only if not any(w in t.name for t in tasks)]
+        if unmatched:
+            raise ValueError(f"only: no task name contains {', '.join(map(repr, unmatched))} "
+                             "(rf8hw prove --list names them)")
         tasks = [t for t in tasks if any(word in t.name for word in config.only)]
     return tasks
 

@@ -45,6 +45,15 @@ def test_prove_config_refuses_bad_values(bad, word):
         ProveConfig(**bad)
 
 
+def test_only_naming_no_task_is_refused_not_an_empty_run():
+    """``--only zzz`` once ran nothing and exited 0 ("0 of 0 proved")."""
+    from rf8hw.formal.suite import ProveConfig, properties
+
+    assert {t.family for t in properties(ProveConfig(only=("product",)))} == {"product"}
+    with pytest.raises(ValueError, match=r"^only: no task name contains 'zzz' \(rf8hw prove --list "):
+        properties(ProveConfig(only=("product", "zzz")))
+
+
 def test_probe_names_a_missing_register():
     from rf8hw.formal import probe
     from rf8hw.hdl.pe import RF8PE
