@@ -42,6 +42,7 @@ contribute no array cycles.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 from rf8hw import checks
@@ -219,10 +220,15 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in report["layers"] if r["on_array"]]
-    names = [r["name"] for r in rows]
+    full = [r["name"] for r in rows]
+    # the module path every layer shares (e.g. "0.model.encoder.") goes into the axis label
+    prefix = os.path.commonprefix(full) if len(full) > 1 else ""
+    prefix = prefix[:prefix.rfind(".") + 1]
+    names = [n[len(prefix):] for n in full]
     parts = {"weight_load": "weight load", "act": "activation rows", "switch": "tile switch",
              "fill_drain": "fill/drain"}
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(rows) + 2), 4.6))
+    longest = max((len(n) for n in names), default=0)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(rows) + 2), 3.6 + 0.065 * longest))
     bottom = [0] * len(rows)
     for part, label in parts.items():
         vals = [r[part] * r["count"] for r in rows]
@@ -234,6 +240,8 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
     ax.set_ylabel("cycles per inference" if batch == 1 else f"cycles per batch of {batch} inferences")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.tick_params(axis="x", rotation=70, labelsize=7)
+    ax.set_xlabel(f"layer (names after {prefix!r})" if prefix else "layer", fontsize=8)
+    ax.set_ylim(0, 1.08 * max(bottom, default=1) or 1)     # headroom over the tallest bar
     ax2 = ax.twinx()
     ax2.plot(names, [100 * r["utilisation"] for r in rows], "k.-", label="utilisation (right axis)")
     ax2.set_ylabel("utilisation (%)")
@@ -246,5 +254,5 @@ def plot_model_cycles(report: dict, path, title: str = "") -> None:
     ax.set_title(title or f"{report['rows']}x{report['cols']} array: {report['cycles']} cycles, "
                           f"utilisation {100 * report['utilisation']:.1f} %", fontsize=9)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")       # never clips a label
     plt.close(fig)
