@@ -18,7 +18,8 @@ def register(subparsers, name: str, help_text: str) -> None:
 def _line(r) -> str:
     where = f"  trace {r.trace}" if r.trace else ""
     how = "cached" if r.cached else f"{r.seconds:.1f} s"
-    return f"{r.status:<5} {r.task.name:<48} {r.task.mode} depth {r.task.depth}  {how}{where}"
+    mode = r.task.mode if r.task.mode == "structure" else f"{r.task.mode} depth {r.task.depth}"
+    return f"{r.status:<5} {r.task.name:<48} {mode}  {how}{where}"
 
 
 def run(args) -> int:
@@ -30,7 +31,11 @@ def run(args) -> int:
 
     config = config_from_args(suite.ProveConfig, args)
     tasks = suite.properties(config)
-    mutants = suite.mutant_tasks(config) if args.mutants else []
+    mutants = suite.mutant_tasks(config, select=True) if args.mutants else []
+    if not tasks and not mutants:
+        print("rf8hw prove: error: --only names mutants only; add --mutants to run them",
+              file=sys.stderr)
+        return 2
     if args.list:
         for t in tasks:
             print(t.name)
@@ -50,7 +55,7 @@ def run(args) -> int:
         print(f"rf8hw prove: error: {exc}", file=sys.stderr)
         return 1
     bad = [r.task.name for r in results if r.status != "PASS"]
-    bad += [r.task.name for r in mutant_results if r.status != "FAIL" or not r.trace]
+    bad += [r.task.name for r in mutant_results if not suite.mutant_failed(r)]
     if not args.json:
         print(f"{len(results) - sum(r.status != 'PASS' for r in results)} of {len(results)} "
               f"proved" + (f"; {len(mutant_results)} mutants run" if mutants else ""))

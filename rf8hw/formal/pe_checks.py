@@ -39,7 +39,7 @@ Equivalence proof (:func:`equivalence_harness`)
 from __future__ import annotations
 
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert, Assume, Const, Module, Mux, Signal, signed, unsigned
 
 from rf8hw import checks
 from rf8hw.arch import PE_KINDS, rf8_kinds
@@ -62,10 +62,13 @@ EQUIVALENCE_KINDS = tuple(k for k in rf8_kinds() if k != "rf8")
 
 
 def product_harness(kind: str, act_bits: int = 8, acc_bits: int = 40,
-                    overflows=spec.OVERFLOW_MODES, pe_class=None) -> Harness:
+                    overflows=spec.OVERFLOW_MODES, pe_class=None, code_group=None) -> Harness:
     """The product + overflow proof of PE kind ``kind`` (see the module notes).
 
-    ``pe_class`` replaces the registry's class (a mutant, for the tests).
+    ``pe_class`` replaces the registry's class (a mutant, for the tests).  ``code_group =
+    (value, bits)`` restricts the free code to those whose top ``bits`` bits equal ``value``
+    (an ``Assume``): the ``2**bits`` groups together are the whole proof, split so the solver
+    meets a few constant products at a time.
     """
     kind_facts = PE_KINDS[checks.choice("pe", kind, tuple(PE_KINDS))]
     cls = registry.pe_class(kind) if pe_class is None else pe_class
@@ -77,6 +80,11 @@ def product_harness(kind: str, act_bits: int = 8, acc_bits: int = 40,
     psum = Signal(signed(acc_bits), name="psum")
     m.d.comb += [code.eq(AnyConst(CODE_BITS)), a.eq(AnySeq(signed(act_bits))),
                  psum.eq(AnySeq(signed(acc_bits)))]
+    if code_group is not None:
+        value, bits = code_group
+        checks.integer("code group bits", bits, 1, CODE_BITS)
+        checks.integer("code group", value, 0, (1 << bits) - 1)
+        m.d.comb += Assume(code[CODE_BITS - bits:] == value)
     m.submodules.decoder = decoder = cls.make_decoder()
     m.d.comb += decoder.code.eq(code)
     a_prev = Signal(signed(act_bits), name="a_prev")

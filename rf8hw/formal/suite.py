@@ -26,10 +26,21 @@ from rf8hw.format import spec
 from rf8hw.toolchain import cache
 
 __all__ = ["ProveConfig", "Task", "TaskResult", "properties", "build", "run_task", "prove",
-           "CACHE_KIND", "mutant_tasks", "run_all"]
+           "CACHE_KIND", "mutant_tasks", "mutant_failed", "run_all"]
 
 #: k of the product proofs: one more than the last cycle before their checks start.
 PRODUCT_DEPTH = 5
+
+#: From this activation width on, each product proof is split by the code's top
+#: :data:`CODE_SPLIT_BITS` bits into ``2**CODE_SPLIT_BITS`` tasks that together cover all 256
+#: codes (one free code per task, ``Assume``d into its group).  At a8 one unsplit proof did not
+#: finish in 8 minutes; a 16-code group takes seconds (``docs/verification.md``).
+CODE_SPLIT_FROM = 6
+CODE_SPLIT_BITS = 4
+
+#: Shapes whose generated Verilog (full widths) the combinational-path check reads besides
+#: ``ProveConfig.shapes``: the shipped default size.
+PATH_SHAPES = ("8x8",)
 
 #: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
 CACHE_KIND = "formal"
@@ -117,9 +128,14 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
     from rf8hw.formal.protocol import PROPERTIES
 
     b = config.pe_act_bits
-    tasks = [Task(f"product_{kind}_a{b}_acc{_pe_acc(b)}", "product",
-                  {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}, depth=PRODUCT_DEPTH)
-             for kind in PE_KINDS]
+    groups = [None] if b < CODE_SPLIT_FROM else list(range(1 << CODE_SPLIT_BITS))
+    span = 256 >> CODE_SPLIT_BITS
+    tasks = [Task(f"product_{kind}_a{b}_acc{_pe_acc(b)}"
+                  + ("" if g is None else f"_codes{g * span:02x}-{g * span + span - 1:02x}"),
+                  "product", {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}
+                  | ({} if g is None else {"code_high": g, "code_high_bits": CODE_SPLIT_BITS}),
+                  depth=PRODUCT_DEPTH)
+             for kind in PE_KINDS for g in groups]
     tasks += [Task(f"equivalence_{kind}_{ov}_a{b}_acc{_pe_acc(b)}", "equivalence",
                    {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b), "overflow": ov},
                    depth=config.depth)
@@ -130,13 +146,36 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                           {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
                            "pe": config.protocol_pe, "properties": list(PROPERTIES)},
                           depth=config.depth))
-    if config.only:
-        unmatched = [w for w in config.only if not any(w in t.name for t in tasks)]
-        if unmatched:
-            raise ValueError(f"only: no task name contains {', '.join(map(repr, unmatched))} "
-                             "(rf8hw prove --list names them)")
-        tasks = [t for t in tasks if any(word in t.name for word in config.only)]
-    return tasks
+    for text in dict.fromkeys((*config.shapes, *PATH_SHAPES)):
+        rows, cols = _shape(text)
+        cfg = ArrayConfig(rows, cols, pe=config.protocol_pe)          # full default widths
+        tasks.append(Task(f"no_comb_path_{config.protocol_pe}_{rows}x{cols}_a{cfg.act_bits}"
+                          f"_acc{cfg.acc_bits}", "comb_path",
+                          {"rows": rows, "cols": cols, "act_bits": cfg.act_bits,
+                           "acc_bits": cfg.acc_bits, "pe": config.protocol_pe}, mode="structure",
+                          depth=0))
+    return _only(tasks, config.only, [t.name for t, _ in mutant_tasks(config)])
+
+
+def _only(tasks, words, other_names=()):
+    """The tasks whose name contains one of ``words`` (all when there are none); a word in no
+    task name (nor in ``other_names``: the mutants') is refused, never an empty run."""
+    if not words:
+        return tasks
+    names = [t.name for t in tasks] + list(other_names)
+    unmatched = [w for w in words if not any(w in n for n in names)]
+    if unmatched:
+        raise ValueError(f"only: no task name contains {', '.join(map(repr, unmatched))} "
+                         "(rf8hw prove --list names them)")
+    return [t for t in tasks if any(w in t.name for w in words)]
+
+
+def mutant_failed(result: TaskResult) -> bool:
+    """A mutant's proof failed as it must: a counterexample from the initial state (``FAIL``), or
+    an induction step that fails (``UNKNOWN``, ``failed_step`` ``induction``: the base case was
+    too shallow to reach the bug, and the mutant is not proved), each with its trace."""
+    return bool(result.trace) and (result.status == "FAIL" or (
+        result.status == "UNKNOWN" and result.failed_step == "induction"))
 
 
 def build(task: Task):
@@ -146,7 +185,9 @@ def build(task: Task):
     p = dict(task.params)
     if task.family == "product":
         pe_class = getattr(mutants, task.mutant) if task.mutant else None
-        return pe_checks.product_harness(p["kind"], p["act_bits"], p["acc_bits"], pe_class=pe_class)
+        group = (p["code_high"], p["code_high_bits"]) if "code_high" in p else None
+        return pe_checks.product_harness(p["kind"], p["act_bits"], p["acc_bits"], pe_class=pe_class,
+                                         code_group=group)
     if task.family == "equivalence":
         pe_class = getattr(mutants, task.mutant) if task.mutant else None
         return pe_checks.equivalence_harness(p["kind"], p["act_bits"], p["acc_bits"],
@@ -156,6 +197,29 @@ def build(task: Task):
         kwargs = {"top_class": mutants.mutant_axi_top(task.mutant)} if task.mutant else {}
         return protocol.protocol_harness(cfg, tuple(p["properties"]), **kwargs)
     raise ValueError(f"task family must be product, equivalence or protocol, not {task.family!r}")
+
+
+def _run_comb_path(task: Task, entry: Path) -> sby.Verdict:
+    """The structural check of a ``comb_path`` task on the generated Verilog of its array (the
+    mutant: with the path injected); a path found is written to ``path.txt`` (its trace)."""
+    from rf8hw.formal import comb_paths
+    from rf8hw.hdl.generate import render
+
+    p = task.params
+    cfg = ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"])
+    verilog, _ = render(cfg)
+    if task.mutant:
+        verilog = comb_paths.inject_tready_path(verilog)
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "top.v").write_text(verilog)
+    t0 = time.monotonic()
+    module = comb_paths.netlist(entry / "top.v", cfg.module_name, entry / "yosys")
+    path = comb_paths.find_comb_path(module, comb_paths.SOURCE, comb_paths.SINKS)
+    seconds = round(time.monotonic() - t0, 2)
+    if path is None:
+        return sby.Verdict("PASS", seconds)
+    (entry / "path.txt").write_text("\n".join(path) + "\n")
+    return sby.Verdict("FAIL", seconds, trace="path.txt", failed_step="structure")
 
 
 def run_task(task: Task, use_cache: bool = True, root=None) -> TaskResult:
@@ -176,8 +240,12 @@ def run_task(task: Task, use_cache: bool = True, root=None) -> TaskResult:
             except (ValueError, KeyError):
                 pass                                   # unreadable: run again
         result_file.unlink(missing_ok=True)
-        verdict = sby.run_sby(to_rtlil(build(task)), entry, task.mode, task.depth)
-        trace = None if verdict.trace is None else str(entry / "task" / verdict.trace)
+        if task.family == "comb_path":
+            verdict = _run_comb_path(task, entry)
+        else:
+            verdict = sby.run_sby(to_rtlil(build(task)), entry, task.mode, task.depth)
+        traces = entry if task.family == "comb_path" else entry / "task"
+        trace = None if verdict.trace is None else str(traces / verdict.trace)
         write_atomic(result_file, json.dumps({
             "task": asdict(task), "status": verdict.status, "sby_seconds": verdict.seconds,
             "trace": trace, "failed_step": verdict.failed_step,
@@ -192,9 +260,10 @@ def prove(config: ProveConfig = ProveConfig(), progress=None, root=None) -> list
     return run_all(properties(config), config.cache, config.jobs, progress, root)
 
 
-def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
-    """One mutant per property, as ``(task, what the mutant breaks)``; each must FAIL with a
-    trace.  Shapes and widths are the smallest of ``config``'s."""
+def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> list[tuple[Task, str]]:
+    """One mutant per property, as ``(task, what the mutant breaks)``; each must fail
+    (:func:`mutant_failed`).  Shapes and widths are the smallest of ``config``'s; ``select``:
+    only those named by ``config.only``."""
     from rf8hw.formal.mutants import AXI_MUTATIONS
 
     b = config.pe_act_bits
@@ -215,11 +284,17 @@ def mutant_tasks(config: ProveConfig = ProveConfig()) -> list[tuple[Task, str]]:
               {"kind": "rf8_pipe", "overflow": "wrap", **pe}, depth=d,
               mutant="StageIgnoresCePE"), "equivalence (stage register's enable dropped)"),
     ]
+    out.append((Task("mutant_no_comb_path_2x2", "comb_path",
+                     {"rows": 2, "cols": 2, "act_bits": 8, "acc_bits": 40, "pe": config.protocol_pe},
+                     mode="structure", depth=0, mutant="tready_path"),
+                "no combinational path (m_axis_acc_tready ANDed into s_axis_a_tready)"))
     for prop, what in AXI_MUTATIONS.items():
         out.append((Task(f"mutant_protocol_{prop}", "protocol",
                          {"rows": 2, "cols": 2, "act_bits": 2, "acc_bits": 21,
                           "pe": config.protocol_pe, "properties": [prop]}, depth=d, mutant=prop),
                     f"{prop} ({what})"))
+    if select and config.only:
+        out = [(t, w) for t, w in out if any(word in t.name for word in config.only)]
     return out
 
 

@@ -31,9 +31,11 @@ def test_task_list_covers_every_pe_kind_and_shape():
     assert {t.params["kind"] for t in tasks if t.family == "equivalence"} == set(EQUIVALENCE_KINDS)
     assert {(t.params["rows"], t.params["cols"]) for t in tasks if t.family == "protocol"} == {
         (1, 1), (2, 2), (2, 3), (3, 2), (3, 3)}
-    assert all(t.mode == "prove" for t in tasks)
+    assert {(t.params["rows"], t.params["cols"]) for t in tasks if t.family == "comb_path"} == {
+        (1, 1), (2, 2), (2, 3), (3, 2), (3, 3), (8, 8)}
+    assert all(t.mode == ("structure" if t.family == "comb_path" else "prove") for t in tasks)
     assert len({t.key() for t in tasks}) == len(tasks)
-    assert len(mutant_tasks()) == 9
+    assert len(mutant_tasks()) == 10
 
 
 @pytest.mark.parametrize("bad, word", [({"shapes": ("2by2",)}, "shape"), ({"depth": 1}, "depth"),
@@ -52,6 +54,25 @@ def test_only_naming_no_task_is_refused_not_an_empty_run():
     assert {t.family for t in properties(ProveConfig(only=("product",)))} == {"product"}
     with pytest.raises(ValueError, match=r"^only: no task name contains 'zzz' \(rf8hw prove --list "):
         properties(ProveConfig(only=("product", "zzz")))
+
+
+def test_only_selects_mutants_too_and_a_mutant_fails_by_trace(capsys):
+    from rf8hw import cli
+    from rf8hw.formal.suite import ProveConfig, Task, TaskResult, mutant_failed, mutant_tasks
+
+    cfg = ProveConfig(only=("mutant_product_rf8",))
+    assert [t.name for t, _ in mutant_tasks(cfg, select=True)] == ["mutant_product_rf8"]
+    assert len(mutant_tasks(cfg)) == 10
+    assert cli.main(["prove", "--only", "mutant_product_rf8"]) == 2
+    assert "add --mutants" in capsys.readouterr().err
+    t = Task("m", "product", {})
+
+    def res(status, step, trace="t.vcd"):
+        return TaskResult(t, status, 1.0, 1.0, ".", trace, step, False)
+
+    assert mutant_failed(res("FAIL", "basecase")) and mutant_failed(res("UNKNOWN", "induction"))
+    assert not mutant_failed(res("PASS", None, None)) and not mutant_failed(res("FAIL", "basecase", None))
+    assert not mutant_failed(res("UNKNOWN", "basecase"))
 
 
 def test_probe_names_a_missing_register():
@@ -101,6 +122,32 @@ def test_every_proof_passes_and_is_cached(formal_cache):
     assert time.monotonic() - t0 < first
 
 
+def test_8_bit_product_proofs_are_split_into_groups_covering_every_code():
+    """From a6 on each kind's product proof is 16 tasks; their code groups partition 0..255."""
+    from rf8hw.formal.suite import CODE_SPLIT_BITS, ProveConfig, properties
+
+    tasks = [t for t in properties(ProveConfig(pe_act_bits=8)) if t.family == "product"]
+    for kind in PE_KINDS:
+        mine = [t.params for t in tasks if t.params["kind"] == kind]
+        assert len(mine) == 1 << CODE_SPLIT_BITS
+        covered = sorted(c for p in mine for c in range(256)
+                         if c >> (8 - p["code_high_bits"]) == p["code_high"])
+        assert covered == list(range(256)), kind
+    assert all("code_high" not in t.params for t in properties(ProveConfig(pe_act_bits=5)))
+
+
+@pytest.mark.slow
+def test_a_code_group_proof_is_not_vacuous(formal_cache):
+    """The group's ``Assume`` leaves codes to check: the residual-sign mutant fails at a8 in
+    the group 0x10-0x1f (residual codes), with a trace."""
+    from rf8hw.formal.suite import Task, run_task
+
+    params = {"kind": "rf8", "act_bits": 8, "acc_bits": 27, "code_high": 1, "code_high_bits": 4}
+    r = run_task(Task("mutant_product_rf8_a8_codes10-1f", "product", params, depth=5,
+                      mutant="ResidualSignFlippedPE"), root=formal_cache)
+    assert (r.status, r.failed_step) == ("FAIL", "basecase") and r.trace.endswith(".vcd"), r
+
+
 @pytest.mark.slow
 def test_every_mutant_fails_with_a_vcd_trace(formal_cache):
     from rf8hw.formal.suite import mutant_tasks, run_all
@@ -110,10 +157,32 @@ def test_every_mutant_fails_with_a_vcd_trace(formal_cache):
     for (task, what), r in zip(pairs, results):
         # FAIL: a real trace from the initial state; UNKNOWN: the base case is too shallow for
         # one (a 2x2 array needs more cycles to fill), the induction step fails: not proved
+        if task.family == "comb_path":        # a structural check: its trace is the path
+            assert (r.status, r.failed_step) == ("FAIL", "structure"), (task.name, r.status)
+            path = open(r.trace).read().splitlines()
+            assert (path[0], path[-1], len(path)) == ("m_axis_acc_tready", "s_axis_a_tready", 3)
+            assert path[1].endswith("($and)"), path
+            continue
         assert (r.status, r.failed_step) in (("FAIL", "basecase"), ("UNKNOWN", "induction")), (
             task.name, what, r.status, r.workdir)
         text = open(r.trace).read()
         assert r.trace.endswith(".vcd") and "$enddefinitions" in text and "$var" in text, r.trace
+
+
+@pytest.mark.slow
+def test_the_shipped_verilog_has_no_combinational_ready_path(tmp_path):
+    """rtl/*.v as users take them: no combinational path from m_axis_acc_tready to an input
+    tready (the structural check of rf8hw.formal.comb_paths on Yosys' flattened netlist)."""
+    from pathlib import Path
+
+    from rf8hw.formal.comb_paths import SINKS, SOURCE, find_comb_path, netlist
+
+    files = sorted((Path(__file__).parents[2] / "rtl").glob("*.v"))
+    assert files
+    for v in files:
+        module = netlist(v, v.stem, tmp_path / v.stem)
+        assert find_comb_path(module, SOURCE, SINKS) is None, v.name
+        assert find_comb_path(module, "s_axis_a_tvalid", ("m_axis_acc_tvalid",)) is None, v.name
 
 
 def test_run_logged_refuses_exit_0_without_the_closing_line(tmp_path):
