@@ -42,6 +42,12 @@ CODE_SPLIT_BITS = 4
 #: ``ProveConfig.shapes``: the shipped default size.
 PATH_SHAPES = ("8x8",)
 
+#: Base-case depth of the mutants whose bug needs more cycles to show than the proofs' k: a
+#: stage register reached through a stall (``rf8_pipe``), a 2x2 array that must fill before a
+#: result is offered.  Measured: at k = 4 their proofs fail only in the induction step
+#: (UNKNOWN, a trace from an arbitrary state); at these depths from reset (FAIL, a real trace).
+MUTANT_DEPTH = {"equivalence": 6, "protocol": 10}
+
 #: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
 CACHE_KIND = "formal"
 
@@ -281,7 +287,7 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
               {"kind": "rf8_signlate", "overflow": "wrap", **pe}, depth=d,
               mutant="SignCarryDroppedPE"), "equivalence (sign carry-in dropped)"),
         (Task("mutant_equivalence_rf8_pipe", "equivalence",
-              {"kind": "rf8_pipe", "overflow": "wrap", **pe}, depth=d,
+              {"kind": "rf8_pipe", "overflow": "wrap", **pe}, depth=max(d, MUTANT_DEPTH["equivalence"]),
               mutant="StageIgnoresCePE"), "equivalence (stage register's enable dropped)"),
     ]
     out.append((Task("mutant_no_comb_path_2x2", "comb_path",
@@ -291,7 +297,8 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
     for prop, what in AXI_MUTATIONS.items():
         out.append((Task(f"mutant_protocol_{prop}", "protocol",
                          {"rows": 2, "cols": 2, "act_bits": 2, "acc_bits": 21,
-                          "pe": config.protocol_pe, "properties": [prop]}, depth=d, mutant=prop),
+                          "pe": config.protocol_pe, "properties": [prop]},
+                         depth=max(d, MUTANT_DEPTH["protocol"]), mutant=prop),
                     f"{prop} ({what})"))
     if select and config.only:
         out = [(t, w) for t, w in out if any(word in t.name for word in config.only)]
