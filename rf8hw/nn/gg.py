@@ -418,6 +418,7 @@ def plot_fits(named_tensors, path, method: str = "moment", bins: int = 101) -> d
     dict of name -> {"gg": GGParams, "gauss": GGParams, "loglik_gg": float, "loglik_gauss": float}
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     if hasattr(named_tensors, "named_parameters"):
         named_tensors = select_params(named_tensors, "matrices")
@@ -443,6 +444,7 @@ def plot_fits(named_tensors, path, method: str = "moment", bins: int = 101) -> d
         ax.plot(xs, pdf(xs, p), "C0", label=f"GG fit: nu={p.shape:.2f}, alpha={p.scale:.3g}")
         ax.plot(xs, pdf(xs, g), "C3--", label=f"Gaussian: sigma={g.std:.3g}")
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())   # a short log range labels its minor ticks
         ax.set_ylim(bottom=max(0.5 / (a.size * (a.max() - a.min()) / bins), 1e-12))
         ax.set_title(f"{name}  (n={a.size:,}, llr={llr:+.3f})", fontsize=8)
         ax.set_xlabel("weight value", fontsize=8)
