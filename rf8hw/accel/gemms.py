@@ -32,7 +32,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from rf8hw.accel.cycles import Gemm
@@ -59,31 +58,38 @@ _ATEN_MM = {torch.ops.aten.mm, torch.ops.aten.addmm}
 _ATEN_BMM = {torch.ops.aten.bmm, torch.ops.aten.baddbmm}
 
 
-class _AtenProducts(TorchDispatchMode):
-    """Every ATen matrix product, in order: ``(M, K, N, count)``, or ``(1, macs, 1, 1)`` for the
-    products known only by their FLOPs (convolutions, fused attention)."""
+def _aten_products():
+    """A ``TorchDispatchMode`` whose ``products`` list every ATen matrix product, in order:
+    ``(M, K, N, count)``, or ``(1, macs, 1, 1)`` for the products known only by their FLOPs
+    (convolutions, fused attention).  PyTorch has the class only in a private module (no public
+    alias), hence the import here."""
+    from torch.utils._python_dispatch import TorchDispatchMode
 
-    def __init__(self):
-        super().__init__()
-        self.products: list[tuple[int, int, int, int]] = []
+    class AtenProducts(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.products: list[tuple[int, int, int, int]] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        packet = func._overloadpacket
-        if packet in _ATEN_MM:
-            a, b = args[-2], args[-1]
-            self.products.append((a.shape[0], a.shape[1], b.shape[1], 1))
-        elif packet in _ATEN_BMM:
-            a, b = args[-2], args[-1]
-            self.products.append((a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
-        elif packet in flop_registry:
-            self.products.append((1, int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2, 1, 1))
-        return out
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            packet = func._overloadpacket
+            if packet in _ATEN_MM:
+                a, b = args[-2], args[-1]
+                self.products.append((a.shape[0], a.shape[1], b.shape[1], 1))
+            elif packet in _ATEN_BMM:
+                a, b = args[-2], args[-1]
+                self.products.append((a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
+            elif packet in flop_registry:
+                flops = flop_registry[packet](*args, **kwargs, out_val=out)
+                self.products.append((1, int(flops) // 2, 1, 1))
+            return out
+
+    return AtenProducts()
 
 
 class _Capture(TorchFunctionMode):
-    def __init__(self, weights: set[int], names: dict[int, str], where, aten: _AtenProducts):
+    def __init__(self, weights: set[int], names: dict[int, str], where, aten):
         super().__init__()
         self.weights, self.names, self.where, self.aten = weights, names, where, aten
         self.gemms: list[Gemm] = []
@@ -220,7 +226,7 @@ def capture(model: nn.Module, run) -> list[Gemm]:
     weights, names = _weight_map(model)
     stack: list[str] = []
     hooks = []
-    aten = _AtenProducts()
+    aten = _aten_products()
     mode = _Capture(weights, names, lambda: stack[-1] if stack else "", aten)
 
     def pre(name):
