@@ -376,7 +376,7 @@ def test_the_zoo_knows_its_data_sizes_without_loading_the_data():
     from rf8hw.zoo import mlp_digits, tinygpt
 
     assert mlp_digits.train_examples() == len(mlp_digits.Data().x_train) == 1347
-    assert mlp_digits.eval_examples() is None
+    assert mlp_digits.eval_examples() == len(mlp_digits.Data().x_test) == 450
     data = tinygpt.Data(tinygpt.GPTConfig())
     block = tinygpt.GPTConfig().block_size
     assert tinygpt.train_examples() == len(data.train_ids) - block - 1 == 846143
