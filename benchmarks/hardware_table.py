@@ -67,11 +67,20 @@ def load() -> dict:
 BEGIN, END = "<!-- BEGIN GENERATED (benchmarks/hardware_table.py) -->", "<!-- END GENERATED -->"
 
 
+def store(db: dict, section: str, k: str, entry: dict) -> None:
+    """Put one finished run into the JSON: the file's current contents (other copies of this script
+    may have written runs meanwhile) plus ``entry`` under ``db[section][k]``, then :func:`save`.
+    ``db`` becomes that merged state, so a copy never writes back entries it read long ago."""
+    fresh = load()
+    fresh.setdefault(section, {})[k] = entry
+    db.clear()
+    db.update(fresh)
+    save(db)
+
+
 def save(db: dict) -> None:
     """Write the JSON, the Markdown tables (also spliced into docs/hardware.md) and the plot."""
     JSON_PATH.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
-    for k, v in load().get("xilinx", {}).items():     # keep entries another copy wrote meanwhile
-        db.setdefault("xilinx", {}).setdefault(k, v)
     text = markdown(db)
     MD_PATH.write_text(text)
     doc = DOCS / "hardware.md"
@@ -123,9 +132,7 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
                   "seconds": round(time.monotonic() - t0, 1), "source_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
-    db["runs"].update(load()["runs"])
-    db["runs"][k] = entry
-    save(db)
+    store(db, "runs", k, entry)
     return entry
 
 
@@ -148,9 +155,7 @@ def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
     entry.update({"pe": pe, "unit": unit, "rows": rows, "cols": cols,
                   "seconds": round(time.monotonic() - t0, 1)})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 != "tools"}), flush=True)
-    table.update(load().get("xilinx", {}))
-    table[k] = entry
-    save(db)
+    store(db, "xilinx", k, entry)
     return entry
 
 
