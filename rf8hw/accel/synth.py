@@ -18,6 +18,16 @@ along); ``comb_used`` / ``comb_available`` are nextpnr's placed logic sites (``T
 ``ICESTORM_LC``); ``fmax_mhz`` is nextpnr's **post-route** achieved frequency of the clock, from
 ``--report``.
 
+Soft multipliers
+----------------
+Yosys 0.70's ``synth_ecp5`` runs its ``booth`` pass only for MachXO3, and ``synth_ice40`` /
+``synth_xilinx`` never: a ``$mul`` left to them becomes a plain array multiplier.  For a design
+synthesised with DSP inference off, the flow therefore runs ``proc; opt; wreduce; booth`` (radix-4
+Booth encoding of every ``$mul``) before the family's ``synth_*`` command wherever that measured
+smaller at no Fmax cost (:data:`BOOTH_FORMATS`, per family and weight format; the measurements:
+``docs/hardware.md``, "Soft multipliers").  The RF8 kinds have no ``$mul`` and no pre-pass.
+:func:`synth_script` is the whole Yosys script.
+
 AMD/Xilinx 7-series
 -------------------
 :func:`map_xilinx` runs the same flow up to Yosys with ``synth_xilinx -family xc7 -flatten
@@ -42,11 +52,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.arch import DEFAULT_RESET, PE_KINDS, ArrayConfig
+from rf8hw.arch import DEFAULT_RESET, PE_KINDS, ArrayConfig, PEKind
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import NEXTPNR_DONE, YOSYS_DONE, run_logged, synthesis_tool_versions, yowasp_tool
 
-__all__ = ["Device", "DEVICES", "XC7", "SynthError", "DoesNotFitError", "ToolError", "check_device",
+__all__ = ["Device", "DEVICES", "XC7", "BOOTH_FORMATS", "UNITS", "synth_script", "SynthError",
+           "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
            "map_xilinx", "design_name", "MAX_SEED", "check_seed"]
 
@@ -92,6 +103,41 @@ _CELL_CLASSES = {
          "RAM128X1S", "RAM256X1S", "SRL16E", "SRLC32E"), "lutram")},
 }
 _COMB_SITE = {"ecp5": "TRELLIS_COMB", "ice40": "ICESTORM_LC"}
+
+#: Family -> the weight formats (:data:`rf8hw.arch.WEIGHT_FORMATS`) whose soft multipliers (DSP
+#: inference off) get the Booth pre-pass ``proc; opt; wreduce; booth`` before ``synth_*``: where
+#: it measured smaller than Yosys' plain array multiplier at no post-route Fmax cost
+#: (``docs/hardware.md``, "Soft multipliers").  FP8-E4M3's 9 x 4-bit multiplier is smaller plain
+#: on ECP5 and xc7.
+BOOTH_FORMATS = {"ecp5": ("int8",), "ice40": ("int8", "fp8_e4m3"), "xc7": ("int8",)}
+
+#: What :func:`synthesize` can measure: the array in its wrapper, one PE in the wrapper, or one
+#: bare PE (its own ports as the top level; Yosys only, no wrapper logic in the counts).
+UNITS = ("array", "pe", "bare")
+
+
+def synth_script(name: str, family: str, kind: PEKind, booth: bool | None = None) -> tuple[str, str]:
+    """``(script, synth_command)``: the Yosys script of one design (top module ``name``) made of
+    PEs of ``kind`` (:class:`rf8hw.arch.PEKind`), and its ``synth_*`` command.
+
+    ``booth`` (default: ``kind.weight_format in BOOTH_FORMATS[family]``) adds the Booth pre-pass
+    for a kind without DSP inference; with DSP inference on it is never run (the multipliers
+    belong to the DSPs).
+    """
+    allow_dsp = kind.dsp
+    checks.choice("family", family, ("ecp5", "ice40", "xc7"))
+    if family == "ecp5":
+        synth_cmd = f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
+    elif family == "xc7":
+        synth_cmd = f"synth_xilinx -family xc7 -flatten -nosrl -top {name}" + ("" if allow_dsp else " -nodsp")
+    else:
+        synth_cmd = f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
+    if booth is None:
+        booth = kind.weight_format in BOOTH_FORMATS[family]
+    prepass = f"hierarchy -top {name}\nproc\nopt\nwreduce\nbooth\n" if booth and not allow_dsp else ""
+    script = (f"read_verilog top.v\n{prepass}{synth_cmd} -json netlist.json\n"
+              "tee -q -o stat.json stat -json\n")
+    return script, synth_cmd
 
 
 class SynthError(RuntimeError):
@@ -215,7 +261,7 @@ def _stderr_progress(message: str) -> None:
 def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
     """Top-level module / work directory stem, e.g. ``synth_rf8_pipe_8x8_a8_acc40_wrap`` (a
     non-default reset appends ``_<reset>``, as in :attr:`ArrayConfig.module_name`)."""
-    size = "pe" if unit == "pe" else f"{cfg.rows}x{cfg.cols}"
+    size = unit if unit in ("pe", "bare") else f"{cfg.rows}x{cfg.cols}"
     reset = "" if cfg.reset == DEFAULT_RESET else f"_{cfg.reset}"
     return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
 
@@ -245,7 +291,8 @@ def check_seed(seed) -> int:
 
 
 def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
-               progress=_stderr_progress, unit: str = "array", place: bool = True) -> dict:
+               progress=_stderr_progress, unit: str = "array", place: bool = True,
+               booth: bool | None = None) -> dict:
     """Synthesise, place and route one array and return its area and Fmax.
 
     Parameters
@@ -263,13 +310,17 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
         (the tools run with ``cwd=workdir`` and relative paths, as the YoWASP sandbox needs).
     progress : callable(str), optional
         Called with a line before each stage; default prints to stderr.  ``None`` is silent.
-    unit : {"array", "pe"}
-        ``"array"``: the :class:`~rf8hw.hdl.axi.RF8AxiTop` array.  ``"pe"``: one bare PE (no
+    unit : {"array", "pe", "bare"}
+        ``"array"``: the :class:`~rf8hw.hdl.axi.RF8AxiTop` array.  ``"pe"``: one PE (no
         decoder, no array control; its decoded weight, activation and partial sum come from the
-        wrapper's input register chain), to measure the cost of one PE; ``cfg.rows`` and
-        ``cfg.cols`` must then be 1.
+        wrapper's input register chain), to measure the cost and Fmax of one PE; ``cfg.rows`` and
+        ``cfg.cols`` must then be 1.  ``"bare"``: the same PE with its own ports as the top
+        level, no wrapper (the PE's cells alone; Yosys only, so ``place`` must be False).
     place : bool
         ``False`` stops after Yosys (cell counts only; ``fmax_mhz`` and ``comb_used`` are None).
+    booth : bool, optional
+        Run the Booth pre-pass on soft multipliers (see the module notes); default: where the
+        family measured better (:data:`BOOTH_FAMILIES`).  Only for measuring the alternative.
 
     Returns
     -------
@@ -291,10 +342,11 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     """
     dev = check_device(device)
     check_seed(seed)
-    return _flow(cfg, dev, seed, workdir, progress, unit, place)
+    return _flow(cfg, dev, seed, workdir, progress, unit, place, booth)
 
 
-def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_stderr_progress) -> dict:
+def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_stderr_progress,
+               booth: bool | None = None) -> dict:
     """Map one array (or one PE) to AMD/Xilinx 7-series cells with Yosys' ``synth_xilinx -family
     xc7`` and return the cell counts.  Yosys' mapping, not Vivado's; no place and route.
 
@@ -303,18 +355,23 @@ def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_st
     of ``lut4`` and ``lut4_equiv`` (see the module notes), ``device="xc7"``, and ``None`` for
     ``seed``, ``fmax_mhz``, ``comb_used`` and the nextpnr command.
     """
-    return _flow(cfg, XC7, None, workdir, progress, unit, place=False)
+    return _flow(cfg, XC7, None, workdir, progress, unit, False, booth)
 
 
-def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, place: bool) -> dict:
+def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, place: bool,
+          booth: bool | None) -> dict:
     """Checks shared by :func:`synthesize` and :func:`map_xilinx`, then the flow under the work
     directory's lock."""
     if not isinstance(cfg, ArrayConfig):
         raise TypeError(f"cfg must be an ArrayConfig, not {cfg!r}")
-    checks.choice("unit", unit, ("array", "pe"))
+    checks.choice("unit", unit, UNITS)
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
-    if unit == "pe" and (rows, cols) != (1, 1):
-        raise ValueError(f"unit='pe' measures one PE: rows and cols must be 1, not {rows}x{cols}")
+    if unit != "array" and (rows, cols) != (1, 1):
+        raise ValueError(f"unit={unit!r} measures one PE: rows and cols must be 1, not {rows}x{cols}")
+    if unit == "bare" and place:
+        raise ValueError("unit='bare' is Yosys only (its ports are not registered): place must be False")
+    if booth is not None and not isinstance(booth, bool):
+        raise TypeError(f"booth must be True, False or None, not {booth!r}")
     kind = PE_KINDS[pe]
     say = progress or (lambda message: None)
     name = design_name(cfg, unit)
@@ -325,18 +382,19 @@ def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, pla
     # One run at a time per work directory: a second run (another process or thread) waits
     # for the first instead of overwriting its files mid-flight.
     with cache.locked(work):
-        return _synthesize_in(work.resolve(), cfg, kind, dev, dev.name, seed, name, unit, place, say)
+        return _synthesize_in(work.resolve(), cfg, kind, dev, dev.name, seed, name, unit, place,
+                              booth, say)
 
 
 def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str, seed,
-                   name: str, unit: str, place: bool, say) -> dict:
+                   name: str, unit: str, place: bool, booth: bool | None, say) -> dict:
     """The body of :func:`synthesize`, run while holding the work directory's lock."""
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
     allow_dsp = kind.dsp
     seconds = {}
 
     # 1. RTL -> Verilog
-    what = f"one {pe} PE" if unit == "pe" else f"{rows}x{cols} {pe} array"
+    what = f"one {pe} PE" if unit != "array" else f"{rows}x{cols} {pe} array"
     say(f"elaborating {what} -> {work / 'top.v'}")
     t0 = time.monotonic()
     from amaranth.back import verilog
@@ -345,26 +403,21 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     from rf8hw.hdl.registry import pe_class
     from rf8hw.hdl.wrapper import SynthWrapper
 
-    if unit == "pe":
-        inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
-    else:
+    if unit == "array":
         inner = RF8AxiTop(cfg)
-    wrapper = SynthWrapper(inner)
-    (work / "top.v").write_text(verilog.convert(wrapper, name=name, emit_src=False,
+    else:
+        inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
+    wrapper = None if unit == "bare" else SynthWrapper(inner)
+    (work / "top.v").write_text(verilog.convert(wrapper or inner, name=name, emit_src=False,
                                                 strip_internal_attrs=True))
     seconds["verilog"] = round(time.monotonic() - t0, 1)
 
     # 2. Yosys
-    if dev.family == "ecp5":
-        synth_cmd = f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
-    elif dev.family == "xc7":
-        synth_cmd = f"synth_xilinx -family xc7 -flatten -nosrl -top {name}" + ("" if allow_dsp else " -nodsp")
-    else:
-        synth_cmd = f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
-    script = (f"read_verilog top.v\n{synth_cmd} -json netlist.json\n"
-              "tee -q -o stat.json stat -json\n")
+    script, synth_cmd = synth_script(name, dev.family, kind, booth)
+    booth_ran = "\nbooth\n" in script
     (work / "synth.ys").write_text(script)
-    say(f"yosys: {synth_cmd} (DSP inference {'on' if allow_dsp else 'off'})")
+    say(f"yosys: {synth_cmd} (DSP inference {'on' if allow_dsp else 'off'}"
+        f"{', Booth pre-pass' if booth_ran else ''})")
     t0 = time.monotonic()
     for stale in ("stat.json", "netlist.json", "report.json"):
         (work / stale).unlink(missing_ok=True)
@@ -397,12 +450,12 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
         "seed": seed, "unit": unit, "dsp_inference": allow_dsp, **cfg.as_dict(),
         "tools": tools,
-        "yosys_command": synth_cmd,
+        "yosys_command": synth_cmd, "booth": booth_ran,
         "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,
         "cells": area["cells"], "utilization": timing["utilization"],
         "critical_path": timing["critical_path"],
-        "wrapper": {"in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits,
-                    "xor_lut4": wrapper.xor_luts},
+        "wrapper": None if wrapper is None else {
+            "in_bits": wrapper.in_bits, "out_bits": wrapper.out_bits, "xor_lut4": wrapper.xor_luts},
         "seconds": seconds,
         "paths": {"workdir": str(work), "verilog": str(work / "top.v"),
                   "yosys_log": str(work / "yosys.log"), "nextpnr_log": str(work / "nextpnr.log"),

@@ -88,12 +88,12 @@ class StageIgnoresCePE(RF8PipePE):
     dropped): a stall loses the stalled step's product."""
 
     def product(self, m, a, w):
-        xm = self._times_m(m, a, w)
-        xm_r = Signal(xm.shape(), name="xm_r", reset_less=True)
-        rsh_r = Signal(len(w.rsh), name="rsh_r", reset_less=True)
+        xml, shift_hi, sign = self._stage1(m, a, w)
+        xml_r = Signal(xml.shape(), name="xml_r", reset_less=True)
+        shift_hi_r = Signal(len(shift_hi), name="shift_hi_r", reset_less=True)
         sign_r = Signal(name="sign_r", reset_less=True)
-        m.d.sync += [xm_r.eq(xm), rsh_r.eq(w.rsh), sign_r.eq(w.sign)]             # no ce
-        return self._place(m, xm_r, rsh_r, sign_r)
+        m.d.sync += [xml_r.eq(xml), shift_hi_r.eq(shift_hi), sign_r.eq(sign)]      # no ce
+        return self._stage2(m, xml_r, shift_hi_r, sign_r)
 
 
 #: Mutations of the AXI top (:class:`MutantAxiTop`), one per protocol property.

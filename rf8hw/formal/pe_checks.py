@@ -32,8 +32,9 @@ Equivalence proof (:func:`equivalence_harness`)
     array step (``ce`` cycle) late -- the product-latency offset -- and ``psum_out`` is
     asserted equal in the same cycle.  Invariants that make it inductive (asserted too, so also
     proved): each PE's shadow and in-use weight registers hold its decoder's output for the code
-    the checker recorded, and ``rf8_pipe``'s stage register holds ``x*M`` (inverted for a
-    negative weight), the right shift and the sign of the recorded activation and code.
+    the checker recorded, and ``rf8_pipe``'s stage register holds ``x*M`` shifted by the low bits
+    of ``E - 1`` (inverted for a negative weight), the high shift bits and the sign of the
+    recorded activation and code.
 """
 
 from __future__ import annotations
@@ -110,21 +111,24 @@ def product_harness(kind: str, act_bits: int = 8, acc_bits: int = 40,
 
 
 def _stage_invariant(m: Module, dut_fragment, a_d: Signal, code_d: Signal, act_bits: int):
-    """``rf8_pipe``'s stage register (``xm_r``, ``rsh_r``, ``sign_r``) holds, for the activation
-    and code of the previous array step: ``x*M`` (0 for a zero code; bit-inverted when the weight
-    is negative), ``15 - E`` and the sign (``RF8LeanFields``' meaning; 0 for zero codes)."""
-    xm_r = probe.internal(dut_fragment, "xm_r")
-    rsh_r = probe.internal(dut_fragment, "rsh_r")
+    """``rf8_pipe``'s stage register (``xml_r``, ``shift_hi_r``, ``sign_r``) holds, for the
+    activation and code of the previous array step: ``(x*M << ((E-1) mod 4)) ^ -s`` (0 for a zero
+    code; the sign shifted in, so bit-inverted when the weight is negative), ``(E-1) // 4`` and
+    the sign (``RF8LeanFields``' meaning; 0 for zero codes)."""
+    xml_r = probe.internal(dut_fragment, "xml_r")
+    shift_hi_r = probe.internal(dut_fragment, "shift_hi_r")
     sign_r = probe.internal(dut_fragment, "sign_r")
     e_field = code_d[spec.RES_BITS:spec.RES_BITS + spec.EXP_BITS]
     nonzero = e_field != 0
     sign = code_d[spec.SIGN_BIT] & nonzero
+    shift = Mux(nonzero, e_field - 1, 0)[:spec.EXP_BITS]
+    low = len(shift) - len(shift_hi_r)
     m_rom = _rom(spec.M_TABLE, code_d[:spec.RES_BITS])
-    xm = Signal(signed(act_bits + spec.FRAC_BITS + 1), name="contract_xm")
-    m.d.comb += xm.eq(Mux(nonzero, a_d * m_rom, 0))
+    xml = Signal(signed(len(xml_r)), name="contract_xml")
+    m.d.comb += xml.eq(Mux(nonzero, a_d * m_rom, 0) << shift[:low])
     return [
-        xm_r == (xm ^ sign.replicate(len(xm)).as_signed()),
-        rsh_r == Mux(nonzero, spec.EXP_MAX - e_field, 0),
+        xml_r == (xml ^ sign.replicate(len(xml)).as_signed()),
+        shift_hi_r == shift[low:],
         sign_r == sign,
     ]
 

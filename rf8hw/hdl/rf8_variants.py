@@ -15,14 +15,15 @@ interface, so it drops into the array shell unchanged.  They differ only in how 
     9-bit negation of ``x`` disappears.
 :class:`RF8LeanPE` (``rf8_lean``)
     The sign goes *into* the ``x*M`` adder instead (``~(A + B) = ~A + ~B + 1``), the shift is a
-    sign-filling arithmetic right shift by ``15 - E`` (so ``~(x*M) << (E-1)`` comes out exactly),
+    left shift by ``E - 1`` that shifts in the sign (so ``~(x*M) << (E-1)`` comes out exactly),
     and the ``+ s`` that completes the negation is the accumulator's carry-in; the per-column
     :class:`RF8LeanDecoder` precomputes the fields this needs.  The residual term is taken from
-    the ungated activation (the decoder zeroes ``res`` for zero codes), which let Yosys/ABC map the
-    residual mux far more compactly (measured: 256 -> 140 LUT4 for one PE).
+    the ungated activation (the decoder zeroes ``res`` for zero codes) and built as two 2:1
+    levels, the gate in the first and the inversion in the second.
 :class:`RF8PipePE` (``rf8_pipe``)
-    ``RF8LeanPE`` with a register between ``x*M`` and the shift (``product_latency = 2``); the
-    array shell delays its valid/last pipeline by the extra stage.
+    ``RF8LeanPE`` with a register in the middle of the shift (``product_latency = 2``): ``x*M``
+    and the shift by ``(E-1) mod 4`` in stage 1, the shift by the multiple of 4 and the
+    accumulator in stage 2; the array shell delays its valid/last pipeline by the extra stage.
 
 Measured numbers and what each idea bought: ``docs/hardware.md``.
 """
@@ -35,7 +36,7 @@ from rf8hw.format import spec
 from rf8hw.hdl.decoder import CODE_BITS
 from rf8hw.hdl.pe import RF8PE, WeightStationaryPE
 
-__all__ = ["RF8SignLatePE", "RF8LeanFields", "RF8LeanDecoder", "RF8LeanPE", "RF8PipePE"]
+__all__ = ["RF8SignLatePE", "RF8LeanFields", "RF8LeanDecoder", "shift_left_filled", "RF8LeanPE", "RF8PipePE"]
 
 
 def _plus_carry(q: Value, bit: Value, acc_bits: int) -> Value:
@@ -96,8 +97,8 @@ class RF8LeanFields(data.Struct):
         ``res_neg XOR sign``: invert the residual term and carry 1 into the ``x*M`` adder.
     res_shift : 2 bits
         ``FRAC_BITS - gap`` (0..3).
-    rsh : 4 bits
-        ``EXP_MAX - E`` (0..14): the right shift that places ``x*M`` (see :class:`RF8LeanPE`).
+    shift : 4 bits
+        ``E - 1`` (0..14): the left shift that places ``x*M`` (see :class:`RF8LeanPE`).
     """
 
     zero: 1
@@ -105,7 +106,7 @@ class RF8LeanFields(data.Struct):
     res: 1
     rinv: 1
     res_shift: 2
-    rsh: spec.EXP_BITS
+    shift: spec.EXP_BITS
 
 
 class RF8LeanDecoder(wiring.Component):
@@ -131,7 +132,7 @@ class RF8LeanDecoder(wiring.Component):
         with m.If(e_field == 0):
             m.d.comb += f.zero.eq(1)
         with m.Else():
-            m.d.comb += [f.sign.eq(sign), f.rinv.eq(sign), f.rsh.eq(spec.EXP_MAX - e_field)]
+            m.d.comb += [f.sign.eq(sign), f.rinv.eq(sign), f.shift.eq(e_field - 1)]
             with m.Switch(r_field):
                 for r, residual in enumerate(spec.RESIDUAL):
                     if residual is not None:
@@ -142,17 +143,34 @@ class RF8LeanDecoder(wiring.Component):
         return m
 
 
+def shift_left_filled(v: Value, amount: Value, fill: Value, width: int, first_level: int = 0) -> Value:
+    """``(v << amount)`` with ``fill`` shifted in from the right (sign-extended, truncated to
+    ``width`` bits), written as one 2:1 level per bit of ``amount`` (bit ``i`` shifts by
+    ``2 ** (first_level + i)``), each level only as wide as its result can be.
+
+    With ``fill = s`` and ``v = x*M ^ -s`` this is ``(x*M << amount) ^ -s``: ``~(x*M << amount)``
+    for a negative weight, since ``~(X << k) = (~X << k) | (2**k - 1)``.
+    """
+    v = v.as_signed()
+    for i in range(len(amount)):
+        step = 1 << (first_level + i)
+        v = Mux(amount[i], Cat(fill.replicate(step), v).as_signed(), v)
+        v = v[:min(len(v), width)].as_signed()
+    return v
+
+
 class RF8LeanPE(WeightStationaryPE):
-    """RF8 PE with the weight sign folded into the ``x*M`` adder and a sign-filling right shift.
+    """RF8 PE with the weight sign folded into the ``x*M`` adder and a sign-filling left shift.
 
     With ``S = -s`` (all ones when the weight is negative) and ``n`` the residual sign bit::
 
         xg  = 0 if zero else x                                      # act_bits
-        xm' = ((xg ^ S) << 4 | S[3:0]) + (((xg << res_shift) if res else 0) ^ -(n ^ s)) + (n ^ s)
+        t   = (x << res_shift[0]) if res else 0                     # level 1, gated
+        r   = (t << 2 * res_shift[1]) ^ -(n ^ s)                    # level 2, inverted
+        xm' = ((xg ^ S) << 4 | S[3:0]) + r + (n ^ s)
             = x*M            if s == 0                              # act_bits + 5 bits
             = ~(x*M)         if s == 1        (~(A+B) = ~A + ~B + 1)
-        v   = Cat(S[13:0], xm')                                     # min_acc_bits wide
-        q   = v >>> rsh,   rsh = 15 - E                             # arithmetic, fills with s
+        q   = (xm' << shift) with S shifted in,  shift = E - 1      # min_acc_bits wide
             = (x*M) << (E-1)          if s == 0
             = ~((x*M) << (E-1))       if s == 1
         P   = q + s                                                 # the +s becomes the
@@ -160,7 +178,11 @@ class RF8LeanPE(WeightStationaryPE):
 
     Compared with :class:`~rf8hw.hdl.pe.RF8PE`: no negation of ``x`` (its 9-bit carry chain), one
     ``x*M`` adder instead of two and a mux, and the sign costs no LUT after the shifter; the
-    fields it needs (``rinv``, ``rsh``) are computed once per column by :class:`RF8LeanDecoder`.
+    fields it needs (``rinv``, ``shift``) are computed once per column by :class:`RF8LeanDecoder`.
+    The residual term is taken from the ungated activation (the decoder zeroes ``res`` for zero
+    codes) and built as two 2:1 levels, the gate in the first and the inversion in the second
+    (one LUT4 per bit each; as a 4:1 mux Yosys/ABC spent ~15 LUT4 more), and the shifter is
+    written level by level (:func:`shift_left_filled`).
 
     Parameters
     ----------
@@ -172,7 +194,9 @@ class RF8LeanPE(WeightStationaryPE):
     decoder = RF8LeanDecoder
 
     def product(self, m: Module, a: Value, w) -> Value:
-        return self._place(m, self._times_m(m, a, w), w.rsh, w.sign)
+        q = Signal(signed(spec.min_acc_bits(self.act_bits)))
+        m.d.comb += q.eq(shift_left_filled(self._times_m(m, a, w), w.shift, w.sign, len(q)))
+        return _plus_carry(q, w.sign, self.acc_bits)
 
     def _times_m(self, m: Module, a: Value, w) -> Value:
         """``xm' = x*M`` (or ``~(x*M)`` for a negative weight), ``act_bits + 5`` bits."""
@@ -182,37 +206,53 @@ class RF8LeanPE(WeightStationaryPE):
         m.d.comb += xg.eq(Mux(w.zero, 0, a))
         # the fill below xg ^ S is S in every one of its frac bits (act_bits may be fewer than frac)
         lead = Cat(w.sign.replicate(frac), xg ^ sign).as_signed()
+        res1 = Signal(signed(self.act_bits + 1))
+        m.d.comb += res1.eq(Mux(w.res, Mux(w.res_shift[0], a << 1, a), 0))
         res = Signal(signed(self.act_bits + frac - 1))
-        m.d.comb += res.eq(Mux(w.res, a << w.res_shift, 0) ^ w.rinv.replicate(len(res)))
+        m.d.comb += res.eq(Mux(w.res_shift[1], res1 << 2, res1) ^ w.rinv.replicate(len(res)))
         xm = Signal(signed(self.act_bits + frac + 1))
         m.d.comb += xm.eq(lead + res + w.rinv)
         return xm
 
-    def _place(self, m: Module, xm: Value, rsh: Value, sign_bit: Value) -> Value:
-        """``P = (Cat(S, xm') >>> rsh) + s``: the shift by ``E - 1`` and the weight sign."""
-        width = spec.min_acc_bits(self.act_bits)
-        v = Cat(sign_bit.replicate(width - len(xm)), xm).as_signed()
-        q = Signal(signed(width))
-        m.d.comb += q.eq(v >> rsh)
-        return _plus_carry(q, sign_bit, self.acc_bits)
-
 
 class RF8PipePE(RF8LeanPE):
-    """:class:`RF8LeanPE` with a register between ``x*M`` and the shift (kind ``rf8_pipe``:
+    """:class:`RF8LeanPE` with a register in the middle of the shift (kind ``rf8_pipe``:
     ``product_latency = 2`` in :data:`rf8hw.arch.PE_KINDS`).
 
-    Stage 1: ``xm' = x*M`` (gating, residual mux, one adder); stage 2: sign-filling shift and the
-    accumulator adder.  The stage register holds ``xm'`` with the ``rsh`` and ``sign`` it was
-    computed for (``act_bits + 10`` flip-flops), so a tile switch never mixes two weights and
-    the array's tile-switch timing is unchanged; it advances with ``ce``.  Every result leaves the array
-    one cycle later (:class:`rf8hw.arch.Timing` adds ``product_latency - 1``).
+    Stage 1: ``xm' = x*M`` (gating, residual, one adder) and the first two shifter levels (by
+    ``(E-1) mod 4``); stage 2: the last two levels (by the multiple of 4) and the accumulator
+    adder.  The stage register holds ``(x*M << ((E-1) mod 4)) ^ S`` (``act_bits + 8`` bits, S
+    shifted in) with the two high shift bits and the sign it was computed for (``act_bits + 11``
+    flip-flops), so a tile switch never mixes two weights and the array's tile-switch timing is
+    unchanged; it advances with ``ce``.  Every result leaves the array one cycle later
+    (:class:`rf8hw.arch.Timing` adds ``product_latency - 1``).  The cut in the middle balances
+    the two stages (measured, ``docs/hardware.md``): after ``x*M`` the shifter and the
+    accumulator were the longer stage, after the whole shift the ``x*M`` side.
     """
 
+    #: Shifter levels in stage 1 (shift by 1 and 2); the rest are in stage 2.
+    stage1_levels = 2
+
     def product(self, m: Module, a: Value, w) -> Value:
-        xm = self._times_m(m, a, w)
-        xm_r = Signal(xm.shape(), name="xm_r", reset_less=True)
-        rsh_r = Signal(len(w.rsh), name="rsh_r", reset_less=True)
+        xml, shift_hi, sign = self._stage1(m, a, w)
+        xml_r = Signal(xml.shape(), name="xml_r", reset_less=True)
+        shift_hi_r = Signal(len(shift_hi), name="shift_hi_r", reset_less=True)
         sign_r = Signal(name="sign_r", reset_less=True)
         with m.If(self.ce):
-            m.d.sync += [xm_r.eq(xm), rsh_r.eq(w.rsh), sign_r.eq(w.sign)]
-        return self._place(m, xm_r, rsh_r, sign_r)
+            m.d.sync += [xml_r.eq(xml), shift_hi_r.eq(shift_hi), sign_r.eq(sign)]
+        return self._stage2(m, xml_r, shift_hi_r, sign_r)
+
+    def _stage1(self, m: Module, a: Value, w) -> tuple[Value, Value, Value]:
+        """``(xml, shift_hi, sign)``: ``xm'`` shifted by the low shift bits (S filled in), the
+        high shift bits, the weight sign."""
+        xm = self._times_m(m, a, w)
+        levels = self.stage1_levels
+        xml = Signal(signed(len(xm) + (1 << levels) - 1), name="xml")
+        m.d.comb += xml.eq(shift_left_filled(xm, w.shift[:levels], w.sign, len(xml)))
+        return xml, w.shift[levels:], w.sign
+
+    def _stage2(self, m: Module, xml: Value, shift_hi: Value, sign: Value) -> Value:
+        """``P = (xml << 4 * shift_hi, S filled in) + s``."""
+        q = Signal(signed(spec.min_acc_bits(self.act_bits)))
+        m.d.comb += q.eq(shift_left_filled(xml, shift_hi, sign, len(q), self.stage1_levels))
+        return _plus_carry(q, sign, self.acc_bits)

@@ -5,6 +5,7 @@ is synthesized once even by concurrent callers.  Synthesis itself is replaced by
 
 import json
 import math
+import sys
 import threading
 import time
 
@@ -116,6 +117,34 @@ def test_a_bad_fresh_result_is_not_cached(monkeypatch, tmp_path):
         synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=tmp_path, quiet=True)
     assert not _entry(tmp_path).exists()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+FAKE_YOSYS = """\
+import json, sys
+log = sys.argv[sys.argv.index("-l") + 1]
+# what YoWASP's Yosys was seen to leave behind: a log that stops inside ABC, exit status 0 --
+# with well-formed outputs, so that only the missing closing line can give it away
+open(log, "w").write("7.39.14.5. Executing ABC9.\\nRunning ABC command\\n")
+stat = {"design": {"num_cells_by_type": {"LUT4": 1, "TRELLIS_FF": 1}}}
+open("stat.json", "w").write(json.dumps(stat))
+open("netlist.json", "w").write("{}")
+"""
+
+
+def test_a_tool_run_that_exits_0_without_completing_is_refused_and_not_cached(monkeypatch, tmp_path):
+    """Item 4 of the hardware-truth issue: a Yosys run counts only when its log ends as a completed
+    run; an exit status of 0 with a log cut short (outputs present or not) is a ToolError with the
+    log tail, and nothing reaches the cache."""
+    fake = tmp_path / "fake-yosys"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_YOSYS}")
+    fake.chmod(0o755)
+    monkeypatch.setattr(synth, "yowasp_tool", lambda name: str(fake))
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(synth.ToolError, match=r"(?s)^yosys did not complete \(exit 0 but no "
+                                              r"'End of script\.' in its log\).*Running ABC command"):
+        synth_cache.cached_synthesis(ArrayConfig(1, 1), "ecp5-25k", cache_dir=cache_dir, quiet=True)
+    assert not _entry(cache_dir).exists()
+    assert not list(cache_dir.glob("*.json"))
 
 
 def test_concurrent_callers_synthesize_one_key_once(stub, tmp_path):

@@ -89,6 +89,22 @@ def test_extra_files_and_package_versions_count(copy):
         cache.synthesis_key(PARAMS, ["missing.py"], package_root=copy)
 
 
+def test_dropping_the_booth_pre_pass_changes_the_synthesis_key(copy):
+    """The synthesis cache keys on the flow module itself: a result mapped without the Booth
+    pre-pass is never reused for a flow with it (or the other way round)."""
+    from rf8hw.accel.synth_cache import SYNTH_FLOW_FILES
+
+    (copy / "accel").mkdir()
+    for name in SYNTH_FLOW_FILES:
+        shutil.copy(PACKAGE / name, copy / name)
+    key = cache.synthesis_key(PARAMS, SYNTH_FLOW_FILES, package_root=copy)
+    flow = copy / "accel" / "synth.py"
+    text = flow.read_text()
+    assert 'BOOTH_FORMATS = {"ecp5": ("int8",)' in text
+    flow.write_text(text.replace('BOOTH_FORMATS = {"ecp5": ("int8",)', 'BOOTH_FORMATS = {"ecp5": ()'))
+    assert cache.synthesis_key(PARAMS, SYNTH_FLOW_FILES, package_root=copy) != key
+
+
 def test_versions_enter_the_key(copy, monkeypatch):
     key = cache.source_key(PARAMS, package_root=copy)
     real = cache.package_versions
