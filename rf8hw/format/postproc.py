@@ -26,7 +26,7 @@ from fractions import Fraction
 import numpy as np
 
 from rf8hw import checks
-from rf8hw.format import golden, spec
+from rf8hw.format import spec
 
 __all__ = ["MULT_BITS", "SHIFT_BITS", "SHIFT_MAX", "OUT_BITS", "ACC_BITS_MAX", "max_k",
            "check_params", "round_shift", "postprocess", "fixed_point", "requant_params",
@@ -190,6 +190,8 @@ def gemm(a, codes, bias=0, mult=1, shift=0, *, act_bits: int = 8, acc_bits: int 
          out_bits: int = 8) -> np.ndarray:
     """The accelerator's whole result: exact sums (``golden.matmul``, refused when ``K >
     max_k(act_bits, acc_bits)``) followed by :func:`postprocess`."""
+    from rf8hw.format import golden  # numba: loaded only for a whole GEMM
+
     K = np.shape(codes)[0]
     limit = max_k(act_bits, acc_bits)
     checks.integer("K", K, 1, limit, f" for act_bits={act_bits}, acc_bits={acc_bits} (exact sums)")
