@@ -353,3 +353,32 @@ class AccelConfig:
         d = asdict(self)
         d["array"] = self.array.as_dict()
         return d
+
+
+class AccelTiming:
+    """Cycle constants of the accelerator around :class:`Timing` (``docs/accelerator.md``,
+    "Timing"); :mod:`rf8hw.accel.accel_cycles` builds the exact GEMM schedule on them and the
+    tests check it against the Amaranth simulation of :class:`rf8hw.hdl.accelerator.RF8Accelerator`.
+
+    Attributes
+    ----------
+    array : Timing
+    post_latency : int
+        3: cycles from the accumulator stage taking a last-K result row to the result beat being
+        offered on ``out`` (two post-processing registers, then the result FIFO).
+    stream_to_buffer : int
+        1: the bubble when a ``load = 1`` command's activations switch from the input stream
+        (N tile 0) to the buffer (N tile 1; the buffer's read takes a cycle).
+    """
+
+    def __init__(self, acfg: AccelConfig):
+        if not isinstance(acfg, AccelConfig):
+            raise TypeError(f"acfg must be an AccelConfig, not {acfg!r}")
+        self.array = Timing(acfg.array)
+        self.post_latency = 3
+        self.stream_to_buffer = 1
+
+    def check_cycles(self, K: int) -> int:
+        """Cycles from a command's handshake to the first cycle its activations are offered:
+        ``1 + ceil(K / rows)`` (the buffer-range check adds ``M`` once per K tile)."""
+        return 1 + -(-K // self.array.rows)

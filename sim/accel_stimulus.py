@@ -18,7 +18,7 @@ from rf8hw.format import postproc
 from rf8hw.hdl.axi import lane_bits
 from rf8hw.sim.stimulus import pack_rows
 
-__all__ = ["AccelJob", "accel_job", "random_gemm"]
+__all__ = ["AccelJob", "accel_job", "random_gemm", "random_program"]
 
 
 @dataclass
@@ -105,3 +105,22 @@ def random_gemm(rng: np.random.Generator, acfg: AccelConfig, M: int, K: int, N: 
     base = int(np.log2(np.sqrt(K) * 2 ** (cfg.act_bits - 1) * 2 ** 13)) + 16 - (acfg.out_bits - 1)
     shift = np.clip(base + rng.integers(-2, 3, size=N), 0, postproc.SHIFT_MAX)
     return a, codes, bias, mult, shift
+
+
+def random_program(rng: np.random.Generator, acfg: AccelConfig, n_cmds: int):
+    """``(jobs, commands)``: ``n_cmds`` random ragged GEMMs on ``acfg`` (``commands``: ``(M, K,
+    N, load)`` each); a ``load = 0`` command reuses the activations of the last one that loaded
+    (same ``M``, ``K``, buffer offset 0)."""
+    jobs, cmds, a0, M, K = [], [], None, 0, 0
+    C = acfg.array.cols
+    for c in range(n_cmds):
+        load = int(c == 0 or rng.random() < 0.6)
+        if load:
+            M, K = int(rng.integers(1, acfg.max_m + 1)), int(rng.integers(1, acfg.max_k + 1))
+        N = int(rng.integers(1, 3 * C + 2))
+        g = random_gemm(rng, acfg, M, K, N)
+        if load:
+            a0 = g[0]
+        jobs.append(accel_job(acfg, a0, *g[1:], load=load))
+        cmds.append((M, K, N, load))
+    return jobs, cmds
