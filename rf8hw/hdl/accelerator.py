@@ -167,8 +167,10 @@ class RF8Accelerator(wiring.Component):
                     m.d.sync += self.err_cmd.eq(1)
 
         # --- activation feeder: stream (N tile 0 of a load command) or buffer ------------------
+        # every memory at least 2 deep: a 1-deep one would have a zero-width address, which
+        # Verilator rejects (the extra row is never used)
         m.submodules.act_mem = act_mem = Memory(shape=act_row_layout(rows, self.act_bits),
-                                                depth=depth, init=[])
+                                                depth=max(depth, 2), init=[])
         act_wr = act_mem.write_port()
         act_rd = act_mem.read_port()
         f_run = Signal(name="feed_run")
@@ -214,7 +216,7 @@ class RF8Accelerator(wiring.Component):
 
         # --- accumulation across K tiles ----------------------------------------------------
         row_layout = data.ArrayLayout(signed(A), cols)
-        m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max_m, init=[])
+        m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max(max_m, 2), init=[])
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
         m.submodules.par_fifo = par_fifo = fifo.SyncFIFO(
