@@ -119,3 +119,29 @@ def test_pack_command_refuses_what_the_hardware_refuses():
                                          r"act_depth = 70, not 71 \(act_base=64, M=1, K=19\)$"):
         acfg.pack_command(1, 19, 1, act_base=64)
     assert acfg.pack_command(2, 3, 4, 5, 0) == 2 | 3 << 16 | 4 << 32 | 5 << 48
+
+
+@pytest.mark.parametrize("out_bits", [8, 32])
+def test_post_processing_at_every_shift_and_extreme_parameter(out_bits):
+    """64 columns with shifts 0..63, multipliers 0, 1, 65535 and random, biases at both ends of
+    the 40-bit range and 0, sums from the largest products: the RTL's post-processing equals the
+    rule at every shift, INT8 and INT32."""
+    acfg = AccelConfig(ArrayConfig(2, 4), max_m=4, max_k=6, out_bits=out_bits)
+    rng = np.random.default_rng(out_bits)
+    N = 64
+    a = rng.integers(-128, 128, size=(4, 6))
+    a[0] = -128
+    codes = rng.integers(0, 256, size=(6, N)).astype(np.uint8)
+    codes[:, ::3] = 0xF9                       # the largest weight magnitude, negative
+    half = 1 << 39
+    bias = rng.integers(-half, half, size=N)
+    bias[::5], bias[1::5], bias[2::5] = -half, half - 1, 0
+    mult = rng.integers(0, 1 << 16, size=N)
+    mult[::7], mult[1::7], mult[2::7] = 0, 1, (1 << 16) - 1
+    shift = np.arange(N)
+    job = accel_job(acfg, a, codes, bias, mult, shift)
+    trace = simulate_accel(RF8AccelAxiTop(acfg), [job], rng=rng)
+    check(trace, [job])
+    want = job.expected
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    assert (want == lo).any() and (want == hi).any() and ((want > lo) & (want < hi)).sum() > 20
