@@ -282,14 +282,20 @@ class RF8Accelerator(wiring.Component):
             m.d.sync += [v.eq(total[n] + par[n].bias), mult1.eq(par[n].mult),
                          sh1.eq(par[n].shift),
                          prod.eq(v * Cat(mult1, Const(0, 1)).as_signed()), sh2.eq(sh1)]
-            # 2**(shift-1), 0 for shift 0; |p| + half < 2**63 (postproc.ACC_BITS_MAX)
-            half = Signal(64, name=f"post_half_{n}")
-            rounded = Signal(signed(66), name=f"post_r_{n}")
+            # floor((p + 2**(s-1)) / 2**s) = floor((floor(p / 2**(s-1)) + 1) / 2) for s >= 1:
+            # one arithmetic shift by s-1, an increment and a shift by one (no 64-bit constant)
+            part = Signal(signed(pw), name=f"post_q_{n}")
+            rounded = Signal(signed(pw), name=f"post_r_{n}")
             m.d.comb += [
-                half.eq((Const(1, 65) << sh2) >> 1),
-                rounded.eq((prod + half) >> sh2),      # signed: an arithmetic shift
-                result.data[n].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))),
+                part.eq(prod >> Mux(sh2 == 0, 0, (sh2 - 1)[:postproc.SHIFT_BITS])),
+                rounded.eq(Mux(sh2 == 0, prod, (part + 1) >> 1)),
             ]
+            # saturation: the value fits out_bits when every bit from out_bits-1 up equals the
+            # sign (an and/or reduction instead of two wide comparisons)
+            top = rounded[self.out_bits - 1:]
+            m.d.comb += result.data[n].eq(
+                Mux(top.all() | ~top.any(), rounded[:self.out_bits],
+                    Mux(rounded[-1], lo, hi)))
         m.d.comb += [
             result.last.eq(s2_last),
             out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(s2_valid),
