@@ -253,3 +253,137 @@ class Timing:
                                 "switch 0 cycles for M > rows, 1 cycle for M = rows",
             },
         }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The accelerator around the array (docs/accelerator.md)
+# ---------------------------------------------------------------------------------------------------
+
+#: Fields of one accelerator command beat, low bits first: (name, width).  ``load = 1`` streams
+#: the activations in (and keeps them in the activation buffer from ``act_base`` on), ``load =
+#: 0`` reuses what the buffer holds there.
+CMD_FIELDS = (("M", 16), ("K", 16), ("N", 16), ("act_base", 16), ("load", 1))
+#: Largest value a command's M, K, N or act_base field can carry.
+CMD_FIELD_MAX = (1 << 16) - 1
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """The accelerator: an :class:`ArrayConfig` array plus its buffers and post-processing.
+
+    ``max_m`` is the depth of the accumulator buffer (activation rows per GEMM), ``max_k`` the
+    largest reduction length a command may give (at most :func:`rf8hw.format.postproc.max_k` of
+    the array's ``act_bits``/``acc_bits``: every sum is then exact), ``act_depth`` the activation
+    buffer's depth in rows of ``rows`` activations (by default ``max_m * ceil(max_k / rows)``,
+    one largest GEMM; at least that), ``out_bits`` the result width (8: INT8, 32: INT32).
+
+    Raises :class:`ValueError` on construction for any bad field, naming it and what is allowed.
+    """
+
+    array: ArrayConfig = field(default_factory=ArrayConfig, metadata={"cli": False})
+    max_m: int = field(default=128, metadata={
+        "help": "accelerator: accumulator buffer depth = largest M of a command, 1..65535"})
+    max_k: int = field(default=1536, metadata={
+        "help": "accelerator: largest K of a command (at most the exact-sum bound of act_bits "
+                "and acc_bits)"})
+    act_depth: int | None = field(default=None, metadata={
+        "help": "accelerator: activation buffer rows (default max_m * ceil(max_k / rows))"})
+    out_bits: int = field(default=8, metadata={
+        "help": "accelerator: result width, 8 (INT8) or 32 (INT32)", "choices": (8, 32)})
+
+    def __post_init__(self):
+        from rf8hw.format import postproc
+
+        if not isinstance(self.array, ArrayConfig):
+            raise ValueError(f"array must be an ArrayConfig, not {self.array!r}")
+        a = self.array
+        checks.integer("acc_bits", a.acc_bits, None, postproc.ACC_BITS_MAX,
+                       " for the accelerator (its post-processing keeps (acc + bias) * mult "
+                       "inside 62 bits)")
+        object.__setattr__(self, "max_m", checks.integer("max_m", self.max_m, 1, CMD_FIELD_MAX))
+        bound = min(CMD_FIELD_MAX, postproc.max_k(a.act_bits, a.acc_bits))
+        object.__setattr__(self, "max_k", checks.integer(
+            "max_k", self.max_k, 1, bound,
+            f" for act_bits={a.act_bits}, acc_bits={a.acc_bits} (sums of more products may "
+            "overflow the accumulator)"))
+        need = self.max_m * -(-self.max_k // a.rows)
+        depth = need if self.act_depth is None else self.act_depth
+        object.__setattr__(self, "act_depth", checks.integer(
+            "act_depth", depth, need, CMD_FIELD_MAX + 1,
+            f" (max_m * ceil(max_k / rows) = {need} rows hold one largest GEMM)"))
+        if self.out_bits not in postproc.OUT_BITS or isinstance(self.out_bits, bool):
+            raise ValueError(f"out_bits must be one of 8, 32, not {self.out_bits!r}")
+
+    @property
+    def module_name(self) -> str:
+        """Verilog module name, e.g. ``rf8_pipe_accel_8x8_a8_acc40_m128_k1536_o8``."""
+        a = self.array
+        name = (f"{a.pe}_accel_{a.rows}x{a.cols}_a{a.act_bits}_acc{a.acc_bits}_m{self.max_m}_"
+                f"k{self.max_k}_o{self.out_bits}")
+        return name if a.overflow == "wrap" and a.reset == DEFAULT_RESET else (
+            f"{name}_{a.overflow}_{a.reset}")
+
+    def command_error(self, M, K, N, act_base=0, load=1) -> str | None:
+        """Why the accelerator refuses the command ``(M, K, N, act_base, load)`` (one line), or
+        None: ``1 <= M <= max_m``, ``1 <= K <= max_k``, ``1 <= N <= 65535`` and the activation
+        rows ``act_base .. act_base + M * ceil(K / rows) - 1`` inside the buffer.  The hardware
+        applies the same rule (its ``err_cmd`` flag)."""
+        try:
+            checks.integer("M", M, 1, self.max_m)
+            checks.integer("K", K, 1, self.max_k)
+            checks.integer("N", N, 1, CMD_FIELD_MAX)
+            checks.integer("act_base", act_base, 0, CMD_FIELD_MAX)
+            checks.integer("load", load, 0, 1)
+        except ValueError as e:
+            return str(e)
+        end = act_base + M * -(-K // self.array.rows)
+        if end > self.act_depth:
+            return (f"act_base + M * ceil(K / rows) must be <= act_depth = {self.act_depth}, "
+                    f"not {end} (act_base={act_base}, M={M}, K={K})")
+        return None
+
+    def pack_command(self, M, K, N, act_base=0, load=1) -> int:
+        """The command beat as an integer (fields of :data:`CMD_FIELDS`); ``ValueError`` with
+        :meth:`command_error`'s line for a command the hardware would refuse."""
+        err = self.command_error(M, K, N, act_base, load)
+        if err:
+            raise ValueError(err)
+        word, pos = 0, 0
+        for (_, width), value in zip(CMD_FIELDS, (M, K, N, act_base, load)):
+            word |= int(value) << pos
+            pos += width
+        return word
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["array"] = self.array.as_dict()
+        return d
+
+
+class AccelTiming:
+    """Cycle constants of the accelerator around :class:`Timing` (``docs/accelerator.md``,
+    "Timing"); :mod:`rf8hw.accel.accel_cycles` builds the exact GEMM schedule on them and the
+    tests check it against the Amaranth simulation of :class:`rf8hw.hdl.accelerator.RF8Accelerator`.
+
+    Attributes
+    ----------
+    array : Timing
+    post_latency : int
+        3: cycles from the accumulator stage taking a last-K result row to the result beat being
+        offered on ``out`` (two post-processing registers, then the result FIFO).
+    stream_to_buffer : int
+        1: the bubble when a ``load = 1`` command's activations switch from the input stream
+        (N tile 0) to the buffer (N tile 1; the buffer's read takes a cycle).
+    """
+
+    def __init__(self, acfg: AccelConfig):
+        if not isinstance(acfg, AccelConfig):
+            raise TypeError(f"acfg must be an AccelConfig, not {acfg!r}")
+        self.array = Timing(acfg.array)
+        self.post_latency = 3
+        self.stream_to_buffer = 1
+
+    def check_cycles(self, K: int) -> int:
+        """Cycles from a command's handshake to the first cycle its activations are offered:
+        ``1 + ceil(K / rows)`` (the buffer-range check adds ``M`` once per K tile)."""
+        return 1 + -(-K // self.array.rows)

@@ -1,0 +1,305 @@
+"""The GEMM accelerator: the systolic :class:`~rf8hw.hdl.array.RF8Array` plus an activation buffer,
+an accumulator buffer across K tiles, per-column post-processing and a command-driven sequencer
+(``docs/accelerator.md`` has the block diagram, the command format and the timing).
+
+One command ``(M, K, N, act_base, load)`` runs ``y = post(a[M, K] @ W(codes[K, N]))``:
+
+* **tiles**: ``kt = ceil(K / rows)`` K tiles by ``nt = ceil(N / cols)`` N tiles, in the order
+  N tile ``j`` outer, K tile ``i`` inner; every tile streams all ``M`` activation rows through the
+  array (weights double-buffered in the PEs, as the bare array does);
+* **activations**: with ``load = 1`` the ``M * kt`` activation beats (``a[m, i*rows : (i+1)*rows]``,
+  ``i`` outer, ``m`` inner) come in on ``act`` during N tile 0 and are written into the activation
+  buffer from row ``act_base`` on; N tiles ``1 .. nt-1`` (and every N tile with ``load = 0``)
+  read them back from the buffer;
+* **weights**: ``rows`` beats per tile on ``w``, straight into the array, in tile order;
+* **accumulation**: the array's partial sums of K tile ``i`` for row ``m`` are added into entry ``m``
+  of the accumulator buffer (``acc_bits`` wide, ``max_m`` deep); the last K tile's sums go to
+  post-processing instead of back into the buffer;
+* **post-processing** (:mod:`rf8hw.format.postproc`): per column ``(acc + bias) * mult``, a
+  rounding right shift by ``shift``, saturation to ``out_bits``; one ``par`` beat (bias, mult,
+  shift for each of the ``cols`` columns) per N tile, taken when that N tile's last result row
+  is post-processed;
+* **results**: ``M`` beats per N tile on ``out`` (``y[m, j*cols : (j+1)*cols]``), ``last`` on the
+  command's final beat.
+
+A command is accepted only while none runs.  It is checked against the configuration (``1 <= M
+<= max_m``, ``1 <= K <= max_k``, ``N >= 1``, ``act_base + M * kt <= act_depth``, the rule of
+:meth:`rf8hw.arch.AccelConfig.command_error`): a refused command sets the sticky ``err_cmd`` flag
+and runs nothing.  The check of the buffer range takes ``kt`` cycles after the command handshake
+(a loop adding ``M`` per K tile: no multiplier, no divider).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rf8hw.arch import CMD_FIELDS, AccelConfig
+from rf8hw.format import postproc
+from rf8hw.hdl.array import RF8Array, weight_beat_layout
+
+__all__ = ["cmd_layout", "act_row_layout", "param_layout", "out_beat_layout", "OUT_FIFO_DEPTH",
+           "RF8Accelerator"]
+
+#: Depth of the result FIFO; the post-processing pipeline (2 stages) never stalls, so the array's
+#: results are taken only while the pipeline and the FIFO together hold fewer than this.
+OUT_FIFO_DEPTH = 4
+
+
+def cmd_layout() -> data.StructLayout:
+    """One command beat: the fields of :data:`rf8hw.arch.CMD_FIELDS`, low bits first."""
+    return data.StructLayout({name: unsigned(width) for name, width in CMD_FIELDS})
+
+
+def act_row_layout(rows: int, act_bits: int) -> data.ArrayLayout:
+    """One activation beat (and activation-buffer row): ``a[m, i*rows + k]`` in element ``k``."""
+    return data.ArrayLayout(signed(act_bits), rows)
+
+
+def param_layout(cols: int, acc_bits: int) -> data.ArrayLayout:
+    """One parameter beat: ``(bias, mult, shift)`` of each of the N tile's ``cols`` columns."""
+    return data.ArrayLayout(data.StructLayout({
+        "bias": signed(acc_bits), "mult": unsigned(postproc.MULT_BITS),
+        "shift": unsigned(postproc.SHIFT_BITS)}), cols)
+
+
+def out_beat_layout(cols: int, out_bits: int) -> data.StructLayout:
+    """One result beat: ``y[m, j*cols + n]`` in element ``n``; ``last`` on the command's last."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(out_bits), cols), "last": 1})
+
+
+def _counter(limit: int, name: str) -> Signal:
+    # at least one bit wide (Verilator rejects zero-width vectors)
+    return Signal(range(max(limit, 2)), name=name)
+
+
+class RF8Accelerator(wiring.Component):
+    """The accelerator core with valid/ready streams (the AXI4-Stream top is
+    :class:`rf8hw.hdl.accel_axi.RF8AccelAxiTop`).
+
+    Parameters
+    ----------
+    acfg : AccelConfig
+    pe_class : PE class, optional
+        As :class:`rf8hw.hdl.array.RF8Array`.
+
+    Members
+    -------
+    cmd : In(stream.Signature(cmd_layout()))
+        Commands; ``cmd.ready`` is high while no command runs or is being checked.
+    w : In(stream.Signature(weight_beat_layout(cols)))
+        Weight tiles, ``rows`` beats per tile, tiles in (N tile, K tile) order; zero codes pad
+        the ragged edges.  Passed to the array unchanged.
+    act : In(stream.Signature(act_row_layout(rows, act_bits)))
+        Activation rows of a ``load = 1`` command (zeros pad K up to ``kt * rows``).
+    par : In(stream.Signature(param_layout(cols, acc_bits)))
+        One post-processing beat per N tile (2-entry FIFO inside).
+    out : Out(stream.Signature(out_beat_layout(cols, out_bits)))
+        Results, ``M`` beats per N tile.
+    busy : Out(1)
+        A command is running (from the end of its check to its last result row leaving the
+        accumulator stage; the post-processing pipeline and the result FIFO may still hold rows).
+    err_cmd : Out(1)
+        Sticky until reset: a command was refused.
+    err_w_last : Out(1)
+        The array's sticky weight-``last`` protocol error.
+    """
+
+    def __new__(cls, acfg: AccelConfig, *args, **kwargs):
+        if not isinstance(acfg, AccelConfig):
+            raise TypeError(f"acfg must be an AccelConfig, not {acfg!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, acfg: AccelConfig, pe_class=None):
+        self.acfg = acfg
+        cfg = acfg.array
+        self.array = RF8Array(cfg, pe_class)
+        self.rows, self.cols = cfg.rows, cfg.cols
+        self.act_bits, self.acc_bits, self.out_bits = cfg.act_bits, cfg.acc_bits, acfg.out_bits
+        self.timing = self.array.timing
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout())),
+            "w": In(stream.Signature(weight_beat_layout(cfg.cols, self.array.pe.weight_bits))),
+            "act": In(stream.Signature(act_row_layout(cfg.rows, cfg.act_bits))),
+            "par": In(stream.Signature(param_layout(cfg.cols, cfg.acc_bits))),
+            "out": Out(stream.Signature(out_beat_layout(cfg.cols, acfg.out_bits))),
+            "busy": Out(1),
+            "err_cmd": Out(1),
+            "err_w_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acfg = self.acfg
+        rows, cols, A = self.rows, self.cols, self.acc_bits
+        max_m, max_k, depth = acfg.max_m, acfg.max_k, acfg.act_depth
+        kt_max = -(-max_k // rows)
+        m.submodules.array = arr = self.array
+
+        # --- weights: straight into the array ------------------------------------------------
+        m.d.comb += [arr.w.p.eq(self.w.p), arr.w.valid.eq(self.w.valid),
+                     self.w.ready.eq(arr.w.ready), self.err_w_last.eq(arr.err_w_last)]
+
+        # --- command: accept, check, start --------------------------------------------------
+        cM, cK, cN = Signal(16, name="cmd_M"), Signal(16, name="cmd_K"), Signal(16, name="cmd_N")
+        cbase, cload = Signal(16, name="cmd_act_base"), Signal(name="cmd_load")
+        busy, checking = Signal(name="busy"), Signal(name="checking")
+        chk_k = Signal(17, name="chk_k")                       # K position of the K tile checked
+        chk_end = Signal(range((1 << 16) + max_m * kt_max + 1), name="chk_end")
+        start = Signal()
+        p = self.cmd.p
+        m.d.comb += [self.cmd.ready.eq(~busy & ~checking), self.busy.eq(busy)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [cM.eq(p.M), cK.eq(p.K), cN.eq(p.N), cbase.eq(p.act_base),
+                         cload.eq(p.load), chk_k.eq(0), chk_end.eq(p.act_base)]
+            with m.If((p.M >= 1) & (p.M <= max_m) & (p.K >= 1) & (p.K <= max_k) & (p.N >= 1)):
+                m.d.sync += checking.eq(1)
+            with m.Else():
+                m.d.sync += self.err_cmd.eq(1)
+        with m.If(checking):                # one cycle per K tile: chk_end += M
+            m.d.sync += [chk_k.eq(chk_k + rows), chk_end.eq(chk_end + cM)]
+            with m.If(chk_k + rows >= cK):
+                m.d.sync += checking.eq(0)
+                with m.If(chk_end + cM <= depth):
+                    m.d.comb += start.eq(1)
+                    m.d.sync += busy.eq(1)
+                with m.Else():
+                    m.d.sync += self.err_cmd.eq(1)
+
+        # --- activation feeder: stream (N tile 0 of a load command) or buffer ------------------
+        # every memory at least 2 deep: a 1-deep one would have a zero-width address, which
+        # Verilator rejects (the extra row is never used)
+        m.submodules.act_mem = act_mem = Memory(shape=act_row_layout(rows, self.act_bits),
+                                                depth=max(depth, 2), init=[])
+        act_wr = act_mem.write_port()
+        act_rd = act_mem.read_port()
+        f_run = Signal(name="feed_run")
+        f_m = _counter(max_m, "feed_m")
+        f_k = Signal(17, name="feed_k")
+        f_n = Signal(17, name="feed_n")
+        f_addr = _counter(depth, "feed_addr")
+        pf_valid, pf_last = Signal(name="prefetch_valid"), Signal(name="prefetch_last")
+        f_last_row = Signal()
+        use_stream = Signal()
+        stream_take, issue_rd, advance = Signal(), Signal(), Signal()
+        m.d.comb += [
+            f_last_row.eq(f_m + 1 == cM),
+            use_stream.eq(f_run & cload & (f_n == 0)),
+            stream_take.eq(use_stream & self.act.valid & arr.act.ready),
+            issue_rd.eq(f_run & ~use_stream & (~pf_valid | arr.act.ready)),
+            advance.eq(stream_take | issue_rd),
+            self.act.ready.eq(use_stream & arr.act.ready),
+            arr.act.valid.eq((use_stream & self.act.valid) | pf_valid),
+            arr.act.p.data.eq(Mux(pf_valid, act_rd.data, self.act.p)),
+            arr.act.p.last.eq(Mux(pf_valid, pf_last, f_last_row)),
+            act_wr.addr.eq(f_addr), act_wr.en.eq(stream_take), act_wr.data.eq(self.act.p),
+            act_rd.addr.eq(f_addr), act_rd.en.eq(issue_rd),
+        ]
+        with m.If(issue_rd):
+            m.d.sync += [pf_valid.eq(1), pf_last.eq(f_last_row)]
+        with m.Elif(pf_valid & arr.act.ready):
+            m.d.sync += pf_valid.eq(0)
+        with m.If(start):
+            m.d.sync += [f_run.eq(1), f_m.eq(0), f_k.eq(0), f_n.eq(0), f_addr.eq(cbase)]
+        with m.Elif(advance):
+            m.d.sync += [f_addr.eq(f_addr + 1), f_m.eq(f_m + 1)]
+            with m.If(f_last_row):
+                m.d.sync += f_m.eq(0)
+                with m.If(f_k + rows >= cK):
+                    m.d.sync += [f_k.eq(0), f_addr.eq(cbase)]
+                    with m.If(f_n + cols >= cN):
+                        m.d.sync += [f_run.eq(0), f_n.eq(0)]
+                    with m.Else():
+                        m.d.sync += f_n.eq(f_n + cols)
+                with m.Else():
+                    m.d.sync += f_k.eq(f_k + rows)
+
+        # --- accumulation across K tiles ----------------------------------------------------
+        row_layout = data.ArrayLayout(signed(A), cols)
+        m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max(max_m, 2), init=[])
+        acc_wr = acc_mem.write_port()
+        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
+        m.submodules.par_fifo = par_fifo = fifo.SyncFIFO(
+            width=param_layout(cols, A).size, depth=2)
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(
+            width=out_beat_layout(cols, self.out_bits).size, depth=OUT_FIFO_DEPTH)
+        par = data.View(param_layout(cols, A), par_fifo.r_data)
+        m.d.comb += [par_fifo.w_data.eq(self.par.p), par_fifo.w_en.eq(self.par.valid),
+                     self.par.ready.eq(par_fifo.w_rdy)]
+
+        r_m = _counter(max_m, "res_m")
+        r_k = Signal(17, name="res_k")
+        r_n = Signal(17, name="res_n")
+        r_first_k, r_last_k, r_last_n, r_last_row = Signal(), Signal(), Signal(), Signal()
+        next_m = _counter(max_m, "res_next_m")
+        s1_valid, s2_valid = Signal(name="post1_valid"), Signal(name="post2_valid")
+        room, take = Signal(), Signal()
+        m.d.comb += [
+            r_first_k.eq(r_k == 0),
+            r_last_k.eq(r_k + rows >= cK),
+            r_last_n.eq(r_n + cols >= cN),
+            r_last_row.eq(r_m + 1 == cM),
+            next_m.eq(Mux(r_last_row, 0, r_m + 1)),
+            room.eq(s1_valid + s2_valid + out_fifo.level < OUT_FIFO_DEPTH),
+            arr.acc.ready.eq(room & (~r_last_k | par_fifo.r_rdy)),
+            take.eq(arr.acc.valid & arr.acc.ready),
+        ]
+        total = Signal(row_layout)
+        for n in range(cols):
+            m.d.comb += total[n].eq(Mux(r_first_k, arr.acc.p.data[n],
+                                        acc_rd.data[n] + arr.acc.p.data[n]))
+        m.d.comb += [
+            acc_wr.addr.eq(r_m), acc_wr.en.eq(take & ~r_last_k), acc_wr.data.eq(total),
+            acc_rd.addr.eq(Mux(take, next_m, r_m)), acc_rd.en.eq(1),
+            par_fifo.r_en.eq(take & r_last_k & r_last_row),
+        ]
+        with m.If(take):
+            m.d.sync += r_m.eq(next_m)
+            with m.If(r_last_row):
+                with m.If(r_last_k):
+                    m.d.sync += r_k.eq(0)
+                    with m.If(r_last_n):
+                        m.d.sync += [r_n.eq(0), busy.eq(0)]
+                    with m.Else():
+                        m.d.sync += r_n.eq(r_n + cols)
+                with m.Else():
+                    m.d.sync += r_k.eq(r_k + rows)
+
+        # --- post-processing: stage 1 v = acc + bias, stage 2 p = v * mult, then the rounding
+        # shift and saturation into the result FIFO ------------------------------------------------
+        vw, pw = A + 1, A + 1 + postproc.MULT_BITS + 1
+        s1_last, s2_last = Signal(), Signal()
+        m.d.sync += [s1_valid.eq(take & r_last_k), s1_last.eq(r_last_row & r_last_n),
+                     s2_valid.eq(s1_valid), s2_last.eq(s1_last)]
+        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        result = Signal(out_beat_layout(cols, self.out_bits))
+        for n in range(cols):
+            v = Signal(signed(vw), name=f"post_v_{n}")
+            mult1 = Signal(postproc.MULT_BITS, name=f"post_mult_{n}")
+            sh1 = Signal(postproc.SHIFT_BITS, name=f"post_shift1_{n}")
+            prod = Signal(signed(pw), name=f"post_p_{n}")
+            sh2 = Signal(postproc.SHIFT_BITS, name=f"post_shift2_{n}")
+            m.d.sync += [v.eq(total[n] + par[n].bias), mult1.eq(par[n].mult),
+                         sh1.eq(par[n].shift),
+                         prod.eq(v * Cat(mult1, Const(0, 1)).as_signed()), sh2.eq(sh1)]
+            # floor((p + 2**(s-1)) / 2**s) = floor((floor(p / 2**(s-1)) + 1) / 2) for s >= 1:
+            # one arithmetic shift by s-1, an increment and a shift by one (no 64-bit constant)
+            part = Signal(signed(pw), name=f"post_q_{n}")
+            rounded = Signal(signed(pw), name=f"post_r_{n}")
+            m.d.comb += [
+                part.eq(prod >> Mux(sh2 == 0, 0, (sh2 - 1)[:postproc.SHIFT_BITS])),
+                rounded.eq(Mux(sh2 == 0, prod, (part + 1) >> 1)),
+            ]
+            # saturation: the value fits out_bits when every bit from out_bits-1 up equals the
+            # sign (an and/or reduction instead of two wide comparisons)
+            top = rounded[self.out_bits - 1:]
+            m.d.comb += result.data[n].eq(
+                Mux(top.all() | ~top.any(), rounded[:self.out_bits],
+                    Mux(rounded[-1], lo, hi)))
+        m.d.comb += [
+            result.last.eq(s2_last),
+            out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(s2_valid),
+            self.out.valid.eq(out_fifo.r_rdy), self.out.p.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(self.out.ready),
+        ]
+        return m
