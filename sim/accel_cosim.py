@@ -99,7 +99,7 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
         "jobs": [{"cmd": [hex(j.cmd)], "w": [hex(w) for w, _ in j.w_beats],
                   "w_last": [int(x) for _, x in j.w_beats], "a": [hex(x) for x in j.a_beats],
                   "p": [hex(x) for x in j.p_beats], "n_out": len(j.expected)} for j in jobs]}))
-    request = {"simulator": simulator, "test_module": "rf8hw.sim.accel_cocotb",
+    request = {"simulator": simulator, "host_pid": os.getpid(), "test_module": "rf8hw.sim.accel_cocotb",
                "hdl_toplevel": acfg.module_name, "build_dir": str(build_dir),
                "test_dir": str(job_file.parent), "plusargs": [f"+rf8hw_accel_job={job_file}"],
                "hdl_toplevel_lang": "verilog", "log_file": str(job_file.with_suffix(".log")),
