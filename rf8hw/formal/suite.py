@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.arch import MAX_DIM, PE_KINDS, ArrayConfig
+from rf8hw.arch import DEFAULT_PE, MAX_DIM, PE_KINDS, ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.formal import sby
 from rf8hw.format import spec
@@ -61,8 +61,9 @@ class ProveConfig:
                 "many minutes: docs/verification.md)"})
     shapes: tuple = field(default=("1x1", "2x2", "2x3", "3x2", "3x3"), metadata={
         "help": "array shapes ROWSxCOLS of the AXI4-Stream protocol proofs", "item": str})
-    protocol_pe: str = field(default="rf8", metadata={
-        "help": "PE kind of the arrays in the protocol proofs", "choices": tuple(PE_KINDS)})
+    protocol_pes: tuple = field(default=("rf8", DEFAULT_PE), metadata={
+        "help": "PE kinds of the arrays in the protocol and combinational-path proofs (default: "
+                "the reference and the default kind)", "item": str, "choices": tuple(PE_KINDS)})
     only: tuple = field(default=(), metadata={
         "help": "run only the tasks whose name contains one of these words (default: all)",
         "item": str})
@@ -77,7 +78,11 @@ class ProveConfig:
         object.__setattr__(self, "shapes", tuple(self.shapes))
         for s in self.shapes:
             _shape(s)
-        checks.choice("protocol_pe", self.protocol_pe, tuple(PE_KINDS))
+        object.__setattr__(self, "protocol_pes", tuple(dict.fromkeys(self.protocol_pes)))
+        if not self.protocol_pes:
+            raise ValueError("protocol_pes needs at least one PE kind")
+        for pe in self.protocol_pes:
+            checks.choice("protocol_pes", pe, tuple(PE_KINDS))
         object.__setattr__(self, "only", tuple(self.only))
         checks.integer("depth", self.depth, 2, 30)
         checks.integer("jobs", self.jobs, 1, 64)
@@ -146,20 +151,20 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                    {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b), "overflow": ov},
                    depth=config.depth)
               for kind in EQUIVALENCE_KINDS for ov in spec.OVERFLOW_MODES]
-    for text in config.shapes:
-        rows, cols = _shape(text)
-        tasks.append(Task(f"protocol_{config.protocol_pe}_{rows}x{cols}_a2_acc21", "protocol",
-                          {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
-                           "pe": config.protocol_pe, "properties": list(PROPERTIES)},
-                          depth=config.depth))
-    for text in dict.fromkeys((*config.shapes, *PATH_SHAPES)):
-        rows, cols = _shape(text)
-        cfg = ArrayConfig(rows, cols, pe=config.protocol_pe)          # full default widths
-        tasks.append(Task(f"no_comb_path_{config.protocol_pe}_{rows}x{cols}_a{cfg.act_bits}"
-                          f"_acc{cfg.acc_bits}", "comb_path",
-                          {"rows": rows, "cols": cols, "act_bits": cfg.act_bits,
-                           "acc_bits": cfg.acc_bits, "pe": config.protocol_pe}, mode="structure",
-                          depth=0))
+    for pe in config.protocol_pes:
+        for text in config.shapes:
+            rows, cols = _shape(text)
+            tasks.append(Task(f"protocol_{pe}_{rows}x{cols}_a2_acc21", "protocol",
+                              {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
+                               "pe": pe, "properties": list(PROPERTIES)}, depth=config.depth))
+    for pe in config.protocol_pes:
+        for text in dict.fromkeys((*config.shapes, *PATH_SHAPES)):
+            rows, cols = _shape(text)
+            cfg = ArrayConfig(rows, cols, pe=pe)          # full default widths
+            tasks.append(Task(f"no_comb_path_{pe}_{rows}x{cols}_a{cfg.act_bits}_acc{cfg.acc_bits}",
+                              "comb_path", {"rows": rows, "cols": cols, "act_bits": cfg.act_bits,
+                                            "acc_bits": cfg.acc_bits, "pe": pe},
+                              mode="structure", depth=0))
     return _only(tasks, config.only, [t.name for t, _ in mutant_tasks(config)])
 
 
@@ -291,13 +296,13 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
               mutant="StageIgnoresCePE"), "equivalence (stage register's enable dropped)"),
     ]
     out.append((Task("mutant_no_comb_path_2x2", "comb_path",
-                     {"rows": 2, "cols": 2, "act_bits": 8, "acc_bits": 40, "pe": config.protocol_pe},
+                     {"rows": 2, "cols": 2, "act_bits": 8, "acc_bits": 40, "pe": config.protocol_pes[0]},
                      mode="structure", depth=0, mutant="tready_path"),
                 "no combinational path (m_axis_acc_tready ANDed into s_axis_a_tready)"))
     for prop, what in AXI_MUTATIONS.items():
         out.append((Task(f"mutant_protocol_{prop}", "protocol",
                          {"rows": 2, "cols": 2, "act_bits": 2, "acc_bits": 21,
-                          "pe": config.protocol_pe, "properties": [prop]},
+                          "pe": config.protocol_pes[0], "properties": [prop]},
                          depth=max(d, MUTANT_DEPTH["protocol"]), mutant=prop),
                     f"{prop} ({what})"))
     if select and config.only:
