@@ -228,6 +228,14 @@ class QuantLinear(nn.Module):
                                                                {k: v.cpu() for k, v in self.params().items()}
                                                                ).to(self.codes.device))
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The decoded weight as ``nn.Linear`` holds it, float32 ``[out_features, in_features]``: a
+        new tensor at each access (the layer stores codes only; writing to it changes nothing).
+        For code that reads ``layer.weight`` of every linear layer, e.g. Hugging Face weight
+        initialisation of a loaded model (``init.normal_(module.c_proj.weight)`` in GPT-2)."""
+        return self._weight_nk().clone()
+
     def _weight_nk(self) -> torch.Tensor:
         return self._cached("weight_nk", lambda: self.weight_kn().T.contiguous())
 
