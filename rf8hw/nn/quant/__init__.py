@@ -59,6 +59,7 @@ from rf8hw.nn.quant.saveload import (
                                     save_quantized,
 )
 from rf8hw.nn.quant.whole_model import (
+                                    bitexact_layers,
                                     calibrate,
                                     overflow_report,
                                     quant_layers,
@@ -75,7 +76,8 @@ __all__ = [
     # layer
     "MODES", "ACT_DYNAMIC", "QuantLinear", "is_conv1d", "is_linear_like",
     # whole model
-    "quant_layers", "rf8_layers", "sqnr_db", "set_mode", "calibrate", "overflow_report", "reset_stats",
+    "quant_layers", "rf8_layers", "bitexact_layers", "sqnr_db", "set_mode", "calibrate", "overflow_report",
+    "reset_stats",
     # files
     "FILE_FORMAT", "FILE_VERSION", "LAYER_FIELDS", "mark_hf_configs", "save_quantized",
     "load_quantized",
