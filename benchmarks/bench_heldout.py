@@ -12,10 +12,12 @@ weight-only fake-quant unless the row says otherwise.
   through ``rf8hw.zoo.smollm2.calibration_text`` (which refuses a held-out text).
 * Rows: fp32; RF8 RTN nearest and paper rounding; INT8 per-channel RTN (weight-only); INT8 W8A8
   *simulated* (INT8 per-channel weights, per-token symmetric INT8 activations rounded half-even
-  with scale max|x|/127, in float32: not the bit-exact integer path); RF8 RTN nearest and the
-  recipe on the bit-exact path with per-token INT8 activations (``set_mode(..., "bitexact")``);
-  the current best recipe (``scale_search`` on 128 sampled rows + GPTQ in activation order) per
-  seed; ``--extra`` adds rows by name (``rf8_scale``, ``rf8_gptq_act``, ``rf8_scale_gptq_act_damp0.1``).
+  with scale max|x|/127, in float32); the current best recipe (``scale_search`` on 128 sampled
+  rows + GPTQ in activation order) per seed; with ``--bitexact`` (default) RF8 RTN nearest, the
+  recipe (seed 0) and INT8 RTN on the bit-exact path with per-token INT8 activations
+  (``set_mode(..., "bitexact")``: RF8 and INT8 W8A8 arrays, the same activations and
+  accumulator); ``--extra`` adds rows by name (``rf8_scale``, ``rf8_gptq_act``,
+  ``rf8_scale_gptq_act_damp0.1``).
 
 MiniLM (``--models minilm``; all 37 Linear, ``quantize_``'s default selection): mean and min
 cosine of each domain's 64 sentences (``rf8hw.zoo.minilm.heldout_sentences``) against fp32, the
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-length", type=int, default=128)
     ap.add_argument("--extra", default="", help="comma-separated extra recipe rows (per seed)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bitexact", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the bit-exact per-token rows (slow: float64 GEMMs)")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.models.split(","):
@@ -171,6 +176,10 @@ def _baseline_rows(evaluate, quantized) -> None:
 
 
 def smollm2_part(args, out: Path) -> None:
+    """Rows in the order the goals need them (a stopped run keeps the most useful ones): fp32, RF8
+    RTN nearest, INT8 RTN and simulated W8A8, the recipe per seed, RF8 paper rounding, then the
+    bit-exact rows (``--bitexact``).  ``--resume``: rows already in ``out`` (same settings) are kept,
+    not measured again."""
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = {k: EXTRA[k] for k in args.extra.split(",") if k}
     model, tok = smollm2.load()
@@ -179,8 +188,15 @@ def smollm2_part(args, out: Path) -> None:
            "evaluation": f"per domain {args.windows} windows x {args.length} tokens, evenly spaced",
            "calibration": f"per seed {args.calib_windows} Shakespeare windows x {args.calib_length} tokens",
            "domains": list(wins), "seeds": seeds, "rows": {}, "complete": False}
+    if args.resume and out.is_file():
+        old = json.loads(out.read_text())
+        if all(old.get(k) == res[k] for k in ("model", "evaluation", "calibration", "domains")):
+            res["rows"] = old["rows"]
     save, evaluate = _runner(res, out, lambda m: {d: smollm2.Perplexity(w)(m)["perplexity"]
                                                   for d, w in wins.items()}, model)
+
+    def have(name, seed=None):
+        return any(r.get("seed") == seed for r in res["rows"].get(name, []))
 
     def quantized(cfg, calibrate=None):
         q = copy.deepcopy(model)
@@ -190,25 +206,57 @@ def smollm2_part(args, out: Path) -> None:
             quant.quantize_(q, quant.QuantConfig(**cfg), quantize_tied_lm_head=True, calibrate=calibrate)
         return q, round(time.perf_counter() - t, 1)
 
-    evaluate("fp32", model)
-    _baseline_rows(evaluate, quantized)
+    if not have("fp32"):
+        evaluate("fp32", model)
+    for name, cfg in (("rf8_nearest", dict(fmt="rf8")), ("int8_nearest", dict(fmt="int8"))):
+        if have(name) and (name != "int8_nearest" or have("int8_w8a8_simulated")):
+            continue
+        q, dt = quantized(cfg)
+        if not have(name):
+            evaluate(name, q, {"quantize_s": dt})
+        if name == "int8_nearest":
+            hooks = act_int8_per_token(q)
+            evaluate("int8_w8a8_simulated", q)
+            for h in hooks:
+                h.remove()
+        del q
     layers = [n for n, m in model.named_modules() if quant.is_linear_like(m)]
+    best0 = None
     for i, seed in enumerate(seeds):
+        todo = {n: c for n, c in {"rf8_scale_gptq_act": BEST, **extra}.items()
+                if not have(n, seed if quant.QuantConfig(**c).needs_calibration else None)
+                and (i == 0 or quant.QuantConfig(**c).needs_calibration)}
+        if not todo and not (i == 0 and args.bitexact):
+            continue
         t = time.perf_counter()
         calib = calibration(tok, args.calib_windows, args.calib_length, seed)
         H = gptq.hessians(model, layers, lambda m, c=calib: smollm2.Perplexity(c)(m))
         hs = round(time.perf_counter() - t, 1)
-        for name, cfg in {"rf8_scale_gptq_act": BEST, **extra}.items():
+        for name, cfg in ({"rf8_scale_gptq_act": BEST} if i == 0 and args.bitexact else {}) | todo:
             needs = quant.QuantConfig(**cfg).needs_calibration
-            if i and not needs:
-                continue
             q, dt = quantized(cfg, H if needs else None)
-            evaluate(name, q, {"seed": seed if needs else None, "quantize_s": dt, "hessians_s": hs})
+            if name in todo:
+                evaluate(name, q, {"seed": seed if needs else None, "quantize_s": dt, "hessians_s": hs})
             if name == "rf8_scale_gptq_act" and i == 0:
-                quant.set_mode(q, "bitexact")
-                evaluate("rf8_scale_gptq_act_bitexact_token", q, {"seed": seed})
+                best0 = q
             del q
         del H
+    if not have("rf8_paper"):
+        q, dt = quantized(dict(fmt="rf8", rounding="paper"))
+        evaluate("rf8_paper", q, {"quantize_s": dt})
+        del q
+    if args.bitexact:
+        if not have("rf8_nearest_bitexact_token"):
+            q, _ = quantized(dict(fmt="rf8"))
+            evaluate("rf8_nearest_bitexact_token", quant.set_mode(q, "bitexact"))
+            del q
+        if best0 is not None and not have("rf8_scale_gptq_act_bitexact_token", seeds[0]):
+            evaluate("rf8_scale_gptq_act_bitexact_token", quant.set_mode(best0, "bitexact"),
+                     {"seed": seeds[0]})
+        if not have("int8_nearest_bitexact_token"):
+            q, _ = quantized(dict(fmt="int8"))
+            evaluate("int8_nearest_bitexact_token", quant.set_mode(q, "bitexact"))
+            del q
     res["complete"] = True
     save()
 

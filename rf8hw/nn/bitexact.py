@@ -8,7 +8,10 @@ level and counters and calls :func:`linear`, and the model-level functions (``se
 
 The arithmetic parameters are those of an :class:`~rf8hw.arch.ArrayConfig`: ``act_bits``,
 ``acc_bits`` and ``overflow``.  Its ``rows``/``cols`` do not change any number here (see the tiling
-note below) and its ``pe`` must be an RF8 kind.
+note below) and its ``pe`` must be a kind of the layer's weight format.  The INT8 / FP8-E4M3
+baselines (:func:`baseline_gemm`, W8A8) follow rules 1-3 with their own integer weights
+(``rf8hw.format.baselines``: the INT8 byte, the FP8 value times ``2**9``) and dequantize as
+``acc * ((act_scale * scale) * 2**-s)``, ``s`` = 0 (INT8) or 9 (FP8), rounded once.
 
 What one layer computes, step by step (``docs/estimates.md`` has the same rules in prose):
 
