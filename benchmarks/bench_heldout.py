@@ -73,6 +73,39 @@ def act_int8_per_token(model) -> list:
     return [m.register_forward_pre_hook(hook) for m in quant.quant_layers(model).values()]
 
 
+LABELS = {"fp32": "fp32", "rf8_nearest": "RF8 RTN nearest", "rf8_paper": "RF8 RTN paper rounding",
+          "int8_nearest": "INT8 per-channel RTN (weight-only)",
+          "int8_w8a8_simulated": "INT8 W8A8, simulated (per-token INT8 activations in float32)",
+          "rf8_scale_gptq_act": "RF8 scale search + GPTQ act order (current best recipe)",
+          "rf8_nearest_bitexact_token": "RF8 RTN nearest, bit-exact, per-token INT8 activations",
+          "rf8_scale_gptq_act_bitexact_token": "RF8 recipe (seed 0), bit-exact, per-token INT8 activations",
+          "int8_nearest_bitexact_token": "INT8 RTN, bit-exact W8A8 (per-token INT8 activations)"}
+
+
+def markdown(path) -> str:
+    """The per-domain table of a result file: mean (± sd over seeds) and the change against fp32
+    (SmolLM2, perplexity) or the min cosine (MiniLM)."""
+    res = json.loads(Path(path).read_text())
+    doms, rows = res["domains"], res["rows"]
+    ppl = "fp32" in rows
+    head = "| variant | seeds | " + " | ".join(doms) + " |"
+    lines = [head, "|---|--:|" + "--:|" * len(doms)]
+    for name, runs in rows.items():
+        cells = []
+        for d in doms:
+            v = torch.tensor([r[d] for r in runs], dtype=torch.float64)
+            txt = f"{float(v.mean()):.2f}" if ppl else f"{float(v.mean()):.5f}"
+            if len(v) > 1:
+                txt += f" ± {float(v.std()):.2f}" if ppl else f" ± {float(v.std()):.5f}"
+            if ppl and name != "fp32":
+                txt += f" ({100 * (float(v.mean()) / rows['fp32'][0][d] - 1):+.1f} %)"
+            if not ppl:
+                txt += f" (min {min(r[d + '_min'] for r in runs):.4f})"
+            cells.append(txt)
+        lines.append(f"| {LABELS.get(name, name)} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="smollm2,minilm")
@@ -87,7 +120,11 @@ def main(argv=None) -> int:
     ap.add_argument("--bitexact", action=argparse.BooleanOptionalAction, default=True,
                     help="also the bit-exact per-token rows (slow: float64 GEMMs)")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
+    ap.add_argument("--markdown", metavar="JSON", help="print the table of a result file and stop")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown), end="")
+        return 0
     torch.set_num_threads(args.threads)
     for name in args.models.split(","):
         {"smollm2": smollm2_part, "minilm": minilm_part}[name](args, Path(args.json.format(model=name)))
