@@ -269,7 +269,7 @@ def smollm2_part(args, out: Path) -> None:
         calib = calibration(tok, args.calib_windows, args.calib_length, seed)
         H = gptq.hessians(model, layers, lambda m, c=calib: smollm2.Perplexity(c)(m))
         hs = round(time.perf_counter() - t, 1)
-        for name, cfg in ({"rf8_scale_gptq_act": BEST} if i == 0 and args.bitexact else {}) | todo:
+        for name, cfg in (({"rf8_scale_gptq_act": BEST} if i == 0 and args.bitexact else {}) | todo).items():
             needs = quant.QuantConfig(**cfg).needs_calibration
             q, dt = quantized(cfg, H if needs else None)
             if name in todo:
