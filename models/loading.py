@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
+#: held-out evaluation texts, one per domain (``data/HELDOUT.md``): never calibration data
+HELDOUT = {name: DATA / "heldout" / f"{name}.txt" for name in ("legal", "technical", "governance")}
 
 
 def offline() -> None:

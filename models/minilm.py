@@ -34,6 +34,31 @@ def sentences(n: int | None = None) -> list[str]:
     return lines if n is None else lines[:n]
 
 
+def heldout_sentences(domain: str, n: int = 64) -> list[str]:
+    """``n`` sentences of the held-out text of ``domain`` (``loading.HELDOUT``; never calibration
+    data), evenly spaced through it.  A sentence: the text with each paragraph's lines joined, split
+    after ``.``, ``!`` or ``?`` followed by white space and a capital letter, kept when it has 40-300
+    characters, starts with a letter, is no bullet list (no `` * ``), has at least 70 % letters or
+    spaces, and was not kept before."""
+    import re
+
+    from rf8hw import checks
+
+    path = loading.HELDOUT[checks.choice("domain", domain, tuple(loading.HELDOUT))]
+    paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n", path.read_text())]
+    seen, out = set(), []
+    for para in paras:
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", para):
+            ok = (40 <= len(s) <= 300 and s[0].isalpha() and " * " not in s
+                  and sum(c.isalpha() or c == " " for c in s) >= 0.7 * len(s))
+            if ok and s not in seen:
+                seen.add(s)
+                out.append(s)
+    if len(out) < n:
+        raise ValueError(f"held-out text {domain!r} has {len(out)} sentences, fewer than {n}")
+    return [out[i * len(out) // n] for i in range(n)]
+
+
 def calibration_sentences() -> list[str]:
     """16 sentences disjoint from :func:`sentences`, for static scales and smoothing."""
     return [ln.strip() for ln in CALIBRATION.read_text().splitlines() if ln.strip()]

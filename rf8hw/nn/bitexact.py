@@ -8,7 +8,10 @@ level and counters and calls :func:`linear`, and the model-level functions (``se
 
 The arithmetic parameters are those of an :class:`~rf8hw.arch.ArrayConfig`: ``act_bits``,
 ``acc_bits`` and ``overflow``.  Its ``rows``/``cols`` do not change any number here (see the tiling
-note below) and its ``pe`` must be an RF8 kind.
+note below) and its ``pe`` must be a kind of the layer's weight format.  The INT8 / FP8-E4M3
+baselines (:func:`baseline_gemm`, W8A8) follow rules 1-3 with their own integer weights
+(``rf8hw.format.baselines``: the INT8 byte, the FP8 value times ``2**9``) and dequantize as
+``acc * ((act_scale * scale) * 2**-s)``, ``s`` = 0 (INT8) or 9 (FP8), rounded once.
 
 What one layer computes, step by step (``docs/estimates.md`` has the same rules in prose):
 
@@ -80,11 +83,12 @@ import torch
 
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
-from rf8hw.format import golden, spec
+from rf8hw.format import baselines, golden, spec
 from rf8hw.nn.params import non_negative
 
 __all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations",
-           "rf8_gemm", "weight_f64", "linear"]
+           "rf8_gemm", "weight_f64", "linear", "BASELINE_FORMATS", "WEIGHT_SHIFT", "baseline_weight_int",
+           "baseline_gemm", "baseline_linear"]
 
 #: dynamic activation scale granularities of the bit-exact path (module docstring, rule 1)
 ACT_DYNAMIC = ("token", "tensor")
@@ -300,6 +304,88 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
     cs = None if channel_scale is None else channel_scale.detach().cpu().numpy()
     y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array,
                              w_f64, w_absmax, cs)
+    if stats is not None:
+        stats.record(acc, exact, clipped, a.size)
+    out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)
+    if bias is not None:
+        out = out + bias.detach().to(out.dtype)
+    return out
+
+
+# ------------------------------------------------------------------ the baselines: INT8 and FP8-E4M3
+
+#: weight formats of the baseline arrays this module models besides RF8 (``rf8hw.format.baselines``)
+BASELINE_FORMATS = baselines.FORMATS
+
+
+def baseline_weight_int(codes, fmt: str) -> np.ndarray:
+    """Integer weights ``W(code)`` of a baseline PE (``rf8hw.format.baselines``: the INT8 byte, or the
+    FP8-E4M3 value times ``2**9``) of a uint8 code array, int64, same shape."""
+    checks.choice("baseline weight format", fmt, BASELINE_FORMATS)
+    table = np.array([baselines.WEIGHT_INT_FUNCS[fmt](c) for c in range(256)], dtype=np.int64)
+    return table[np.asarray(codes, dtype=np.uint8)]
+
+
+#: ``W(code) = value * 2**WEIGHT_SHIFT[fmt]``
+WEIGHT_SHIFT = {"int8": 0, "fp8_e4m3": baselines.FP8_E4M3_SCALE_BITS}
+
+
+def _accumulate(a: np.ndarray, w: np.ndarray, array: ArrayConfig, w_f64=None):
+    """``(acc, exact)`` of the integer GEMM ``a @ w`` (int64 ``[M, K]`` by ``[K, N]``) in an
+    ``array.acc_bits`` accumulator with ``array.overflow``, adding in k order (the rule of
+    :func:`rf8hw.format.golden.matmul`, for any integer weights)."""
+    amax = int(np.abs(a).max()) if a.size else 0
+    wmax = int(np.abs(w).max()) if w.size else 0
+    bound = a.shape[1] * amax * wmax
+    if bound < _F64_EXACT:
+        wf = torch.from_numpy(w.astype(np.float64)) if w_f64 is None else w_f64
+        exact = (torch.from_numpy(a.astype(np.float64)) @ wf).numpy().astype(np.int64)
+    else:
+        exact = a.astype(np.int64) @ w.astype(np.int64)
+    half = 1 << (array.acc_bits - 1)
+    if bound < half:
+        return exact, exact
+    if array.overflow == "wrap":           # wrapping every partial sum = wrapping the total
+        return ((exact + half) % (2 * half)) - half, exact
+    acc = np.zeros((a.shape[0], w.shape[1]), dtype=np.int64)
+    for k in range(a.shape[1]):            # saturate: every partial sum, in k order
+        acc = np.clip(acc + a[:, k:k + 1] * w[k][None, :], -half, half - 1)
+    return acc, exact
+
+
+def baseline_gemm(a: np.ndarray, act_scale, codes: np.ndarray, fmt: str, scale: np.ndarray,
+                  array: ArrayConfig | None = None, w_f64: torch.Tensor | None = None):
+    """The INT8 / FP8-E4M3 array's GEMM and its dequantization (W8A8 with the same activations as
+    the RF8 path, rules 1-2 of the module docstring)::
+
+        acc     = sum_k a[m, k] * W(codes[k, n])      (acc_bits accumulator, wrap or saturate)
+        y[m, n] = acc[m, n] * ((act_scale[m] * scale[n]) * 2**-WEIGHT_SHIFT[fmt])
+
+    ``act_scale[m] * scale[n]`` (two float32 values) and the power of two are exact in float64,
+    so ``y`` is rounded once (float64), like the RF8 path's rule 3.  Returns ``(y, acc, exact)``
+    as :func:`rf8_gemm`."""
+    array = ArrayConfig() if array is None else array
+    w = baseline_weight_int(codes, fmt)
+    acc, exact = _accumulate(np.asarray(a, dtype=np.int64), w, array, w_f64)
+    s = (np.asarray(act_scale, dtype=np.float64)
+         * np.asarray(scale, dtype=np.float32).astype(np.float64).reshape(-1))
+    y = acc.astype(np.float64) * (s * np.ldexp(1.0, -WEIGHT_SHIFT[fmt]))
+    return y, acc, exact
+
+
+def baseline_linear(x: torch.Tensor, codes: torch.Tensor, fmt: str, scale: torch.Tensor,
+                    bias: torch.Tensor | None = None, array: ArrayConfig | None = None,
+                    absmax: float | None = None, stats: OverflowStats | None = None,
+                    granularity: str = "token", w_f64: torch.Tensor | None = None) -> torch.Tensor:
+    """Bit-exact forward of one INT8 / FP8-E4M3 layer (``QuantLinear`` of that ``fmt`` in
+    ``mode="bitexact"``): :func:`linear` with :func:`baseline_gemm` in place of :func:`rf8_gemm`;
+    the activations are quantized by the same rule 1, the float32 result and bias as rule 3."""
+    array = ArrayConfig() if array is None else array
+    lead = x.shape[:-1]
+    x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
+    a, act_scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
+    y, acc, exact = baseline_gemm(a, act_scale, codes.cpu().numpy(), fmt, scale.detach().cpu().numpy(),
+                                  array, w_f64)
     if stats is not None:
         stats.record(acc, exact, clipped, a.size)
     out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)

@@ -28,7 +28,8 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     rep = json.loads(capsys.readouterr().out)
     # every path that needs no calibration data (a zoo model has it with --calibrate N)
     assert list(rep["accuracy"]) == ["fp32", "rf8_fake", "rf8_fake_paper", "rf8_bitexact",
-                                     "rf8_bitexact_tensor", "int8", "fp8_e4m3", "apot"]
+                                     "rf8_bitexact_tensor", "int8_bitexact", "fp8_e4m3_bitexact", "int8",
+                                     "fp8_e4m3", "apot"]
     assert rep["config"] == estimate.EstimateConfig(
         model="mlp_digits", checkpoint=str(checkpoint), array=ArrayConfig(8, 8), synth=False).as_dict()
     for key in ("overflow_events", "cycles_per_inference", "fmax_mhz", "lut4", "ff", "dsp"):
@@ -42,6 +43,10 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     q = rf8hw.quantize(model, fmt="rf8", mode="bitexact")
     assert rep["accuracy"]["rf8_bitexact"] == data.evaluate(q)["test_acc"]
     assert rep["overflow_events"] == quant.overflow_report(q)["total"]["events"] == 0
+    # the W8A8 baseline: the same activations and accumulator, an INT8 array (its own oracle tests:
+    # tests/nn/test_bitexact.py)
+    q8 = quant.set_mode(rf8hw.quantize(model, fmt="int8"), "bitexact", array=ArrayConfig(8, 8))
+    assert rep["accuracy"]["int8_bitexact"] == data.evaluate(q8)["test_acc"]
     assert rep["accuracy"]["fp32"] > 0.9
     assert abs(rep["accuracy"]["rf8_bitexact"] - rep["accuracy"]["fp32"]) <= 0.01   # acceptance: 1 pt
     expect = sum(gemm_cycles(1, k, n, ArrayConfig(8, 8)).cycles

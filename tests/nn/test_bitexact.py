@@ -178,14 +178,19 @@ def test_bad_inputs_name_the_value_and_what_is_allowed():
     with pytest.raises(ValueError, match=r"^act_bits must be an integer in 2\.\.16, not 17$"):
         bitexact.act_qmax(17)
     model = nn.Sequential(nn.Linear(4, 2))
-    with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt 'rf8', not 'int8'"):
-        rf8hw.quantize(model, fmt="int8", mode="bitexact")
-    with pytest.raises(ValueError, match=r"^model has no RF8 QuantLinear layer"):
-        quant.set_mode(rf8hw.quantize(model, fmt="int8"))
+    with pytest.raises(ValueError, match=r"mode 'bitexact' needs fmt 'rf8' or 'int8' or 'fp8_e4m3' \(a MAC "
+                                         r"array of that weight format\), not 'apot'"):
+        rf8hw.quantize(model, fmt="apot", mode="bitexact")
+    with pytest.raises(ValueError, match=r"^model has no QuantLinear layer with a bit-exact path"):
+        quant.set_mode(rf8hw.quantize(model, fmt="apot"))
+    with pytest.raises(ValueError, match=r"^array\.pe must be a int8 PE kind for a int8 layer, "
+                                         r"not 'rf8_pipe'"):
+        quant.QuantLinear(4, 2, fmt="int8", array=ArrayConfig())
     q = rf8hw.quantize(model, fmt="rf8")
     with pytest.raises(ValueError, match=r"^mode must be one of 'fake', 'bitexact', not 'exact'$"):
         quant.set_mode(q, mode="exact")
-    with pytest.raises(ValueError, match=r"^absmax names \['fc9'\] which are not RF8 layers; layers are: 0$"):
+    with pytest.raises(ValueError, match=r"^absmax names \['fc9'\] which are not bit-exact layers; "
+                                         r"layers are: 0$"):
         quant.set_mode(q, absmax={"fc9": 1.0})
     with pytest.raises(ValueError, match=r"^absmax\['0'\] must be a finite number >= 0, not -1\.0$"):
         quant.set_mode(q, absmax={"0": -1.0})
@@ -232,3 +237,81 @@ def test_layer_owns_its_array_config_clipping_level_and_counters():
     own = quant.QuantLinear(20, 7, mode="bitexact", array=cfg, act_absmax=2.0)
     own.load_state_dict(q.state_dict())
     assert torch.equal(own(x), y)
+
+
+# ------------------------------------------------------------------ W8A8 baselines (INT8, FP8-E4M3)
+
+def _oracle_baseline(a, act_scale, codes, fmt, scale, acc_bits, overflow):
+    """The baseline array the long way: products from rf8hw.format.baselines.product in Python ints,
+    added in k order into an acc_bits accumulator (wrap: two's complement; saturate: every partial
+    sum clamped), then the exact rational acc * act_scale * scale * 2**-s rounded once to float64."""
+    from fractions import Fraction
+
+    from rf8hw.format import baselines
+
+    half = 1 << (acc_bits - 1)
+    shift = baselines.FP8_E4M3_SCALE_BITS if fmt == "fp8_e4m3" else 0
+    M, K = a.shape
+    N = codes.shape[1]
+    y = np.zeros((M, N))
+    accs = np.zeros((M, N), dtype=np.int64)
+    for m in range(M):
+        for n in range(N):
+            acc = 0
+            for k in range(K):
+                acc += baselines.product(fmt, int(a[m, k]), int(codes[k, n]))
+                if overflow == "wrap":
+                    acc = (acc + half) % (2 * half) - half
+                else:
+                    acc = max(-half, min(half - 1, acc))
+            accs[m, n] = acc
+            s = act_scale[m, 0] if np.ndim(act_scale) else act_scale
+            sn = float(scale[n if scale.size > 1 else 0])
+            y[m, n] = float(Fraction(acc) * Fraction(float(s)) * Fraction(sn) / 2 ** shift)
+    return y, accs
+
+
+@pytest.mark.parametrize("fmt", ["int8", "fp8_e4m3"])
+@pytest.mark.parametrize("acc_bits, overflow", [(40, "wrap"), (27, "wrap"), (27, "saturate")])
+def test_baseline_gemm_equals_the_long_way(fmt, acc_bits, overflow):
+    """Every code (NaN codes of FP8 included: W = 0), activations up to +-127, per-row and per-column
+    scales; with a 27-bit accumulator the FP8 sums leave its range (wrap and saturate differ)."""
+    rng = np.random.default_rng(7)
+    K, N, M = 300, 5, 4
+    codes = rng.integers(0, 256, (K, N)).astype(np.uint8)
+    if fmt == "int8":
+        codes[codes == 0x80] = 0x81
+    codes[:, 0] = 0x7E if fmt == "fp8_e4m3" else 0x7F                 # the largest weight everywhere
+    a = rng.integers(-127, 128, (M, K))
+    a[0] = 127
+    act_scale = rng.uniform(0.001, 1, (M, 1)).astype(np.float32).astype(np.float64)
+    scale = rng.uniform(0.001, 1, N).astype(np.float32)
+    arr = ArrayConfig(acc_bits=acc_bits, overflow=overflow, pe=quant.layer.BASELINE_PE[fmt])
+    y, acc, exact = bitexact.baseline_gemm(a, act_scale, codes, fmt, scale, arr)
+    y_ref, acc_ref = _oracle_baseline(a, act_scale, codes, fmt, scale, acc_bits, overflow)
+    assert np.array_equal(acc, acc_ref) and np.array_equal(y, y_ref)
+    overflowed = (acc != exact).any()
+    assert overflowed == (fmt == "fp8_e4m3" and acc_bits == 27)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "fp8_e4m3"])
+def test_baseline_layer_bitexact_is_w8a8(fmt):
+    """A QuantLinear of a baseline format in bit-exact mode: per-token INT8 activations (the oracle's
+    own quantization), the long-way GEMM, the float32 result plus bias; its array is the RF8 array's
+    arithmetic with the format's PE kind; fake-quant differs only by the activation rounding."""
+    torch.manual_seed(0)
+    lin = nn.Linear(24, 6)
+    model = nn.Sequential(lin)
+    q = rf8hw.quantize(model, fmt=fmt, granularity="channel")
+    x = torch.randn(3, 24)
+    y_fake = q(x).detach()
+    quant.set_mode(q, "bitexact", array=ArrayConfig(acc_bits=32))
+    layer = q[0]
+    assert layer.array.pe == quant.layer.BASELINE_PE[fmt] and layer.array.acc_bits == 32
+    y = q(x)
+    a, s = _oracle_act_quant(x.numpy(), per_token=True)
+    ref, _ = _oracle_baseline(a, s, layer.codes.numpy(), fmt, layer.scale.numpy(), 32, "wrap")
+    ref = ref.astype(np.float32) + layer.bias.detach().numpy()
+    assert torch.equal(y, torch.from_numpy(ref))
+    assert 0 < float((y - y_fake).abs().max()) < 0.05
+    assert quant.overflow_report(q)["total"]["calls"] == 1

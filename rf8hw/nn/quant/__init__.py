@@ -20,9 +20,12 @@ The package, one module per concern (each imports only those above it in this li
 * :mod:`~rf8hw.nn.quant.whole_model`: functions over a quantized model (:func:`quant_layers`,
   :func:`rf8_layers`, :func:`sqnr_db`) and the bit-exact path's :func:`set_mode`,
   :func:`calibrate`, :func:`overflow_report`, :func:`reset_stats`.
+* :mod:`~rf8hw.nn.quant.layout`: the layer metadata (:data:`LAYER_FIELDS`) and the checks every
+  file format applies (the skeleton of ``QuantLinear`` layers, the stored values).
 * :mod:`~rf8hw.nn.quant.saveload`: :func:`save_quantized` / :func:`load_quantized` (format
-  :data:`FILE_FORMAT` version :data:`FILE_VERSION`) and the Hugging Face marker
-  (:data:`HF_MARKER`, :func:`mark_hf_configs`).
+  :data:`FILE_FORMAT` version :data:`FILE_VERSION`) and :func:`mark_hf_configs` (Hugging Face
+  models get the RF8 quantization config and quantizer of :mod:`rf8hw.nn.quant.hf`, which is not
+  imported here: it imports transformers).
 * :mod:`~rf8hw.nn.quant.config`: :class:`QuantConfig`, where every rule on the options is stated.
 * :mod:`~rf8hw.nn.quant.convert`: :func:`quantize_`, :func:`quantize`, the layer selection
   (:func:`default_filter`) and smoothing (:func:`smoothing_factors`).
@@ -47,16 +50,16 @@ from rf8hw.nn.quant.formats import (
                                     encode_weight,
 )
 from rf8hw.nn.quant.layer import MODES, QuantLinear, is_conv1d, is_linear_like
+from rf8hw.nn.quant.layout import LAYER_FIELDS
 from rf8hw.nn.quant.saveload import (
                                     FILE_FORMAT,
                                     FILE_VERSION,
-                                    HF_MARKER,
-                                    LAYER_FIELDS,
                                     load_quantized,
                                     mark_hf_configs,
                                     save_quantized,
 )
 from rf8hw.nn.quant.whole_model import (
+                                    bitexact_layers,
                                     calibrate,
                                     overflow_report,
                                     quant_layers,
@@ -73,9 +76,10 @@ __all__ = [
     # layer
     "MODES", "ACT_DYNAMIC", "QuantLinear", "is_conv1d", "is_linear_like",
     # whole model
-    "quant_layers", "rf8_layers", "sqnr_db", "set_mode", "calibrate", "overflow_report", "reset_stats",
+    "quant_layers", "rf8_layers", "bitexact_layers", "sqnr_db", "set_mode", "calibrate", "overflow_report",
+    "reset_stats",
     # files
-    "FILE_FORMAT", "FILE_VERSION", "LAYER_FIELDS", "HF_MARKER", "mark_hf_configs", "save_quantized",
+    "FILE_FORMAT", "FILE_VERSION", "LAYER_FIELDS", "mark_hf_configs", "save_quantized",
     "load_quantized",
     # configuration and conversion
     "SCALE_OBJECTIVES", "QuantConfig", "default_filter", "smoothing_factors", "quantize_", "quantize",

@@ -6,7 +6,7 @@ things with the same words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rf8hw import checks
 from rf8hw.nn.bitexact import ACT_DYNAMIC
@@ -92,3 +92,52 @@ class QuantConfig:
     def needs_calibration(self) -> bool:
         """Whether :func:`~rf8hw.nn.quant.quantize_` needs ``calibrate`` (input Hessians) for this config."""
         return self.gptq or (self.scale_search and self.scale_objective == "hessian")
+
+
+#: what ``rf8hw export`` / :func:`rf8hw.nn.quant.hf.export_float` write the quantized weights as
+EXPORT_DTYPES = ("bfloat16", "float32")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``rf8hw export``: an rf8hw Hugging Face checkpoint (``save_pretrained`` of a quantized
+    model) -> a plain transformers checkpoint with the dequantized weights
+    (:func:`rf8hw.nn.quant.hf.export_float`).  Checked here, before anything loads: ``source`` is a
+    directory whose ``config.json`` has rf8hw's ``quantization_config``; ``out`` is a directory
+    that can be made or filled and is not ``source``."""
+
+    source: str = field(default="", metadata={"cli": False})
+    out: str | None = field(default=None, metadata={
+        "help": "directory of the plain checkpoint (config.json, model.safetensors, the source's "
+                "tokenizer and generation files)", "cli_required": True, "metavar": "DIR"})
+    dtype: str = field(default="bfloat16", metadata={
+        "choices": EXPORT_DTYPES,
+        "help": "dtype of the dequantized weights; bfloat16 is checked value by value and refused "
+                "when a weight is not exact in it (per-column scales, INT8/FP8/APoT scales)"})
+
+    def __post_init__(self):
+        import json
+        from pathlib import Path
+
+        checks.choice("dtype", self.dtype, EXPORT_DTYPES)
+        src = Path(self.source)
+        if not str(self.source).strip() or not src.is_dir():
+            raise ValueError(f"source {str(self.source)!r} is not a directory (give the folder that "
+                             "save_pretrained wrote)")
+        cfg = src / "config.json"
+        try:
+            qc = json.loads(cfg.read_text()).get("quantization_config")
+        except FileNotFoundError:
+            raise ValueError(f"source {str(src)!r} has no config.json: not a Hugging Face "
+                             "checkpoint") from None
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"source {str(cfg)!r} is not a JSON object ({exc})") from None
+        if not isinstance(qc, dict) or qc.get("quant_method") != "rf8hw":
+            raise ValueError(f"source {str(src)!r} is not an rf8hw checkpoint (its config.json has "
+                             f"quantization_config {qc!r:.80}; quantize with rf8hw.quantize_, then "
+                             "save_pretrained)")
+        out = checks.output_dir("out", self.out)
+        if out is None:
+            raise ValueError("out is required: the directory of the plain checkpoint")
+        if out.resolve() == src.resolve():
+            raise ValueError(f"out {str(out)!r} is the source directory; give another directory")

@@ -31,29 +31,51 @@ from rf8hw.nn.bitexact import ACT_DYNAMIC, OverflowStats
 from rf8hw.nn.params import non_negative
 from rf8hw.nn.quant.formats import FORMATS, GRANULARITIES, ROUNDINGS, decode_weight, encode_weight
 
-MODES = ("fake", "bitexact")   # "bitexact": RF8 only, see rf8hw.nn.bitexact
+MODES = ("fake", "bitexact")   # "bitexact": RF8, INT8, FP8-E4M3, see rf8hw.nn.bitexact
+#: the formats with a bit-exact path (a MAC array of that weight format)
+BITEXACT_FORMATS = ("rf8", "int8", "fp8_e4m3")
 
 
 def check_mode(mode: str, fmt: str, where: str = "") -> str:
     """``mode`` if it is one of :data:`MODES` and usable with format ``fmt`` (``"bitexact"``
-    multiplies RF8 codes); ``where`` prefixes the message (e.g. a file and a layer name)."""
+    multiplies RF8, INT8 or FP8-E4M3 codes on an array of that format; APoT has no array);
+    ``where`` prefixes the message (e.g. a file and a layer name)."""
     checks.choice(f"{where}mode", mode, MODES)
-    if mode == "bitexact" and fmt != "rf8":
-        raise ValueError(f"{where}mode 'bitexact' needs fmt 'rf8', not {fmt!r}")
+    if mode == "bitexact" and fmt not in BITEXACT_FORMATS:
+        raise ValueError(f"{where}mode 'bitexact' needs fmt {' or '.join(map(repr, BITEXACT_FORMATS))} "
+                         f"(a MAC array of that weight format), not {fmt!r}")
     return mode
 
 
-def check_array(array) -> ArrayConfig:
-    """``array`` (default ``ArrayConfig()``) if it is an :class:`ArrayConfig` of an RF8 PE kind."""
+#: the PE kind a baseline-format layer's bit-exact arithmetic names by default
+BASELINE_PE = {"int8": "int8", "fp8_e4m3": "fp8_e4m3"}
+
+
+def check_array(array, fmt: str = "rf8") -> ArrayConfig:
+    """``array`` (default ``ArrayConfig()`` for RF8, ``ArrayConfig(pe=BASELINE_PE[fmt])`` for INT8 /
+    FP8-E4M3) if it is an :class:`ArrayConfig` whose PE kind multiplies ``fmt`` weights."""
     if array is None:
-        return ArrayConfig()
+        return ArrayConfig() if fmt not in BASELINE_PE else ArrayConfig(pe=BASELINE_PE[fmt])
     if not isinstance(array, ArrayConfig):
         raise ValueError(f"array must be an rf8hw.arch.ArrayConfig or None, "
                          f"not {type(array).__name__}")
-    if not array.pe_kind.is_rf8:
+    if fmt == "rf8" and not array.pe_kind.is_rf8:
         raise ValueError(f"array.pe must be an RF8 PE kind (the bit-exact path multiplies RF8 codes), "
                          f"not {array.pe!r}, which multiplies {array.pe_kind.weight_format} weights")
+    if fmt in BASELINE_PE and array.pe_kind.weight_format != fmt:
+        raise ValueError(f"array.pe must be a {fmt} PE kind for a {fmt} layer, not {array.pe!r}, which "
+                         f"multiplies {array.pe_kind.weight_format} weights")
     return array
+
+
+def array_for(array: ArrayConfig, fmt: str) -> ArrayConfig:
+    """The array a ``fmt`` layer's bit-exact path follows when a model is switched to an RF8 array
+    ``array`` (:func:`~rf8hw.nn.quant.set_mode`): ``array`` itself for RF8; for INT8 / FP8-E4M3 the
+    same array (rows, cols, ``act_bits``, ``acc_bits``, ``overflow``) with the PE kind
+    :data:`BASELINE_PE` of ``fmt``: the baseline array a like-for-like comparison needs."""
+    import dataclasses
+
+    return array if fmt == "rf8" else dataclasses.replace(array, pe=BASELINE_PE[fmt])
 
 
 def check_absmax(name: str, absmax) -> float | None:
@@ -165,7 +187,7 @@ class QuantLinear(nn.Module):
         check_mode(mode, fmt)
         self.in_features, self.out_features = in_features, out_features
         self.fmt, self.granularity, self.rounding, self.mode = fmt, granularity, rounding, mode
-        self.array: ArrayConfig = check_array(array)
+        self.array: ArrayConfig = check_array(array, fmt)
         self.act_absmax: float | None = check_absmax("act_absmax", act_absmax)
         checks.choice("act_granularity", act_granularity, ACT_DYNAMIC)
         self.act_granularity = act_granularity
@@ -228,12 +250,24 @@ class QuantLinear(nn.Module):
                                                                {k: v.cpu() for k, v in self.params().items()}
                                                                ).to(self.codes.device))
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The decoded weight as ``nn.Linear`` holds it, float32 ``[out_features, in_features]``: a
+        new tensor at each access (the layer stores codes only; writing to it changes nothing).
+        For code that reads ``layer.weight`` of every linear layer, e.g. Hugging Face weight
+        initialisation of a loaded model (``init.normal_(module.c_proj.weight)`` in GPT-2)."""
+        return self._weight_nk().clone()
+
     def _weight_nk(self) -> torch.Tensor:
         return self._cached("weight_nk", lambda: self.weight_kn().T.contiguous())
 
     def _weight_int(self):
         def build():
-            w = bitexact.weight_f64(self.codes)
+            if self.fmt == "rf8":
+                w = bitexact.weight_f64(self.codes)
+            else:
+                w = torch.from_numpy(bitexact.baseline_weight_int(self.codes.cpu().numpy(), self.fmt)
+                                     .astype("float64"))
             return w, int(w.abs().max()) if w.numel() else 0
         return self._cached("weight_f64", build)
 
@@ -244,6 +278,11 @@ class QuantLinear(nn.Module):
         if self.mode == "bitexact":
             check_mode(self.mode, self.fmt)
             w_f64, w_absmax = self._weight_int()
+            if self.fmt != "rf8":
+                y = bitexact.baseline_linear(x, self.codes, self.fmt, self.scale, self.bias, self.array,
+                                             self.act_absmax, self.overflow_stats, self.act_granularity,
+                                             w_f64)
+                return y if dtype == torch.float32 or not dtype.is_floating_point else y.to(dtype)
             y = bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
                                 self.act_absmax, self.overflow_stats, self.act_granularity,
                                 w_f64, w_absmax, self.channel_scale)

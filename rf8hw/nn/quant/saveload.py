@@ -1,7 +1,7 @@
 """Files of quantized models: :func:`save_quantized` / :func:`load_quantized` (safetensors plus a
 JSON sidecar, format ``rf8hw-quantized-model`` version :data:`FILE_VERSION`; never unpickles), and
-the marker (:func:`mark_hf_configs`) that makes a quantized Hugging Face model written by another
-saver fail loudly when read back.
+:func:`mark_hf_configs`, which makes a quantized Hugging Face model saveable with ``save_pretrained``
+and loadable with ``from_pretrained`` (:mod:`rf8hw.nn.quant.hf`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from rf8hw import checks
 from rf8hw.files import sha256_file, write_files
-from rf8hw.format import spec
-from rf8hw.nn.grid import INT8_MAX
-from rf8hw.nn.params import positive
-from rf8hw.nn.quant.formats import FORMATS, GRANULARITIES, ROUNDINGS
-from rf8hw.nn.quant.layer import MODES, QuantLinear, check_mode, is_linear_like, set_child, weight_kn_of
+from rf8hw.nn.quant.layer import QuantLinear
+from rf8hw.nn.quant.layout import check_layer_meta, check_values, quantized_skeleton
 from rf8hw.nn.quant.whole_model import quant_layers
 
 FILE_FORMAT = "rf8hw-quantized-model"
@@ -27,37 +23,38 @@ FILE_FORMAT = "rf8hw-quantized-model"
 FILE_VERSION = 3
 
 
-#: what :func:`mark_hf_configs` stores as ``config.quantization_config``: a dict without
-#: ``quant_method``, which Hugging Face ``from_pretrained`` refuses with a ``ValueError`` (transformers
-#: 5.24; an unknown ``quant_method`` would only be warned about and skipped, loading random weights)
-HF_MARKER = {"rf8hw": "quantized by rf8hw: QuantLinear codes, no float weights. from_pretrained "
-                      "cannot load it; build the float model, then rf8hw.nn.quant.load_quantized(path, "
-                      "model=float_model) on a file written by rf8hw.nn.quant.save_quantized",
-             "format": FILE_FORMAT}
+def is_hf_model(m: nn.Module) -> bool:
+    """Whether ``m`` is a Hugging Face ``PreTrainedModel`` (by its classes' names, so that rf8hw
+    does not import transformers) with a config (``to_json_string``, ``model_type``).  A
+    ``SentenceTransformer`` is not one; its transformer (``model[0].model``) is."""
+    cfg = getattr(m, "config", None)
+    return (any(c.__name__ == "PreTrainedModel" for c in type(m).__mro__)
+            and callable(getattr(cfg, "to_json_string", None)) and hasattr(cfg, "model_type"))
 
 
 def mark_hf_configs(model: nn.Module) -> None:
-    """Mark the Hugging Face config of every module holding a :class:`~rf8hw.nn.quant.QuantLinear`
-    (``config`` with ``to_json_string`` and ``model_type``) with :data:`HF_MARKER` as
-    ``quantization_config``, so that a quantized model written by ``save_pretrained`` /
-    ``SentenceTransformer.save`` fails loudly when ``from_pretrained`` reads it back instead of
-    coming back with random float weights.  A config that already has a ``quantization_config`` is
-    left alone."""
-    for m in model.modules():
-        cfg = getattr(m, "config", None)
-        if (callable(getattr(cfg, "to_json_string", None)) and hasattr(cfg, "model_type")
-                and getattr(cfg, "quantization_config", None) is None
-                and any(isinstance(x, QuantLinear) for x in m.modules())):
-            cfg.quantization_config = dict(HF_MARKER)
+    """Give every outermost Hugging Face model inside ``model`` that holds a
+    :class:`~rf8hw.nn.quant.QuantLinear` the RF8 quantization config and quantizer
+    (:func:`rf8hw.nn.quant.hf.attach`): ``save_pretrained`` (and ``SentenceTransformer.save``) then
+    write a checkpoint that ``from_pretrained`` loads into ``QuantLinear`` layers where rf8hw is
+    imported, and refuses loudly where it is not.  A ``quantization_config`` the model already had
+    (e.g. the GGUF loader's, which describes the file it was read from, not these weights) is
+    replaced.  transformers is imported only when such a model is found (it is loaded already)."""
+    targets, inside = [], set()
+    for name, m in model.named_modules():
+        if any(p == "" or name.startswith(p + ".") for p in inside):
+            continue                     # inside a model already marked (e.g. LlamaForCausalLM.model)
+        if is_hf_model(m) and any(isinstance(x, QuantLinear) for x in m.modules()):
+            targets.append(m)
+            inside.add(name)
+    if targets:
+        from rf8hw.nn.quant.hf import attach
+
+        for m in targets:
+            attach(m)
 
 
 # ----------------------------------------------------------------------------------- export / import
-
-#: the keys of one layer's sidecar entry (:meth:`~rf8hw.nn.quant.QuantLinear.layer_meta`) and their rules
-LAYER_FIELDS = {"in_features": "size", "out_features": "size", "fmt": FORMATS,
-                "granularity": GRANULARITIES, "rounding": ROUNDINGS, "bias": bool, "mode": MODES,
-                "smooth": bool, "channel_scale": bool}
-
 
 def _shared_names(state: dict) -> dict:
     """``{alias: name}`` for state-dict entries that are the very tensor of an earlier entry (tied
@@ -137,97 +134,6 @@ def _file_name(what: str, path) -> Path:
     return Path(path)
 
 
-def _layer_meta(name: str, lm, where: str) -> dict:
-    """A sidecar's entry for layer ``name``, checked field by field."""
-    at = f"{where}: layer {name!r}"
-    if not isinstance(lm, dict):
-        raise ValueError(f"{at} must be a JSON object, not {type(lm).__name__}")
-    missing = [k for k in LAYER_FIELDS if k not in lm]
-    unknown = sorted(set(lm) - set(LAYER_FIELDS))
-    if missing or unknown:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unknown {', '.join(unknown)}"] if unknown else [])
-        raise ValueError(f"{at}: {'; '.join(parts)} (a layer has {', '.join(LAYER_FIELDS)})")
-    for key, rule in LAYER_FIELDS.items():
-        if rule == "size":
-            checks.integer(f"{at}: {key}", lm[key], 1)
-        elif rule is bool:
-            if not isinstance(lm[key], bool):
-                raise ValueError(f"{at}: {key} must be true or false, not {lm[key]!r}")
-        else:
-            checks.choice(f"{at}: {key}", lm[key], rule)
-    check_mode(lm["mode"], lm["fmt"], f"{at}: ")
-    return lm
-
-
-def _first_bad(mask: torch.Tensor) -> tuple:
-    return tuple(int(i) for i in torch.nonzero(mask)[0])
-
-
-def _check_values(name: str, q: QuantLinear, where: str) -> None:
-    """Refuse stored values no encoder writes: RF8 exponents outside ``spec.X_MIN..X_MAX``, scales
-    that are not finite and > 0, the INT8 code -128, FP8-E4M3 NaN codes, smoothing factors that are
-    not positive powers of two, per-column scales that are not finite and > 0."""
-    at = f"{where}: layer {name!r}"
-    if q.fmt == "rf8":
-        bad = (q.exponent < spec.X_MIN) | (q.exponent > spec.X_MAX)
-        if bad.any():
-            i = _first_bad(bad)[0]
-            checks.integer(f"{at}: exponent[{i}]", int(q.exponent[i]), spec.X_MIN, spec.X_MAX)
-    else:
-        bad = ~torch.isfinite(q.scale) | (q.scale <= 0)
-        if bad.any():
-            i = _first_bad(bad)[0]
-            positive(f"{at}: scale[{i}]", float(q.scale[i]))
-    if q.fmt == "int8" and (q.codes == 0x80).any():
-        k, n = _first_bad(q.codes == 0x80)
-        raise ValueError(f"{at}: code 0x80 (-128) at [{k}, {n}] is not an INT8 weight code "
-                         f"(the symmetric format uses -{INT8_MAX}..{INT8_MAX})")
-    if q.fmt == "fp8_e4m3":
-        nan = q.codes.view(torch.float8_e4m3fn).float().isnan()
-        if nan.any():
-            k, n = _first_bad(nan)
-            raise ValueError(f"{at}: code 0x{int(q.codes[k, n]):02x} at [{k}, {n}] is an FP8-E4M3 NaN, "
-                             "not a weight (codes encode finite values)")
-    if q.smooth is not None:
-        s = q.smooth
-        bad = ~torch.isfinite(s) | (s <= 0)
-        bad |= ~bad & (s != torch.exp2(torch.round(torch.log2(s.abs().clamp_min(1e-45)))))
-        if bad.any():
-            i = _first_bad(bad)[0]
-            raise ValueError(f"{at}: smooth[{i}] must be a positive power of two, not {float(s[i])!r}")
-    if q.channel_scale is not None:
-        bad = ~torch.isfinite(q.channel_scale) | (q.channel_scale <= 0)
-        if bad.any():
-            i = _first_bad(bad)[0]
-            positive(f"{at}: channel_scale[{i}]", float(q.channel_scale[i]))
-
-
-def _quantized_skeleton(model: nn.Module, layers: dict, where: str) -> nn.Module:
-    """``model`` (changed in place) with a :class:`~rf8hw.nn.quant.QuantLinear` of each sidecar
-    layer in place of the linear-like module of that name, whose shape must agree."""
-    for name, lm in layers.items():
-        try:
-            old = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(f"{where}: layer {name!r} is not in the model") from None
-        if not is_linear_like(old):
-            raise ValueError(f"{where}: layer {name!r} is a {lm['in_features']}x{lm['out_features']} "
-                             f"QuantLinear; the model's {name!r} is a {type(old).__name__}, not linear-like")
-        K, N = weight_kn_of(old).shape
-        if (K, N) != (lm["in_features"], lm["out_features"]):
-            raise ValueError(f"{where}: layer {name!r} is {lm['in_features']}x{lm['out_features']} "
-                             f"(in x out), the model's is {K}x{N}")
-        ql = QuantLinear(lm["in_features"], lm["out_features"], lm["fmt"], lm["granularity"],
-                         lm["rounding"], lm["bias"], lm["mode"])
-        if lm["smooth"]:
-            ql.smooth = torch.ones(lm["in_features"])
-        if lm["channel_scale"]:
-            ql.channel_scale = torch.ones(lm["out_features"])
-        set_child(model, name, ql)
-    return model
-
-
 def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a quantized model written by :func:`save_quantized`. Never unpickles.
 
@@ -243,7 +149,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
     against the sidecar's, every tensor's name, dtype and shape against the model's layout (per
     format: ``codes`` uint8 [K, N]; ``exponent`` int32 or ``scale`` float32 of [N] or [1] by
     granularity; ``smooth`` float32 [K] and ``channel_scale`` float32 [N] where the sidecar says
-    the layer has them), and the values (:func:`_check_values`).
+    the layer has them), and the values (:func:`rf8hw.nn.quant.layout.check_values`).
     """
     from safetensors import safe_open
 
@@ -263,7 +169,7 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"malformed {where}: {key!r} must be a JSON "
                              f"{'string' if kind is str else 'object'}, not {meta.get(key)!r:.60}")
-    layers = {name: _layer_meta(name, lm, where) for name, lm in meta["layers"].items()}
+    layers = {name: check_layer_meta(name, lm, where) for name, lm in meta["layers"].items()}
     if not layers:
         raise ValueError(f"malformed {where}: no layers")
     aliases = meta["aliases"]
@@ -293,17 +199,17 @@ def load_quantized(path, model: nn.Module | None = None) -> nn.Module:
         config = info.get("config", {})
         shapes = build_model(info["name"], config, where, meta=True)
         with torch.device("meta"):
-            shapes = _quantized_skeleton(shapes, layers, where)
+            shapes = quantized_skeleton(shapes, layers, where)
         check_tensors(shapes.state_dict(), state, path, "quantized model file")
         model = build_model(info["name"], config, where)
     elif not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module or None, not {type(model).__name__}")
     else:
         model = copy.deepcopy(model)
-    model = _quantized_skeleton(model, layers, where)
+    model = quantized_skeleton(model, layers, where)
     check_tensors(model.state_dict(), state, path, "quantized model file")
     model.load_state_dict(state, strict=True)
     for name, q in quant_layers(model).items():
-        _check_values(name, q, str(path))
+        check_values(name, q, str(path))
     mark_hf_configs(model)
     return model

@@ -14,7 +14,7 @@ import torch.nn as nn
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
 from rf8hw.nn.bitexact import ACT_DYNAMIC, OverflowStats
-from rf8hw.nn.quant.layer import MODES, QuantLinear, check_absmax, check_array
+from rf8hw.nn.quant.layer import BITEXACT_FORMATS, MODES, QuantLinear, array_for, check_absmax, check_array
 
 
 def quant_layers(model: nn.Module) -> dict[str, QuantLinear]:
@@ -42,9 +42,23 @@ def rf8_layers(model: nn.Module) -> dict[str, QuantLinear]:
     return layers
 
 
+def bitexact_layers(model: nn.Module) -> dict[str, QuantLinear]:
+    """The :class:`~rf8hw.nn.quant.QuantLinear` layers of ``model`` that have a bit-exact path (RF8,
+    INT8, FP8-E4M3: ``BITEXACT_FORMATS``) by name; refuses a model without any."""
+    layers = {n: m for n, m in model.named_modules()
+              if isinstance(m, QuantLinear) and m.fmt in BITEXACT_FORMATS}
+    if not layers:
+        raise ValueError("model has no QuantLinear layer with a bit-exact path (fmt "
+                         f"{', '.join(BITEXACT_FORMATS)}); quantize it with one of them first")
+    return layers
+
+
 def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None = None,
              absmax: dict | None = None, act_granularity: str = "token") -> nn.Module:
-    """Switch every RF8 ``QuantLinear`` of ``model`` to ``mode`` (in place) and reset its counters.
+    """Switch every RF8, INT8 and FP8-E4M3 ``QuantLinear`` of ``model`` (:func:`bitexact_layers`) to
+    ``mode`` (in place) and reset its counters.  An INT8 / FP8-E4M3 layer runs W8A8 on the same
+    array with its format's PE kind (:func:`rf8hw.nn.quant.layer.array_for`): the same activation
+    quantization and accumulator as the RF8 layers, for a like-for-like comparison.
 
     Parameters
     ----------
@@ -70,15 +84,16 @@ def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None
     checks.choice("mode", mode, MODES)
     array = check_array(array)
     checks.choice("act_granularity", act_granularity, ACT_DYNAMIC)
-    layers = rf8_layers(model)
+    layers = bitexact_layers(model)
     absmax = absmax or {}
     unknown = sorted(set(absmax) - set(layers))
     if unknown:
-        raise ValueError(f"absmax names {unknown} which are not RF8 layers; layers are: {', '.join(layers)}")
+        raise ValueError(f"absmax names {unknown} which are not bit-exact layers; layers are: "
+                         f"{', '.join(layers)}")
     levels = {name: check_absmax(f"absmax[{name!r}]", absmax.get(name)) for name in layers}
     for name, layer in layers.items():
         layer.mode = mode
-        layer.array = array
+        layer.array = array_for(array, layer.fmt)
         layer.act_absmax = levels[name]
         layer.act_granularity = act_granularity
         layer.overflow_stats = OverflowStats()
@@ -87,7 +102,8 @@ def set_mode(model: nn.Module, mode: str = "bitexact", array: ArrayConfig | None
 
 @torch.no_grad()
 def calibrate(model: nn.Module, batches) -> dict:
-    """Static activation ranges: ``max|x|`` at the input of every RF8 layer over ``batches``.
+    """Static activation ranges: ``max|x|`` at the input of every bit-exact layer (RF8, INT8,
+    FP8-E4M3) over ``batches``.
 
     Parameters
     ----------
@@ -104,7 +120,7 @@ def calibrate(model: nn.Module, batches) -> dict:
     dict of str to float
         Layer name -> absmax; pass it to :func:`set_mode` as ``absmax=``.
     """
-    layers = rf8_layers(model)
+    layers = bitexact_layers(model)
     seen = {name: 0.0 for name in layers}
     hooks = [layer.register_forward_pre_hook(
         lambda mod, args, name=name: seen.__setitem__(name, max(seen[name], float(args[0].abs().max()))))
@@ -134,7 +150,7 @@ def calibrate(model: nn.Module, batches) -> dict:
 def overflow_report(model: nn.Module) -> dict:
     """Per-layer :class:`~rf8hw.nn.bitexact.OverflowStats` as dicts (``OverflowStats.as_dict``),
     plus ``"total"`` (sums; max of ``max_abs_sum`` and the ``acc_bits_needed`` of that)."""
-    out = {name: layer.overflow_stats.as_dict() for name, layer in rf8_layers(model).items()}
+    out = {name: layer.overflow_stats.as_dict() for name, layer in bitexact_layers(model).items()}
     keys = ("calls", "outputs", "events", "clipped_acts", "acts")
     total = {k: sum(v[k] for v in out.values()) for k in keys}
     total["max_abs_sum"] = max(v["max_abs_sum"] for v in out.values())
@@ -144,6 +160,6 @@ def overflow_report(model: nn.Module) -> dict:
 
 
 def reset_stats(model: nn.Module) -> None:
-    """Zero the overflow counters of every RF8 layer."""
-    for layer in rf8_layers(model).values():
+    """Zero the overflow counters of every bit-exact layer."""
+    for layer in bitexact_layers(model).values():
         layer.overflow_stats = OverflowStats()
