@@ -99,7 +99,7 @@ def test_estimate_cli_with_a_user_adapter(adapter_module, tmp_path, capsys):
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["model"] == "tinyattn" and rep["metric"] == "neg_max_err"
-    assert set(rep["accuracy"]) == {k for k, p in estimate.PATHS.items() if not p.calibrated}
+    assert set(rep["accuracy"]) == {k for k, p in estimate.PATHS.items() if p.default and not p.calibrated}
     assert rep["metrics"]["fp32"]["max_err"] == 0.0
     assert 0 < rep["metrics"]["rf8_bitexact"]["max_err"] < 0.05
     cfg = ArrayConfig(4, 4)
