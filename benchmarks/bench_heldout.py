@@ -79,7 +79,15 @@ LABELS = {"fp32": "fp32", "rf8_nearest": "RF8 RTN nearest", "rf8_paper": "RF8 RT
           "rf8_scale_gptq_act": "RF8 scale search + GPTQ act order (current best recipe)",
           "rf8_nearest_bitexact_token": "RF8 RTN nearest, bit-exact, per-token INT8 activations",
           "rf8_scale_gptq_act_bitexact_token": "RF8 recipe (seed 0), bit-exact, per-token INT8 activations",
-          "int8_nearest_bitexact_token": "INT8 RTN, bit-exact W8A8 (per-token INT8 activations)"}
+          "int8_nearest_bitexact_token": "INT8 RTN, bit-exact W8A8 (per-token INT8 acts)",
+          "fp8_e4m3_nearest": "FP8-E4M3 per-tensor RTN (weight-only)",
+          "fp8_e4m3_nearest_bitexact_token": "FP8-E4M3 per-tensor RTN, bit-exact W8A8 (per-token INT8 acts)",
+          "fp8_e4m3_channel_bitexact_token": "FP8-E4M3 per-channel RTN, bit-exact W8A8 (per-token INT8 acts)"}
+#: the bit-exact W8A8 baselines: INT8 and FP8-E4M3 weights, per-token INT8 activations, the RF8 array's
+#: accumulator (``set_mode(..., "bitexact")``)
+W8A8 = {"int8_nearest_bitexact_token": dict(fmt="int8"),
+        "fp8_e4m3_nearest_bitexact_token": dict(fmt="fp8_e4m3"),
+        "fp8_e4m3_channel_bitexact_token": dict(fmt="fp8_e4m3", granularity="channel")}
 
 
 def markdown(path) -> str:
@@ -120,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bitexact", action=argparse.BooleanOptionalAction, default=True,
                     help="also the bit-exact per-token rows (slow: float64 GEMMs)")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
+    ap.add_argument("--only", help="comma-separated row names: measure only these")
     ap.add_argument("--markdown", metavar="JSON", help="print the table of a result file and stop")
     args = ap.parse_args(argv)
     if args.markdown:
@@ -151,6 +160,7 @@ def _runner(res: dict, out: Path, metric, model):
 def minilm_part(args, out: Path) -> None:
     from rf8hw.zoo import minilm
 
+    only = set(args.only.split(",")) if args.only else None
     seeds = [int(s) for s in args.seeds.split(",")]
     model = minilm.load_model()
     metrics = {d: minilm.Metric(model, minilm.heldout_sentences(d)) for d in smollm2.HELDOUT}
@@ -160,6 +170,10 @@ def minilm_part(args, out: Path) -> None:
            "evaluation": "per domain 64 sentences (minilm.heldout_sentences), cosine vs fp32",
            "calibration": "per seed 16 calibration sentences + 256 Shakespeare lines (randperm(seed))",
            "domains": list(metrics), "seeds": seeds, "rows": {}, "complete": False}
+    if args.resume and out.is_file():
+        old = json.loads(out.read_text())
+        if all(old.get(k) == res[k] for k in ("model", "evaluation", "calibration", "domains")):
+            res["rows"] = old["rows"]
 
     def metric(m):
         r = {}
@@ -178,9 +192,18 @@ def minilm_part(args, out: Path) -> None:
             quant.quantize_(q, quant.QuantConfig(**cfg), calibrate=calibrate)
         return q, round(time.perf_counter() - t, 1)
 
-    _baseline_rows(evaluate, quantized)
+    def have(name, seed=None):
+        """The row is measured (or not wanted: ``--only`` names other rows)."""
+        return (only is not None and name not in only) or any(
+            r.get("seed") == seed for r in res["rows"].get(name, []))
+
+    if not have("rf8_scale_gptq_act", seeds[-1]):
+        res["rows"] = {}
+        _baseline_rows(evaluate, quantized)
     best = {k: v for k, v in BEST.items() if k != "scale_sample_rows"}
     for seed in seeds:
+        if have("rf8_scale_gptq_act", seed):
+            continue
         pick = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed))[:256]
         texts = minilm.calibration_sentences() + [lines[i] for i in sorted(pick.tolist())]
         groups: dict = {}
@@ -191,6 +214,7 @@ def minilm_part(args, out: Path) -> None:
         if seed == seeds[0]:
             quant.set_mode(q, "bitexact")
             evaluate("rf8_scale_gptq_act_bitexact_token", q, {"seed": seed})
+    _w8a8_rows(evaluate, quantized, have, weight_only=True)
     res["complete"] = True
     save()
 
@@ -212,12 +236,26 @@ def _baseline_rows(evaluate, quantized) -> None:
         del q
 
 
+def _w8a8_rows(evaluate, quantized, have, weight_only: bool = False) -> None:
+    """The bit-exact W8A8 baselines (:data:`W8A8`) and, with ``weight_only``, FP8-E4M3 RTN weight-only."""
+    if weight_only and not have("fp8_e4m3_nearest"):
+        q, dt = quantized(dict(fmt="fp8_e4m3"))
+        evaluate("fp8_e4m3_nearest", q, {"quantize_s": dt})
+        del q
+    for name, cfg in W8A8.items():
+        if not have(name):
+            q, _ = quantized(cfg)
+            evaluate(name, quant.set_mode(q, "bitexact"))
+            del q
+
+
 def smollm2_part(args, out: Path) -> None:
     """Rows in the order the goals need them (a stopped run keeps the most useful ones): fp32, RF8
     RTN nearest, INT8 RTN and simulated W8A8, the recipe per seed, RF8 paper rounding, then the
     bit-exact rows (``--bitexact``).  ``--resume``: rows already in ``out`` (same settings) are kept,
     not measured again."""
     seeds = [int(s) for s in args.seeds.split(",")]
+    only = set(args.only.split(",")) if args.only else None
     extra = {k: EXTRA[k] for k in args.extra.split(",") if k}
     model, tok = smollm2.load()
     wins = {d: smollm2.windows(tok, args.windows, args.length, texts=(d,)) for d in smollm2.HELDOUT}
@@ -233,7 +271,9 @@ def smollm2_part(args, out: Path) -> None:
                                                   for d, w in wins.items()}, model)
 
     def have(name, seed=None):
-        return any(r.get("seed") == seed for r in res["rows"].get(name, []))
+        """The row is measured (or not wanted: ``--only`` names other rows)."""
+        return (only is not None and name not in only) or any(
+            r.get("seed") == seed for r in res["rows"].get(name, []))
 
     def quantized(cfg, calibrate=None):
         q = copy.deepcopy(model)
@@ -259,17 +299,18 @@ def smollm2_part(args, out: Path) -> None:
         del q
     layers = [n for n, m in model.named_modules() if quant.is_linear_like(m)]
     best0 = None
+    want_best0 = args.bitexact and not have("rf8_scale_gptq_act_bitexact_token", seeds[0])
     for i, seed in enumerate(seeds):
         todo = {n: c for n, c in {"rf8_scale_gptq_act": BEST, **extra}.items()
                 if not have(n, seed if quant.QuantConfig(**c).needs_calibration else None)
                 and (i == 0 or quant.QuantConfig(**c).needs_calibration)}
-        if not todo and not (i == 0 and args.bitexact):
+        if not todo and not (i == 0 and want_best0):
             continue
         t = time.perf_counter()
         calib = calibration(tok, args.calib_windows, args.calib_length, seed)
         H = gptq.hessians(model, layers, lambda m, c=calib: smollm2.Perplexity(c)(m))
         hs = round(time.perf_counter() - t, 1)
-        for name, cfg in (({"rf8_scale_gptq_act": BEST} if i == 0 and args.bitexact else {}) | todo).items():
+        for name, cfg in (({"rf8_scale_gptq_act": BEST} if i == 0 and want_best0 else {}) | todo).items():
             needs = quant.QuantConfig(**cfg).needs_calibration
             q, dt = quantized(cfg, H if needs else None)
             if name in todo:
@@ -290,10 +331,7 @@ def smollm2_part(args, out: Path) -> None:
         if best0 is not None and not have("rf8_scale_gptq_act_bitexact_token", seeds[0]):
             evaluate("rf8_scale_gptq_act_bitexact_token", quant.set_mode(best0, "bitexact"),
                      {"seed": seeds[0]})
-        if not have("int8_nearest_bitexact_token"):
-            q, _ = quantized(dict(fmt="int8"))
-            evaluate("int8_nearest_bitexact_token", quant.set_mode(q, "bitexact"))
-            del q
+        _w8a8_rows(evaluate, quantized, have, weight_only=True)
     res["complete"] = True
     save()
 
