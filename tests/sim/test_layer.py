@@ -31,6 +31,27 @@ def test_capture_is_the_layers_own_integer_gemm(checkpoint):
     assert np.array_equal(got["acc"], golden.matmul(a, got["codes"], 27, "wrap", impl="loop"))
 
 
+@pytest.mark.parametrize("out_bits", [8, 32])
+def test_capture_with_postprocessing_is_the_rule_on_its_integers(checkpoint, out_bits):
+    """With out_bits, the post-processed layer's integers are postproc.gemm of its per-tensor
+    INT8 input with the parameters it derived, and its forward equals the replay of them."""
+    from rf8hw.format import postproc
+
+    got = capture_layer("mlp_digits", "fc2", ArrayConfig(4, 4), checkpoint=checkpoint, batch=5,
+                        out_bits=out_bits)
+    post = got["post"]
+    assert post["replay_matches_layer"] and got["replay_matches_layer"]
+    a = post["a"]
+    assert a.shape == (5, 128) and np.abs(a).max() == 127
+    want = postproc.gemm(a, got["codes"], post["bias"], post["mult"], post["shift"],
+                         out_bits=out_bits)
+    assert np.array_equal(post["y_int"], want)
+    if out_bits == 8:
+        assert (np.abs(want) == 127).any() and post["out_absmax"] > 0
+    else:
+        assert (post["mult"] == 1).all() and (post["shift"] == 0).all()
+
+
 @pytest.mark.slow
 def test_layer_through_the_rtl_equals_golden_and_bitexact(checkpoint, cosim_cache, tmp_path,
                                                           capsys):

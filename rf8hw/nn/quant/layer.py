@@ -170,8 +170,12 @@ class QuantLinear(nn.Module):
     overflow_stats : rf8hw.nn.bitexact.OverflowStats
         What the bit-exact path saw since the last :func:`~rf8hw.nn.quant.set_mode` /
         :func:`~rf8hw.nn.quant.reset_stats`.
+    out_bits, out_absmax : int or None, float or None
+        The accelerator's post-processing in ``mode="bitexact"`` (:meth:`set_postprocess`; RF8
+        only): None (off), 8 (INT8 at ``float32(out_absmax / 127)``) or 32 (INT32).
 
-    ``array``, ``act_absmax`` and ``overflow_stats`` are plain attributes, not part of the state
+    ``array``, ``act_absmax``, ``out_bits``, ``out_absmax`` and ``overflow_stats`` are plain
+    attributes, not part of the state
     dict (:func:`~rf8hw.nn.quant.save_quantized` does not store them; :func:`~rf8hw.nn.quant.set_mode`
     sets them per model).
     """
