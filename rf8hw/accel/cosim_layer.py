@@ -478,6 +478,7 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
                "mismatches_golden": mismatches, "cycle_mismatches": cycle_bad,
                "cycles": rec["cycles"], "full_rate_cycles": full_rate, "wall_s": wall,
                "build_s": built_s, "err_cmd": rec["err_cmd"], "err_w_tlast": rec["err_w_tlast"],
+               "at_output_limit": int((np.abs(post["y_int"]) >= (1 << (out_bits - 1)) - 1).sum()),
                "act_scale": post["act_scale"], "out_scale": post["out_scale"],
                "out_absmax": post["out_absmax"]}
     write_files({result_json: json.dumps(summary, indent=2) + "\n"})
