@@ -11,6 +11,11 @@ Stages (``--stage``, any number, in this order):
               not fit is recorded as such and larger sizes of that PE on that device are skipped.
 ``pe``        one bare PE of every kind (``synthesize(unit="pe")``).
 ``shapes``    explicit ``--shapes RxC ...`` for every ``--pe`` on ``--largest-device``.
+``accel``     the GEMM accelerator (:func:`rf8hw.accel.accel_synth.synthesize_accel`; Yosys only
+              unless ``--accel-place``: the bare 8 x 8 array alone took 35 min to place here) around
+              a ``--accel-size`` square array of each ``--accel-pe`` kind, buffers
+              ``--accel-max-m`` x ``--accel-max-k``, on ``--largest-device``.  Stored under
+              ``"accel"`` in the JSON; its table has the block RAM (DP16KD) column.
 ``report``    nothing new: rewrite the Markdown, the section of docs/hardware.md and the plot.
 ``largest``   the largest square array of each PE kind that places and routes on ``--largest-device``
               (bisection between the largest size known to fit and the smallest known not to fit),
@@ -159,6 +164,86 @@ def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
     return entry
 
 
+ACCEL_FLOW_FILES = (*SYNTH_FLOW_FILES, "accel/accel_synth.py")
+
+
+def run_accel(db, device, pe, size, max_m, max_k, seed, force=False, place=False) -> dict:
+    """The accelerator around a ``size x size`` array of ``pe`` through Yosys (``place``: and
+    nextpnr), or the stored result measured on the current sources; kept in ``db["accel"]``."""
+    from rf8hw.accel.accel_synth import synthesize_accel
+    from rf8hw.arch import AccelConfig
+
+    acfg = AccelConfig(ArrayConfig(size, size, pe=pe), max_m=max_m, max_k=max_k)
+    seed = seed if place else None
+    k = f"{device}|{pe}|{size}x{size}|m{max_m}|k{max_k}|o{acfg.out_bits}|s{seed}"
+    current = _accel_key(acfg.as_dict(), device, seed)
+    table = db.setdefault("accel", {})
+    table.update(load().get("accel", {}))
+    if k in table and not force and table[k].get("source_key") == current:
+        return table[k]
+    t0 = time.monotonic()
+    print(f"=== accel {k}", flush=True)
+    try:
+        res = synthesize_accel(acfg, device=device, seed=seed or 1, place=place,
+                               workdir=ROOT / "build" / "hardware_table" / ("accel_" + k.replace("|", "_")))
+        entry = {"fits": True, **{f: res[f] for f in (
+            "lut4", "carry", "lut4_equiv", "lut4_sites", "ff", "dsp", "bram", "lutram", "comb_used",
+            "comb_available", "fmax_mhz", "part", "package", "speed", "tools", "yosys_command",
+            "critical_path", "wrapper", "accel")},
+                 "bram_placed": res["utilization"].get("DP16KD")}
+    except synth.DoesNotFitError as exc:
+        entry = {"fits": False, "error": str(exc).split(" (log:")[0],
+                 "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
+    except synth.ToolError as exc:
+        entry = {"fits": None, "error": str(exc)[-2000:]}
+    entry.update({"device": device, "pe": pe, "rows": size, "cols": size, "max_m": max_m,
+                  "max_k": max_k, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
+                  "source_key": current})
+    print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
+          flush=True)
+    store(db, "accel", k, entry)
+    return entry
+
+
+def _accel_key(acfg: dict, device, seed) -> str:
+    return cache.synthesis_key({**acfg, "device": device, "seed": seed, "unit": "accel"},
+                               ACCEL_FLOW_FILES)
+
+
+def accel_markdown(db) -> list[str]:
+    """The accelerator rows (``--stage accel``), beside the bare array of the same kind and size
+    when the grid has it."""
+    rows = sorted(db.get("accel", {}).values(), key=lambda r: (r["device"], r["pe"], r["rows"]))
+    if not rows:
+        return []
+    lines = ["", "### Accelerators (array + buffers + post-processing + sequencer)", "",
+             "`rf8hw synth --accel` (`rf8hw/accel/accel_synth.py`, the same wrapper and "
+             "flow as the arrays; docs/accelerator.md).  LUT4 sites without the wrapper's XOR "
+             "LUTs; DP16KD = block RAM (Yosys count; placed count in the JSON).  Seed `-`: "
+             "Yosys only (no place and route, no Fmax).",
+             "",
+             "| device | PE kind | array | max_m x max_k | LUT4 | CCU2C | LUT4 sites | FF | DSP "
+             "| DP16KD | logic sites used | post-route Fmax (MHz) | bare array Fmax | seed |",
+             "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        size = f"{r['rows']}x{r['cols']}"
+        cell = r["pe"] + ("" if r.get("source_key") == _accel_key(
+            r.get("accel", {}), r["device"], r["seed"]) else " †")
+        if not r["fits"]:
+            why = "does not fit" if r["fits"] is False else "tool failure"
+            lines.append(f"| {r['device']} | {cell} | {size} | {r['max_m']} x {r['max_k']} "
+                         f"| {why}: {r.get('error', '')[:100]} | | | | | | | | | {r['seed']} |")
+            continue
+        bare = db["runs"].get(key(r["device"], r["pe"], r["rows"], r["cols"], r["seed"] or 1), {})
+        used = "-" if r["comb_used"] is None else f"{r['comb_used']}/{r['comb_available']}"
+        lines.append(f"| {r['device']} | {cell} | {size} | {r['max_m']} x {r['max_k']} "
+                     f"| {r['lut4']} | {r['carry']} | {r['lut4_sites']} | {r['ff']} | {r['dsp']} "
+                     f"| {r['bram']} | {used} "
+                     f"| {_fmt(r['fmax_mhz'])} | {_fmt(bare.get('fmax_mhz'))} "
+                     f"| {'-' if r['seed'] is None else r['seed']} |")
+    return lines
+
+
 def stage_xilinx(db, arrays, size, force) -> None:
     """One PE of every kind, then ``size x size`` arrays of the ``arrays`` kinds (Yosys' xc7 mapping)."""
     for pe in PE_KINDS:
@@ -298,7 +383,7 @@ def markdown(db) -> str:
                          f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
                          f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
         lines.append("")
-    return "\n".join(lines + targets(runs) + xilinx_markdown(db))
+    return "\n".join(lines + targets(runs) + xilinx_markdown(db) + accel_markdown(db))
 
 
 RF8_KINDS = ("rf8", "rf8_lean", "rf8_pipe")
@@ -452,7 +537,8 @@ def plot(db) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "xilinx", "report"),
+    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "xilinx", "accel",
+                                                 "report"),
                     default=["grid"], help="report: only rewrite the Markdown and the plot")
     ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
@@ -462,6 +548,13 @@ def main(argv=None) -> int:
     ap.add_argument("--xilinx-arrays", nargs="*", default=["rf8_pipe", "rf8_lean", "int8_pipe"],
                     choices=list(PE_KINDS), help="PE kinds of the arrays of --stage xilinx")
     ap.add_argument("--xilinx-size", type=int, default=8, help="rows = cols of those arrays")
+    ap.add_argument("--accel-pe", nargs="+", default=["rf8_pipe"], choices=list(PE_KINDS),
+                    help="PE kinds of --stage accel")
+    ap.add_argument("--accel-size", type=int, default=8, help="rows = cols of --stage accel")
+    ap.add_argument("--accel-max-m", type=int, default=128, help="max_m of --stage accel")
+    ap.add_argument("--accel-max-k", type=int, default=384, help="max_k of --stage accel")
+    ap.add_argument("--accel-place", action="store_true",
+                    help="--stage accel: place and route too (slow: tens of minutes)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="redo runs already in the JSON")
     args = ap.parse_args(argv)
@@ -477,6 +570,10 @@ def main(argv=None) -> int:
         stage_shapes(db, args.largest_device, args.pe, args.shapes, args.seed, args.force)
     if "xilinx" in args.stage:
         stage_xilinx(db, args.xilinx_arrays, args.xilinx_size, args.force)
+    if "accel" in args.stage:
+        for pe in args.accel_pe:
+            run_accel(db, args.largest_device, pe, args.accel_size, args.accel_max_m,
+                      args.accel_max_k, args.seed, args.force, args.accel_place)
     save(db)
     return 0
 

@@ -178,9 +178,28 @@ class CosimRequest:
     batch: int | None = field(default=None, metadata={
         "help": "inferences in a zoo model's forward pass (default 8; an adapter brings its own "
                 "example)"})
+    accel: bool = field(default=False, metadata={
+        "help": "run the layer through the GEMM accelerator (RF8AccelAxiTop: K sums on chip, "
+                "bias, fixed-point scale, INT8/INT32 out; docs/accelerator.md) instead of the "
+                "bare array, compared with the bit-exact layer with the same post-processing"})
+    out_bits: int | None = field(default=None, metadata={
+        "metavar": "8|32",
+        "help": "with --accel: the output width, 8 (INT8, the default; output scale from the "
+                "layer's own output on this forward pass) or 32 (INT32)"})
 
     def __post_init__(self):
+        if not isinstance(self.accel, bool):
+            raise ValueError(f"accel must be True or False, not {self.accel!r}")
+        if self.out_bits is not None:
+            if not self.accel:
+                raise ValueError(f"out_bits is the accelerator's output width; give accel too "
+                                 f"(out_bits={self.out_bits!r} without it)")
+            if self.out_bits not in (8, 32) or isinstance(self.out_bits, bool):
+                raise ValueError(f"out_bits must be 8 or 32, not {self.out_bits!r}")
         if self.layer is None and self.model is None:
+            if self.accel:
+                raise ValueError("accel runs a model layer's GEMM through the accelerator: give "
+                                 "layer and model (random tiles run on the bare array)")
             if self.tiles is None:
                 raise ValueError("tiles is required (random tiles), or layer and model (a model "
                                  "layer's GEMM)")
@@ -197,3 +216,8 @@ class CosimRequest:
     @property
     def is_layer(self) -> bool:
         return self.layer is not None
+
+    @property
+    def accel_out_bits(self) -> int | None:
+        """The accelerator's output width for an ``accel`` run (8 unless given), else None."""
+        return (8 if self.out_bits is None else self.out_bits) if self.accel else None

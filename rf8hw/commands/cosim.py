@@ -39,7 +39,8 @@ def register(subparsers, name: str, help_text: str) -> None:
         "layer", "instead of random tiles, the GEMM of one layer of a real RF8-quantized model, "
                  "its INT8 activations from a real forward pass; compared with the golden model "
                  "and with the bit-exact PyTorch layer's integers (rf8hw/accel/cosim_layer.py)")
-    add_config_args(layer, CosimRequest, only=("layer", "model", "checkpoint", "batch"))
+    add_config_args(layer, CosimRequest, only=("layer", "model", "checkpoint", "batch", "accel",
+                                               "out_bits"))
     parser.set_defaults(func=run)
 
 
@@ -104,7 +105,7 @@ def run(args) -> int:
             require_simulator(options.simulator)           # before the model is loaded
             result = cosim_layer(request.model, request.layer, cfg, options,
                                  checkpoint=request.checkpoint, batch=request.batch,
-                                 progress=progress)
+                                 progress=progress, out_bits=request.accel_out_bits)
         else:
             result = run_cosim(request.tiles, cfg, options, m_rows=request.m_rows,
                                progress=progress)
@@ -127,6 +128,8 @@ def _report(result, cfg, total_s: float) -> int:
     from rf8hw.accel.cosim_layer import LayerResult
 
     layer = result if isinstance(result, LayerResult) else None
+    if layer is not None and layer.accel is not None:
+        return _report_accel(layer, cfg, total_s)
     cosim = result.cosim if layer else result
     print(f"verilog: {cosim.build.verilog}")
     print(f"run directory: {cosim.out_dir}")
@@ -151,3 +154,29 @@ def _report(result, cfg, total_s: float) -> int:
           f"{cosim.wall_s:.2f} s (cycles/s below: the cycles it simulated per second)")
     print(cosim.summary_line(), flush=True)
     return 0 if result.ok else 1
+
+
+def _report_accel(layer, cfg, total_s: float) -> int:
+    """Print an accelerator layer run (``--accel``; the summary line last); its exit status."""
+    run = layer.accel
+    M, K, N = layer.gemm_shape
+    print(f"run directory: {run.out_dir}")
+    print(f"result: {run.result_json}")
+    print(f"simulator log: {run.log}")
+    print(f"layer {layer.layer}: GEMM {M} x {K} x {N} through the accelerator "
+          f"{run.acfg.module_name} ({run.commands} command(s), {run.tiles} tiles of "
+          f"{cfg.rows}x{cfg.cols}, INT{layer.out_bits} out); golden rule: {run.mismatches} of "
+          f"{M * N} outputs differ" + ("" if run.cycle_mismatches is None else
+                                       f"; {run.cycle_mismatches} result beats off the cycle model"))
+    print(f"bit-exact layer with the accelerator's post-processing: its replay from its integers "
+          f"equals its output: {layer.replay_matches_layer}; the accelerator's output equals its "
+          f"integers: {layer.equals_bitexact} ({layer.bitexact_mismatches} entries differ)")
+    if run.err_cmd or run.err_w_tlast:
+        print(f"accelerator error flags: err_cmd={run.err_cmd} err_w_tlast={run.err_w_tlast}",
+              file=sys.stderr, flush=True)
+    build = ("reused from the cache" if run.build_s is None
+             else f"{run.build_s:.1f} s (reused from the cache next time)")
+    print(f"time: {total_s:.1f} s in all; simulator build {build}; simulation "
+          f"{run.wall_s:.2f} s (cycles/s below: the cycles it simulated per second)")
+    print(run.summary_line(), flush=True)
+    return 0 if layer.ok else 1

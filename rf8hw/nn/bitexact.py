@@ -46,6 +46,22 @@ What one layer computes, step by step (``docs/estimates.md`` has the same rules 
    significant bits), so the only roundings are one float64 product and the float32 result.  In
    hardware ``act_scale * s`` is the per-column dequantization multiplier (``docs/quantization.md``).
 
+**The accelerator's post-processing** (``docs/accelerator.md``, "Post-processing rule";
+:func:`accel_linear`, a ``QuantLinear`` with :meth:`~rf8hw.nn.quant.QuantLinear.set_postprocess`)
+replaces rule 3 with what ``RF8Accelerator`` does on chip: with one activation scale for the
+whole input (static, or per-tensor dynamic), the bias in accumulator units, a 16-bit fixed-point
+multiplier and a rounding right shift carrying RF8's exponent, saturated to INT8 (the output's
+scale ``out_scale``) or INT32 (``acc + bias``, dequantized on the host)::
+
+    bias_int, mult, shift = postproc.bias_int(...), postproc.requant_params(...)   (INT8)
+    y_int[m, n] = clamp(round_half_up((acc[m, n] + bias_int[n]) * mult[n] / 2**shift[n]))
+    y[m, n]     = float32(y_int * out_scale)                      (INT8)
+                = float32(y_int * 2**(X[n]-18) * (act_scale * s[n]))   (INT32)
+
+The integer steps are computed here in torch int64 (:func:`postprocess`), independently of the
+numpy rule :func:`rf8hw.format.postproc.postprocess`; the parameters come from that module's
+derivations (never retyped).  So the RTL's integers and this layer's are the same numbers.
+
 Bias, activation functions, LayerNorm, softmax, attention score matmuls and everything outside
 the ``QuantLinear`` layers stay in float32.
 
@@ -83,12 +99,13 @@ import torch
 
 from rf8hw import checks
 from rf8hw.arch import ArrayConfig
-from rf8hw.format import baselines, golden, spec
+from rf8hw.format import baselines, golden, postproc, spec
 from rf8hw.nn.params import non_negative
 
 __all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations",
            "rf8_gemm", "weight_f64", "linear", "BASELINE_FORMATS", "WEIGHT_SHIFT", "baseline_weight_int",
-           "baseline_gemm", "baseline_linear"]
+           "baseline_gemm", "baseline_linear", "OUT_BITS", "postprocess", "out_scale_of",
+           "accel_params", "accel_gemm", "accel_linear"]
 
 #: dynamic activation scale granularities of the bit-exact path (module docstring, rule 1)
 ACT_DYNAMIC = ("token", "tensor")
@@ -310,6 +327,138 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
     if bias is not None:
         out = out + bias.detach().to(out.dtype)
     return out
+
+
+# ------------------------------------------------------- the accelerator's post-processing
+
+#: output widths of the accelerator's post-processing (:data:`rf8hw.format.postproc.OUT_BITS`)
+OUT_BITS = postproc.OUT_BITS
+
+
+def postprocess(acc: torch.Tensor, bias=0, mult=1, shift=0, *, acc_bits: int = 40,
+                out_bits: int = 8) -> torch.Tensor:
+    """Steps 2-5 of the accelerator's rule on exact sums ``acc [M, N]`` in torch int64: ``clamp(
+    floor(((acc + bias) * mult + 2**(shift-1)) / 2**shift))`` (no rounding constant for ``shift
+    = 0``), clamped to signed ``out_bits``.  ``bias``/``mult``/``shift``: one integer per column
+    or one for all, checked as :func:`rf8hw.format.postproc.check_params` checks them; ``acc``
+    must hold signed ``acc_bits``-bit integers.  Exact: every intermediate fits int64
+    (``acc_bits <= postproc.ACC_BITS_MAX``)."""
+    acc = torch.as_tensor(acc)
+    if acc.dim() != 2 or acc.dtype.is_floating_point or acc.dtype == torch.bool:
+        raise ValueError(f"acc must be a 2-D integer tensor [M, N], not {acc.dtype} "
+                         f"{tuple(acc.shape)}")
+    bias, mult, shift, acc_bits, out_bits = postproc.check_params(acc.shape[1], bias, mult, shift,
+                                                                  acc_bits, out_bits)
+    acc = acc.to(torch.int64)
+    half = 1 << (acc_bits - 1)
+    if acc.numel() and (int(acc.min()) < -half or int(acc.max()) >= half):
+        raise ValueError(f"acc must hold signed {acc_bits}-bit integers, found "
+                         f"{int(acc.min())}..{int(acc.max())}")
+    b, m, s = (torch.from_numpy(v).to(acc.device) for v in (bias, mult, shift))
+    p = (acc + b) * m
+    one = torch.ones_like(s)
+    rounding = torch.where(s > 0, one << (s - 1).clamp(min=0), torch.zeros_like(s))
+    r = (p + rounding) >> s                  # arithmetic shift of int64: floor division
+    return r.clamp(-(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1)
+
+
+def out_scale_of(out_absmax: float) -> float:
+    """The INT8 output's scale for a clipping level: ``float32(out_absmax / 127)`` (the rule of
+    the activations, :func:`quantize_activations`); 1.0 for ``out_absmax = 0``."""
+    out_absmax = non_negative("out_absmax", out_absmax)
+    scale = float(np.float32(out_absmax / act_qmax(8))) if out_absmax > 0 else 1.0
+    return scale if scale > 0 else 1.0
+
+
+def accel_params(exponent, act_scale: float, n: int, bias=None, out_scale: float | None = None,
+                 channel_scale=None, *, acc_bits: int = 40, out_bits: int = 8):
+    """The parameter stream of one command: ``(bias_int, mult, shift)`` (int64 ``[n]`` each).
+
+    ``bias_int``: :func:`rf8hw.format.postproc.bias_int` of the float bias (zeros without one);
+    INT8: ``(mult, shift)`` of :func:`rf8hw.format.postproc.requant_params` for ``out_scale``;
+    INT32: ``mult = 1, shift = 0`` (the sum and bias, exact)."""
+    if out_bits not in OUT_BITS or isinstance(out_bits, bool):
+        raise ValueError(f"out_bits must be one of {', '.join(map(str, OUT_BITS))}, not {out_bits!r}")
+    X = np.broadcast_to(np.asarray(exponent, dtype=np.int64).reshape(-1), (n,))
+    cs = 1.0 if channel_scale is None else np.asarray(channel_scale, dtype=np.float32).reshape(-1)
+    if bias is None:
+        b = np.zeros(n, np.int64)
+    else:
+        b = postproc.bias_int(np.asarray(bias, dtype=np.float32).reshape(-1), X, act_scale, cs,
+                              acc_bits=acc_bits)
+    if out_bits == 32:
+        return b, np.ones(n, np.int64), np.zeros(n, np.int64)
+    if out_scale is None:
+        raise ValueError("INT8 output needs an output scale (out_absmax: a static clipping level "
+                         "of the layer's output)")
+    mult, shift = postproc.requant_params(X, act_scale, out_scale, cs)
+    return b, mult, shift
+
+
+def accel_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.ndarray,
+               bias=None, out_scale: float | None = None, array: ArrayConfig | None = None,
+               out_bits: int = 8, channel_scale=None, w_f64: torch.Tensor | None = None,
+               w_absmax: int | None = None) -> dict:
+    """One layer's GEMM as the accelerator computes it (module docstring, "The accelerator's
+    post-processing"): exact sums (``K <= postproc.max_k``, else ``ValueError``), then
+    :func:`postprocess` with :func:`accel_params`.
+
+    Returns a dict: ``y`` (float32 ``[M, N]``, the layer's output), ``y_int`` (int64 ``[M, N]``,
+    what leaves the accelerator), ``acc`` and ``exact`` (as :func:`rf8_gemm`), ``bias``,
+    ``mult``, ``shift`` (the parameter stream), ``act_scale``, ``out_scale``."""
+    array = ArrayConfig() if array is None else array
+    act_scale = np.asarray(act_scale, dtype=np.float64)
+    if act_scale.size != 1:
+        raise ValueError(f"the accelerator's post-processing takes one activation scale for the "
+                         f"whole input (static, or per-tensor dynamic), not {act_scale.size} "
+                         f"(per-token scales)")
+    act_scale = float(act_scale.reshape(-1)[0])
+    K, N = np.shape(codes)
+    limit = postproc.max_k(array.act_bits, array.acc_bits)
+    checks.integer("K", K, 1, limit, f" for the accelerator's exact sums (act_bits="
+                                     f"{array.act_bits}, acc_bits={array.acc_bits})")
+    _, acc, exact = rf8_gemm(a, act_scale, codes, exponent, array, w_f64, w_absmax, channel_scale)
+    b, mult, shift = accel_params(exponent, act_scale, N, bias, out_scale, channel_scale,
+                                  acc_bits=array.acc_bits, out_bits=out_bits)
+    y_int = postprocess(torch.from_numpy(exact), b, mult, shift, acc_bits=array.acc_bits,
+                        out_bits=out_bits).numpy()
+    if out_bits == 8:
+        y = (y_int.astype(np.float64) * out_scale).astype(np.float32)
+    else:
+        step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
+        cs = 1.0 if channel_scale is None else np.asarray(channel_scale, np.float32).astype(np.float64)
+        y = ((y_int.astype(np.float64) * step) * (act_scale * cs)).astype(np.float32)
+    return {"y": y, "y_int": y_int, "acc": acc, "exact": exact, "bias": b, "mult": mult,
+            "shift": shift, "act_scale": act_scale, "out_scale": out_scale}
+
+
+def accel_linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
+                 bias: torch.Tensor | None = None, array: ArrayConfig | None = None,
+                 absmax: float | None = None, out_bits: int = 8, out_absmax: float | None = None,
+                 stats: OverflowStats | None = None, w_f64: torch.Tensor | None = None,
+                 w_absmax: int | None = None, channel_scale: torch.Tensor | None = None,
+                 details: list | None = None) -> torch.Tensor:
+    """Bit-exact forward of one RF8 layer through the accelerator's post-processing
+    (:func:`accel_gemm`): activations with one scale (``absmax`` static, else per-tensor
+    dynamic), INT8 output at ``out_scale_of(out_absmax)`` or INT32 output dequantized on the
+    host.  ``details``: if a list, :func:`accel_gemm`'s dict (with ``a``) is appended."""
+    array = ArrayConfig() if array is None else array
+    if out_bits == 8 and out_absmax is None:
+        raise ValueError("INT8 output needs out_absmax (a static clipping level of the layer's "
+                         "output); INT32 output needs none")
+    lead = x.shape[:-1]
+    x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
+    a, scale, clipped = quantize_activations(x2, array.act_bits, absmax, "tensor")
+    cs = None if channel_scale is None else channel_scale.detach().cpu().numpy()
+    b = None if bias is None else bias.detach().cpu().numpy()
+    got = accel_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), b,
+                     None if out_absmax is None else out_scale_of(out_absmax),
+                     array, out_bits, cs, w_f64, w_absmax)
+    if stats is not None:
+        stats.record(got["acc"], got["exact"], clipped, a.size)
+    if details is not None:
+        details.append({**got, "a": a})
+    return torch.from_numpy(got["y"]).reshape(*lead, got["y"].shape[1]).to(x.device)
 
 
 # ------------------------------------------------------------------ the baselines: INT8 and FP8-E4M3

@@ -170,8 +170,12 @@ class QuantLinear(nn.Module):
     overflow_stats : rf8hw.nn.bitexact.OverflowStats
         What the bit-exact path saw since the last :func:`~rf8hw.nn.quant.set_mode` /
         :func:`~rf8hw.nn.quant.reset_stats`.
+    out_bits, out_absmax : int or None, float or None
+        The accelerator's post-processing in ``mode="bitexact"`` (:meth:`set_postprocess`; RF8
+        only): None (off), 8 (INT8 at ``float32(out_absmax / 127)``) or 32 (INT32).
 
-    ``array``, ``act_absmax`` and ``overflow_stats`` are plain attributes, not part of the state
+    ``array``, ``act_absmax``, ``out_bits``, ``out_absmax`` and ``overflow_stats`` are plain
+    attributes, not part of the state
     dict (:func:`~rf8hw.nn.quant.save_quantized` does not store them; :func:`~rf8hw.nn.quant.set_mode`
     sets them per model).
     """
@@ -192,6 +196,10 @@ class QuantLinear(nn.Module):
         checks.choice("act_granularity", act_granularity, ACT_DYNAMIC)
         self.act_granularity = act_granularity
         self.overflow_stats = OverflowStats()
+        #: the accelerator's post-processing in ``mode="bitexact"`` (:meth:`set_postprocess`):
+        #: None (off: rule 3 of rf8hw.nn.bitexact), or 8 / 32 (INT8 / INT32 output)
+        self.out_bits: int | None = None
+        self.out_absmax: float | None = None
         self._cache: dict = {}
         n = out_features if granularity == "channel" else 1
         self.register_buffer("codes", torch.zeros(in_features, out_features, dtype=torch.uint8))
@@ -283,6 +291,11 @@ class QuantLinear(nn.Module):
                                              self.act_absmax, self.overflow_stats, self.act_granularity,
                                              w_f64)
                 return y if dtype == torch.float32 or not dtype.is_floating_point else y.to(dtype)
+            if self.out_bits is not None:
+                y = bitexact.accel_linear(x, self.codes, self.exponent, self.bias, self.array,
+                                          self.act_absmax, self.out_bits, self.out_absmax,
+                                          self.overflow_stats, w_f64, w_absmax, self.channel_scale)
+                return y if dtype == torch.float32 or not dtype.is_floating_point else y.to(dtype)
             y = bitexact.linear(x, self.codes, self.exponent, self.bias, self.array,
                                 self.act_absmax, self.overflow_stats, self.act_granularity,
                                 w_f64, w_absmax, self.channel_scale)
@@ -290,6 +303,33 @@ class QuantLinear(nn.Module):
             xf = x if dtype == torch.float32 else x.float()
             y = F.linear(xf, self._weight_nk(), self.bias)       # fake-quant
         return y if dtype == torch.float32 or not dtype.is_floating_point else y.to(dtype)
+
+    def set_postprocess(self, out_bits: int | None = 8, out_absmax: float | None = None) -> None:
+        """Make ``mode="bitexact"`` compute this RF8 layer as the accelerator does, post-processing
+        included (:func:`rf8hw.nn.bitexact.accel_linear`): one activation scale for the input (the
+        static ``act_absmax``, else per-tensor dynamic, whatever ``act_granularity`` says), the
+        output saturated to INT8 at scale ``float32(out_absmax / 127)`` (``out_absmax`` required)
+        or to INT32 (``out_absmax`` refused).  ``out_bits=None``: off again."""
+        if out_bits is None:
+            if out_absmax is not None:
+                raise ValueError(f"out_absmax={out_absmax!r} without out_bits")
+            self.out_bits = self.out_absmax = None
+            return
+        if self.fmt != "rf8":
+            raise ValueError(f"the accelerator's post-processing is for RF8 layers, not fmt "
+                             f"{self.fmt!r}")
+        if out_bits not in bitexact.OUT_BITS or isinstance(out_bits, bool):
+            raise ValueError(f"out_bits must be one of {', '.join(map(str, bitexact.OUT_BITS))} "
+                             f"or None, not {out_bits!r}")
+        if out_bits == 8:
+            if out_absmax is None:
+                raise ValueError("INT8 output needs out_absmax (a static clipping level of the "
+                                 "layer's output)")
+            out_absmax = check_absmax("out_absmax", out_absmax)
+        elif out_absmax is not None:
+            raise ValueError(f"INT32 output takes no out_absmax (it is acc + bias), not "
+                             f"{out_absmax!r}")
+        self.out_bits, self.out_absmax = int(out_bits), out_absmax
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):

@@ -1,0 +1,33 @@
+"""``rf8hw synth --accel`` (rf8hw/accel/accel_synth.py): the accelerator through the array's Yosys
+flow, its block RAM counted; option rules."""
+
+import pytest
+
+from rf8hw import cli
+from rf8hw.accel.accel_synth import synthesize_accel
+from rf8hw.arch import AccelConfig, ArrayConfig
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--max-m", "4"], "--max-m is for the accelerator: add --accel"),
+    (["--place"], "--place is for the accelerator: add --accel"),
+    (["--accel", "--max-k", "0"], "max_k must be"),
+    (["--accel", "--max-m", "4", "--device", "ice40-up5k"], "the accelerator is synthesised for ECP5 only"),
+])
+def test_bad_options_are_one_line(extra, words, tmp_path, capsys):
+    status = cli.main(["synth", "--rows", "2", "--cols", "2", "--device", "ecp5-25k",
+                       "--workdir", str(tmp_path / "w"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "w" / "top.v").exists()
+
+
+@pytest.mark.slow
+def test_block_ram_of_a_small_accelerator(tmp_path):
+    """max_m 64 x max_k 256 on 2x2: act_mem 8,192 x 16 bits goes to DP16KD block RAM (Yosys)."""
+    acfg = AccelConfig(ArrayConfig(2, 2), max_m=64, max_k=256)
+    res = synthesize_accel(acfg, workdir=tmp_path / "w", progress=None)
+    assert res["unit"] == "accel" and res["accel"]["act_depth"] == 64 * 128
+    assert res["bram"] >= 1 and res["cells"].get("DP16KD", 0) == res["bram"]
+    assert res["fmax_mhz"] is None and res["nextpnr_command"] is None
+    assert (tmp_path / "w" / "result.json").is_file()
