@@ -165,7 +165,7 @@ def _demand(commands, acfg, sched) -> dict:
 
     R = acfg.array.rows
     d = {s: [] for s in STREAM_ORDER}
-    for (M, K, N, load), s in zip(commands, sched):
+    for (_m, K, _n, load), s in zip(commands, sched):
         kt = -(-K // R)
         d["cmd"].append(s["cmd"])
         for n, tile in enumerate(s["tiles"]):

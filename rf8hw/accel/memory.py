@@ -158,7 +158,8 @@ def load_profile(path) -> MemoryProfile:
     except OSError as exc:
         raise ValueError(f"memory profile file {str(p)!r} cannot be read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"memory profile file {str(p)!r} is not JSON ({exc.msg}, line {exc.lineno})") from None
+        raise ValueError(f"memory profile file {str(p)!r} is not JSON ({exc.msg}, line "
+                         f"{exc.lineno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"memory profile file {str(p)!r} must hold a JSON object with the fields "
                          f"{', '.join(_FIELDS)}")
@@ -181,14 +182,16 @@ def resolve(memory: str | None, bandwidth_gbps: float | None = None) -> MemoryPr
     None."""
     if memory is None and bandwidth_gbps is None:
         return None
-    if bandwidth_gbps is not None and (isinstance(bandwidth_gbps, bool) or not isinstance(
-            bandwidth_gbps, (int, float)) or not math.isfinite(bandwidth_gbps) or not 0 < bandwidth_gbps <= 1e4):
+    bw = bandwidth_gbps
+    if bw is not None and (isinstance(bw, bool) or not isinstance(bw, (int, float))
+                           or not math.isfinite(bw) or not 0 < bw <= 1e4):
         raise ValueError(f"memory_bandwidth must be a number in (0, 10000] GB/s, not {bandwidth_gbps!r}")
     if memory is None:
         return MemoryProfile(f"{bandwidth_gbps:g}GBps", float(bandwidth_gbps),
                              source="user-given bandwidth (sustained; no latency, no buffer budget)")
     if not isinstance(memory, str) or not memory.strip():
-        raise ValueError(f"memory must be a profile name ({', '.join(PROFILES)}) or a JSON file, not {memory!r}")
+        raise ValueError(f"memory must be a profile name ({', '.join(PROFILES)}) or a JSON file, "
+                         f"not {memory!r}")
     if memory in PROFILES:
         prof = PROFILES[memory]
     elif memory.endswith(".json") or Path(memory).is_file():
@@ -197,6 +200,159 @@ def resolve(memory: str | None, bandwidth_gbps: float | None = None) -> MemoryPr
         raise ValueError(f"memory must be one of {', '.join(map(repr, PROFILES))} or a JSON profile file, "
                          f"not {memory!r}")
     if bandwidth_gbps is not None:
-        prof = replace(prof, name=f"{prof.name}@{bandwidth_gbps:g}GBps", peak_gbps=float(bandwidth_gbps),
-                       efficiency=1.0, source=prof.source + f"; sustained bandwidth set to {bandwidth_gbps:g} GB/s")
+        prof = replace(prof, name=f"{prof.name}@{bw:g}GBps", peak_gbps=float(bw), efficiency=1.0,
+                       source=prof.source + f"; sustained bandwidth set to {bw:g} GB/s")
     return prof
+
+
+# ------------------------------------------------------------------------------ per layer, per model
+
+def _programs(M: int, K: int, N: int, array):
+    """``(AccelConfig, commands)`` of one GEMM on the accelerator around ``array``: one
+    ``load = 1`` command per chunk of at most ``min(65535, 65536 // ceil(K / rows))`` rows (a
+    command's ``M`` and the activation buffer's depth are 16-bit)."""
+    from rf8hw.arch import AccelConfig
+    from rf8hw.format import postproc
+
+    kmax = min(65535, postproc.max_k(array.act_bits, array.acc_bits))
+    if K > kmax:
+        raise ValueError(f"K = {K} is above the accelerator's largest K {kmax} for act_bits "
+                         f"{array.act_bits}, acc_bits {array.acc_bits} (a K split is not modelled)")
+    kt = -(-K // array.rows)
+    chunk = min(M, 65535, 65536 // kt)
+    acfg = AccelConfig(array, max_m=chunk, max_k=K)
+    sizes = [chunk] * (M // chunk) + ([M % chunk] if M % chunk else [])
+    return acfg, [(m, K, N, 1) for m in sizes]
+
+
+def gemm_memory(M: int, K: int, N: int, array, rate: StreamRate, buffer_bytes: int = 0) -> dict:
+    """One GEMM ``[M, K] x [K, N]`` on the accelerator around ``array`` (INT8 results), from an idle
+    accelerator, its streams fed by one memory of ``rate``.
+
+    Keys: ``compute_cycles`` (every stream at full rate: :func:`rf8hw.accel.accel_cycles.accel_schedule`),
+    ``bytes`` (per stream and ``total``: command, weight codes, activations once, parameters,
+    results), ``memory_cycles`` (``latency + ceil(total / bytes_per_cycle)``: the memory alone),
+    ``cycles`` (the throttled schedule: the last result beat or the last byte written back,
+    whichever is later, plus one), ``bound`` (``memory`` when ``memory_cycles > compute_cycles``),
+    ``macs``, ``intensity`` (MACs per byte), ``buffer_bytes`` (the accelerator's activation and
+    accumulator buffers for this GEMM) and ``fits`` (within the profile's ``buffer_bytes``; None
+    without a budget).
+    """
+    from rf8hw.accel.accel_cycles import _beat_bytes, accel_schedule, stream_arrivals
+
+    acfg, cmds = _programs(M, K, N, array)
+    full = accel_schedule(cmds, acfg)
+    arr = stream_arrivals(cmds, acfg, rate)
+    thr = accel_schedule(cmds, acfg, arrivals=arr)
+    size = _beat_bytes(acfg)
+    R, C = array.rows, array.cols
+    kt, nt = -(-K // R), -(-N // C)
+    beats = {"cmd": len(cmds), "w": len(cmds) * kt * nt * R, "a": M * kt, "p": len(cmds) * nt, "out": M * nt}
+    nbytes = {s: beats[s] * size[s] for s in beats}
+    nbytes["total"] = sum(nbytes.values())
+    b = rate.bytes_per_cycle
+    memory_cycles = rate.latency + -(-nbytes["total"] * b.denominator // b.numerator)
+    compute = full[-1]["out_last"] + 1
+    cycles = max(thr[-1]["out_last"], arr["end"]) + 1
+    chunk = acfg.max_m
+    buf = chunk * kt * size["a"] + chunk * C * -(-array.acc_bits // 8)
+    return {"M": M, "K": K, "N": N, "commands": len(cmds), "compute_cycles": compute,
+            "memory_cycles": memory_cycles, "cycles": cycles,
+            "bound": "memory" if memory_cycles > compute else "compute",
+            "bytes": nbytes, "macs": M * K * N, "intensity": M * K * N / nbytes["total"],
+            "buffer_bytes": buf, "fits": None if not buffer_bytes else buf <= buffer_bytes}
+
+
+def model_memory(gemms, array, profile: MemoryProfile, clock_mhz: float, batch: int = 1) -> dict:
+    """The memory-aware cycles of a forward pass: every on-array GEMM of ``gemms``
+    (:func:`rf8hw.accel.gemms.capture`) run on the accelerator from idle, one after the other, fed
+    by ``profile`` at an accelerator clock of ``clock_mhz`` (:func:`gemm_memory`; identical shapes
+    computed once).
+
+    Returns ``profile`` (its fields), ``clock_mhz``, ``bytes_per_cycle`` (as a float and as
+    ``"p/q"``), ``latency_cycles``, ``layers`` (per on-array GEMM: name, count and the
+    :func:`gemm_memory` keys, cycles multiplied by ``count``), ``compute_cycles``, ``memory_cycles``,
+    ``cycles`` (sums), ``cycles_per_inference``, ``inferences_per_s`` and ``gmac_per_s`` (from
+    ``cycles``: the slower side, per layer), ``peak_gmac_per_s`` (``rows * cols`` MACs per cycle),
+    ``bandwidth_gbps`` (sustained), ``memory_bound_layers``, ``not_fitting_layers``.
+    """
+    rate = profile.rate(clock_mhz)
+    cache, layers = {}, []
+    for g in gemms:
+        if not g.on_array:
+            continue
+        key = (g.M, g.K, g.N)
+        if key not in cache:
+            cache[key] = gemm_memory(g.M, g.K, g.N, array, rate, profile.buffer_bytes)
+        r = dict(cache[key])
+        n = g.count
+        r.update(name=g.name, count=n, macs=r["macs"] * n,
+                 bytes={k: v * n for k, v in r["bytes"].items()},
+                 **{k: r[k] * n for k in ("compute_cycles", "memory_cycles", "cycles")})
+        layers.append(r)
+    tot = {k: sum(r[k] for r in layers) for k in ("compute_cycles", "memory_cycles", "cycles", "macs")}
+    hz = clock_mhz * 1e6
+    b = rate.bytes_per_cycle
+    return {"profile": profile.as_dict(), "clock_mhz": clock_mhz,
+            "bytes_per_cycle": float(b), "bytes_per_cycle_exact": f"{b.numerator}/{b.denominator}",
+            "latency_cycles": rate.latency, "bandwidth_gbps": profile.sustained_gbps,
+            "layers": layers, **tot, "batch": batch,
+            "cycles_per_inference": tot["cycles"] / batch,
+            "inferences_per_s": hz * batch / tot["cycles"] if tot["cycles"] else None,
+            "gmac_per_s": tot["macs"] * hz / tot["cycles"] / 1e9 if tot["cycles"] else None,
+            "compute_inferences_per_s": hz * batch / tot["compute_cycles"] if tot["compute_cycles"] else None,
+            "peak_gmac_per_s": array.rows * array.cols * hz / 1e9,
+            "memory_bound_layers": sum(r["bound"] == "memory" for r in layers),
+            "not_fitting_layers": [r["name"] for r in layers if r["fits"] is False]}
+
+
+def plot_roofline(mem: dict, path, title: str = "") -> None:
+    """Roofline of :func:`model_memory`'s result: operational intensity (MACs per byte) against
+    attained GMAC/s, the compute roof (``rows * cols`` MACs per cycle) and the bandwidth roof
+    (sustained GB/s x MAC/byte), one point per distinct GEMM shape, labelled with its layers;
+    written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {}
+    for r in mem["layers"]:
+        g = groups.setdefault((r["M"], r["K"], r["N"]), {"names": [], "macs": 0, "cycles": 0, "bytes": 0,
+                                                         "bound": r["bound"]})
+        short = r["name"].rsplit(".", 1)[-1]
+        if short not in g["names"]:
+            g["names"].append(short)
+        g["macs"] += r["macs"]
+        g["cycles"] += r["cycles"]
+        g["bytes"] += r["bytes"]["total"]
+    hz = mem["clock_mhz"] * 1e6
+    peak, bw = mem["peak_gmac_per_s"], mem["bandwidth_gbps"]
+    xs = [g["macs"] / g["bytes"] for g in groups.values()]
+    lo, hi = min(xs + [peak / bw]) / 4, max(xs + [peak / bw]) * 4
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    ax.plot(grid, [min(peak, bw * x) for x in grid], "k-", lw=1.5, label="roofline")
+    ax.axhline(peak, color="tab:blue", ls=":", lw=1,
+               label=f"compute roof {peak:.3g} GMAC/s ({mem['clock_mhz']:g} MHz)")
+    ax.plot(grid, [bw * x for x in grid], color="tab:red", ls=":", lw=1,
+            label=f"bandwidth roof {bw:.3g} GB/s ({mem['profile']['name']})")
+    for i, ((M, K, N), g) in enumerate(sorted(groups.items(), key=lambda kv: kv[1]["macs"] / kv[1]["bytes"])):
+        x, y = g["macs"] / g["bytes"], g["macs"] * hz / g["cycles"] / 1e9
+        ax.plot([x], [y], "o", color="tab:red" if g["bound"] == "memory" else "tab:blue")
+        # neighbours' labels staggered downwards, with a leader line to their point
+        ax.annotate(f"{','.join(g['names'][:3])}{'...' if len(g['names']) > 3 else ''} {M}x{K}x{N}",
+                    (x, y), textcoords="offset points", xytext=(-30, -22 - 16 * (i % 5)), fontsize=6,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(bw * lo, peak) / 2, peak * 1.6)
+    ax.set_xlabel("operational intensity (MACs per byte moved to or from memory)")
+    ax.set_ylabel("attained GMAC/s (throttled cycle model)")
+    ax.set_title(title or f"roofline, {mem['profile']['name']}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
