@@ -131,6 +131,8 @@ def _full_rate(commands, acfg, arrivals=None, detail=True):
                 idx["a"] += M
             if detail:
                 tiles.append({"w_first": w_first, "a_first": a_first, "a_last": a_last})
+                if rows_at is not None:
+                    tiles[-1]["rows"] = rows_at
             if tile % kt == kt - 1:                        # a last K tile: results leave
                 if detail:
                     beats += ([r + L + post for r in rows_at] if rows_at is not None
@@ -234,7 +236,8 @@ def accel_schedule(commands, acfg: AccelConfig, rate=None, *, arrivals=None) -> 
     memory of that rate (:func:`stream_arrivals`); every beat is then taken at the later of the
     cycle the accelerator can take it and the cycle it arrives (a streamed activation row, a
     weight beat and the command wait for their bytes; rows read from the activation buffer do
-    not), and each command's dict gains ``mem_end``, the cycle the program's last byte
+    not; a streamed tile's dict gains ``rows``, the cycle each row is taken), and each command's
+    dict gains ``mem_end``, the cycle the program's last byte
     (result write-back included) has crossed the memory.  ``arrivals``: that dict, when
     computed already.
     """

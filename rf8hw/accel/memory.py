@@ -109,7 +109,8 @@ class MemoryProfile:
         cycle rounded down to a fraction with denominator <= :data:`RATE_DENOMINATOR`, latency
         rounded up to whole cycles."""
         checks.number("clock_mhz", clock_mhz, 1e-3, 1e5, what=" (the accelerator clock, MHz)")
-        exact = Fraction(self.sustained_gbps * 1e3) / Fraction(clock_mhz)
+        # decimal figures as written (3.2 x 0.7 is 2.24 GB/s, not the float 2.2399999999999998)
+        exact = Fraction(f"{self.sustained_gbps * 1e3:.9f}") / Fraction(f"{float(clock_mhz):.9f}")
         b = Fraction(math.floor(exact * RATE_DENOMINATOR), RATE_DENOMINATOR).limit_denominator(
             RATE_DENOMINATOR)
         if b > exact:                         # limit_denominator may round up: never promise more
