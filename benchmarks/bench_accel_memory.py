@@ -17,7 +17,7 @@ are there), and the simulated cycles are compared with the model's
 ``--scale S`` divides M, K and N by S (same ratios; the full shapes, S = 1, run 0.3-2 M cycles each).
 
 Run: ``nice .venv/bin/python benchmarks/bench_accel_memory.py [--scale 1] [--simulator verilator]
-[--programs q,ffn_up,ffn_down] [--clock-mhz 47.5] [--profiles ulx3s-sdram] [--bandwidths 0.02]
+[--programs q,ffn_up,ffn_down] [--clock-mhz 47.5] [--profiles ulx3s-sdram] [--bandwidths 0.03]
 [--out docs/accel_memory.json]``; exits 1 if anything differs.
 """
 
@@ -56,7 +56,7 @@ def jobs_of(acfg, cmds, seed):
     return jobs
 
 
-def run(args) -> tuple[list[dict], int]:
+def run(args, save=None) -> tuple[list[dict], int]:
     from rf8hw.sim.accel_cosim import run_accel_cosim
 
     s = args.scale
@@ -101,6 +101,8 @@ def run(args) -> tuple[list[dict], int]:
                    "cosim_last_result": r["out_cycles"][-1] if r["out_cycles"] else None,
                    "memory_end": arr["end"], "checks": checks, "ok": ok, "wall_s": round(wall, 1)}
             rows.append(row)
+            if save is not None:
+                save(rows, bad)                       # after every run: a long one keeps what it has
             print(f"{name:9s} {label:22s} {float(rate.bytes_per_cycle):7.3f} B/cycle  full rate "
                   f"{row['full_rate_cycles']:>9,}  model {model:>9,}  co-sim {cosim:>9,}  ratio "
                   f"{row['ratio']:.6f}  {'ok' if ok else 'DIFFERS ' + str(checks)}  {wall:.0f} s",
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", default="q,ffn_up,ffn_down",
                     type=lambda t: [x for x in t.split(",") if x])
     ap.add_argument("--profiles", default="ulx3s-sdram", type=lambda t: [x for x in t.split(",") if x])
-    ap.add_argument("--bandwidths", default="0.02", type=lambda t: [float(x) for x in t.split(",") if x])
+    ap.add_argument("--bandwidths", default="0.03", type=lambda t: [float(x) for x in t.split(",") if x])
     ap.add_argument("--clock-mhz", type=float, default=47.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/rf8hw-bench-accel-memory")
@@ -133,14 +135,22 @@ def main(argv=None) -> int:
             ap.error(f"--profiles: {p!r} is not one of {', '.join(PROFILES)}")
     Path(args.work).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, bad = run(args)
-    out = {"what": "memory-aware cycle model vs co-simulation throttled to the same memory (MiniLM GEMMs"
-                   + (f", M, K, N divided by {args.scale}" if args.scale > 1 else ", full shapes") + ")",
-           "array": "8x8 rf8_pipe", "simulator": args.simulator, "scale": args.scale,
-           "rows": rows, "differ": bad, "worst_ratio_error": max(abs(r["ratio"] - 1) for r in rows),
-           "wall_s": round(time.perf_counter() - t0, 1),
-           "command": "benchmarks/bench_accel_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+    command = "benchmarks/bench_accel_memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def save(rows, bad, done=False):
+        out = {"what": "memory-aware cycle model vs co-simulation throttled to the same memory (MiniLM "
+                       "GEMMs" + (f", M, K, N divided by {args.scale}" if args.scale > 1 else ", full shapes")
+                       + ")", "array": "8x8 rf8_pipe", "simulator": args.simulator, "scale": args.scale,
+               "complete": done, "rows": rows, "differ": bad,
+               "worst_ratio_error": max(abs(r["ratio"] - 1) for r in rows),
+               "wall_s": round(time.perf_counter() - t0, 1),
+               "command": command}
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return out
+
+    rows, bad = run(args, save)
+    out = save(rows, bad, done=True)
     print(f"{len(rows)} runs, {bad} differ; worst |model/co-sim - 1| = {out['worst_ratio_error']:.2e}; "
           f"wrote {args.out}")
     return 1 if bad else 0
