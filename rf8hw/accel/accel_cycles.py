@@ -19,6 +19,11 @@ and tiles ``t = 0 .. kt*nt - 1`` in (N tile, K tile) order, each of ``M`` activa
   ``post_latency`` cycles later (:class:`rf8hw.arch.AccelTiming`).
 
 ``cycles`` counts cycle 0 through the cycle of the last result beat, inclusive.
+
+With a memory (``accel_schedule(..., rate=)``, :func:`stream_arrivals`) every beat of the input
+streams also waits for its bytes: the same recurrences, with each command, weight beat and
+streamed activation row taken at the later of the cycle above and its arrival cycle
+(``docs/accelerator.md``, "Streams throttled to a memory").
 """
 
 from __future__ import annotations
