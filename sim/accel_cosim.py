@@ -77,8 +77,7 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
 
 def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", work_dir,
                     seed: int = 0, p_idle: float = 0.0, p_out_stall: float = 0.0,
-                    reset_at: int | None = None, max_cycles: int = 200000, arrivals=None,
-                    rate=None) -> dict:
+                    reset_at: int | None = None, max_cycles: int = 200000, arrivals=None) -> dict:
     """Run ``jobs`` (:class:`rf8hw.sim.accel_stimulus.AccelJob`) through the Verilog of ``acfg``.
 
     Returns a dict: ``results`` (int64 ``[beats, cols]``), ``lasts``, ``out_cycles``,
@@ -89,17 +88,10 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
     ``arrivals``: throttle the input streams to a memory profile: per stream (``cmd``, ``w``,
     ``a``, ``p``), the cycle from which each beat (numbered across the jobs) may be offered, as
     :func:`rf8hw.accel.accel_cycles.stream_arrivals` gives them (a deterministic pattern; not
-    with ``reset_at``).  ``rate`` (a :class:`rf8hw.accel.memory.StreamRate`, instead of
-    ``arrivals``): the arrivals of that memory for the jobs' commands.
+    with ``reset_at``).
     """
     checks.number("p_idle", p_idle, 0.0, 1.0, hi_open=True)
     checks.number("p_out_stall", p_out_stall, 0.0, 1.0, hi_open=True)
-    if rate is not None:
-        from rf8hw.accel.accel_cycles import stream_arrivals
-
-        if arrivals is not None:
-            raise ValueError("give arrivals or rate, not both")
-        arrivals = stream_arrivals([(j.M, j.K, j.N, j.load) for j in jobs], acfg, rate)
     if arrivals is not None:
         if reset_at is not None:
             raise ValueError("arrivals (a throttled run) and reset_at do not go together")

@@ -29,15 +29,43 @@ streamed activation row taken at the later of the cycle above and its arrival cy
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 from rf8hw import checks
 from rf8hw.arch import CMD_FIELDS, AccelConfig, AccelTiming
 
-__all__ = ["AccelCycles", "STREAM_ORDER", "accel_schedule", "stream_arrivals", "accel_gemm_cycles"]
+__all__ = ["AccelCycles", "StreamRate", "STREAM_ORDER", "beat_bytes", "accel_schedule", "stream_arrivals",
+           "accel_gemm_cycles"]
 
 
 def _lane_bytes(bits: int) -> int:
     return -(-bits // 8)
+
+
+@dataclass(frozen=True)
+class StreamRate:
+    """What the accelerator sees of a memory (the schedule's stream-rate parameter; a memory
+    profile gives one: :meth:`rf8hw.accel.memory.MemoryProfile.rate`): ``bytes_per_cycle`` (a
+    :class:`~fractions.Fraction` > 0: sustained bytes per accelerator clock) and ``latency``
+    (cycles before the first byte)."""
+
+    bytes_per_cycle: Fraction
+    latency: int = 0
+
+    def __post_init__(self):
+        b = self.bytes_per_cycle
+        if not isinstance(b, (Fraction, int)) or isinstance(b, bool) or b <= 0:
+            raise ValueError(f"bytes_per_cycle must be a positive Fraction, not {b!r}")
+        object.__setattr__(self, "bytes_per_cycle", Fraction(b))
+        checks.integer("latency", self.latency, 0, 10 ** 6)
+
+    def arrival(self, cum_bytes: int) -> int:
+        """The first cycle at which an item whose last byte is byte ``cum_bytes`` (counted from
+        1) of the sequence can be taken: ``latency + ceil(cum_bytes / bytes_per_cycle) - 1``
+        (bytes flow from cycle ``latency`` on; an item is offered from the cycle after its last
+        byte arrived)."""
+        b = self.bytes_per_cycle
+        return self.latency + -(-cum_bytes * b.denominator // b.numerator) - 1
 
 
 @dataclass(frozen=True)
@@ -79,7 +107,7 @@ def _dims(M, K, N, acfg):
 STREAM_ORDER = ("cmd", "p", "w", "a", "out")
 
 
-def _beat_bytes(acfg: AccelConfig) -> dict:
+def beat_bytes(acfg: AccelConfig) -> dict:
     """Bytes of one beat of each stream (its ``tdata`` width: whole bytes per lane)."""
     cfg = acfg.array
     return {"cmd": _lane_bytes(sum(w for _, w in CMD_FIELDS)), "w": cfg.cols,
@@ -188,7 +216,7 @@ def _demand(commands, acfg, sched) -> dict:
 
 def stream_arrivals(commands, acfg: AccelConfig, rate) -> dict:
     """The cycle from which each beat can cross the memory when the streams share one memory of
-    ``rate`` (:class:`rf8hw.accel.memory.StreamRate`).
+    ``rate`` (:class:`StreamRate`).
 
     The memory moves one byte sequence at ``rate.bytes_per_cycle`` from cycle ``rate.latency``
     on: every beat of the program (input beats and result beats alike) in the order the
@@ -204,12 +232,10 @@ def stream_arrivals(commands, acfg: AccelConfig, rate) -> dict:
     """
     import numpy as np
 
-    from rf8hw.accel.memory import StreamRate
-
     if not isinstance(rate, StreamRate):
         raise TypeError(f"rate must be a StreamRate, not {rate!r}")
     demand = _demand(commands, acfg, _full_rate(commands, acfg))
-    size = _beat_bytes(acfg)
+    size = beat_bytes(acfg)
     times = np.concatenate([demand[s] for s in STREAM_ORDER])
     prio = np.concatenate([np.full(len(demand[s]), i) for i, s in enumerate(STREAM_ORDER)])
     nbytes = np.concatenate([np.full(len(demand[s]), size[s], dtype=np.int64) for s in STREAM_ORDER])
@@ -237,7 +263,7 @@ def accel_schedule(commands, acfg: AccelConfig, rate=None, *, arrivals=None) -> 
     (per tile ``w_first``, ``a_first``, ``a_last``), ``r_last`` (its last result row taken
     from the array), ``out`` (the cycle of each result beat), ``out_last`` (the last).
 
-    ``rate`` (a :class:`rf8hw.accel.memory.StreamRate`): the input streams are throttled to one
+    ``rate`` (a :class:`StreamRate`): the input streams are throttled to one
     memory of that rate (:func:`stream_arrivals`); every beat is then taken at the later of the
     cycle the accelerator can take it and the cycle it arrives (a streamed activation row, a
     weight beat and the command wait for their bytes; rows read from the activation buffer do

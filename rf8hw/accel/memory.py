@@ -1,5 +1,5 @@
 """Memory profiles: the external memory that feeds the accelerator's streams (``docs/estimates.md``,
-"Memory-aware estimates"; issue 23 item 5).  Standard library only (no torch, no Amaranth).
+"Memory-aware estimates"; issue 23 item 5).  No torch, no Amaranth (numpy for the schedule).
 
 A :class:`MemoryProfile` is a peak bandwidth, the fraction of it assumed sustained, a first-access
 latency and an on-chip buffer budget.  With the accelerator's clock it becomes a
@@ -22,35 +22,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from rf8hw import checks
+from rf8hw.accel.accel_cycles import StreamRate
 
-__all__ = ["MemoryProfile", "StreamRate", "PROFILES", "load_profile", "resolve", "RATE_DENOMINATOR"]
+__all__ = ["MemoryProfile", "StreamRate", "PROFILES", "load_profile", "resolve", "RATE_DENOMINATOR",
+           "gemm_commands", "gemm_memory", "model_memory", "plot_roofline"]
 
 #: Largest denominator of the bytes-per-cycle fraction (the rate is rounded down to it).
 RATE_DENOMINATOR = 1000
-
-
-@dataclass(frozen=True)
-class StreamRate:
-    """What the accelerator sees of a memory: ``bytes_per_cycle`` (a :class:`~fractions.Fraction`
-    > 0: sustained bytes per accelerator clock) and ``latency`` (cycles before the first byte)."""
-
-    bytes_per_cycle: Fraction
-    latency: int = 0
-
-    def __post_init__(self):
-        b = self.bytes_per_cycle
-        if not isinstance(b, (Fraction, int)) or isinstance(b, bool) or b <= 0:
-            raise ValueError(f"bytes_per_cycle must be a positive Fraction, not {b!r}")
-        object.__setattr__(self, "bytes_per_cycle", Fraction(b))
-        checks.integer("latency", self.latency, 0, 10 ** 6)
-
-    def arrival(self, cum_bytes: int) -> int:
-        """The first cycle at which an item whose last byte is byte ``cum_bytes`` (counted from
-        1) of the sequence can be taken: ``latency + ceil(cum_bytes / bytes_per_cycle) - 1``
-        (bytes flow from cycle ``latency`` on; an item is offered from the cycle after its last
-        byte arrived)."""
-        b = self.bytes_per_cycle
-        return self.latency + -(-cum_bytes * b.denominator // b.numerator) - 1
 
 
 @dataclass(frozen=True)
@@ -208,7 +186,7 @@ def resolve(memory: str | None, bandwidth_gbps: float | None = None) -> MemoryPr
 
 # ------------------------------------------------------------------------------ per layer, per model
 
-def _programs(M: int, K: int, N: int, array):
+def gemm_commands(M: int, K: int, N: int, array):
     """``(AccelConfig, commands)`` of one GEMM on the accelerator around ``array``: one
     ``load = 1`` command per chunk of at most ``min(65535, 65536 // ceil(K / rows))`` rows (a
     command's ``M`` and the activation buffer's depth are 16-bit)."""
@@ -239,13 +217,13 @@ def gemm_memory(M: int, K: int, N: int, array, rate: StreamRate, buffer_bytes: i
     accumulator buffers for this GEMM) and ``fits`` (within the profile's ``buffer_bytes``; None
     without a budget).
     """
-    from rf8hw.accel.accel_cycles import _beat_bytes, accel_schedule, stream_arrivals
+    from rf8hw.accel.accel_cycles import accel_schedule, beat_bytes, stream_arrivals
 
-    acfg, cmds = _programs(M, K, N, array)
+    acfg, cmds = gemm_commands(M, K, N, array)
     full = accel_schedule(cmds, acfg)
     arr = stream_arrivals(cmds, acfg, rate)
     thr = accel_schedule(cmds, acfg, arrivals=arr)
-    size = _beat_bytes(acfg)
+    size = beat_bytes(acfg)
     R, C = array.rows, array.cols
     kt, nt = -(-K // R), -(-N // C)
     beats = {"cmd": len(cmds), "w": len(cmds) * kt * nt * R, "a": M * kt, "p": len(cmds) * nt, "out": M * nt}

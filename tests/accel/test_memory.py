@@ -11,7 +11,7 @@ import pytest
 
 from rf8hw import cli
 from rf8hw.accel import memory
-from rf8hw.accel.accel_cycles import _beat_bytes, accel_schedule, stream_arrivals
+from rf8hw.accel.accel_cycles import accel_schedule, beat_bytes, stream_arrivals
 from rf8hw.accel.cycles import Gemm
 from rf8hw.accel.memory import MemoryProfile, StreamRate
 from rf8hw.arch import AccelConfig, ArrayConfig
@@ -76,7 +76,7 @@ def test_arrivals_follow_one_byte_sequence():
     _, cmds = random_program(rng, ACFG, 3)
     rate = StreamRate(Fraction(7, 3), 4)
     arr = stream_arrivals(cmds, ACFG, rate)
-    size = _beat_bytes(ACFG)
+    size = beat_bytes(ACFG)
     total = sum(len(arr[s]) * size[s] for s in ("cmd", "w", "a", "p", "out"))
     assert arr["end"] == 4 + -(-total * 3 // 7) - 1
     for s in ("cmd", "w", "a", "p", "out"):
@@ -125,7 +125,7 @@ def test_model_memory_and_a_long_m_split():
     assert m["peak_gmac_per_s"] == pytest.approx(1.6)
     assert m["bytes_per_cycle"] == 0.5 and m["memory_bound_layers"] == 3
     # M above what one command takes: split into commands of at most 65536 // ceil(K/rows) rows
-    acfg, cmds = memory._programs(70000, 16, 4, array)
+    acfg, cmds = memory.gemm_commands(70000, 16, 4, array)
     assert acfg.max_m == 16384 and [c[0] for c in cmds] == [16384] * 4 + [70000 - 4 * 16384]
 
 
