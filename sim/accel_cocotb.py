@@ -4,7 +4,10 @@ drives every port of ``RF8AccelAxiTop``'s Verilog at every clock.
 The plusarg ``+rf8hw_accel_job=<file>`` names the job (JSON, written by
 :func:`rf8hw.sim.accel_cosim.run_accel_cosim`): the beats of each stream, the idle and stall
 probabilities, the seed, an optional reset cycle; the test writes ``<file>.result.json`` with every
-result beat and the cycle of every handshake.  Cycle ``c`` is the ``c``-th rising clock edge after
+result beat and the cycle of every handshake.  With ``arrivals`` (per input stream, the cycle from
+which each beat may be offered: a memory profile's throttle pattern,
+:func:`rf8hw.accel.accel_cycles.stream_arrivals`) a producer holds ``tvalid`` low until its next
+beat has arrived.  Cycle ``c`` is the ``c``-th rising clock edge after
 reset is released (the first is cycle 0); inputs are written at the falling edge before it and the
 handshakes read once the values have settled (``ReadOnly``).
 """
@@ -46,7 +49,8 @@ async def accel(dut):
         return q
 
     rec = {"results": [], "lasts": [], "out_cycles": [], "cmd_cycles": [], "a_cycles": [],
-           "during_reset": None}
+           "w_cycles": [], "during_reset": None}
+    arrivals = job.get("arrivals")
     q = queues(job["jobs"])
     index = dict.fromkeys(STREAMS, 0)
     expected = sum(j["n_out"] for j in job["jobs"])
@@ -64,7 +68,8 @@ async def accel(dut):
         for s in STREAMS:
             valid, data, _ = ports[s]
             i = index[s]
-            v = i < len(q[s]) and rng.random() >= job["p_idle"]
+            v = i < len(q[s]) and rng.random() >= job["p_idle"] and (
+                arrivals is None or cycle >= arrivals[s][i])
             valid.value = int(v)
             if v:
                 data.value = q[s][i]
@@ -80,7 +85,7 @@ async def accel(dut):
             q = queues(job["jobs"][-1:])
             index = dict.fromkeys(STREAMS, 0)
             expected = job["jobs"][-1]["n_out"]
-            for key in ("results", "lasts", "out_cycles", "cmd_cycles", "a_cycles"):
+            for key in ("results", "lasts", "out_cycles", "cmd_cycles", "a_cycles", "w_cycles"):
                 rec[key].clear()
             continue
         for s in STREAMS:
@@ -90,6 +95,8 @@ async def accel(dut):
                     rec["cmd_cycles"].append(cycle)
                 elif s == "a":
                     rec["a_cycles"].append(cycle)
+                elif s == "w":
+                    rec["w_cycles"].append(cycle)
         if ready and int(out_valid.value):
             rec["results"].append(hex(int(out_data.value)))
             rec["lasts"].append(int(out_last.value))

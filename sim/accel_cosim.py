@@ -77,16 +77,31 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
 
 def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", work_dir,
                     seed: int = 0, p_idle: float = 0.0, p_out_stall: float = 0.0,
-                    reset_at: int | None = None, max_cycles: int = 200000) -> dict:
+                    reset_at: int | None = None, max_cycles: int = 200000, arrivals=None) -> dict:
     """Run ``jobs`` (:class:`rf8hw.sim.accel_stimulus.AccelJob`) through the Verilog of ``acfg``.
 
     Returns a dict: ``results`` (int64 ``[beats, cols]``), ``lasts``, ``out_cycles``,
     ``cmd_cycles``, ``a_cycles`` (handshake cycles after reset release), ``cycles``, ``err_cmd``,
     ``err_w_tlast``, ``during_reset`` (the four input ``tready`` and the output ``tvalid`` in the
-    reset cycle, when ``reset_at`` is given).
+    reset cycle, when ``reset_at`` is given), ``w_cycles``.
+
+    ``arrivals``: throttle the input streams to a memory profile: per stream (``cmd``, ``w``,
+    ``a``, ``p``), the cycle from which each beat (numbered across the jobs) may be offered, as
+    :func:`rf8hw.accel.accel_cycles.stream_arrivals` gives them (a deterministic pattern; not
+    with ``reset_at``).
     """
     checks.number("p_idle", p_idle, 0.0, 1.0, hi_open=True)
     checks.number("p_out_stall", p_out_stall, 0.0, 1.0, hi_open=True)
+    if arrivals is not None:
+        if reset_at is not None:
+            raise ValueError("arrivals (a throttled run) and reset_at do not go together")
+        counts = {"cmd": len(jobs), "w": sum(len(j.w_beats) for j in jobs),
+                  "a": sum(len(j.a_beats) for j in jobs), "p": sum(len(j.p_beats) for j in jobs)}
+        bad = [s for s, n in counts.items() if len(arrivals[s]) != n]
+        if bad:
+            raise ValueError(f"arrivals: stream(s) {', '.join(bad)} give a cycle count other than "
+                             "the jobs' beats")
+        arrivals = {s: [int(x) for x in arrivals[s]] for s in counts}
     build_dir = build_accel(acfg, simulator, work_dir)
     cfg = acfg.array
     job_file = Path(work_dir).absolute() / f"job-{seed}.json"
@@ -95,7 +110,7 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
         "clock": cfg.clock_port, "reset": cfg.reset, "reset_active_low": cfg.reset_active_low,
         "seed": seed, "p_idle": p_idle, "p_out_stall": p_out_stall,
         "reset_at": -1 if reset_at is None else reset_at, "max_cycles": max_cycles,
-        "tail": cfg.rows + cfg.cols + 12,
+        "tail": cfg.rows + cfg.cols + 12, "arrivals": arrivals,
         "jobs": [{"cmd": [hex(j.cmd)], "w": [hex(w) for w, _ in j.w_beats],
                   "w_last": [int(x) for _, x in j.w_beats], "a": [hex(x) for x in j.a_beats],
                   "p": [hex(x) for x in j.p_beats], "n_out": len(j.expected)} for j in jobs]}))

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from rf8hw import checks
+from rf8hw.accel import memory as memory_profiles
 from rf8hw.accel import source as sources
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.arch import ArrayConfig, rf8_kinds
@@ -159,6 +160,16 @@ class EstimateConfig:
         nextpnr placement seed.
     synth_cache : str or None
         Synthesis cache directory (default :func:`rf8hw.accel.synth_cache.default_synth_cache`).
+    memory : str or None
+        A memory profile (:data:`rf8hw.accel.memory.PROFILES` name, or a JSON file): adds the
+        memory-aware cycles (:func:`rf8hw.accel.memory.model_memory`: per layer compute- or
+        memory-bound, a roofline) and inferences/s from the slower side.  None: compute only.
+    memory_bandwidth : float or None
+        Sustained GB/s: alone, a user profile of that bandwidth; with ``memory``, replaces its
+        sustained bandwidth (:func:`rf8hw.accel.memory.resolve`).
+    clock_mhz : float or None
+        The accelerator clock the memory model converts GB/s and ns with and its inferences/s
+        count at; None: the post-route Fmax (needs ``synth``).
     """
 
     model: str | None = field(default=None, metadata={
@@ -193,6 +204,15 @@ class EstimateConfig:
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
     synth_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "synthesis result cache (default ~/.cache/rf8hw/synth)"})
+    memory: str | None = field(default=None, metadata={
+        "metavar": "PROFILE", "help": "memory profile: one of " + ", ".join(memory_profiles.PROFILES)
+                                      + ", or a JSON file (memory-aware estimate, roofline)"})
+    memory_bandwidth: float | None = field(default=None, metadata={
+        "metavar": "GBPS", "help": "sustained memory bandwidth in GB/s (alone: a user profile; with "
+                                   "--memory: replaces its bandwidth)"})
+    clock_mhz: float | None = field(default=None, metadata={
+        "metavar": "MHZ", "help": "accelerator clock for the memory model and its inferences/s "
+                                  "(default: the post-route Fmax)"})
 
     def __post_init__(self):
         from rf8hw.nn.quant import QuantConfig
@@ -221,6 +241,11 @@ class EstimateConfig:
             raise ValueError(f"synth must be True or False, not {self.synth!r}")
         check_seed(self.seed)
         checks.output_dir("synth_cache", self.synth_cache)
+        if self.clock_mhz is not None:
+            checks.number("clock_mhz", self.clock_mhz, 1e-3, 1e5, what=" (MHz)")
+        if self.memory_profile is not None and self.clock_mhz is None and not self.synth:
+            raise ValueError("a memory profile needs the accelerator clock: give clock_mhz (--clock-mhz), "
+                             "or synthesis (its Fmax)")
         if self.model is not None:      # last: the model is resolved once every value is good
             found = sources.resolve(self.model, self.checkpoint)
             if not found.is_zoo:
@@ -231,6 +256,11 @@ class EstimateConfig:
                                      "Hessians come from the adapter's calibration data")
         elif self.checkpoint is not None:
             raise ValueError("checkpoint needs the model it belongs to (model=...)")
+
+    @property
+    def memory_profile(self) -> memory_profiles.MemoryProfile | None:
+        """The memory profile of ``memory`` and ``memory_bandwidth`` (None: compute only)."""
+        return memory_profiles.resolve(self.memory, self.memory_bandwidth)
 
     @property
     def spec(self) -> sources.SourceSpec:
@@ -434,7 +464,9 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
     bit-exact path), ``static_absmax``,
     ``cycles_per_inference``, ``cycles`` (:func:`rf8hw.accel.cycles.model_cycles`), ``gemms``
     (on/off-array totals), ``fmax_mhz``, ``lut4``, ``ff``, ``carry``, ``dsp``, ``bram`` (None
-    without synthesis), ``inferences_per_s``, ``gmac_per_s`` (on-array MACs at Fmax), ``synth``
+    without synthesis), ``inferences_per_s``, ``gmac_per_s`` (on-array MACs at Fmax: the compute
+    peak, memory not modelled), ``memory`` (None without a memory profile, else
+    :func:`rf8hw.accel.memory.model_memory` plus ``clock_from``), ``synth``
     (tools, device, cache state, wrapper overhead, or the reason it is absent), ``notes`` and
     ``versions``.
     """
@@ -474,6 +506,15 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
         raise
     notes = list(src.notes) + acc["notes"] + gemms.off_array_notes(found, src.batch)
     ips = None if hw["fmax_mhz"] is None else hw["fmax_mhz"] * 1e6 / cyc["cycles_per_inference"]
+    mem, profile = None, cfg.memory_profile
+    if profile is not None:
+        clock = cfg.clock_mhz if cfg.clock_mhz is not None else hw["fmax_mhz"]
+        if clock is None:
+            notes.append("memory: no accelerator clock (no Fmax and no --clock-mhz); the memory-aware "
+                         "estimate is absent")
+        else:
+            mem = memory_profiles.model_memory(found, cfg.array, profile, clock, src.batch)
+            mem["clock_from"] = "--clock-mhz" if cfg.clock_mhz is not None else "post-route Fmax"
     overflow = acc["overflow"].get("rf8_bitexact") or next(iter(acc["overflow"].values()), {})
     metric, metrics = acc["metric"], acc["metrics"]
     return {
@@ -486,5 +527,5 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
         "cycles_per_inference": cyc["cycles_per_inference"], "cycles": cyc,
         "gemms": gemms.summarize(found), **hw, "inferences_per_s": ips,
         "gmac_per_s": None if ips is None else ips * cyc["macs_on_array"] / src.batch / 1e9,
-        "notes": notes + hw_notes, "versions": report_versions(),
+        "memory": mem, "notes": notes + hw_notes, "versions": report_versions(),
     }

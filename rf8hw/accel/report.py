@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rf8hw.files import write_files
 
-__all__ = ["render_markdown", "write_report", "decimals_to_tell_apart"]
+__all__ = ["render_markdown", "render_memory", "write_report", "decimals_to_tell_apart"]
 
 
 def _fmt(v, spec=",.0f"):
@@ -110,9 +110,14 @@ def render_markdown(rep: dict) -> str:
         cached = " (cached result)" if s.get("cached") else ""
         tools = ", ".join(f"{k} {v}" for k, v in s["tools"].items())
         lines += [f"Post-route Fmax, {s['part']}, seed {s['seed']}{cached}; tools: {tools}.", ""]
+    lines += ["inferences/s and GMAC/s above: **compute peak** at Fmax (the array's cycle model, every "
+              "operand on time; memory bandwidth not modelled" + (": see Memory below)." if rep.get("memory")
+                                                                 else "; `--memory PROFILE` models it)."), ""]
     if off:
         lines += ["inferences/s and GMAC/s count the array's work only: the off-array MACs above are "
                   "not in them.", ""]
+    if rep.get("memory"):
+        lines += render_memory(rep["memory"])
     if rep["notes"]:
         lines += ["## Notes", ""] + [f"* {n}" for n in rep["notes"]] + [""]
     if rep.get("versions"):
@@ -120,9 +125,49 @@ def render_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def render_memory(mem: dict) -> list[str]:
+    """The Markdown lines of the memory-aware estimate (:func:`rf8hw.accel.memory.model_memory`)."""
+    p = mem["profile"]
+    batch = mem["batch"]
+    lines = ["## Memory", "",
+             f"Profile `{p['name']}`: {p['peak_gbps']:g} GB/s peak x {p['efficiency']:g} sustained = "
+             f"{mem['bandwidth_gbps']:.4g} GB/s, first access {p['latency_ns']:g} ns, on-chip buffer "
+             f"budget {p['buffer_bytes']:,} bytes ({p['source']}).  Accelerator clock "
+             f"{mem['clock_mhz']:g} MHz ({mem['clock_from']}): {mem['bytes_per_cycle']:.4g} bytes per cycle "
+             f"({mem['bytes_per_cycle_exact']}), latency {mem['latency_cycles']} cycles.", "",
+             "Each on-array GEMM runs as accelerator commands from idle (`rf8hw.accel.accel_cycles`, INT8 "
+             "results), every stream fed by the one memory: *compute* = cycles with every stream at "
+             "full rate, *memory* = the bytes moved at the sustained rate plus the latency, *cycles* = "
+             "the exact schedule with the streams throttled to the profile (the result write-back "
+             "included); the bound is the larger of compute and memory.", "",
+             "| layer | M x K x N | bytes | MAC/byte | compute | memory | cycles | bound | buffer |",
+             "|---|---|--:|--:|--:|--:|--:|---|--:|"]
+    for r in mem["layers"]:
+        shape = f"{r['M']} x {r['K']} x {r['N']}" + (f" (x{r['count']})" if r["count"] > 1 else "")
+        fits = "" if r["fits"] is None else (" fits" if r["fits"] else " **over**")
+        lines.append(f"| {r['name']} | {shape} | {r['bytes']['total']:,} | {r['intensity']:.1f} | "
+                     f"{r['compute_cycles']:,} | {r['memory_cycles']:,} | {r['cycles']:,} | {r['bound']} | "
+                     f"{r['buffer_bytes']:,}{fits} |")
+    n = len(mem["layers"])
+    lines += [f"| **total** | | {sum(r['bytes']['total'] for r in mem['layers']):,} | | "
+              f"**{mem['compute_cycles']:,}** | **{mem['memory_cycles']:,}** | **{mem['cycles']:,}** | "
+              f"{mem['memory_bound_layers']} of {n} memory-bound | |", "",
+              f"With this memory: **{_fmt(mem['inferences_per_s'], ',.1f')} inferences/s**, "
+              f"**{_fmt(mem['gmac_per_s'], '.3f')} GMAC/s** at {mem['clock_mhz']:g} MHz "
+              f"({mem['cycles'] / batch:,.1f} cycles per inference; compute only: "
+              f"{_fmt(mem['compute_inferences_per_s'], ',.1f')} inferences/s; peak "
+              f"{mem['peak_gmac_per_s']:.3f} GMAC/s).  Roofline: `estimate_roofline.png`.", ""]
+    if mem["not_fitting_layers"]:
+        lines += [f"Buffers over the profile's budget in {len(mem['not_fitting_layers'])} layer(s) "
+                  "(activation buffer one command's M x K, accumulator M x cols x acc bytes): "
+                  "such a layer needs a larger FPGA or an M split.", ""]
+    return lines
+
+
 def write_report(rep: dict, out_dir) -> dict:
-    """Write ``estimate.json``, ``estimate.md`` and ``estimate_cycles.png`` into ``out_dir`` as
-    one unit (:func:`rf8hw.files.write_files`: a report that cannot be written, e.g. one holding
+    """Write ``estimate.json``, ``estimate.md``, ``estimate_cycles.png`` and, with a memory
+    profile, ``estimate_roofline.png`` into ``out_dir`` as one unit
+    (:func:`rf8hw.files.write_files`: a report that cannot be written, e.g. one holding
     a NaN, which JSON has not, leaves the old files as they were); returns their paths."""
     from rf8hw.accel import cycles
 
@@ -136,6 +181,16 @@ def write_report(rep: dict, out_dir) -> dict:
     title = (f"{rep['model']} on {c['rows']}x{c['cols']}: {rep['cycles_per_inference']:,.1f} "
              f"cycles/inference{per_batch}, utilisation {100 * rep['cycles']['utilisation']:.1f} %")
     text = json.dumps(rep, indent=2, allow_nan=False) + "\n"          # refuses NaN before any write
-    write_files({paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
-                 paths["markdown"]: render_markdown(rep), paths["json"]: text})
+    files = {paths["png"]: lambda tmp: cycles.plot_model_cycles(rep["cycles"], tmp, title=title),
+             paths["markdown"]: render_markdown(rep), paths["json"]: text}
+    mem = rep.get("memory")
+    if mem:
+        from rf8hw.accel.memory import plot_roofline
+
+        paths["roofline"] = out / "estimate_roofline.png"
+        rtitle = (f"{rep['model']} on {c['rows']}x{c['cols']}, {mem['profile']['name']}: "
+                  f"{mem['memory_bound_layers']} of {len(mem['layers'])} layers memory-bound, "
+                  f"{mem['inferences_per_s']:,.1f} inferences/s")
+        files[paths["roofline"]] = lambda tmp: plot_roofline(mem, tmp, title=rtitle)
+    write_files(files)
     return {k: str(v) for k, v in paths.items()}

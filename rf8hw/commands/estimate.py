@@ -53,5 +53,5 @@ def run(args) -> int:
         return 1
     paths = write_report(rep, out)
     print(json.dumps(rep) if args.json else render_markdown(rep))
-    print(f"rf8hw estimate: wrote {paths['markdown']}, {paths['json']}, {paths['png']}", file=sys.stderr)
+    print(f"rf8hw estimate: wrote {', '.join(paths.values())}", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ import rf8hw
 from rf8hw import cli
 from rf8hw.accel import estimate, synth_cache
 from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.accel.report import render_markdown
 from rf8hw.arch import ArrayConfig
 from rf8hw.nn import quant
 from rf8hw.zoo import mlp_digits
@@ -57,6 +58,37 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     md = (out / "estimate.md").read_text()
     assert "| rf8_bitexact |" in md and "absent" in md and "--no-synth" in md
     assert (out / "estimate_cycles.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_estimate_with_a_memory_profile(checkpoint, tmp_path, capsys):
+    """--memory: per-layer bound from the accelerator's throttled schedule, inferences/s from the
+    slower side, the roofline written with the report; without it the report says compute peak."""
+    from rf8hw.accel import memory
+
+    out = tmp_path / "report"
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
+                   "--cols", "8", "--no-synth", "--paths", "fp32", "--memory", "ulx3s-sdram",
+                   "--clock-mhz", "50", "--json", "--quiet", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    mem = rep["memory"]
+    assert rep["config"]["memory"] == "ulx3s-sdram" and rep["config"]["clock_mhz"] == 50.0
+    assert mem["profile"]["name"] == "ulx3s-sdram" and mem["clock_from"] == "--clock-mhz"
+    assert [(r["M"], r["K"], r["N"]) for r in mem["layers"]] == [(1, 64, 128), (1, 128, 128), (1, 128, 10)]
+    rate = memory.PROFILES["ulx3s-sdram"].rate(50.0)
+    for r in mem["layers"]:                 # M = 1: the weights dominate; every layer memory-bound
+        g = memory.gemm_memory(r["M"], r["K"], r["N"], ArrayConfig(8, 8), rate,
+                               mem["profile"]["buffer_bytes"])
+        assert r["cycles"] == g["cycles"] and r["bound"] == "memory" == g["bound"]
+    assert mem["inferences_per_s"] == pytest.approx(50e6 / mem["cycles"])
+    assert mem["inferences_per_s"] < mem["compute_inferences_per_s"]
+    md = (out / "estimate.md").read_text()
+    assert "## Memory" in md and "3 of 3 memory-bound" in md and "inferences/s" in md
+    assert (out / "estimate_roofline.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "estimate.json").read_text()) == rep
+    rep.pop("memory")
+    md = render_markdown({**rep, "memory": None})
+    assert "**compute peak**" in md and "--memory PROFILE" in md and "## Memory" not in md
 
 
 def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
