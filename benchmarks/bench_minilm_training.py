@@ -394,7 +394,7 @@ def plot(res, path: Path) -> None:
                        marker=mk, color=colors[j], s=40, label=name if i == 0 else None)
     ax.set_xlim(-0.6, len(q) - 0.4)
     ax.set_xticks(range(len(q)), [label.replace("BackSlash ", "BackSlash\n") for label, _ in q], fontsize=8)
-    ax.set_ylabel("held-out mean cosine lost to RF8 (float model minus RF8 model; lower is better)")
+    ax.set_ylabel("held-out mean cosine lost to RF8\n(float model minus RF8 model; lower is better)")
     ax.set_title("Does a BackSlash-trained model lose less to RF8? (one point per seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
