@@ -116,17 +116,23 @@ def finetune(model: nn.Module, data, steps: int, lr: float, batch_size: int, see
 
 
 def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, steps: int, lr: float,
-            seed: int = 0, progress: bool = False) -> list[float]:
+            seed: int = 0, progress: bool = False, backslash: float = 0.0) -> list[float]:
     """``steps`` AdamW steps (no weight decay) of ``loss(forward(student, b), forward(teacher, b))``
     over the inputs ``batches`` (a non-empty list, visited in a random order reshuffled every pass,
     ``torch.Generator`` seeded ``seed``); the teacher's outputs are computed once per batch without
-    gradient.  ``student`` is usually :func:`ste_` of a copy of ``teacher``; it trains in place, in
-    eval mode (no dropout: it matches the teacher's deterministic outputs).  A non-finite loss is an
-    error.  Returns the losses."""
+    gradient.  ``student`` is usually :func:`ste_` of a copy of ``teacher``, or a plain copy; it
+    trains in place, in eval mode (no dropout: it matches the teacher's deterministic outputs); only
+    its parameters with ``requires_grad`` are optimized.  ``backslash > 0`` adds BackSlash's
+    decoupled step (lambda, :class:`rf8hw.nn.backslash.BackSlash` with ``form="step"``) on the
+    student's ``nn.Linear`` weights after every optimizer step, as :func:`finetune` does.  A
+    non-finite loss is an error.  Returns the losses."""
     from tqdm import tqdm
+
+    from rf8hw.nn.backslash import BackSlash
 
     steps = checks.integer("steps", steps, 1)
     non_negative("lr", lr)
+    non_negative("backslash", backslash)
     batches = list(batches)
     if not batches:
         raise ValueError("distill needs at least one input batch")
@@ -135,6 +141,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, step
         targets = [forward(teacher, b).detach() for b in batches]
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    weights = [m.weight for m in student.modules() if isinstance(m, nn.Linear)]
+    bs = BackSlash(weights, lam=backslash, form="step") if backslash > 0 else None
     student.eval()
     losses, order = [], []
     bar = tqdm(range(steps), desc="distill", unit="step", disable=not progress)
@@ -144,6 +152,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches, forward, loss, step
         j = order.pop()
         value = _step(opt, loss(forward(student, batches[j]), targets[j]),
                       f"distillation diverged at step {i}", lr)
+        if bs is not None:
+            bs.step()
         losses.append(value)
         bar.set_postfix(loss=f"{value:.3g}", refresh=False)
     return losses

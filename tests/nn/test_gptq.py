@@ -591,3 +591,29 @@ def test_distill_moves_the_rf8_model_towards_its_float_teacher_on_held_out_input
         ste.distill(student, teacher, train, fwd, mse, 0, 1e-3)
     with pytest.raises(ValueError, match="distillation diverged at step 0"):
         ste.distill(student, teacher, train, fwd, lambda s, t: mse(s, t) * float("nan"), 3, 1e-3)
+
+
+def test_distill_with_backslash_lowers_the_coded_size_and_keeps_distilling():
+    from rf8hw.nn import rate
+
+    teacher = _tiny()
+    gen = torch.Generator().manual_seed(12)
+    with torch.no_grad():              # Gaussian weights: BackSlash's shape estimate refuses uniform ones
+        for m in (teacher.a, teacher.b):
+            m.weight.copy_(0.1 * torch.randn(m.weight.shape, generator=gen))
+    train = [torch.randn(32, 32, generator=gen) for _ in range(4)]
+    fwd = lambda m, b: m(b)
+    mse = lambda s, t: ((s - t) ** 2).mean()
+    step = 2.0 ** -7
+    bpp = {}
+    for lam in (0.0, 1.0):
+        student = copy.deepcopy(teacher)                       # a plain float student
+        losses = ste.distill(student, teacher, train, fwd, mse, 60, 1e-3, seed=0, backslash=lam)
+        assert len(losses) == 60 and all(np.isfinite(losses)) and not student.training
+        weights = [m.weight for m in student.modules() if isinstance(m, nn.Linear)]
+        bpp[lam] = rate.report(weights, step)["exp_golomb_bpp"]
+        if lam == 0.0:                 # the student starts as the teacher: nothing to learn, no change
+            assert max(losses) == 0.0 and torch.equal(student.a.weight, teacher.a.weight)
+    assert bpp[1.0] < 0.9 * bpp[0.0], bpp
+    with pytest.raises(ValueError, match="backslash"):
+        ste.distill(copy.deepcopy(teacher), teacher, train, fwd, mse, 1, 1e-3, backslash=-1.0)
