@@ -16,8 +16,9 @@ weight-only fake-quant unless the row says otherwise.
   rows + GPTQ in activation order) per seed; with ``--bitexact`` (default) RF8 RTN nearest, the
   recipe (seed 0) and INT8 RTN on the bit-exact path with per-token INT8 activations
   (``set_mode(..., "bitexact")``: RF8 and INT8 W8A8 arrays, the same activations and
-  accumulator); ``--extra`` adds rows by name (``rf8_scale``, ``rf8_gptq_act``,
-  ``rf8_scale_gptq_act_damp0.1``).
+  accumulator), and the bit-exact W8A8 baselines (:data:`W8A8`: INT8, FP8-E4M3 per tensor and per
+  channel) with FP8-E4M3 weight-only; ``--only`` measures only the named rows; ``--extra`` adds
+  rows by name (``rf8_scale``, ``rf8_gptq_act``, ``rf8_scale_gptq_act_damp0.1``).
 
 MiniLM (``--models minilm``; all 37 Linear, ``quantize_``'s default selection): mean and min
 cosine of each domain's 64 sentences (``rf8hw.zoo.minilm.heldout_sentences``) against fp32, the
