@@ -49,10 +49,13 @@ def test_cosim_keeps_its_own_interrupt_handling(monkeypatch, tmp_path, capsys):
 def _interrupt_when(argv, trigger: str, cwd, env=None, deadline=600):
     """Run ``rf8hw argv`` in a session of its own; once ``trigger`` appears on its stderr send
     SIGINT to the whole process group (as a terminal's Ctrl-C does).  Returns the exit status, the
-    stderr after the signal and the seconds from the signal to the exit."""
+    stderr after the signal and the seconds from the signal to the exit.  SIGINT is reset to its
+    default in the child: a test run started in the background of a non-interactive shell inherits
+    it ignored, and a terminal's Ctrl-C is what is tested."""
     proc = subprocess.Popen([sys.executable, "-m", "rf8hw", *argv], cwd=cwd, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines, mark = [], []
 
     def read():

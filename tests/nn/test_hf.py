@@ -311,7 +311,8 @@ def test_smollm2_slice_round_trip_is_identical(tmp_path):
     from rf8hw.zoo import smollm2
 
     m, tok = smollm2.load()
-    assert m.config.quantization_config["quant_method"] == "gguf"
+    qc = m.config.quantization_config      # a dict, or transformers' GgufConfig once registered
+    assert (qc["quant_method"] if isinstance(qc, dict) else str(qc.quant_method)).lower().endswith("gguf")
     m.model.layers = m.model.layers[:2]
     m.config.num_hidden_layers = 2
     m.config.layer_types = m.config.layer_types[:2] if getattr(m.config, "layer_types", None) else None
