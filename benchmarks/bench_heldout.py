@@ -74,6 +74,16 @@ def act_int8_per_token(model) -> list:
     return [m.register_forward_pre_hook(hook) for m in quant.quant_layers(model).values()]
 
 
+def simulated_w8a8(evaluate, model) -> None:
+    """Evaluate ``model`` as row ``int8_w8a8_simulated`` with :func:`act_int8_per_token`'s hooks."""
+    hooks = act_int8_per_token(model)
+    try:
+        evaluate("int8_w8a8_simulated", model)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 LABELS = {"fp32": "fp32", "rf8_nearest": "RF8 RTN nearest", "rf8_paper": "RF8 RTN paper rounding",
           "int8_nearest": "INT8 per-channel RTN (weight-only)",
           "int8_w8a8_simulated": "INT8 W8A8, simulated (per-token INT8 activations in float32)",
@@ -228,10 +238,7 @@ def _baseline_rows(evaluate, quantized) -> None:
         q, dt = quantized(cfg)
         evaluate(name, q, {"quantize_s": dt})
         if name == "int8_nearest":
-            hooks = act_int8_per_token(q)
-            evaluate("int8_w8a8_simulated", q)
-            for h in hooks:
-                h.remove()
+            simulated_w8a8(evaluate, q)
         if name == "rf8_nearest":
             quant.set_mode(q, "bitexact")
             evaluate("rf8_nearest_bitexact_token", q)
@@ -294,10 +301,7 @@ def smollm2_part(args, out: Path) -> None:
         if not have(name):
             evaluate(name, q, {"quantize_s": dt})
         if name == "int8_nearest":
-            hooks = act_int8_per_token(q)
-            evaluate("int8_w8a8_simulated", q)
-            for h in hooks:
-                h.remove()
+            simulated_w8a8(evaluate, q)
         del q
     layers = [n for n, m in model.named_modules() if quant.is_linear_like(m)]
     best0 = None

@@ -315,12 +315,18 @@ def linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
         Inference only: the result carries no gradient.
     """
     array = ArrayConfig() if array is None else array
+    cs = None if channel_scale is None else channel_scale.detach().cpu().numpy()
+    return _through_array(x, array, absmax, granularity, stats, bias, lambda a, scale: rf8_gemm(
+        a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array, w_f64, w_absmax, cs))
+
+
+def _through_array(x, array, absmax, granularity, stats, bias, gemm) -> torch.Tensor:
+    """The frame every bit-exact layer shares: quantize ``x``'s activations (rule 1), ``gemm(a,
+    act_scale) -> (y, acc, exact)``, record the overflow statistics, float32 result + bias (rule 3)."""
     lead = x.shape[:-1]
     x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
-    a, scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
-    cs = None if channel_scale is None else channel_scale.detach().cpu().numpy()
-    y, acc, exact = rf8_gemm(a, scale, codes.cpu().numpy(), exponent.cpu().numpy(), array,
-                             w_f64, w_absmax, cs)
+    a, act_scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
+    y, acc, exact = gemm(a, act_scale)
     if stats is not None:
         stats.record(acc, exact, clipped, a.size)
     out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)
@@ -530,14 +536,6 @@ def baseline_linear(x: torch.Tensor, codes: torch.Tensor, fmt: str, scale: torch
     ``mode="bitexact"``): :func:`linear` with :func:`baseline_gemm` in place of :func:`rf8_gemm`;
     the activations are quantized by the same rule 1, the float32 result and bias as rule 3."""
     array = ArrayConfig() if array is None else array
-    lead = x.shape[:-1]
-    x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32).cpu().numpy()
-    a, act_scale, clipped = quantize_activations(x2, array.act_bits, absmax, granularity)
-    y, acc, exact = baseline_gemm(a, act_scale, codes.cpu().numpy(), fmt, scale.detach().cpu().numpy(),
-                                  array, w_f64)
-    if stats is not None:
-        stats.record(acc, exact, clipped, a.size)
-    out = torch.from_numpy(y.astype(np.float32)).reshape(*lead, y.shape[1]).to(x.device)
-    if bias is not None:
-        out = out + bias.detach().to(out.dtype)
-    return out
+    w_scale = scale.detach().cpu().numpy()
+    return _through_array(x, array, absmax, granularity, stats, bias, lambda a, act_scale: baseline_gemm(
+        a, act_scale, codes.cpu().numpy(), fmt, w_scale, array, w_f64))
