@@ -97,25 +97,26 @@ def save(db: dict) -> None:
 
 
 @functools.cache
-def source_key(device, pe, rows, cols, seed, unit="array") -> str:
-    """:func:`rf8hw.toolchain.cache.synthesis_key` of one run: every source of the RTL and the
-    synthesis flow, the tool versions and the parameters.  A stored run whose key differs was
-    measured on other sources: it is re-run, and marked in the tables until it is."""
-    params = {**ArrayConfig(rows, cols, pe=pe).as_dict(), "device": device, "seed": seed, "unit": unit}
-    return cache.synthesis_key(params, SYNTH_FLOW_FILES)
+def design_key(device, pe, rows, cols, seed, unit="array") -> str:
+    """:func:`rf8hw.accel.synth.design_key` of one run: the Verilog the tools read, the Yosys
+    script, nextpnr's arguments and the tool versions.  A stored run whose key differs was
+    measured on another design or flow: it is re-run, and marked in the tables until it is.
+    ``device="xc7"``: the Yosys-only Xilinx mapping (no seed)."""
+    return synth.design_key(ArrayConfig(rows, cols, pe=pe), device,
+                            None if device == "xc7" else seed, unit)
 
 
 def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict:
     """Synthesise one configuration (or return the stored result) and store it.
 
-    A stored result is reused only if it was measured on the current sources (:func:`source_key`).
+    A stored result is reused only if it was measured on the current design (:func:`design_key`).
     The JSON is re-read before the check and before the write, so several copies of this script
     (e.g. one per device) can fill it at the same time.
     """
     k = key(device, pe, rows, cols, seed, unit)
-    current = source_key(device, pe, rows, cols, seed, unit)
+    current = design_key(device, pe, rows, cols, seed, unit)
     db["runs"].update(load()["runs"])
-    if k in db["runs"] and not force and db["runs"][k].get("source_key") == current:
+    if k in db["runs"] and not force and db["runs"][k].get("design_key") == current:
         return db["runs"][k]
     t0 = time.monotonic()
     print(f"=== {k}", flush=True)
@@ -134,7 +135,7 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
     except synth.ToolError as exc:
         entry = {"fits": None, "error": str(exc)[-2000:]}
     entry.update({"device": device, "pe": pe, "unit": unit, "rows": rows, "cols": cols, "seed": seed,
-                  "seconds": round(time.monotonic() - t0, 1), "source_key": current})
+                  "seconds": round(time.monotonic() - t0, 1), "design_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
     store(db, "runs", k, entry)
@@ -144,9 +145,10 @@ def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict
 def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
     """Yosys' xc7 mapping of one configuration (or the stored result), kept in ``db["xilinx"]``."""
     k = f"xc7|{pe}|{'pe' if unit == 'pe' else f'{rows}x{cols}'}"
+    current = design_key("xc7", pe, rows, cols, None, unit)
     table = db.setdefault("xilinx", {})
     table.update(load().get("xilinx", {}))
-    if k in table and not force:
+    if k in table and not force and table[k].get("design_key") == current:
         return table[k]
     t0 = time.monotonic()
     print(f"=== {k}", flush=True)
@@ -158,7 +160,7 @@ def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
     except synth.ToolError as exc:
         entry = {"ok": False, "error": str(exc)[-2000:]}
     entry.update({"pe": pe, "unit": unit, "rows": rows, "cols": cols,
-                  "seconds": round(time.monotonic() - t0, 1)})
+                  "seconds": round(time.monotonic() - t0, 1), "design_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 != "tools"}), flush=True)
     store(db, "xilinx", k, entry)
     return entry
@@ -319,9 +321,11 @@ def _fmt(v, digits=1):
 
 
 def _stale(r) -> str:
-    """" †" if the run ``r`` was measured on other sources than the current ones."""
-    current = source_key(r["device"], r["pe"], r["rows"], r["cols"], r["seed"], r.get("unit", "array"))
-    return "" if r.get("source_key") == current else " †"
+    """" †" if the run ``r`` was measured on another design than the current one (its stored
+    :func:`design_key` differs; an ``xilinx`` entry has no device: xc7)."""
+    current = design_key(r.get("device", "xc7"), r["pe"], r["rows"], r["cols"], r.get("seed"),
+                         r.get("unit", "array"))
+    return "" if r.get("design_key") == current else " †"
 
 
 def markdown(db) -> str:
@@ -339,8 +343,9 @@ def markdown(db) -> str:
         "on iCE40; every number includes the measurement wrapper (`rf8hw.hdl.wrapper.SynthWrapper`: input",
         "shift register, output register, pipelined XOR tree of `xor LUT4` cells).  Fmax is nextpnr's",
         "post-route figure for the clock; GMAC/s = rows x cols x Fmax.  A PE kind marked † was",
-        "measured on older RTL or flow sources than the current ones (its stored source key differs;",
-        "re-running its stage refreshes it).",
+        "measured on another design than the current one: its stored design key (a digest of the",
+        "Verilog, the Yosys script, nextpnr's arguments and the tool versions) differs; re-running its",
+        "stage refreshes it.",
         "",
     ]
     for device in sorted({r["device"] for r in runs}):
@@ -479,7 +484,7 @@ def xilinx_markdown(db) -> list[str]:
         vs = " / ".join(f"{100 * own[r['pe']] / own[b]:.0f} %" if r["unit"] == "pe" and b in own
                         and r["pe"] in own and not r["dsp"] else "-" for b in INT8_SOFT)
         sizes = " ".join(f"{c}:{v}" for c, v in sorted(r["lut_sizes"].items()) if v)
-        lines.append(f"| {r['pe']} | {unit} | {r['lut6']} | {sizes} | {n} | {vs} | {r['ff']} "
+        lines.append(f"| {r['pe']}{_stale(r)} | {unit} | {r['lut6']} | {sizes} | {n} | {vs} | {r['ff']} "
                      f"| {r['carry']} | {r['dsp']} | {r['lutram']} |")
     xors = sorted({r["wrapper"]["xor_lut4"] for r in ok if r["unit"] == "pe"})
     lines += ["", "Wrapper XORs subtracted as `SynthWrapper.xor_luts` counts them "

@@ -44,6 +44,7 @@ and SRL cells.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -60,7 +61,8 @@ from rf8hw.toolchain.tools import NEXTPNR_DONE, YOSYS_DONE, run_logged, synthesi
 __all__ = ["Device", "DEVICES", "XC7", "BOOTH_FORMATS", "UNITS", "synth_script", "SynthError",
            "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
-           "map_xilinx", "design_name", "MAX_SEED", "check_seed"]
+           "map_xilinx", "design_name", "elaborate", "nextpnr_args", "design_key", "MAX_SEED",
+           "check_seed"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,57 @@ def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
     return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
 
 
+def elaborate(cfg: ArrayConfig, unit: str = "array"):
+    """``(verilog, wrapper)``: the Verilog text a synthesis run of ``cfg`` reads (``top.v``) and
+    its :class:`~rf8hw.hdl.wrapper.SynthWrapper` (None for ``unit="bare"``)."""
+    from amaranth.back import verilog
+
+    from rf8hw.hdl.axi import RF8AxiTop
+    from rf8hw.hdl.registry import pe_class
+    from rf8hw.hdl.wrapper import SynthWrapper
+
+    if unit == "array":
+        inner = RF8AxiTop(cfg)
+    else:
+        inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
+    wrapper = None if unit == "bare" else SynthWrapper(inner)
+    text = verilog.convert(wrapper or inner, name=design_name(cfg, unit), emit_src=False,
+                           strip_internal_attrs=True)
+    return text, wrapper
+
+
+def nextpnr_args(dev: Device, name: str, seed: int) -> list[str]:
+    """nextpnr's arguments (after the program name) for the design ``name`` on ``dev``."""
+    return [*dev.nextpnr_args, "--json", "netlist.json", "--top", name, "--report", "report.json",
+            "--seed", str(seed), "-l", "nextpnr.log", "--freq", f"{dev.freq_mhz:g}",
+            "--timing-allow-fail", "-q",
+            "--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained"]
+
+
+def design_key(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int | None = 1,
+               unit: str = "array", booth: bool | None = None) -> str:
+    """The content key of one synthesis run: a digest of exactly what the tools read (the Verilog
+    text of :func:`elaborate`, the Yosys script of :func:`synth_script`, nextpnr's arguments of
+    :func:`nextpnr_args` when ``seed`` is given) and the tool versions.
+
+    Two runs with the same key feed byte-identical inputs to the same tools, so a stored result
+    stays valid across edits of the Python sources that do not change the design (unlike
+    :func:`rf8hw.toolchain.cache.synthesis_key`, which keys on the sources themselves).
+    ``device="xc7"`` keys :func:`map_xilinx` (``seed`` None: no place and route).
+    """
+    dev = XC7 if device == "xc7" else check_device(device)
+    checks.choice("unit", unit, UNITS)
+    if seed is not None:
+        check_seed(seed)
+    name = design_name(cfg, unit)
+    text, _ = elaborate(cfg, unit)
+    script, _ = synth_script(name, dev.family, PE_KINDS[cfg.pe], booth)
+    meta = {"verilog_sha256": hashlib.sha256(text.encode()).hexdigest(), "yosys_script": script,
+            "nextpnr_args": None if seed is None else nextpnr_args(dev, name, seed),
+            "tools": synthesis_tool_versions(dev.family), "device": dev.name, "unit": unit}
+    return cache.digest(meta)
+
+
 def place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
     """Run nextpnr; a failed placement becomes :class:`DoesNotFitError` with the utilisation."""
     try:
@@ -398,19 +451,8 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     what = f"one {pe} PE" if unit != "array" else f"{rows}x{cols} {pe} array"
     say(f"elaborating {what} -> {work / 'top.v'}")
     t0 = time.monotonic()
-    from amaranth.back import verilog
-
-    from rf8hw.hdl.axi import RF8AxiTop
-    from rf8hw.hdl.registry import pe_class
-    from rf8hw.hdl.wrapper import SynthWrapper
-
-    if unit == "array":
-        inner = RF8AxiTop(cfg)
-    else:
-        inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
-    wrapper = None if unit == "bare" else SynthWrapper(inner)
-    (work / "top.v").write_text(verilog.convert(wrapper or inner, name=name, emit_src=False,
-                                                strip_internal_attrs=True))
+    text, wrapper = elaborate(cfg, unit)
+    (work / "top.v").write_text(text)
     seconds["verilog"] = round(time.monotonic() - t0, 1)
 
     # 2. Yosys
@@ -431,10 +473,7 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     # 3. nextpnr
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
     if place:
-        pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json",
-               "netlist.json", "--top", name, "--report", "report.json", "--seed", str(seed), "-l",
-               "nextpnr.log", "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q"]
-        pnr.append("--lpf-allow-unconstrained" if dev.family == "ecp5" else "--pcf-allow-unconstrained")
+        pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *nextpnr_args(dev, name, seed)]
         say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}, target "
             f"{dev.freq_mhz:g} MHz); {area['lut4']} LUT4, {area['carry']} carry, {area['ff']} FF")
         t0 = time.monotonic()

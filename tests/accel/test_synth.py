@@ -269,3 +269,29 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
     f.write_text("")
     with pytest.raises(ValueError, match=r"^workdir '.*afile' exists and is not a directory$"):
         synth.synthesize(ArrayConfig(1, 1), workdir=f, progress=None)
+
+
+def test_design_key_is_what_the_tools_read(tmp_path, monkeypatch):
+    """The key of a run is a digest of the files the tools get: stopping a run at Yosys, its
+    top.v and synth.ys are the texts design_key hashes; another design, seed or device changes
+    the key, a repeat does not."""
+    def stop(cmd, cwd, log, stage, done):
+        raise synth.ToolError(f"{stage} stopped by the test")
+
+    monkeypatch.setattr(synth, "run_tool", stop)
+    cfg = ArrayConfig(1, 1, pe="rf8_pipe")
+    with pytest.raises(synth.ToolError, match="stopped by the test"):
+        synth.synthesize(cfg, workdir=tmp_path, progress=None)
+    text, _ = synth.elaborate(cfg)
+    assert (tmp_path / "top.v").read_text() == text
+    script, _ = synth.synth_script(synth.design_name(cfg), "ecp5", PE_KINDS["rf8_pipe"])
+    assert (tmp_path / "synth.ys").read_text() == script
+    key = synth.design_key(cfg)
+    assert synth.design_key(ArrayConfig(1, 1, pe="rf8_pipe")) == key
+    others = {synth.design_key(cfg, seed=2), synth.design_key(cfg, device="ice40-up5k"),
+              synth.design_key(ArrayConfig(1, 1, pe="rf8_pipe", acc_bits=27)),
+              synth.design_key(cfg, unit="pe"), synth.design_key(cfg, device="xc7", seed=None),
+              synth.design_key(cfg, booth=True)}
+    assert key not in others and len(others) == 6
+    with pytest.raises(ValueError, match="device"):
+        synth.design_key(cfg, device="ecp5-12k")
