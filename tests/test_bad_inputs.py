@@ -475,7 +475,7 @@ CLI = [
         ("{adapters}:runs_no_layer", "ran no layer the array can take")]],
     # a rule between options; a bound before the allocation it protects
     _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
-       "--no-synth", "--hessian-batches", "4",
+       "--no-synth", "--no-gptq", "--hessian-batches", "4",
        needle="hessian_batches 4 gives the GPTQ Hessians; it needs gptq"),
     _c("estimate", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--rows", "2", "--cols", "2",
        "--no-synth", "--batch", "1000000000", needle="batch must be an integer in 1..4096"),

@@ -147,7 +147,11 @@ class EstimateConfig:
     scale_search, gptq, gptq_order
         How the RF8 nearest paths round (:class:`rf8hw.nn.quant.QuantConfig`, which states the
         rules): a per-column scale search and/or error-compensated (GPTQ) rounding, whose
-        Hessians come from calibration data.  The baselines stay plain nearest rounding.
+        Hessians come from calibration data.  None (the default): the recipe
+        :data:`rf8hw.nn.quant.RECIPE` (scale search + GPTQ in ``act`` order) when the model gives
+        calibration data and ``rounding`` is nearest, plain nearest rounding otherwise
+        (:meth:`refinement`; the report says which).  An explicit value overrides its part of the
+        recipe.  The baselines stay plain nearest rounding.
     hessian_batches : int or None
         Training batches (generator seed 0, never the evaluation split) whose layer inputs give
         the GPTQ Hessians of a zoo model (needs ``gptq``; None: :data:`DEFAULT_HESSIAN_BATCHES`).
@@ -188,12 +192,16 @@ class EstimateConfig:
         "flag": "--calibrate", "metavar": "N",
         "help": "N > 0: add static activation scales (rf8_bitexact_static); a zoo model's "
                 "calibration data are N training batches"})
-    scale_search: bool = field(default=False, metadata={
-        "help": "RF8 nearest paths: per-output-column real scale chosen by a search (weight MSE)"})
-    gptq: bool = field(default=False, metadata={
-        "help": "RF8 nearest paths: error-compensated (GPTQ) rounding with Hessians from calibration data"})
-    gptq_order: str = field(default="natural", metadata={
-        "metavar": "ORDER", "help": "--gptq's column order: natural, or act (decreasing Hessian diagonal)"})
+    scale_search: bool | None = field(default=None, metadata={
+        "help": "RF8 nearest paths: per-output-column real scale chosen by a search (weight MSE; "
+                "default: on with the recipe, see --gptq)"})
+    gptq: bool | None = field(default=None, metadata={
+        "help": "RF8 nearest paths: error-compensated (GPTQ) rounding with Hessians from calibration "
+                "data (default: the recipe, scale search + GPTQ in act order, when the model gives "
+                "calibration data; plain nearest rounding otherwise)"})
+    gptq_order: str | None = field(default=None, metadata={
+        "metavar": "ORDER", "help": "--gptq's column order: natural, or act (decreasing Hessian "
+                                    "diagonal; the default)"})
     hessian_batches: int | None = field(default=None, metadata={
         "metavar": "N", "help": "training batches whose layer inputs give the --gptq Hessians (zoo models; "
                                 f"needs --gptq; default {DEFAULT_HESSIAN_BATCHES})"})
@@ -228,12 +236,16 @@ class EstimateConfig:
                            why=" (the forward pass holds the whole batch in memory)")
         checks.choice("rounding", self.rounding, spec.ROUNDING_MODES)
         checks.integer("calibrate_batches", self.calibrate_batches, 0, MAX_CALIBRATE_BATCHES)
-        # the rules of the RF8 refinements are QuantConfig's (one statement, one wording)
-        QuantConfig(fmt="rf8", rounding=self.rounding, scale_search=self.scale_search, gptq=self.gptq,
-                    gptq_order=self.gptq_order)
+        for name in ("scale_search", "gptq"):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"{name} must be True, False or None (the recipe), not "
+                                 f"{getattr(self, name)!r}")
+        # the rules of the RF8 refinements are QuantConfig's (one statement, one wording): the
+        # explicit choices, with the recipe's part where a choice is left to it
+        QuantConfig(fmt="rf8", rounding=self.rounding, **self.refinement(has_data=True))
         if self.hessian_batches is not None:
             checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
-            if not self.gptq:           # worded as QuantConfig's gptq_order rule
+            if self.gptq is False or self.rounding != "nearest":   # as QuantConfig's gptq_order rule
                 raise ValueError(f"hessian_batches {self.hessian_batches} gives the GPTQ Hessians; "
                                  "it needs gptq")
         object.__setattr__(self, "paths", _tuple_of_paths(self.paths))
@@ -267,11 +279,26 @@ class EstimateConfig:
         """The resolved model (:func:`rf8hw.accel.source.resolve`)."""
         return sources.resolve(self.model, self.checkpoint)
 
+    def refinement(self, has_data: bool) -> dict:
+        """The :class:`~rf8hw.nn.quant.QuantConfig` options of the RF8 nearest paths for a model
+        that does (``has_data``) or does not give calibration data: each explicit choice, and the
+        recipe's (:data:`rf8hw.nn.quant.RECIPE`) where a choice is None and the recipe applies
+        (the model gives calibration data and ``rounding`` is nearest)."""
+        from rf8hw.nn.quant import RECIPE
+
+        applies = has_data and self.rounding == "nearest"
+        scale = RECIPE["scale_search"] and applies if self.scale_search is None else self.scale_search
+        gptq = RECIPE["gptq"] and applies if self.gptq is None else self.gptq
+        order = self.gptq_order or (RECIPE["gptq_order"] if gptq else "natural")
+        return {"scale_search": scale, "gptq": gptq, "gptq_order": order,
+                "scale_sample_rows": RECIPE["scale_sample_rows"] if scale else None}
+
     @property
     def hessian_batch_count(self) -> int:
-        """Training batches of a zoo model's GPTQ Hessian run: 0 without ``gptq``, else
-        ``hessian_batches`` or :data:`DEFAULT_HESSIAN_BATCHES`."""
-        if not self.gptq:
+        """Training batches of a zoo model's GPTQ Hessian run (a zoo model always gives
+        calibration data): 0 without GPTQ, else ``hessian_batches`` or
+        :data:`DEFAULT_HESSIAN_BATCHES`."""
+        if not self.refinement(has_data=True)["gptq"]:
             return 0
         return DEFAULT_HESSIAN_BATCHES if self.hessian_batches is None else self.hessian_batches
 
@@ -311,15 +338,23 @@ def paths_to_run(cfg: EstimateConfig, src: sources.ModelSource) -> list[str]:
 
 
 def _refinement_note(cfg: EstimateConfig, src: sources.ModelSource) -> list:
-    """The report note saying how the RF8 nearest paths were rounded (empty when plainly)."""
-    if not (cfg.scale_search or cfg.gptq):
+    """The report note saying how the RF8 nearest paths were rounded, and whether that is the
+    default recipe."""
+    r = cfg.refinement(src.hessian_data is not None)
+    recipe = cfg.scale_search is None and cfg.gptq is None and cfg.gptq_order is None
+    if not (r["scale_search"] or r["gptq"]):
+        if recipe and cfg.rounding == "nearest":
+            return ["RF8 nearest paths: plain nearest rounding, not the default recipe (scale search "
+                    "+ GPTQ): the model gives no calibration data (an adapter's 'calibrate')"]
         return []
-    order = "" if cfg.gptq_order == "natural" else f", {cfg.gptq_order} column order"
+    order = "" if r["gptq_order"] == "natural" else f", {r['gptq_order']} column order"
     data = (f"{cfg.hessian_batch_count} training batches" if src.kind == "zoo"
             else "the adapter's calibration data")
-    how = " + ".join(n for n, on in (("per-column scale search", cfg.scale_search),
-                                     (f"GPTQ rounding{order} (Hessians from {data})", cfg.gptq)) if on)
-    return [f"RF8 nearest paths (rf8_fake, rf8_bitexact*): {how}; the other baselines plain rounding"]
+    rows = f" on {r['scale_sample_rows']} sampled input features" if r["scale_sample_rows"] else ""
+    how = " + ".join(n for n, on in ((f"per-column scale search{rows}", r["scale_search"]),
+                                     (f"GPTQ rounding{order} (Hessians from {data})", r["gptq"])) if on)
+    return [f"RF8 nearest paths (rf8_fake, rf8_bitexact*): {how}"
+            f"{' (the default recipe)' if recipe else ''}; the other baselines plain rounding"]
 
 
 def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool = False,
@@ -348,9 +383,11 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
     import copy
     import warnings
 
+    import torch
     from tqdm import tqdm
 
     from rf8hw.nn import gptq, quant
+    from rf8hw.nn.quant.layer import weight_kn_of
 
     keys = [checks.choice("path", k, tuple(PATHS)) for k in keys]
     lacking = [k for k in keys if PATHS[k].calibrated and src.calibrate is None]
@@ -360,12 +397,21 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
     if cfg.gptq and src.hessian_data is None:
         raise ValueError("gptq needs calibration data: the adapter's 'calibrate' (a run over held-in "
                          "data, never the evaluation)")
+    refinement = cfg.refinement(src.hessian_data is not None)
     model, options = src.model, dict(src.quantize_options)
-    H = None
-    if cfg.gptq:          # once, on the float model, for every layer the selection may take
+    H, unreached_note = None, []
+    if refinement["gptq"]:          # once, on the float model, for every layer the selection may take
         select = options.get("filter_fn") or quant.default_filter
         names = [n for n, m in model.named_modules() if n and select(m, n)]
         H = gptq.hessians(model, names, src.hessian_data, require_all=False)
+        # a layer the calibration run never reaches gets H = I: GPTQ on a diagonal Hessian moves
+        # no error to other columns, i.e. it rounds that layer to the nearest grid point
+        unreached = [n for n in names if n not in H]
+        for n in unreached:
+            H[n] = torch.eye(weight_kn_of(model.get_submodule(n)).shape[0], dtype=torch.float64)
+        if unreached:
+            unreached_note = [f"GPTQ: the calibration run never reached {len(unreached)} layer(s) "
+                              f"(first {unreached[0]!r}); they are rounded to nearest"]
     made, left = {}, {}
     uses = Counter((PATHS[k].fmt, PATHS[k].rounding or cfg.rounding, PATHS[k].smooth)
                    for k in keys if PATHS[k].fmt is not None)
@@ -378,10 +424,8 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
             kind = (p.fmt, p.rounding or cfg.rounding, p.smooth)
             if kind not in made:
                 refine = p.fmt == "rf8" and kind[1] == "nearest"
-                qcfg = quant.QuantConfig(fmt=p.fmt, rounding=kind[1],
-                                         scale_search=cfg.scale_search and refine,
-                                         gptq=cfg.gptq and refine,
-                                         gptq_order=cfg.gptq_order if cfg.gptq and refine else "natural")
+                qcfg = quant.QuantConfig(fmt=p.fmt, rounding=kind[1], **(
+                    refinement if refine else {}))
                 made[kind] = copy.deepcopy(model)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -409,7 +453,7 @@ def accuracy(src: sources.ModelSource, cfg: EstimateConfig, keys, progress: bool
             out["overflow"][key] = quant.overflow_report(m)
         del m
     out["higher_is_better"] = src.higher_is_better
-    out["notes"] = _refinement_note(cfg, src) + sorted(left)
+    out["notes"] = _refinement_note(cfg, src) + unreached_note + sorted(left)
     return out
 
 
@@ -457,7 +501,8 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
     :func:`rf8hw.accel.source.from_adapter` of ``(model, example, metric, info)``), with
     ``cfg.model`` None; by default the model ``cfg`` names is loaded.
 
-    Keys: ``model``, ``checkpoint``, ``config`` (:meth:`EstimateConfig.as_dict`), ``metric``
+    Keys: ``model``, ``checkpoint``, ``config`` (:meth:`EstimateConfig.as_dict`, with the RF8
+    rounding options as run: :meth:`EstimateConfig.refinement`), ``metric``
     (headline metric name), ``higher_is_better``, ``accuracy`` (headline metric per path),
     ``metrics`` (all metrics per path), ``path_descriptions`` (how each path's model is made),
     ``overflow_events`` and ``overflow`` (per layer, of ``rf8_bitexact``, else of the first
@@ -518,7 +563,9 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
     overflow = acc["overflow"].get("rf8_bitexact") or next(iter(acc["overflow"].values()), {})
     metric, metrics = acc["metric"], acc["metrics"]
     return {
-        "model": src.name, "checkpoint": src.checkpoint, "config": cfg.as_dict(),
+        "model": src.name, "checkpoint": src.checkpoint,
+        # the RF8 rounding options as run (the recipe's where a choice was left to it)
+        "config": {**cfg.as_dict(), **cfg.refinement(src.hessian_data is not None)},
         "metric": metric, "higher_is_better": acc["higher_is_better"],
         "accuracy": {k: v[metric] for k, v in metrics.items()}, "metrics": metrics,
         "path_descriptions": {k: PATHS[k].what for k in metrics},

@@ -114,7 +114,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls, *, only=None, exclude=
             kwargs["default"] = default
         if shown is not None and kind is not bool:
             kwargs["help"] += f" (default {shown})"
-        elif kind is bool and not optional:
+        elif kind is bool and not optional and default is not None:   # None: the help says
             kwargs["help"] += f" (default {'on' if default else 'off'})"
         parser.add_argument(meta.get("flag", flag(name)), **kwargs)
 

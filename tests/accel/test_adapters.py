@@ -407,7 +407,7 @@ def test_cycles_plot_says_what_its_bars_count(tmp_path, monkeypatch):
 
 def test_hessian_batches_without_gptq_and_a_huge_batch_are_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^hessian_batches 2 gives the GPTQ Hessians; it needs gptq$"):
-        estimate.EstimateConfig(hessian_batches=2)
+        estimate.EstimateConfig(gptq=False, hessian_batches=2)
     with pytest.raises(ValueError, match=r"^batch must be an integer in 1\.\.4096 \(the forward pass holds "
                                          r"the whole batch in memory\), not 1000000000$"):
         estimate.EstimateConfig(batch=10**9)

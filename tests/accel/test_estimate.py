@@ -31,8 +31,11 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     assert list(rep["accuracy"]) == ["fp32", "rf8_fake", "rf8_fake_paper", "rf8_bitexact",
                                      "rf8_bitexact_tensor", "int8_bitexact", "fp8_e4m3_bitexact", "int8",
                                      "fp8_e4m3", "apot"]
-    assert rep["config"] == estimate.EstimateConfig(
-        model="mlp_digits", checkpoint=str(checkpoint), array=ArrayConfig(8, 8), synth=False).as_dict()
+    # the RF8 nearest paths as run: the default recipe (a zoo model gives calibration data)
+    assert rep["config"] == {**estimate.EstimateConfig(
+        model="mlp_digits", checkpoint=str(checkpoint), array=ArrayConfig(8, 8), synth=False).as_dict(),
+        "scale_search": True, "gptq": True, "gptq_order": "act", "scale_sample_rows": 128}
+    assert any("(the default recipe)" in n and "scale search on 128 sampled" in n for n in rep["notes"])
     for key in ("overflow_events", "cycles_per_inference", "fmax_mhz", "lut4", "ff", "dsp"):
         assert key in rep
     assert rep["fmax_mhz"] is None and rep["lut4"] is None and rep["inferences_per_s"] is None
@@ -152,7 +155,8 @@ def test_calibrated_paths_of_a_zoo_model(checkpoint):
     """--calibrate N gives a zoo model calibration data (N training batches, seed 0): the smoothed
     and the static path; rf8_bitexact keeps its dynamic per-token scales."""
     cfg = estimate.EstimateConfig(model="mlp_digits", checkpoint=str(checkpoint), synth=False,
-                                  calibrate_batches=2, array=ArrayConfig(4, 4))
+                                  calibrate_batches=2, array=ArrayConfig(4, 4),
+                                  scale_search=False, gptq=False)        # plain nearest rounding
     rep = estimate.estimate(cfg, progress=False)
     assert list(rep["accuracy"])[-2:] == ["rf8_bitexact_smooth", "rf8_bitexact_static"]
     assert rep["config"]["calibrate_batches"] == 2

@@ -134,8 +134,10 @@ def test_calibration_data_adds_the_smoothed_and_static_paths(adapter_module):
     for k in ("rf8_bitexact", "rf8_bitexact_smooth", "rf8_bitexact_static"):
         assert 0 < rep["metrics"][k]["max_err"] < 0.05, k
     assert rep["metrics"]["rf8_bitexact_smooth"] != rep["metrics"]["rf8_bitexact"]
-    # smoothing measures the float model; static calibration runs the quantized one
-    assert seen == ["MyLinear", "QuantLinear"]
+    # the default recipe's GPTQ Hessians and smoothing measure the float model; static
+    # calibration runs the quantized one
+    assert seen == ["MyLinear", "MyLinear", "QuantLinear"]
+    assert any("the calibration run never reached 1 layer(s) (first 'unused')" in n for n in rep["notes"])
 
 
 def test_bad_adapter_names_are_one_line_errors(tmp_path, capsys):

@@ -31,13 +31,13 @@ def _training_batches(n):
 def test_zoo_estimate_with_scale_search_and_gptq(checkpoint, tmp_path, capsys):
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
                    "--cols", "8", "--no-synth", "--json", "--quiet", "--scale-search", "--gptq",
-                   "--hessian-batches", "3", "--out", str(tmp_path / "rep")])
+                   "--gptq-order", "natural", "--hessian-batches", "3", "--out", str(tmp_path / "rep")])
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["config"]["scale_search"] is True and rep["config"]["gptq"] is True
     assert rep["config"]["hessian_batches"] == 3
-    assert any("per-column scale search + GPTQ rounding (Hessians from 3 training batches)" in n
-               for n in rep["notes"])
+    assert any("per-column scale search on 128 sampled input features + GPTQ rounding (Hessians from 3 "
+               "training batches); the other" in n for n in rep["notes"])
     # recompute the RF8 rows from the documented recipe; the baselines stay plain rounding
     model, _ = load_checkpoint(checkpoint)
     model.eval()
@@ -45,7 +45,7 @@ def test_zoo_estimate_with_scale_search_and_gptq(checkpoint, tmp_path, capsys):
     batches = _training_batches(3)
     H = gptq.hessians(model, [n for n, m in model.named_modules() if type(m) is torch.nn.Linear],
                       lambda m: [m(b) for b in batches])
-    cfg = quant.QuantConfig(scale_search=True, gptq=True)
+    cfg = quant.QuantConfig(scale_search=True, scale_sample_rows=128, gptq=True)
     q = quant.quantize_(copy.deepcopy(model), cfg, calibrate=H, warn=False)
     assert all(layer.channel_scale is not None for layer in quant.quant_layers(q).values())
     assert rep["metrics"]["rf8_fake"] == data.evaluate(q)
@@ -96,14 +96,14 @@ def _estimate(model, metric, calibrate, paths, **options):
 
 def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
     model, metric, calibrate, calls = _adapter_parts()
-    rep = _estimate(model, metric, calibrate, ("rf8_fake", "rf8_bitexact", "int8", "rf8_bitexact_smooth"),
-                    gptq=True, scale_search=True)
-    assert rep["config"]["gptq"] is True and rep["config"]["scale_search"] is True
-    assert any("GPTQ rounding (Hessians from the adapter's calibration data)" in n for n in rep["notes"])
+    rep = _estimate(model, metric, calibrate, ("rf8_fake", "rf8_bitexact", "int8", "rf8_bitexact_smooth"))
+    assert rep["config"]["gptq"] is True and rep["config"]["scale_search"] is True   # the recipe
+    assert any("GPTQ rounding, act column order (Hessians from the adapter's calibration data) "
+               "(the default recipe)" in n for n in rep["notes"])
     # Hessians once on the float model, then smoothing measures the float model again
     assert calls == ["Linear", "Linear"]
     H = gptq.hessians(model, ["a", "b"], calibrate)
-    q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(scale_search=True, gptq=True), calibrate=H)
+    q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(**quant.RECIPE), calibrate=H)
     assert rep["metrics"]["rf8_fake"] == metric(q)
     plain = quant.quantize_(copy.deepcopy(model), quant.QuantConfig())
     assert rep["metrics"]["rf8_fake"]["mse"] < metric(plain)["mse"]       # GPTQ + scale help here
@@ -115,8 +115,8 @@ def test_adapter_estimate_uses_the_calibration_data_once_for_the_rf8_rows():
 
 def test_adapter_estimate_with_gptq_in_activation_order():
     model, metric, calibrate, _ = _adapter_parts()
-    rep = _estimate(model, metric, calibrate, ("rf8_fake",), gptq=True, gptq_order="act")
-    assert rep["config"]["gptq_order"] == "act"
+    rep = _estimate(model, metric, calibrate, ("rf8_fake",), scale_search=False, gptq=True, gptq_order="act")
+    assert rep["config"]["gptq_order"] == "act" and rep["config"]["scale_search"] is False
     assert any("GPTQ rounding, act column order" in n for n in rep["notes"])
     H = gptq.hessians(model, ["a", "b"], calibrate)
     q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(gptq=True, gptq_order="act"), calibrate=H)
@@ -128,12 +128,12 @@ def test_adapter_estimate_with_gptq_in_activation_order():
 def test_bad_refinement_options_are_named(checkpoint, capsys):
     with pytest.raises(ValueError, match="need rounding 'nearest', not 'paper'"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", rounding="paper", gptq=True)
-    with pytest.raises(ValueError, match="gptq must be True or False, not 'yes'"):
+    with pytest.raises(ValueError, match=r"gptq must be True, False or None \(the recipe\), not 'yes'"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq="yes")
     with pytest.raises(ValueError, match="hessian_batches"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", hessian_batches=0)
     with pytest.raises(ValueError, match="gptq_order 'act' orders GPTQ rounding; it needs gptq"):
-        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq_order="act")
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq=False, gptq_order="act")
     with pytest.raises(ValueError, match="gptq_order must be one of 'natural', 'act', not 'reverse'"):
         estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq=True, gptq_order="reverse")
     model, metric, _, _ = _adapter_parts()
@@ -144,7 +144,7 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "need rounding 'nearest', not 'paper'" in err and "Traceback" not in err
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
-                   "--cols", "4", "--no-synth", "--gptq-order", "act", "--quiet"])
+                   "--cols", "4", "--no-synth", "--no-gptq", "--gptq-order", "act", "--quiet"])
     err = capsys.readouterr().err
     assert (rc == 2 and "gptq_order 'act' orders GPTQ rounding; it needs gptq" in err
             and "Traceback" not in err)
@@ -158,9 +158,9 @@ def test_bad_refinement_options_are_named(checkpoint, capsys):
     assert rc == 2 and "hessian_batches is for the zoo models" in err
     # --hessian-batches without --gptq is refused (it was ignored), worded like --gptq-order's rule
     with pytest.raises(ValueError, match="^hessian_batches 4 gives the GPTQ Hessians; it needs gptq$"):
-        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", hessian_batches=4)
+        estimate.EstimateConfig(model="mlp_digits", checkpoint="x", gptq=False, hessian_batches=4)
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
-                   "--cols", "4", "--no-synth", "--hessian-batches", "4", "--quiet"])
+                   "--cols", "4", "--no-synth", "--no-gptq", "--hessian-batches", "4", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2
     assert err == "rf8hw estimate: error: hessian_batches 4 gives the GPTQ Hessians; it needs gptq\n"

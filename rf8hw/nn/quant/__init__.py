@@ -34,7 +34,7 @@ Every name below is importable as ``rf8hw.nn.quant.NAME``; ``docs/quantization.m
 """
 
 from rf8hw.nn.bitexact import ACT_DYNAMIC
-from rf8hw.nn.quant.config import SCALE_OBJECTIVES, QuantConfig
+from rf8hw.nn.quant.config import RECIPE, SCALE_OBJECTIVES, QuantConfig
 from rf8hw.nn.quant.convert import default_filter, quantize, quantize_, smoothing_factors
 from rf8hw.nn.quant.formats import (
                                     APOT_LEVELS,
@@ -82,5 +82,6 @@ __all__ = [
     "FILE_FORMAT", "FILE_VERSION", "LAYER_FIELDS", "mark_hf_configs", "save_quantized",
     "load_quantized",
     # configuration and conversion
-    "SCALE_OBJECTIVES", "QuantConfig", "default_filter", "smoothing_factors", "quantize_", "quantize",
+    "RECIPE", "SCALE_OBJECTIVES", "QuantConfig", "default_filter", "smoothing_factors", "quantize_",
+    "quantize",
 ]
