@@ -166,7 +166,8 @@ def render_memory(mem: dict) -> list[str]:
 
 def write_report(rep: dict, out_dir) -> dict:
     """Write ``estimate.json``, ``estimate.md``, ``estimate_cycles.png`` and, with a memory
-    profile, ``estimate_roofline.png`` into ``out_dir`` as one unit
+    profile, ``estimate_roofline.png`` (without one, a roofline left by an earlier report is
+    removed after the new files are in place) into ``out_dir`` as one unit
     (:func:`rf8hw.files.write_files`: a report that cannot be written, e.g. one holding
     a NaN, which JSON has not, leaves the old files as they were); returns their paths."""
     from rf8hw.accel import cycles
@@ -193,4 +194,6 @@ def write_report(rep: dict, out_dir) -> dict:
                   f"{mem['inferences_per_s']:,.1f} inferences/s")
         files[paths["roofline"]] = lambda tmp: plot_roofline(mem, tmp, title=rtitle)
     write_files(files)
+    if not mem:         # the roofline of an earlier report in this folder is not this report's
+        (out / "estimate_roofline.png").unlink(missing_ok=True)
     return {k: str(v) for k, v in paths.items()}

@@ -92,6 +92,11 @@ def test_estimate_with_a_memory_profile(checkpoint, tmp_path, capsys):
     rep.pop("memory")
     md = render_markdown({**rep, "memory": None})
     assert "**compute peak**" in md and "--memory PROFILE" in md and "## Memory" not in md
+    # a rerun into the same folder without a profile leaves no roofline of the old report beside it
+    rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
+                   "--cols", "8", "--no-synth", "--paths", "fp32", "--quiet", "--out", str(out)])
+    assert rc == 0 and "wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["estimate.json", "estimate.md", "estimate_cycles.png"]
 
 
 def test_estimate_with_wrapping_27_bit_accumulator_and_pipelined_pe(checkpoint):
