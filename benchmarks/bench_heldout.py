@@ -47,7 +47,8 @@ from rf8hw.files import write_files
 from rf8hw.nn import gptq, quant
 from rf8hw.zoo import smollm2
 
-BEST = dict(fmt="rf8", **quant.RECIPE)        # the recipe rf8hw estimate uses by default
+# the recipe rf8hw estimate uses by default; SmolLM2's scale search on 128 sampled input features
+BEST = {"fmt": "rf8", **quant.RECIPE, "scale_sample_rows": 128}
 EXTRA = {"rf8_scale": dict(fmt="rf8", scale_search=True, scale_sample_rows=128),
          "rf8_gptq_act": dict(fmt="rf8", gptq=True, gptq_order="act"),
          "rf8_scale_gptq_act_damp0.1": dict(BEST, gptq_damp=0.1)}

