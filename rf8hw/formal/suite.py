@@ -312,12 +312,22 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
 
 def run_all(tasks, use_cache: bool = True, jobs: int = 2, progress=None, root=None) -> list[TaskResult]:
     """:func:`run_task` on each of ``tasks``, ``jobs`` at a time, in order (``root``: as
-    :func:`run_task`)."""
+    :func:`run_task`).  An exception (a failed run, Ctrl-C, ``rf8hw prove``'s SIGTERM handler)
+    ends the tools still running, with their process trees (:func:`rf8hw.formal.sby.stop_all`),
+    and cancels the tasks not started before it propagates."""
     def one(task):
         r = run_task(task, use_cache=use_cache, root=root)
         if progress is not None:
             progress(r)
         return r
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         return list(pool.map(one, tasks))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        sby.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        sby.allow_runs()

@@ -3,7 +3,13 @@ mutant fails with a VCD counterexample, and the contract the checkers use is the
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +41,7 @@ def test_task_list_covers_every_pe_kind_and_shape():
         (1, 1), (2, 2), (2, 3), (3, 2), (3, 3), (8, 8)}
     assert all(t.mode == ("structure" if t.family == "comb_path" else "prove") for t in tasks)
     assert len({t.key() for t in tasks}) == len(tasks)
-    assert len(mutant_tasks()) == 10
+    assert len(mutant_tasks()) == 11
 
 
 @pytest.mark.parametrize("bad, word", [({"shapes": ("2by2",)}, "shape"), ({"depth": 1}, "depth"),
@@ -62,7 +68,7 @@ def test_only_selects_mutants_too_and_a_mutant_fails_by_trace(capsys):
 
     cfg = ProveConfig(only=("mutant_product_rf8",))
     assert [t.name for t, _ in mutant_tasks(cfg, select=True)] == ["mutant_product_rf8"]
-    assert len(mutant_tasks(cfg)) == 10
+    assert len(mutant_tasks(cfg)) == 11
     assert cli.main(["prove", "--only", "mutant_product_rf8"]) == 2
     assert "add --mutants" in capsys.readouterr().err
     t = Task("m", "product", {})
@@ -198,3 +204,110 @@ def test_run_logged_refuses_exit_0_without_the_closing_line(tmp_path):
     with pytest.raises(RuntimeError, match="did not complete"):
         run_logged([sys.executable, "-c", script, "truncated"], tmp_path, tmp_path / "tool.log",
                    "yosys", done=YOSYS_DONE)
+
+
+def _tree_in(folder: Path) -> list[tuple[int, str]]:
+    """(pid, start time) of the live processes whose working directory is under ``folder``."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cwd = Path(p / "cwd").resolve()
+            stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat[0] != "Z" and (cwd == folder or folder in cwd.parents):
+            found.append((int(p.name), stat[19]))
+    return found
+
+
+def _alive(procs) -> list[int]:
+    alive = []
+    for pid, start in procs:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat[0] != "Z" and stat[19] == start:
+            alive.append(pid)
+    return alive
+
+
+_TREE = """
+import os, subprocess, sys, time
+# like SymbiYosys: a child in a process group of its own, which starts a grandchild
+child = ("import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)")
+subprocess.Popen([sys.executable, "-c", child], preexec_fn=os.setpgrp)
+time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_stop_all_ends_the_whole_tree_of_a_tracked_tool(tmp_path):
+    """A tool whose child sits in a process group of its own (as SymbiYosys' are) and has a
+    child itself: stop_all ends all three, and nothing new starts until allow_runs."""
+    from rf8hw.formal import sby
+
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        sby.run_tracked([sys.executable, "-c", _TREE], tmp_path)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(_tree_in(tmp_path)) < 3 and time.monotonic() < deadline:  # python, python, sleep
+        time.sleep(0.05)
+    tree = _tree_in(tmp_path)
+    assert len(tree) >= 3, tree
+    try:
+        t0 = time.monotonic()
+        sby.stop_all()
+        worker.join(30)
+        assert not worker.is_alive() and done and done[0].returncode != 0
+        assert time.monotonic() - t0 < sby.STOP_GRACE + 5
+        assert not _alive(tree), _alive(tree)
+        with pytest.raises(sby.SbyError, match="being stopped"):
+            sby.run_tracked([sys.executable, "-c", "pass"], tmp_path)
+    finally:
+        sby.allow_runs()
+        for pid in _alive(tree):
+            os.kill(pid, signal.SIGKILL)
+    assert sby.run_tracked([sys.executable, "-c", "print(1)"], tmp_path).stdout == "1\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_to_rf8hw_prove_leaves_no_solver_running(tmp_path):
+    """``rf8hw prove`` killed by SIGTERM while its solvers run: one line, status 143, and no
+    SymbiYosys, Yosys, smtbmc or solver process left (found by their working directory, the
+    task folders, which also finds any orphaned grandchild)."""
+    import platformdirs
+
+    cache = tmp_path / "xdg"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache),       # the verdicts: this test's own
+           "YOWASP_CACHE_DIR": os.environ.get("YOWASP_CACHE_DIR")
+           or platformdirs.user_cache_dir("YoWASP", appauthor=False)}   # compiled Yosys: shared
+    proc = subprocess.Popen([sys.executable, "-m", "rf8hw", "prove", "--no-cache", "--only",
+                             "protocol_", "--jobs", "2"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    formal = cache / "rf8hw" / "formal"
+    try:
+        deadline = time.monotonic() + 300
+        solvers = []
+        while not solvers and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            if formal.is_dir():
+                solvers = [p for p, _ in _tree_in(formal)
+                           if b"yices" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert solvers, "no solver seen running"
+        tree = _tree_in(formal)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == ("rf8hw prove: interrupted (signal 15); the SymbiYosys "
+                                            "runs were stopped"), err
+    assert not _alive(tree) and not _tree_in(formal), (_alive(tree), _tree_in(formal))
