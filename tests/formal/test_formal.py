@@ -110,20 +110,42 @@ def formal_cache(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "formal-cache"
 
 
+#: The default task list in parts of comparable solver time, so that ``pytest -n 2`` spreads
+#: them over both workers (each word selects as ``rf8hw prove --only``).
+PROOF_PARTS = {"rf8_products": ("product_rf8",), "int8_fp8_products": ("product_int8", "product_fp8"),
+               "equivalence": ("equivalence_",), "protocol": ("protocol_",),
+               "comb_paths": ("no_comb_path_",)}
+
+
+def _jobs() -> int:
+    """Tasks at a time: 1 per xdist worker (two workers already fill the two cores), else 2."""
+    return 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
+def test_proof_parts_partition_the_default_tasks():
+    from rf8hw.formal.suite import ProveConfig, properties
+
+    every = [t.name for t in properties(ProveConfig())]
+    parts = [t.name for words in PROOF_PARTS.values() for t in properties(ProveConfig(only=words))]
+    assert sorted(parts) == sorted(every) and len(set(parts)) == len(parts)
+
+
 @pytest.mark.slow
-def test_every_proof_passes_and_is_cached(formal_cache):
-    """All tasks of the default ``ProveConfig`` PASS (k-induction); running them again is a
-    cache hit for each."""
+@pytest.mark.parametrize("part", PROOF_PARTS)
+def test_every_proof_passes_and_is_cached(part, formal_cache):
+    """All tasks of the default ``ProveConfig`` PASS (k-induction), in the parts of
+    :data:`PROOF_PARTS`; running a part again is a cache hit for each task."""
     from rf8hw.formal.suite import ProveConfig, prove
 
+    config = ProveConfig(only=PROOF_PARTS[part], jobs=_jobs())
     t0 = time.monotonic()
-    results = prove(ProveConfig(), root=formal_cache)
+    results = prove(config, root=formal_cache)
     first = time.monotonic() - t0
     failed = [(r.task.name, r.status, r.workdir) for r in results if r.status != "PASS"]
-    assert not failed, failed
+    assert results and not failed, failed
     assert all(not r.cached for r in results)
     t0 = time.monotonic()
-    again = prove(ProveConfig(), root=formal_cache)
+    again = prove(config, root=formal_cache)
     assert all(r.cached and r.status == "PASS" for r in again)
     assert time.monotonic() - t0 < first
 
@@ -155,11 +177,15 @@ def test_a_code_group_proof_is_not_vacuous(formal_cache):
 
 
 @pytest.mark.slow
-def test_every_mutant_fails_with_a_vcd_trace(formal_cache):
+@pytest.mark.parametrize("family", ["protocol", "pe"])
+def test_every_mutant_fails_with_a_vcd_trace(family, formal_cache):
+    """Each mutant (the protocol ones, then those of the PE proofs and the path check) fails
+    with its trace."""
     from rf8hw.formal.suite import mutant_tasks, run_all
 
-    pairs = mutant_tasks()
-    results = run_all([t for t, _ in pairs], root=formal_cache)
+    pairs = [(t, w) for t, w in mutant_tasks() if (t.family == "protocol") == (family == "protocol")]
+    assert pairs
+    results = run_all([t for t, _ in pairs], jobs=_jobs(), root=formal_cache)
     for (task, what), r in zip(pairs, results):
         if task.family == "comb_path":        # a structural check: its trace is the path
             assert (r.status, r.failed_step) == ("FAIL", "structure"), (task.name, r.status)
@@ -175,20 +201,23 @@ def test_every_mutant_fails_with_a_vcd_trace(formal_cache):
         assert r.trace.endswith(".vcd") and "$enddefinitions" in text and "$var" in text, r.trace
 
 
+SHIPPED_VERILOG = sorted((Path(__file__).parents[2] / "rtl").glob("*.v"))
+
+
+def test_verilog_is_shipped():
+    assert SHIPPED_VERILOG
+
+
 @pytest.mark.slow
-def test_the_shipped_verilog_has_no_combinational_ready_path(tmp_path):
+@pytest.mark.parametrize("v", SHIPPED_VERILOG, ids=lambda v: v.stem)
+def test_the_shipped_verilog_has_no_combinational_ready_path(v, tmp_path):
     """rtl/*.v as users take them: no combinational path from m_axis_acc_tready to an input
     tready (the structural check of rf8hw.formal.comb_paths on Yosys' flattened netlist)."""
-    from pathlib import Path
-
     from rf8hw.formal.comb_paths import SINKS, SOURCE, find_comb_path, netlist
 
-    files = sorted((Path(__file__).parents[2] / "rtl").glob("*.v"))
-    assert files
-    for v in files:
-        module = netlist(v, v.stem, tmp_path / v.stem)
-        assert find_comb_path(module, SOURCE, SINKS) is None, v.name
-        assert find_comb_path(module, "s_axis_a_tvalid", ("m_axis_acc_tvalid",)) is None, v.name
+    module = netlist(v, v.stem, tmp_path / v.stem)
+    assert find_comb_path(module, SOURCE, SINKS) is None, v.name
+    assert find_comb_path(module, "s_axis_a_tvalid", ("m_axis_acc_tvalid",)) is None, v.name
 
 
 def test_run_logged_refuses_exit_0_without_the_closing_line(tmp_path):
