@@ -52,7 +52,8 @@ from rf8hw.formal.harness import Harness, new_harness
 from rf8hw.hdl.array import acc_beat_layout
 from rf8hw.hdl.axi import RF8AxiTop
 
-__all__ = ["PROPERTIES", "protocol_harness"]
+__all__ = ["PROPERTIES", "protocol_harness", "ACCEL_PROPERTIES", "ACCEL_MUTATIONS",
+           "accel_protocol_harness"]
 
 #: The protocol properties, in report order.
 PROPERTIES = ("reset_quiet", "acc_hold", "no_orphan_beat", "err_w_tlast", "tile_beats")
@@ -174,3 +175,70 @@ def _tile_beats(m: Module, cfg: ArrayConfig, frag, top, outstanding, limit, a_ta
         ahead = fifo.level + _popcount(wave_valid[j + 1:]) if j + 1 < depth else fifo.level
         out.append((f"wave_last_{j}", ~wave_valid[j] | (wave_last[j] == queue.bit_select(ahead, 1))))
     return out
+
+
+#: The properties of the accelerator's AXI4-Stream top (:func:`accel_protocol_harness`).
+ACCEL_PROPERTIES = ("accel_reset_quiet", "accel_out_hold")
+
+#: Mutations of the accelerator's top, one per property: glue between the free environment and
+#: the unchanged top (so they need no copy of its wiring, which is being redesigned).
+ACCEL_MUTATIONS = {
+    "accel_reset_quiet": "the reset reaches the top one cycle late (a register in front)",
+    "accel_out_hold": "the top's m_axis_out_tready tied high (beats dropped while stalled)",
+}
+
+
+def accel_protocol_harness(acfg, properties=ACCEL_PROPERTIES, mutation: str | None = None) -> Harness:
+    """Port properties of :class:`rf8hw.hdl.accel_axi.RF8AccelAxiTop` (``acfg``: an
+    :class:`rf8hw.arch.AccelConfig` with ``reset="aresetn"``), every input free on every cycle,
+    stated on its ports only (no internal register of the accelerator is read):
+
+    ``accel_reset_quiet``
+        While ``aresetn`` is low, every input ``tready`` (``cmd``, ``w``, ``a``, ``p``) and
+        ``m_axis_out_tvalid`` are low.
+    ``accel_out_hold``
+        A result beat offered and not taken is offered again in the next cycle with the same
+        ``tdata`` and ``tlast``, unless reset is asserted then.
+
+    ``mutation``: a key of :data:`ACCEL_MUTATIONS` (a mutant, for the tests).
+    """
+    from rf8hw.hdl.accel_axi import RF8AccelAxiTop
+
+    for p in properties:
+        checks.choice("accelerator property", p, ACCEL_PROPERTIES)
+    if mutation is not None:
+        checks.choice("mutation", mutation, tuple(ACCEL_MUTATIONS))
+    if acfg.array.reset != "aresetn":
+        raise ValueError(f"the protocol proofs use reset='aresetn', not {acfg.array.reset!r}")
+    h = new_harness()
+    m: Module = h.module
+    top = RF8AccelAxiTop(acfg)
+    m.submodules.top = probe.elaborate(top)
+    aresetn, out_tready = Signal(name="env_aresetn"), Signal(name="env_out_tready")
+    m.d.comb += [aresetn.eq(AnySeq(1)), out_tready.eq(AnySeq(1))]
+    free = [top.s_axis_cmd_tdata, top.s_axis_cmd_tvalid, top.s_axis_w_tdata, top.s_axis_w_tvalid,
+            top.s_axis_w_tlast, top.s_axis_a_tdata, top.s_axis_a_tvalid, top.s_axis_p_tdata,
+            top.s_axis_p_tvalid]
+    m.d.comb += [top.aclk.eq(h.clk), *(s.eq(AnySeq(len(s))) for s in free)]
+    if mutation == "accel_reset_quiet":
+        late = Signal(init=1, name="aresetn_late")
+        m.d.sync += late.eq(aresetn)
+        m.d.comb += top.aresetn.eq(late)
+    else:
+        m.d.comb += top.aresetn.eq(aresetn)
+    m.d.comb += top.m_axis_out_tready.eq(1 if mutation == "accel_out_hold" else out_tready)
+    rst = ~aresetn
+    if "accel_reset_quiet" in properties:
+        with m.If(rst):
+            m.d.comb += Assert(~top.s_axis_cmd_tready & ~top.s_axis_w_tready & ~top.s_axis_a_tready
+                               & ~top.s_axis_p_tready & ~top.m_axis_out_tvalid, "accel_reset_quiet")
+    if "accel_out_hold" in properties:
+        stalled = Signal(name="out_stalled")
+        data = Signal(len(top.m_axis_out_tdata), name="out_data_prev")
+        last = Signal(name="out_last_prev")
+        m.d.sync += [stalled.eq(top.m_axis_out_tvalid & ~out_tready),
+                     data.eq(top.m_axis_out_tdata), last.eq(top.m_axis_out_tlast)]
+        with m.If(stalled & ~rst):
+            m.d.comb += Assert(top.m_axis_out_tvalid & (top.m_axis_out_tdata == data)
+                               & (top.m_axis_out_tlast == last), "accel_out_hold")
+    return h

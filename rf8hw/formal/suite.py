@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.arch import DEFAULT_PE, MAX_DIM, PE_KINDS, ArrayConfig
+from rf8hw.arch import DEFAULT_PE, MAX_DIM, PE_KINDS, AccelConfig, ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.formal import sby
 from rf8hw.format import spec
@@ -48,11 +48,17 @@ CODE_SPLIT_BITS = 4
 #: ``ProveConfig.shapes``: the shipped default size.
 PATH_SHAPES = ("8x8",)
 
+#: The accelerator top's port proofs (``accel_ports_*``): shape -> (acc_bits, max_k), the
+#: narrowest accumulator at a2 whose exact-sum bound allows ``max_k`` (``AccelConfig``), and
+#: ``max_m`` (:data:`ACCEL_MAX_M`), a buffer of one largest command.
+ACCEL_SHAPES = {"1x1": (21, 1), "2x2": (22, 2)}
+ACCEL_MAX_M = 2
+
 #: Base-case depth of the mutants whose bug needs more cycles to show than the proofs' k: a
 #: stage register reached through a stall (``rf8_pipe``), a 2x2 array that must fill before a
 #: result is offered.  Measured: at k = 4 their proofs fail only in the induction step
 #: (UNKNOWN, a trace from an arbitrary state); at these depths from reset (FAIL, a real trace).
-MUTANT_DEPTH = {"equivalence": 6, "protocol": 10}
+MUTANT_DEPTH = {"equivalence": 6, "protocol": 10, "accel_protocol": 12}
 
 #: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
 CACHE_KIND = "formal"
@@ -107,7 +113,7 @@ class Task:
     """One SymbiYosys task: a harness (``family`` + ``params``), its mode and depth."""
 
     name: str
-    family: str          #: "product", "equivalence" or "protocol"
+    family: str          #: "product", "equivalence", "protocol", "accel_protocol" or "comb_path"
     params: dict
     mode: str = "prove"
     depth: int = 4
@@ -164,6 +170,12 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                               {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
                                "pe": pe, "properties": list(PROPERTIES)}, depth=config.depth))
     for pe in config.protocol_pes:
+        for text, (acc, max_k) in ACCEL_SHAPES.items():
+            rows, cols = _shape(text)
+            tasks.append(Task(f"accel_ports_{pe}_{text}_a2_acc{acc}_m{ACCEL_MAX_M}_k{max_k}",
+                              "accel_protocol", _accel_params(rows, cols, acc, max_k, pe),
+                              depth=config.depth))
+    for pe in config.protocol_pes:
         for text in dict.fromkeys((*config.shapes, *PATH_SHAPES)):
             rows, cols = _shape(text)
             cfg = ArrayConfig(rows, cols, pe=pe)          # full default widths
@@ -172,6 +184,13 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                                             "acc_bits": cfg.acc_bits, "pe": pe},
                               mode="structure", depth=0))
     return _only(tasks, config.only, [t.name for t, _ in mutant_tasks(config)])
+
+
+def _accel_params(rows, cols, acc_bits, max_k, pe, properties=None) -> dict:
+    from rf8hw.formal.protocol import ACCEL_PROPERTIES
+
+    return {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": acc_bits, "max_m": ACCEL_MAX_M,
+            "max_k": max_k, "pe": pe, "properties": list(properties or ACCEL_PROPERTIES)}
 
 
 def _only(tasks, words, other_names=()):
@@ -213,7 +232,12 @@ def build(task: Task):
         cfg = ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"])
         kwargs = {"top_class": mutants.mutant_axi_top(task.mutant)} if task.mutant else {}
         return protocol.protocol_harness(cfg, tuple(p["properties"]), **kwargs)
-    raise ValueError(f"task family must be product, equivalence or protocol, not {task.family!r}")
+    if task.family == "accel_protocol":
+        acfg = AccelConfig(ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"]),
+                           max_m=p["max_m"], max_k=p["max_k"])
+        return protocol.accel_protocol_harness(acfg, tuple(p["properties"]), mutation=task.mutant)
+    raise ValueError("task family must be product, equivalence, protocol or accel_protocol, not "
+                     f"{task.family!r}")
 
 
 def _run_comb_path(task: Task, entry: Path) -> sby.Verdict:
@@ -310,6 +334,14 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
                          {"rows": 2, "cols": 2, "act_bits": 2, "acc_bits": 21,
                           "pe": config.protocol_pes[0], "properties": [prop]},
                          depth=max(d, MUTANT_DEPTH["protocol"]), mutant=prop),
+                    f"{prop} ({what})"))
+    from rf8hw.formal.protocol import ACCEL_MUTATIONS
+
+    for prop, what in ACCEL_MUTATIONS.items():
+        acc, max_k = ACCEL_SHAPES["1x1"]
+        out.append((Task(f"mutant_{prop}", "accel_protocol",
+                         _accel_params(1, 1, acc, max_k, config.protocol_pes[0], [prop]),
+                         depth=max(d, MUTANT_DEPTH["accel_protocol"]), mutant=prop),
                     f"{prop} ({what})"))
     if select and config.only:
         out = [(t, w) for t, w in out if any(word in t.name for word in config.only)]

@@ -37,11 +37,13 @@ def test_task_list_covers_every_pe_kind_and_shape():
     assert {t.params["kind"] for t in tasks if t.family == "equivalence"} == set(EQUIVALENCE_KINDS)
     assert {(t.params["rows"], t.params["cols"]) for t in tasks if t.family == "protocol"} == {
         (1, 1), (2, 2), (2, 3), (3, 2), (3, 3)}
+    assert {(t.params["rows"], t.params["cols"], t.params["pe"]) for t in tasks
+            if t.family == "accel_protocol"} == {(r, r, pe) for r in (1, 2) for pe in ("rf8", "rf8_pipe")}
     assert {(t.params["rows"], t.params["cols"]) for t in tasks if t.family == "comb_path"} == {
         (1, 1), (2, 2), (2, 3), (3, 2), (3, 3), (8, 8)}
     assert all(t.mode == ("structure" if t.family == "comb_path" else "prove") for t in tasks)
     assert len({t.key() for t in tasks}) == len(tasks)
-    assert len(mutant_tasks()) == 11
+    assert len(mutant_tasks()) == 13
 
 
 @pytest.mark.parametrize("bad, word", [({"shapes": ("2by2",)}, "shape"), ({"depth": 1}, "depth"),
@@ -68,7 +70,7 @@ def test_only_selects_mutants_too_and_a_mutant_fails_by_trace(capsys):
 
     cfg = ProveConfig(only=("mutant_product_rf8",))
     assert [t.name for t, _ in mutant_tasks(cfg, select=True)] == ["mutant_product_rf8"]
-    assert len(mutant_tasks(cfg)) == 11
+    assert len(mutant_tasks(cfg)) == 13
     assert cli.main(["prove", "--only", "mutant_product_rf8"]) == 2
     assert "add --mutants" in capsys.readouterr().err
     t = Task("m", "product", {})
@@ -113,7 +115,7 @@ def formal_cache(tmp_path_factory):
 #: The default task list in parts of comparable solver time, so that ``pytest -n 2`` spreads
 #: them over both workers (each word selects as ``rf8hw prove --only``).
 PROOF_PARTS = {"rf8_products": ("product_rf8",), "int8_fp8_products": ("product_int8", "product_fp8"),
-               "equivalence": ("equivalence_",), "protocol": ("protocol_",),
+               "equivalence": ("equivalence_",), "protocol": ("protocol_", "accel_ports_"),
                "comb_paths": ("no_comb_path_",)}
 
 
@@ -179,11 +181,12 @@ def test_a_code_group_proof_is_not_vacuous(formal_cache):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["protocol", "pe"])
 def test_every_mutant_fails_with_a_vcd_trace(family, formal_cache):
-    """Each mutant (the protocol ones, then those of the PE proofs and the path check) fails
-    with its trace."""
+    """Each mutant (those of the array's and the accelerator's ports, then those of the PE
+    proofs and the path check) fails with its trace."""
     from rf8hw.formal.suite import mutant_tasks, run_all
 
-    pairs = [(t, w) for t, w in mutant_tasks() if (t.family == "protocol") == (family == "protocol")]
+    ports = ("protocol", "accel_protocol")
+    pairs = [(t, w) for t, w in mutant_tasks() if (t.family in ports) == (family == "protocol")]
     assert pairs
     results = run_all([t for t, _ in pairs], jobs=_jobs(), root=formal_cache)
     for (task, what), r in zip(pairs, results):
