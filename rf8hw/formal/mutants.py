@@ -102,6 +102,7 @@ AXI_MUTATIONS = {
     "acc_hold": "the output FIFO is read whatever m_axis_acc_tready says",
     "no_orphan_beat": "s_axis_a_tvalid ignored: the array takes a beat in every cycle it is ready",
     "err_w_tlast": "s_axis_w_tlast inverted into the array",
+    "tile_beats": "m_axis_acc_tlast one beat late (the previous taken beat's last)",
 }
 
 
@@ -120,6 +121,12 @@ class MutantAxiTop(RF8AxiTop):
         m.submodules.array = DomainRenamer("array")(array)
         run = ~domain.rst
         mut = self.mutation
+        tlast = array.acc.p.last
+        if mut == "tile_beats":
+            late = Signal(name="tlast_late")
+            with m.If(array.acc.valid & array.acc.ready):
+                m.d.array += late.eq(array.acc.p.last)
+            tlast = late
         m.d.comb += [
             array.w.p.data.as_value().eq(self.s_axis_w_tdata),
             array.w.p.last.eq(~self.s_axis_w_tlast if mut == "err_w_tlast" else self.s_axis_w_tlast),
@@ -133,7 +140,7 @@ class MutantAxiTop(RF8AxiTop):
             self.s_axis_a_tready.eq(array.act.ready & run),
             *(self.m_axis_acc_tdata[self.acc_lane * n:self.acc_lane * (n + 1)].eq(
                 array.acc.p.data[n]) for n in range(self.cols)),
-            self.m_axis_acc_tlast.eq(array.acc.p.last),
+            self.m_axis_acc_tlast.eq(tlast),
             self.m_axis_acc_tvalid.eq(array.acc.valid if mut == "reset_quiet" else array.acc.valid & run),
             array.acc.ready.eq(run if mut == "acc_hold" else self.m_axis_acc_tready & run),
             self.err_w_tlast.eq(array.err_w_last),

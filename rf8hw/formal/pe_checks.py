@@ -17,9 +17,12 @@ Product proof (:func:`product_harness`)
         a_out(t+1)    == a(t)
 
     from cycle ``2 + L`` on (the weight loaded and switched, the product register of the
-    ``L = 2`` kinds filled).  Every step of the induction only depends on the last ``L + 1``
-    cycles of free inputs, so k-induction of depth 5 (its base case reaching the checked
-    cycles) proves it for all time, every ``c``, every ``a`` and every ``psum_in``.
+    ``L = 2`` kinds filled).  Every check only depends on the last ``L + 2`` cycles of free
+    inputs, whatever the state ``L + 2`` cycles before, so k-induction with ``k = 2 + L``
+    proves it for all time, every ``c``, every ``a`` and every ``psum_in`` (its induction step
+    checks cycle ``k`` from any state; its base case ends before the checks start, which the
+    soundness of k-induction does not need; the mutants run at k = 5, where the base case
+    reaches the checks, and fail there).
 
 Equivalence proof (:func:`equivalence_harness`)
     The RF8 kind under test (``dut``) and ``RF8PE`` (``ref``) with every input free on every

@@ -13,9 +13,10 @@ harness instantiates, so the signals found are the ones in the proved netlist.  
 
 from __future__ import annotations
 
-from amaranth.hdl import Fragment, Signal
+from amaranth.hdl import Const, Fragment, MemoryInstance, Signal
+from amaranth.utils import ceil_log2
 
-__all__ = ["PLATFORM", "elaborate", "driven_signals", "internal", "origin"]
+__all__ = ["PLATFORM", "elaborate", "driven_signals", "internal", "origin", "memory_words"]
 
 #: The platform the designs are elaborated for: Amaranth's ``SyncFIFO`` adds its own invariants
 #: (pointers and level agree) for it, which the array's output-FIFO proofs need.
@@ -97,3 +98,25 @@ def origin(fragment: Fragment, path=()):
     if not candidates:
         raise LookupError(f"no elaboratable recorded for {'/'.join(path) or 'the top'}")
     return candidates[-1]
+
+
+def memory_words(fragment: Fragment, path, depth: int, width: int) -> list[Signal]:
+    """The ``depth`` words of the memory at ``path`` (e.g. ``("array", "out_fifo", "storage")``),
+    each as a signal of ``width`` bits read by an asynchronous read port added to that memory
+    for the checker (it reads only: the design's own ports and behaviour are unchanged).
+
+    Raises
+    ------
+    LookupError
+        If the subfragment at ``path`` is not a memory.
+    """
+    where = _descend(fragment, path)
+    if not isinstance(where, MemoryInstance):
+        raise LookupError(f"{'/'.join(path)} is a {type(where).__name__}, not a memory")
+    words = []
+    for addr in range(depth):
+        word = Signal(width, name=f"{path[-1]}_word{addr}")
+        where.read_port(domain="comb", addr=Const(addr, ceil_log2(depth)), data=word, en=Const(1),
+                        transparent_for=())
+        words.append(word)
+    return words

@@ -12,6 +12,13 @@ A run counts only when it completed: SymbiYosys' ``status`` file parses (``PASS`
 return code, seconds) and its log ends with ``DONE (<verdict>, rc=<n>)``, whatever the exit
 code said (:func:`read_verdict`).  The first run on a machine compiles the WebAssembly for
 minutes (cached by YoWASP under ``~/.cache/YoWASP``).
+
+Every tool runs through :func:`run_tracked`: in a session (process group) of its own, recorded
+while it runs, so that :func:`stop_all` (``rf8hw prove`` on SIGTERM or Ctrl-C, a failed task)
+ends it and everything it started.  SymbiYosys puts each of its own children (Yosys, smtbmc
+and the solver) in yet another process group, so the whole tree is collected from ``/proc``
+and every group in it is signalled: SIGTERM first (SymbiYosys then stops its children itself),
+SIGKILL to whatever is left after :data:`STOP_GRACE` seconds.
 """
 
 from __future__ import annotations
@@ -19,16 +26,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rf8hw.toolchain.tools import package_version, yowasp_tool
 
-__all__ = ["ENGINES", "SOLVER", "Verdict", "SbyError", "tool_env", "sby_config", "run_sby",
-           "read_verdict", "tool_versions"]
+__all__ = ["ENGINES", "SOLVER", "Verdict", "SbyError", "Interrupted", "tool_env", "sby_config",
+           "run_sby", "read_verdict", "tool_versions", "run_tracked", "stop_all", "allow_runs",
+           "STOP_GRACE"]
 
 #: The solver every task uses, and the Python distribution that ships it (pinned in
 #: ``pyproject.toml``).
@@ -41,6 +51,138 @@ ENGINES = {"prove": "smtbmc yices", "bmc": "smtbmc yices"}
 
 class SbyError(RuntimeError):
     """SymbiYosys did not complete (a tool error, a crash, an unreadable status): no verdict."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (``signum``, e.g. SIGTERM) ended the run; raised by ``rf8hw prove``'s handler."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+#: Seconds a stopped tool tree gets between SIGTERM and SIGKILL.
+STOP_GRACE = 3.0
+
+_LOCK = threading.Lock()
+_LIVE: set = set()              # the Popen objects of the tools running now
+_STOPPING = threading.Event()   # set by stop_all: no new tool starts until allow_runs
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process (Linux ``/proc``; empty elsewhere)."""
+    table = {}
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return table
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":                     # a zombie is gone already
+            table[int(entry.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(pid: int) -> set[tuple[int, str]]:
+    """(pid, start time) of every process below ``pid``."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(p)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add((child, table[child][1]))
+            todo.append(child)
+    return found
+
+
+def _signal_tree(proc: subprocess.Popen, found: set, sig: int) -> None:
+    """``sig`` to ``proc``'s process group and to the group and process of each of ``found``
+    still running (same pid and start time), never to this process' own group."""
+    own = os.getpgrp()
+    table = _process_table()
+    groups = {proc.pid} if proc.poll() is None else set()
+    pids = {p for p, start in found if table.get(p, (None, None))[1] == start}
+    for p in pids:
+        try:
+            groups.add(os.getpgid(p))
+        except OSError:
+            pass
+    for g in groups - {own}:
+        try:
+            os.killpg(g, sig)
+        except OSError:
+            pass
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+
+def _stop_tree(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
+    """End ``proc`` (started by :func:`run_tracked`) and every process below it."""
+    found = _descendants(proc.pid)
+    _signal_tree(proc, found, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc.poll() is None:
+            found |= _descendants(proc.pid)
+        table = _process_table()
+        if proc.poll() is not None and not any(table.get(p, (0, None))[1] == s for p, s in found):
+            return
+        time.sleep(0.05)
+    _signal_tree(proc, found, signal.SIGKILL)
+
+
+def run_tracked(cmd: list[str], cwd, env: dict | None = None,
+                timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (no shell) in ``cwd`` in a session of its own, stdout and stderr captured
+    together, recorded while it runs for :func:`stop_all`; an exception while waiting
+    (``timeout``: :class:`subprocess.TimeoutExpired`; a signal) ends its process tree first.
+
+    Raises
+    ------
+    SbyError
+        If :func:`stop_all` was called and :func:`allow_runs` not since (nothing is started).
+    """
+    with _LOCK:
+        if _STOPPING.is_set():
+            raise SbyError(f"not started (the runs are being stopped): {' '.join(cmd)}")
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        _LIVE.add(proc)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            _stop_tree(proc)
+            proc.communicate()
+        with _LOCK:
+            _LIVE.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def stop_all() -> None:
+    """End every tool :func:`run_tracked` is running now, with its process tree, and start no
+    more until :func:`allow_runs` (the waiting threads then see an incomplete run)."""
+    with _LOCK:
+        _STOPPING.set()
+        running = list(_LIVE)
+    for proc in running:
+        _stop_tree(proc)
+
+
+def allow_runs() -> None:
+    """Let :func:`run_tracked` start tools again after :func:`stop_all`."""
+    _STOPPING.clear()
 
 
 @dataclass(frozen=True)
@@ -168,11 +310,10 @@ def run_sby(rtlil: str, workdir, mode: str = "prove", depth: int = 5,
     cmd = [yowasp_tool("yowasp-sby"), "-f", "task.sby"]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=work, env=tool_env(), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = run_tracked(cmd, work, tool_env(), timeout)
     except subprocess.TimeoutExpired as exc:
         raise SbyError(f"SymbiYosys ran past {timeout} s in {work}") from exc
-    (work / "sby.out").write_text(proc.stdout + proc.stderr)
+    (work / "sby.out").write_text(proc.stdout)
     verdict = read_verdict(work / "task")
     expected_rc = {"PASS": 0, "FAIL": 2, "UNKNOWN": 4}[verdict.status]
     if proc.returncode != expected_rc:

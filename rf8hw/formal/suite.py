@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rf8hw import checks
-from rf8hw.arch import DEFAULT_PE, MAX_DIM, PE_KINDS, ArrayConfig
+from rf8hw.arch import DEFAULT_PE, MAX_DIM, PE_KINDS, AccelConfig, ArrayConfig
 from rf8hw.files import write_atomic
 from rf8hw.formal import sby
 from rf8hw.format import spec
@@ -28,7 +28,13 @@ from rf8hw.toolchain import cache
 __all__ = ["ProveConfig", "Task", "TaskResult", "properties", "build", "run_task", "prove",
            "CACHE_KIND", "mutant_tasks", "mutant_failed", "run_all"]
 
-#: k of the product proofs: one more than the last cycle before their checks start.
+#: Base-case depth of the product mutants: one more than the last cycle before the checks
+#: start (cycle 2 + L), so a mutant fails in the base case with a real trace.  The product
+#: *proofs* run at k = 2 + L (:data:`rf8hw.formal.pe_checks.READY_CYCLES`, 3 or 4): the
+#: induction step checks cycle k given k earlier cycles, enough to load and switch the weight
+#: and fill a product register from any state; their base case then ends before the checks
+#: start, which k-induction does not need (the mutants show the checks fail).  Measured (int8,
+#: a4, load 10-12): k = 5 took 21 s of CPU, k = 3 11 s.
 PRODUCT_DEPTH = 5
 
 #: From this activation width on, each product proof is split by the code's top
@@ -42,11 +48,17 @@ CODE_SPLIT_BITS = 4
 #: ``ProveConfig.shapes``: the shipped default size.
 PATH_SHAPES = ("8x8",)
 
+#: The accelerator top's port proofs (``accel_ports_*``): shape -> (acc_bits, max_k), the
+#: narrowest accumulator at a2 whose exact-sum bound allows ``max_k`` (``AccelConfig``), and
+#: ``max_m`` (:data:`ACCEL_MAX_M`), a buffer of one largest command.
+ACCEL_SHAPES = {"1x1": (21, 1), "2x2": (22, 2)}
+ACCEL_MAX_M = 2
+
 #: Base-case depth of the mutants whose bug needs more cycles to show than the proofs' k: a
 #: stage register reached through a stall (``rf8_pipe``), a 2x2 array that must fill before a
 #: result is offered.  Measured: at k = 4 their proofs fail only in the induction step
 #: (UNKNOWN, a trace from an arbitrary state); at these depths from reset (FAIL, a real trace).
-MUTANT_DEPTH = {"equivalence": 6, "protocol": 10}
+MUTANT_DEPTH = {"equivalence": 6, "protocol": 10, "accel_protocol": 12}
 
 #: Cache kind (:func:`rf8hw.toolchain.cache.cache_root`).
 CACHE_KIND = "formal"
@@ -69,7 +81,7 @@ class ProveConfig:
         "item": str})
     depth: int = field(default=4, metadata={
         "help": "k of the k-induction (and base-case depth) of the equivalence and protocol "
-                "proofs; the product proofs use 5 (their checks start at cycle 3 or 4)"})
+                "proofs; the product proofs use 2 + their product latency (3 or 4)"})
     jobs: int = field(default=2, metadata={"help": "tasks run in parallel"})
     cache: bool = field(default=True, metadata={"help": "reuse cached verdicts"})
 
@@ -101,7 +113,7 @@ class Task:
     """One SymbiYosys task: a harness (``family`` + ``params``), its mode and depth."""
 
     name: str
-    family: str          #: "product", "equivalence" or "protocol"
+    family: str          #: "product", "equivalence", "protocol", "accel_protocol" or "comb_path"
     params: dict
     mode: str = "prove"
     depth: int = 4
@@ -135,7 +147,7 @@ def _pe_acc(act_bits: int) -> int:
 
 def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
     """Every task of ``config``, in report order (products, equivalences, protocol)."""
-    from rf8hw.formal.pe_checks import EQUIVALENCE_KINDS
+    from rf8hw.formal.pe_checks import EQUIVALENCE_KINDS, READY_CYCLES
     from rf8hw.formal.protocol import PROPERTIES
 
     b = config.pe_act_bits
@@ -145,7 +157,7 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                   + ("" if g is None else f"_codes{g * span:02x}-{g * span + span - 1:02x}"),
                   "product", {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b)}
                   | ({} if g is None else {"code_high": g, "code_high_bits": CODE_SPLIT_BITS}),
-                  depth=PRODUCT_DEPTH)
+                  depth=READY_CYCLES[PE_KINDS[kind].product_latency])
              for kind in PE_KINDS for g in groups]
     tasks += [Task(f"equivalence_{kind}_{ov}_a{b}_acc{_pe_acc(b)}", "equivalence",
                    {"kind": kind, "act_bits": b, "acc_bits": _pe_acc(b), "overflow": ov},
@@ -158,6 +170,12 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                               {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": 21,
                                "pe": pe, "properties": list(PROPERTIES)}, depth=config.depth))
     for pe in config.protocol_pes:
+        for text, (acc, max_k) in ACCEL_SHAPES.items():
+            rows, cols = _shape(text)
+            tasks.append(Task(f"accel_ports_{pe}_{text}_a2_acc{acc}_m{ACCEL_MAX_M}_k{max_k}",
+                              "accel_protocol", _accel_params(rows, cols, acc, max_k, pe),
+                              depth=config.depth))
+    for pe in config.protocol_pes:
         for text in dict.fromkeys((*config.shapes, *PATH_SHAPES)):
             rows, cols = _shape(text)
             cfg = ArrayConfig(rows, cols, pe=pe)          # full default widths
@@ -166,6 +184,13 @@ def properties(config: ProveConfig = ProveConfig()) -> list[Task]:
                                             "acc_bits": cfg.acc_bits, "pe": pe},
                               mode="structure", depth=0))
     return _only(tasks, config.only, [t.name for t, _ in mutant_tasks(config)])
+
+
+def _accel_params(rows, cols, acc_bits, max_k, pe, properties=None) -> dict:
+    from rf8hw.formal.protocol import ACCEL_PROPERTIES
+
+    return {"rows": rows, "cols": cols, "act_bits": 2, "acc_bits": acc_bits, "max_m": ACCEL_MAX_M,
+            "max_k": max_k, "pe": pe, "properties": list(properties or ACCEL_PROPERTIES)}
 
 
 def _only(tasks, words, other_names=()):
@@ -207,7 +232,12 @@ def build(task: Task):
         cfg = ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"])
         kwargs = {"top_class": mutants.mutant_axi_top(task.mutant)} if task.mutant else {}
         return protocol.protocol_harness(cfg, tuple(p["properties"]), **kwargs)
-    raise ValueError(f"task family must be product, equivalence or protocol, not {task.family!r}")
+    if task.family == "accel_protocol":
+        acfg = AccelConfig(ArrayConfig(p["rows"], p["cols"], p["act_bits"], p["acc_bits"], pe=p["pe"]),
+                           max_m=p["max_m"], max_k=p["max_k"])
+        return protocol.accel_protocol_harness(acfg, tuple(p["properties"]), mutation=task.mutant)
+    raise ValueError("task family must be product, equivalence, protocol or accel_protocol, not "
+                     f"{task.family!r}")
 
 
 def _run_comb_path(task: Task, entry: Path) -> sby.Verdict:
@@ -305,6 +335,14 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
                           "pe": config.protocol_pes[0], "properties": [prop]},
                          depth=max(d, MUTANT_DEPTH["protocol"]), mutant=prop),
                     f"{prop} ({what})"))
+    from rf8hw.formal.protocol import ACCEL_MUTATIONS
+
+    for prop, what in ACCEL_MUTATIONS.items():
+        acc, max_k = ACCEL_SHAPES["1x1"]
+        out.append((Task(f"mutant_{prop}", "accel_protocol",
+                         _accel_params(1, 1, acc, max_k, config.protocol_pes[0], [prop]),
+                         depth=max(d, MUTANT_DEPTH["accel_protocol"]), mutant=prop),
+                    f"{prop} ({what})"))
     if select and config.only:
         out = [(t, w) for t, w in out if any(word in t.name for word in config.only)]
     return out
@@ -312,12 +350,22 @@ def mutant_tasks(config: ProveConfig = ProveConfig(), select: bool = False) -> l
 
 def run_all(tasks, use_cache: bool = True, jobs: int = 2, progress=None, root=None) -> list[TaskResult]:
     """:func:`run_task` on each of ``tasks``, ``jobs`` at a time, in order (``root``: as
-    :func:`run_task`)."""
+    :func:`run_task`).  An exception (a failed run, Ctrl-C, ``rf8hw prove``'s SIGTERM handler)
+    ends the tools still running, with their process trees (:func:`rf8hw.formal.sby.stop_all`),
+    and cancels the tasks not started before it propagates."""
     def one(task):
         r = run_task(task, use_cache=use_cache, root=root)
         if progress is not None:
             progress(r)
         return r
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         return list(pool.map(one, tasks))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        sby.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        sby.allow_runs()
