@@ -360,6 +360,20 @@ class AccelConfig:
         return d
 
 
+#: Width of the limbs the post-processing splits ``acc + bias`` into for the product by ``mult``:
+#: each limb (17 bits unsigned, the top one signed) times the 16-bit ``mult`` fits an 18 x 18
+#: multiplier (ECP5's MULT18X18D), and the limbs' products are added in one pipeline stage each.
+POST_LIMB_BITS = 17
+
+
+def post_stages(acc_bits: int) -> int:
+    """Registers of one post-processing lane (:func:`rf8hw.hdl.accelerator.post_lane`) for an
+    ``acc_bits`` accumulator: the inputs, ``acc + bias``, the limbs' products, one stage per
+    further limb, two for the rounding shift, the increment, the saturation: ``6 + ceil((acc_bits
+    + 1) / POST_LIMB_BITS)`` (9 for 40 bits)."""
+    return 6 + -(-(acc_bits + 1) // POST_LIMB_BITS)
+
+
 class AccelTiming:
     """Cycle constants of the accelerator around :class:`Timing` (``docs/accelerator.md``,
     "Timing"); :mod:`rf8hw.accel.accel_cycles` builds the exact GEMM schedule on them and the
@@ -368,9 +382,17 @@ class AccelTiming:
     Attributes
     ----------
     array : Timing
+    post_stages : int
+        :func:`post_stages` of the accumulator width (9 for 40 bits).
     post_latency : int
-        3: cycles from the accumulator stage taking a last-K result row to the result beat being
-        offered on ``out`` (two post-processing registers, then the result FIFO).
+        ``post_stages + 1`` (10 for 40 bits): cycles from the accumulator stage taking a last-K
+        result row to the result beat being offered on ``out`` (the post-processing registers,
+        then the result FIFO).
+    out_fifo_depth : int
+        ``post_stages + 2``: the result FIFO's depth.  The post-processing pipeline never stalls;
+        the accumulator stage takes a last-K row only while the rows in the pipeline and in the
+        FIFO number fewer than this, so every row in the pipeline has a place in the FIFO when
+        the consumer stalls, and an always-ready consumer never slows the array.
     stream_to_buffer : int
         1: the bubble when a ``load = 1`` command's activations switch from the input stream
         (N tile 0) to the buffer (N tile 1; the buffer's read takes a cycle).
@@ -380,7 +402,9 @@ class AccelTiming:
         if not isinstance(acfg, AccelConfig):
             raise TypeError(f"acfg must be an AccelConfig, not {acfg!r}")
         self.array = Timing(acfg.array)
-        self.post_latency = 3
+        self.post_stages = post_stages(acfg.array.acc_bits)
+        self.post_latency = self.post_stages + 1
+        self.out_fifo_depth = self.post_stages + 2
         self.stream_to_buffer = 1
 
     def check_cycles(self, K: int) -> int:

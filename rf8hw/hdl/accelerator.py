@@ -34,16 +34,12 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.arch import CMD_FIELDS, AccelConfig
+from rf8hw.arch import CMD_FIELDS, POST_LIMB_BITS, AccelConfig, AccelTiming, post_stages
 from rf8hw.format import postproc
 from rf8hw.hdl.array import RF8Array, weight_beat_layout
 
-__all__ = ["cmd_layout", "act_row_layout", "param_layout", "out_beat_layout", "OUT_FIFO_DEPTH",
+__all__ = ["cmd_layout", "act_row_layout", "param_layout", "out_beat_layout", "post_lane",
            "RF8Accelerator"]
-
-#: Depth of the result FIFO; the post-processing pipeline (2 stages) never stalls, so the array's
-#: results are taken only while the pipeline and the FIFO together hold fewer than this.
-OUT_FIFO_DEPTH = 4
 
 
 def cmd_layout() -> data.StructLayout:
@@ -66,6 +62,73 @@ def param_layout(cols: int, acc_bits: int) -> data.ArrayLayout:
 def out_beat_layout(cols: int, out_bits: int) -> data.StructLayout:
     """One result beat: ``y[m, j*cols + n]`` in element ``n``; ``last`` on the command's last."""
     return data.StructLayout({"data": data.ArrayLayout(signed(out_bits), cols), "last": 1})
+
+
+def post_lane(m: Module, total, bias, mult, shift, acc_bits: int, out_bits: int, name: str):
+    """One post-processing lane (:mod:`rf8hw.format.postproc` steps 2-5) as a pipeline of
+    :func:`rf8hw.arch.post_stages` registers without enables (it never stalls): returns the
+    ``out_bits``-bit result of the inputs given ``post_stages(acc_bits)`` cycles earlier.
+
+    Stages: the inputs; ``v = total + bias``; the partial products of ``v``'s
+    :data:`~rf8hw.arch.POST_LIMB_BITS`-bit limbs (low limbs unsigned, the top one signed) by
+    ``mult`` (each fits an 18 x 18 DSP); one stage per further limb adding its product in;
+    the arithmetic shift by ``shift - 1`` in two steps (its low 3 bits, then 8 times its high 3
+    bits); the increment and shift by one (``floor((p + 2^(s-1)) / 2^s) = floor((floor(p /
+    2^(s-1)) + 1) / 2)``; ``shift = 0`` passes ``p``); the saturation.
+    """
+    vw, pw = acc_bits + 1, acc_bits + 1 + postproc.MULT_BITS + 1
+    SB = postproc.SHIFT_BITS
+
+    def reg(value, shape, tag):
+        r = Signal(shape, name=f"{name}_{tag}")
+        m.d.sync += r.eq(value)
+        return r
+
+    t0 = reg(total, signed(acc_bits), "total")
+    b0 = reg(bias, signed(acc_bits), "bias")
+    mult0 = reg(mult, postproc.MULT_BITS, "mult")
+    sh = reg(shift, SB, "shift0")
+    v = reg(t0 + b0, signed(vw), "v")
+    mult1 = reg(mult0, postproc.MULT_BITS, "mult1")
+    sh = reg(sh, SB, "shift1")
+    # partial products of the limbs
+    nl = -(-vw // POST_LIMB_BITS)
+    pps = []
+    for i in range(nl):
+        lo = i * POST_LIMB_BITS
+        if i == nl - 1:
+            limb = v[lo:].as_signed()
+            pps.append(reg(limb * mult1, signed(vw - lo + postproc.MULT_BITS), f"pp{i}"))
+        else:
+            limb = v[lo:lo + POST_LIMB_BITS]
+            pps.append(reg(limb * mult1, POST_LIMB_BITS + postproc.MULT_BITS, f"pp{i}"))
+    sh = reg(sh, SB, "shift2")
+    # one limb's product added per stage; the bits below the limb pass unchanged
+    acc = pps[0]
+    for i in range(1, nl):
+        lo = i * POST_LIMB_BITS
+        high = acc[lo:].as_signed() if i > 1 else acc[lo:]
+        upper = Signal(signed(pw - lo), name=f"{name}_upper{i}")
+        m.d.comb += upper.eq(high + pps[i])
+        acc = reg(Cat(acc[:lo], upper), signed(pw), f"sum{i}")
+        pps = [reg(pp, pp.shape(), f"pp{j}_{i}") if j > i else pp for j, pp in enumerate(pps)]
+        sh = reg(sh, SB, f"shift_s{i}")
+    prod = acc.as_signed() if nl > 1 else acc
+    # the rounding shift: by s - 1 (s >= 1) in two steps, then +1 and >> 1
+    zero = sh == 0
+    s1 = Mux(zero, 0, (sh - 1)[:SB])
+    q1 = reg(prod >> s1[:3], signed(pw), "q1")
+    z1 = reg(zero, 1, "zero1")
+    s1h = reg(s1[3:], SB - 3, "shift_hi")
+    q2 = reg(q1 >> Cat(Const(0, 3), s1h), signed(pw), "q2")
+    z2 = reg(z1, 1, "zero2")
+    rounded = reg(Mux(z2, q2, (q2 + 1) >> 1), signed(pw), "r")
+    # saturation: the value fits out_bits when every bit from out_bits-1 up equals the sign (an
+    # and/or reduction instead of two wide comparisons)
+    lo_v, hi_v = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    top = rounded[out_bits - 1:]
+    return reg(Mux(top.all() | ~top.any(), rounded[:out_bits], Mux(rounded[-1], lo_v, hi_v)),
+               signed(out_bits), "y")
 
 
 def _counter(limit: int, name: str) -> Signal:
@@ -221,8 +284,9 @@ class RF8Accelerator(wiring.Component):
         acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
         m.submodules.par_fifo = par_fifo = fifo.SyncFIFO(
             width=param_layout(cols, A).size, depth=2)
+        out_depth = AccelTiming(acfg).out_fifo_depth
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(
-            width=out_beat_layout(cols, self.out_bits).size, depth=OUT_FIFO_DEPTH)
+            width=out_beat_layout(cols, self.out_bits).size, depth=out_depth)
         par = data.View(param_layout(cols, A), par_fifo.r_data)
         m.d.comb += [par_fifo.w_data.eq(self.par.p), par_fifo.w_en.eq(self.par.valid),
                      self.par.ready.eq(par_fifo.w_rdy)]
@@ -232,7 +296,7 @@ class RF8Accelerator(wiring.Component):
         r_n = Signal(17, name="res_n")
         r_first_k, r_last_k, r_last_n, r_last_row = Signal(), Signal(), Signal(), Signal()
         next_m = _counter(max_m, "res_next_m")
-        s1_valid, s2_valid = Signal(name="post1_valid"), Signal(name="post2_valid")
+        in_flight = Signal(range(out_depth + 1), name="post_in_flight")
         room, take = Signal(), Signal()
         m.d.comb += [
             r_first_k.eq(r_k == 0),
@@ -240,7 +304,7 @@ class RF8Accelerator(wiring.Component):
             r_last_n.eq(r_n + cols >= cN),
             r_last_row.eq(r_m + 1 == cM),
             next_m.eq(Mux(r_last_row, 0, r_m + 1)),
-            room.eq(s1_valid + s2_valid + out_fifo.level < OUT_FIFO_DEPTH),
+            room.eq(in_flight + out_fifo.level < out_depth),
             arr.acc.ready.eq(room & (~r_last_k | par_fifo.r_rdy)),
             take.eq(arr.acc.valid & arr.acc.ready),
         ]
@@ -265,40 +329,22 @@ class RF8Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += r_k.eq(r_k + rows)
 
-        # --- post-processing: stage 1 v = acc + bias, stage 2 p = v * mult, then the rounding
-        # shift and saturation into the result FIFO ------------------------------------------------
-        vw, pw = A + 1, A + 1 + postproc.MULT_BITS + 1
-        s1_last, s2_last = Signal(), Signal()
-        m.d.sync += [s1_valid.eq(take & r_last_k), s1_last.eq(r_last_row & r_last_n),
-                     s2_valid.eq(s1_valid), s2_last.eq(s1_last)]
-        lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
+        # --- post-processing: POST_STAGES registers per lane (post_lane), the valid and last
+        # flags travel alongside; the pipeline never stalls (the room rule above) ----------------
+        stages = post_stages(A)
+        valid_sr = [Signal(name=f"post_valid_{i}") for i in range(stages)]
+        last_sr = [Signal(name=f"post_last_{i}") for i in range(stages)]
+        m.d.sync += [valid_sr[0].eq(take & r_last_k), last_sr[0].eq(r_last_row & r_last_n)]
+        for i in range(1, stages):
+            m.d.sync += [valid_sr[i].eq(valid_sr[i - 1]), last_sr[i].eq(last_sr[i - 1])]
+        m.d.comb += in_flight.eq(sum(valid_sr))
         result = Signal(out_beat_layout(cols, self.out_bits))
         for n in range(cols):
-            v = Signal(signed(vw), name=f"post_v_{n}")
-            mult1 = Signal(postproc.MULT_BITS, name=f"post_mult_{n}")
-            sh1 = Signal(postproc.SHIFT_BITS, name=f"post_shift1_{n}")
-            prod = Signal(signed(pw), name=f"post_p_{n}")
-            sh2 = Signal(postproc.SHIFT_BITS, name=f"post_shift2_{n}")
-            m.d.sync += [v.eq(total[n] + par[n].bias), mult1.eq(par[n].mult),
-                         sh1.eq(par[n].shift),
-                         prod.eq(v * Cat(mult1, Const(0, 1)).as_signed()), sh2.eq(sh1)]
-            # floor((p + 2**(s-1)) / 2**s) = floor((floor(p / 2**(s-1)) + 1) / 2) for s >= 1:
-            # one arithmetic shift by s-1, an increment and a shift by one (no 64-bit constant)
-            part = Signal(signed(pw), name=f"post_q_{n}")
-            rounded = Signal(signed(pw), name=f"post_r_{n}")
-            m.d.comb += [
-                part.eq(prod >> Mux(sh2 == 0, 0, (sh2 - 1)[:postproc.SHIFT_BITS])),
-                rounded.eq(Mux(sh2 == 0, prod, (part + 1) >> 1)),
-            ]
-            # saturation: the value fits out_bits when every bit from out_bits-1 up equals the
-            # sign (an and/or reduction instead of two wide comparisons)
-            top = rounded[self.out_bits - 1:]
-            m.d.comb += result.data[n].eq(
-                Mux(top.all() | ~top.any(), rounded[:self.out_bits],
-                    Mux(rounded[-1], lo, hi)))
+            m.d.comb += result.data[n].eq(post_lane(m, total[n], par[n].bias, par[n].mult,
+                                                    par[n].shift, A, self.out_bits, f"post{n}"))
         m.d.comb += [
-            result.last.eq(s2_last),
-            out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(s2_valid),
+            result.last.eq(last_sr[-1]),
+            out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(valid_sr[-1]),
             self.out.valid.eq(out_fifo.r_rdy), self.out.p.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.out.ready),
         ]
