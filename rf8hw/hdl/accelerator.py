@@ -29,12 +29,12 @@ and runs nothing.  The check of the buffer range takes ``kt`` cycles after the c
 (a loop adding ``M`` per K tile: no multiplier, no divider).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from rf8hw.arch import CMD_FIELDS, POST_LIMB_BITS, AccelConfig, AccelTiming, post_stages
+from rf8hw.arch import CMD_FIELDS, POST_LIMB_BITS, AccelConfig, AccelTiming
 from rf8hw.format import postproc
 from rf8hw.hdl.array import RF8Array, weight_beat_layout
 
@@ -197,6 +197,8 @@ class RF8Accelerator(wiring.Component):
         rows, cols, A = self.rows, self.cols, self.acc_bits
         max_m, max_k, depth = acfg.max_m, acfg.max_k, acfg.act_depth
         kt_max = -(-max_k // rows)
+        timing = AccelTiming(acfg)
+        tot_depth, P, lanes = timing.total_fifo_depth, timing.passes, acfg.post_lanes
         m.submodules.array = arr = self.array
 
         # --- weights: straight into the array ------------------------------------------------
@@ -242,25 +244,37 @@ class RF8Accelerator(wiring.Component):
         f_n = Signal(17, name="feed_n")
         f_addr = _counter(depth, "feed_addr")
         pf_valid, pf_last = Signal(name="prefetch_valid"), Signal(name="prefetch_last")
-        f_last_row = Signal()
+        f_last_row, f_last_k = Signal(), Signal()
+        pf_last_k = Signal(name="prefetch_last_k")
         use_stream = Signal()
         stream_take, issue_rd, advance = Signal(), Signal(), Signal()
+        # the credit rule: a last-K row enters the array only while the last-K rows that entered
+        # and that the post-processing lanes have not read yet number fewer than the total
+        # FIFO's depth (so the FIFO never overflows and the accumulator stage never waits)
+        owed = Signal(range(tot_depth + 1), name="total_owed")
+        in_last_k, gate, arr_ready = Signal(), Signal(), Signal()
+        lane_pop = Signal()
         m.d.comb += [
             f_last_row.eq(f_m + 1 == cM),
+            f_last_k.eq(f_k + rows >= cK),
             use_stream.eq(f_run & cload & (f_n == 0)),
-            stream_take.eq(use_stream & self.act.valid & arr.act.ready),
-            issue_rd.eq(f_run & ~use_stream & (~pf_valid | arr.act.ready)),
+            in_last_k.eq(Mux(pf_valid, pf_last_k, f_last_k)),
+            gate.eq(~in_last_k | (owed < tot_depth)),
+            arr_ready.eq(arr.act.ready & gate),
+            stream_take.eq(use_stream & self.act.valid & arr_ready),
+            issue_rd.eq(f_run & ~use_stream & (~pf_valid | arr_ready)),
             advance.eq(stream_take | issue_rd),
-            self.act.ready.eq(use_stream & arr.act.ready),
-            arr.act.valid.eq((use_stream & self.act.valid) | pf_valid),
+            self.act.ready.eq(use_stream & arr_ready),
+            arr.act.valid.eq(((use_stream & self.act.valid) | pf_valid) & gate),
             arr.act.p.data.eq(Mux(pf_valid, act_rd.data, self.act.p)),
             arr.act.p.last.eq(Mux(pf_valid, pf_last, f_last_row)),
             act_wr.addr.eq(f_addr), act_wr.en.eq(stream_take), act_wr.data.eq(self.act.p),
             act_rd.addr.eq(f_addr), act_rd.en.eq(issue_rd),
         ]
+        m.d.sync += owed.eq(owed + (arr.act.valid & arr.act.ready & in_last_k) - lane_pop)
         with m.If(issue_rd):
-            m.d.sync += [pf_valid.eq(1), pf_last.eq(f_last_row)]
-        with m.Elif(pf_valid & arr.act.ready):
+            m.d.sync += [pf_valid.eq(1), pf_last.eq(f_last_row), pf_last_k.eq(f_last_k)]
+        with m.Elif(pf_valid & arr_ready):
             m.d.sync += pf_valid.eq(0)
         with m.If(start):
             m.d.sync += [f_run.eq(1), f_m.eq(0), f_k.eq(0), f_n.eq(0), f_addr.eq(cbase)]
@@ -268,7 +282,7 @@ class RF8Accelerator(wiring.Component):
             m.d.sync += [f_addr.eq(f_addr + 1), f_m.eq(f_m + 1)]
             with m.If(f_last_row):
                 m.d.sync += f_m.eq(0)
-                with m.If(f_k + rows >= cK):
+                with m.If(f_last_k):
                     m.d.sync += [f_k.eq(0), f_addr.eq(cbase)]
                     with m.If(f_n + cols >= cN):
                         m.d.sync += [f_run.eq(0), f_n.eq(0)]
@@ -282,31 +296,21 @@ class RF8Accelerator(wiring.Component):
         m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max(max_m, 2), init=[])
         acc_wr = acc_mem.write_port()
         acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
-        m.submodules.par_fifo = par_fifo = fifo.SyncFIFO(
-            width=param_layout(cols, A).size, depth=2)
-        out_depth = AccelTiming(acfg).out_fifo_depth
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(
-            width=out_beat_layout(cols, self.out_bits).size, depth=out_depth)
-        par = data.View(param_layout(cols, A), par_fifo.r_data)
-        m.d.comb += [par_fifo.w_data.eq(self.par.p), par_fifo.w_en.eq(self.par.valid),
-                     self.par.ready.eq(par_fifo.w_rdy)]
 
         r_m = _counter(max_m, "res_m")
         r_k = Signal(17, name="res_k")
         r_n = Signal(17, name="res_n")
         r_first_k, r_last_k, r_last_n, r_last_row = Signal(), Signal(), Signal(), Signal()
         next_m = _counter(max_m, "res_next_m")
-        in_flight = Signal(range(out_depth + 1), name="post_in_flight")
-        room, take = Signal(), Signal()
+        take = Signal()
         m.d.comb += [
             r_first_k.eq(r_k == 0),
             r_last_k.eq(r_k + rows >= cK),
             r_last_n.eq(r_n + cols >= cN),
             r_last_row.eq(r_m + 1 == cM),
             next_m.eq(Mux(r_last_row, 0, r_m + 1)),
-            room.eq(in_flight + out_fifo.level < out_depth),
-            arr.acc.ready.eq(room & (~r_last_k | par_fifo.r_rdy)),
-            take.eq(arr.acc.valid & arr.acc.ready),
+            arr.acc.ready.eq(1),            # the credit rule keeps room in the total FIFO
+            take.eq(arr.acc.valid),
         ]
         total = Signal(row_layout)
         for n in range(cols):
@@ -315,7 +319,6 @@ class RF8Accelerator(wiring.Component):
         m.d.comb += [
             acc_wr.addr.eq(r_m), acc_wr.en.eq(take & ~r_last_k), acc_wr.data.eq(total),
             acc_rd.addr.eq(Mux(take, next_m, r_m)), acc_rd.en.eq(1),
-            par_fifo.r_en.eq(take & r_last_k & r_last_row),
         ]
         with m.If(take):
             m.d.sync += r_m.eq(next_m)
@@ -329,22 +332,97 @@ class RF8Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += r_k.eq(r_k + rows)
 
-        # --- post-processing: POST_STAGES registers per lane (post_lane), the valid and last
-        # flags travel alongside; the pipeline never stalls (the room rule above) ----------------
-        stages = post_stages(A)
-        valid_sr = [Signal(name=f"post_valid_{i}") for i in range(stages)]
-        last_sr = [Signal(name=f"post_last_{i}") for i in range(stages)]
-        m.d.sync += [valid_sr[0].eq(take & r_last_k), last_sr[0].eq(r_last_row & r_last_n)]
-        for i in range(1, stages):
-            m.d.sync += [valid_sr[i].eq(valid_sr[i - 1]), last_sr[i].eq(last_sr[i - 1])]
-        m.d.comb += in_flight.eq(sum(valid_sr))
-        result = Signal(out_beat_layout(cols, self.out_bits))
-        for n in range(cols):
-            m.d.comb += result.data[n].eq(post_lane(m, total[n], par[n].bias, par[n].mult,
-                                                    par[n].shift, A, self.out_bits, f"post{n}"))
+        # --- total FIFO: a last K tile's rows (block RAM), with the row's two flags -------------
+        tot_layout = data.StructLayout({"total": row_layout, "tile_last": 1, "cmd_last": 1})
+        m.submodules.tot_mem = tot_mem = Memory(shape=tot_layout, depth=max(tot_depth, 2),
+                                                init=[])
+        tot_wr = tot_mem.write_port()
+        tot_rd = tot_mem.read_port()
+        t_wp, t_rp = _counter(tot_depth, "total_wp"), _counter(tot_depth, "total_rp")
+        t_level = Signal(range(tot_depth + 1), name="total_level")
+        push = Signal()
         m.d.comb += [
+            push.eq(take & r_last_k),
+            tot_wr.addr.eq(t_wp), tot_wr.en.eq(push), tot_wr.data.total.eq(total),
+            tot_wr.data.tile_last.eq(r_last_row), tot_wr.data.cmd_last.eq(r_last_row & r_last_n),
+            tot_rd.addr.eq(t_rp), tot_rd.en.eq(lane_pop),
+        ]
+        m.d.sync += t_level.eq(t_level + push - lane_pop)
+        with m.If(push):
+            m.d.sync += t_wp.eq(Mux(t_wp == tot_depth - 1, 0, t_wp + 1))
+        with m.If(lane_pop):
+            m.d.sync += t_rp.eq(Mux(t_rp == tot_depth - 1, 0, t_rp + 1))
+
+        # --- post-processing lanes: a row read from the total FIFO (its data held at the read
+        # port) is processed in `passes` cycles, post_lanes columns per cycle -------------------
+        m.submodules.par_fifo = par_fifo = fifo.SyncFIFO(
+            width=param_layout(cols, A).size, depth=2)
+        par = data.View(param_layout(cols, A), par_fifo.r_data)
+        m.d.comb += [par_fifo.w_data.eq(self.par.p), par_fifo.w_en.eq(self.par.valid),
+                     self.par.ready.eq(par_fifo.w_rdy)]
+        out_depth = timing.out_fifo_depth
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(
+            width=out_beat_layout(cols, self.out_bits).size, depth=out_depth)
+        l_act = Signal(name="lane_active")
+        l_pass = _counter(P, "lane_pass")
+        pass_last = Signal()
+        pend = Signal(range(out_depth + 1), name="lane_pending")
+        par_pop, par_ok, out_write = Signal(), Signal(), Signal()
+        row = tot_rd.data
+        m.d.comb += [
+            pass_last.eq(l_pass == P - 1),
+            par_pop.eq(l_act & pass_last & row.tile_last),
+            # the next row's parameters: the head, or the entry behind it when the head goes now
+            par_ok.eq(Mux(par_pop, par_fifo.level >= 2, par_fifo.r_rdy)),
+            lane_pop.eq((t_level != 0) & (~l_act | pass_last) & par_ok
+                        & (pend + out_fifo.level < out_depth)),
+            par_fifo.r_en.eq(par_pop),
+        ]
+        m.d.sync += pend.eq(pend + lane_pop - out_write)
+        with m.If(lane_pop):
+            m.d.sync += [l_act.eq(1), l_pass.eq(0)]
+        with m.Elif(l_act):
+            m.d.sync += l_pass.eq(l_pass + 1)
+            with m.If(pass_last):
+                m.d.sync += l_act.eq(0)
+
+        def column(values, lane):
+            # the value of column pass * post_lanes + lane (a column past the last: the last)
+            opts = [values[min(p * lanes + lane, cols - 1)] for p in range(P)]
+            return opts[0] if P == 1 else Array(opts)[l_pass]
+
+        stages = timing.post_stages
+        valid_sr = [Signal(name=f"post_valid_{i}") for i in range(stages)]
+        plast_sr = [Signal(name=f"post_pass_last_{i}") for i in range(stages)]
+        last_sr = [Signal(name=f"post_last_{i}") for i in range(stages)]
+        m.d.sync += [valid_sr[0].eq(l_act), plast_sr[0].eq(pass_last),
+                     last_sr[0].eq(row.cmd_last)]
+        for i in range(1, stages):
+            m.d.sync += [valid_sr[i].eq(valid_sr[i - 1]), plast_sr[i].eq(plast_sr[i - 1]),
+                         last_sr[i].eq(last_sr[i - 1])]
+        ys = []
+        for lane in range(lanes):
+            ys.append(post_lane(
+                m, column([row.total[n] for n in range(cols)], lane),
+                column([par[n].bias for n in range(cols)], lane),
+                column([par[n].mult for n in range(cols)], lane),
+                column([par[n].shift for n in range(cols)], lane),
+                A, self.out_bits, f"post{lane}"))
+        y_vec = Cat(*ys)
+        # the passes before the last shift into a collector; the last completes the row
+        if P > 1:
+            coll = Signal(self.out_bits * lanes * (P - 1), name="post_collect")
+            with m.If(valid_sr[-1] & ~plast_sr[-1]):
+                m.d.sync += coll.eq(Cat(coll[self.out_bits * lanes:], y_vec))
+            beat = Cat(coll, y_vec)
+        else:
+            beat = y_vec
+        result = Signal(out_beat_layout(cols, self.out_bits))
+        m.d.comb += [
+            out_write.eq(valid_sr[-1] & plast_sr[-1]),
+            result.data.eq(beat[:cols * self.out_bits]),
             result.last.eq(last_sr[-1]),
-            out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(valid_sr[-1]),
+            out_fifo.w_data.eq(result.as_value()), out_fifo.w_en.eq(out_write),
             self.out.valid.eq(out_fifo.r_rdy), self.out.p.eq(out_fifo.r_data),
             out_fifo.r_en.eq(self.out.ready),
         ]

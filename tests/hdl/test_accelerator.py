@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from rf8hw.arch import AccelConfig, ArrayConfig
+from rf8hw.arch import AccelConfig, AccelTiming, ArrayConfig
 from rf8hw.hdl.accel_axi import RF8AccelAxiTop
 from rf8hw.sim.accel_pysim import simulate_accel
 from rf8hw.sim.accel_stimulus import accel_job, random_gemm
@@ -60,12 +60,19 @@ def test_random_ragged_gemms_equal_the_rule(name, stalls):
 def test_long_output_backpressure_stalls_and_loses_nothing():
     acfg = CONFIGS["3x4"]
     rng = np.random.default_rng(5)
-    jobs = [accel_job(acfg, *random_gemm(rng, acfg, 9, 20, 10))]
+    jobs = [accel_job(acfg, *random_gemm(rng, acfg, 9, 20, 10)),
+            accel_job(acfg, *random_gemm(rng, acfg, 9, 3, 32))]
+    t = AccelTiming(acfg)
+    # more result rows than the total FIFO, the lanes' pipeline and the result FIFO hold: the
+    # consumer's stalls must reach the array (the credit rule) for nothing to be lost
+    assert len(jobs[1].expected) > t.total_fifo_depth + t.post_stages + t.out_fifo_depth
     free = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng)
-    trace = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng, p_out_stall=0.8)
+    trace = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng, p_out_stall=0.9)
+    check(free, jobs)
     check(trace, jobs)
-    # the consumer, ready 1 cycle in 5, held the array back: far more cycles than without stalls
-    assert trace.cycles > free.cycles + 2 * len(jobs[0].expected)
+    # the consumer, ready 1 cycle in 10, held the array back: far more cycles than without stalls
+    rows = sum(len(j.expected) for j in jobs)
+    assert trace.cycles > free.cycles + 2 * rows
 
 
 def test_refused_commands_set_err_cmd_and_run_nothing():
