@@ -15,8 +15,13 @@ and tiles ``t = 0 .. kt*nt - 1`` in (N tile, K tile) order, each of ``M`` activa
   first tile read from the buffer after the stream (``t = kt`` of a ``load = 1`` command with
   ``nt > 1``); its rows follow back to back;
 * result row ``m`` of tile ``t`` reaches the accumulator stage ``latency`` cycles after its
-  activation (:class:`rf8hw.arch.Timing`), and is taken at once; the last one leaves on ``out``
-  ``post_latency`` cycles later (:class:`rf8hw.arch.AccelTiming`).
+  activation (:class:`rf8hw.arch.Timing`), and is taken at once; a last K tile's row (number
+  ``i`` among all last-K rows since the first command) goes into the total FIFO and the
+  post-processing lanes read it at ``pop(i) = max(pop(i-1) + passes, a(i) + latency + 1)``
+  (``a(i)`` its activation's cycle, ``passes = ceil(cols / post_lanes)``); its beat is on ``out``
+  at ``pop(i) + post_latency`` (:class:`rf8hw.arch.AccelTiming`);
+* the credit rule: a last-K row ``i`` enters the array no earlier than ``pop(i - D) + 1``
+  (``D = total_fifo_depth``), so its rows need not be back to back.
 
 ``cycles`` counts cycle 0 through the cycle of the last result beat, inclusive.
 
@@ -272,8 +277,9 @@ def accel_schedule(commands, acfg: AccelConfig, rate=None, *, arrivals=None) -> 
     stage (``r_last + 1``); its first weight tile streams in as soon as the array's shadow
     buffer is free (the cycle after the predecessor's last tile started), so only the first
     command of a run pays the full weight load.  Per command: ``cmd`` (handshake), ``tiles``
-    (per tile ``w_first``, ``a_first``, ``a_last``), ``r_last`` (its last result row taken
-    from the array), ``out`` (the cycle of each result beat), ``out_last`` (the last).
+    (per tile ``w_first``, ``a_first``, ``a_last``, and for a last K tile ``rows``, the cycle
+    each of its ``M`` activation rows is taken: the credit rule may space them), ``r_last`` (its
+    last result row taken from the array), ``out`` (the cycle of each result beat), ``out_last`` (the last).
 
     ``rate`` (a :class:`StreamRate`): the input streams are throttled to one
     memory of that rate (:func:`stream_arrivals`); every beat is then taken at the later of the

@@ -13,12 +13,17 @@ One command ``(M, K, N, act_base, load)`` runs ``y = post(a[M, K] @ W(codes[K, N
   read them back from the buffer;
 * **weights**: ``rows`` beats per tile on ``w``, straight into the array, in tile order;
 * **accumulation**: the array's partial sums of K tile ``i`` for row ``m`` are added into entry ``m``
-  of the accumulator buffer (``acc_bits`` wide, ``max_m`` deep); the last K tile's sums go to
-  post-processing instead of back into the buffer;
-* **post-processing** (:mod:`rf8hw.format.postproc`): per column ``(acc + bias) * mult``, a
-  rounding right shift by ``shift``, saturation to ``out_bits``; one ``par`` beat (bias, mult,
-  shift for each of the ``cols`` columns) per N tile, taken when that N tile's last result row
-  is post-processed;
+  of the accumulator buffer (``acc_bits`` wide, ``max_m`` deep); the last K tile's sums (the
+  finished totals) go into the total FIFO (block RAM, ``AccelTiming.total_fifo_depth`` rows)
+  instead, so the array goes on with the next N tile while they wait for post-processing;
+* **post-processing** (:mod:`rf8hw.format.postproc`): ``post_lanes`` lanes (:func:`post_lane`,
+  pipelined) take a row from the total FIFO and process ``post_lanes`` of its columns per cycle
+  (``passes = ceil(cols / post_lanes)`` cycles per row): ``(acc + bias) * mult``, a rounding
+  right shift by ``shift``, saturation to ``out_bits``; one ``par`` beat (bias, mult, shift for
+  each of the ``cols`` columns) per N tile, released after that N tile's last row's last pass.
+  A last-K activation row enters the array only while the last-K rows in the array and in the
+  total FIFO number fewer than the FIFO's depth (the credit rule): with ``ceil(K / rows) >=
+  passes`` the lanes keep up and the rule never acts, otherwise it holds the array back;
 * **results**: ``M`` beats per N tile on ``out`` (``y[m, j*cols : (j+1)*cols]``), ``last`` on the
   command's final beat.
 
@@ -161,7 +166,7 @@ class RF8Accelerator(wiring.Component):
         Results, ``M`` beats per N tile.
     busy : Out(1)
         A command is running (from the end of its check to its last result row leaving the
-        accumulator stage; the post-processing pipeline and the result FIFO may still hold rows).
+        accumulator stage; the total FIFO, the lanes and the result FIFO may still hold rows).
     err_cmd : Out(1)
         Sticky until reset: a command was refused.
     err_w_last : Out(1)

@@ -15,6 +15,7 @@ CONFIGS = {  # name: AccelConfig
     "2x3_a4_acc30_rf8_int32": AccelConfig(ArrayConfig(2, 3, act_bits=4, acc_bits=30, pe="rf8"),
                                           max_m=6, max_k=11, out_bits=32),
     "1x1": AccelConfig(ArrayConfig(1, 1), max_m=4, max_k=5),
+    "3x4_3lanes": AccelConfig(ArrayConfig(3, 4), max_m=7, max_k=14, post_lanes=3),
     "8x8": AccelConfig(ArrayConfig(8, 8), max_m=16, max_k=40),
 }
 
@@ -112,6 +113,8 @@ def test_int8_output_is_one_byte_per_value():
     (dict(max_k=10923), r"^max_k must be an integer in 1\.\.10922 for act_bits=8, acc_bits=40 "),
     (dict(act_depth=100), r"^act_depth must be an integer in 24576\.\.65536 "),
     (dict(out_bits=16), r"^out_bits must be one of 8, 32, not 16$"),
+    (dict(post_lanes=0), r"^post_lanes must be an integer in 1\.\.8 \(the array has 8 columns\), not 0$"),
+    (dict(post_lanes=9), r"^post_lanes must be an integer in 1\.\.8 \(the array has 8 columns\), not 9$"),
     (dict(array=ArrayConfig(acc_bits=47)), r"^acc_bits must be an integer <= 46 for the accel"),
     (dict(array=(8, 8)), r"^array must be an ArrayConfig, not \(8, 8\)$"),
 ])
