@@ -297,19 +297,26 @@ class RF8Accelerator(wiring.Component):
                     m.d.sync += f_k.eq(f_k + rows)
 
         # --- accumulation across K tiles ----------------------------------------------------
+        # row max_m is never written: it keeps its initial zeros (block RAM is initialised with
+        # the configuration) and is what a first K tile's rows read, so the sum needs no
+        # multiplexer.  The read port is not transparent: two results of one row come at least
+        # two cycles apart (a tile takes rows + 1 cycles at least and the array never waits),
+        # so a row written in one cycle is read in a later one.
         row_layout = data.ArrayLayout(signed(A), cols)
-        m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max(max_m, 2), init=[])
+        m.submodules.acc_mem = acc_mem = Memory(shape=row_layout, depth=max_m + 1, init=[])
         acc_wr = acc_mem.write_port()
-        acc_rd = acc_mem.read_port(transparent_for=(acc_wr,))
+        acc_rd = acc_mem.read_port()
 
         r_m = _counter(max_m, "res_m")
         r_k = Signal(17, name="res_k")
         r_n = Signal(17, name="res_n")
         r_first_k, r_last_k, r_last_n, r_last_row = Signal(), Signal(), Signal(), Signal()
         next_m = _counter(max_m, "res_next_m")
-        take = Signal()
+        take, next_first_k = Signal(), Signal()
         m.d.comb += [
             r_first_k.eq(r_k == 0),
+            # is the row after this cycle's (the one the read issued now is for) of K tile 0?
+            next_first_k.eq(Mux(take & r_last_row, r_last_k, r_first_k)),
             r_last_k.eq(r_k + rows >= cK),
             r_last_n.eq(r_n + cols >= cN),
             r_last_row.eq(r_m + 1 == cM),
@@ -319,11 +326,10 @@ class RF8Accelerator(wiring.Component):
         ]
         total = Signal(row_layout)
         for n in range(cols):
-            m.d.comb += total[n].eq(Mux(r_first_k, arr.acc.p.data[n],
-                                        acc_rd.data[n] + arr.acc.p.data[n]))
+            m.d.comb += total[n].eq(acc_rd.data[n] + arr.acc.p.data[n])
         m.d.comb += [
             acc_wr.addr.eq(r_m), acc_wr.en.eq(take & ~r_last_k), acc_wr.data.eq(total),
-            acc_rd.addr.eq(Mux(take, next_m, r_m)), acc_rd.en.eq(1),
+            acc_rd.addr.eq(Mux(next_first_k, max_m, Mux(take, next_m, r_m))), acc_rd.en.eq(1),
         ]
         with m.If(take):
             m.d.sync += r_m.eq(next_m)
