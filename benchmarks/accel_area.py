@@ -66,12 +66,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "accel_area.json")
     ap.add_argument("--variants", default="accel_nodsp,accel_dsp,accel_nodsp_booth",
                     help="accelerator variants to synthesise (comma-separated)")
+    ap.add_argument("--array-from", type=Path, default=None,
+                    help="take the array's area from this earlier report of this script (same "
+                         "array configuration) instead of synthesising it again")
     args = ap.parse_args(argv)
     args.variants = args.variants.split(",")
     cfg = ArrayConfig(8, 8)
     acfg = AccelConfig(cfg, max_m=args.max_m, max_k=args.max_k)
     report = {"array": cfg.as_dict(), "accel": acfg.as_dict(), "device_family": "ecp5"}
-    report["array_area"] = yosys_area(RF8AxiTop(cfg), "array", args.work / "array", dsp=False)
+    if args.array_from is not None:
+        old = json.loads(args.array_from.read_text())
+        if old.get("array") != cfg.as_dict():
+            raise SystemExit(f"--array-from {args.array_from}: its array is {old.get('array')}, "
+                             f"not {cfg.as_dict()}")
+        report["array_area"] = dict(old["array_area"], reused_from=str(args.array_from))
+    else:
+        report["array_area"] = yosys_area(RF8AxiTop(cfg), "array", args.work / "array",
+                                          dsp=False)
     print("array", report["array_area"], flush=True)
     for key, dsp, booth in (("accel_nodsp", False, False), ("accel_dsp", True, False),
                             ("accel_nodsp_booth", False, True)):

@@ -1,10 +1,13 @@
 """Accelerator cycle model vs the Amaranth simulation of its RTL, and its utilisation on MiniLM.
 
 1. ``--random N`` random command programs (1-3 ragged GEMMs each, activation reuse included) on
-   random arrays (1..6 x 1..6, PE kinds rf8 / rf8_pipe / rf8_lean, random buffer sizes), simulated
+   random arrays (1..6 x 1..6, PE kinds rf8 / rf8_pipe / rf8_lean, random buffer sizes and
+   post-processing lane counts), simulated
    with :func:`rf8hw.sim.accel_pysim.simulate_accel` (full-rate producers, consumer always ready);
    every result beat is checked against the post-processing rule, and every command handshake,
    streamed activation and result beat's cycle against :func:`rf8hw.accel.accel_cycles.accel_schedule`.
+   With one lane a result row takes ``cols`` cycles, so programs with ``ceil(K / rows) < cols``
+   have the lanes as the bottleneck (the credit rule holds the array back).
 2. The model on all-MiniLM-L6-v2's GEMMs at 128 tokens on an 8 x 8 array (``max_m=128``,
    ``max_k=1536``): per GEMM and per encoder layer (Q, K, V share their input: one loading command and
    two reusing it; the attention score products are not weight GEMMs and are left out).
@@ -46,18 +49,23 @@ def random_check(n: int, seed: int) -> tuple[list[dict], int]:
         R, C = int(rng.integers(1, 7)), int(rng.integers(1, 7))
         pe = ("rf8", "rf8_pipe", "rf8_lean")[i % 3]
         acfg = AccelConfig(ArrayConfig(R, C, pe=pe), max_m=int(rng.integers(1, 17)),
-                           max_k=int(rng.integers(1, 41)))
+                           max_k=int(rng.integers(1, 41)), post_lanes=int(rng.integers(1, C + 1)))
         jobs, cmds = random_program(rng, acfg, int(rng.integers(1, 4)))
         t0 = time.perf_counter()
         trace = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng)
         sched = accel_schedule(cmds, acfg)
         want = np.concatenate([j.expected for j in jobs])
         results_ok = bool(np.array_equal(np.array(trace.results), want))
+        streamed = [row for s, (M, K, _, load) in zip(sched, cmds) if load
+                    for tile in s["tiles"][:-(-K // R)]
+                    for row in tile.get("rows", range(tile["a_first"], tile["a_first"] + M))]
         cycles_ok = (trace.cmd_cycles == [s["cmd"] for s in sched]
-                     and trace.result_cycles[:len(want)] == [c for s in sched for c in s["out"]])
+                     and trace.result_cycles[:len(want)] == [c for s in sched for c in s["out"]]
+                     and trace.act_cycles == streamed)
         ragged = any(K % R or N % C for _, K, N, _ in cmds)
         bad += not (results_ok and cycles_ok)
         rows.append({"rows": R, "cols": C, "pe": pe, "max_m": acfg.max_m, "max_k": acfg.max_k,
+                     "post_lanes": acfg.post_lanes,
                      "commands": [list(c) for c in cmds], "ragged": ragged,
                      "sim_last_beat": trace.result_cycles[len(want) - 1] if trace.result_cycles else None,
                      "model_last_beat": sched[-1]["out_last"], "results_equal": results_ok,

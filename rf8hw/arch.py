@@ -290,6 +290,9 @@ class AccelConfig:
         "help": "accelerator: activation buffer rows (default max_m * ceil(max_k / rows))"})
     out_bits: int = field(default=8, metadata={
         "help": "accelerator: result width, 8 (INT8) or 32 (INT32)", "choices": (8, 32)})
+    post_lanes: int = field(default=1, metadata={
+        "help": "accelerator: post-processing lanes, 1..cols (each takes one column value per "
+                "cycle; a result row takes ceil(cols / post_lanes) cycles)"})
 
     def __post_init__(self):
         from rf8hw.format import postproc
@@ -313,6 +316,8 @@ class AccelConfig:
             f" (max_m * ceil(max_k / rows) = {need} rows hold one largest GEMM)"))
         if self.out_bits not in postproc.OUT_BITS or isinstance(self.out_bits, bool):
             raise ValueError(f"out_bits must be one of 8, 32, not {self.out_bits!r}")
+        object.__setattr__(self, "post_lanes", checks.integer(
+            "post_lanes", self.post_lanes, 1, a.cols, f" (the array has {a.cols} columns)"))
 
     @property
     def module_name(self) -> str:
@@ -320,6 +325,8 @@ class AccelConfig:
         a = self.array
         name = (f"{a.pe}_accel_{a.rows}x{a.cols}_a{a.act_bits}_acc{a.acc_bits}_m{self.max_m}_"
                 f"k{self.max_k}_o{self.out_bits}")
+        if self.post_lanes != 1:
+            name += f"_l{self.post_lanes}"
         return name if a.overflow == "wrap" and a.reset == DEFAULT_RESET else (
             f"{name}_{a.overflow}_{a.reset}")
 
@@ -360,6 +367,20 @@ class AccelConfig:
         return d
 
 
+#: Width of the limbs the post-processing splits ``acc + bias`` into for the product by ``mult``:
+#: each limb (17 bits unsigned, the top one signed) times the 16-bit ``mult`` fits an 18 x 18
+#: multiplier (ECP5's MULT18X18D), and the limbs' products are added in one pipeline stage each.
+POST_LIMB_BITS = 17
+
+
+def post_stages(acc_bits: int) -> int:
+    """Registers of one post-processing lane (:func:`rf8hw.hdl.accelerator.post_lane`) for an
+    ``acc_bits`` accumulator: the inputs, ``acc + bias``, the limbs' products, one stage per
+    further limb, two for the rounding shift, the increment, the saturation: ``6 + ceil((acc_bits
+    + 1) / POST_LIMB_BITS)`` (9 for 40 bits)."""
+    return 6 + -(-(acc_bits + 1) // POST_LIMB_BITS)
+
+
 class AccelTiming:
     """Cycle constants of the accelerator around :class:`Timing` (``docs/accelerator.md``,
     "Timing"); :mod:`rf8hw.accel.accel_cycles` builds the exact GEMM schedule on them and the
@@ -368,9 +389,24 @@ class AccelTiming:
     Attributes
     ----------
     array : Timing
+    post_stages : int
+        :func:`post_stages` of the accumulator width (9 for 40 bits).
+    passes : int
+        ``ceil(cols / post_lanes)``: cycles the post-processing lanes spend on one result row.
     post_latency : int
-        3: cycles from the accumulator stage taking a last-K result row to the result beat being
-        offered on ``out`` (two post-processing registers, then the result FIFO).
+        ``passes + post_stages + 1``: cycles from the lanes taking a result row out of the total
+        FIFO to its beat being offered on ``out`` (the row's passes, the lane's registers, the
+        result FIFO).
+    total_fifo_depth : int
+        ``max_m + latency + 2`` rows: the FIFO (block RAM) between the accumulator stage and the
+        lanes that holds finished rows.  The array takes a last-K activation row only while the
+        last-K rows it has taken and the lanes have not yet read number fewer than this, so the
+        FIFO never overflows; with ``kt >= passes`` the lanes drain one N tile's rows before the
+        next N tile's fill it and the array never waits.
+    out_fifo_depth : int
+        ``post_stages + 3``: the result FIFO's depth.  The lanes never stall once they took a row;
+        they take one only while the rows taken and not yet written into the result FIFO, plus
+        the FIFO's level, number fewer than this (so an always-ready consumer never slows them).
     stream_to_buffer : int
         1: the bubble when a ``load = 1`` command's activations switch from the input stream
         (N tile 0) to the buffer (N tile 1; the buffer's read takes a cycle).
@@ -380,7 +416,11 @@ class AccelTiming:
         if not isinstance(acfg, AccelConfig):
             raise TypeError(f"acfg must be an AccelConfig, not {acfg!r}")
         self.array = Timing(acfg.array)
-        self.post_latency = 3
+        self.post_stages = post_stages(acfg.array.acc_bits)
+        self.passes = -(-acfg.array.cols // acfg.post_lanes)
+        self.post_latency = self.passes + self.post_stages + 1
+        self.total_fifo_depth = acfg.max_m + self.array.latency + 2
+        self.out_fifo_depth = self.post_stages + 3
         self.stream_to_buffer = 1
 
     def check_cycles(self, K: int) -> int:

@@ -15,8 +15,13 @@ and tiles ``t = 0 .. kt*nt - 1`` in (N tile, K tile) order, each of ``M`` activa
   first tile read from the buffer after the stream (``t = kt`` of a ``load = 1`` command with
   ``nt > 1``); its rows follow back to back;
 * result row ``m`` of tile ``t`` reaches the accumulator stage ``latency`` cycles after its
-  activation (:class:`rf8hw.arch.Timing`), and is taken at once; the last one leaves on ``out``
-  ``post_latency`` cycles later (:class:`rf8hw.arch.AccelTiming`).
+  activation (:class:`rf8hw.arch.Timing`), and is taken at once; a last K tile's row (number
+  ``i`` among all last-K rows since the first command) goes into the total FIFO and the
+  post-processing lanes read it at ``pop(i) = max(pop(i-1) + passes, a(i) + latency + 1)``
+  (``a(i)`` its activation's cycle, ``passes = ceil(cols / post_lanes)``); its beat is on ``out``
+  at ``pop(i) + post_latency`` (:class:`rf8hw.arch.AccelTiming`);
+* the credit rule: a last-K row ``i`` enters the array no earlier than ``pop(i - D) + 1``
+  (``D = total_fifo_depth``), so its rows need not be back to back.
 
 ``cycles`` counts cycle 0 through the cycle of the last result beat, inclusive.
 
@@ -124,8 +129,10 @@ def _full_rate(commands, acfg, arrivals=None, detail=True):
     idx = dict.fromkeys(("cmd", "w", "a", "p"), 0)
     arr = arrivals or {}
     t = AccelTiming(acfg)
-    R, L, post = acfg.array.rows, t.array.latency, t.post_latency
-    p_pops, p_check = [], []                 # parameter FIFO (2 deep): pop cycles, due cycles
+    R, L, P = acfg.array.rows, t.array.latency, t.passes
+    D, post = t.total_fifo_depth, t.post_latency
+    pops = []                  # every last-K row (across the commands): when the lanes read it
+    p_pops, p_check = [], []   # parameter FIFO (2 deep): pop cycles, due cycles
     for c in commands:
         M, K, N, load = c
         _dims(M, K, N, acfg)
@@ -151,12 +158,21 @@ def _full_rate(commands, acfg, arrivals=None, detail=True):
                 w_last = w_gate + t.array.weight_load - 1
             idx["w"] += R
             ready = max(avail, w_last + t.array.switch)
+            streamed = arrivals and load and tile < kt      # streamed rows: each when it arrived
+            last_k = tile % kt == kt - 1
             rows_at = None
-            if arrivals and load and tile < kt:            # streamed rows: each when it arrived
-                aa, i0 = arr["a"], idx["a"]
-                rows_at = [max(ready, aa[i0])]
-                for m in range(1, M):
-                    rows_at.append(max(rows_at[-1] + 1, aa[i0 + m]))
+            if streamed or last_k:
+                rows_at, at = [], ready
+                for m in range(M):
+                    if streamed:
+                        at = max(at, arr["a"][idx["a"] + m])
+                    if last_k:        # the credit rule: row i waits for the lanes to read row i-D
+                        i = len(pops)
+                        if i >= D:
+                            at = max(at, pops[i - D] + 1)
+                        pops.append(max(pops[-1] + P if pops else 0, at + L + 1))
+                    rows_at.append(at)
+                    at += 1
                 a_first, a_last = rows_at[0], rows_at[-1]
             else:
                 a_first, a_last = ready, ready + M - 1
@@ -166,15 +182,14 @@ def _full_rate(commands, acfg, arrivals=None, detail=True):
                 tiles.append({"w_first": w_first, "a_first": a_first, "a_last": a_last})
                 if rows_at is not None:
                     tiles[-1]["rows"] = rows_at
-            if tile % kt == kt - 1:                        # a last K tile: results leave
+            if last_k:                                     # its results leave
                 if detail:
-                    beats += ([r + L + post for r in rows_at] if rows_at is not None
-                              else list(range(a_first + L + post, a_last + L + post + 1)))
-                p_check.append(a_first + L)                # its first row needs the parameters
-                p_pops.append(a_last + L)
+                    beats += [x + post for x in pops[-M:]]
+                p_check.append(pops[-M])                   # its first row needs the parameters
+                p_pops.append(pops[-1] + P)
             w_gate, avail = a_first + 1, a_last + 1
         r_last = a_last + L
-        out_last = r_last + post
+        out_last = pops[-1] + post
         rec = {"cmd": cmd, "r_last": r_last, "out_last": out_last}
         if detail:
             rec.update(tiles=tiles, out=beats)
@@ -186,8 +201,9 @@ def _full_rate(commands, acfg, arrivals=None, detail=True):
             taken = max(ap[j], p_pops[j - 2] + 1 if j >= 2 else 0)
             if taken + 1 > due:
                 raise ValueError(f"parameter beat {j} is taken at cycle {taken}, after its N tile's "
-                                 f"results start at {due}: the stream rate is outside what the cycle "
-                                 "model covers (a post-processing stall)")
+                                 f"first row is due in the post-processing lanes at {due}: the "
+                                 "stream rate is outside what the cycle model covers (a "
+                                 "post-processing stall)")
     return out
 
 
@@ -208,7 +224,8 @@ def _demand(commands, acfg, sched) -> dict:
                 d["p"].append(tile["w_first"])
             d["w"].append(np.arange(tile["w_first"], tile["w_first"] + R))
             if load and n < kt:
-                d["a"].append(np.arange(tile["a_first"], tile["a_last"] + 1))
+                d["a"].append(np.asarray(tile["rows"]) if "rows" in tile
+                              else np.arange(tile["a_first"], tile["a_last"] + 1))
         d["out"].append(np.asarray(s["out"]))
     return {k: np.concatenate([np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in v])
             if v else np.zeros(0, dtype=np.int64) for k, v in d.items()}
@@ -260,8 +277,9 @@ def accel_schedule(commands, acfg: AccelConfig, rate=None, *, arrivals=None) -> 
     stage (``r_last + 1``); its first weight tile streams in as soon as the array's shadow
     buffer is free (the cycle after the predecessor's last tile started), so only the first
     command of a run pays the full weight load.  Per command: ``cmd`` (handshake), ``tiles``
-    (per tile ``w_first``, ``a_first``, ``a_last``), ``r_last`` (its last result row taken
-    from the array), ``out`` (the cycle of each result beat), ``out_last`` (the last).
+    (per tile ``w_first``, ``a_first``, ``a_last``, and for a last K tile ``rows``, the cycle
+    each of its ``M`` activation rows is taken: the credit rule may space them), ``r_last`` (its
+    last result row taken from the array), ``out`` (the cycle of each result beat), ``out_last`` (the last).
 
     ``rate`` (a :class:`StreamRate`): the input streams are throttled to one
     memory of that rate (:func:`stream_arrivals`); every beat is then taken at the later of the

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from rf8hw.arch import AccelConfig, ArrayConfig
+from rf8hw.arch import AccelConfig, AccelTiming, ArrayConfig
 from rf8hw.hdl.accel_axi import RF8AccelAxiTop
 from rf8hw.sim.accel_pysim import simulate_accel
 from rf8hw.sim.accel_stimulus import accel_job, random_gemm
@@ -15,6 +15,7 @@ CONFIGS = {  # name: AccelConfig
     "2x3_a4_acc30_rf8_int32": AccelConfig(ArrayConfig(2, 3, act_bits=4, acc_bits=30, pe="rf8"),
                                           max_m=6, max_k=11, out_bits=32),
     "1x1": AccelConfig(ArrayConfig(1, 1), max_m=4, max_k=5),
+    "3x4_3lanes": AccelConfig(ArrayConfig(3, 4), max_m=7, max_k=14, post_lanes=3),
     "8x8": AccelConfig(ArrayConfig(8, 8), max_m=16, max_k=40),
 }
 
@@ -60,12 +61,19 @@ def test_random_ragged_gemms_equal_the_rule(name, stalls):
 def test_long_output_backpressure_stalls_and_loses_nothing():
     acfg = CONFIGS["3x4"]
     rng = np.random.default_rng(5)
-    jobs = [accel_job(acfg, *random_gemm(rng, acfg, 9, 20, 10))]
+    jobs = [accel_job(acfg, *random_gemm(rng, acfg, 9, 20, 10)),
+            accel_job(acfg, *random_gemm(rng, acfg, 9, 3, 32))]
+    t = AccelTiming(acfg)
+    # more result rows than the total FIFO, the lanes' pipeline and the result FIFO hold: the
+    # consumer's stalls must reach the array (the credit rule) for nothing to be lost
+    assert len(jobs[1].expected) > t.total_fifo_depth + t.post_stages + t.out_fifo_depth
     free = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng)
-    trace = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng, p_out_stall=0.8)
+    trace = simulate_accel(RF8AccelAxiTop(acfg), jobs, rng=rng, p_out_stall=0.9)
+    check(free, jobs)
     check(trace, jobs)
-    # the consumer, ready 1 cycle in 5, held the array back: far more cycles than without stalls
-    assert trace.cycles > free.cycles + 2 * len(jobs[0].expected)
+    # the consumer, ready 1 cycle in 10, held the array back: far more cycles than without stalls
+    rows = sum(len(j.expected) for j in jobs)
+    assert trace.cycles > free.cycles + 2 * rows
 
 
 def test_refused_commands_set_err_cmd_and_run_nothing():
@@ -105,6 +113,8 @@ def test_int8_output_is_one_byte_per_value():
     (dict(max_k=10923), r"^max_k must be an integer in 1\.\.10922 for act_bits=8, acc_bits=40 "),
     (dict(act_depth=100), r"^act_depth must be an integer in 24576\.\.65536 "),
     (dict(out_bits=16), r"^out_bits must be one of 8, 32, not 16$"),
+    (dict(post_lanes=0), r"^post_lanes must be an integer in 1\.\.8 \(the array has 8 columns\), not 0$"),
+    (dict(post_lanes=9), r"^post_lanes must be an integer in 1\.\.8 \(the array has 8 columns\), not 9$"),
     (dict(array=ArrayConfig(acc_bits=47)), r"^acc_bits must be an integer <= 46 for the accel"),
     (dict(array=(8, 8)), r"^array must be an ArrayConfig, not \(8, 8\)$"),
 ])
