@@ -45,12 +45,17 @@ DSE_SWEEP = ROOT / "docs" / "results" / "dse_minilm_ecp5-25k" / "sweep.json"
 #: Shapes and accumulator widths the LUT model is fitted on; every other point is held out.
 FIT_SHAPES = ("1x1", "1x2", "2x1", "2x2", "1x4", "4x1", "2x4", "4x2", "4x4")
 FIT_ACC = (28, 40)
-#: Held-out shapes per family: (shape, acc_bits).
+#: Held-out arrays per family and PE kind ("*": every other kind): (shape, acc_bits).  Sized to what
+#: two shared cores synthesise in an hour (a 16 x 16 array: 5-15 minutes of Yosys).
 HELDOUT = {
-    "ecp5": [(s, 40) for s in ("3x5", "6x6", "8x8", "4x16", "16x4", "12x12", "16x16")]
-    + [("8x8", 32), ("5x7", 32), ("6x6", 32)],
-    "ice40": [(s, 40) for s in ("3x3", "3x5", "5x5", "6x6")] + [("3x4", 32)],
+    "ecp5": {"rf8_pipe": [("3x5", 40), ("6x6", 40), ("8x8", 40), ("12x12", 40), ("16x16", 40), ("8x8", 32)],
+             "int8_pipe": [("3x5", 40), ("8x8", 40), ("16x16", 40)],
+             "int8_dsp_pipe": [("8x8", 40), ("16x16", 40)],
+             "*": [("8x8", 40)]},
+    "ice40": {"*": [("3x5", 40), ("5x5", 40)]},
 }
+#: The PE kinds of each family's model.
+KINDS = {"ecp5": tuple(k for k in PE_KINDS if k != "rf8_signlate"), "ice40": ("rf8_pipe", "int8_pipe")}
 #: The device each family is synthesised for (Yosys' netlist of a family is the same for every part).
 FAMILY_DEVICE = {"ecp5": "ecp5-25k", "ice40": "ice40-up5k"}
 #: Placed array sizes whose post-route Fmax the Fmax model is fitted on (the rest are held out).
@@ -75,10 +80,13 @@ DEVICES = {
 def specs(pes, families):
     for family in families:
         for pe in pes:
+            if pe not in KINDS[family]:
+                continue
             for acc in FIT_ACC:
                 for s in FIT_SHAPES:
                     yield pe, s, acc, family
-            for s, acc in HELDOUT[family]:
+            held = HELDOUT[family]
+            for s, acc in held.get(pe, held["*"]):
                 yield pe, s, acc, family
 
 

@@ -44,7 +44,7 @@ from rf8hw import checks
 
 __all__ = ["MODEL_FILE", "FORMAT", "FEATURES", "COUNTS", "AreaModelError", "features", "fit",
            "fit_area", "fit_fmax", "load", "predict", "available", "heldout_table", "summary",
-           "render_markdown", "GOALS", "NOTE"]
+           "render_markdown", "shape_pes", "fmax_at", "GOALS", "NOTE"]
 
 #: Where the fitted model is stored (package data; regenerate with ``benchmarks/area_model.py``).
 MODEL_FILE = Path(__file__).with_name("area_model.json")
@@ -185,7 +185,7 @@ def _fmax_base(anchors, n: int) -> float:
     return anchors[-1][1]
 
 
-def _fmax(fmax_dev: dict, pe: str, n: int, fill: float) -> float:
+def fmax_at(fmax_dev: dict, pe: str, n: int, fill: float) -> float:
     """The model's Fmax of ``n`` PEs of kind ``pe`` at ``fill`` on one device."""
     f = _fmax_base(fmax_dev["pes"][pe]["anchors"], n)
     cap = fmax_dev["fill"]["cap"]
@@ -239,7 +239,7 @@ def predict(array, device: str, doc: dict | None = None) -> dict:
     cap = doc["devices"][device]
     sites = counts["lut4_equiv"] * cap["comb_ratio"]
     fill = sites / cap["comb_available"]
-    f = _fmax(fmax, array.pe, array.rows * array.cols, fill)
+    f = fmax_at(fmax, array.pe, array.rows * array.cols, fill)
     fits = sites <= cap["comb_available"] and counts["dsp"] <= cap["dsp_available"]
     return {**counts, "bram": 0, "fmax_mhz": round(f, 3), "fill": round(fill, 4), "fits": fits,
             "utilisation": {"logic": [round(sites), cap["comb_available"]],
@@ -267,7 +267,7 @@ def heldout_table(doc: dict) -> list[dict]:
         fm = doc["fmax"].get(p["device"])
         if fm is None or p["pe"] not in fm["pes"]:
             continue
-        f = _fmax(fm, p["pe"], p["rows"] * p["cols"], p["fill"])
+        f = fmax_at(fm, p["pe"], p["rows"] * p["cols"], p["fill"])
         rows.append({"what": "fmax_mhz", "role": p["role"], "family": p["device"].split("-")[0],
                      "device": p["device"], "pe": p["pe"], "shape": f"{p['rows']}x{p['cols']}",
                      "acc_bits": p["acc_bits"], "seed": p.get("seed"), "fill": p["fill"],
@@ -293,6 +293,12 @@ def summary(table: list[dict]) -> dict:
                     roles[role]["goal_pct"] = GOALS[what]
                     roles[role]["goal_met"] = worst <= GOALS[what]
     return out
+
+
+def shape_pes(shape: str) -> int:
+    """PEs of a ``"RxC"`` shape."""
+    r, c = shape.split("x")
+    return int(r) * int(c)
 
 
 def _cell(v) -> str:
@@ -326,6 +332,25 @@ def render_markdown(doc: dict) -> str:
                     f"<= {s['goal_pct']:g} %: {'met' if s['goal_met'] else 'missed'}"
                 lines.append(f"| {what} | {fam} | {role} | {s['n']} | {s['mean_abs_error_pct']:.2f} | "
                              f"{s['max_abs_error_pct']:.2f} | {goal} |")
+    held = [r for r in doc["table"] if r["role"] == "heldout"]
+
+    def largest(what, where):
+        sizes = [r["shape"] for r in held if r["what"] == what and where(r)]
+        return max(sizes, key=lambda t: shape_pes(t), default="none")
+
+    fmax_devices = sorted({r["device"] for r in held if r["what"] == "fmax_mhz"})
+    versions = sorted({p["rf8hw"] for p in doc["fmax_points"]})
+    lines += ["", "What the held-out points can and cannot say: LUT4 sites are held out on arrays up to "
+              f"{largest('lut4_equiv', lambda r: r['family'] == 'ecp5')} (ECP5) and "
+              f"{largest('lut4_equiv', lambda r: r['family'] == 'ice40')} (iCE40), all synthesised from the "
+              "same RTL as the fit points.  Fmax is held out only on "
+              f"{', '.join(fmax_devices) or 'no device'} (largest "
+              f"{largest('fmax_mhz', lambda r: True)}), on placed arrays measured by rf8hw "
+              f"{', '.join(versions)} (older RTL than the LUT points for some: each point's version is in "
+              "the JSON); the other devices' Fmax has no held-out check (a device that borrows another's "
+              "anchors says so in `fmax_from`).  Arrays that use every DSP block of the device are not "
+              "modelled (their placement spreads over the DSP columns): they are the largest Fmax errors "
+              "below when present."]
     lines += ["", "## LUT4 sites: coefficients", "",
               "count = R*C*(p0 + p1*A) + R*(r0 + r1*A) + C*(c0 + c1*A) + (k0 + k1*A); "
               "R rows, C columns, A accumulator bits.", "",

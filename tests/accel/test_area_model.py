@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: A small table of held-out measurements (Yosys LUT4 sites of the current RTL, post-route Fmax of
 #: docs/hardware_table.json) and the model's error on each in percent, as
-#: docs/area_model.md reports them.  (family or device, PE kind, shape, acc) -> (measured, error %).
+#: docs/area_model.md reports them.  (quantity, family or device, PE kind, shape, acc, seed) ->
+#: (measured, error %).
 HELDOUT = {
     ("lut4_equiv", "ecp5", "rf8_pipe", "16x16", 40): None,
     ("lut4_equiv", "ecp5", "int8_pipe", "16x16", 40): None,
@@ -74,10 +75,10 @@ def test_fmax_is_linear_in_pes_between_anchors_and_capped_above_the_knee():
     f = area_model.fit_fmax(pts, {"ecp5-25k": {"fill_knee": 0.7}})["ecp5-25k"]
     assert f["pes"]["rf8_pipe"]["anchors"] == [[1, 150.0], [4, 140.0], [16, 110.0]]
     assert f["fill"] == {"knee": 0.7, "cap": 75.0, "from": ["full"]}
-    assert area_model._fmax(f, "rf8_pipe", 8, 0.2) == pytest.approx(140 - 30 * 4 / 12)
-    assert area_model._fmax(f, "rf8_pipe", 64, 0.5) == 110.0
-    assert area_model._fmax(f, "rf8_pipe", 64, 0.9) == 75.0
-    assert area_model._fmax(f, "rf8_pipe", 1, 0.9) == 75.0
+    assert area_model.fmax_at(f, "rf8_pipe", 8, 0.2) == pytest.approx(140 - 30 * 4 / 12)
+    assert area_model.fmax_at(f, "rf8_pipe", 64, 0.5) == 110.0
+    assert area_model.fmax_at(f, "rf8_pipe", 64, 0.9) == 75.0
+    assert area_model.fmax_at(f, "rf8_pipe", 1, 0.9) == 75.0
 
 
 # ------------------------------------------------------------------ the stored model
@@ -97,7 +98,7 @@ def test_docs_page_is_rendered_from_the_stored_model(doc):
 
 def test_heldout_error_against_the_stored_table(doc):
     rows = {(r["what"], r["device"] if r["what"] == "fmax_mhz" else r["family"], r["pe"], r["shape"],
-             r["acc_bits"]): r for r in doc["table"] if r["role"] == "heldout"}
+             r["acc_bits"], r.get("seed")): r for r in doc["table"] if r["role"] == "heldout"}
     for key, want in HELDOUT.items():
         got = rows[key]
         assert (got["measured"], got["error_pct"]) == pytest.approx(want), key
@@ -107,9 +108,10 @@ def test_heldout_error_against_the_stored_table(doc):
             dev = {"ecp5": "ecp5-25k", "ice40": "ice40-up5k"}[p["family"]]
             cfg = ArrayConfig(p["rows"], p["cols"], pe=p["pe"], acc_bits=p["acc_bits"])
             pred = area_model.predict(cfg, dev)["lut4_equiv"]
-            row = rows[("lut4_equiv", p["family"], p["pe"], f"{p['rows']}x{p['cols']}", p["acc_bits"])]
+            row = rows[("lut4_equiv", p["family"], p["pe"], f"{p['rows']}x{p['cols']}", p["acc_bits"], None)]
             assert pred == row["predicted"]
-            assert 100 * (pred - p["lut4_equiv"]) / p["lut4_equiv"] == pytest.approx(row["error_pct"], abs=0.01)
+            err = 100 * (pred - p["lut4_equiv"]) / p["lut4_equiv"]
+            assert err == pytest.approx(row["error_pct"], abs=0.01)
     for what, fams in doc["summary"].items():
         for fam, roles in fams.items():
             s = roles.get("heldout")
@@ -131,7 +133,8 @@ def test_prediction_and_fit_to_the_device(doc):
     assert not big["fits"] and big["fill"] > 1
     on_85k = area_model.predict(ArrayConfig(16, 16, pe="rf8_pipe"), "ecp5-85k")
     assert on_85k["fits"] and on_85k["fmax_from"] == "ecp5-25k"
-    assert on_85k["lut4_equiv"] == area_model.predict(ArrayConfig(16, 16, pe="rf8_pipe"), "ecp5-25k")["lut4_equiv"]
+    on_25k = area_model.predict(ArrayConfig(16, 16, pe="rf8_pipe"), "ecp5-25k")
+    assert on_85k["lut4_equiv"] == on_25k["lut4_equiv"] and on_85k["fill"] < on_25k["fill"]
     dsp = area_model.predict(ArrayConfig(6, 6, pe="int8_dsp_pipe"), "ecp5-25k")
     assert dsp["dsp"] == 36 and not dsp["fits"]                   # 28 MULT18X18D on the LFE5U-25F
 
@@ -173,7 +176,8 @@ def test_estimate_with_the_area_model_runs_no_synthesis_and_says_so(checkpoint, 
     monkeypatch.setattr(synth_cache, "cached_synthesis", no_synthesis)
     out = tmp_path / "report"
     rc = cli.main(["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "8",
-                   "--cols", "8", "--paths", "fp32", "--area", "model", "--json", "--quiet", "--out", str(out)])
+                   "--cols", "8", "--paths", "fp32", "--area", "model", "--json", "--quiet",
+                   "--out", str(out)])
     assert rc == 0
     rep = json.loads(capsys.readouterr().out)
     pred = area_model.predict(ArrayConfig(8, 8), "ecp5-25k")
@@ -187,8 +191,8 @@ def test_estimate_with_the_area_model_runs_no_synthesis_and_says_so(checkpoint, 
 
 
 def test_estimate_area_option_errors_are_one_line_exit_2(checkpoint, tmp_path, capsys):
-    base = ["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4", "--cols", "4",
-            "--out", str(tmp_path / "r")]
+    base = ["estimate", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--rows", "4",
+            "--cols", "4", "--out", str(tmp_path / "r")]
     assert cli.main(base + ["--area", "model", "--pe", "rf8_signlate"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no area data for 'rf8_signlate'" in err and "rf8_pipe" in err
@@ -220,3 +224,37 @@ def test_model_factor_and_its_sweep_row():
     full = dse.model_factor(ArrayConfig(6, 6, pe="int8_dsp_pipe"), "ecp5-25k")
     assert not full["fits"] and "DSP 36/28" in full["error"]
     assert full["utilisation"]["dsp"] == [36, 28]
+
+
+@pytest.mark.slow
+def test_sweep_with_the_area_model_then_placing_its_pareto_point(checkpoint, tmp_path, capsys):
+    synth, cache, out = tmp_path / "synth", tmp_path / "dse", tmp_path / "out"
+    base = ["sweep", "--model", "mlp_digits", "--checkpoint", str(checkpoint), "--pe", "rf8_pipe",
+            "--acc-bits", "28", "--area", "model", "--synth-cache", str(synth), "--cache", str(cache),
+            "--num-cpus", "2", "--quiet", "--json"]
+    # 1. arrays up to 64 x 64 without any synthesis: the model says which fit
+    assert cli.main(base + ["--rows", "1,64", "--cols", "1,64", "--out", str(out)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert not synth.exists() and rep["computed"]["synthesis"] == 0
+    by = {(r["rows"], r["cols"]): r for r in rep["points"]}
+    assert by[(64, 64)]["status"] == "does not fit"
+    for shape in ((1, 1), (1, 64), (64, 1)):
+        r = by[shape]
+        pred = area_model.predict(ArrayConfig(*shape, pe="rf8_pipe", acc_bits=28), "ecp5-25k")
+        assert r["status"] == "ok" and r["area_source"] == "model"
+        assert (r["lut4_equiv"], r["fmax_mhz"]) == (pred["lut4_equiv"], pred["fmax_mhz"])
+    assert area_model.NOTE in rep["notes"]
+    assert "Area and Fmax are predictions of the area model" in (out / "sweep.md").read_text()
+    # 2. --place-pareto: the front's arrays are synthesised, placed and routed; the accuracy is cached
+    out2 = tmp_path / "out2"
+    assert cli.main(base + ["--rows", "1", "--cols", "1", "--place-pareto", "--out", str(out2)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    (r,) = rep["points"]
+    assert r["pareto"] and rep["computed"] == {"accuracy": 0, "synthesis": 1}
+    placed, cached = synth_cache.cached_synthesis(ArrayConfig(1, 1, pe="rf8_pipe", acc_bits=28), "ecp5-25k",
+                                                  cache_dir=synth)
+    assert cached and r["measured_lut4_equiv"] == placed["lut4_equiv"]
+    assert r["measured_fmax_mhz"] == placed["fmax_mhz"]
+    want = round(100 * (r["lut4_equiv"] - placed["lut4_equiv"]) / placed["lut4_equiv"], 2)
+    assert r["lut4_error_pct"] == want
+    assert "measured_fmax_mhz" in (out2 / "sweep.md").read_text()
