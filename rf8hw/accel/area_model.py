@@ -44,7 +44,7 @@ from rf8hw import checks
 
 __all__ = ["MODEL_FILE", "FORMAT", "FEATURES", "COUNTS", "AreaModelError", "features", "fit",
            "fit_area", "fit_fmax", "load", "predict", "available", "heldout_table", "summary",
-           "render_markdown", "shape_pes", "fmax_at", "GOALS", "NOTE"]
+           "render_markdown", "shape_pes", "fmax_at", "largest_square", "GOALS", "NOTE"]
 
 #: Where the fitted model is stored (package data; regenerate with ``benchmarks/area_model.py``).
 MODEL_FILE = Path(__file__).with_name("area_model.json")
@@ -248,6 +248,19 @@ def predict(array, device: str, doc: dict | None = None) -> dict:
             "note": NOTE}
 
 
+def largest_square(pe: str, device: str, acc_bits: int = 40, doc: dict | None = None) -> int:
+    """The largest ``N`` whose ``N x N`` array of ``pe`` the model predicts to fit ``device``
+    (0: not even 1 x 1); errors as :func:`predict`."""
+    from rf8hw.arch import MAX_DIM, ArrayConfig
+
+    best = 0
+    for n in range(1, MAX_DIM + 1):
+        if not predict(ArrayConfig(n, n, pe=pe, acc_bits=acc_bits), device, doc)["fits"]:
+            break
+        best = n
+    return best
+
+
 def heldout_table(doc: dict) -> list[dict]:
     """Prediction vs measurement on every stored point (``role`` fit or heldout): LUT4 sites
     on the area points, Fmax on the placed ones; errors in percent of the measurement."""
@@ -351,6 +364,12 @@ def render_markdown(doc: dict) -> str:
               "anchors says so in `fmax_from`).  Arrays that use every DSP block of the device are not "
               "modelled (their placement spreads over the DSP columns): they are the largest Fmax errors "
               "below when present."]
+    if doc.get("ablation"):
+        errs = ", ".join(f"{r['pe']} {r['shape']} (A {r['acc_bits']}) {r['error_pct']:+.2f} %"
+                         for r in doc["ablation"]["table"]
+                         if r["family"] == "ecp5" and shape_pes(r["shape"]) >= 36)
+        lines += ["", f"The same LUT4 model fitted on {doc['ablation']['fit']}, on the ECP5 held-out arrays "
+                  f"of 36 PEs and more: {errs or 'none'} (all its held-out rows: `ablation` in the JSON)."]
     lines += ["", "## LUT4 sites: coefficients", "",
               "count = R*C*(p0 + p1*A) + R*(r0 + r1*A) + C*(c0 + c1*A) + (k0 + k1*A); "
               "R rows, C columns, A accumulator bits.", "",
@@ -375,6 +394,23 @@ def render_markdown(doc: dict) -> str:
     lines += ["", "| device | logic sites | DSP | placed logic sites per LUT4 site |", "|---|---|---|---|"]
     for dev, c in doc["devices"].items():
         lines.append(f"| {dev} | {c['comb_available']:,} | {c['dsp_available']} | {c['comb_ratio']} |")
+    lines += ["", "## Largest square array that fits (predicted, accumulator 40 bits)", "",
+              "The largest N with an N x N array within the device's logic sites and DSP blocks, and "
+              "its predicted LUT4 sites and Fmax: where a sweep with `--area model` can stop.", "",
+              "| device | PE kind | N | LUT4 sites | DSP | Fmax (MHz) |", "|---|---|---|---|---|---|"]
+    from rf8hw.accel.synth import DEVICES
+    from rf8hw.arch import ArrayConfig
+
+    for dev in doc["devices"]:
+        family = DEVICES[dev].family
+        for pe in sorted(doc["area"].get(family, {})):
+            lo, hi = doc["area"][family][pe]["acc_range"]
+            if pe not in doc["fmax"].get(dev, {}).get("pes", {}) or not lo <= 40 <= hi:
+                continue
+            n = largest_square(pe, dev, 40, doc)
+            p = predict(ArrayConfig(max(n, 1), max(n, 1), pe=pe), dev, doc)
+            lines.append(f"| {dev} | {pe} | {n} | {p['lut4_equiv']:,} | {p['dsp']} | {p['fmax_mhz']:.1f} |"
+                         if n else f"| {dev} | {pe} | 0 | | | |")
     lines += ["", "## Every point", "",
               "Error = (predicted - measured) / measured.  Fmax points use the fill they were placed "
               "at (the model's own prediction of it only in `rf8hw estimate`/`sweep`); each one's "
