@@ -148,9 +148,13 @@ def area_points(raw: list[dict], large=FIT_LARGE) -> list[dict]:
                                       p["rows"] * p["cols"], p["rows"]))
 
 
-def fmax_points(comb_ratio: dict) -> list[dict]:
+def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
     """Placed arrays with a post-route Fmax: the hardware table's array runs (as stored: some were
-    measured on older RTL, their ``rf8hw`` version says which) and the MiniLM sweep's points."""
+    measured on older RTL, their ``rf8hw`` version says which) and the MiniLM sweep's points.
+    ``same_netlist``: whether the LUT4 sites it was placed with are those of today's Yosys run of
+    the same array (``area``; None: no such run), i.e. whether it was measured on today's RTL."""
+    today = {(p["pe"], p["rows"], p["cols"], p["acc_bits"]): p["lut4_equiv"] for p in area
+             if p["family"] == "ecp5"}
     pts = []
     table = json.loads(HARDWARE_TABLE.read_text())["runs"]
     for key, r in sorted(table.items()):
@@ -159,7 +163,7 @@ def fmax_points(comb_ratio: dict) -> list[dict]:
         pts.append({"key": f"hardware_table.json runs[{key}]", "device": r["device"], "pe": r["pe"],
                     "rows": r["rows"], "cols": r["cols"], "acc_bits": 40, "seed": r["seed"],
                     "fmax_mhz": r["fmax_mhz"], "fill": round(r["comb_used"] / r["comb_available"], 4),
-                    "rf8hw": r["tools"]["rf8hw"]})
+                    "rf8hw": r["tools"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
     sweep = json.loads(DSE_SWEEP.read_text())
     seen = set()
     for r in sweep["points"]:
@@ -171,8 +175,11 @@ def fmax_points(comb_ratio: dict) -> list[dict]:
                     "device": r["device"], "pe": r["pe"], "rows": r["rows"], "cols": r["cols"],
                     "acc_bits": r["acc_bits"], "seed": r["seed"], "fmax_mhz": r["fmax_mhz"],
                     "fill": round(r["lut4_equiv"] * ratio / DEVICES[r["device"]]["comb_available"], 4),
-                    "rf8hw": sweep["versions"]["rf8hw"]})
+                    "rf8hw": sweep["versions"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
     for p in pts:
+        now = today.get((p["pe"], p["rows"], p["cols"], p["acc_bits"])) if p["device"].startswith("ecp5") \
+            else None
+        p["same_netlist"] = None if now is None else now == p["lut4_equiv"]
         above = p["fill"] > DEVICES[p["device"]]["fill_knee"]
         shape = f"{p['rows']}x{p['cols']}"
         p["role"] = "fit" if (shape in FMAX_FIT_SHAPES and not above) or \
@@ -237,7 +244,8 @@ def cmd_fit(args) -> int:
                             "fmax_mhz": "post-route Fmax of placed arrays: docs/hardware_table.json "
                                         "runs and docs/results/dse_minilm_ecp5-25k/sweep.json, as "
                                         "stored (each point's rf8hw version says which RTL)"}}
-        doc = build(area_points(raw), fmax_points(ratios), ratios, meta)
+        area = area_points(raw)
+        doc = build(area, fmax_points(ratios, area), ratios, meta)
     text = json.dumps(doc, indent=1) + "\n"
     write_atomic(out, text)
     write_atomic(Path(args.doc), area_model.render_markdown(doc))

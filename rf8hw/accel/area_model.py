@@ -284,6 +284,7 @@ def heldout_table(doc: dict) -> list[dict]:
         rows.append({"what": "fmax_mhz", "role": p["role"], "family": p["device"].split("-")[0],
                      "device": p["device"], "pe": p["pe"], "shape": f"{p['rows']}x{p['cols']}",
                      "acc_bits": p["acc_bits"], "seed": p.get("seed"), "fill": p["fill"],
+                     "same_netlist": p.get("same_netlist"), "rf8hw": p.get("rf8hw"),
                      "measured": round(p["fmax_mhz"], 3), "predicted": round(f, 3),
                      "error_pct": round(100 * (f - p["fmax_mhz"]) / p["fmax_mhz"], 2)})
     return rows
@@ -414,14 +415,18 @@ def render_markdown(doc: dict) -> str:
     lines += ["", "## Every point", "",
               "Error = (predicted - measured) / measured.  Fmax points use the fill they were placed "
               "at (the model's own prediction of it only in `rf8hw estimate`/`sweep`); each one's "
-              "source and RTL version is in `area_model.json` (`fmax_points`).", "",
-              "| quantity | role | device | PE kind | shape | A | seed | fill | measured | predicted "
-              "| error % |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "source is in `area_model.json` (`fmax_points`).  *today's netlist*: whether the placed "
+              "array had the LUT4 sites of today's Yosys run of the same array (yes: measured on "
+              "today's RTL; no: older RTL; blank: no such run).", "",
+              "| quantity | role | device | PE kind | shape | A | seed | fill | rf8hw | today's netlist "
+              "| measured | predicted | error % |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["table"]:
         where = r["device"] if r["what"] == "fmax_mhz" else r["family"]
         lines.append(f"| {r['what']} | {r['role']} | {where} | "
                      f"{r['pe']} | {r['shape']} | {r['acc_bits']} | {_cell(r.get('seed'))} | "
-                     f"{_cell(r.get('fill'))} | {_cell(r['measured'])} | {_cell(r['predicted'])} | "
+                     f"{_cell(r.get('fill'))} | {_cell(r.get('rf8hw'))} | "
+                     f"{ {True: 'yes', False: 'no'}.get(r.get('same_netlist'), '')} | "
+                     f"{_cell(r['measured'])} | {_cell(r['predicted'])} | "
                      f"{r['error_pct']:+.2f} |")
     return "\n".join(lines) + "\n"
