@@ -225,7 +225,7 @@ def cmd_fit(args) -> int:
 
     out = Path(args.out)
     if args.stored:
-        old = json.loads(out.read_text())
+        old = json.loads(area_model.MODEL_FILE.read_text())
         meta = {k: old[k] for k in ("generated_by", "regenerate", "rtl_key", "tools", "sources")}
         doc = build(old["points"], old["fmax_points"], {d.split("-")[0]: c["comb_ratio"]
                                                         for d, c in old["devices"].items()}, meta)
@@ -265,7 +265,8 @@ def main(argv=None) -> int:
     s.set_defaults(func=cmd_synth)
     f = sub.add_parser("fit", help="fit the model, write the JSON and the Markdown page")
     f.add_argument("--points-dir", default=str(POINTS_DIR))
-    f.add_argument("--stored", action="store_true", help="refit from the points stored in --out")
+    f.add_argument("--stored", action="store_true",
+                   help="refit from the points stored in rf8hw/accel/area_model.json (no Yosys)")
     f.add_argument("--out", default=str(area_model.MODEL_FILE))
     f.add_argument("--doc", default=str(DOC))
     f.set_defaults(func=cmd_fit)
