@@ -40,7 +40,7 @@ from pathlib import Path
 from rf8hw import checks
 from rf8hw.accel import source as sources
 from rf8hw.accel.dse_report import pareto_front, pick_best, summarize, write_outputs
-from rf8hw.accel.estimate import MAX_BATCH, REPORT_PACKAGES
+from rf8hw.accel.estimate import AREA_SOURCES, MAX_BATCH, REPORT_PACKAGES
 from rf8hw.accel.synth import DEVICES, DoesNotFitError, check_device, check_seed
 from rf8hw.accel.synth_cache import (
     cached_synthesis,
@@ -56,8 +56,8 @@ from rf8hw.format import spec
 from rf8hw.toolchain import cache
 
 __all__ = ["ACT_SCHEMES", "SweepConfig", "accuracy_key", "accuracy_factor", "synthesis_factor",
-           "pareto_front", "pick_best", "sweep", "default_cache", "parse_address", "check_ray_address",
-           "MAX_CPUS", "CONNECT_TIMEOUT_S"]
+           "model_factor", "pareto_front", "pick_best", "sweep", "default_cache", "parse_address",
+           "check_ray_address", "MAX_CPUS", "CONNECT_TIMEOUT_S"]
 
 #: Largest ``--num-cpus`` of a local Ray instance.
 MAX_CPUS = 1024
@@ -191,6 +191,14 @@ class SweepConfig:
     batch: int | None = field(default=None, metadata={
         "help": f"inferences per weight tile (zoo models; default 1, at most {MAX_BATCH})"})
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
+    area: str = field(default="synth", metadata={
+        "choices": AREA_SOURCES,
+        "help": "area and Fmax of every point from synthesis + place and route (measured), or predicted "
+                "by the area model (docs/area_model.md: no synthesis, so large arrays cost nothing; a "
+                "point it predicts not to fit is 'does not fit')"})
+    place_pareto: bool = field(default=False, metadata={
+        "help": "with --area model: synthesise, place and route the points on the Pareto front "
+                "(pareto) and add their measured LUT4 sites and Fmax next to the predictions"})
     synth_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "synthesis cache (default ~/.cache/rf8hw/synth)"})
     cache: str | None = field(default=None, metadata={
@@ -221,6 +229,20 @@ class SweepConfig:
             checks.integer("batch", self.batch, 1, MAX_BATCH,
                            why=" (the forward pass holds the whole batch in memory)")
         check_seed(self.seed)
+        checks.choice("area", self.area, AREA_SOURCES)
+        if not isinstance(self.place_pareto, bool):
+            raise ValueError(f"place_pareto must be True or False, not {self.place_pareto!r}")
+        if self.place_pareto and self.area != "model":
+            raise ValueError("place_pareto places the Pareto points of an area-model sweep: it needs "
+                             "area 'model' (with area 'synth' every point is placed anyway)")
+        if self.area == "model":        # every kind, device and accumulator: refused now, naming the model's
+            from rf8hw.accel import area_model
+
+            for device in self.devices:
+                for pe in self.pes:
+                    for acc in self.acc_bits:
+                        area_model.predict(ArrayConfig(1, 1, act_bits=self.act_bits, acc_bits=acc,
+                                                       overflow=self.overflow, pe=pe), device)
         checks.output_dir("synth_cache", self.synth_cache)
         checks.output_dir("cache", self.cache)
         if self.address is not None:
@@ -373,6 +395,25 @@ def synthesis_factor(array_dict: dict, device: str, seed: int, synth_cache: str)
     return _synthesis_value(res, cached, t0)
 
 
+def model_factor(array: ArrayConfig, device: str) -> dict:
+    """A synthesis factor's value predicted by the area model (:func:`rf8hw.accel.area_model.predict`):
+    milliseconds, in the driver; ``fits: false`` with the predicted utilisation when the model
+    says the array does not fit the device."""
+    from rf8hw.accel import area_model
+
+    t0 = time.time()
+    pred = area_model.predict(array, device)
+    if not pred["fits"]:
+        (lu, la), (du, da) = pred["utilisation"]["logic"], pred["utilisation"]["dsp"]
+        return {"fits": False, "utilisation": pred["utilisation"], "cached": False, "source": "model",
+                "error": f"the area model predicts it does not fit {pred['part']}: logic sites "
+                         f"{lu}/{la}, DSP {du}/{da}", "seconds": round(time.time() - t0, 3)}
+    keep = ("lut4", "lut4_equiv", "ff", "carry", "dsp", "bram", "fmax_mhz", "part")
+    return {"fits": True, **{k: pred[k] for k in keep}, "comb_used": None, "comb_available": None,
+            "tools": None, "cached": False, "source": "model", "synth_seconds": None,
+            "seconds": round(time.time() - t0, 3)}
+
+
 def _synthesis_value(res: dict, cached: bool, t0: float) -> dict:
     """A synthesis factor's value from a synthesis result."""
     keep = ("lut4", "lut4_equiv", "ff", "carry", "dsp", "bram", "fmax_mhz", "comb_used",
@@ -455,7 +496,9 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
         if (hit := read_entry(path, k, acc_params(num), "accuracy")) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
     for k, (arr, device, nofit) in syn_jobs.items():
-        if (hit := read_entry(nofit, k, nofit_params(arr, device), "does-not-fit")) is not None:
+        if cfg.area == "model":
+            results[k] = {"ok": True, "value": model_factor(arr, device)}
+        elif (hit := read_entry(nofit, k, nofit_params(arr, device), "does-not-fit")) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
         elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
             results[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
@@ -468,16 +511,16 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     def point_done(p):
         return all(p[k] in results for k in ("ref_key", "acc_key", "synth_key"))
 
-    ray_info = {"used": False}
-    if missing:
-        n_syn = sum(k in syn_jobs for k in missing)
-        ray = _ray_init(cfg, f"{len(missing)} factors ({len(missing) - n_syn} accuracy, {n_syn} synthesis)",
+    def run_factors(keys, into, what):
+        """Compute the factors ``keys`` on Ray into ``into``; the Ray facts for the summary."""
+        n_syn = sum(k in syn_jobs for k in keys)
+        ray = _ray_init(cfg, f"{len(keys)} {what} ({len(keys) - n_syn} accuracy, {n_syn} synthesis)",
                         progress)
-        ray_info = {"used": True, "address": cfg.address or "local",
-                    "nodes": [n["NodeID"] for n in ray.nodes() if n.get("Alive")],
-                    "cluster_cpus": ray.cluster_resources().get("CPU")}
+        info = {"used": True, "address": cfg.address or "local",
+                "nodes": [n["NodeID"] for n in ray.nodes() if n.get("Alive")],
+                "cluster_cpus": ray.cluster_resources().get("CPU")}
         # the bar after Ray's own start-up lines; it counts factors, the points follow them
-        bar = tqdm(total=len(missing), desc="sweep", unit="factor", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=len(keys), desc="sweep", unit="factor", disable=not progress, file=sys.stderr)
         bar.set_postfix_str(f"{sum(map(point_done, points))}/{len(points)} points")
         try:
             task = ray.remote(num_cpus=1, max_retries=0)(_guarded)
@@ -486,7 +529,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
             ckpt = None if cfg.checkpoint is None else str(Path(cfg.checkpoint).resolve())
             spec_ = sources.resolve(cfg.model, cfg.checkpoint)
             model = cfg.model if spec_.is_zoo or cfg.model in sources.BUILTIN_ADAPTERS else spec_.target
-            for k in missing:
+            for k in keys:
                 if k in acc_jobs:
                     refs[task.remote(accuracy_factor, model, ckpt, cfg.batch, acc_jobs[k][0])] = k
                 else:
@@ -498,12 +541,12 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
                 k = refs[ready[0]]
                 before = sum(map(point_done, points))
                 try:
-                    results[k] = ray.get(ready[0])
+                    into[k] = ray.get(ready[0])
                 except Exception as exc:
-                    results[k] = {"ok": False, "error": f"{type(exc).__name__}: "
-                                  f"{(str(exc).strip().splitlines() or [''])[0]}", "traceback": str(exc)}
-                if results[k]["ok"]:
-                    value = results[k]["value"]
+                    into[k] = {"ok": False, "error": f"{type(exc).__name__}: "
+                               f"{(str(exc).strip().splitlines() or [''])[0]}", "traceback": str(exc)}
+                if into[k]["ok"]:
+                    value = into[k]["value"]
                     if k in acc_jobs:
                         computed["accuracy"] += 1
                         _store(acc_jobs[k][1], k, acc_params(acc_jobs[k][0]), value)
@@ -518,13 +561,56 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
         finally:
             bar.close()
             ray.shutdown()
+        return info
+
+    ray_info = run_factors(missing, results, "factors") if missing else {"used": False}
 
     rows = [_row(cfg, p, results, out) for p in points]
     ref = results[ref_key]
     notes = ref["value"].get("notes", []) if ref["ok"] else []
+    if cfg.area == "model":
+        from rf8hw.accel.area_model import NOTE
+
+        notes = [NOTE] + notes
     summary = summarize(cfg, rows, computed, ray_info, time.time() - t0, notes)
+    if cfg.place_pareto:
+        _place_pareto(cfg, rows, syn_jobs, synth_root, run_factors, out)
+        summary["failed"] = [r for r in rows if r["status"] == "failed"]
+        summary["computed"], summary["wall_s"] = computed, round(time.time() - t0, 1)
     summary["paths"] = write_outputs(summary, out)
     return summary
+
+
+def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root: Path, run_factors,
+                  out: Path) -> None:
+    """``--place-pareto``: synthesise, place and route (or read from the caches) the arrays of the
+    rows on the Pareto front (``pareto``) of an area-model sweep, and add to every row of those
+    arrays the measured ``measured_lut4_equiv``, ``measured_fmax_mhz`` and the model's errors in
+    percent of them (``lut4_error_pct``, ``fmax_error_pct``).  The fronts stay the predicted ones."""
+    keys = list(dict.fromkeys(r["synth_key"] for r in rows if r.get("pareto")))
+    placed = {}
+    for k in keys:                  # the caches first, as for any sweep
+        arr, device, _ = syn_jobs[k]
+        if (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
+            placed[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
+    todo = [k for k in keys if k not in placed]
+    if todo:
+        run_factors(todo, placed, "Pareto points to place and route")
+    for r in rows:
+        got = placed.get(r["synth_key"])
+        if got is None:
+            continue
+        if not got["ok"]:
+            r.update(status="failed", error=f"place and route of the Pareto point: {got['error']}",
+                     log=_log(out, r["synth_key"] + "_placed", got))
+            continue
+        v = got["value"]
+        r["measured_fits"] = v["fits"]
+        if v["fits"]:
+            r.update(measured_lut4_equiv=v["lut4_equiv"], measured_fmax_mhz=v["fmax_mhz"])
+            if r.get("lut4_equiv") is not None:
+                r["lut4_error_pct"] = round(100 * (r["lut4_equiv"] - v["lut4_equiv"]) / v["lut4_equiv"], 2)
+                r["fmax_error_pct"] = round(100 * (r["fmax_mhz"] - v["fmax_mhz"]) / v["fmax_mhz"], 2)
 
 
 def _log(out: Path, key: str, res: dict) -> str:
@@ -557,7 +643,7 @@ def _row(cfg: SweepConfig, p: dict, results: dict, out: Path) -> dict:
         s = syn["value"]
         seconds = None if s.get("synth_seconds") is None else round(sum(s["synth_seconds"].values()), 1)
         row.update(fits=s["fits"], synth_cached=s.get("cached", False), synth_node=s.get("node_id"),
-                   synth_seconds=seconds)
+                   synth_seconds=seconds, area_source="model" if s.get("source") == "model" else "synth")
         if s["fits"]:
             row.update({k: s[k] for k in ("lut4", "lut4_equiv", "ff", "carry", "dsp", "bram", "fmax_mhz")})
         else:

@@ -20,7 +20,8 @@ __all__ = ["COLUMNS", "pareto_front", "pick_best", "summarize", "write_outputs",
 COLUMNS = ("device", "pe", "rows", "cols", "acc_bits", "rounding", "act", "status", "accuracy",
            "accuracy_path", "overflow_events", "lut4_equiv", "lut4", "ff", "carry", "dsp", "bram",
            "fmax_mhz", "cycles_per_inference", "array_utilisation", "inferences_per_s", "gmac_per_s",
-           "pareto", "pareto_throughput", "pareto_accuracy", "accuracy_node", "synth_node",
+           "pareto", "pareto_throughput", "pareto_accuracy", "area_source", "measured_lut4_equiv",
+           "measured_fmax_mhz", "lut4_error_pct", "fmax_error_pct", "accuracy_node", "synth_node",
            "accuracy_cached", "synth_cached", "synth_seconds", "error", "log")
 
 #: (x, y) objectives of the fronts: LUT4 sites down, the other up (accuracy: its own direction).
@@ -142,7 +143,13 @@ def render_markdown(summary: dict) -> str:
              f"{len(summary['failed'])} failed, {summary['does_not_fit']} do not fit; wall "
              f"{summary['wall_s']} s, fresh synthesis {summary['synthesis_seconds_fresh']} s (sum over "
              f"tasks). Metric: {metric}. `pareto`: not dominated in (LUT4 sites, inferences/s, accuracy) "
-             "on its device; `#`: the number of the point in the plots.", "",
+             "on its device; `#`: the number of the point in the plots.", ""]
+    if cfg.get("area") == "model":
+        lines += ["**Area and Fmax are predictions of the area model** (`--area model`, "
+                  "docs/area_model.md), not measured: no synthesis or place and route ran for them"
+                  + ("; `measured_*` columns: the Pareto points placed and routed (`--place-pareto`)"
+                     if cfg.get("place_pareto") else "") + ".", ""]
+    lines += [
              "| # | " + " | ".join(cols) + " |", "|--:|" + "---|" * len(cols)]
     short = {"accuracy_node", "synth_node"}             # Ray node ids: the first 8 hex digits
     # accuracies, utilisation: as many decimals as it takes for different values to look different
@@ -355,13 +362,15 @@ def write_outputs(summary: dict, out) -> dict:
     for device in dict.fromkeys(r["device"] for r in rows):
         mine, best = [r for r in rows if r["device"] == device], summary["best"].get(device)
         p1, p2 = out / f"sweep_{device}_throughput.png", out / f"sweep_{device}_accuracy.png"
-        t1 = f"{model} on {device}: throughput vs area"
+        predicted = summary["config"].get("area") == "model"
+        t1 = f"{model} on {device}: throughput vs area" + (" (area and Fmax predicted by the area model)"
+                                                           if predicted else "")
         like = summary["config"].get("baselines", "bitexact") == "bitexact"
         how = "all bit-exact, INT8 activations" if like else "RF8 bit-exact; INT8/FP8 weight-only"
         t2 = f"{model} on {device}: accuracy vs area ({how})"
-        files[p1] = lambda tmp, mine=mine, best=best, t1=t1: _plot(
-            mine, "inferences_per_s", "pareto_throughput", "inferences/s (post-route Fmax)", t1, constraint,
-            best, tmp, number)
+        y1 = "inferences/s (" + ("predicted Fmax" if predicted else "post-route Fmax") + ")"
+        files[p1] = lambda tmp, mine=mine, best=best, t1=t1, y1=y1: _plot(
+            mine, "inferences_per_s", "pareto_throughput", y1, t1, constraint, best, tmp, number)
         files[p2] = lambda tmp, mine=mine, best=best, t2=t2: _plot(
             mine, "accuracy", "pareto_accuracy", summary["metric"] or "accuracy", t2, constraint, best, tmp,
             number)

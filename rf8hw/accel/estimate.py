@@ -36,13 +36,18 @@ from rf8hw.arch import ArrayConfig, rf8_kinds
 from rf8hw.format import spec
 from rf8hw.toolchain.tools import package_versions
 
-__all__ = ["AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "MAX_BATCH", "DEFAULT_HESSIAN_BATCHES",
-           "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy", "estimate", "report_versions"]
+__all__ = ["AREA_SOURCES", "AccuracyPath", "PATHS", "MAX_CALIBRATE_BATCHES", "MAX_BATCH",
+           "DEFAULT_HESSIAN_BATCHES", "REPORT_PACKAGES", "EstimateConfig", "paths_to_run", "accuracy",
+           "estimate", "report_versions"]
 
 #: Largest ``--calibrate`` / ``--hessian-batches`` count (the batches are drawn and held in memory).
 MAX_CALIBRATE_BATCHES = 1000
 #: Largest ``--batch`` (inferences in the forward pass the cycles count, held in memory at once).
 MAX_BATCH = 4096
+#: Where an estimate's (and a sweep's) area and Fmax come from: ``"synth"``, Yosys + nextpnr
+#: (measured, post-route); ``"model"``, the area model (:mod:`rf8hw.accel.area_model`: predicted,
+#: no synthesis runs).
+AREA_SOURCES = ("synth", "model")
 #: Training batches of the GPTQ Hessians of a zoo model when ``--hessian-batches`` is not given.
 DEFAULT_HESSIAN_BATCHES = 8
 
@@ -160,6 +165,11 @@ class EstimateConfig:
         always measured).
     synth : bool
         Run (or reuse) synthesis; False leaves area, Fmax and throughput out of the report.
+    area : {"synth", "model"}
+        Where area and Fmax come from (:data:`AREA_SOURCES`): synthesis and place and route, or
+        the area model's predictions (:func:`rf8hw.accel.area_model.predict`; nothing runs, the
+        report says they are predictions).  A kind, device or accumulator width the model has no
+        data for is refused here, naming what it has.
     seed : int
         nextpnr placement seed.
     synth_cache : str or None
@@ -209,6 +219,10 @@ class EstimateConfig:
         "metavar": "PATH[,...]", "choices": tuple(PATHS),
         "help": "accuracy paths to measure (default: all that apply)"})
     synth: bool = field(default=True, metadata={"help": "run (or reuse) synthesis: area, Fmax, inferences/s"})
+    area: str = field(default="synth", metadata={
+        "choices": AREA_SOURCES,
+        "help": "area and Fmax from synthesis + place and route (measured), or predicted by the area "
+                "model (rf8hw/accel/area_model.py, docs/area_model.md; no synthesis runs)"})
     seed: int = field(default=1, metadata={"help": "nextpnr placement seed"})
     synth_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "synthesis result cache (default ~/.cache/rf8hw/synth)"})
@@ -251,6 +265,11 @@ class EstimateConfig:
         object.__setattr__(self, "paths", _tuple_of_paths(self.paths))
         if not isinstance(self.synth, bool):
             raise ValueError(f"synth must be True or False, not {self.synth!r}")
+        checks.choice("area", self.area, AREA_SOURCES)
+        if self.area == "model" and self.synth:       # refused now, naming what the model has
+            from rf8hw.accel import area_model
+
+            area_model.predict(self.array, self.device)
         check_seed(self.seed)
         checks.output_dir("synth_cache", self.synth_cache)
         if self.clock_mhz is not None:
@@ -468,13 +487,16 @@ def report_versions() -> dict:
 
 
 def _hardware(cfg: EstimateConfig, synth_job) -> tuple[dict, list]:
-    """``({area fields, fmax_mhz, synth}, notes)`` from the synthesis job (None: skipped)."""
+    """``({area fields, fmax_mhz, synth}, notes)`` from the synthesis job, or from the area
+    model (``cfg.area == "model"``), or neither (``cfg.synth`` False)."""
     area_keys = ("lut4", "ff", "carry", "dsp", "bram")
     hw = {**dict.fromkeys(area_keys), "fmax_mhz": None, "synth": {"ran": False}}
-    if synth_job is None:
+    if not cfg.synth:
         hw["synth"]["reason"] = "--no-synth"
         return hw, ["synthesis skipped (--no-synth): LUT4/FF/carry/DSP/BRAM, Fmax and inferences/s "
                     "are absent"]
+    if cfg.area == "model":
+        return _predicted(cfg, hw, area_keys)
     try:
         res, cached = synth_job.result()
     except DoesNotFitError as exc:
@@ -490,6 +512,24 @@ def _hardware(cfg: EstimateConfig, synth_job) -> tuple[dict, list]:
                 f"({hw['synth']['wrapper_xor_lut4']} LUT4, rf8hw.hdl.wrapper.SynthWrapper); the area "
                 "is the MAC array only: the dequantization stage after it (per-row activation and "
                 "per-column weight scales, bias) is not included"]
+
+
+def _predicted(cfg: EstimateConfig, hw: dict, area_keys) -> tuple[dict, list]:
+    """:func:`_hardware` from the area model (no synthesis)."""
+    from rf8hw.accel import area_model
+
+    pred = area_model.predict(cfg.array, cfg.device)
+    hw["synth"] = {"ran": False, "source": "area model", "device": pred["device"], "part": pred["part"],
+                   "lut4_equiv": pred["lut4_equiv"], "fill": pred["fill"], "fits": pred["fits"],
+                   "utilisation": pred["utilisation"], "fmax_from": pred["fmax_from"]}
+    if not pred["fits"]:
+        (lu, la), (du, da) = pred["utilisation"]["logic"], pred["utilisation"]["dsp"]
+        return hw, [pred["note"], f"the area model predicts that the array does not fit {cfg.device} "
+                    f"(logic sites {lu:,}/{la:,}, DSP {du}/{da}); area and Fmax are absent"]
+    hw.update({k: pred[k] for k in area_keys}, fmax_mhz=pred["fmax_mhz"])
+    borrowed = "" if pred["fmax_from"] == cfg.device else \
+        f"; its Fmax comes from placed arrays on {pred['fmax_from']} (none placed on {cfg.device})"
+    return hw, [pred["note"] + borrowed]
 
 
 def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSource | None = None) -> dict:
@@ -532,7 +572,7 @@ def estimate(cfg: EstimateConfig, progress: bool = True, source: sources.ModelSo
     jobs, cancel = [], threading.Event()
 
     def start_synthesis():
-        if cfg.synth:
+        if cfg.synth and cfg.area == "synth":
             pool = ThreadPoolExecutor(max_workers=1)
             jobs.append(pool.submit(cached_synthesis, cfg.array, cfg.device, cfg.seed,
                                     cache_dir=cfg.synth_cache, quiet=not progress, cancel=cancel))

@@ -106,6 +106,9 @@ def render_markdown(rep: dict) -> str:
               f"{_fmt(rep['inferences_per_s'], ',.0f')} | "
               f"{_fmt(rep['gmac_per_s'], '.3f')} |", ""]
     s = rep["synth"]
+    if s.get("source") == "area model":
+        lines += [f"**Predicted, not measured**: area and Fmax from the area model for {s['part']} "
+                  f"(`--area model`, docs/area_model.md; Fmax from placed arrays on {s['fmax_from']}).", ""]
     if s.get("tools"):
         cached = " (cached result)" if s.get("cached") else ""
         tools = ", ".join(f"{k} {v}" for k, v in s["tools"].items())
