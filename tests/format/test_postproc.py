@@ -5,10 +5,10 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import oracles
 import pytest
 
 from rf8hw.format import postproc
-from tests.format import oracles
 
 
 def oracle_value(acc: int, bias: int, mult: int, shift: int, out_bits: int) -> int:
