@@ -38,7 +38,7 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
     from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS, to_verilog
 
     simulator = check_simulator(simulator)
-    work = Path(work_dir)
+    work = Path(work_dir).absolute()     # the simulator runs in the job's folder: no relative path
     build_dir = work / f"build-{simulator}"
     if (build_dir / "build.ok").is_file():
         return build_dir
@@ -120,9 +120,14 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
                "hdl_toplevel_lang": "verilog", "log_file": str(job_file.with_suffix(".log")),
                "results_xml": str(job_file.with_suffix(".xml"))}
     use_simulator_path(simulator)
-    subprocess.run([sys.executable, "-m", "rf8hw.sim.simulator_process", json.dumps(request)],
-                   cwd=job_file.parent, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, start_new_session=True)
+    errors = job_file.with_suffix(".stderr")
+    with open(errors, "w") as err:
+        done = subprocess.run([sys.executable, "-m", "rf8hw.sim.simulator_process", json.dumps(request)],
+                              cwd=job_file.parent, stdout=subprocess.DEVNULL, stderr=err,
+                              start_new_session=True)
+    if done.returncode:
+        tail = errors.read_text(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"the {simulator} run failed (exit {done.returncode}): {tail[0]}; see {errors}")
     result = job_file.with_suffix(".result.json")
     if not result.is_file():
         raise RuntimeError(f"the {simulator} run wrote no result; see {job_file.with_suffix('.log')}")

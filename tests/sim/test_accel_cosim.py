@@ -60,3 +60,15 @@ def test_reset_mid_gemm(simulator, work):
     assert r["during_reset"] == [0, 0, 0, 0, 0]
     assert np.array_equal(r["results"], expected(jobs[-1:]))
     assert r["lasts"] == jobs[-1].expected_last
+
+
+def test_a_relative_work_dir_works(work, monkeypatch):
+    """The simulator runs in the job's folder: a work_dir given relative to the caller's folder
+    (as a benchmark's --work is) still finds its build."""
+    from rf8hw.sim.accel_cosim import run_accel_cosim
+
+    rng = np.random.default_rng(7)
+    jobs = [accel_job(ACFG, *random_gemm(rng, ACFG, 3, 5, 4))]
+    monkeypatch.chdir(work["verilator"].parent)
+    r = run_accel_cosim(ACFG, jobs, simulator="verilator", work_dir=work["verilator"].name)
+    assert np.array_equal(r["results"], expected(jobs))
