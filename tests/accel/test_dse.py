@@ -3,6 +3,7 @@ answer is known; bad input; and a real tiny sweep on mlp_digits (rf8_pipe and in
 local Ray, real synthesis) that is killed after its first synthesis finished and restarted: the
 restart recomputes nothing that had finished, and its table is checked against the cycle model."""
 
+import copy
 import json
 import os
 import signal
@@ -11,12 +12,14 @@ import sys
 import time
 
 import pytest
+import torch
 
 from rf8hw import cli
 from rf8hw.accel import dse
 from rf8hw.accel.cycles import gemm_cycles
+from rf8hw.accel.estimate import DEFAULT_HESSIAN_BATCHES
 from rf8hw.arch import ArrayConfig
-from rf8hw.nn import quant
+from rf8hw.nn import gptq, quant
 from rf8hw.nn.checkpoint import load_checkpoint
 from rf8hw.zoo import mlp_digits
 
@@ -156,9 +159,17 @@ def test_sweep_killed_then_resumed_recomputes_nothing_finished(checkpoint, tmp_p
     # accuracy against an independent evaluation: the bit-exact path with a wrapping 28-bit
     # accumulator (its overflow events are the cost), and the INT8 point's bit-exact W8A8 path on the
     # same arithmetic (the default, like for like)
+    # RF8 rounded by the estimate's default recipe (scale search + GPTQ act order), its Hessians
+    # from the zoo model's training batches (generator seed 0), as the estimate documents
     model, _ = load_checkpoint(checkpoint)
     data = mlp_digits.Data()
-    q = quant.set_mode(quant.quantize(model, fmt="rf8"), "bitexact", array=ArrayConfig(2, 2, acc_bits=28))
+    gen = torch.Generator().manual_seed(0)
+    batches = [data.batch(gen, mlp_digits.RECIPE["batch_size"])[0]
+               for _ in range(DEFAULT_HESSIAN_BATCHES)]
+    H = gptq.hessians(model, [n for n, m in model.named_modules() if type(m) is torch.nn.Linear],
+                      lambda m: [m(b) for b in batches])
+    q = quant.quantize_(copy.deepcopy(model), quant.QuantConfig(**quant.RECIPE), calibrate=H, warn=False)
+    q = quant.set_mode(q, "bitexact", array=ArrayConfig(2, 2, acc_bits=28))
     assert rows["rf8_pipe"]["accuracy"] == data.evaluate(q)["test_acc"]
     assert rows["rf8_pipe"]["overflow_events"] == quant.overflow_report(q)["total"]["events"] > 0
     assert rows["rf8_pipe"]["accuracy_path"] == "bitexact"
