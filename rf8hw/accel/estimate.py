@@ -259,7 +259,7 @@ class EstimateConfig:
         QuantConfig(fmt="rf8", rounding=self.rounding, **self.refinement(has_data=True))
         if self.hessian_batches is not None:
             checks.integer("hessian_batches", self.hessian_batches, 1, MAX_CALIBRATE_BATCHES)
-            if self.gptq is False or self.rounding != "nearest":   # as QuantConfig's gptq_order rule
+            if not self.refinement(has_data=True)["gptq"]:   # as QuantConfig's gptq_order rule
                 raise ValueError(f"hessian_batches {self.hessian_batches} gives the GPTQ Hessians; "
                                  "it needs gptq")
         object.__setattr__(self, "paths", _tuple_of_paths(self.paths))
