@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("rf8hw.commands.table", "print the 256-code RF8 table (code, fields, value)"),
     "generate": ("rf8hw.commands.generate",
                  "write Verilog + JSON manifest of a systolic MAC array of any PE kind (RF8, INT8, FP8)"),
+    "export-tb": ("rf8hw.commands.export_tb", "self-checking Verilog testbench + vectors for any simulator"),
     "cosim": ("rf8hw.commands.cosim",
               "co-simulate an RF8 array's generated Verilog (Verilator/Icarus, cocotb) against the "
               "golden model"),

@@ -48,6 +48,8 @@ def run(args) -> int:
         print("rf8hw generate: interrupted (signal 2); no file was half-written (each is written "
               "under a temporary name, then renamed)", file=sys.stderr, flush=True)
         return 128 + 2
-    print(v_path)
-    print(j_path)
+    from rf8hw.hdl.ippackage import ip_paths
+
+    for path in (v_path, j_path, *ip_paths(v_path.parent, v_path.stem)):   # + core, component.xml
+        print(path)
     return 0

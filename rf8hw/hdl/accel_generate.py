@@ -18,6 +18,7 @@ from rf8hw import __version__, checks
 from rf8hw.arch import CMD_FIELDS, AccelConfig, AccelTiming
 from rf8hw.files import write_files
 from rf8hw.hdl.generate import VERILATOR_LINT_REASONS, to_verilog, verilog_tool_versions
+from rf8hw.hdl.ippackage import ip_files
 
 __all__ = ["MANIFEST_KIND", "regenerate_accel_command", "render_accel", "generate_accel"]
 
@@ -89,7 +90,8 @@ def render_accel(acfg: AccelConfig) -> tuple[str, dict]:
 
 
 def generate_accel(acfg: AccelConfig, out_dir=".", *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``out_dir/<module>.v`` and ``.json`` (both or neither: :func:`rf8hw.files.write_files`).
+    """Write ``out_dir/<module>.v`` and ``.json`` with the FuseSoC core and IP-XACT component
+    (:func:`rf8hw.hdl.ippackage.ip_files`): all or none (:func:`rf8hw.files.write_files`).
 
     An existing ``.v`` is replaced when it is the new text or the file its ``.json`` records (by
     SHA-256); one edited since, or without a readable manifest, only with ``overwrite=True``
@@ -112,6 +114,8 @@ def generate_accel(acfg: AccelConfig, out_dir=".", *, overwrite: bool = False) -
             raise ValueError(f"{v_path} exists and was changed since it was generated (or has no "
                              f"readable manifest); not overwriting it: move it away or pass "
                              f"--force (overwrite=True)")
-    out.mkdir(parents=True, exist_ok=True)
-    write_files({v_path: text, j_path: json.dumps(manifest, indent=1) + "\n"})
+    ip = ip_files(manifest, out)                  # FuseSoC core, IP-XACT component
+    for path in ip:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_files({v_path: text, j_path: json.dumps(manifest, indent=1) + "\n", **ip})
     return v_path, j_path

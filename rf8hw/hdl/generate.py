@@ -16,6 +16,7 @@ from rf8hw import __version__, checks
 from rf8hw.arch import ArrayConfig
 from rf8hw.files import write_files
 from rf8hw.format import spec
+from rf8hw.hdl.ippackage import ip_files
 from rf8hw.hdl.manifest import Files, Generator, Interface, Manifest, Parameters, Port
 
 __all__ = ["VERILATOR_LINT_REASONS", "VERILATOR_LINT_WAIVERS", "verilog_tool_versions",
@@ -169,7 +170,8 @@ def _edited(v_path: Path, j_path: Path, text: str) -> str | None:
 
 
 def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``out_dir/<module>.v`` and ``out_dir/<module>.json`` for one array configuration.
+    """Write ``out_dir/<module>.v`` and ``out_dir/<module>.json`` for one array configuration,
+    with its FuseSoC core and IP-XACT component (:func:`rf8hw.hdl.ippackage.ip_files`).
 
     The two files are written as one unit (:func:`rf8hw.files.write_files`: both to temporary
     names, then renamed), so a killed run never leaves a half-written file, and a failed write (a
@@ -215,10 +217,12 @@ def generate(cfg: ArrayConfig, out_dir=".", *, overwrite: bool = False) -> tuple
     if edited:
         raise ValueError(f"{v_path} exists and {edited}; not overwriting it: move it away or "
                          f"pass --force (overwrite=True)")
-    made = [d for d in (out, *out.parents) if not d.exists()]      # deepest first
+    ip = ip_files(manifest.as_dict(), out)                # FuseSoC core, IP-XACT component
+    ip_dir = next(p.parent for p in ip if p.parent != out)
+    made = [d for d in (ip_dir, out, *out.parents) if not d.exists()]      # deepest first
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_files({v_path: text, j_path: manifest.dumps()})
+        ip_dir.mkdir(parents=True, exist_ok=True)
+        write_files({v_path: text, j_path: manifest.dumps(), **ip})
     except OSError as exc:
         for d in made:
             try:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rf8hw.hdl.ippackage import tb_module
 from rf8hw.hdl.manifest import BUSES, Manifest
 
 from ..options import check_probability
@@ -55,7 +56,8 @@ from ..options import check_probability
 __all__ = ["BENCH_MODULE", "RING_BITS", "TILE_RING_BITS", "WHY", "CHUNK_FILES", "TILE_FIELDS",
            "wrapper_verilog", "chunk_plusargs", "lfsr_threshold", "stall_probability",
            "xorshift32", "stream_seed", "encode_beats", "decode_words", "digits_to_uint",
-           "tile_words"]
+           "tile_words", "EXPORT_IDLE_LIMIT", "EXPORT_TAIL", "vector_lines",
+           "export_bench_verilog"]
 
 #: Name of the wrapper module (the simulator's top level in ``--bench hdl``).
 BENCH_MODULE = "rf8hw_hdlbench"
@@ -187,6 +189,17 @@ def tile_words(digits: np.ndarray, lane_bits: int, lanes: int) -> np.ndarray:
 
 # --- the wrapper --------------------------------------------------------------------------------
 
+#: The streams' generator in Verilog (:func:`xorshift32`), in the wrapper and the exported bench.
+_XS_FUNCTION = """  function [31:0] rf8hw_xs(input [31:0] x);
+    reg [31:0] y;
+    begin
+      y = x ^ (x << 13);
+      y = y ^ (y >> 17);
+      rf8hw_xs = y ^ (y << 5);
+    end
+  endfunction
+"""
+
 _WRAPPER = r"""// rf8hw co-simulation testbench wrapper (sim/hdl_bench/wrapper.py; docs/cosim.md,
 // "HDL bench").  Testbench code, not part of the generated RTL.  Plain Verilog-2005.
 module {bench} (
@@ -228,15 +241,7 @@ module {bench} (
   localparam LD = {ring_bits}, D = 1 << LD, H = D / 2;
   localparam LT = {tile_ring_bits}, DT = 1 << LT, HT = DT / 2;
 
-  function [31:0] rf8hw_xs(input [31:0] x);
-    reg [31:0] y;
-    begin
-      y = x ^ (x << 13);
-      y = y ^ (y >> 17);
-      rf8hw_xs = y ^ (y << 5);
-    end
-  endfunction
-
+{xs_function}
   reg [W+3:0] w_mem [0:D-1];
   reg [A+3:0] a_mem [0:D-1];
   reg [R+67:0] r_mem [0:D-1];
@@ -408,6 +413,196 @@ def wrapper_verilog(manifest: Manifest) -> str:
         bench=BENCH_MODULE, module=manifest.module, clock=iface.clock.name,
         reset=iface.reset.name, reset_expr="~dut_rst" if iface.reset.active_low else "dut_rst",
         w_bits=w_bits, a_bits=a_bits, r_bits=r_bits,
-        ring_bits=RING_BITS, tile_ring_bits=TILE_RING_BITS,
+        ring_bits=RING_BITS, tile_ring_bits=TILE_RING_BITS, xs_function=_XS_FUNCTION,
         sources="".join(_SOURCE.format(what=what, s=s, S=s.upper())
                         for what, s in (("weight", "w"), ("activation", "a"))))
+
+
+# --- the exported, self-checking testbench (rf8hw export-tb) -------------------------------------
+
+#: Cycles without any handshake after which the exported testbench gives up (FAIL, a hang).
+EXPORT_IDLE_LIMIT = 20_000
+#: Cycles the exported testbench keeps every ready high after the last expected beat, to catch
+#: extra beats.
+EXPORT_TAIL = 32
+
+
+def vector_lines(words, lasts, width: int) -> str:
+    """``$readmemh`` lines of bus words (Python ints ``< 2**width``) for the exported testbench:
+    ``<tlast digit><tdata in ceil(width/4) hex digits>`` per line, as :func:`encode_beats`."""
+    digits = -(-width // 4)
+    return "".join(f"{int(last):x}{int(w):0{digits}x}\n" for w, last in zip(words, lasts))
+
+
+def _entry_bits(width: int) -> int:
+    return 4 + 4 * -(-width // 4)
+
+
+def export_bench_verilog(itf, counts: dict, *, seed: int, stall_prob: float, vectors: dict,
+                         header: str) -> str:
+    """The self-checking testbench ``tb_<module>`` of the top ``itf``
+    (:class:`rf8hw.hdl.ippackage.Interfaces`): plain Verilog-2005 (``docs/ip.md``).
+
+    ``counts``: beats per AXI4-Stream bus (stimulus of a slave, expected beats of a master);
+    ``vectors``: bus -> default vector file name (a plusarg ``+<bus>=PATH`` overrides it).
+    Sources offer their beats in order and sinks drive ``tready``, each stalling at an edge with
+    probability ``stall_prob`` (one xorshift32 per bus, seeded by :func:`stream_seed`); every
+    master beat is compared with its expected ``{tlast, tdata}`` (``!==``: X or Z is a
+    mismatch), and every ``err_*`` output must be 0 at the end."""
+    module = itf.module
+    thr = lfsr_threshold(stall_prob)
+    axis = {n: b for n, b in itf.buses.items() if b.kind == "axis"}
+    if set(axis) != set(itf.buses):
+        raise ValueError(f"{module}: the exported testbench drives AXI4-Stream buses only; "
+                         f"{', '.join(sorted(set(itf.buses) - set(axis)))} is memory-mapped")
+    inputs = [n for n in itf.other + itf.interrupts
+              if dict((p[0], p[1]) for p in itf.ports)[n] == "input"]
+    if inputs:
+        raise ValueError(f"{module}: the exported testbench cannot drive input(s) {inputs}")
+    decl, init, conns, src, snk, reset_src, drained, got, flags = [], [], [], [], [], [], [], [], []
+    active = "1'b0" if itf.reset_active_low else "1'b1"
+    conns += [f".{itf.clock}(clk)", f".{itf.reset}(rst)"]
+    for i, (name, bus) in enumerate(axis.items()):
+        w = bus.width("tdata")
+        d = _entry_bits(w)
+        n = counts[name]
+        has_last = "tlast" in bus.signals
+        p = f"b{i}"
+        out = bus.mode == "slave"            # the bench drives a slave bus of the DUT
+        decl += [f"  // {name}: {n} beats ({'stimulus' if out else 'expected'}), "
+                 f"{vectors[name]}",
+                 f"  localparam {p.upper()}_N = {n};",
+                 f"  reg [{d - 1}:0] {p}_mem [0:{max(n - 1, 0)}];",
+                 f"  reg [8*4096-1:0] {p}_path;",
+                 f"  reg [31:0] {p}_ptr, {p}_x, {p}_draw;"]
+        if out:
+            decl += [f"  reg [{w - 1}:0] {p}_tdata;", f"  reg {p}_tvalid, {p}_tlast;",
+                     f"  wire {p}_tready;"]
+        else:
+            decl += [f"  wire [{w - 1}:0] {p}_tdata;", f"  wire {p}_tvalid, {p}_tlast;",
+                     f"  reg {p}_tready;"]
+        init += [f'    {p}_path = "{vectors[name]}";',
+                 f'    if ($value$plusargs("{name}=%s", {p}_path)) $display("tb: {name} '
+                 f'vectors from %0s", {p}_path);']
+        if n:
+            init.append(f"    $readmemh({p}_path, {p}_mem);")
+        for sig, (port, _, _) in bus.signals.items():
+            if sig in ("tdata", "tvalid", "tready", "tlast"):
+                conns.append(f".{port}({p}_{sig})")
+            elif out:
+                raise ValueError(f"{module}: the exported testbench does not drive {port}")
+        reset_src.append(f"      {p}_ptr = 0; {p}_x = 32'd{stream_seed(seed, name)};")
+        if out:
+            reset_src.append(f"      {p}_tvalid <= 1'b0; {p}_tlast <= 1'b0;")
+            last = f"{p}_mem[{p}_ptr][{d - 4}]" if has_last else "1'b0"
+            src += [f"      // {name} source",
+                    f"      {p}_draw = {p}_x; {p}_x = rf8hw_xs({p}_x);",
+                    f"      if ({p}_tvalid && {p}_tready) progress = 1;",
+                    f"      if (!{p}_tvalid || {p}_tready) begin",
+                    f"        if ({p}_ptr < {p.upper()}_N && {p}_draw >= 32'd{thr}) begin",
+                    f"          {p}_tvalid <= 1'b1; {p}_tlast <= {last};",
+                    f"          {p}_tdata <= {p}_mem[{p}_ptr][{w - 1}:0]; {p}_ptr = {p}_ptr + 1;",
+                    "        end else", f"          {p}_tvalid <= 1'b0;", "      end"]
+            drained.append(f"{p}_ptr == {p.upper()}_N && !{p}_tvalid")
+        else:
+            reset_src.append(f"      {p}_tready <= 1'b0;")
+            got_expr = f"{{{p}_tlast, {p}_tdata}}" if has_last else f"{p}_tdata"
+            exp_expr = (f"{{{p}_mem[{p}_ptr][{d - 4}], {p}_mem[{p}_ptr][{w - 1}:0]}}" if has_last
+                        else f"{p}_mem[{p}_ptr][{w - 1}:0]")
+            snk += [f"      // {name} sink: every beat against the expected one",
+                    f"      {p}_draw = {p}_x; {p}_x = rf8hw_xs({p}_x);",
+                    f"      if ({p}_tvalid && {p}_tready) begin",
+                    "        progress = 1;",
+                    f"        if ({p}_ptr >= {p.upper()}_N) begin",
+                    "          errors = errors + 1;",
+                    f'          if (errors <= 10) $display("MISMATCH {name} beat %0d: an extra '
+                    f'beat (tlast %b, tdata %h); {n} were expected", {p}_ptr, {p}_tlast, '
+                    f"{p}_tdata);",
+                    f"        end else if ({got_expr} !== {exp_expr}) begin",
+                    "          errors = errors + 1;",
+                    f'          if (errors <= 10) $display("MISMATCH {name} beat %0d: got tlast %b '
+                    f'tdata %h, expected tlast %b tdata %h", {p}_ptr, {p}_tlast, {p}_tdata, '
+                    f"{p}_mem[{p}_ptr][{d - 4}], {p}_mem[{p}_ptr][{w - 1}:0]);",
+                    "        end",
+                    "        checked = checked + 1;",
+                    f"        {p}_ptr = {p}_ptr + 1;",
+                    "      end",
+                    f"      {p}_tready <= {p}_ptr >= {p.upper()}_N || {p}_draw >= 32'd{thr};"]
+            drained.append(f"{p}_ptr >= {p.upper()}_N")
+            got.append(f"({p}_ptr < {p.upper()}_N ? {p.upper()}_N - {p}_ptr : 0)")
+    for name, _, width in itf.ports:
+        if name in itf.other + itf.interrupts:
+            decl.append(f"  wire [{width - 1}:0] out_{name};" if width > 1
+                        else f"  wire out_{name};")
+            conns.append(f".{name}(out_{name})")
+            if name.startswith("err_"):
+                flags.append(name)
+    check_flags = "".join(
+        f"        if (out_{f} !== 1'b0) begin\n          errors = errors + 1;\n"
+        f'          $display("MISMATCH {f} is %b at the end, expected 0", out_{f});\n'
+        "        end\n"
+        for f in flags)
+    body = f"""{header}module {tb_module(module)};
+  localparam IDLE_LIMIT = {EXPORT_IDLE_LIMIT};   // cycles without a handshake: FAIL (a hang)
+  localparam TAIL = {EXPORT_TAIL};          // cycles every ready stays high after the last beat
+  reg clk;
+  reg rst;                      // drives {itf.reset} (active {'low' if itf.reset_active_low else 'high'})
+  integer errors, checked, idle, tail, cycle, reset_left;
+  reg progress, done;
+  initial clk = 1'b0;
+  always #5 clk = ~clk;
+
+{_XS_FUNCTION}
+{chr(10).join(x for x in decl if x)}
+
+  {module} dut (
+    {(',' + chr(10) + '    ').join(conns)});
+
+  initial begin
+{chr(10).join(init)}
+    errors = 0; checked = 0; idle = 0; tail = 0; cycle = 0; done = 1'b0; reset_left = 4;
+    rst = {active};
+  end
+
+  always @(posedge clk) begin
+    progress = 0;
+    if (reset_left != 0) begin          // the reset is asserted at the first 4 rising edges
+      reset_left = reset_left - 1;
+      if (reset_left == 0) rst <= ~{active};
+    end
+    if (rst == {active}) begin
+{chr(10).join(reset_src)}
+    end else if (!done) begin
+      cycle = cycle + 1;
+{chr(10).join(src)}
+{chr(10).join(snk)}
+      idle = progress ? 0 : idle + 1;
+      if ({' && '.join(drained) or '1'}) tail = tail + 1;
+      if (tail > TAIL || idle > IDLE_LIMIT) begin
+        done = 1'b1;
+        if (idle > IDLE_LIMIT) begin
+          errors = errors + {' + '.join(got) or '0'};
+          $display("MISMATCH no handshake for %0d cycles (a hang) at cycle %0d", IDLE_LIMIT, cycle);
+        end
+{check_flags}        if (errors == 0) begin
+          $display("PASS: %0d beats equal the golden model ({module}, seed {seed}, %0d cycles)",
+                   checked, cycle);
+          $finish;
+        end else begin
+          $display("FAIL %0d mismatches (%0d beats checked, {module}, seed {seed})", errors, checked);
+`ifdef __ICARUS__
+          $finish_and_return(1);
+`elsif VERILATOR
+          $fatal(1, "FAIL");
+`elsif RF8HW_TB_SV
+          $fatal(1, "FAIL");
+`else
+          $finish;
+`endif
+        end
+      end
+    end
+  end
+endmodule
+"""
+    return body
