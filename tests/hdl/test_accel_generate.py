@@ -7,6 +7,7 @@ import pytest
 from rf8hw.arch import AccelConfig, ArrayConfig
 from rf8hw.cli import main
 from rf8hw.hdl.accel_generate import generate_accel
+from rf8hw.hdl.ippackage import ip_paths
 
 SMALL = AccelConfig(ArrayConfig(2, 3), max_m=4, max_k=6, out_bits=32)
 
@@ -16,7 +17,8 @@ def test_cli_writes_the_files_and_the_manifest_describes_them(tmp_path, capsys):
                  "--max-k", "6", "--out-bits", "32", "-o", str(tmp_path)]) == 0
     v = tmp_path / f"{SMALL.module_name}.v"
     j = tmp_path / f"{SMALL.module_name}.json"
-    assert capsys.readouterr().out.split() == [str(v), str(j)]
+    assert capsys.readouterr().out.split() == [str(v), str(j),
+                                               *map(str, ip_paths(tmp_path, SMALL.module_name))]
     manifest = json.loads(j.read_text())
     assert manifest["kind"] == "rf8hw-accelerator" and manifest["module"] == SMALL.module_name
     assert AccelConfig(array=ArrayConfig(**manifest["parameters"]["array"]),

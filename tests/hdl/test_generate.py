@@ -11,6 +11,7 @@ import pytest
 from rf8hw.arch import PE_KINDS, ArrayConfig
 from rf8hw.cli import main
 from rf8hw.hdl.generate import generate, regenerate_command, render, verilog_tool_versions
+from rf8hw.hdl.ippackage import ip_paths
 from rf8hw.hdl.manifest import Manifest
 from rf8hw.toolchain import tools
 
@@ -220,7 +221,8 @@ def test_cli_generate(tmp_path, capsys):
     assert main(["generate", "--rows", "2", "--cols", "3", "-o", str(out)]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(out / "rf8_pipe_array_2x3_a8_acc40_wrap.v"),
-                       str(out / "rf8_pipe_array_2x3_a8_acc40_wrap.json")]
+                       str(out / "rf8_pipe_array_2x3_a8_acc40_wrap.json"),
+                       *map(str, ip_paths(out, "rf8_pipe_array_2x3_a8_acc40_wrap"))]
     assert (out / "rf8_pipe_array_2x3_a8_acc40_wrap.v").read_text().splitlines()[2] == (
         "// Regenerate: rf8hw generate --rows 2 --cols 3 --act-bits 8 --acc-bits 40 "
         "--overflow wrap --pe rf8_pipe --reset aresetn -o OUT_DIR")
@@ -264,6 +266,11 @@ def _full_disk(monkeypatch, when):
         monkeypatch.setattr(Path, name, write)
 
 
+def _tree(folder):
+    """Relative path -> bytes of every file below ``folder`` (the IP files are in a subfolder)."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_a_full_disk_leaves_no_half_written_output(tmp_path, monkeypatch, capsys):
     """Issue 26: a full disk during generate gave a traceback and could leave a new .v beside an
     old .json (or an empty folder).  Both files are written as one unit: a failure leaves the old
@@ -273,16 +280,16 @@ def test_a_full_disk_leaves_no_half_written_output(tmp_path, monkeypatch, capsys
     cfg = ArrayConfig(2, 2)
     old = tmp_path / "old"
     v_old, j_old = generate(cfg, old)
-    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    before = _tree(old)
     _full_disk(monkeypatch, lambda p: p.name.startswith(".") and ".json." in p.name)   # the 2nd file
     with pytest.raises(OSError) as info:
         generate(ArrayConfig(2, 2, acc_bits=27, overflow="saturate"), old)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(
         old / "rf8_pipe_array_2x2_a8_acc27_saturate.v")
-    assert {p.name: p.read_bytes() for p in old.iterdir()} == before      # no temporary either
+    assert _tree(old) == before      # no temporary either
     with pytest.raises(OSError, match="the files there before are unchanged"):
         generate(cfg, old)                                                  # replacing its own
-    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert _tree(old) == before
 
     new = tmp_path / "new" / "sub"
     assert main(["generate", "--rows", "2", "--cols", "2", "-o", str(new)]) == 2
@@ -318,8 +325,10 @@ def test_cli_generate_another_pe_kind(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", "--rows", "2", "--cols", "3", "--pe", "int8", "-o", str(out)]) == 0
     name = "int8_array_2x3_a8_acc40_wrap"
-    assert capsys.readouterr().out.split() == [str(out / f"{name}.v"), str(out / f"{name}.json")]
-    assert sorted(p.name for p in out.iterdir()) == [f"{name}.json", f"{name}.v"]
+    assert capsys.readouterr().out.split() == [str(out / f"{name}.v"), str(out / f"{name}.json"),
+                                               *map(str, ip_paths(out, name))]
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.core", f"{name}.json", f"{name}.v",
+                                                     f"{name}_ip"]
     text = (out / f"{name}.v").read_text()
     head = text.splitlines()
     assert head[1].startswith("// INT8 weight-stationary systolic MAC array: 2 x 3 PEs")
@@ -441,7 +450,7 @@ def test_active_high_reset_variant_has_its_own_module_name_and_ports(tmp_path):
     v_default, _ = generate(default, tmp_path)
     v_path, j_path = generate(high, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{c.module_name}.{ext}" for c in (default, high) for ext in ("v", "json"))
+        f"{c.module_name}{ext}" for c in (default, high) for ext in (".v", ".json", ".core", "_ip"))
     manifest = json.loads(j_path.read_text())
     ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
     assert ports == verilog_ports(v_path.read_text(), high.module_name)
@@ -472,7 +481,9 @@ def test_generate_refuses_to_overwrite_an_edited_file(tmp_path):
                                          r"it was generated .*pass --force \(overwrite=True\)$"):
         generate(cfg, tmp_path)
     assert v_path.read_bytes() == edited and j_path.read_bytes() == manifest
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([v_path.name, j_path.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [v_path.name, j_path.name, *(p.relative_to(tmp_path).parts[0]
+                                     for p in ip_paths(tmp_path, cfg.module_name))])
     # a .v with no manifest next to it cannot be checked: refused as well
     j_path.unlink()
     with pytest.raises(ValueError, match=r"has no readable manifest .*\.json to check it against"):
