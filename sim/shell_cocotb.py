@@ -45,10 +45,10 @@ class AxiChecker:
     """
 
     def __init__(self, dut, data_bits: int, max_burst: int):
-        self.dut = dut
-        self.sig = {ch: (getattr(dut, f"m_axi_mem_{v}"), getattr(dut, f"m_axi_mem_{r}"),
-                         [getattr(dut, f"m_axi_mem_{p}") for p in pay])
-                    for ch, (v, r, pay) in CHANNELS.items()}
+        self.sig = None if dut is None else {
+            ch: (getattr(dut, f"m_axi_mem_{v}"), getattr(dut, f"m_axi_mem_{r}"),
+                 [getattr(dut, f"m_axi_mem_{p}") for p in pay]) for ch, (v, r, pay) in CHANNELS.items()}
+        self.in_reset = 0
         self.nb, self.max_burst = data_bits // 8, max_burst
         self.size = (self.nb - 1).bit_length()
         self.errors: list[str] = []
@@ -86,38 +86,48 @@ class AxiChecker:
         return beats
 
     async def run(self, clk, resetn):
-        cycle, in_reset = 0, 0
+        cycle = 0
         while True:
             await FallingEdge(clk)
             await ReadOnly()
             cycle += 1
-            self.counts["cycles"] += 1
-            if not resetn.value.is_resolvable or int(resetn.value) == 0:
-                in_reset += 1
-                if in_reset > 1:
-                    for ch in MASTER_DRIVEN:
-                        if int(self.sig[ch][0].value):
-                            self.error(cycle, f"{ch}valid high during reset")
-                self._clear()
-                continue
-            in_reset = 0
-            for ch, (valid, ready, pay) in self.sig.items():
-                v = int(valid.value)
-                if self.pending[ch] is not None:
-                    if not v:
-                        self.error(cycle, f"{ch}valid dropped before {ch}ready")
-                    elif [int(p.value) for p in pay] != self.pending[ch]:
-                        self.error(cycle, f"{ch} payload changed while valid and not ready")
+            in_reset = not resetn.value.is_resolvable or int(resetn.value) == 0
+            values = {}
+            for ch, (v, r, pay) in self.sig.items():
+                valid = _bit(v)
+                # a payload is read only while valid (it may be undefined otherwise)
+                values[ch] = (valid, _bit(r), [_int(p) for p in pay] if valid and not in_reset
+                              else None)
+            self.sample(cycle, in_reset, values)
+
+    def sample(self, cycle: int, in_reset: bool, values: dict) -> None:
+        """One clock: ``values[channel] = (valid, ready, payload list)`` in the order of
+        :data:`CHANNELS`."""
+        self.counts["cycles"] += 1
+        if in_reset:
+            self.in_reset += 1
+            if self.in_reset > 1:
+                for ch in MASTER_DRIVEN:
+                    if values[ch][0]:
+                        self.error(cycle, f"{ch}valid high during reset")
+            self._clear()
+            return
+        self.in_reset = 0
+        for ch, (v, ready, payload) in values.items():
+            if self.pending[ch] is not None:
                 if not v:
-                    self.pending[ch] = None
-                    continue
-                payload = [int(p.value) for p in pay]
-                if not int(ready.value):
-                    self.pending[ch] = payload
-                    continue
+                    self.error(cycle, f"{ch}valid dropped before {ch}ready")
+                elif payload != self.pending[ch]:
+                    self.error(cycle, f"{ch} payload changed while valid and not ready")
+            if not v:
                 self.pending[ch] = None
-                self.counts[ch] += 1
-                self._beat(ch, cycle, payload)
+                continue
+            if not ready:
+                self.pending[ch] = list(payload)
+                continue
+            self.pending[ch] = None
+            self.counts[ch] += 1
+            self._beat(ch, cycle, payload)
 
     def _beat(self, ch, cycle, pay):
         if ch == "ar":
@@ -164,6 +174,18 @@ class AxiChecker:
             self.error(-1, f"{len(self.aw_lens)} AW but {len(self.w_lens)} W bursts at the end")
 
 
+def _bit(sig) -> int:
+    """1 for a high signal; 0 for low or undefined (an undefined valid is reported as a
+    protocol error by :meth:`AxiChecker.sample` only when it matters: it reads as not valid)."""
+    v = sig.value
+    return int(v) if v.is_resolvable else 0
+
+
+def _int(sig) -> int:
+    v = sig.value
+    return int(v) if v.is_resolvable else -1      # -1: an undefined payload bit (never legal)
+
+
 def _pauser(rng, prob):
     while True:
         yield rng.random() < prob
@@ -207,42 +229,55 @@ async def shell(dut):
         await ClockCycles(clk, job["poll_cycles"])
 
     drv = ShellDriver(read32, write32)
-    rec = {"identify": await drv.identify(), "descriptors": []}
-    for d in job["descriptors"]:
+    rec = {"identify": await drv.identify(), "descriptors": [], "bad": [], "reset": None}
+
+    size = job["mem_size"]             # the memory model wraps addresses modulo its size
+
+    def place(d):
         for s in ("w", "a", "p"):
             if d["images"][s]:
-                ram.write(d["bases"][s], bytes.fromhex(d["images"][s]))
+                ram.write(d["bases"][s] % size, bytes.fromhex(d["images"][s]))
         out_bytes = d["n_out"] * job["out_beat_bytes"]
-        ram.write(d["bases"]["o"], b"\xa5" * (out_bytes + 64))
-        kw = dict(act_base=d["act_base"], load=d["load"], w_base=d["bases"]["w"],
-                  a_base=d["bases"]["a"], p_base=d["bases"]["p"], o_base=d["bases"]["o"])
-        entry = {}
-        if d.get("reset_after") is not None:     # start it, then reset mid-transfer
-            await drv.program(d["M"], d["K"], d["N"], **kw)
-            await drv.clear()
-            await drv.start()
-            await ClockCycles(clk, d["reset_after"])
-            await FallingEdge(clk)
-            entry["busy_at_reset"] = int((await drv.read("STATUS"))["busy"])
-            entry["rbeats_at_reset"] = (await drv.read("PERF_RBEATS"))["count"]
-            resetn.value = 0
-            await ClockCycles(clk, 3)
-            resetn.value = 1
-            await ClockCycles(clk, 2)
-            entry["status_after_reset"] = await drv.read("STATUS")
-            rec["descriptors"].append(entry)
+        ram.write(d["bases"]["o"] % size, b"\xa5" * (out_bytes + 64))
+        return out_bytes, dict(act_base=d["act_base"], load=d["load"], w_base=d["bases"]["w"],
+                               a_base=d["bases"]["a"], p_base=d["bases"]["p"],
+                               o_base=d["bases"]["o"])
+
+    for d in job["pre"]:
+        out_bytes, kw = place(d)
+        if d["kind"] == "bad":
+            res = await drv.run_gemm(d["M"], d["K"], d["N"], poll_delay=poll_delay, **kw)
+            res["untouched"] = set(ram.read(d["bases"]["o"] % size, out_bytes + 64)) == {0xA5}
+            rec["bad"].append(res)
             continue
+        # start it, then reset mid-transfer (master and memory together)
+        await drv.program(d["M"], d["K"], d["N"], **kw)
+        await drv.clear()
+        await drv.start()
+        # wait until reset_after read beats went by and a read burst is half done
+        while not (checker.counts["r"] >= d["reset_after"] and checker.r_beat > 0):
+            await FallingEdge(clk)
+        entry = {"r_beats_at_reset": checker.counts["r"], "r_burst_beat": checker.r_beat,
+                 "reads_outstanding": len(checker.ar_lens)}
+        resetn.value = 0
+        await ClockCycles(clk, 3)
+        await FallingEdge(clk)
+        resetn.value = 1
+        await ClockCycles(clk, 2)
+        entry["status_after_reset"] = await drv.read("STATUS")
+        entry["gemm_m_after_reset"] = (await drv.read("GEMM_M"))["m"]
+        rec["reset"] = entry
+    for d in job["descriptors"]:
+        out_bytes, kw = place(d)
         res = await drv.run_gemm(d["M"], d["K"], d["N"], poll_delay=poll_delay,
-                                 irq=bool(d.get("irq")), **kw)
-        entry.update(res)
-        entry["irq"] = int(dut.irq.value)
-        if d.get("irq"):
+                                 irq=bool(d["irq"]), **kw)
+        res["irq"] = int(dut.irq.value)
+        if d["irq"]:
             await drv.write("STATUS", done=1)
-            await RisingEdge(clk)
-            await RisingEdge(clk)
-            entry["irq_after_clear"] = int(dut.irq.value)
-        entry["out"] = ram.read(d["bases"]["o"], out_bytes + 64).hex()
-        rec["descriptors"].append(entry)
+            await ClockCycles(clk, 2)
+            res["irq_after_clear"] = int(dut.irq.value)
+        res["out"] = ram.read(d["bases"]["o"] % size, out_bytes + 64).hex()
+        rec["descriptors"].append(res)
     await ClockCycles(clk, 10)
     checker.finish()
     rec["protocol_errors"] = checker.errors

@@ -73,18 +73,21 @@ def build_shell(shell, simulator: str, work_dir) -> Path:
 
 def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilator", work_dir,
                     seed: int = 0, p_stall: float = 0.0, data_bits: int = 64,
-                    max_burst: int = 16, reset_after: dict | None = None,
+                    max_burst: int = 16, reset_after: int | None = None,
                     bad: list | None = None, irq_at: int | None = None,
                     poll_cycles: int = 16, mem_size: int = 1 << 24) -> dict:
     """Run ``descriptors`` (:class:`rf8hw.sim.shell_stimulus.ShellDescriptor`) through the shell.
 
     ``p_stall``: probability that each AXI channel of the memory model pauses in a cycle
-    (cocotbext-axi pause generators on AR, R, AW, W and B).  ``reset_after``: ``{index:
-    cycles}``: descriptor ``index`` is started and ``aresetn`` pulled low ``cycles`` cycles later
-    (it has no results).  ``bad``: extra register values per descriptor index (e.g. an unaligned
-    base) that make it a descriptor the hardware must refuse.  ``irq_at``: the descriptor run with
-    ``CTRL.irq_en``.  Returns the test's record with ``results`` per descriptor (int64 ``[n_out,
-    cols]`` or None) and ``tail_intact`` (the bytes after each result image untouched).
+    (cocotbext-axi pause generators on AR, R, AW, W and B).  Before the descriptors: ``bad``, a
+    list of overrides of descriptor 0's values (e.g. ``{"M": 0}``, an unaligned base) that make
+    descriptors the hardware must refuse (the record's ``bad``: each one's errors and whether its
+    result image stayed untouched); then, with ``reset_after``, the descriptor with the largest
+    images is started and ``aresetn`` pulled low once ``reset_after`` read beats went by, in the
+    middle of a read burst (the record's ``reset``).  ``irq_at``: the
+    descriptor run with ``CTRL.irq_en``.  Returns the test's record with ``results`` per
+    descriptor (int64 ``[n_out, cols]``) and ``tail_intact`` (the 64 bytes after each result
+    image untouched).
     """
     import numpy as np
 
@@ -94,20 +97,19 @@ def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilat
     shell = RF8AccelShell(acfg, data_bits=data_bits, max_burst=max_burst)
     lay = shell.layout
     build_dir = build_shell(shell, simulator, work_dir)
-    reset_after, bad = reset_after or {}, bad or {}
     job_file = Path(work_dir).absolute() / f"shell-job-{seed}.json"
     job_file.with_suffix(".result.json").unlink(missing_ok=True)
-    descs = []
-    for i, d in enumerate(descriptors):
-        entry = {"M": d.M, "K": d.K, "N": d.N, "act_base": d.act_base, "load": d.load,
-                 "bases": dict(d.bases), "images": {s: v.hex() for s, v in d.images.items()},
-                 "n_out": d.n_out, "reset_after": reset_after.get(i), "irq": i == irq_at}
-        entry.update(bad.get(i, {}))
-        descs.append(entry)
+    descs = [{"M": d.M, "K": d.K, "N": d.N, "act_base": d.act_base, "load": d.load,
+              "bases": dict(d.bases), "images": {s: v.hex() for s, v in d.images.items()},
+              "n_out": d.n_out, "irq": i == irq_at} for i, d in enumerate(descriptors)]
+    pre = [{**descs[0], **over, "kind": "bad"} for over in (bad or [])]
+    if reset_after is not None:          # the descriptor with the most to read
+        big = max(descs, key=lambda e: sum(len(v) for v in e["images"].values()))
+        pre.append({**big, "kind": "reset", "reset_after": int(reset_after)})
     job_file.write_text(json.dumps({
         "seed": seed, "p_stall": p_stall, "data_bits": data_bits, "max_burst": max_burst,
         "mem_size": mem_size, "poll_cycles": poll_cycles, "out_beat_bytes": lay.beat_bytes("o"),
-        "descriptors": descs}))
+        "pre": pre, "descriptors": descs}))
     request = {"simulator": simulator, "host_pid": os.getpid(),
                "test_module": "rf8hw.sim.shell_cocotb", "hdl_toplevel": shell.module_name,
                "build_dir": str(build_dir), "test_dir": str(job_file.parent),
@@ -131,15 +133,9 @@ def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilat
     rec = json.loads(result.read_text())
     cols, ob = acfg.array.cols, acfg.out_bits
     size = lay.beat_bytes("o")
-    rec["results"], rec["tail_intact"], rec["untouched"] = [], [], []
+    rec["results"], rec["tail_intact"] = [], []
     for d, got in zip(descriptors, rec["descriptors"]):
-        if "out" not in got:
-            rec["results"].append(None)
-            rec["tail_intact"].append(None)
-            rec["untouched"].append(None)
-            continue
         data = bytes.fromhex(got["out"])
-        rec["untouched"].append(set(data) == {0xA5})
         beats = unpack_image(data, d.n_out, lay.words["o"], data_bits)
         rec["results"].append(np.array([unpack_row(b, ob, cols) for b in beats],
                                        dtype=np.int64).reshape(-1, cols))

@@ -19,10 +19,18 @@ __all__ = ["ShellDescriptor", "shell_layout", "shell_descriptor", "random_descri
 
 
 def shell_layout(acfg: AccelConfig, data_bits: int = 64) -> ShellLayout:
-    """The image layout of the shell around ``acfg`` (from the accelerator's port widths)."""
-    from rf8hw.hdl.accel_axi import RF8AccelAxiTop
+    """The image layout of the shell around ``acfg``: the accelerator's stream widths
+    (``docs/accelerator.md``, "Ports") in ``data_bits`` data beats.  The shell takes its own from
+    its ports (:meth:`ShellLayout.of`); a co-simulation with a different one fails."""
+    from rf8hw.hdl import registry
+    from rf8hw.hdl.accel_axi import param_lane_bits
+    from rf8hw.hdl.axi import lane_bits
 
-    return ShellLayout.of(RF8AccelAxiTop(acfg), data_bits)
+    a = acfg.array
+    return ShellLayout.from_bits({"w": registry.pe_class(a.pe).weight_bits * a.cols,
+                                  "a": lane_bits(a.act_bits) * a.rows,
+                                  "p": param_lane_bits(a.acc_bits) * a.cols,
+                                  "o": acfg.out_bits * a.cols}, data_bits)
 
 
 @dataclass
@@ -55,7 +63,9 @@ def random_descriptors(rng: np.random.Generator, acfg: AccelConfig, layout: Shel
                        n: int, *, region: int = 1 << 16) -> list[ShellDescriptor]:
     """``n`` random ragged GEMMs (a ``load = 0`` one reuses the last loaded activations: same M,
     K, buffer offset 0), each image at a random data-beat-aligned address of its own
-    ``region``-byte window, so bursts meet 4 KB boundaries."""
+    ``region``-byte window, starting less than the image (at most 64 data beats) before a 4 KB
+    boundary, so every image of two or more data beats crosses a page end (where the shell must
+    cut its bursts)."""
     from rf8hw.format import postproc
 
     cfg = acfg.array
@@ -72,9 +82,14 @@ def random_descriptors(rng: np.random.Generator, acfg: AccelConfig, layout: Shel
         job = accel_job(acfg, a0, codes, bias, mult, shift, load=load)
         golden = postproc.gemm(a0, codes, bias, mult, shift, act_bits=cfg.act_bits,
                                acc_bits=cfg.acc_bits, out_bits=acfg.out_bits)
-        bases = {}
+        d = shell_descriptor(job, golden, layout, {})
+        sizes = {**{s: len(v) for s, v in d.images.items()}, "o": d.n_out * layout.beat_bytes("o")}
+        if max(sizes.values()) + 4096 > region:
+            raise ValueError(f"an image of {max(sizes.values())} bytes does not fit the region of "
+                             f"{region} bytes: pass a larger region")
         for j, s in enumerate(("w", "a", "p", "o")):
             window = (4 * i + j + 1) * region
-            bases[s] = window + int(rng.integers(0, region // 2 // nb)) * nb
-        out.append(shell_descriptor(job, golden, layout, bases))
+            beats = max(2, min(64, sizes[s] // nb))
+            d.bases[s] = window + 4096 - int(rng.integers(1, beats)) * nb
+        out.append(d)
     return out
