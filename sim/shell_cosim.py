@@ -97,7 +97,7 @@ def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilat
     shell = RF8AccelShell(acfg, data_bits=data_bits, max_burst=max_burst)
     lay = shell.layout
     build_dir = build_shell(shell, simulator, work_dir)
-    job_file = Path(work_dir).absolute() / f"shell-job-{seed}.json"
+    job_file = Path(work_dir).absolute() / f"shell-job-{shell.module_name}-{seed}.json"
     job_file.with_suffix(".result.json").unlink(missing_ok=True)
     descs = [{"M": d.M, "K": d.K, "N": d.N, "act_base": d.act_base, "load": d.load,
               "bases": dict(d.bases), "images": {s: v.hex() for s, v in d.images.items()},

@@ -76,6 +76,8 @@ class RF8AccelShell(wiring.Component):
         self.layout = ShellLayout.of(self.accel, data_bits)
         self.rmap = regmap()
         self.module_name = shell_module_name(acfg, data_bits, addr_bits, max_burst)
+        # clock and reset as rf8hw.hdl.wrapper.SynthWrapper (and the array's tops) name them
+        self.clock_port, self.reset_port, self.reset_active_low = "aclk", "aresetn", True
         ab, db = self.addr_bits, data_bits
         ports = {"aclk": In(1), "aresetn": In(1, init=1)}
         cb = self.rmap.addr_bits
@@ -111,6 +113,7 @@ class RF8AccelShell(wiring.Component):
         sh = (nb - 1).bit_length()               # log2 of the bytes per data beat
         depth = 2 * self.max_burst
         acc = self.accel
+        out_w = lay.words["o"]
         m.submodules.accel = acc
         m.d.comb += [acc.aclk.eq(self.aclk) if acc.clock_port == "aclk"
                      else getattr(acc, acc.clock_port).eq(self.aclk),
@@ -141,21 +144,24 @@ class RF8AccelShell(wiring.Component):
         # ---- descriptor, check and size loops -------------------------------------------------
         M, K, N = Signal(16), Signal(16), Signal(16)
         act_base, load = Signal(16), Signal()
-        bases = {s: Signal(64, name=f"{s}_base") for s in ("w", "a", "p", "o")}
+        addr_bad = Signal()                           # a base address unaligned or too wide
         kr, nc = Signal(17), Signal(17)               # K and N rounded up, as counted so far
-        arows = Signal(32)                            # M * kt
-        wtile = Signal(32)                            # data beats of one N tile's weights
-        tot = {s: Signal(32, name=f"{s}_total") for s in ("w", "p", "o")}
+        # counter widths from the largest descriptor the configuration accepts
+        kt_max, nt_max = -(-acfg.max_k // R), -(-0xFFFF // C)
+        limit = {"w": kt_max * R * lay.words["w"] * nt_max, "a": acfg.max_m * kt_max * lay.words["a"],
+                 "p": nt_max * lay.words["p"], "o": acfg.max_m * nt_max * out_w}
+        arows = Signal(range(acfg.max_m * kt_max + 1))            # M * kt
+        wtile = Signal(range(kt_max * R * lay.words["w"] + 1))    # data beats of one N tile's weights
+        tot = {s: Signal(range(limit[s] + 1), name=f"{s}_total") for s in ("w", "p", "o")}
         busy, finish, bad = Signal(), Signal(), Signal()
         wrow = Signal(range(max(R, 2)))               # weight row within its tile (tlast)
 
         # ---- read streams -----------------------------------------------------------------------
         streams = {}
         for s in STREAMS:
-            st = streams[s] = _Stream(s, lay.words[s], lay.bits[s], depth, ab, db)
+            st = streams[s] = _Stream(s, lay.words[s], lay.bits[s], depth, ab, db, limit[s])
             m.submodules[f"{s}_fifo"] = st.fifo
-        out_w = lay.words["o"]
-        o_addr, o_left = Signal(ab), Signal(32)
+        o_addr, o_left = Signal(ab), Signal(range(limit["o"] + 1))
         err_rresp, err_bresp = Signal(), Signal()
         writes_done = Signal()
 
@@ -168,19 +174,19 @@ class RF8AccelShell(wiring.Component):
                                  load.eq(hw["GEMM_ACT"]["load"].q),
                                  kr.eq(0), nc.eq(0), arows.eq(0), wtile.eq(0),
                                  *(t.eq(0) for t in tot.values()), wrow.eq(0)]
-                    for s in bases:
+                    wrong_addr = []
+                    for s in ("w", "a", "p", "o"):
                         u = s.upper()
-                        m.d.sync += bases[s].eq(Cat(hw[f"{u}_BASE_LO"]["addr"].q,
-                                                    hw[f"{u}_BASE_HI"]["addr"].q))
+                        base = Cat(hw[f"{u}_BASE_LO"]["addr"].q, hw[f"{u}_BASE_HI"]["addr"].q)
+                        wrong_addr.append((base[:sh] != 0) | ((base[ab:] != 0) if ab < 64 else 0))
+                        m.d.sync += (o_addr if s == "o" else streams[s].addr).eq(base[:ab])
+                    m.d.sync += addr_bad.eq(Cat(*wrong_addr).any())
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += busy.eq(1)
                 wrong = Signal()
                 m.d.comb += wrong.eq((M == 0) | (M > acfg.max_m) | (K == 0) | (K > acfg.max_k)
-                                     | (N == 0))
-                for b in bases.values():
-                    with m.If((b[:sh] != 0) | ((b[ab:] != 0) if ab < 64 else Const(0))):
-                        m.d.comb += wrong.eq(1)
+                                     | (N == 0) | addr_bad)
                 with m.If(wrong):
                     m.d.comb += [bad.eq(1), finish.eq(1)]
                     m.next = "IDLE"
@@ -208,9 +214,7 @@ class RF8AccelShell(wiring.Component):
                 m.d.comb += busy.eq(1)
                 m.d.sync += [streams["w"].left.eq(tot["w"]), streams["p"].left.eq(tot["p"]),
                              streams["a"].left.eq(Mux(load, arows * lay.words["a"], 0)),
-                             o_left.eq(tot["o"]), o_addr.eq(bases["o"][:ab])]
-                for s in STREAMS:
-                    m.d.sync += streams[s].addr.eq(bases[s][:ab])
+                             o_left.eq(tot["o"])]
                 m.next = "CMD"
             with m.State("CMD"):
                 m.d.comb += [busy.eq(1), acc.s_axis_cmd_tvalid.eq(1)]
@@ -415,11 +419,11 @@ def register_files(name: str, command: str) -> dict:
 
 
 class _Stream:
-    def __init__(self, name, words, bits, depth, addr_bits, data_bits):
+    def __init__(self, name, words, bits, depth, addr_bits, data_bits, limit):
         self.name, self.words, self.bits = name, words, bits
         self.fifo = SyncFIFOBuffered(width=data_bits, depth=depth)
         self.addr = Signal(addr_bits, name=f"{name}_addr")
-        self.left = Signal(32, name=f"{name}_left")                         # beats not requested
+        self.left = Signal(range(limit + 1), name=f"{name}_left")            # beats not requested
         self.committed = Signal(range(depth + 1), name=f"{name}_committed")  # FIFO + in flight
         self.count = Signal(range(max(words, 2)), name=f"{name}_gear")      # words held
         self.hold = Signal(max(words - 1, 1) * data_bits, name=f"{name}_hold")

@@ -346,3 +346,21 @@ def test_docs_register_map_is_the_generated_one():
     begin, end = "<!-- BEGIN GENERATED REGISTER MAP -->\n", "<!-- END GENERATED REGISTER MAP -->"
     assert begin in text and end in text
     assert text[text.index(begin) + len(begin):text.index(end)] == markdown()
+
+
+@pytest.mark.slow
+def test_shell_verilog_lints_and_reads_as_verilog_2005(tmp_path):
+    """``verilator --lint-only -Wall`` (with the generated file's waivers) and ``iverilog -g2005``
+    accept the shell's Verilog."""
+    from rf8hw.arch import AccelConfig, ArrayConfig
+    from rf8hw.hdl.accel_generate import generate_accel
+    from rf8hw.toolchain.tools import lint_verilator
+
+    v, j = generate_accel(AccelConfig(ArrayConfig(2, 3), max_m=3, max_k=5), tmp_path,
+                          shell={"data_bits": 32, "max_burst": 4})
+    result = lint_verilator(v, v.stem)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if shutil.which("iverilog"):
+        done = subprocess.run(["iverilog", "-g2005", "-o", str(tmp_path / "a.out"), str(v)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
