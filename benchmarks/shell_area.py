@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
               "shell_ff": shell["ff"] - accel["ff"], "shell_bram": shell["bram"] - accel["bram"],
               "shell_lutram": shell["lutram"] - accel["lutram"],
               "goal": "shell <= 15 % of the accelerator's LUT4 sites", "met": share <= 0.15,
-              "seconds": round(time.monotonic() - t0, 1)}
+              "seconds": round(time.monotonic() - t0, 1),
+              "load_average": [round(x, 2) for x in os.getloadavg()]}
     write_atomic(Path(args.out), json.dumps(result, indent=1) + "\n")
     print(f"shell: {added} LUT4 sites = {100 * share:.1f} % of the accelerator's "
           f"{accel['lut4_sites']} (goal <= 15 %: {'met' if result['met'] else 'missed'})")

@@ -1,6 +1,6 @@
 """The cocotb test module of the shell co-simulation (``rf8hw.sim.shell_cosim``): cocotbext-axi's
 ``AxiRam`` on ``m_axi_mem_*`` and ``AxiLiteMaster`` on ``s_axi_ctrl_*``, the Python driver
-(:class:`rf8hw.driver.ShellDriver`) programming each descriptor as a CPU would, and an
+(:class:`rf8hw.hdl.shell_driver.ShellDriver`) programming each descriptor as a CPU would, and an
 independent AXI protocol checker (:class:`AxiChecker`) on every transaction.
 
 The plusarg ``+rf8hw_shell_job=<file>`` names the job (JSON, written by
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 CHANNELS = {   # channel -> (valid, ready, payload signals) as suffixes of m_axi_mem_
     "ar": ("arvalid", "arready", ("arid", "araddr", "arlen", "arsize", "arburst", "arlock",
@@ -195,7 +195,7 @@ def _pauser(rng, prob):
 async def shell(dut):
     from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-    from rf8hw.driver import ShellDriver
+    from rf8hw.hdl.shell_driver import ShellDriver
 
     path = Path(cocotb.plusargs["rf8hw_shell_job"]).absolute()
     job = json.loads(path.read_text())

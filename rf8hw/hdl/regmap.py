@@ -3,7 +3,7 @@
 :func:`compile_rdl` runs ``systemrdl-compiler`` on the file; :func:`regmap` walks the compiled tree
 into plain data (:class:`RegMap` of :class:`Register` of :class:`Field`, each field with its access
 kind), which the RTL register block (:mod:`rf8hw.hdl.regmap_rtl`) and the Python driver
-(:mod:`rf8hw.driver`) use; :func:`markdown` and :func:`c_header` run the PeakRDL exporters on the
+(:mod:`rf8hw.hdl.shell_driver`) use; :func:`markdown` and :func:`c_header` run the PeakRDL exporters on the
 same compiled model.  No register is listed anywhere else.  Standard library and
 ``systemrdl-compiler`` only (no Amaranth: the driver imports this module).
 """

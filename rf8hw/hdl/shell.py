@@ -24,7 +24,7 @@ slaves to be reset together).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, ClockDomain, Const, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -105,8 +105,15 @@ class RF8AccelShell(wiring.Component):
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = cd = ClockDomain("sync", local=True)
+        # a local domain of its own (an enclosing design may have a "sync" of its own), into
+        # which the logic's "sync" is renamed
+        m.domains.shell = cd = ClockDomain("shell", local=True)
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.logic = DomainRenamer("shell")(self._logic())
+        return m
+
+    def _logic(self):
+        m = Module()
         acfg, cfg, lay = self.acfg, self.acfg.array, self.layout
         R, C = cfg.rows, cfg.cols
         db, ab, nb = self.data_bits, self.addr_bits, self.data_bits // 8

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rf8hw.driver import MAGIC, ShellDriver, ShellError
 from rf8hw.hdl.regmap import ACCESS_KINDS, c_header, markdown, regmap
+from rf8hw.hdl.shell_driver import MAGIC, ShellDriver, ShellError
 from rf8hw.hdl.shell_images import ShellLayout, image_bytes, pack_image, unpack_image
 
 ROOT = Path(__file__).resolve().parents[2]
