@@ -122,8 +122,7 @@ class RF8AccelShell(wiring.Component):
         acc = self.accel
         out_w = lay.words["o"]
         m.submodules.accel = acc
-        m.d.comb += [acc.aclk.eq(self.aclk) if acc.clock_port == "aclk"
-                     else getattr(acc, acc.clock_port).eq(self.aclk),
+        m.d.comb += [getattr(acc, acc.clock_port).eq(self.aclk),
                      getattr(acc, acc.reset_port).eq(
                          self.aresetn if acc.reset_active_low else ~self.aresetn)]
 

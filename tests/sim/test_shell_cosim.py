@@ -13,19 +13,20 @@ from rf8hw.sim.build import require_simulator
 from rf8hw.sim.shell_cosim import run_shell_cosim
 from rf8hw.sim.shell_stimulus import random_descriptors, shell_layout
 
-CASES = {   # id -> simulator, out_bits, data_bits, max_burst, memory stall probability, seed
-    "icarus-int8-d64-b16": ("icarus", 8, 64, 16, 0.3, 11),
-    "icarus-int32-d32-b4": ("icarus", 32, 32, 4, 0.2, 12),
-    "verilator-int32-d64-b16": ("verilator", 32, 64, 16, 0.25, 13),
+CASES = {   # id -> simulator, out_bits, data_bits, max_burst, memory stall probability, seed,
+            # the accelerator's own reset port (the shell always has aresetn)
+    "icarus-int8-d64-b16": ("icarus", 8, 64, 16, 0.3, 11, "aresetn"),
+    "icarus-int32-d32-b4-core_rst": ("icarus", 32, 32, 4, 0.2, 12, "rst"),
+    "verilator-int32-d64-b16": ("verilator", 32, 64, 16, 0.25, 13, "aresetn"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_shell_cosim(case, cosim_cache):
-    simulator, out_bits, data_bits, max_burst, p_stall, seed = CASES[case]
+    simulator, out_bits, data_bits, max_burst, p_stall, seed, core_reset = CASES[case]
     require_simulator(simulator)
-    acfg = AccelConfig(ArrayConfig(3, 4), max_m=9, max_k=20, out_bits=out_bits)
+    acfg = AccelConfig(ArrayConfig(3, 4, reset=core_reset), max_m=9, max_k=20, out_bits=out_bits)
     lay = shell_layout(acfg, data_bits)
     nb = data_bits // 8
     ds = random_descriptors(np.random.default_rng(seed), acfg, lay, 7)
