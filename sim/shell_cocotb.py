@@ -229,7 +229,8 @@ async def shell(dut):
         await ClockCycles(clk, job["poll_cycles"])
 
     drv = ShellDriver(read32, write32)
-    rec = {"identify": await drv.identify(), "descriptors": [], "bad": [], "reset": None}
+    rec = {"identify": await drv.identify(), "descriptors": [], "bad": [], "faults": [],
+           "reset": None}
 
     size = job["mem_size"]             # the memory model wraps addresses modulo its size
 
@@ -243,8 +244,31 @@ async def shell(dut):
                                a_base=d["bases"]["a"], p_base=d["bases"]["p"],
                                o_base=d["bases"]["o"])
 
+    # fault injection: a data beat of memory whose read (write) the model answers with SLVERR
+    # (cocotbext-axi answers SLVERR when its memory access raises)
+    faulty = {"r": set(), "w": set()}
+    plain_read, plain_write = ram.read_if.read, ram.write_if.write
+
+    def read_or_fail(address, length):
+        if address in faulty["r"]:
+            raise OSError(f"injected read error at {address:#x}")
+        return plain_read(address, length)
+
+    def write_or_fail(address, data):
+        if address in faulty["w"]:
+            raise OSError(f"injected write error at {address:#x}")
+        return plain_write(address, data)
+
+    ram.read_if.read, ram.write_if.write = read_or_fail, write_or_fail
     for d in job["pre"]:
         out_bytes, kw = place(d)
+        if d["kind"] == "fault":
+            where = d["bases"]["p" if d["fault"] == "r" else "o"] % size
+            faulty[d["fault"]].add(where)
+            res = await drv.run_gemm(d["M"], d["K"], d["N"], poll_delay=poll_delay, **kw)
+            faulty[d["fault"]].clear()
+            rec["faults"].append(res)
+            continue
         if d["kind"] == "bad":
             res = await drv.run_gemm(d["M"], d["K"], d["N"], poll_delay=poll_delay, **kw)
             res["untouched"] = set(ram.read(d["bases"]["o"] % size, out_bytes + 64)) == {0xA5}

@@ -78,7 +78,7 @@ def build_shell(shell, simulator: str, work_dir) -> Path:
 def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilator", work_dir,
                     seed: int = 0, p_stall: float = 0.0, data_bits: int = 64,
                     max_burst: int = 16, reset_after: int | None = None,
-                    bad: list | None = None, irq_at: int | None = None,
+                    bad: list | None = None, faults: tuple = (), irq_at: int | None = None,
                     poll_cycles: int = 16, mem_size: int = 1 << 24) -> dict:
     """Run ``descriptors`` (:class:`rf8hw.sim.shell_stimulus.ShellDescriptor`) through the shell.
 
@@ -86,12 +86,14 @@ def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilat
     (cocotbext-axi pause generators on AR, R, AW, W and B).  Before the descriptors: ``bad``, a
     list of overrides of descriptor 0's values (e.g. ``{"M": 0}``, an unaligned base) that make
     descriptors the hardware must refuse (the record's ``bad``: each one's errors and whether its
-    result image stayed untouched); then, with ``reset_after``, the descriptor with the largest
-    images is started and ``aresetn`` pulled low once ``reset_after`` read beats went by, in the
-    middle of a read burst (the record's ``reset``).  ``irq_at``: the
-    descriptor run with ``CTRL.irq_en``.  Returns the test's record with ``results`` per
-    descriptor (int64 ``[n_out, cols]``) and ``tail_intact`` (the 64 bytes after each result
-    image untouched).
+    result image stayed untouched); then descriptor 0 once per entry of ``faults`` (``"r"``: the
+    first data beat of its parameter image reads with SLVERR; ``"w"``: the first of its result
+    image writes with SLVERR; the record's ``faults``: what the driver saw); then, with
+    ``reset_after``, the descriptor with the largest images is started and ``aresetn`` pulled
+    low once ``reset_after`` read beats went by, in the middle of a read burst (the record's
+    ``reset``).  ``irq_at``: the descriptor run with ``CTRL.irq_en``.  Returns the test's record
+    with ``results`` per descriptor (int64 ``[n_out, cols]``) and ``tail_intact`` (the 64 bytes
+    after each result image untouched).
     """
     import numpy as np
 
@@ -107,6 +109,7 @@ def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilat
               "bases": dict(d.bases), "images": {s: v.hex() for s, v in d.images.items()},
               "n_out": d.n_out, "irq": i == irq_at} for i, d in enumerate(descriptors)]
     pre = [{**descs[0], **over, "kind": "bad"} for over in (bad or [])]
+    pre += [{**descs[0], "kind": "fault", "fault": f} for f in faults]
     if reset_after is not None:          # the descriptor with the most to read
         big = max(descs, key=lambda e: sum(len(v) for v in e["images"].values()))
         pre.append({**big, "kind": "reset", "reset_after": int(reset_after)})

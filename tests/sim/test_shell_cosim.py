@@ -36,7 +36,7 @@ def test_shell_cosim(case, cosim_cache):
            {"bases": {**d0, "p": d0["p"] + 1}}, {"bases": {**d0, "o": d0["o"] + (1 << 32)}}]
     rec = run_shell_cosim(acfg, ds, simulator=simulator, work_dir=cosim_cache, seed=seed,
                           p_stall=p_stall, data_bits=data_bits, max_burst=max_burst,
-                          reset_after=12, bad=bad, irq_at=2)
+                          reset_after=12, bad=bad, faults=("r", "w"), irq_at=2)
     # the hardware is the one asked for
     ident = rec["identify"]
     assert (ident["rows"], ident["cols"], ident["out_bits"], ident["data_bits"],
@@ -59,6 +59,9 @@ def test_shell_cosim(case, cosim_cache):
     # refused descriptors: ERROR.desc, nothing read or written
     assert [b["errors"] for b in rec["bad"]] == [["desc"]] * len(bad)
     assert all(b["untouched"] and b["perf"]["rbeats"] == 0 for b in rec["bad"])
+    # a read or write answered with SLVERR sets its flag; the descriptor still ends (done)
+    assert [f["errors"] for f in rec["faults"]] == [["rresp"], ["bresp"]]
+    assert all(f["perf"]["wbeats"] == ds[0].n_out * lay.words["o"] for f in rec["faults"])
     # the reset hit a read burst in flight; afterwards the block is idle, registers at reset values
     r = rec["reset"]
     assert r["r_burst_beat"] > 0 and r["reads_outstanding"] >= 1
