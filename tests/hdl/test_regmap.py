@@ -327,11 +327,18 @@ def test_generate_shell_files(tmp_path):
     assert "Regenerate: rf8hw generate --accel --shell" in v.read_text().splitlines()[3]
 
 
-def test_generate_cli_refusals(tmp_path):
+def test_generate_cli(tmp_path, capsys):
     from rf8hw.cli import main
 
     assert main(["generate", "--rows", "2", "--cols", "2", "--max-burst", "8",
                  "-o", str(tmp_path)]) == 2
+    assert "--max-burst sets a parameter of the shell: add --shell" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    assert main(["generate", "--shell", "--rows", "2", "--cols", "2", "--max-m", "4", "--max-k",
+                 "8", "--max-burst", "8", "-o", str(tmp_path)]) == 0
+    stem = "rf8_pipe_accel_2x2_a8_acc40_m4_k8_o8_shell_d64_a32_b8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{x}" for x in (".v", ".json", "_regs.md", "_regs.h"))
     with pytest.raises(ValueError, match="data_bits must be one of 32, 64, 128, 256, 512, not 48"):
         from rf8hw.arch import AccelConfig, ArrayConfig
         from rf8hw.hdl.shell import RF8AccelShell
