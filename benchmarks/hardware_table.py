@@ -45,13 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rf8hw.accel import synth  # noqa: E402
-from rf8hw.accel.synth_cache import SYNTH_FLOW_FILES  # noqa: E402
 from rf8hw.arch import (  # noqa: E402
     MAX_DIM,
     PE_KINDS,
     ArrayConfig,
 )
-from rf8hw.toolchain import cache  # noqa: E402
 
 DOCS = ROOT / "docs"
 JSON_PATH = DOCS / "hardware_table.json"
@@ -84,15 +82,18 @@ def store(db: dict, section: str, k: str, entry: dict) -> None:
 
 
 def save(db: dict) -> None:
-    """Write the JSON, the Markdown tables (also spliced into docs/hardware.md) and the plot."""
-    JSON_PATH.write_text(json.dumps(db, indent=1, sort_keys=True) + "\n")
+    """Write the JSON, the Markdown tables (also spliced into docs/hardware.md) and the plot, each
+    file under a temporary name then renamed (a killed run leaves the old file or the new one)."""
+    from rf8hw.files import write_atomic
+
+    write_atomic(JSON_PATH, json.dumps(db, indent=1, sort_keys=True) + "\n")
     text = markdown(db)
-    MD_PATH.write_text(text)
+    write_atomic(MD_PATH, text)
     doc = DOCS / "hardware.md"
     if doc.is_file() and BEGIN in doc.read_text():
         head, rest = doc.read_text().split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
-        doc.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        write_atomic(doc, f"{head}{BEGIN}\n{text}\n{END}{tail}")
     plot(db)
 
 
@@ -166,7 +167,6 @@ def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
     return entry
 
 
-ACCEL_FLOW_FILES = (*SYNTH_FLOW_FILES, "accel/accel_synth.py")
 
 
 def run_accel(db, device, pe, size, max_m, max_k, seed, force=False, place=False) -> dict:
@@ -178,10 +178,10 @@ def run_accel(db, device, pe, size, max_m, max_k, seed, force=False, place=False
     acfg = AccelConfig(ArrayConfig(size, size, pe=pe), max_m=max_m, max_k=max_k)
     seed = seed if place else None
     k = f"{device}|{pe}|{size}x{size}|m{max_m}|k{max_k}|o{acfg.out_bits}|s{seed}"
-    current = _accel_key(acfg.as_dict(), device, seed)
+    current = _accel_key(acfg.as_dict(), device, seed)     # a digest of what the tools read
     table = db.setdefault("accel", {})
     table.update(load().get("accel", {}))
-    if k in table and not force and table[k].get("source_key") == current:
+    if k in table and not force and table[k].get("design_key") == current:
         return table[k]
     t0 = time.monotonic()
     print(f"=== accel {k}", flush=True)
@@ -200,7 +200,7 @@ def run_accel(db, device, pe, size, max_m, max_k, seed, force=False, place=False
         entry = {"fits": None, "error": str(exc)[-2000:]}
     entry.update({"device": device, "pe": pe, "rows": size, "cols": size, "max_m": max_m,
                   "max_k": max_k, "seed": seed, "seconds": round(time.monotonic() - t0, 1),
-                  "source_key": current})
+                  "design_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
     store(db, "accel", k, entry)
@@ -208,8 +208,13 @@ def run_accel(db, device, pe, size, max_m, max_k, seed, force=False, place=False
 
 
 def _accel_key(acfg: dict, device, seed) -> str:
-    return cache.synthesis_key({**acfg, "device": device, "seed": seed, "unit": "accel"},
-                               ACCEL_FLOW_FILES)
+    """:func:`rf8hw.accel.accel_synth.design_key` of the accelerator ``acfg`` (a dict, as stored)."""
+    from rf8hw.accel.accel_synth import design_key as accel_design_key
+    from rf8hw.arch import AccelConfig
+
+    a = dict(acfg)
+    a["array"] = ArrayConfig.from_dict(a["array"])
+    return accel_design_key(AccelConfig(**a), device, seed)
 
 
 def accel_markdown(db) -> list[str]:
@@ -229,7 +234,7 @@ def accel_markdown(db) -> list[str]:
              "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         size = f"{r['rows']}x{r['cols']}"
-        cell = r["pe"] + ("" if r.get("source_key") == _accel_key(
+        cell = r["pe"] + ("" if r.get("design_key") == _accel_key(
             r.get("accel", {}), r["device"], r["seed"]) else " †")
         if not r["fits"]:
             why = "does not fit" if r["fits"] is False else "tool failure"

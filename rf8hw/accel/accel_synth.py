@@ -22,12 +22,42 @@ from rf8hw.arch import PE_KINDS, AccelConfig
 from rf8hw.toolchain import cache
 from rf8hw.toolchain.tools import YOSYS_DONE, synthesis_tool_versions, yowasp_tool
 
-__all__ = ["synthesize_accel", "design_name"]
+__all__ = ["synthesize_accel", "design_name", "elaborate_accel", "design_key"]
 
 
 def design_name(acfg: AccelConfig) -> str:
     """Top-level module / work directory stem: ``synth_`` + the accelerator's module name."""
     return f"synth_{acfg.module_name}"
+
+
+def elaborate_accel(acfg: AccelConfig):
+    """The Verilog text the tools read for ``acfg`` (the accelerator in
+    :class:`rf8hw.hdl.wrapper.SynthWrapper`, module :func:`design_name`) and the wrapper."""
+    from amaranth.back import verilog
+
+    from rf8hw.hdl.accel_axi import RF8AccelAxiTop
+    from rf8hw.hdl.wrapper import SynthWrapper
+
+    wrapper = SynthWrapper(RF8AccelAxiTop(acfg))
+    return verilog.convert(wrapper, name=design_name(acfg), emit_src=False,
+                           strip_internal_attrs=True), wrapper
+
+
+def design_key(acfg: AccelConfig, device: str = "ecp5-25k", seed: int | None = None) -> str:
+    """The content key of one accelerator run, as :func:`rf8hw.accel.synth.design_key` is for the
+    array: a digest of the Verilog of :func:`elaborate_accel`, the Yosys script, nextpnr's
+    arguments (``seed`` given: a placed run) and the tool versions.  Edits of the Python sources
+    that leave those bytes alone keep a stored result valid."""
+    import hashlib
+
+    dev = synth.check_device(device)
+    name = design_name(acfg)
+    text, _ = elaborate_accel(acfg)
+    script, _ = synth.synth_script(name, dev.family, PE_KINDS[acfg.array.pe])
+    meta = {"verilog_sha256": hashlib.sha256(text.encode()).hexdigest(), "yosys_script": script,
+            "nextpnr_args": None if seed is None else synth.nextpnr_args(dev, name, seed),
+            "tools": synthesis_tool_versions(dev.family), "device": dev.name, "unit": "accel"}
+    return cache.digest(meta)
 
 
 def synthesize_accel(acfg: AccelConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
@@ -57,19 +87,13 @@ def synthesize_accel(acfg: AccelConfig, device: str = "ecp5-25k", seed: int = 1,
 
 def _flow(work: Path, acfg: AccelConfig, dev, device: str, seed: int, name: str, place: bool,
           say) -> dict:
-    from amaranth.back import verilog
-
-    from rf8hw.hdl.accel_axi import RF8AccelAxiTop
-    from rf8hw.hdl.wrapper import SynthWrapper
-
     cfg = acfg.array
     kind = PE_KINDS[cfg.pe]
     seconds = {}
     say(f"elaborating the accelerator {acfg.module_name} -> {work / 'top.v'}")
     t0 = time.monotonic()
-    wrapper = SynthWrapper(RF8AccelAxiTop(acfg))
-    (work / "top.v").write_text(verilog.convert(wrapper, name=name, emit_src=False,
-                                                strip_internal_attrs=True))
+    text, wrapper = elaborate_accel(acfg)
+    (work / "top.v").write_text(text)
     seconds["verilog"] = round(time.monotonic() - t0, 1)
     script, synth_cmd = synth.synth_script(name, dev.family, kind)
     (work / "synth.ys").write_text(script)
@@ -85,10 +109,7 @@ def _flow(work: Path, acfg: AccelConfig, dev, device: str, seed: int, name: str,
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
     pnr = None
     if place:
-        pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *dev.nextpnr_args, "--json",
-               "netlist.json", "--top", name, "--report", "report.json", "--seed", str(seed),
-               "-l", "nextpnr.log", "--freq", f"{dev.freq_mhz:g}", "--timing-allow-fail", "-q",
-               "--lpf-allow-unconstrained"]
+        pnr = [yowasp_tool(f"yowasp-nextpnr-{dev.family}"), *synth.nextpnr_args(dev, name, seed)]
         say(f"nextpnr-{dev.family}: place and route on {dev.part} (seed {seed}); "
             f"{area['lut4']} LUT4, {area['carry']} carry, {area['bram']} block RAM")
         t0 = time.monotonic()

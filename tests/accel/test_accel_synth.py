@@ -34,3 +34,19 @@ def test_block_ram_of_a_small_accelerator(tmp_path):
     assert res["fmax_mhz"] is None and res["nextpnr_command"] is None
     assert (tmp_path / "w" / "result.json").is_file()
     assert "core.act_mem via $__DP16KD_" in (tmp_path / "w" / "yosys.log").read_text()
+
+
+def test_design_key_is_what_the_tools_read():
+    """The accelerator's stored synthesis results are keyed on the Verilog, the Yosys script,
+    nextpnr's arguments and the tool versions: equal inputs give equal keys, and a change of the
+    design, the device or the placement seed gives another key."""
+    from rf8hw.accel.accel_synth import design_key, elaborate_accel
+
+    small = AccelConfig(ArrayConfig(2, 2), max_m=4, max_k=8)
+    key = design_key(small)
+    assert key == design_key(AccelConfig(ArrayConfig(2, 2), max_m=4, max_k=8))
+    others = {design_key(AccelConfig(ArrayConfig(2, 2), max_m=5, max_k=8)),
+              design_key(small, "ecp5-85k"), design_key(small, seed=1), design_key(small, seed=2)}
+    assert key not in others and len(others) == 4
+    text, wrapper = elaborate_accel(small)
+    assert "module synth_" + small.module_name in text and wrapper.xor_luts > 0
