@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from rf8hw.format import golden
+from rf8hw.format import golden, spec
 
 from .records import Mismatch
 
@@ -32,6 +32,36 @@ class GoldenModel:
 
         numba.set_num_threads(1)
 
+    def wrap_rows(self, tiles) -> np.ndarray | None:
+        """The rows of ``tiles`` (all of ``rows`` weight rows) in wrap mode, every tile at once,
+        or None where this path is not exact (saturating sums, or sums beyond 2**53).
+
+        Each tile's sums are exact float64 products of the activations and the integer weights
+        of its codes (:func:`rf8hw.format.golden.weight_int`; exact while ``rows * max|a| *
+        max|W| < 2**53``, the condition of :func:`golden.matmul`'s ``f64`` path), reduced modulo
+        ``2**acc_bits`` to two's complement: the wrapping accumulator's rule
+        (``docs/rf8-format.md``), whose order of additions does not matter.  Tiles of equal ``M``
+        go through one batched ``numpy.matmul``.  Tested against ``golden.matmul`` tile by
+        tile (``tests/sim/test_hdlbench.py``)."""
+        if self.overflow != "wrap" or not tiles:
+            return None
+        rows, cols = tiles[0][0].shape
+        if rows * (1 << (self.act_bits - 1)) * spec.max_abs_weight_int() >= 2**53:
+            return None
+        ms = np.fromiter((len(a) for _, a in tiles), dtype=np.int64, count=len(tiles))
+        bounds = np.concatenate([[0], np.cumsum(ms)])
+        weights = golden.weight_int(np.stack([c for c, _ in tiles])).astype(np.float64)
+        out = np.empty((int(bounds[-1]), cols), dtype=np.int64)
+        for m in np.unique(ms):
+            picked = np.flatnonzero(ms == m)
+            acts = np.stack([tiles[t][1] for t in picked]).astype(np.float64)
+            sums = np.matmul(acts, weights[picked]).astype(np.int64).reshape(-1, cols)
+            out[(bounds[picked][:, None] + np.arange(m)).ravel()] = sums
+        if self.acc_bits < 64:
+            shift = np.uint64(64 - self.acc_bits)
+            out = (out.view(np.uint64) << shift).view(np.int64) >> np.int64(64 - self.acc_bits)
+        return out
+
     def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
         """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
         # impl="loop": the Numba path (equal to the others, tests/format/test_golden.py); the default
@@ -48,8 +78,12 @@ def expected_rows(model: GoldenModel, tiles, budget: int = 32_768) -> np.ndarray
     elsewhere) against the stacked weight tiles ``[g*rows, cols]``.  A zero activation adds a zero
     product, which leaves every wrapping or saturating sum unchanged, so each row equals its
     tile's own product (``tests/sim/test_hdlbench.py`` checks it).  A group grows while
-    ``sum M * g * rows <= budget`` entries.
+    ``sum M * g * rows <= budget`` entries.  In wrap mode every tile goes through one batched,
+    exact product instead (:meth:`GoldenModel.wrap_rows`), where that is exact.
     """
+    fast = model.wrap_rows(tiles)
+    if fast is not None:
+        return fast
     out = []
     i = 0
     while i < len(tiles):
