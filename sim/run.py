@@ -332,7 +332,7 @@ def _run_lib(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job
     total = sum(len(a) for _, a in tiles)
     every = max(1, total // 10)
     state = {"next": every}
-    with open(log, "w") as out:
+    with _sigterm_as_interrupt(), open(log, "w") as out:
         def say(line: str) -> None:
             out.write(line + "\n")
             out.flush()
@@ -345,13 +345,13 @@ def _run_lib(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job
                 state["next"] = sb.seen + every
 
         harness = array_harness(build.manifest, build.design.data.decode())
+        say(f"running the library bench: {build.library}")
         try:
-            with _sigterm_as_interrupt():
-                report, results = run_lib_bench(
-                    build.library, harness, build.manifest, tiles, stall_prob=job.stall_prob,
-                    backpressure_prob=job.backpressure_prob, seed=job.seed,
-                    reset_at_cycle=job.reset_at_cycle, tiles_after_reset=job.tiles_after_reset,
-                    corrupt=job.corrupt, keep_results=job.keep_results, progress=tick)
+            report, results = run_lib_bench(
+                build.library, harness, build.manifest, tiles, stall_prob=job.stall_prob,
+                backpressure_prob=job.backpressure_prob, seed=job.seed,
+                reset_at_cycle=job.reset_at_cycle, tiles_after_reset=job.tiles_after_reset,
+                corrupt=job.corrupt, keep_results=job.keep_results, progress=tick)
         except TimeoutError as exc:
             say(f"error: {exc}")
             write_error(out_dir, str(exc))

@@ -5,6 +5,10 @@ with every result checked."""
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,3 +155,27 @@ def test_a_wrong_expected_value_is_named_exit_1(cosim_cache, tmp_path, capsys, m
     assert status == 1
     assert "FIRST MISMATCH: tile=0 row=1 column=2 expected=" in err
     assert re.search(r"tiles=3 macs=\d+ mismatches=1 cycles=\d+ cycles/s=\d+$", out.strip()), out
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_lib_run_is_one_line(cosim_cache, tmp_path):
+    """SIGTERM while the library bench runs (in the CLI's own process, between two batches):
+    exit 143, one line, no result.json."""
+    proc = subprocess.Popen([sys.executable, "-m", "rf8hw", "cosim", "--rows", "4", "--cols", "4",
+                             "--acc-bits", "27", "--tiles", "100000", "--m-rows", "40", "--seed",
+                             "1", "--cache-dir", str(cosim_cache)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir, deadline = None, time.monotonic() + 600
+    while run_dir is None and time.monotonic() < deadline and proc.poll() is None:
+        logs = list((tmp_path / "cosim_runs").glob("*/sim.log"))
+        if logs and "running the library bench" in logs[0].read_text(errors="replace"):
+            run_dir = logs[0].parent
+        time.sleep(0.2)
+    assert run_dir is not None, proc.stderr.read() if proc.poll() is not None else "no sim.log"
+    assert "-verilator-lib-" in run_dir.name
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == ["rf8hw cosim: interrupted (signal 15); the simulator was "
+                                        "stopped"], err
+    assert not (run_dir / "result.json").exists()
