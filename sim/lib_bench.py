@@ -18,7 +18,7 @@ from rf8hw.hdl.manifest import BUSES, Manifest
 
 from .hdl_bench.wrapper import lfsr_threshold, stream_seed
 from .records import BenchReport, TileCycles
-from .scoreboard import BatchScoreboard, GoldenModel, wall_clock, watchdog_cycles
+from .scoreboard import BatchScoreboard, GoldenModel, expected_rows, wall_clock, watchdog_cycles
 from .verilator_lib import (
     STATUS_DONE,
     STATUS_HUNG,
@@ -55,25 +55,20 @@ def _tile_records(first: int, bounds_w, bounds_a, w, a, rows_cyc, rows_stall, bo
                   n_rows: int) -> list[TileCycles]:
     """Per-tile cycle records of the tiles whose every result row came (as the HDL bench's)."""
     done = int(np.searchsorted(bounds_r, n_rows, side="right")) - 1
-    out = []
-    for t in range(done):
-        w0, w1 = int(bounds_w[t]), int(bounds_w[t + 1]) - 1
-        a0, a1 = int(bounds_a[t]), int(bounds_a[t + 1]) - 1
-        if w["hs_cycle"][w1] < 0 or a["hs_cycle"][a1] < 0:
-            break
-        r0, r1 = int(bounds_r[t]), int(bounds_r[t + 1]) - 1
-        before = int(rows_stall[r0 - 1]) if t else 0
-        out.append(TileCycles(
-            tile=first + t, m_rows=r1 - r0 + 1,
-            w_first=int(w["hs_cycle"][w0]), w_last=int(w["hs_cycle"][w1]),
-            a_first=int(a["hs_cycle"][a0]), a_last=int(a["hs_cycle"][a1]),
-            r_first=int(rows_cyc[r0]), r_last=int(rows_cyc[r1]),
-            w_not_ready=int(w["hs_nr"][w1] - w["hs_nr"][w0]),
-            w_idle=int(w["hs_idle"][w1] - w["hs_idle"][w0]),
-            a_not_ready=int(a["hs_nr"][a1] - a["hs_nr"][a0]),
-            a_idle=int(a["hs_idle"][a1] - a["hs_idle"][a0]),
-            out_stall=int(rows_stall[r1]) - before))
-    return out
+    w0, w1 = bounds_w[:done], bounds_w[1:done + 1] - 1
+    a0, a1 = bounds_a[:done], bounds_a[1:done + 1] - 1
+    r0, r1 = bounds_r[:done], bounds_r[1:done + 1] - 1
+    complete = (w["hs_cycle"][w1] >= 0) & (a["hs_cycle"][a1] >= 0)
+    if not complete.all():
+        done = int(np.argmin(complete))
+    before = np.concatenate([[0], rows_stall[r1[:-1]]]) if done else np.zeros(0, np.int64)
+    fields = np.stack([
+        np.arange(first, first + len(w0)), r1 - r0 + 1, w["hs_cycle"][w0], w["hs_cycle"][w1],
+        a["hs_cycle"][a0], a["hs_cycle"][a1], rows_cyc[r0], rows_cyc[r1],
+        w["hs_nr"][w1] - w["hs_nr"][w0], w["hs_idle"][w1] - w["hs_idle"][w0],
+        a["hs_nr"][a1] - a["hs_nr"][a0], a["hs_idle"][a1] - a["hs_idle"][a0],
+        rows_stall[r1] - before], axis=1)[:done] if len(w0) else np.zeros((0, 13), np.int64)
+    return [TileCycles(*row) for row in fields.tolist()]
 
 
 def run_lib_bench(lib, harness: Harness, manifest: Manifest, tiles, *, stall_prob: float,
@@ -117,18 +112,25 @@ def run_lib_bench(lib, harness: Harness, manifest: Manifest, tiles, *, stall_pro
             a_last = np.zeros(int(bounds_a[-1]), dtype=np.uint8)
             w_last[bounds_w[1:] - 1] = 1
             a_last[bounds_a[1:] - 1] = 1
-            empty = np.zeros((0, rows), dtype=np.int64)
-            w_data = pack_lanes(np.concatenate(codes) if codes else np.zeros((0, cols)), 8,
-                                widths[w_bus])
-            a_data = pack_lanes(np.concatenate(acts) if acts else empty, params.act_lane_bits,
-                                widths[a_bus])
+            codes_all = (np.concatenate(codes) if codes else
+                         np.zeros((0, cols), dtype=np.uint8))
+            acts_all = np.concatenate(acts) if acts else np.zeros((0, rows), dtype=np.int64)
+            w_data = pack_lanes(codes_all, 8, widths[w_bus])
+            a_data = pack_lanes(acts_all, params.act_lane_bits, widths[a_bus])
+            ms = np.diff(bounds_a)
             total = int(bounds_a[-1])
             sim.segment({w_bus: {"data": w_data, "last": w_last, "thr": wthr, "records": True},
                          a_bus: {"data": a_data, "last": a_last, "thr": wthr, "records": True}},
                         {r_bus: {"expect": total, "cap": total + tail + 2, "thr": rthr}},
                         reset_at=None if part or reset_at_cycle is None else reset_at_cycle + 1,
                         reset_edges=2)
-            sb = BatchScoreboard(model, seg, first, cols, bad, ahead=1 << 15)
+            def rows_of(i, j, seg=seg, codes_all=codes_all, acts_all=acts_all, ms=ms,
+                        bounds_a=bounds_a):
+                """Golden rows of tiles [i, j): batched from the stacked arrays in wrap mode."""
+                got = model.wrap_rows_of(codes_all[i * rows:j * rows],
+                                         acts_all[bounds_a[i]:bounds_a[j]], ms[i:j])
+                return expected_rows(model, seg[i:j]) if got is None else got
+            sb = BatchScoreboard(model, seg, first, cols, bad, ahead=1 << 15, rows_of=rows_of)
             out = sim.outputs[r_bus]
             seen = 0
             while True:

@@ -45,18 +45,31 @@ class GoldenModel:
         tile (``tests/sim/test_hdlbench.py``)."""
         if self.overflow != "wrap" or not tiles:
             return None
-        rows, cols = tiles[0][0].shape
-        if rows * (1 << (self.act_bits - 1)) * spec.max_abs_weight_int() >= 2**53:
-            return None
         ms = np.fromiter((len(a) for _, a in tiles), dtype=np.int64, count=len(tiles))
-        bounds = np.concatenate([[0], np.cumsum(ms)])
-        weights = golden.weight_int(np.stack([c for c, _ in tiles])).astype(np.float64)
-        out = np.empty((int(bounds[-1]), cols), dtype=np.int64)
-        for m in np.unique(ms):
-            picked = np.flatnonzero(ms == m)
-            acts = np.stack([tiles[t][1] for t in picked]).astype(np.float64)
-            sums = np.matmul(acts, weights[picked]).astype(np.int64).reshape(-1, cols)
-            out[(bounds[picked][:, None] + np.arange(m)).ravel()] = sums
+        return self.wrap_rows_of(np.concatenate([c for c, _ in tiles]),
+                                 np.concatenate([a for _, a in tiles]), ms)
+
+    def wrap_rows_of(self, codes: np.ndarray, acts: np.ndarray, ms: np.ndarray) -> np.ndarray | None:
+        """:meth:`wrap_rows` of tiles given as arrays: the weight tiles stacked (uint8 ``[T *
+        rows, cols]``), their activation rows stacked (``[sum ms, rows]``) and each tile's row
+        count ``ms``."""
+        rows, cols = acts.shape[1], codes.shape[1]
+        if self.overflow != "wrap" or not len(ms) or \
+                rows * (1 << (self.act_bits - 1)) * spec.max_abs_weight_int() >= 2**53:
+            return None
+        weights = golden.weight_int(codes).astype(np.float64).reshape(len(ms), rows, cols)
+        if (ms == ms[0]).all():                     # one size: no gathering
+            out = np.matmul(acts.astype(np.float64).reshape(len(ms), int(ms[0]), rows), weights)
+            out = out.astype(np.int64).reshape(-1, cols)
+        else:
+            bounds = np.concatenate([[0], np.cumsum(ms)])
+            out = np.empty((int(bounds[-1]), cols), dtype=np.int64)
+            for m in np.unique(ms):
+                picked = np.flatnonzero(ms == m)
+                idx = (bounds[picked][:, None] + np.arange(m)).ravel()
+                sums = np.matmul(acts[idx].astype(np.float64).reshape(len(picked), m, rows),
+                                 weights[picked])
+                out[idx] = sums.astype(np.int64).reshape(-1, cols)
         if self.acc_bits < 64:
             shift = np.uint64(64 - self.acc_bits)
             out = (out.view(np.uint64) << shift).view(np.int64) >> np.int64(64 - self.acc_bits)
@@ -130,7 +143,7 @@ class BatchScoreboard:
     """
 
     def __init__(self, model: GoldenModel, tiles, first_tile: int, cols: int, corrupt=None,
-                 ahead: int = 4096):
+                 ahead: int = 4096, rows_of=None):
         self.model, self.tiles, self.first_tile, self.cols = model, tiles, first_tile, cols
         self.bounds = np.concatenate([[0], np.cumsum([len(a) for _, a in tiles])]).astype(np.int64)
         self.total = int(self.bounds[-1])
@@ -138,6 +151,8 @@ class BatchScoreboard:
         self.last[self.bounds[1:] - 1] = 1
         self.corrupt = corrupt
         self.ahead = ahead                  # golden rows computed ahead of the received ones
+        # expected rows of tiles [i, j) (default: expected_rows of those tiles)
+        self.rows_of = rows_of or (lambda i, j: expected_rows(self.model, self.tiles[i:j]))
         self.seen = 0                       # rows received
         self.mismatches = 0
         self.first: Mismatch | None = None
@@ -150,7 +165,7 @@ class BatchScoreboard:
         if self._next_tile < len(self.tiles) and self.bounds[self._next_tile] < hi:
             stop = int(np.searchsorted(self.bounds, max(hi, lo + self.ahead), side="left"))
             stop = min(max(stop, self._next_tile + 1), len(self.tiles))
-            new = expected_rows(self.model, self.tiles[self._next_tile:stop])
+            new = self.rows_of(self._next_tile, stop)
             if self.corrupt is not None:
                 t = self.corrupt[0] - self.first_tile
                 if self._next_tile <= t < stop:
