@@ -412,6 +412,8 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     # 4. the RTL pass: each RF8 layer's output replaced by the accelerator's
     calls: list[GemmCall] = []
     per_layer = Counter()
+    say(f"RTL pass: {len(plan)} GEMM(s) through {acfg.module_name} "
+        f"({options.simulator}{'' if engine is None else ', engine ' + engine})")
     tqdm_bar = None
     if bar:
         from tqdm import tqdm
@@ -474,8 +476,6 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
             return torch.from_numpy(y).reshape(output.shape).to(output.dtype).to(output.device)
         return hook
 
-    say(f"RTL pass: {len(plan)} GEMM(s) through {acfg.module_name} "
-        f"({options.simulator}{'' if engine is None else ', engine ' + engine})")
     hooks = [q.register_forward_hook(through_rtl(n)) for n, q in layers.items()]
     t_rtl = time.perf_counter()
     try:
