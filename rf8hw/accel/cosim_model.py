@@ -17,10 +17,12 @@ are not RF8, e.g. a tied ``lm_head``) stays in PyTorch, in float32, and the repo
 
 :func:`cosim_model` runs the example twice on that rule: the **reference pass** on the bit-exact
 PyTorch path alone (its output, every RF8 call's shape, the ops that run in PyTorch), then the
-**RTL pass**: a forward hook on each RF8 layer streams the call's GEMM (its INT8 input, codes,
-bias/mult/shift; rows beyond ``max_m`` as further commands) through the accelerator's Verilog
-(:func:`rf8hw.sim.accel_cosim.run_accel_cosim`) and **replaces** the layer's output with the one
-built from the RTL's integers, so later layers consume what the RTL produced.  Checked: per call,
+**RTL pass**: each RF8 layer's forward is replaced (for the pass) by one that computes the
+call's INT8 input and parameter stream on the rule above, streams the GEMM (its INT8 input,
+codes, bias/mult/shift; rows beyond ``max_m`` as further commands) through the accelerator's
+Verilog (:func:`rf8hw.sim.accel_cosim.run_accel_cosim`) and **returns the output built from the
+RTL's integers**, so later layers consume what the RTL produced.  Checked: per call, the
+bit-exact layer on the RTL pass's input against the reference pass's output of the same call,
 the RTL's integers against the golden rule (:func:`rf8hw.format.postproc.gemm`) and against the
 bit-exact layer on the same input, result beats against the cycle model
 (:func:`rf8hw.accel.accel_cycles.accel_schedule`, at full rate); at the end, the RTL pass's
@@ -72,7 +74,9 @@ class GemmCall:
     cycle model's (``accel_schedule``, ``out_last + 1``); ``beats_off_model``: result beats at
     another cycle than the model's (None with stalls); ``golden_mismatches`` /
     ``bitexact_mismatches``: output integers that differ from the golden rule / from the
-    bit-exact layer (-1: the simulation returned another number of beats); ``wall_s``: the
+    bit-exact layer (-1: the simulation returned another number of beats);
+    ``replay_matches_layer``: the bit-exact layer on this call's input (in the RTL pass) equals
+    the reference pass's output of the same call (``torch.equal``); ``wall_s``: the
     simulation (0 when ``reused`` from the store)."""
 
     index: int
@@ -366,9 +370,12 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     plan: list[tuple[str, int, int, int]] = []
     name_of = {id(q): n for n, q in layers.items()}
 
+    layer_outputs: list = []
+
     def record(m, args, out):
         x = args[0]
         plan.append((name_of[id(m)], x.numel() // x.shape[-1], m.in_features, m.out_features))
+        layer_outputs.append(out.detach().clone())
 
     held: list = []
     hooks = [q.register_forward_hook(record) for q in layers.values()]
@@ -420,15 +427,17 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
 
         tqdm_bar = tqdm(total=len(plan), desc="GEMMs through the RTL", unit="gemm")
 
-    def through_rtl(name):
-        def hook(q, args, output):
-            x = args[0]
-            if q.smooth is not None:               # QuantLinear.forward divides by it first
+    def through_rtl(q, name):
+        def forward(x_in):
+            x = x_in
+            if q.smooth is not None:               # as QuantLinear.forward: divide first
                 x = x.float() / q.smooth
             details: list = []
             y_layer = bitexact.accel_linear(x, q.codes, q.exponent, q.bias, q.array,
                                             q.act_absmax, q.out_bits, q.out_absmax, None,
                                             channel_scale=q.channel_scale, details=details)
+            dtype = x_in.dtype if x_in.dtype.is_floating_point else torch.float32
+            shape = (*x_in.shape[:-1], q.out_features)
             d = details[0]
             a, codes = d["a"], q.codes.cpu().numpy()
             M, K = a.shape
@@ -437,8 +446,9 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
                                                   d["shift"])
             call = GemmCall(len(calls), name, per_layer[name], (M, K, N), len(jobs), M * K * N)
             per_layer[name] += 1
-            call.replay_matches_layer = bool(torch.equal(
-                y_layer.reshape(output.shape).to(output.dtype), output))
+            i = call.index                         # the same call of the reference pass
+            call.replay_matches_layer = (i < len(plan) and plan[i][0] == name and bool(
+                torch.equal(y_layer.reshape(shape).to(dtype), layer_outputs[i])))
             call.key = gemm_key({**header, "layer": name}, a.astype(np.int8), codes, d["bias"],
                                 d["mult"], d["shift"], np.asarray(commands, np.int64))
             schedule = accel_schedule(commands, acfg)
@@ -473,17 +483,18 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
                                       d["out_scale"], q.out_bits,
                                       None if q.channel_scale is None
                                       else q.channel_scale.detach().cpu().numpy())
-            return torch.from_numpy(y).reshape(output.shape).to(output.dtype).to(output.device)
-        return hook
+            return torch.from_numpy(y).reshape(shape).to(dtype).to(x_in.device)
+        return forward
 
-    hooks = [q.register_forward_hook(through_rtl(n)) for n, q in layers.items()]
+    for n, q in layers.items():                    # the layer's forward, replaced
+        q.forward = through_rtl(q, n)
     t_rtl = time.perf_counter()
     try:
         with torch.no_grad():
             got = model_outputs(run(model))
     finally:
-        for h in hooks:
-            h.remove()
+        for q in layers.values():
+            del q.forward
         if tqdm_bar is not None:
             tqdm_bar.close()
     rtl_wall = time.perf_counter() - t_rtl
