@@ -26,7 +26,15 @@ from rf8hw.arch import AccelConfig
 from rf8hw.sim.build import check_simulator, use_simulator_path
 from rf8hw.sim.stimulus import unpack_row
 
-__all__ = ["build_accel", "run_accel_cosim"]
+__all__ = ["ENGINES", "build_accel", "accel_verilog", "run_accel_cosim"]
+
+#: How :func:`run_accel_cosim` drives the Verilog: ``lib`` (Verilator only: the design in a
+#: shared library with a generated C++ harness, :mod:`rf8hw.sim.verilator_lib`; the Verilator
+#: default) or ``cocotb`` (:mod:`rf8hw.sim.accel_cocotb`, Python at every clock; the Icarus one).
+ENGINES = ("lib", "cocotb")
+
+#: Input streams of the accelerator top, in the order of ``during_reset``.
+STREAMS = ("cmd", "w", "a", "p")
 
 
 def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
@@ -75,9 +83,118 @@ def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
     return build_dir
 
 
+def accel_verilog(acfg: AccelConfig, work_dir) -> str:
+    """The Verilog text of ``acfg``'s accelerator: the copy in ``work_dir``'s Verilator build or
+    an earlier call's (``work_dir/lib-<module>.v``), else converted now and kept there."""
+    from rf8hw.files import write_atomic
+
+    module = acfg.module_name
+    work = Path(work_dir).absolute()
+    for path in (work / "build-verilator" / f"{module}.v", work / f"lib-{module}.v"):
+        if path.is_file() and (path.name.startswith("lib-")
+                               or (path.parent / "build.ok").is_file()):
+            return path.read_text()
+    from rf8hw.hdl.accel_axi import RF8AccelAxiTop
+    from rf8hw.hdl.generate import to_verilog
+
+    text = to_verilog(RF8AccelAxiTop(acfg), module)
+    work.mkdir(parents=True, exist_ok=True)
+    write_atomic(work / f"lib-{module}.v", text)
+    return text
+
+
+def _threshold(p: float) -> int:
+    """``floor(p * 2**32)`` (at most ``2**32 - 1``): a stream stalls at an edge iff its xorshift32
+    draw is below it (:func:`rf8hw.sim.hdl_bench.wrapper.lfsr_threshold`'s rule)."""
+    return min(int(p * 2**32), 2**32 - 1)
+
+
+def _run_lib(acfg: AccelConfig, jobs, *, work_dir, cache_dir, seed, p_idle, p_out_stall,
+             reset_at, max_cycles, arrivals, threads: int = 1) -> dict:
+    """:func:`run_accel_cosim` on the library engine (same arguments, same dict)."""
+    from .hdl_bench.wrapper import stream_seed
+    from .options import default_cache_root
+    from .verilator_lib import (
+        STATUS_HUNG,
+        STATUS_RESET,
+        STATUS_RUNNING,
+        Harness,
+        Simulation,
+        build_library,
+        module_ports,
+        pack_ints,
+        unpack_lanes,
+    )
+
+    cfg = acfg.array
+    module = acfg.module_name
+    verilog = accel_verilog(acfg, work_dir)
+    harness = Harness.from_ports(module, module_ports(verilog, module), cfg.clock_port, cfg.reset,
+                                 cfg.reset_active_low)
+    lib = build_library(verilog, harness, default_cache_root() if cache_dir is None else cache_dir,
+                        threads=threads)
+    buses = {s: f"s_axis_{s}" for s in STREAMS}
+    out_bus = harness.outputs[0].bus
+    widths = {s.bus: s.width for s in harness.inputs}
+    seeds = {b: stream_seed(seed, s) for s, b in buses.items()}
+    seeds[out_bus] = stream_seed(seed, "out")
+    tail = cfg.rows + cfg.cols + 12
+    sim = Simulation(lib, harness, seeds=seeds, tail=tail, max_idle=max_cycles, init_reset=3,
+                     offer_at_0=True, max_cycles=max_cycles)
+    rec = {"results": [], "lasts": [], "out_cycles": [], "cmd_cycles": [], "a_cycles": [],
+           "w_cycles": [], "during_reset": None}
+    parts = [(jobs, 0)] if reset_at is None else [(jobs, 0), (jobs[-1:], reset_at + 1)]
+    words = []
+    try:
+        for part, (seg, offset) in enumerate(parts):
+            beats = {"cmd": [j.cmd for j in seg], "w": [w for j in seg for w, _ in j.w_beats],
+                     "a": [x for j in seg for x in j.a_beats], "p": [x for j in seg for x in j.p_beats]}
+            inputs = {}
+            for s, b in buses.items():
+                inputs[b] = {"data": pack_ints(beats[s], widths[b]), "thr": _threshold(p_idle)}
+                if arrivals is not None:
+                    inputs[b]["arrive"] = np.asarray(arrivals[s], dtype=np.int64)
+            inputs[buses["w"]]["last"] = np.array([x for j in seg for _, x in j.w_beats],
+                                                  dtype=np.uint8)
+            expect = sum(len(j.expected) for j in seg)
+            sim.segment(inputs, {out_bus: {"expect": expect, "cap": expect + tail + 2,
+                                           "thr": _threshold(p_out_stall)}},
+                        reset_at=reset_at if part == 0 else None, reset_edges=1,
+                        max_cycles=max_cycles - offset)
+            while True:
+                status = sim.run(1 << 20)
+                if status != STATUS_RUNNING:
+                    break
+            if status == STATUS_HUNG:
+                raise RuntimeError(f"the accelerator's library run hung at cycle {sim.cycle}")
+            if status == STATUS_RESET:
+                rec["during_reset"] = sim.during_reset()
+                order = [s.bus for s in harness.inputs]
+                rec["during_reset"] = ([rec["during_reset"][order.index(b)] for b in buses.values()]
+                                       + rec["during_reset"][len(order):])
+                continue
+            for s, key in (("cmd", "cmd_cycles"), ("a", "a_cycles"), ("w", "w_cycles")):
+                hs = sim.inputs[buses[s]]["hs_cycle"]
+                rec[key] = [int(c) + offset for c in hs[:sim.count("in", buses[s])]]
+            out = sim.outputs[out_bus]
+            n = min(sim.count("out", out_bus), len(out["cycle"]))
+            words = out["data"][:n]
+            rec["lasts"] = [int(x) for x in out["last"][:n]]
+            rec["out_cycles"] = [int(c) + offset for c in out["cycle"][:n]]
+            rec["cycles"] = offset + sim.cycle
+        status_out = sim.status_outputs()
+    finally:
+        sim.close()
+    rec["err_cmd"], rec["err_w_tlast"] = status_out["err_cmd"], status_out["err_w_tlast"]
+    rec["results"] = unpack_lanes(np.asarray(words, dtype=np.uint32).reshape(-1, harness.outputs[0].words),
+                                  acfg.out_bits, cfg.cols)
+    return rec
+
+
 def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", work_dir,
                     seed: int = 0, p_idle: float = 0.0, p_out_stall: float = 0.0,
-                    reset_at: int | None = None, max_cycles: int = 200000, arrivals=None) -> dict:
+                    reset_at: int | None = None, max_cycles: int = 200000, arrivals=None,
+                    engine: str | None = None, cache_dir=None) -> dict:
     """Run ``jobs`` (:class:`rf8hw.sim.accel_stimulus.AccelJob`) through the Verilog of ``acfg``.
 
     Returns a dict: ``results`` (int64 ``[beats, cols]``), ``lasts``, ``out_cycles``,
@@ -89,6 +206,16 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
     ``a``, ``p``), the cycle from which each beat (numbered across the jobs) may be offered, as
     :func:`rf8hw.accel.accel_cycles.stream_arrivals` gives them (a deterministic pattern; not
     with ``reset_at``).
+
+    ``engine`` (:data:`ENGINES`; default ``lib`` on Verilator, ``cocotb`` on Icarus): ``lib``
+    runs the design as a shared library with a generated C++ harness (no per-cycle Python;
+    built once into ``cache_dir``, default the co-simulation cache, keyed by content), ``cocotb``
+    through cocotb with Python at every clock.  Both give the same dict under the same rules
+    (cycle 0 the first edge out of reset, sources may offer from cycle 0, ``arrivals`` exact, the
+    reset asserted for the one edge of cycle ``reset_at``, numbering going on after it); the
+    random idle and stall cycles differ (``lib``: the HDL bench's seeded xorshift32 generators,
+    one per stream, and a source holds ``tvalid`` until its handshake; ``cocotb``: Python's
+    ``random`` per cycle).
     """
     checks.number("p_idle", p_idle, 0.0, 1.0, hi_open=True)
     checks.number("p_out_stall", p_out_stall, 0.0, 1.0, hi_open=True)
@@ -102,6 +229,16 @@ def run_accel_cosim(acfg: AccelConfig, jobs, *, simulator: str = "verilator", wo
             raise ValueError(f"arrivals: stream(s) {', '.join(bad)} give a cycle count other than "
                              "the jobs' beats")
         arrivals = {s: [int(x) for x in arrivals[s]] for s in counts}
+    simulator = check_simulator(simulator)
+    engine = ("lib" if simulator == "verilator" else "cocotb") if engine is None else \
+        checks.choice("engine", engine, ENGINES)
+    if engine == "lib":
+        if simulator != "verilator":
+            raise ValueError(f"engine 'lib' runs Verilator only, not simulator {simulator!r}; use "
+                             f"engine='cocotb'")
+        return _run_lib(acfg, jobs, work_dir=work_dir, cache_dir=cache_dir, seed=seed,
+                        p_idle=p_idle, p_out_stall=p_out_stall, reset_at=reset_at,
+                        max_cycles=max_cycles, arrivals=arrivals)
     build_dir = build_accel(acfg, simulator, work_dir)
     cfg = acfg.array
     job_file = Path(work_dir).absolute() / f"job-{seed}.json"

@@ -15,7 +15,9 @@ import numpy as np
 
 from rf8hw.format import golden
 
-__all__ = ["GoldenModel", "expected_rows", "watchdog_cycles", "wall_clock"]
+from .records import Mismatch
+
+__all__ = ["GoldenModel", "BatchScoreboard", "expected_rows", "watchdog_cycles", "wall_clock"]
 
 
 class GoldenModel:
@@ -83,3 +85,77 @@ def watchdog_cycles(rows: int, cols: int, probs) -> int:
 def wall_clock() -> float:
     """Seconds of a monotonic clock (:func:`time.perf_counter`)."""
     return time.perf_counter()
+
+
+class BatchScoreboard:
+    """In-order checker of result rows, a chunk at a time, against the golden model (the HDL
+    bench's and the library bench's).
+
+    ``mismatches`` counts wrong values, wrong ``tlast`` flags and rows beyond the expected ones
+    (as :class:`rf8hw.sim.python_bench.testbench.Scoreboard`); :attr:`first` is the earliest.
+    """
+
+    def __init__(self, model: GoldenModel, tiles, first_tile: int, cols: int, corrupt=None,
+                 ahead: int = 4096):
+        self.model, self.tiles, self.first_tile, self.cols = model, tiles, first_tile, cols
+        self.bounds = np.concatenate([[0], np.cumsum([len(a) for _, a in tiles])]).astype(np.int64)
+        self.total = int(self.bounds[-1])
+        self.last = np.zeros(self.total, dtype=np.int64)
+        self.last[self.bounds[1:] - 1] = 1
+        self.corrupt = corrupt
+        self.ahead = ahead                  # golden rows computed ahead of the received ones
+        self.seen = 0                       # rows received
+        self.mismatches = 0
+        self.first: Mismatch | None = None
+        self._exp = np.zeros((0, cols), dtype=np.int64)   # expected rows [_exp_lo, ...)
+        self._exp_lo = 0
+        self._next_tile = 0                 # tiles whose expected rows are in _exp (or before)
+
+    def _expected(self, lo: int, hi: int) -> np.ndarray:
+        """Expected rows ``[lo, hi)`` (``lo`` never decreases between calls)."""
+        if self._next_tile < len(self.tiles) and self.bounds[self._next_tile] < hi:
+            stop = int(np.searchsorted(self.bounds, max(hi, lo + self.ahead), side="left"))
+            stop = min(max(stop, self._next_tile + 1), len(self.tiles))
+            new = expected_rows(self.model, self.tiles[self._next_tile:stop])
+            if self.corrupt is not None:
+                t = self.corrupt[0] - self.first_tile
+                if self._next_tile <= t < stop:
+                    new[self.bounds[t] - self.bounds[self._next_tile] + self.corrupt[1],
+                        self.corrupt[2]] += 1
+            keep = self._exp[lo - self._exp_lo:]
+            self._exp_lo = lo
+            self._exp = np.concatenate([keep, new]) if len(keep) else new
+            self._next_tile = stop
+        return self._exp[lo - self._exp_lo:hi - self._exp_lo]
+
+    def _where(self, row: int) -> tuple[int, int]:
+        t = int(np.searchsorted(self.bounds, row, side="right")) - 1
+        return self.first_tile + t, row - int(self.bounds[t])
+
+    def check(self, data: np.ndarray, last: np.ndarray, cycle: np.ndarray, words) -> None:
+        """Check the next ``len(data)`` rows: values int64 ``[n, cols]``, ``tlast`` and cycles."""
+        lo = self.seen
+        n_ok = max(0, min(len(data), self.total - lo))
+        exp = self._expected(lo, lo + n_ok)
+        bad_val = data[:n_ok] != exp
+        bad_last = last[:n_ok] != self.last[lo:lo + n_ok]
+        self.mismatches += int(bad_val.sum()) + int(bad_last.sum()) + (len(data) - n_ok)
+        if self.first is None and self.mismatches:
+            rows_bad = bad_val.any(axis=1) | bad_last
+            i = int(np.flatnonzero(rows_bad)[0]) if rows_bad.any() else n_ok
+            if i < n_ok:
+                tile, m = self._where(lo + i)
+                if bad_val[i].any():
+                    n = int(np.flatnonzero(bad_val[i])[0])
+                    self.first = Mismatch(tile, m, n, int(exp[i, n]), int(data[i, n]),
+                                          int(cycle[i]))
+                else:
+                    self.first = Mismatch(tile, m, -1, int(self.last[lo + i]), int(last[i]),
+                                          int(cycle[i]))
+            else:
+                self.first = Mismatch(-1, -1, -1, None, words(i), int(cycle[i]))
+        self.seen += len(data)
+
+    @property
+    def rows_checked(self) -> int:
+        return min(self.seen, self.total)

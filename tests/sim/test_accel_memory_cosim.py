@@ -18,6 +18,8 @@ pytestmark = pytest.mark.slow
 
 ACFG = AccelConfig(ArrayConfig(3, 4), max_m=9, max_k=20)
 SIMULATORS = ["verilator", "icarus"]
+#: (simulator, engine) pairs: the library engine (Verilator's default) and cocotb on both
+ENGINES = [("verilator", "lib"), ("verilator", "cocotb"), ("icarus", "cocotb")]
 #: below, near and above the bytes the streams need per cycle; with and without a latency
 RATES = [StreamRate(Fraction(1, 9)), StreamRate(Fraction(3, 7), 5), StreamRate(Fraction(5, 2), 3),
          StreamRate(Fraction(12))]
@@ -28,8 +30,8 @@ def work(tmp_path_factory):
     return {s: tmp_path_factory.mktemp(f"accel memory {s}") for s in SIMULATORS}
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-def test_throttled_streams_equal_the_cycle_model(simulator, work):
+@pytest.mark.parametrize(("simulator", "engine"), ENGINES, ids=[f"{s}-{e}" for s, e in ENGINES])
+def test_throttled_streams_equal_the_cycle_model(simulator, engine, work):
     from rf8hw.sim.accel_cosim import run_accel_cosim
 
     R = ACFG.array.rows
@@ -40,7 +42,8 @@ def test_throttled_streams_equal_the_cycle_model(simulator, work):
             arr = stream_arrivals(cmds, ACFG, rate)
             sched = accel_schedule(cmds, ACFG, arrivals=arr)
             r = run_accel_cosim(ACFG, jobs, simulator=simulator, work_dir=work[simulator],
-                                seed=10 * seed + i, arrivals=arr)
+                                seed=10 * seed + i, arrivals=arr, engine=engine,
+                                cache_dir=work[simulator])
             assert np.array_equal(r["results"], np.concatenate([j.expected for j in jobs]))
             assert r["cmd_cycles"] == [s["cmd"] for s in sched]
             assert r["out_cycles"] == [c for s in sched for c in s["out"]]
