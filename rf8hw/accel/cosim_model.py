@@ -271,10 +271,27 @@ def _calibrate_int8(model, run, layers: dict) -> dict:
 def _default_simulate(acfg, jobs, work_dir, options, max_cycles, engine):
     from rf8hw.sim.accel_cosim import run_accel_cosim
 
-    kw = {} if engine is None else {"engine": engine}
     return run_accel_cosim(acfg, jobs, simulator=options.simulator, work_dir=work_dir,
                            seed=options.seed, p_idle=options.stall_prob,
-                           p_out_stall=options.backpressure, max_cycles=max_cycles, **kw)
+                           p_out_stall=options.backpressure, max_cycles=max_cycles,
+                           engine=engine, cache_dir=options.cache_dir)
+
+
+def _build(acfg, options, run_dir, engine: str, say) -> float | None:
+    """The simulator build of ``acfg``, timed apart from the GEMMs: the cocotb engine's cached
+    build (:func:`rf8hw.accel.cosim_layer.cached_build`; None when reused), or for the library
+    engine (built into the cache on its first run, keyed by content) a one-command run of a
+    1 x 1 x 1 GEMM, whose seconds are the build's (a second or so when the library is cached)."""
+    from rf8hw.accel.cosim_layer import cached_build
+    from rf8hw.sim.accel_stimulus import accel_job
+
+    if engine == "cocotb":
+        return cached_build(acfg, options, run_dir, say)
+    say(f"building (or loading from the cache) the {engine} engine's {acfg.module_name}")
+    t0 = time.perf_counter()
+    job = accel_job(acfg, np.ones((1, 1), np.int64), np.zeros((1, 1), np.uint8), 0, 1, 0)
+    _default_simulate(acfg, [job], run_dir, options, 10_000, engine)
+    return time.perf_counter() - t0
 
 
 def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
@@ -301,8 +318,9 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
         Status lines.
     bar : bool
         A tqdm progress bar over the GEMMs (on stderr).
-    engine : str, optional
-        Passed to ``run_accel_cosim`` as ``engine=`` (None: its default).
+    engine : {"lib", "cocotb"}, optional
+        ``run_accel_cosim``'s engine (None: its default, ``lib`` on Verilator, ``cocotb`` on
+        Icarus).
     simulate : callable, optional
         ``simulate(acfg, jobs, work_dir, options, max_cycles, engine) -> dict`` in place of the
         simulator (``run_accel_cosim``'s return dict); for tests of the orchestration.
@@ -325,7 +343,6 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
         assemble_output,
         beats_off_schedule,
         build_key,
-        cached_build,
         command_jobs,
         load_quantized,
         max_cycles_for,
@@ -404,8 +421,10 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     run_dir = options.run_dir(acfg.module_name, f"model-{model_name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     built_s = None
+    if engine is None:                             # run_accel_cosim's default
+        engine = "lib" if options.simulator == "verilator" else "cocotb"
     if simulate is None:
-        built_s = cached_build(acfg, options, run_dir, say)
+        built_s = _build(acfg, options, run_dir, engine, say)
         simulate = _default_simulate
     store = GemmStore(store_root or Path(options.cache_dir) / "model-gemms")
     rtl = rtl_key or build_key(acfg, options.simulator)
@@ -419,8 +438,8 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     # 4. the RTL pass: each RF8 layer's output replaced by the accelerator's
     calls: list[GemmCall] = []
     per_layer = Counter()
-    say(f"RTL pass: {len(plan)} GEMM(s) through {acfg.module_name} "
-        f"({options.simulator}{'' if engine is None else ', engine ' + engine})")
+    say(f"RTL pass: {len(plan)} GEMM(s) through {acfg.module_name} ({options.simulator}, "
+        f"engine {engine})")
     tqdm_bar = None
     if bar:
         from tqdm import tqdm
