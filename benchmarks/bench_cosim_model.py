@@ -57,6 +57,8 @@ def measure(model: str, args) -> dict:
            "output_values": run.output_values, "rtl_pass_s": round(t["rtl_pass_wall_s"], 2),
            "simulation_s": round(t["sim_wall_s"], 2),
            "host_s": round(t["rtl_pass_wall_s"] - t["sim_wall_s"], 2),
+           "stimulus_s": round(t["stimulus_s"], 2), "bitexact_s": round(t["bitexact_s"], 2),
+           "schedule_s": round(t["schedule_s"], 2),
            "cycles_per_s": round(t["cycles_per_s"]), "build_s": run.build_s,
            "total_s": round(total, 2), "pytorch_macs": t["pytorch_macs"],
            "load_before": [round(x, 2) for x in load0],

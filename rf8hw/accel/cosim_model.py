@@ -77,7 +77,9 @@ class GemmCall:
     bit-exact layer (-1: the simulation returned another number of beats);
     ``replay_matches_layer``: the bit-exact layer on this call's input (in the RTL pass) equals
     the reference pass's output of the same call (``torch.equal``); ``wall_s``: the
-    simulation (0 when ``reused`` from the store)."""
+    simulation (0 when ``reused`` from the store); ``bitexact_s``, ``stimulus_s``, ``schedule_s``:
+    host time of the call's bit-exact layer, its stream beats and golden results
+    (:func:`rf8hw.accel.cosim_layer.command_jobs`) and its cycle model."""
 
     index: int
     layer: str
@@ -97,6 +99,9 @@ class GemmCall:
     wall_s: float = 0.0
     reused: bool = False
     key: str = ""
+    bitexact_s: float = 0.0
+    stimulus_s: float = 0.0
+    schedule_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -452,6 +457,7 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
             if q.smooth is not None:               # as QuantLinear.forward: divide first
                 x = x.float() / q.smooth
             details: list = []
+            t_be = time.perf_counter()
             y_layer = bitexact.accel_linear(x, q.codes, q.exponent, q.bias, q.array,
                                             q.act_absmax, q.out_bits, q.out_absmax, None,
                                             channel_scale=q.channel_scale, details=details)
@@ -461,9 +467,12 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
             a, codes = d["a"], q.codes.cpu().numpy()
             M, K = a.shape
             N = codes.shape[1]
+            t_st = time.perf_counter()
             chunks, jobs, commands = command_jobs(acfg, a, codes, d["bias"], d["mult"],
                                                   d["shift"])
+            t_sc = time.perf_counter()
             call = GemmCall(len(calls), name, per_layer[name], (M, K, N), len(jobs), M * K * N)
+            call.bitexact_s, call.stimulus_s = t_st - t_be, t_sc - t_st
             per_layer[name] += 1
             i = call.index                         # the same call of the reference pass
             call.replay_matches_layer = (i < len(plan) and plan[i][0] == name and bool(
@@ -472,6 +481,7 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
                                 d["mult"], d["shift"], np.asarray(commands, np.int64))
             schedule = accel_schedule(commands, acfg)
             call.model_cycles = schedule[-1]["out_last"] + 1
+            call.schedule_s = time.perf_counter() - t_sc
             rec = store.get(call.key)
             call.reused = rec is not None
             if rec is None:
@@ -537,6 +547,9 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
               "bitexact_mismatches": sum(abs(c.bitexact_mismatches) for c in calls),
               "outputs_checked": sum(c.shape[0] * c.shape[2] for c in calls),
               "sim_wall_s": sim_wall, "rtl_pass_wall_s": rtl_wall,
+              "bitexact_s": sum(c.bitexact_s for c in calls),
+              "stimulus_s": sum(c.stimulus_s for c in calls),
+              "schedule_s": sum(c.schedule_s for c in calls),
               "cycles_per_s": sim_cycles_new / sim_wall if sim_wall > 0 else 0.0,
               "pytorch_macs": sum(g["macs"] for g in pytorch_gemms)}
     result_json = run_dir / "result.json"

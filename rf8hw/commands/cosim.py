@@ -197,7 +197,9 @@ def _report_model(run, total_s: float) -> int:
     build = ("none (reused from the cache)" if run.build_s is None
              else f"{run.build_s:.1f} s (reused from the cache next time)")
     print(f"time: {total_s:.1f} s in all; simulator build {build}; RTL pass "
-          f"{t['rtl_pass_wall_s']:.1f} s, of which simulation {t['sim_wall_s']:.1f} s")
+          f"{t['rtl_pass_wall_s']:.1f} s, of which simulation {t['sim_wall_s']:.1f} s, stream "
+          f"beats and golden results {t['stimulus_s']:.1f} s, bit-exact layers "
+          f"{t['bitexact_s']:.1f} s, cycle model {t['schedule_s']:.1f} s")
     print(run.summary_line(), flush=True)
     return 0 if run.ok else 1
 
