@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LayerResult", "AccelRun", "capture_layer", "cosim_layer", "MAX_LAYER_ROWS",
            "ZOO_BATCH", "ACCEL_MAX_M", "load_quantized", "build_key", "cached_build",
-           "command_jobs", "assemble_output", "beats_off_schedule", "max_cycles_for"]
+           "command_jobs", "assemble_output", "beats_off_schedule", "max_cycles_for",
+           "default_engine", "accel_build"]
 
 #: Most activation rows (tokens) of a captured layer input that are co-simulated.
 MAX_LAYER_ROWS = 1 << 16
@@ -432,7 +433,8 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     options.check_run_dir()
     run_dir = options.run_dir(acfg.module_name, label)
     run_dir.mkdir(parents=True, exist_ok=True)
-    built_s = cached_build(acfg, options, run_dir, progress)
+    engine = default_engine(options.simulator)
+    built_s = accel_build(acfg, options, run_dir, engine, progress)
     chunks, jobs, commands = command_jobs(acfg, a, codes, post["bias"], post["mult"],
                                           post["shift"])
     schedule = accel_schedule(commands, acfg)
@@ -447,7 +449,8 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     t0 = time.perf_counter()
     rec = run_accel_cosim(acfg, jobs, simulator=options.simulator, work_dir=run_dir,
                           seed=options.seed, p_idle=options.stall_prob,
-                          p_out_stall=options.backpressure, max_cycles=max_cycles)
+                          p_out_stall=options.backpressure, max_cycles=max_cycles,
+                          engine=engine, cache_dir=options.cache_dir)
     wall = time.perf_counter() - t0
     results, expected = rec["results"], np.concatenate([j.expected for j in jobs])
     y = None
@@ -518,3 +521,31 @@ def max_cycles_for(full_rate: int, p: float) -> int:
     """The simulation's cycle limit for a program of ``full_rate`` cycles at full rate with
     stall probability ``p``: ``(2 * full_rate + 10,000) / (1 - p)^2``."""
     return int((2 * full_rate + 10_000) / (1 - p) ** 2)
+
+
+def default_engine(simulator: str) -> str:
+    """:func:`rf8hw.sim.accel_cosim.run_accel_cosim`'s engine for ``simulator``: ``lib`` (the
+    Verilated model in a shared library) on Verilator, ``cocotb`` on Icarus."""
+    return "lib" if simulator == "verilator" else "cocotb"
+
+
+def accel_build(acfg, options, run_dir, engine: str, progress=None) -> float | None:
+    """The simulator build of ``acfg`` for ``engine``, timed apart from the GEMMs: the cocotb
+    engine's cached build (:func:`cached_build`; None when reused), or for the library engine
+    (built into ``options.cache_dir`` on its first run, keyed by content) a run of one 1 x 1 x 1
+    command, whose seconds are the build's (about a second when the library is cached)."""
+    import time
+
+    from rf8hw.sim.accel_cosim import run_accel_cosim
+    from rf8hw.sim.accel_stimulus import accel_job
+
+    if engine == "cocotb":
+        return cached_build(acfg, options, run_dir, progress)
+    if progress:
+        progress(f"building (or loading from the cache) the {engine} engine's "
+                 f"{acfg.module_name}")
+    t0 = time.perf_counter()
+    job = accel_job(acfg, np.ones((1, 1), np.int64), np.zeros((1, 1), np.uint8), 0, 1, 0)
+    run_accel_cosim(acfg, [job], simulator=options.simulator, work_dir=run_dir,
+                    max_cycles=10_000, engine=engine, cache_dir=options.cache_dir)
+    return time.perf_counter() - t0

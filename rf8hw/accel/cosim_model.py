@@ -282,23 +282,6 @@ def _default_simulate(acfg, jobs, work_dir, options, max_cycles, engine):
                            engine=engine, cache_dir=options.cache_dir)
 
 
-def _build(acfg, options, run_dir, engine: str, say) -> float | None:
-    """The simulator build of ``acfg``, timed apart from the GEMMs: the cocotb engine's cached
-    build (:func:`rf8hw.accel.cosim_layer.cached_build`; None when reused), or for the library
-    engine (built into the cache on its first run, keyed by content) a one-command run of a
-    1 x 1 x 1 GEMM, whose seconds are the build's (a second or so when the library is cached)."""
-    from rf8hw.accel.cosim_layer import cached_build
-    from rf8hw.sim.accel_stimulus import accel_job
-
-    if engine == "cocotb":
-        return cached_build(acfg, options, run_dir, say)
-    say(f"building (or loading from the cache) the {engine} engine's {acfg.module_name}")
-    t0 = time.perf_counter()
-    job = accel_job(acfg, np.ones((1, 1), np.int64), np.zeros((1, 1), np.uint8), 0, 1, 0)
-    _default_simulate(acfg, [job], run_dir, options, 10_000, engine)
-    return time.perf_counter() - t0
-
-
 def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
                 batch: int | None = None, out_bits: int = 8, progress=None, bar: bool = True,
                 engine: str | None = None, simulate=None, store_root=None,
@@ -345,10 +328,12 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     from rf8hw.accel.accel_cycles import accel_schedule
     from rf8hw.accel.cosim_layer import (
         ACCEL_MAX_M,
+        accel_build,
         assemble_output,
         beats_off_schedule,
         build_key,
         command_jobs,
+        default_engine,
         load_quantized,
         max_cycles_for,
     )
@@ -426,10 +411,9 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     run_dir = options.run_dir(acfg.module_name, f"model-{model_name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     built_s = None
-    if engine is None:                             # run_accel_cosim's default
-        engine = "lib" if options.simulator == "verilator" else "cocotb"
+    engine = default_engine(options.simulator) if engine is None else engine
     if simulate is None:
-        built_s = _build(acfg, options, run_dir, engine, say)
+        built_s = accel_build(acfg, options, run_dir, engine, say)
         simulate = _default_simulate
     store = GemmStore(store_root or Path(options.cache_dir) / "model-gemms")
     rtl = rtl_key or build_key(acfg, options.simulator)
