@@ -182,3 +182,25 @@ def test_whole_model_refusals(tiny, tmp_path, capsys):
         assert cli.main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], (extra, err)
+
+
+def test_a_zoo_transformer(tmp_path):
+    """tinygpt (untrained, seed 0; one 64-character window): its 17 RF8 layers (per block the
+    fused QKV, the attention projection and the MLP's two; the head) go through the stand-in
+    simulator in execution order, the attention products stay in PyTorch, outputs equal."""
+    from dataclasses import asdict
+
+    from rf8hw.nn.checkpoint import save_checkpoint
+    from rf8hw.zoo import tinygpt
+
+    torch.manual_seed(0)
+    model = tinygpt.build()
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(model, path, {"model": "tinygpt", "model_config": asdict(model.config)})
+    sim = FakeSim()
+    run = _run("tinygpt", tmp_path, sim, checkpoint=path, batch=1)
+    assert run.ok and run.outputs_equal and sim.calls == 17 == len(run.gemms)
+    assert [g.shape for g in run.gemms[:4]] == [(64, 128, 384), (64, 128, 128), (64, 128, 512),
+                                                 (64, 512, 128)]
+    assert run.gemms[-1].shape == (64, 128, 76)
+    assert run.totals["pytorch_macs"] == 4 * 2 * 4 * 64 * 64 * 32     # Q K^T and P V, 4 heads
