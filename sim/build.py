@@ -108,8 +108,13 @@ class Build:
         return self.design.verilog.resolve()
 
     @property
+    def library(self) -> Path:
+        """The shared library of a ``lib`` build (:mod:`rf8hw.sim.verilator_lib`)."""
+        return self.build_dir / "libdut.so"
+
+    @property
     def toplevel(self) -> str:
-        """The simulator's top-level module: the wrapper (``hdl``) or the DUT (``python``)."""
+        """The simulator's top-level module: the wrapper (``hdl``) or the DUT (``python``, ``lib``)."""
         return BENCH_MODULE if self.bench == "hdl" else self.module
 
 
@@ -323,6 +328,8 @@ def prepare(cfg: ArrayConfig, options: CosimOptions, progress=None) -> Build:
         if design.config != cfg:
             raise ValueError(f"{design.verilog}: its manifest's parameters differ from the "
                              f"configuration given ({_differ(design.config, cfg)})")
+    if bench == "lib":
+        return _prepare_lib(design, root, progress)
     wrapper = wrapper_verilog(design.manifest) if bench == "hdl" else None
     use_simulator_path(simulator)
     module = design.module
@@ -343,6 +350,28 @@ def prepare(cfg: ArrayConfig, options: CosimOptions, progress=None) -> Build:
             _write_marker(build_dir / "build.ok", design.sha256 + "\n")
             built_s = time.perf_counter() - t0
     return Build(simulator, bench, waves, build_dir, design, built_s)
+
+
+def _prepare_lib(design: RtlFile, root: Path, progress=None) -> Build:
+    """The library bench's build: the design in a shared library with its generated harness
+    (:func:`rf8hw.sim.lib_bench.array_library`, cached under ``root/lib/``)."""
+    from .lib_bench import array_harness
+    from .verilator_lib import build_library, library_path
+
+    verilog = design.data.decode()
+    harness = array_harness(design.manifest, verilog)
+    lib = library_path(verilog, harness, root)
+    built_s = None
+    if not lib.is_file():
+        if progress is not None:
+            progress(f"building the verilator model of {design.module} for the lib bench "
+                     f"(Verilator compiles C++: a minute or two; once: later runs reuse it from "
+                     f"the cache {lib.parent})")
+        t0 = time.perf_counter()
+        with _ticking(progress, lib.parent):
+            lib = build_library(verilog, harness, root)
+        built_s = time.perf_counter() - t0
+    return Build("verilator", "lib", False, lib.parent, design, built_s)
 
 
 def _build_in(build_dir: Path, simulator: str, design: RtlFile, module: str, waves: bool,

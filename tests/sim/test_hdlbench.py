@@ -93,6 +93,9 @@ def test_block_diagonal_batches_equal_the_per_tile_golden_model(overflow):
     rows = expected_rows(model, tiles, budget=600)
     ref = np.concatenate([golden.matmul(a, c, 27, overflow, impl="loop") for c, a in tiles])
     assert np.array_equal(rows, ref)
+    # wrap: the batched exact path (GoldenModel.wrap_rows) is what ran; saturate has none
+    assert (model.wrap_rows(tiles) is None) == (overflow == "saturate")
+    assert (np.abs(ref) >= 1 << 25).any()          # sums near the 27-bit bounds: some wrapped
     assert (np.abs(ref) == (1 << 26) - 1).any() or overflow == "wrap"   # some tile saturated
 
 
@@ -147,7 +150,7 @@ def test_groups_need_the_python_bench(tmp_path):
     with pytest.raises(ValueError, match="need bench='python'"):
         sim.run_tiles(tiles, ArrayConfig(2, 2, acc_bits=27), CosimOptions(cache_root=tmp_path),
                       groups=[1, 1])
-    with pytest.raises(ValueError, match="bench must be one of 'hdl', 'python'"):
+    with pytest.raises(ValueError, match="bench must be one of 'hdl', 'python', 'lib'"):
         CosimOptions(bench="vhdl", cache_root=tmp_path)
     assert not any(tmp_path.iterdir())
 
