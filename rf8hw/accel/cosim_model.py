@@ -21,7 +21,10 @@ PyTorch path alone (its output, every RF8 call's shape, the ops that run in PyTo
 call's INT8 input and parameter stream on the rule above, streams the GEMM (its INT8 input,
 codes, bias/mult/shift; rows beyond ``max_m`` as further commands) through the accelerator's
 Verilog (:func:`rf8hw.sim.accel_cosim.run_accel_cosim`) and **returns the output built from the
-RTL's integers**, so later layers consume what the RTL produced.  Checked: per call, the
+RTL's integers**, so later layers consume what the RTL produced.  Consecutive calls on the same
+INT8 input (Q, K and V; found in the reference pass) run as one simulation: the first command
+loads the input, the others read it from the activation buffer (``load = 0``).  Checked: per
+call, the
 bit-exact layer on the RTL pass's input against the reference pass's output of the same call,
 the RTL's integers against the golden rule (:func:`rf8hw.format.postproc.gemm`) and against the
 bit-exact layer on the same input, result beats against the cycle model
@@ -55,7 +58,7 @@ __all__ = ["GemmCall", "ModelRun", "GemmStore", "gemm_key", "cosim_model", "mode
            "STORE_FORMAT"]
 
 #: Version of the stored per-GEMM records (part of every key).
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 
 #: torch functions that only move or view data: not listed among the ops run in PyTorch.
 _MOVES = frozenset(
@@ -75,7 +78,11 @@ class GemmCall:
     another cycle than the model's (None with stalls); ``golden_mismatches`` /
     ``bitexact_mismatches``: output integers that differ from the golden rule / from the
     bit-exact layer (-1: the simulation returned another number of beats);
-    ``replay_matches_layer``: the bit-exact layer on this call's input (in the RTL pass) equals
+    ``load``: 0 when the call reused the previous call's input from the accelerator's
+    activation buffer (``shared_with`` calls, e.g. Q, K and V, ran as one simulation of one
+    command each; their cycles are each command's share: from the previous command's last result
+    beat to its own); ``replay_matches_layer``: the bit-exact layer on this call's input (in the
+    RTL pass) equals
     the reference pass's output of the same call (``torch.equal``); ``wall_s``: the
     simulation (0 when ``reused`` from the store); ``bitexact_s``, ``stimulus_s``, ``schedule_s``:
     host time of the call's bit-exact layer, its stream beats and golden results
@@ -102,6 +109,8 @@ class GemmCall:
     bitexact_s: float = 0.0
     stimulus_s: float = 0.0
     schedule_s: float = 0.0
+    load: int = 1
+    shared_with: int = 1
 
     @property
     def ok(self) -> bool:
@@ -285,7 +294,7 @@ def _default_simulate(acfg, jobs, work_dir, options, max_cycles, engine):
 def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
                 batch: int | None = None, out_bits: int = 8, progress=None, bar: bool = True,
                 engine: str | None = None, simulate=None, store_root=None,
-                rtl_key: str | None = None) -> ModelRun:
+                rtl_key: str | None = None, share_inputs: bool = True) -> ModelRun:
     """Run the model's example with every RF8 GEMM through the accelerator (module docstring).
 
     Parameters
@@ -341,6 +350,7 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     from rf8hw.files import write_files
     from rf8hw.format import postproc
     from rf8hw.nn import bitexact, quant
+    from rf8hw.sim.accel_stimulus import accel_job
 
     t_start = time.perf_counter()
     if cfg.overflow != "wrap":
@@ -379,10 +389,17 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
 
     layer_outputs: list = []
 
+    digests: list = []
+
     def record(m, args, out):
         x = args[0]
         plan.append((name_of[id(m)], x.numel() // x.shape[-1], m.in_features, m.out_features))
         layer_outputs.append(out.detach().clone())
+        xs = x.float() / m.smooth if m.smooth is not None else x
+        a, scale, _ = bitexact.quantize_activations(
+            xs.detach().reshape(-1, xs.shape[-1]).to(torch.float32).cpu().numpy(), cfg.act_bits,
+            m.act_absmax, "tensor")
+        digests.append(gemm_key({"act_scale": float(scale)}, a))
 
     held: list = []
     hooks = [q.register_forward_hook(record) for q in layers.values()]
@@ -427,6 +444,16 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     # 4. the RTL pass: each RF8 layer's output replaced by the accelerator's
     calls: list[GemmCall] = []
     per_layer = Counter()
+    heads: dict[int, list[int]] = {}               # consecutive calls on one INT8 input
+    i = 0
+    while i < len(plan):
+        j = i + 1
+        while (share_inputs and j < len(plan) and digests[j] == digests[i]
+               and plan[j][2] == plan[i][2] and plan[i][1] <= acfg.max_m):
+            j += 1
+        heads[i] = list(range(i, j))
+        i = j
+    pending: dict[int, dict] = {}                  # call index -> its share of a simulation
     say(f"RTL pass: {len(plan)} GEMM(s) through {acfg.module_name} ({options.simulator}, "
         f"engine {engine})")
     tqdm_bar = None
@@ -435,57 +462,128 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
 
         tqdm_bar = tqdm(total=len(plan), desc="GEMMs through the RTL", unit="gemm")
 
+    def bitexact_call(q, x):
+        if q.smooth is not None:                   # as QuantLinear.forward: divide first
+            x = x.float() / q.smooth
+        details: list = []
+        y = bitexact.accel_linear(x, q.codes, q.exponent, q.bias, q.array, q.act_absmax,
+                                  q.out_bits, q.out_absmax, None, channel_scale=q.channel_scale,
+                                  details=details)
+        return y, details[0]
+
+    def simulate_unit(members, a):
+        """One simulation of the calls ``members`` ((name, layer, details) on the INT8 input
+        ``a``): one call's commands of at most max_m rows, or one command per call, the first
+        loading ``a``, the others reusing it from the activation buffer (load = 0).  Returns
+        each call's share: result beats, expected beats, cycles, timing."""
+        t0 = time.perf_counter()
+        jobs, commands, spans, chunks = [], [], [], None
+        for t, (_, qm, dm) in enumerate(members):
+            codes_m = qm.codes.cpu().numpy()
+            if len(members) == 1:
+                chunks, js, cmds = command_jobs(acfg, a, codes_m, dm["bias"], dm["mult"],
+                                                dm["shift"])
+            else:
+                js = [accel_job(acfg, a, codes_m, dm["bias"], dm["mult"], dm["shift"],
+                                load=int(t == 0))]
+                cmds = [(a.shape[0], a.shape[1], codes_m.shape[1], int(t == 0))]
+            spans.append((len(jobs), len(jobs) + len(js)))
+            jobs += js
+            commands += cmds
+        t1 = time.perf_counter()
+        schedule = accel_schedule(commands, acfg)
+        t2 = time.perf_counter()
+        key = gemm_key({**header, "layers": [n for n, _, _ in members]}, a.astype(np.int8),
+                       *[x for _, qm, dm in members for x in (
+                           qm.codes.cpu().numpy(), dm["bias"], dm["mult"], dm["shift"])],
+                       np.asarray(commands, np.int64))
+        rec = store.get(key)
+        reused = rec is not None
+        if rec is None:
+            ts = time.perf_counter()
+            rec = simulate(acfg, jobs, run_dir, options,
+                           max_cycles_for(schedule[-1]["out_last"] + 1, p), engine)
+            rec["wall_s"] = time.perf_counter() - ts
+            store.put(key, rec, {"layers": [n for n, _, _ in members], "shape": list(a.shape)})
+        results = np.asarray(rec["results"], np.int64).reshape(-1, acfg.array.cols)
+        out_cycles = np.asarray(rec["out_cycles"], np.int64).reshape(-1).tolist()
+        sizes = [sum(len(jobs[c].expected) for c in range(c0, c1)) for c0, c1 in spans]
+        whole = results.shape[0] == sum(sizes)
+        total = schedule[-1]["out_last"] + 1
+        parts, beat, prev_model, prev_sim = [], 0, 0, 0
+        for t, ((c0, c1), size) in enumerate(zip(spans, sizes)):
+            last = t == len(spans) - 1
+            model_end = schedule[c1 - 1]["out_last"] + 1
+            sim_end = (int(out_cycles[beat + size - 1]) + 1 if whole and size
+                       else (int(out_cycles[-1]) + 1 if out_cycles and last else prev_sim))
+            part = {"members": len(members), "load": commands[c0][3], "head": t == 0,
+                    "a": a, "d": members[t][2], "key": key, "reused": reused,
+                    "commands": c1 - c0, "chunks": chunks if len(members) == 1 else
+                    [(0, a.shape[0])],
+                    "expected": np.concatenate([jobs[c].expected for c in range(c0, c1)]),
+                    "results": results[beat:beat + size] if whole else None,
+                    "model_cycles": model_end - prev_model, "cycles": sim_end - prev_sim,
+                    "sim_cycles": (int(rec["cycles"]) if last else sim_end) - prev_sim,
+                    "beats_off": (beats_off_schedule(out_cycles[beat:beat + size] if whole
+                                                     else out_cycles, schedule[c0:c1])
+                                  if p == 0 else None),
+                    "err": (int(rec["err_cmd"]), int(rec["err_w_tlast"])),
+                    "wall_s": 0.0 if reused else float(rec["wall_s"]) * (model_end - prev_model)
+                    / total,
+                    "stimulus_s": (t1 - t0) if t == 0 else 0.0,
+                    "schedule_s": (t2 - t1) if t == 0 else 0.0}
+            parts.append(part)
+            beat, prev_model, prev_sim = beat + size, model_end, sim_end
+        return parts
+
     def through_rtl(q, name):
         def forward(x_in):
-            x = x_in
-            if q.smooth is not None:               # as QuantLinear.forward: divide first
-                x = x.float() / q.smooth
-            details: list = []
             t_be = time.perf_counter()
-            y_layer = bitexact.accel_linear(x, q.codes, q.exponent, q.bias, q.array,
-                                            q.act_absmax, q.out_bits, q.out_absmax, None,
-                                            channel_scale=q.channel_scale, details=details)
+            y_layer, d = bitexact_call(q, x_in)
+            t_bx = time.perf_counter() - t_be
             dtype = x_in.dtype if x_in.dtype.is_floating_point else torch.float32
             shape = (*x_in.shape[:-1], q.out_features)
-            d = details[0]
             a, codes = d["a"], q.codes.cpu().numpy()
             M, K = a.shape
             N = codes.shape[1]
-            t_st = time.perf_counter()
-            chunks, jobs, commands = command_jobs(acfg, a, codes, d["bias"], d["mult"],
-                                                  d["shift"])
-            t_sc = time.perf_counter()
-            call = GemmCall(len(calls), name, per_layer[name], (M, K, N), len(jobs), M * K * N)
-            call.bitexact_s, call.stimulus_s = t_st - t_be, t_sc - t_st
+            i = len(calls)
+            call = GemmCall(i, name, per_layer[name], (M, K, N), 0, M * K * N)
             per_layer[name] += 1
-            i = call.index                         # the same call of the reference pass
-            call.replay_matches_layer = (i < len(plan) and plan[i][0] == name and bool(
-                torch.equal(y_layer.reshape(shape).to(dtype), layer_outputs[i])))
-            call.key = gemm_key({**header, "layer": name}, a.astype(np.int8), codes, d["bias"],
-                                d["mult"], d["shift"], np.asarray(commands, np.int64))
-            schedule = accel_schedule(commands, acfg)
-            call.model_cycles = schedule[-1]["out_last"] + 1
-            call.schedule_s = time.perf_counter() - t_sc
-            rec = store.get(call.key)
-            call.reused = rec is not None
-            if rec is None:
-                t0 = time.perf_counter()
-                rec = simulate(acfg, jobs, run_dir, options,
-                               max_cycles_for(call.model_cycles, p), engine)
-                rec["wall_s"] = time.perf_counter() - t0
-                store.put(call.key, rec, {"layer": name, "shape": [M, K, N]})
-            call.wall_s = 0.0 if call.reused else float(rec["wall_s"])
-            results = np.asarray(rec["results"], np.int64).reshape(-1, acfg.array.cols)
-            expected = np.concatenate([j.expected for j in jobs])
-            out_cycles = np.asarray(rec["out_cycles"], np.int64).reshape(-1).tolist()
-            call.sim_cycles = int(rec["cycles"])
-            call.cycles = int(out_cycles[-1]) + 1 if out_cycles else 0
-            call.err_cmd, call.err_w_tlast = int(rec["err_cmd"]), int(rec["err_w_tlast"])
-            if p == 0:
-                call.beats_off_model = int(beats_off_schedule(out_cycles, schedule))
-            if results.shape == expected.shape:
+            in_plan = i < len(plan) and plan[i][0] == name
+            call.replay_matches_layer = in_plan and bool(
+                torch.equal(y_layer.reshape(shape).to(dtype), layer_outputs[i]))
+            part = pending.pop(i, None)
+            if part is not None and not (np.array_equal(part["a"], a) and all(
+                    np.array_equal(part["d"][k], d[k]) for k in ("bias", "mult", "shift"))):
+                part = None                        # not the input the group was run on
+            if part is None:
+                members = [(name, q, d)]
+                for j in (heads.get(i, [i]) if in_plan else [i])[1:]:
+                    qj = layers[plan[j][0]]
+                    t0 = time.perf_counter()
+                    _, dj = bitexact_call(qj, x_in)
+                    t_bx += time.perf_counter() - t0
+                    if not (np.array_equal(dj["a"], a) and dj["act_scale"] == d["act_scale"]):
+                        break
+                    members.append((plan[j][0], qj, dj))
+                parts = simulate_unit(members, a)
+                part = parts[0]
+                for t, other in enumerate(parts[1:], 1):
+                    pending[i + t] = other
+            call.bitexact_s = t_bx
+            call.key, call.reused, call.commands = part["key"], part["reused"], part["commands"]
+            call.load = part["load"]
+            call.shared_with = part["members"]
+            call.stimulus_s, call.schedule_s = part["stimulus_s"], part["schedule_s"]
+            call.model_cycles, call.cycles = part["model_cycles"], part["cycles"]
+            call.sim_cycles, call.wall_s = part["sim_cycles"], part["wall_s"]
+            call.err_cmd, call.err_w_tlast = part["err"]
+            if part["beats_off"] is not None:
+                call.beats_off_model = int(part["beats_off"])
+            results, expected = part["results"], part["expected"]
+            if results is not None and results.shape == expected.shape:
                 call.golden_mismatches = int((results != expected).sum())
-                y_int = assemble_output(results, chunks, N, acfg.array.cols)
+                y_int = assemble_output(results, part["chunks"], N, acfg.array.cols)
                 call.bitexact_mismatches = int((y_int != d["y_int"]).sum())
             else:                                  # no output to pass on: the run fails
                 y_int = np.zeros((M, N), np.int64)

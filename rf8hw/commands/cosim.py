@@ -168,15 +168,16 @@ def _report_model(run, total_s: float) -> int:
     print(f"result: {run.result_json}")
     print(f"{run.model}: every RF8 GEMM through {acfg.module_name} (max_m {acfg.max_m}, max_k "
           f"{acfg.max_k}, INT{run.out_bits} out; one activation scale per call, the "
-          f"post-processing rule; docs/accelerator.md)")
-    print(f"{'#':>4} {'layer':<44} {'call':>4} {'M x K x N':>17} {'MACs':>12} {'cycles':>10} "
-          f"{'model':>10} {'off':>4} {'golden':>6} {'bitexact':>8} {'wall s':>8}")
+          f"post-processing rule; docs/accelerator.md); load 0: the input of the call before, "
+          f"reused from the activation buffer in the same simulation")
+    print(f"{'#':>4} {'layer':<44} {'call':>4} {'M x K x N':>17} {'load':>4} {'MACs':>12} "
+          f"{'cycles':>10} {'model':>10} {'off':>4} {'golden':>6} {'bitexact':>8} {'wall s':>8}")
     for g in run.gemms:
         M, K, N = g.shape
         off = "-" if g.beats_off_model is None else str(g.beats_off_model)
         wall = "stored" if g.reused else f"{g.wall_s:.2f}"
         print(f"{g.index:>4} {g.layer[-44:]:<44} {g.call:>4} {f'{M} x {K} x {N}':>17} "
-              f"{g.macs:>12,} {g.cycles:>10,} {g.model_cycles:>10,} {off:>4} "
+              f"{g.load:>4} {g.macs:>12,} {g.cycles:>10,} {g.model_cycles:>10,} {off:>4} "
               f"{g.golden_mismatches:>6} {g.bitexact_mismatches:>8} {wall:>8}")
     t = run.totals
     print(f"in PyTorch (not through the RTL): {t['pytorch_macs']:,} MACs of matrix products")

@@ -100,7 +100,12 @@ def test_whole_model_report(tiny, tmp_path, out_bits):
     sim = FakeSim()
     run = _run(tiny, tmp_path, sim, out_bits)
     assert run.ok and run.outputs_equal and run.output_values == 2 * 7 * 5
-    assert [g.layer for g in run.gemms] == LAYERS and sim.calls == len(LAYERS)
+    assert [g.layer for g in run.gemms] == LAYERS
+    # Q, K and V share their input: one simulation each block, K and V reuse it (load = 0)
+    assert sim.calls == len(LAYERS) - 4
+    assert [(g.load, g.shared_with) for g in run.gemms[:5]] == [(1, 3), (0, 3), (0, 3), (1, 1),
+                                                                (1, 1)]
+    assert run.gemms[0].key == run.gemms[2].key != run.gemms[3].key
     assert all(g.shape == (14, 12 if g.layer[-2:] != "wn" else 20, 20 if g.layer.endswith("up")
                            else 5 if g.layer == "head" else 12) for g in run.gemms)
     assert run.acfg.max_m == 14 and run.acfg.max_k == 20 and run.acfg.out_bits == out_bits
@@ -131,19 +136,26 @@ def test_the_rtl_output_feeds_the_next_layers(tiny, tmp_path):
 
 
 def test_an_interrupted_run_resumes_without_simulating_finished_gemms(tiny, tmp_path):
+    """Simulations: b1's Q/K/V (one), o, up, down, b2's Q/K/V, then interrupted at b2.o: five
+    stored, covering nine calls; the rerun simulates the other four."""
     with pytest.raises(KeyboardInterrupt):
         _run(tiny, tmp_path, FakeSim(fail_at=5))
     stored = sorted((tmp_path / "cache" / "model-gemms").glob("*.json"))
     assert len(stored) == 5
     sim = FakeSim()
     run = _run(tiny, tmp_path, sim)
-    assert run.ok and sim.calls == len(LAYERS) - 5
-    assert [g.reused for g in run.gemms] == [True] * 5 + [False] * (len(LAYERS) - 5)
-    assert run.totals["reused"] == 5 and run.totals["simulated"] == len(LAYERS) - 5
+    assert run.ok and sim.calls == 4
+    assert [g.reused for g in run.gemms] == [True] * 9 + [False] * (len(LAYERS) - 9)
+    assert run.totals["reused"] == 9 and run.totals["simulated"] == len(LAYERS) - 9
     again = FakeSim()
     assert _run(tiny, tmp_path, again).ok and again.calls == 0          # all stored now
     other = FakeSim()                                                    # another seed: new keys
-    assert _run(tiny, tmp_path, other, seed=3).ok and other.calls == len(LAYERS)
+    assert _run(tiny, tmp_path, other, seed=3).ok and other.calls == 9
+    # without sharing, Q, K and V are simulations of their own (new keys); the other calls are
+    # the same simulations as before, from the store
+    alone = FakeSim()
+    run = _run(tiny, tmp_path, alone, share_inputs=False)
+    assert run.ok and alone.calls == 6 and {g.load for g in run.gemms} == {1}
 
 
 def test_store_keys_and_records(tmp_path):

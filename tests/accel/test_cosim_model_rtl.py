@@ -66,3 +66,28 @@ def test_mlp_digits_int32_with_stalls(train_mlp_digits, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"^gemms=3 macs=77568 mismatches=0 bitexact_mismatches=0 cycles=\d+ "
                     r"model_cycles=\d+ outputs_equal=True", last), last
+
+
+def test_shared_qkv_input_through_the_rtl(tmp_path, monkeypatch, capsys):
+    """A two-block attention model (tests/accel/test_cosim_model.py's, 14 token rows): each
+    block's Q, K and V in one simulation, K and V reading the input from the activation buffer
+    (load = 0); every result beat at the cycle model's cycle, 0 mismatches, outputs equal."""
+    import textwrap
+
+    from test_cosim_model import ADAPTER, LAYERS
+
+    (tmp_path / "cosim_model_tiny_rtl.py").write_text(textwrap.dedent(ADAPTER))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["cosim", "--model", "cosim_model_tiny_rtl:adapter", "--rows", "4", "--cols", "4",
+            "--seed", "2", "--sim", "icarus", "--stall-prob", "0", "--cache-dir",
+            str(tmp_path / "cache"), "--out-dir", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.match(r"^gemms=13 macs=30408 mismatches=0 bitexact_mismatches=0 cycles=(\d+) "
+                    r"model_cycles=\1 outputs_equal=True", last), last
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert [g["layer"] for g in saved["gemms"]] == LAYERS
+    assert [g["load"] for g in saved["gemms"]] == [1, 0, 0, 1, 1, 1] * 2 + [1]
+    assert all(g["beats_off_model"] == 0 and g["cycles"] == g["model_cycles"]
+               for g in saved["gemms"])
+    assert len(list((tmp_path / "cache" / "model-gemms").glob("*.json"))) == 9
