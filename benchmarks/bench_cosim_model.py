@@ -50,6 +50,7 @@ def measure(model: str, args) -> dict:
     goal = GOALS.get(model)
     row = {"model": model, "module": run.acfg.module_name, "simulator": args.sim,
            "engine": args.engine, "out_bits": args.out_bits, "seed": args.seed,
+           "share_inputs": True, "loads_0": sum(g.load == 0 for g in run.gemms),
            "gemms": t["gemms"], "simulated": t["simulated"], "macs": t["macs"],
            "cycles": t["cycles"], "model_cycles": t["model_cycles"],
            "beats_off_model": t["beats_off_model"], "golden_mismatches": t["golden_mismatches"],
