@@ -132,7 +132,7 @@ def bench(simulator: str, tiles: int, repeat: int, cache_dir, python_tiles: int,
     out = []
     for i, (name, n, stall, count, kind, goal) in enumerate(_cases(tiles)):
         cfg = ArrayConfig(n, n, acc_bits=27)
-        options = sim.CosimOptions(simulator=simulator, stall_prob=stall, seed=7,
+        options = sim.CosimOptions(simulator=simulator, bench="hdl", stall_prob=stall, seed=7,
                                    cache_root=cache_dir, out_dir=scratch / f"{simulator}-{i}")
         t0 = time.perf_counter()
         sim.prepare(cfg, options)

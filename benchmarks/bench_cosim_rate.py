@@ -9,10 +9,11 @@ definition) and the 8x8 accelerator (:func:`rf8hw.sim.accel_cosim.run_accel_cosi
 packing and the comparison of every output with the post-processing rule included), each at 0 %
 and 10 % stalls on every stream.  The bare model: the same library's ``rf8hw_free_run`` (the
 clock alone, constant inputs: every source valid, every sink ready; no recording, no checking).
-Each case runs ``--repeat`` times, cosim and bare interleaved; best and median are printed, and
-the ratio of the medians.  Variants (``--variants``): ``t2`` (``--threads 2`` model) and
-``yosys`` (the generated Verilog through Yosys ``flatten; opt -full; wreduce; peepopt; opt
--full; opt_clean -purge`` before Verilator; every result still checked).  Writes JSON with
+Each case runs ``--repeat`` times, cosim and bare (and the variants) interleaved; best and
+median are printed, and the ratio of the medians.  Variants (``--variants``): ``t2``
+(``--threads 2`` model) and ``yosys`` (the generated Verilog through Yosys ``flatten; opt
+-full; wreduce; peepopt; opt -full; opt_clean -purge`` before Verilator; every result still
+checked).  Writes JSON with
 ``--json``.  Not a test.
 
     python benchmarks/bench_cosim_rate.py [--repeat 5] [--variants t2 yosys] [--json docs/cosim_rate.json]
@@ -82,28 +83,36 @@ def _bare(lib, harness, edges: int) -> float:
         s.close()
 
 
-def array_case(n: int, stall: float, tiles: int, repeat: int, cache, variant: str) -> dict:
+def array_cases(n: int, stall: float, tiles: int, repeat: int, cache, variants) -> list[dict]:
+    """One row per variant; the variants' runs interleaved (repeat by repeat), so that a change of
+    the shared machine's load hits them alike."""
     from rf8hw.sim.lib_bench import array_harness, run_lib_bench
 
     cfg = ArrayConfig(n, n)
     design = sim.prepare(cfg, sim.CosimOptions(simulator="icarus", cache_root=cache)).design
     text = design.data.decode()
     harness = array_harness(design.manifest, text)
-    if variant == "yosys":
-        text = yosys_netlist(text, design.module)
-    lib, build_s = _library(text, harness, cache, 2 if variant == "t2" else 1)
+    libs = {}
+    for variant in variants:
+        libs[variant] = _library(yosys_netlist(text, design.module) if variant == "yosys" else text,
+                                 harness, cache, 2 if variant == "t2" else 1)
     stimulus = sim.random_tiles(np.random.default_rng(7), n, n, tiles)
-    rates, bare, cycles = [], [], 0
+    rates = {v: [] for v in variants}
+    bare = {v: [] for v in variants}
+    cycles = 0
     for _ in range(repeat):
-        report, _ = run_lib_bench(lib, harness, design.manifest, stimulus, stall_prob=stall,
-                                  backpressure_prob=stall, seed=7)
-        assert report.mismatches == 0 and report.rows_checked == sum(len(a) for _, a in stimulus)
-        rates.append(report.loop_cycles / report.wall_s)
-        cycles = report.loop_cycles
-        bare.append(_bare(lib, harness, cycles))
-    return _row(f"array {n}x{n}", stall, variant, cycles, rates, bare, build_s,
-                f"{tiles} random tiles of {n} rows, {sum(len(a) for _, a in stimulus) * n} "
-                f"values checked per run")
+        for variant in variants:
+            report, _ = run_lib_bench(libs[variant][0], harness, design.manifest, stimulus,
+                                      stall_prob=stall, backpressure_prob=stall, seed=7)
+            assert report.mismatches == 0
+            assert report.rows_checked == sum(len(a) for _, a in stimulus)
+            rates[variant].append(report.loop_cycles / report.wall_s)
+            cycles = report.loop_cycles
+            bare[variant].append(_bare(libs[variant][0], harness, cycles))
+    what = (f"{tiles} random tiles of {n} rows, {sum(len(a) for _, a in stimulus) * n} values "
+            f"checked per run")
+    return [_row(f"array {n}x{n}", stall, v, cycles, rates[v], bare[v], libs[v][1], what)
+            for v in variants]
 
 
 def accel_case(stall: float, jobs_n: int, repeat: int, cache, work: Path, variant: str) -> dict:
@@ -147,7 +156,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--tiles", type=int, default=20_000, help="8x8 tiles (16x16: a quarter)")
-    parser.add_argument("--accel-jobs", type=int, default=8)
+    parser.add_argument("--accel-jobs", type=int, default=32)
     parser.add_argument("--variants", nargs="*", default=[], choices=["t2", "yosys"])
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--json", default=None)
@@ -164,16 +173,16 @@ def main(argv=None) -> None:
     print(json.dumps(env), flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rf8hw-bench-rate-") as work:
-        for variant in ["generated", *args.variants]:
-            for n, tiles in ((8, args.tiles), (16, max(1, args.tiles // 4))):
-                for stall in (0.0, 0.1):
-                    rows.append(array_case(n, stall, tiles, args.repeat, cache, variant))
-                    print(json.dumps(rows[-1]), flush=True)
-            if variant == "generated":
-                for stall in (0.0, 0.1):
-                    rows.append(accel_case(stall, args.accel_jobs, args.repeat, cache, Path(work),
-                                           variant))
-                    print(json.dumps(rows[-1]), flush=True)
+        for n, tiles in ((8, args.tiles), (16, max(1, args.tiles // 4))):
+            for stall in (0.0, 0.1):
+                rows += array_cases(n, stall, tiles, args.repeat, cache,
+                                    ["generated", *args.variants])
+                for r in rows[-1 - len(args.variants):]:
+                    print(json.dumps(r), flush=True)
+        for stall in (0.0, 0.1):
+            rows.append(accel_case(stall, args.accel_jobs, args.repeat, cache, Path(work),
+                                   "generated"))
+            print(json.dumps(rows[-1]), flush=True)
     env["uptime_after"] = _uptime()
     goals = []
     for r in rows:

@@ -1,11 +1,13 @@
-"""cocotb co-simulation of the generated RF8 array against the golden model (``docs/cosim.md``).
+"""Co-simulation of the generated RF8 array against the golden model (``docs/cosim.md``).
 
 An importable package (``rf8hw.sim``, listed in ``pyproject.toml``), so ``rf8hw cosim`` works from
 any directory after ``pip install -e .`` and the simulator's embedded Python finds the cocotb test
-modules of the two benches: :mod:`rf8hw.sim.hdl_bench` (the default: stimulus and checking in a
-Verilog wrapper) and :mod:`rf8hw.sim.python_bench` (per cycle in Python; ``bench="python"``).
-This module imports neither cocotb nor the simulators: the host-side entry points below start the
-simulator through ``cocotb_tools.runner``.
+modules of the cocotb benches: :mod:`rf8hw.sim.hdl_bench` (stimulus and checking in a Verilog
+wrapper; Icarus' default) and :mod:`rf8hw.sim.python_bench` (per cycle in Python;
+``bench="python"``).  The library bench (:mod:`rf8hw.sim.lib_bench`, ``bench="lib"``, Verilator's
+default) runs the Verilated model in this process (:mod:`rf8hw.sim.verilator_lib`).  This module
+imports neither cocotb nor the simulators: the host-side entry points below start the simulator
+through ``cocotb_tools.runner`` or load the library.
 
 Entry points
 ------------

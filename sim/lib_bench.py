@@ -154,6 +154,8 @@ def run_lib_bench(lib, harness: Harness, manifest: Manifest, tiles, *, stall_pro
                         f"{len(a_data) - sim.count('in', a_bus)} activation beats not taken")
                 if status in (STATUS_DONE, STATUS_RESET):
                     break
+            # beats beyond the buffer (none can come after the tail starts): each a mismatch
+            sb.mismatches += max(0, sim.count("out", r_bus) - len(out["cycle"]))
             seg_records = _tile_records(first, bounds_w, bounds_a, sim.inputs[w_bus],
                                         sim.inputs[a_bus], out["cycle"], out["stall"], bounds_a,
                                         min(seen, total))
