@@ -394,7 +394,7 @@ CLI = [
          needle=needle) for more, needle in [
         ((), "tiles is required"),
         (("--layer", "fc1"), "layer and model go together"),
-        (("--model", "mlp_digits"), "layer and model go together"),
+        (("--model", "mlp_digits"), "--checkpoint is required"),      # the whole model's GEMMs
         (("--layer", "fc1", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--tiles", "3"),
          "tiles is for random tiles"),
         (("--layer", "fc1", "--model", "mlp_digits", "--checkpoint", "{ckpt}", "--m-rows", "3"),

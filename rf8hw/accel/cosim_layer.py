@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from rf8hw.sim import CosimResult
 
 __all__ = ["LayerResult", "AccelRun", "capture_layer", "cosim_layer", "MAX_LAYER_ROWS",
-           "ZOO_BATCH", "ACCEL_MAX_M"]
+           "ZOO_BATCH", "ACCEL_MAX_M", "load_quantized", "build_key", "cached_build",
+           "command_jobs", "assemble_output", "beats_off_schedule", "max_cycles_for",
+           "default_engine", "accel_build"]
 
 #: Most activation rows (tokens) of a captured layer input that are co-simulated.
 MAX_LAYER_ROWS = 1 << 16
@@ -166,7 +168,7 @@ class LayerResult:
 ZOO_BATCH = 8
 
 
-def _load(model_name: str, checkpoint, batch: int | None):
+def load_quantized(model_name: str, checkpoint, batch: int | None):
     """``(model, run)``: the model, RF8-quantized as the estimate quantizes it, and a callable
     running its source's forward pass (:mod:`rf8hw.accel.source`: a zoo model's first ``batch``
     training inputs, an adapter's example)."""
@@ -220,7 +222,7 @@ def capture_layer(model_name: str, layer: str, array: ArrayConfig, *, checkpoint
 
     from rf8hw.nn import bitexact, quant
 
-    model, run = _load(model_name, checkpoint, batch)
+    model, run = load_quantized(model_name, checkpoint, batch)
     quant.set_mode(model, "bitexact", array=array)
     layers = quant.rf8_layers(model)
     if layer not in layers:
@@ -355,7 +357,7 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, check
     return LayerResult(layer, result, got["replay_matches_layer"], bad)
 
 
-def _build_key(acfg, simulator: str) -> str:
+def build_key(acfg, simulator: str) -> str:
     """The simulator build's cache key: the configuration, the simulator, the sources of
     :mod:`rf8hw.hdl` and the Amaranth version (any change rebuilds)."""
     import hashlib
@@ -371,7 +373,7 @@ def _build_key(acfg, simulator: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _cached_build(acfg, options, run_dir, progress) -> float | None:
+def cached_build(acfg, options, run_dir, progress) -> float | None:
     """Put the simulator build of ``acfg`` at ``run_dir/build-<simulator>`` (a link into the
     cache, built there first if absent); the build's seconds, None when reused."""
     import os
@@ -384,7 +386,7 @@ def _cached_build(acfg, options, run_dir, progress) -> float | None:
 
     sim = options.simulator
     root = Path(options.cache_dir) / "accel"
-    final = root / f"{acfg.module_name}-{sim}-{_build_key(acfg, sim)}"
+    final = root / f"{acfg.module_name}-{sim}-{build_key(acfg, sim)}"
     built_s = None
     if not (final / "build.ok").is_file():
         if progress:
@@ -423,7 +425,6 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     from rf8hw.arch import AccelConfig
     from rf8hw.files import write_files
     from rf8hw.sim.accel_cosim import run_accel_cosim
-    from rf8hw.sim.accel_stimulus import accel_job
 
     post = got["post"]
     a, codes = post["a"], got["codes"]
@@ -432,14 +433,14 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     options.check_run_dir()
     run_dir = options.run_dir(acfg.module_name, label)
     run_dir.mkdir(parents=True, exist_ok=True)
-    built_s = _cached_build(acfg, options, run_dir, progress)
-    chunks = [(m, min(M, m + acfg.max_m)) for m in range(0, M, acfg.max_m)]
-    jobs = [accel_job(acfg, a[m0:m1], codes, post["bias"], post["mult"], post["shift"])
-            for m0, m1 in chunks]
-    schedule = accel_schedule([(m1 - m0, K, N, 1) for m0, m1 in chunks], acfg)
+    engine = default_engine(options.simulator)
+    built_s = accel_build(acfg, options, run_dir, engine, progress)
+    chunks, jobs, commands = command_jobs(acfg, a, codes, post["bias"], post["mult"],
+                                          post["shift"])
+    schedule = accel_schedule(commands, acfg)
     full_rate = schedule[-1]["out_last"] + 1
     p = max(options.stall_prob, options.backpressure)
-    max_cycles = int((2 * full_rate + 10_000) / (1 - p) ** 2)
+    max_cycles = max_cycles_for(full_rate, p)
     R, C = cfg.rows, cfg.cols
     kt, nt = -(-K // R), -(-N // C)
     if progress:
@@ -448,25 +449,16 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     t0 = time.perf_counter()
     rec = run_accel_cosim(acfg, jobs, simulator=options.simulator, work_dir=run_dir,
                           seed=options.seed, p_idle=options.stall_prob,
-                          p_out_stall=options.backpressure, max_cycles=max_cycles)
+                          p_out_stall=options.backpressure, max_cycles=max_cycles,
+                          engine=engine, cache_dir=options.cache_dir)
     wall = time.perf_counter() - t0
     results, expected = rec["results"], np.concatenate([j.expected for j in jobs])
     y = None
     mismatches = -1
     if results.shape == expected.shape:
         mismatches = int((results != expected).sum())
-        y = np.zeros((M, nt * C), np.int64)
-        row = 0
-        for (m0, m1) in chunks:
-            for j in range(nt):
-                y[m0:m1, j * C:(j + 1) * C] = results[row:row + m1 - m0]
-                row += m1 - m0
-        y = y[:, :N]
-    cycle_bad = None
-    if p == 0:
-        want = [c for s in schedule for c in s["out"]]
-        got_c = rec["out_cycles"]
-        cycle_bad = (sum(x != w for x, w in zip(got_c, want)) + abs(len(got_c) - len(want)))
+        y = assemble_output(results, chunks, N, C)
+    cycle_bad = beats_off_schedule(rec["out_cycles"], schedule) if p == 0 else None
     result_json = run_dir / "result.json"
     summary = {"layer": got["layer"], "gemm": [M, K, N], "module": acfg.module_name,
                "accel_config": {"max_m": acfg.max_m, "max_k": acfg.max_k,
@@ -485,3 +477,75 @@ def _accel_run(got: dict, cfg: ArrayConfig, options, out_bits: int, label: str,
     return AccelRun(acfg, len(jobs), kt * nt * len(jobs), M * K * N, mismatches, cycle_bad,
                     rec["err_cmd"], rec["err_w_tlast"], rec["cycles"], wall, built_s, run_dir,
                     run_dir / f"job-{options.seed}.log", result_json, y)
+
+
+def command_jobs(acfg, a, codes, bias, mult, shift):
+    """A GEMM ``a [M, K] @ codes [K, N]`` with its parameter stream as accelerator commands of
+    at most ``acfg.max_m`` rows, each loading its rows (``act_base = 0``): ``(chunks, jobs,
+    commands)``, ``chunks`` the ``(m0, m1)`` row ranges, ``jobs`` their
+    :class:`rf8hw.sim.accel_stimulus.AccelJob` (expected results by the golden rule
+    :func:`rf8hw.format.postproc.gemm`), ``commands`` the ``(M, K, N, load)`` tuples
+    :func:`rf8hw.accel.accel_cycles.accel_schedule` takes."""
+    from rf8hw.sim.accel_stimulus import accel_job
+
+    M, K = a.shape
+    N = codes.shape[1]
+    chunks = [(m, min(M, m + acfg.max_m)) for m in range(0, M, acfg.max_m)]
+    jobs = [accel_job(acfg, a[m0:m1], codes, bias, mult, shift) for m0, m1 in chunks]
+    return chunks, jobs, [(m1 - m0, K, N, 1) for m0, m1 in chunks]
+
+
+def assemble_output(results: np.ndarray, chunks, N: int, cols: int) -> np.ndarray:
+    """The ``[M, N]`` output of :func:`command_jobs`' commands from their result beats in stream
+    order (per command: N tile outer, row inner; ``cols`` values per beat, padding dropped)."""
+    M = chunks[-1][1]
+    nt = -(-N // cols)
+    y = np.zeros((M, nt * cols), np.int64)
+    row = 0
+    for m0, m1 in chunks:
+        for j in range(nt):
+            y[m0:m1, j * cols:(j + 1) * cols] = results[row:row + m1 - m0]
+            row += m1 - m0
+    return y[:, :N]
+
+
+def beats_off_schedule(out_cycles, schedule) -> int:
+    """Result beats taken at another cycle than the schedule's
+    (:func:`rf8hw.accel.accel_cycles.accel_schedule`), plus the beats missing or extra."""
+    want = [c for s in schedule for c in s["out"]]
+    got = list(out_cycles)
+    return sum(x != w for x, w in zip(got, want)) + abs(len(got) - len(want))
+
+
+def max_cycles_for(full_rate: int, p: float) -> int:
+    """The simulation's cycle limit for a program of ``full_rate`` cycles at full rate with
+    stall probability ``p``: ``(2 * full_rate + 10,000) / (1 - p)^2``."""
+    return int((2 * full_rate + 10_000) / (1 - p) ** 2)
+
+
+def default_engine(simulator: str) -> str:
+    """:func:`rf8hw.sim.accel_cosim.run_accel_cosim`'s engine for ``simulator``: ``lib`` (the
+    Verilated model in a shared library) on Verilator, ``cocotb`` on Icarus."""
+    return "lib" if simulator == "verilator" else "cocotb"
+
+
+def accel_build(acfg, options, run_dir, engine: str, progress=None) -> float | None:
+    """The simulator build of ``acfg`` for ``engine``, timed apart from the GEMMs: the cocotb
+    engine's cached build (:func:`cached_build`; None when reused), or for the library engine
+    (built into ``options.cache_dir`` on its first run, keyed by content) a run of one 1 x 1 x 1
+    command, whose seconds are the build's (about a second when the library is cached)."""
+    import time
+
+    from rf8hw.sim.accel_cosim import run_accel_cosim
+    from rf8hw.sim.accel_stimulus import accel_job
+
+    if engine == "cocotb":
+        return cached_build(acfg, options, run_dir, progress)
+    if progress:
+        progress(f"building (or loading from the cache) the {engine} engine's "
+                 f"{acfg.module_name}")
+    t0 = time.perf_counter()
+    job = accel_job(acfg, np.ones((1, 1), np.int64), np.zeros((1, 1), np.uint8), 0, 1, 0)
+    run_accel_cosim(acfg, [job], simulator=options.simulator, work_dir=run_dir,
+                    max_cycles=10_000, engine=engine, cache_dir=options.cache_dir)
+    return time.perf_counter() - t0

@@ -38,7 +38,9 @@ def register(subparsers, name: str, help_text: str) -> None:
     layer = parser.add_argument_group(
         "layer", "instead of random tiles, the GEMM of one layer of a real RF8-quantized model, "
                  "its INT8 activations from a real forward pass; compared with the golden model "
-                 "and with the bit-exact PyTorch layer's integers (rf8hw/accel/cosim_layer.py)")
+                 "and with the bit-exact PyTorch layer's integers (rf8hw/accel/cosim_layer.py); "
+                 "--model without --layer: every RF8 GEMM of the model's forward pass through the "
+                 "accelerator, each layer's output taken from the RTL (rf8hw/accel/cosim_model.py)")
     add_config_args(layer, CosimRequest, only=("layer", "model", "checkpoint", "batch", "accel",
                                                "out_bits"))
     parser.set_defaults(func=run)
@@ -83,6 +85,8 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     cfg, rtl = array_config(args)
+    if args.model is not None and args.layer is None:
+        return _run_model(args, cfg, rtl, t0)
     request = config_from_args(CosimRequest, args)
     options = config_from_args(CosimOptions, args, rtl=rtl)
     if rtl is not None and rtl.bom:
@@ -120,6 +124,85 @@ def run(args) -> int:
               file=sys.stderr, flush=True)
         return 128 + signum
     return _report(result, cfg, time.perf_counter() - t0)
+
+
+def _run_model(args, cfg, rtl, t0: float) -> int:
+    """``--model`` without ``--layer``: every RF8 GEMM of the model's forward pass through the
+    accelerator (:func:`rf8hw.accel.cosim_model.cosim_model`); the report, the summary line
+    last."""
+    from rf8hw.accel.cosim_model import cosim_model
+    from rf8hw.commands.options import config_from_args, flag
+    from rf8hw.sim import CosimOptions
+    from rf8hw.sim.build import require_simulator
+
+    for name in ("tiles", "m_rows"):
+        if getattr(args, name) is not None:
+            raise ValueError(f"{flag(name)} is for random tiles; --model without --layer runs the "
+                             f"whole model's GEMMs, not {flag(name)} {getattr(args, name)}")
+    out_bits = 8 if args.out_bits is None else args.out_bits
+    options = config_from_args(CosimOptions, args, rtl=rtl)
+    require_simulator(options.simulator)                   # before the model is loaded
+
+    def progress(line):
+        print(line, flush=True)
+
+    try:
+        result = cosim_model(args.model, cfg, options, checkpoint=args.checkpoint,
+                             batch=args.batch, out_bits=out_bits, progress=progress)
+    except RuntimeError as exc:
+        print(f"rf8hw cosim: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"rf8hw cosim: interrupted (signal {signum}); finished GEMMs are stored and a "
+              f"rerun reuses them", file=sys.stderr, flush=True)
+        return 128 + signum
+    return _report_model(result, time.perf_counter() - t0)
+
+
+def _report_model(run, total_s: float) -> int:
+    """Print a whole-model run (per GEMM, what ran in PyTorch, totals; the summary line last);
+    its exit status."""
+    acfg = run.acfg
+    print(f"run directory: {run.run_dir}")
+    print(f"result: {run.result_json}")
+    print(f"{run.model}: every RF8 GEMM through {acfg.module_name} (max_m {acfg.max_m}, max_k "
+          f"{acfg.max_k}, INT{run.out_bits} out; one activation scale per call, the "
+          f"post-processing rule; docs/accelerator.md); load 0: the input of the call before, "
+          f"reused from the activation buffer in the same simulation")
+    print(f"{'#':>4} {'layer':<44} {'call':>4} {'M x K x N':>17} {'load':>4} {'MACs':>12} "
+          f"{'cycles':>10} {'model':>10} {'off':>4} {'golden':>6} {'bitexact':>8} {'wall s':>8}")
+    for g in run.gemms:
+        M, K, N = g.shape
+        off = "-" if g.beats_off_model is None else str(g.beats_off_model)
+        wall = "stored" if g.reused else f"{g.wall_s:.2f}"
+        print(f"{g.index:>4} {g.layer[-44:]:<44} {g.call:>4} {f'{M} x {K} x {N}':>17} "
+              f"{g.load:>4} {g.macs:>12,} {g.cycles:>10,} {g.model_cycles:>10,} {off:>4} "
+              f"{g.golden_mismatches:>6} {g.bitexact_mismatches:>8} {wall:>8}")
+    t = run.totals
+    print(f"in PyTorch (not through the RTL): {t['pytorch_macs']:,} MACs of matrix products")
+    for g in run.pytorch_gemms:
+        print(f"  {g['name']} ({g['op']}): {g['count']} x {g['M']} x {g['K']} x {g['N']} = "
+              f"{g['macs']:,} MACs")
+    if run.pytorch_ops:
+        print("  other torch functions (calls): " + ", ".join(
+            f"{k} {v}" for k, v in run.pytorch_ops.items()))
+    print(f"totals: {t['gemms']} GEMMs ({t['simulated']} simulated, {t['reused']} from the "
+          f"store), {t['macs']:,} MACs, {t['outputs_checked']:,} outputs: {t['golden_mismatches']} "
+          f"differ from the golden rule, {t['bitexact_mismatches']} from the bit-exact layer; "
+          f"cycles {t['cycles']:,} (cycle model {t['model_cycles']:,}"
+          + ("" if t["beats_off_model"] is None else f", {t['beats_off_model']} beats off it")
+          + ")")
+    print(f"final output: {run.output_values:,} values, equal to the bit-exact PyTorch path: "
+          f"{run.outputs_equal}")
+    build = ("none (reused from the cache)" if run.build_s is None
+             else f"{run.build_s:.1f} s (reused from the cache next time)")
+    print(f"time: {total_s:.1f} s in all; simulator build {build}; RTL pass "
+          f"{t['rtl_pass_wall_s']:.1f} s, of which simulation {t['sim_wall_s']:.1f} s, stream "
+          f"beats and golden results {t['stimulus_s']:.1f} s, bit-exact layers "
+          f"{t['bitexact_s']:.1f} s, cycle model {t['schedule_s']:.1f} s")
+    print(run.summary_line(), flush=True)
+    return 0 if run.ok else 1
 
 
 def _report(result, cfg, total_s: float) -> int:

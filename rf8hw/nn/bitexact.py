@@ -105,7 +105,7 @@ from rf8hw.nn.params import non_negative
 __all__ = ["OverflowStats", "ACT_DYNAMIC", "ACT_GRANULARITIES", "act_qmax", "quantize_activations",
            "rf8_gemm", "weight_f64", "linear", "BASELINE_FORMATS", "WEIGHT_SHIFT", "baseline_weight_int",
            "baseline_gemm", "baseline_linear", "OUT_BITS", "postprocess", "out_scale_of",
-           "accel_params", "accel_gemm", "accel_linear"]
+           "accel_params", "accel_gemm", "accel_output", "accel_linear"]
 
 #: dynamic activation scale granularities of the bit-exact path (module docstring, rule 1)
 ACT_DYNAMIC = ("token", "tensor")
@@ -428,14 +428,23 @@ def accel_gemm(a: np.ndarray, act_scale: float, codes: np.ndarray, exponent: np.
                                   acc_bits=array.acc_bits, out_bits=out_bits)
     y_int = postprocess(torch.from_numpy(exact), b, mult, shift, acc_bits=array.acc_bits,
                         out_bits=out_bits).numpy()
-    if out_bits == 8:
-        y = (y_int.astype(np.float64) * out_scale).astype(np.float32)
-    else:
-        step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
-        cs = 1.0 if channel_scale is None else np.asarray(channel_scale, np.float32).astype(np.float64)
-        y = ((y_int.astype(np.float64) * step) * (act_scale * cs)).astype(np.float32)
+    y = accel_output(y_int, exponent, act_scale, out_scale, out_bits, channel_scale)
     return {"y": y, "y_int": y_int, "acc": acc, "exact": exact, "bias": b, "mult": mult,
             "shift": shift, "act_scale": act_scale, "out_scale": out_scale}
+
+
+def accel_output(y_int: np.ndarray, exponent, act_scale: float, out_scale: float | None,
+                 out_bits: int = 8, channel_scale=None) -> np.ndarray:
+    """The layer's float32 output ``[M, N]`` from the integers ``y_int`` that leave the
+    accelerator (module docstring): ``float32(y_int * out_scale)`` (INT8) or
+    ``float32(y_int * 2**(X[n]-18) * (act_scale * s[n]))`` (INT32, dequantized on the host).
+    :func:`accel_gemm` uses it on its own integers, ``rf8hw cosim --model`` on the RTL's."""
+    y_int = np.asarray(y_int)
+    if out_bits == 8:
+        return (y_int.astype(np.float64) * out_scale).astype(np.float32)
+    step = np.ldexp(1.0, np.asarray(exponent, dtype=np.int64).reshape(-1) - spec.PRODUCT_SHIFT)
+    cs = 1.0 if channel_scale is None else np.asarray(channel_scale, np.float32).astype(np.float64)
+    return ((y_int.astype(np.float64) * step) * (act_scale * cs)).astype(np.float32)
 
 
 def accel_linear(x: torch.Tensor, codes: torch.Tensor, exponent: torch.Tensor,
