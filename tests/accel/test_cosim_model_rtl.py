@@ -32,8 +32,11 @@ def test_mlp_digits_through_the_rtl_interrupted_and_resumed(train_mlp_digits, tm
     argv = _argv(checkpoint, tmp_path, "--stall-prob", "0", "--out-dir", str(tmp_path / "run"))
     store = tmp_path / "cache" / "model-gemms"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # SIGINT reset to its default in the child: pytest-xdist's workers ignore it, and an ignored
+    # signal stays ignored across exec (the run would finish instead of stopping)
     proc = subprocess.Popen([sys.executable, "-m", "rf8hw", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list(store.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
