@@ -41,7 +41,7 @@ from rf8hw.arch import ArrayConfig
 if TYPE_CHECKING:
     from rf8hw.sim import CosimResult
 
-__all__ = ["LayerResult", "AccelRun", "capture_layer", "cosim_layer", "MAX_LAYER_ROWS",
+__all__ = ["LayerResult", "AccelRun", "capture_layer", "check_accel_run", "cosim_layer", "MAX_LAYER_ROWS",
            "ZOO_BATCH", "ACCEL_MAX_M", "load_quantized", "build_key", "cached_build",
            "command_jobs", "assemble_output", "beats_off_schedule", "max_cycles_for",
            "default_engine", "accel_build"]
@@ -294,6 +294,23 @@ def _postprocessed(q, x_in, x, out, out_bits: int) -> dict:
     return post
 
 
+def check_accel_run(cfg: ArrayConfig, options, out_bits: int, what: str) -> None:
+    """The options a run through the accelerator refuses, before any work (``what`` names the
+    run in the waveform refusal): ``out_bits`` other than 8 or 32, waveforms, a bare array's
+    ``--rtl``, an array the accelerator does not take."""
+    from rf8hw.arch import AccelConfig
+
+    if out_bits not in (8, 32) or isinstance(out_bits, bool):
+        raise ValueError(f"out_bits must be 8 or 32, not {out_bits!r}")
+    if options.waves:
+        raise ValueError(f"waves: the accelerator's co-simulation records no waveform; leave it "
+                         f"out with {what}")
+    if options.rtl is not None:
+        raise ValueError(f"rtl {options.rtl.verilog} is a bare array's Verilog; the accelerator "
+                         f"run generates its own")
+    AccelConfig(array=cfg, max_m=1, max_k=1, out_bits=out_bits)     # its array rules, early
+
+
 def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, checkpoint=None,
                 batch: int | None = None, captured: dict | None = None, progress=None,
                 out_bits: int | None = None):
@@ -329,17 +346,7 @@ def cosim_layer(model_name: str, layer: str, cfg: ArrayConfig, options, *, check
                          f"overflow 'wrap' (per-tile saturation is not the layer's), not "
                          f"{cfg.overflow!r}")
     if out_bits is not None:
-        if out_bits not in (8, 32) or isinstance(out_bits, bool):
-            raise ValueError(f"out_bits must be 8 or 32, not {out_bits!r}")
-        if options.waves:
-            raise ValueError("waves: the accelerator's co-simulation records no waveform; leave "
-                             "it out with accel")
-        if options.rtl is not None:
-            raise ValueError(f"rtl {options.rtl.verilog} is a bare array's Verilog; the "
-                             f"accelerator run generates its own")
-        from rf8hw.arch import AccelConfig
-
-        AccelConfig(array=cfg, max_m=1, max_k=1, out_bits=out_bits)   # its array rules, early
+        check_accel_run(cfg, options, out_bits, "accel")
     got = captured or capture_layer(model_name, layer, cfg, checkpoint=checkpoint,
                                     out_bits=out_bits,
                                     **({} if batch is None else {"batch": batch}))

@@ -341,6 +341,7 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
         assemble_output,
         beats_off_schedule,
         build_key,
+        check_accel_run,
         command_jobs,
         default_engine,
         load_quantized,
@@ -356,15 +357,7 @@ def cosim_model(model_name: str, cfg: ArrayConfig, options, *, checkpoint=None,
     if cfg.overflow != "wrap":
         raise ValueError(f"a model through the accelerator needs overflow 'wrap' (its sums are "
                          f"exact, K <= max_k), not {cfg.overflow!r}")
-    if out_bits not in (8, 32) or isinstance(out_bits, bool):
-        raise ValueError(f"out_bits must be 8 or 32, not {out_bits!r}")
-    if options.waves:
-        raise ValueError("waves: the accelerator's co-simulation records no waveform; leave it "
-                         "out with a whole model")
-    if options.rtl is not None:
-        raise ValueError(f"rtl {options.rtl.verilog} is a bare array's Verilog; the accelerator "
-                         f"run generates its own")
-    AccelConfig(array=cfg, max_m=1, max_k=1, out_bits=out_bits)     # its array rules, early
+    check_accel_run(cfg, options, out_bits, "a whole model")
     say = progress or (lambda line: None)
 
     model, run = load_quantized(model_name, checkpoint, batch)
