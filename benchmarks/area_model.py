@@ -10,11 +10,12 @@ Two steps:
     point already there is skipped).  A 16 x 16 array takes about 1-3 minutes here.
 ``fit``
     Reads those points (role ``fit``: :data:`FIT_SHAPES` x :data:`FIT_ACC`; every other point is
-    held out), the placed arrays of ``docs/hardware_table.json`` and
-    ``docs/results/dse_minilm_ecp5-25k/sweep.json`` (post-route Fmax), fits the model
+    held out) and the placed arrays of ``docs/hardware_table.json`` measured on the current design
+    (post-route Fmax), fits the model
     (:func:`rf8hw.accel.area_model.fit`) and writes the JSON (points, coefficients, the held-out
     table) and the Markdown page.  ``--stored`` refits from the points already stored in the JSON
-    (no Yosys, no build folder): what the drift test does.
+    (no Yosys, no build folder): what the drift test does; ``--keep-area`` keeps the stored LUT
+    points and re-reads the placed arrays (after new place-and-route runs).
 
 Regenerate::
 
@@ -40,7 +41,6 @@ from rf8hw.files import write_atomic  # noqa: E402
 POINTS_DIR = ROOT / "build" / "area_model"
 DOC = ROOT / "docs" / "area_model.md"
 HARDWARE_TABLE = ROOT / "docs" / "hardware_table.json"
-DSE_SWEEP = ROOT / "docs" / "results" / "dse_minilm_ecp5-25k" / "sweep.json"
 
 #: Shapes and accumulator widths the LUT model is fitted on, and one larger array (8 x 8,
 #: accumulator 40) where there is one; every other point is held out.  Fitted on 1 x 1 .. 4 x 4
@@ -64,7 +64,7 @@ KINDS = {"ecp5": tuple(k for k in PE_KINDS if k != "rf8_signlate"), "ice40": ("r
 #: The device each family is synthesised for (Yosys' netlist of a family is the same for every part).
 FAMILY_DEVICE = {"ecp5": "ecp5-25k", "ice40": "ice40-up5k"}
 #: Placed array sizes whose post-route Fmax the Fmax model is fitted on (the rest are held out).
-FMAX_FIT_SHAPES = ("1x1", "2x2", "4x4")
+FMAX_FIT_SHAPES = ("1x1", "2x2", "4x4", "8x8")
 #: The placed array above the fill knee whose Fmax gives the cap (the least full one whose Fmax
 #: dropped below the kind's plateau); the other arrays above the knee are held out.
 CAP_FIT = {"ecp5-25k": "hardware_table.json runs[ecp5-25k|rf8_pipe|10x10|s1]"}
@@ -72,11 +72,15 @@ CAP_FIT = {"ecp5-25k": "hardware_table.json runs[ecp5-25k|rf8_pipe|10x10|s1]"}
 #: ICESTORM_LC, MULT18X18D / ICESTORM_DSP; the LFE5U-85F's 156 multipliers from Lattice's data
 #: sheet: no placed 85k run reports them), and the device whose placed arrays give the Fmax.
 #: ``fill_knee``: logic fill (placed logic sites / the device's) above which Fmax is capped; on ECP5
-#: between the fullest placed arrays of a fast kind without a drop (int8_pipe 8x8: 60 %) and the
-#: least full with one (rf8_pipe 10x10: 84 %).  On the iCE40UP5K every placed 4x4 array fills 73-83
-#: % and nothing smaller than 4x4 but 1x1 was placed: fill and size cannot be told apart, no knee.
+#: above the fullest fitted array of a fast kind (int8_pipe 8x8: 60 %); on the current RTL the drop
+#: above it is small (rf8_pipe 10x10 at 72 %: 119.6 MHz, 11x11 at 87 %: 115.3; int8_pipe 10x10 at
+#: 95 %: 114.4 against 118.3 at 8x8).  On the iCE40UP5K every placed 4x4 array fills 73-83 % and
+#: nothing between 1x1 and 4x4 was placed: fill and size cannot be told apart, no knee.
+#: ``dsp_knee``: share of the DSP blocks above which a DSP kind's Fmax is capped (ECP5: 16 of 28
+#: blocks, 57 %, kept int8_dsp_pipe at 140 MHz; 25 of 28 dropped it to 97); the least DSP-full
+#: placed array above it gives each kind's cap, the others are held out.
 DEVICES = {
-    "ecp5-25k": {"comb_available": 24288, "dsp_available": 28, "fill_knee": 0.7},
+    "ecp5-25k": {"comb_available": 24288, "dsp_available": 28, "fill_knee": 0.7, "dsp_knee": 0.75},
     "ecp5-85k": {"comb_available": 83640, "dsp_available": 156, "fill_knee": 0.7, "fmax_from": "ecp5-25k"},
     "ice40-up5k": {"comb_available": 5280, "dsp_available": 8, "fill_knee": 1.0},
 }
@@ -149,10 +153,13 @@ def area_points(raw: list[dict], large=FIT_LARGE) -> list[dict]:
 
 
 def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
-    """Placed arrays with a post-route Fmax: the hardware table's array runs (as stored: some were
-    measured on older RTL, their ``rf8hw`` version says which) and the MiniLM sweep's points.
-    ``same_netlist``: whether the LUT4 sites it was placed with are those of today's Yosys run of
-    the same array (``area``; None: no such run), i.e. whether it was measured on today's RTL."""
+    """Placed arrays with a post-route Fmax: the hardware table's array runs measured on the
+    current design (:func:`rf8hw.accel.synth.design_key` equal to the stored one: a run on older
+    RTL or another flow is left out).  ``same_netlist``: whether the LUT4 sites it was placed with
+    are those of the stored Yosys run of the same array (``area``; None: no such run), i.e. whether
+    the LUT points were measured on the same netlist.  ``dsp_fill``: DSP blocks used / the device's."""
+    from rf8hw.accel.synth import design_key
+
     today = {(p["pe"], p["rows"], p["cols"], p["acc_bits"]): p["lut4_equiv"] for p in area
              if p["family"] == "ecp5"}
     pts = []
@@ -160,30 +167,34 @@ def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
     for key, r in sorted(table.items()):
         if r.get("unit") == "pe" or not r.get("fits") or not r.get("fmax_mhz"):
             continue
+        if r.get("design_key") != design_key(ArrayConfig(r["rows"], r["cols"], pe=r["pe"]), r["device"],
+                                             r["seed"]):
+            print(f"left out (measured on another design): {key}", file=sys.stderr)
+            continue
         pts.append({"key": f"hardware_table.json runs[{key}]", "device": r["device"], "pe": r["pe"],
                     "rows": r["rows"], "cols": r["cols"], "acc_bits": 40, "seed": r["seed"],
                     "fmax_mhz": r["fmax_mhz"], "fill": round(r["comb_used"] / r["comb_available"], 4),
+                    "dsp_fill": round(r["dsp"] / r["dsp_available"], 4) if r.get("dsp_available") else 0.0,
                     "rf8hw": r["tools"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
-    sweep = json.loads(DSE_SWEEP.read_text())
-    seen = set()
-    for r in sweep["points"]:
-        if r.get("status") != "ok" or r["synth_key"] in seen:
-            continue
-        seen.add(r["synth_key"])
-        ratio = comb_ratio[r["device"].split("-")[0]]
-        pts.append({"key": f"results/dse_minilm_ecp5-25k/sweep.json synth_key {r['synth_key']}",
-                    "device": r["device"], "pe": r["pe"], "rows": r["rows"], "cols": r["cols"],
-                    "acc_bits": r["acc_bits"], "seed": r["seed"], "fmax_mhz": r["fmax_mhz"],
-                    "fill": round(r["lut4_equiv"] * ratio / DEVICES[r["device"]]["comb_available"], 4),
-                    "rf8hw": sweep["versions"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
     for p in pts:
         now = today.get((p["pe"], p["rows"], p["cols"], p["acc_bits"])) if p["device"].startswith("ecp5") \
             else None
         p["same_netlist"] = None if now is None else now == p["lut4_equiv"]
-        above = p["fill"] > DEVICES[p["device"]]["fill_knee"]
+        p["above"] = p["fill"] > DEVICES[p["device"]]["fill_knee"]
+        p["dsp_above"] = not p["above"] and p["dsp_fill"] > DEVICES[p["device"]].get("dsp_knee", 1.0)
+    # per device and DSP kind, the least DSP-full array above the DSP knee gives the cap
+    dsp_cap_fit = {}
+    for p in pts:
+        if p["dsp_above"] and "fmax_from" not in DEVICES[p["device"]]:
+            k = (p["device"], p["pe"])
+            if k not in dsp_cap_fit or p["dsp_fill"] < dsp_cap_fit[k]["dsp_fill"]:
+                dsp_cap_fit[k] = p
+    for p in pts:
         shape = f"{p['rows']}x{p['cols']}"
-        p["role"] = "fit" if (shape in FMAX_FIT_SHAPES and not above) or \
-            p["key"] == CAP_FIT.get(p["device"]) else "heldout"
+        plain = not p.pop("above") and not p.pop("dsp_above")
+        own = "fmax_from" not in DEVICES[p["device"]]
+        p["role"] = "fit" if own and ((shape in FMAX_FIT_SHAPES and plain) or p["key"] == CAP_FIT.get(
+            p["device"]) or dsp_cap_fit.get((p["device"], p["pe"])) is p) else "heldout"
     return sorted(pts, key=lambda p: (p["device"], p["pe"], p["role"] != "fit", p["rows"] * p["cols"],
                                       p["rows"], p["acc_bits"], p["seed"]))
 
@@ -219,12 +230,23 @@ def build(doc_points: list[dict], doc_fmax: list[dict], ratios: dict, meta: dict
     return doc
 
 
+FMAX_SOURCE = ("post-route Fmax of the placed arrays of docs/hardware_table.json measured on the "
+               "current design (its design key; the *today's netlist* column compares their LUT4 "
+               "sites with the LUT points')")
+
+
 def cmd_fit(args) -> int:
     from rf8hw.toolchain import cache
     from rf8hw.toolchain.tools import synthesis_tool_versions
 
     out = Path(args.out)
-    if args.stored:
+    if args.keep_area:
+        old = json.loads(area_model.MODEL_FILE.read_text())
+        ratios = comb_ratios()
+        meta = {k: old[k] for k in ("generated_by", "regenerate", "rtl_key", "tools", "sources")}
+        meta["sources"] = {**meta["sources"], "fmax_mhz": FMAX_SOURCE}
+        doc = build(old["points"], fmax_points(ratios, old["points"]), ratios, meta)
+    elif args.stored:
         old = json.loads(area_model.MODEL_FILE.read_text())
         meta = {k: old[k] for k in ("generated_by", "regenerate", "rtl_key", "tools", "sources")}
         doc = build(old["points"], old["fmax_points"], {d.split("-")[0]: c["comb_ratio"]
@@ -241,9 +263,7 @@ def cmd_fit(args) -> int:
                 "tools": synthesis_tool_versions("ecp5"),
                 "sources": {"lut4_equiv": "Yosys-only syntheses (place=False) of the current RTL, "
                                           "measurement wrapper included",
-                            "fmax_mhz": "post-route Fmax of placed arrays: docs/hardware_table.json "
-                                        "runs and docs/results/dse_minilm_ecp5-25k/sweep.json, as "
-                                        "stored (each point's rf8hw version says which RTL)"}}
+                            "fmax_mhz": FMAX_SOURCE}}
         area = area_points(raw)
         doc = build(area, fmax_points(ratios, area), ratios, meta)
     text = json.dumps(doc, indent=1) + "\n"
@@ -267,6 +287,9 @@ def main(argv=None) -> int:
     f.add_argument("--points-dir", default=str(POINTS_DIR))
     f.add_argument("--stored", action="store_true",
                    help="refit from the points stored in rf8hw/accel/area_model.json (no Yosys)")
+    f.add_argument("--keep-area", action="store_true",
+                   help="keep the LUT points stored in rf8hw/accel/area_model.json (no Yosys), re-read "
+                        "the Fmax points from docs/hardware_table.json")
     f.add_argument("--out", default=str(area_model.MODEL_FILE))
     f.add_argument("--doc", default=str(DOC))
     f.set_defaults(func=cmd_fit)

@@ -22,7 +22,10 @@ Post-route Fmax per device and PE kind, from placed arrays: piecewise linear in 
 nets grow with it), constant beyond the largest; and above a device fill ``knee`` at most ``cap``
 MHz (a nearly full device routes slowly: the fast pipelined kinds drop to it, a kind already
 slower does not).  Fill = predicted logic sites / the device's (``comb_ratio`` x LUT4 sites:
-nextpnr places a few more logic cells than Yosys' LUT4 sites).  A device with no placed arrays of
+nextpnr places a few more logic cells than Yosys' LUT4 sites).  The DSP kinds have a second knee
+on the share of the device's DSP blocks they use (``dsp_knee``): above it their Fmax is at most
+the kind's ``dsp_cap`` (the multipliers sit in a few DSP columns; an array that uses most of them
+stretches its rows across the device).  A device with no placed arrays of
 its own may borrow the anchors of a device of the same family and speed grade (``fmax_from``;
 said in every prediction).
 
@@ -120,19 +123,23 @@ def _median(values):
 
 
 def fit_fmax(fmax_points: list[dict], devices: dict) -> dict:
-    """``{device: {"pes": {pe: {"anchors": [[PEs, MHz], ...]}}, "fill": {"knee", "cap", "from"},
-    "fmax_from"}}`` from the ``role == "fit"`` placed arrays: per PE count the median Fmax (over
-    seeds and accumulator widths) of the points at most ``fill_knee`` full (the device's, see
-    ``devices``), and the cap above the knee: the lowest Fmax of the fit points above it (None
-    when there are none)."""
+    """``{device: {"pes": {pe: {"anchors": [[PEs, MHz], ...], "dsp_cap", "dsp_from"}}, "fill":
+    {"knee", "cap", "from"}, "dsp_knee", "fmax_from"}}`` from the ``role == "fit"`` placed arrays:
+    per PE count the median Fmax (over seeds and accumulator widths) of the points at most
+    ``fill_knee`` full and using at most ``dsp_knee`` of the DSP blocks (the device's, see
+    ``devices``; ``dsp_fill`` of a point: 0 when absent); the cap above the logic knee: the lowest
+    Fmax of the fit points above it (None when there are none); per DSP kind the cap above the DSP
+    knee, likewise."""
     fit_pts = [p for p in fmax_points if p["role"] == "fit"]
     out = {}
     for device, dev in sorted(devices.items()):
         src = dev.get("fmax_from", device)
         knee = devices[src]["fill_knee"]
+        dsp_knee = devices[src].get("dsp_knee", 1.0)
         mine = [p for p in fit_pts if p["device"] == src]
         derated = [p for p in mine if p["fill"] > knee]
-        plain = [p for p in mine if p["fill"] <= knee]
+        dsp_derated = [p for p in mine if p["fill"] <= knee and p.get("dsp_fill", 0.0) > dsp_knee]
+        plain = [p for p in mine if p["fill"] <= knee and p.get("dsp_fill", 0.0) <= dsp_knee]
         pes = {}
         for pe in sorted({p["pe"] for p in plain}):
             by_n: dict = {}
@@ -140,11 +147,15 @@ def fit_fmax(fmax_points: list[dict], devices: dict) -> dict:
                 if p["pe"] == pe:
                     by_n.setdefault(p["rows"] * p["cols"], []).append(p["fmax_mhz"])
             pes[pe] = {"anchors": [[n, round(_median(v), 3)] for n, v in sorted(by_n.items())]}
+            over = [p for p in dsp_derated if p["pe"] == pe]
+            if over:
+                pes[pe]["dsp_cap"] = round(min(p["fmax_mhz"] for p in over), 3)
+                pes[pe]["dsp_from"] = [p["key"] for p in over]
         fill = {"knee": knee, "cap": None, "from": []}
         if derated:
             fill["cap"] = round(min(p["fmax_mhz"] for p in derated), 3)
             fill["from"] = [p["key"] for p in derated]
-        out[device] = {"pes": pes, "fill": fill, "fmax_from": src}
+        out[device] = {"pes": pes, "fill": fill, "dsp_knee": dsp_knee, "fmax_from": src}
     return out
 
 
@@ -185,11 +196,17 @@ def _fmax_base(anchors, n: int) -> float:
     return anchors[-1][1]
 
 
-def fmax_at(fmax_dev: dict, pe: str, n: int, fill: float) -> float:
-    """The model's Fmax of ``n`` PEs of kind ``pe`` at ``fill`` on one device."""
-    f = _fmax_base(fmax_dev["pes"][pe]["anchors"], n)
+def fmax_at(fmax_dev: dict, pe: str, n: int, fill: float, dsp_fill: float = 0.0) -> float:
+    """The model's Fmax of ``n`` PEs of kind ``pe`` at logic ``fill`` and DSP-block share
+    ``dsp_fill`` on one device."""
+    m = fmax_dev["pes"][pe]
+    f = _fmax_base(m["anchors"], n)
     cap = fmax_dev["fill"]["cap"]
-    return min(f, cap) if cap is not None and fill > fmax_dev["fill"]["knee"] else f
+    if cap is not None and fill > fmax_dev["fill"]["knee"]:
+        f = min(f, cap)
+    if m.get("dsp_cap") is not None and dsp_fill > fmax_dev.get("dsp_knee", 1.0):
+        f = min(f, m["dsp_cap"])
+    return f
 
 
 def _names(items) -> str:
@@ -239,7 +256,7 @@ def predict(array, device: str, doc: dict | None = None) -> dict:
     cap = doc["devices"][device]
     sites = counts["lut4_equiv"] * cap["comb_ratio"]
     fill = sites / cap["comb_available"]
-    f = fmax_at(fmax, array.pe, array.rows * array.cols, fill)
+    f = fmax_at(fmax, array.pe, array.rows * array.cols, fill, counts["dsp"] / cap["dsp_available"])
     fits = sites <= cap["comb_available"] and counts["dsp"] <= cap["dsp_available"]
     return {**counts, "bram": 0, "fmax_mhz": round(f, 3), "fill": round(fill, 4), "fits": fits,
             "utilisation": {"logic": [round(sites), cap["comb_available"]],
@@ -280,7 +297,7 @@ def heldout_table(doc: dict) -> list[dict]:
         fm = doc["fmax"].get(p["device"])
         if fm is None or p["pe"] not in fm["pes"]:
             continue
-        f = fmax_at(fm, p["pe"], p["rows"] * p["cols"], p["fill"])
+        f = fmax_at(fm, p["pe"], p["rows"] * p["cols"], p["fill"], p.get("dsp_fill", 0.0))
         rows.append({"what": "fmax_mhz", "role": p["role"], "family": p["device"].split("-")[0],
                      "device": p["device"], "pe": p["pe"], "shape": f"{p['rows']}x{p['cols']}",
                      "acc_bits": p["acc_bits"], "seed": p.get("seed"), "fill": p["fill"],
@@ -361,10 +378,8 @@ def render_markdown(doc: dict) -> str:
               f"{', '.join(fmax_devices) or 'no device'} (largest "
               f"{largest('fmax_mhz', lambda r: True)}), on placed arrays measured by rf8hw "
               f"{', '.join(versions)} (older RTL than the LUT points for some: each point's version is in "
-              "the JSON); the other devices' Fmax has no held-out check (a device that borrows another's "
-              "anchors says so in `fmax_from`).  Arrays that use every DSP block of the device are not "
-              "modelled (their placement spreads over the DSP columns): they are the largest Fmax errors "
-              "below when present."]
+              "the JSON); a device without held-out points has no check of its Fmax (a device that borrows "
+              "another's anchors says so in `fmax_from`)."]
     if doc.get("ablation"):
         errs = ", ".join(f"{r['pe']} {r['shape']} (A {r['acc_bits']}) {r['error_pct']:+.2f} %"
                          for r in doc["ablation"]["table"]
@@ -392,6 +407,13 @@ def render_markdown(doc: dict) -> str:
         d = f["fill"]
         lines.append(f"| {dev} | {d['knee']} | {_cell(d['cap']) or 'none'} | "
                      f"{', '.join(d['from']) or 'no fit point above the knee'} |")
+    lines += ["", "DSP kinds above the DSP-block knee (share of the device's DSP blocks used):", "",
+              "| device | DSP knee | PE kind | cap above it (MHz) | fitted on |", "|---|---|---|---|---|"]
+    for dev, f in doc["fmax"].items():
+        for pe, m in f["pes"].items():
+            if m.get("dsp_cap") is not None:
+                lines.append(f"| {dev} | {f['dsp_knee']} | {pe} | {_cell(m['dsp_cap'])} | "
+                             f"{', '.join(m['dsp_from'])} |")
     lines += ["", "| device | logic sites | DSP | placed logic sites per LUT4 site |", "|---|---|---|---|"]
     for dev, c in doc["devices"].items():
         lines.append(f"| {dev} | {c['comb_available']:,} | {c['dsp_available']} | {c['comb_ratio']} |")

@@ -22,9 +22,10 @@ HELDOUT = {
     ("lut4_equiv", "ecp5", "rf8_pipe", "16x16", 40, None): (41284, -0.43),
     ("lut4_equiv", "ecp5", "int8_pipe", "16x16", 40, None): (56212, -0.72),
     ("lut4_equiv", "ecp5", "rf8_pipe", "6x6", 40, None): (5774, 0.29),
-    ("fmax_mhz", "ecp5-25k", "rf8_pipe", "8x8", 40, 3): (121.242, -5.95),
-    ("fmax_mhz", "ecp5-25k", "rf8_pipe", "10x11", 40, 1): (74.727, 0.84),
-    ("fmax_mhz", "ecp5-25k", "int8_dsp_pipe", "4x7", 40, 1): (96.843, 44.24),   # every DSP used: missed
+    ("fmax_mhz", "ecp5-25k", "rf8_pipe", "11x11", 40, 1): (115.34, 1.65),
+    ("fmax_mhz", "ecp5-25k", "int8_pipe", "10x10", 40, 1): (114.351, 3.42),
+    ("fmax_mhz", "ecp5-25k", "int8_dsp_pipe", "4x7", 40, 1): (97.972, -1.07),    # every DSP used
+    ("fmax_mhz", "ecp5-25k", "int8_dsp", "4x7", 40, 1): (81.413, 13.07),        # missed
 }
 
 
@@ -79,6 +80,20 @@ def test_fmax_is_linear_in_pes_between_anchors_and_capped_above_the_knee():
     assert area_model.fmax_at(f, "rf8_pipe", 64, 0.5) == 110.0
     assert area_model.fmax_at(f, "rf8_pipe", 64, 0.9) == 75.0
     assert area_model.fmax_at(f, "rf8_pipe", 1, 0.9) == 75.0
+
+
+def test_dsp_kinds_are_capped_above_the_dsp_knee():
+    pts = [{"key": f"p{n}", "device": "ecp5-25k", "pe": "int8_dsp_pipe", "rows": 1, "cols": n,
+            "acc_bits": 40, "fmax_mhz": f, "fill": 0.01, "dsp_fill": n / 28, "role": "fit"}
+           for n, f in ((1, 145.0), (16, 140.0))]
+    pts.append({"key": "many", "device": "ecp5-25k", "pe": "int8_dsp_pipe", "rows": 5, "cols": 5,
+                "acc_bits": 40, "fmax_mhz": 97.0, "fill": 0.04, "dsp_fill": 25 / 28, "role": "fit"})
+    f = area_model.fit_fmax(pts, {"ecp5-25k": {"fill_knee": 0.7, "dsp_knee": 0.75}})["ecp5-25k"]
+    m = f["pes"]["int8_dsp_pipe"]
+    assert m["anchors"] == [[1, 145.0], [16, 140.0]]                 # the capped point is no anchor
+    assert (m["dsp_cap"], m["dsp_from"], f["dsp_knee"]) == (97.0, ["many"], 0.75)
+    assert area_model.fmax_at(f, "int8_dsp_pipe", 16, 0.03, 16 / 28) == 140.0
+    assert area_model.fmax_at(f, "int8_dsp_pipe", 28, 0.05, 1.0) == 97.0
 
 
 # ------------------------------------------------------------------ the stored model
