@@ -20,6 +20,10 @@ Stages (``--stage``, any number, in this order):
 ``largest``   the largest square array of each PE kind that places and routes on ``--largest-device``
               (bisection between the largest size known to fit and the smallest known not to fit),
               then ``n x (n+1)`` next to it.
+``beside``    two arrays placed and routed as one design (``--beside PE:RxC+PE:RxC ...`` on
+              ``--largest-device``; :func:`rf8hw.accel.synth.synthesize`'s ``beside``), e.g. DSP
+              INT8 using every DSP block beside a Booth soft INT8 array filling the logic: the
+              strongest INT8 design of a device.  Stored under ``"beside"`` in the JSON.
 ``xilinx``    AMD/Xilinx 7-series cell counts from Yosys' ``synth_xilinx -family xc7`` mapping
               (:func:`rf8hw.accel.synth.map_xilinx`; not Vivado, no place and route, no Fmax): one
               PE of every kind, then ``--xilinx-size`` square arrays of each ``--xilinx-arrays`` kind.
@@ -312,6 +316,82 @@ def stage_largest(db, device, pes, seed, force) -> None:
             run_one(db, device, pe, n, n + 1, seed, force)
 
 
+def parse_beside(text: str) -> tuple[ArrayConfig, ArrayConfig]:
+    """``"int8_pipe:9x10+int8_dsp_pipe:4x7"`` -> the two arrays (ValueError naming the form)."""
+    try:
+        parts = []
+        for part in text.split("+"):
+            pe, shape = part.split(":")
+            rows, cols = (int(v) for v in shape.lower().split("x"))
+            parts.append(ArrayConfig(rows, cols, pe=pe))
+        first, second = parts
+    except ValueError as exc:
+        raise ValueError(f"--beside {text!r}: expected PE:RxC+PE:RxC, e.g. "
+                         f"int8_pipe:9x10+int8_dsp_pipe:4x7 ({exc})") from None
+    return first, second
+
+
+def beside_key(device, first: ArrayConfig, second: ArrayConfig, seed) -> str:
+    return (f"{device}|{first.pe}:{first.rows}x{first.cols}+{second.pe}:{second.rows}x{second.cols}"
+            f"|s{seed}")
+
+
+def run_beside(db, device, first: ArrayConfig, second: ArrayConfig, seed, force=False) -> dict:
+    """One side-by-side design (or the stored result), like :func:`run_one`."""
+    k = beside_key(device, first, second, seed)
+    current = synth.design_key(first, device, seed, beside=second)
+    db.setdefault("beside", {}).update(load().get("beside", {}))
+    old = db["beside"].get(k)
+    if old and not force and old.get("design_key") == current:
+        return old
+    t0 = time.monotonic()
+    print(f"=== {k}", flush=True)
+    name = k.replace("|", "_").replace(":", "_").replace("+", "_")
+    try:
+        res = synth.synthesize(first, device=device, seed=seed, beside=second,
+                               workdir=ROOT / "build" / "hardware_table" / name)
+        entry = {"fits": True, **{f: res[f] for f in (
+            "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used", "comb_available",
+            "fmax_mhz", "part", "package", "speed", "tools", "yosys_command", "critical_path", "wrapper",
+            "pes")}}
+    except synth.DoesNotFitError as exc:
+        entry = {"fits": False, "error": str(exc).split(" (log:")[0],
+                 "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
+    except synth.ToolError as exc:
+        entry = {"fits": None, "error": str(exc)[-2000:]}
+    entry.update({"device": device, "arrays": [first.as_dict(), second.as_dict()], "seed": seed,
+                  "seconds": round(time.monotonic() - t0, 1), "design_key": current})
+    print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}), flush=True)
+    store(db, "beside", k, entry)
+    return entry
+
+
+def beside_markdown(db) -> list[str]:
+    """The table of the ``beside`` stage (a stored design whose key differs is marked †)."""
+    runs = sorted(db.get("beside", {}).values(), key=lambda r: (r["device"], r.get("pes") or 0))
+    if not runs:
+        return []
+    lines = ["### Two arrays side by side (one design, one clock)", "",
+             "Both arrays in one `SynthWrapper`, placed and routed together "
+             "(`benchmarks/hardware_table.py --stage beside`); GMAC/s = all PEs x Fmax.", "",
+             "| device | arrays | LUT4 sites | FF | DSP | logic sites used | post-route Fmax (MHz) "
+             "| PEs | GMAC/s | seed |", "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in runs:
+        a, b = (ArrayConfig(**cfg) for cfg in r["arrays"])
+        mark = "" if r.get("design_key") == synth.design_key(a, r["device"], r["seed"], beside=b) else " †"
+        what = f"{a.pe} {a.rows}x{a.cols} + {b.pe} {b.rows}x{b.cols}{mark}"
+        if not r["fits"]:
+            why = "does not fit" if r["fits"] is False else "tool failure"
+            lines.append(f"| {r['device']} | {what} | {why}: {r.get('error', '')[:100]} | | | | | | | "
+                         f"{r['seed']} |")
+            continue
+        gmacs = r["pes"] * r["fmax_mhz"] / 1e3
+        lines.append(f"| {r['device']} | {what} | {r['lut4_equiv']} | {r['ff']} | {r['dsp']} | "
+                     f"{r['comb_used']}/{r['comb_available']} | {_fmt(r['fmax_mhz'])} | {r['pes']} | "
+                     f"{gmacs:.2f} | {r['seed']} |")
+    return lines + [""]
+
+
 def stage_shapes(db, device, pes, shapes, seed, force) -> None:
     for pe in pes:
         for shape in shapes:
@@ -393,7 +473,7 @@ def markdown(db) -> str:
                          f"| {r['ff']} | {r['dsp']} | {r['comb_used']}/{r['comb_available']} "
                          f"| {_fmt(r['fmax_mhz'])} | {_fmt(gmacs, 2)} | {r['seed']} |")
         lines.append("")
-    return "\n".join(lines + targets(runs) + xilinx_markdown(db) + accel_markdown(db))
+    return "\n".join(lines + beside_markdown(db) + targets(runs) + xilinx_markdown(db) + accel_markdown(db))
 
 
 RF8_KINDS = ("rf8", "rf8_lean", "rf8_pipe")
@@ -547,10 +627,12 @@ def plot(db) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "xilinx", "accel",
-                                                 "report"),
+    ap.add_argument("--stage", nargs="+", choices=("pe", "grid", "largest", "shapes", "beside", "xilinx",
+                                                 "accel", "report"),
                     default=["grid"], help="report: only rewrite the Markdown and the plot")
     ap.add_argument("--shapes", nargs="+", default=[], help="RxC shapes for --stage shapes")
+    ap.add_argument("--beside", nargs="+", default=[],
+                    help="PE:RxC+PE:RxC designs for --stage beside, e.g. int8_pipe:9x10+int8_dsp_pipe:4x7")
     ap.add_argument("--device", nargs="+", default=["ecp5-25k"], choices=list(synth.DEVICES))
     ap.add_argument("--pe", nargs="+", default=list(BASE_PES), choices=list(PE_KINDS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 4, 8, 16])
@@ -568,6 +650,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="redo runs already in the JSON")
     args = ap.parse_args(argv)
+    try:
+        pairs = [parse_beside(text) for text in args.beside]
+    except ValueError as exc:
+        ap.error(str(exc))
     print("command:", shlex.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), flush=True)
     db = load()
     if "pe" in args.stage:
@@ -578,6 +664,9 @@ def main(argv=None) -> int:
         stage_largest(db, args.largest_device, args.pe, args.seed, args.force)
     if "shapes" in args.stage:
         stage_shapes(db, args.largest_device, args.pe, args.shapes, args.seed, args.force)
+    if "beside" in args.stage:
+        for first, second in pairs:
+            run_beside(db, args.largest_device, first, second, args.seed, args.force)
     if "xilinx" in args.stage:
         stage_xilinx(db, args.xilinx_arrays, args.xilinx_size, args.force)
     if "accel" in args.stage:

@@ -61,7 +61,7 @@ from rf8hw.toolchain.tools import NEXTPNR_DONE, YOSYS_DONE, run_logged, synthesi
 __all__ = ["Device", "DEVICES", "XC7", "BOOTH_FORMATS", "UNITS", "synth_script", "SynthError",
            "DoesNotFitError", "ToolError", "check_device",
            "parse_yosys_stat", "parse_nextpnr_report", "parse_nextpnr_utilisation", "synthesize",
-           "map_xilinx", "design_name", "elaborate", "nextpnr_args", "design_key", "MAX_SEED",
+           "map_xilinx", "design_name", "check_beside", "elaborate", "nextpnr_args", "design_key", "MAX_SEED",
            "check_seed"]
 
 
@@ -119,22 +119,51 @@ BOOTH_FORMATS = {"ecp5": ("int8",), "ice40": ("int8", "fp8_e4m3"), "xc7": ("int8
 UNITS = ("array", "pe", "bare")
 
 
-def synth_script(name: str, family: str, kind: PEKind, booth: bool | None = None) -> tuple[str, str]:
+def synth_script(name: str, family: str, kind: PEKind, booth: bool | None = None,
+                 beside: PEKind | None = None) -> tuple[str, str]:
     """``(script, synth_command)``: the Yosys script of one design (top module ``name``) made of
     PEs of ``kind`` (:class:`rf8hw.arch.PEKind`), and its ``synth_*`` command.
 
     ``booth`` (default: ``kind.weight_format in BOOTH_FORMATS[family]``) adds the Booth pre-pass
     for a kind without DSP inference; with DSP inference on it is never run (the multipliers
     belong to the DSPs).
+
+    ``beside``: the kind of a second array in the same top level (:func:`elaborate`); one of the
+    two must be a DSP kind, the other a soft kind.  DSP inference is on; the Booth pre-pass runs
+    only on the modules of the soft array when its format gets it (``<name>.inner`` or
+    ``<name>.beside`` and below), so its multipliers are adders before ``synth_*`` sees them.  A
+    soft kind whose multiplier would otherwise be mapped onto DSP blocks is refused (ValueError).
     """
-    allow_dsp = kind.dsp
     checks.choice("family", family, ("ecp5", "ice40", "xc7"))
-    if family == "ecp5":
-        synth_cmd = f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
-    elif family == "xc7":
-        synth_cmd = f"synth_xilinx -family xc7 -flatten -nosrl -top {name}" + ("" if allow_dsp else " -nodsp")
-    else:
-        synth_cmd = f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
+    if beside is not None:
+        if booth is not None:
+            raise ValueError("booth cannot be forced for two arrays side by side")
+        if kind.dsp == beside.dsp:
+            # Two soft arrays measured less than the sum of their parts after the Booth pre-pass
+            # (rf8_pipe 1x1 beside int8_pipe 1x1: 384 LUT4 sites against 197 + 220; fp8_e4m3
+            # beside int8_pipe: 20 % less); DSP beside soft adds up (int8_pipe 4x4 beside
+            # int8_dsp_pipe 2x3: 3,393 against 3,267 + 136, the wrapper shared).
+            raise ValueError(f"{kind.name} beside {beside.name}: two arrays side by side must be one "
+                             "DSP kind and one soft kind")
+        allow_dsp = True
+        selected = []
+        for label, k in (("inner", kind), ("beside", beside)):
+            if k.dsp:
+                continue
+            if k.weight_format in BOOTH_FORMATS[family]:
+                selected += [f"{name}.{label}", f"{name}.{label}.*"]
+            elif k.weight_format != "rf8":
+                raise ValueError(f"{k.name} beside a DSP kind on {family}: its {k.weight_format} "
+                                 "multipliers would be mapped onto DSP blocks (no Booth pre-pass for "
+                                 f"it on {family}); pair a DSP kind with a kind in "
+                                 f"{', '.join(BOOTH_FORMATS[family])} or rf8")
+        synth_cmd = _synth_command(name, family, allow_dsp)
+        prepass = (f"hierarchy -top {name}\nproc\nopt\nwreduce\nbooth {' '.join(selected)}\n"
+                   if selected else "")
+        return (f"read_verilog top.v\n{prepass}{synth_cmd} -json netlist.json\n"
+                "tee -q -o stat.json stat -json\n"), synth_cmd
+    allow_dsp = kind.dsp
+    synth_cmd = _synth_command(name, family, allow_dsp)
     if booth is None:
         booth = kind.weight_format in BOOTH_FORMATS[family]
     prepass = f"hierarchy -top {name}\nproc\nopt\nwreduce\nbooth\n" if booth and not allow_dsp else ""
@@ -261,17 +290,43 @@ def stderr_progress(message: str) -> None:
     print(f"[rf8hw synth] {message}", file=sys.stderr, flush=True)
 
 
-def design_name(cfg: ArrayConfig, unit: str = "array") -> str:
+def _synth_command(name: str, family: str, allow_dsp: bool) -> str:
+    if family == "ecp5":
+        return f"synth_ecp5 -top {name}" + ("" if allow_dsp else " -nodsp")
+    if family == "xc7":
+        return f"synth_xilinx -family xc7 -flatten -nosrl -top {name}" + ("" if allow_dsp else " -nodsp")
+    return f"synth_ice40 -device u -top {name}" + (" -dsp" if allow_dsp else "")
+
+
+def design_name(cfg: ArrayConfig, unit: str = "array", beside: ArrayConfig | None = None) -> str:
     """Top-level module / work directory stem, e.g. ``synth_rf8_pipe_8x8_a8_acc40_wrap`` (a
     non-default reset appends ``_<reset>``, as in :attr:`ArrayConfig.module_name`)."""
     size = unit if unit in ("pe", "bare") else f"{cfg.rows}x{cfg.cols}"
     reset = "" if cfg.reset == DEFAULT_RESET else f"_{cfg.reset}"
-    return f"synth_{cfg.pe}_{size}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
+    also = "" if beside is None else f"_{beside.pe}_{beside.rows}x{beside.cols}"
+    return f"synth_{cfg.pe}_{size}{also}_a{cfg.act_bits}_acc{cfg.acc_bits}_{cfg.overflow}{reset}"
 
 
-def elaborate(cfg: ArrayConfig, unit: str = "array"):
+def check_beside(cfg: ArrayConfig, beside, unit: str) -> None:
+    """The rules for a second array beside ``cfg`` (:func:`synthesize`'s ``beside``)."""
+    if beside is None:
+        return
+    if not isinstance(beside, ArrayConfig):
+        raise TypeError(f"beside must be an ArrayConfig, not {beside!r}")
+    if unit != "array":
+        raise ValueError(f"beside needs unit='array', not {unit!r}")
+    same = ("act_bits", "acc_bits", "overflow", "reset")
+    diff = [f"{f} {getattr(cfg, f)!r} vs {getattr(beside, f)!r}" for f in same
+            if getattr(cfg, f) != getattr(beside, f)]
+    if diff:
+        raise ValueError("the two arrays side by side must share act_bits, acc_bits, overflow and "
+                         "reset: " + ", ".join(diff))
+
+
+def elaborate(cfg: ArrayConfig, unit: str = "array", beside: ArrayConfig | None = None):
     """``(verilog, wrapper)``: the Verilog text a synthesis run of ``cfg`` reads (``top.v``) and
-    its :class:`~rf8hw.hdl.wrapper.SynthWrapper` (None for ``unit="bare"``)."""
+    its :class:`~rf8hw.hdl.wrapper.SynthWrapper` (None for ``unit="bare"``); with ``beside``, a
+    second array in the same wrapper (submodule ``beside``)."""
     from amaranth.back import verilog
 
     from rf8hw.hdl.axi import RF8AxiTop
@@ -282,8 +337,9 @@ def elaborate(cfg: ArrayConfig, unit: str = "array"):
         inner = RF8AxiTop(cfg)
     else:
         inner = pe_class(cfg.pe)(cfg.act_bits, cfg.acc_bits, cfg.overflow)
-    wrapper = None if unit == "bare" else SynthWrapper(inner)
-    text = verilog.convert(wrapper or inner, name=design_name(cfg, unit), emit_src=False,
+    check_beside(cfg, beside, unit)
+    wrapper = None if unit == "bare" else SynthWrapper(inner, None if beside is None else RF8AxiTop(beside))
+    text = verilog.convert(wrapper or inner, name=design_name(cfg, unit, beside), emit_src=False,
                            strip_internal_attrs=True)
     return text, wrapper
 
@@ -297,7 +353,7 @@ def nextpnr_args(dev: Device, name: str, seed: int) -> list[str]:
 
 
 def design_key(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int | None = 1,
-               unit: str = "array", booth: bool | None = None) -> str:
+               unit: str = "array", booth: bool | None = None, beside: ArrayConfig | None = None) -> str:
     """The content key of one synthesis run: a digest of exactly what the tools read (the Verilog
     text of :func:`elaborate`, the Yosys script of :func:`synth_script`, nextpnr's arguments of
     :func:`nextpnr_args` when ``seed`` is given) and the tool versions.
@@ -311,9 +367,10 @@ def design_key(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int | None = 1,
     checks.choice("unit", unit, UNITS)
     if seed is not None:
         check_seed(seed)
-    name = design_name(cfg, unit)
-    text, _ = elaborate(cfg, unit)
-    script, _ = synth_script(name, dev.family, PE_KINDS[cfg.pe], booth)
+    name = design_name(cfg, unit, beside)
+    text, _ = elaborate(cfg, unit, beside)
+    script, _ = synth_script(name, dev.family, PE_KINDS[cfg.pe], booth,
+                             None if beside is None else PE_KINDS[beside.pe])
     meta = {"verilog_sha256": hashlib.sha256(text.encode()).hexdigest(), "yosys_script": script,
             "nextpnr_args": None if seed is None else nextpnr_args(dev, name, seed),
             "tools": synthesis_tool_versions(dev.family), "device": dev.name, "unit": unit}
@@ -346,7 +403,7 @@ def check_seed(seed) -> int:
 
 def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdir=None,
                progress=stderr_progress, unit: str = "array", place: bool = True,
-               booth: bool | None = None) -> dict:
+               booth: bool | None = None, beside: ArrayConfig | None = None) -> dict:
     """Synthesise, place and route one array and return its area and Fmax.
 
     Parameters
@@ -375,6 +432,13 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     booth : bool, optional
         Run the Booth pre-pass on soft multipliers (see the module notes); default: where the
         family measured better (:data:`BOOTH_FORMATS`).  Only for measuring the alternative.
+    beside : ArrayConfig, optional
+        A second array placed and routed with the first in one design (the same wrapper, clock
+        and device), e.g. DSP INT8 beside a soft INT8 array that fills the rest of the logic: a
+        device's strongest INT8 design.  Same ``act_bits``, ``acc_bits``, overflow and reset as
+        ``cfg``; ``unit="array"``; DSP inference on when either kind is a DSP kind (the Booth
+        pre-pass on the soft array only, :func:`synth_script`).  The result's ``rows``/``cols``/
+        ``pe`` are ``cfg``'s; ``beside`` holds the second array's, ``pes`` the PE count of both.
 
     Returns
     -------
@@ -396,7 +460,7 @@ def synthesize(cfg: ArrayConfig, device: str = "ecp5-25k", seed: int = 1, workdi
     """
     dev = check_device(device)
     check_seed(seed)
-    return _flow(cfg, dev, seed, workdir, progress, unit, place, booth)
+    return _flow(cfg, dev, seed, workdir, progress, unit, place, booth, beside)
 
 
 def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=stderr_progress,
@@ -413,7 +477,7 @@ def map_xilinx(cfg: ArrayConfig, unit: str = "array", workdir=None, progress=std
 
 
 def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, place: bool,
-          booth: bool | None) -> dict:
+          booth: bool | None, beside: ArrayConfig | None = None) -> dict:
     """Checks shared by :func:`synthesize` and :func:`map_xilinx`, then the flow under the work
     directory's lock."""
     if not isinstance(cfg, ArrayConfig):
@@ -426,9 +490,10 @@ def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, pla
         raise ValueError("unit='bare' is Yosys only (its ports are not registered): place must be False")
     if booth is not None and not isinstance(booth, bool):
         raise TypeError(f"booth must be True, False or None, not {booth!r}")
+    check_beside(cfg, beside, unit)
     kind = PE_KINDS[pe]
     say = progress or (lambda message: None)
-    name = design_name(cfg, unit)
+    name = design_name(cfg, unit, beside)
     stem = f"{name}_{dev.name}" + ("" if seed is None else f"_s{seed}")
     work = Path(workdir) if workdir is not None else Path("build") / "synth" / stem
     if work.exists() and not work.is_dir():
@@ -437,27 +502,31 @@ def _flow(cfg: ArrayConfig, dev: Device, seed, workdir, progress, unit: str, pla
     # for the first instead of overwriting its files mid-flight.
     with cache.locked(work):
         return _synthesize_in(work.resolve(), cfg, kind, dev, dev.name, seed, name, unit, place,
-                              booth, say)
+                              booth, say, beside)
 
 
 def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str, seed,
-                   name: str, unit: str, place: bool, booth: bool | None, say) -> dict:
+                   name: str, unit: str, place: bool, booth: bool | None, say,
+                   beside: ArrayConfig | None = None) -> dict:
     """The body of :func:`synthesize`, run while holding the work directory's lock."""
     rows, cols, pe = cfg.rows, cfg.cols, cfg.pe
-    allow_dsp = kind.dsp
+    other = None if beside is None else PE_KINDS[beside.pe]
+    allow_dsp = kind.dsp or (other is not None and other.dsp)
     seconds = {}
 
     # 1. RTL -> Verilog
     what = f"one {pe} PE" if unit != "array" else f"{rows}x{cols} {pe} array"
+    if beside is not None:
+        what += f" beside a {beside.rows}x{beside.cols} {beside.pe} array"
     say(f"elaborating {what} -> {work / 'top.v'}")
     t0 = time.monotonic()
-    text, wrapper = elaborate(cfg, unit)
+    text, wrapper = elaborate(cfg, unit, beside)
     (work / "top.v").write_text(text)
     seconds["verilog"] = round(time.monotonic() - t0, 1)
 
     # 2. Yosys
-    script, synth_cmd = synth_script(name, dev.family, kind, booth)
-    booth_ran = "\nbooth\n" in script
+    script, synth_cmd = synth_script(name, dev.family, kind, booth, other)
+    booth_ran = "\nbooth" in script
     (work / "synth.ys").write_text(script)
     say(f"yosys: {synth_cmd} (DSP inference {'on' if allow_dsp else 'off'}"
         f"{', Booth pre-pass' if booth_ran else ''})")
@@ -469,6 +538,13 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
     seconds["yosys"] = round(time.monotonic() - t0, 1)
     area = parse_yosys_stat(read_tool_json(work / "stat.json", "yosys"), dev.family)
     read_tool_json(work / "netlist.json", "yosys")
+    if beside is not None and allow_dsp:
+        # one DSP block per PE of the DSP array(s), none for the soft one (its multipliers went
+        # through the Booth pre-pass): anything else would misreport both arrays' costs
+        want = sum(c.rows * c.cols for c, k in ((cfg, kind), (beside, other)) if k.dsp)
+        if area["dsp"] != want:
+            raise ToolError(f"yosys mapped {area['dsp']} DSP blocks for {what}, expected {want} "
+                            f"(one per DSP PE) (log: {work / 'yosys.log'})")
 
     # 3. nextpnr
     timing = {"fmax_mhz": None, "fmax_target_mhz": None, "utilization": {}, "critical_path": None}
@@ -489,6 +565,8 @@ def _synthesize_in(work: Path, cfg: ArrayConfig, kind, dev: Device, device: str,
         "fmax_mhz": timing["fmax_mhz"], "fmax_target_mhz": timing["fmax_target_mhz"],
         "device": device, "part": dev.part, "package": dev.package, "speed": dev.speed,
         "seed": seed, "unit": unit, "dsp_inference": allow_dsp, **cfg.as_dict(),
+        "beside": None if beside is None else beside.as_dict(),
+        "pes": rows * cols + (0 if beside is None else beside.rows * beside.cols),
         "tools": tools,
         "yosys_command": synth_cmd, "booth": booth_ran,
         "nextpnr_command": shlex.join(["nextpnr-" + dev.family, *pnr[1:]]) if place else None,

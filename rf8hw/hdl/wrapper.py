@@ -8,8 +8,10 @@ with a register after every level, so no logic can be optimised away, every time
 to register, and the wrapper's own LUT cost is known exactly (:attr:`SynthWrapper.xor_luts`).
 A design with its own clock and reset inputs (:class:`rf8hw.hdl.axi.RF8AxiTop`: ``aclk`` and
 ``aresetn``, or ``clk`` and ``rst``) gets them from the wrapper's ``sync`` domain instead, so the
-wrapper's pins stay ``clk``, ``rst``, ``din`` and ``dout`` for every reset convention.  Used by
-:func:`rf8hw.accel.synth.synthesize`.
+wrapper's pins stay ``clk``, ``rst``, ``din`` and ``dout`` for every reset convention.  A second
+design (``beside``) shares the input chain, the XOR tree and the clock: two arrays side by side on
+one device (e.g. DSP INT8 beside soft INT8 filling the rest of the logic), measured as one design.
+Used by :func:`rf8hw.accel.synth.synthesize`.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Module, ResetSignal, Signal
@@ -28,6 +30,9 @@ class SynthWrapper(wiring.Component):
         The design under measurement (its ports must be plain signals, not nested interfaces).
         If it has attributes ``clock_port`` and ``reset_port`` (and ``reset_active_low``), those
         two inputs are driven by the wrapper's clock and reset, not by the input chain.
+    beside : wiring.Component, optional
+        A second design under measurement, the same way (submodule ``beside``; its inputs follow
+        ``inner``'s in the chain, its outputs ``inner``'s in the XOR tree).
 
     Members
     -------
@@ -39,17 +44,23 @@ class SynthWrapper(wiring.Component):
         level with a register after every level (:attr:`xor_luts` 4-input XORs in all).
     """
 
-    def __init__(self, inner):
-        self.inner = inner
-        members = inner.signature.members
-        clock, reset = getattr(inner, "clock_port", None), getattr(inner, "reset_port", None)
-        self.clock_reset = (clock, reset) if clock and reset else ()
-        self.in_names = [n for n, mb in members.items()
-                         if mb.flow == In and n not in self.clock_reset]
-        self.out_names = [n for n, mb in members.items() if mb.flow == Out]
-        widths = {n: len(Cat(getattr(inner, n))) for n in members}
-        self.in_bits = sum(widths[n] for n in self.in_names)
-        self.out_bits = sum(widths[n] for n in self.out_names)
+    def __init__(self, inner, beside=None):
+        self.inner, self.beside = inner, beside
+        #: ``(submodule name, design, (clock port, reset port) or ())`` of each design measured.
+        self.parts = []
+        self.in_ports, self.out_ports = [], []          # (design, port name), in chain order
+        for label, design in (("inner", inner), ("beside", beside)):
+            if design is None:
+                continue
+            members = design.signature.members
+            clock, reset = getattr(design, "clock_port", None), getattr(design, "reset_port", None)
+            clock_reset = (clock, reset) if clock and reset else ()
+            self.parts.append((label, design, clock_reset))
+            self.in_ports += [(design, n) for n, mb in members.items()
+                              if mb.flow == In and n not in clock_reset]
+            self.out_ports += [(design, n) for n, mb in members.items() if mb.flow == Out]
+        self.in_bits = sum(len(Cat(getattr(d, n))) for d, n in self.in_ports)
+        self.out_bits = sum(len(Cat(getattr(d, n))) for d, n in self.out_ports)
         self.xor_luts = 0
         n = self.out_bits
         while n > 1:
@@ -59,21 +70,22 @@ class SynthWrapper(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.inner = inner = self.inner
-        if self.clock_reset:
-            clock, reset = self.clock_reset
-            rst = ResetSignal()
-            m.d.comb += [getattr(inner, clock).eq(ClockSignal()),
-                         getattr(inner, reset).eq(~rst if inner.reset_active_low else rst)]
+        for label, design, clock_reset in self.parts:
+            m.submodules[label] = design
+            if clock_reset:
+                clock, reset = clock_reset
+                rst = ResetSignal()
+                m.d.comb += [getattr(design, clock).eq(ClockSignal()),
+                             getattr(design, reset).eq(~rst if design.reset_active_low else rst)]
         chain = Signal(self.in_bits, reset_less=True)
         m.d.sync += chain.eq(Cat(self.din, chain[:-1]) if self.in_bits > 1 else self.din)
         pos = 0
-        for name in self.in_names:
-            port = Cat(getattr(inner, name))
+        for design, name in self.in_ports:
+            port = Cat(getattr(design, name))
             m.d.comb += port.eq(chain[pos:pos + len(port)])
             pos += len(port)
         level = Signal(self.out_bits, reset_less=True)
-        m.d.sync += level.eq(Cat(*(getattr(inner, n) for n in self.out_names)))
+        m.d.sync += level.eq(Cat(*(getattr(d, n) for d, n in self.out_ports)))
         while len(level) > 1:
             groups = [level[i:i + 4] for i in range(0, len(level), 4)]
             nxt = Signal(len(groups), reset_less=True)

@@ -117,6 +117,55 @@ def test_booth_pre_pass_only_for_the_soft_multipliers_that_measured_smaller():
     assert "booth" not in forced
 
 
+@pytest.mark.slow
+def test_dsp_array_beside_a_booth_soft_array_adds_up(tmp_path):
+    """Two arrays in one design (the strongest INT8 design of a device: DSP INT8 beside Booth soft
+    INT8): the DSP array's multipliers and only those in MULT18X18D, the soft one Booth-encoded,
+    the cells those of the two arrays alone (the wrapper shared); a soft array whose multipliers
+    slipped into DSP blocks is a tool error, not a result."""
+    common = dict(device="ecp5-25k", place=False, progress=None)
+    soft, dsp = ArrayConfig(2, 2, pe="int8_pipe"), ArrayConfig(1, 2, pe="int8_dsp_pipe")
+    both = synth.synthesize(soft, beside=dsp, workdir=tmp_path / "both", **common)
+    alone = [synth.synthesize(c, workdir=tmp_path / c.pe, **common) for c in (soft, dsp)]
+    assert both["dsp"] == 2 and both["booth"] and both["pes"] == 6
+    assert both["beside"] == dsp.as_dict() and (both["rows"], both["cols"], both["pe"]) == (2, 2, "int8_pipe")
+    assert both["wrapper"]["xor_lut4"] <= sum(a["wrapper"]["xor_lut4"] for a in alone)   # one tree
+    parts = sum(a["lut4_equiv"] for a in alone)
+    assert abs(both["lut4_equiv"] - parts) <= 0.03 * parts, (both["lut4_equiv"], parts)
+    assert "booth synth_int8_pipe_2x2_int8_dsp_pipe_1x2_a8_acc40_wrap.inner " in \
+        (tmp_path / "both" / "synth.ys").read_text()
+
+    def no_booth(name, family, kind, booth=None, beside=None):
+        return f"read_verilog top.v\nsynth_ecp5 -top {name} -json netlist.json\ntee -q -o stat.json " \
+               "stat -json\n", f"synth_ecp5 -top {name}"
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(synth, "synth_script", no_booth)
+    try:
+        with pytest.raises(synth.ToolError, match="DSP blocks .* expected 2"):
+            synth.synthesize(soft, beside=dsp, workdir=tmp_path / "lost", **common)
+    finally:
+        mp.undo()
+
+
+def test_two_arrays_side_by_side_rules():
+    rf8, dsp = PE_KINDS["rf8_pipe"], PE_KINDS["int8_dsp_pipe"]
+    script, cmd = synth.synth_script("t", "ecp5", rf8, beside=dsp)
+    assert "booth" not in script and cmd == "synth_ecp5 -top t"          # RF8 has no multiplier
+    script, _ = synth.synth_script("t", "ice40", PE_KINDS["fp8_e4m3"], beside=dsp)
+    assert "booth t.inner t.inner.*\n" in script
+    with pytest.raises(ValueError, match="fp8_e4m3 multipliers would be mapped onto DSP blocks"):
+        synth.synth_script("t", "ecp5", PE_KINDS["fp8_e4m3"], beside=dsp)
+    with pytest.raises(ValueError, match="one DSP kind and one soft kind"):
+        synth.synth_script("t", "ecp5", rf8, beside=PE_KINDS["int8_pipe"])
+    with pytest.raises(ValueError, match="acc_bits 40 vs 32"):
+        synth.design_key(ArrayConfig(1, 1), beside=ArrayConfig(1, 1, pe="int8_dsp", acc_bits=32))
+    with pytest.raises(ValueError, match="unit='array'"):
+        synth.design_key(ArrayConfig(1, 1), unit="pe", beside=ArrayConfig(1, 1, pe="int8_dsp"))
+    one = synth.design_key(ArrayConfig(1, 1))
+    assert synth.design_key(ArrayConfig(1, 1), beside=ArrayConfig(1, 1, pe="int8_dsp")) != one
+
+
 def test_bare_unit_is_yosys_only(tmp_path):
     with pytest.raises(ValueError, match=r"^unit='bare' is Yosys only .*: place must be False$"):
         synth.synthesize(ArrayConfig(1, 1), unit="bare", workdir=tmp_path, progress=None)
