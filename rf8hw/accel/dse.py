@@ -199,6 +199,11 @@ class SweepConfig:
     place_pareto: bool = field(default=False, metadata={
         "help": "with --area model: synthesise, place and route the points on the Pareto front "
                 "(pareto) and add their measured LUT4 sites and Fmax next to the predictions"})
+    place_limit: int | None = field(default=None, metadata={
+        "metavar": "N",
+        "help": "with --place-pareto: place and route only the N Pareto arrays of each device and PE "
+                "kind with the most predicted inferences/s (default: every Pareto array; a large array "
+                "takes an hour or more to place here)"})
     synth_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "synthesis cache (default ~/.cache/rf8hw/synth)"})
     cache: str | None = field(default=None, metadata={
@@ -232,6 +237,10 @@ class SweepConfig:
         checks.choice("area", self.area, AREA_SOURCES)
         if not isinstance(self.place_pareto, bool):
             raise ValueError(f"place_pareto must be True or False, not {self.place_pareto!r}")
+        if self.place_limit is not None:
+            checks.integer("place_limit", self.place_limit, 1, 10**6)
+            if not self.place_pareto:
+                raise ValueError("place_limit limits --place-pareto: give --place-pareto too")
         if self.place_pareto and self.area != "model":
             raise ValueError("place_pareto places the Pareto points of an area-model sweep: it needs "
                              "area 'model' (with area 'synth' every point is placed anyway)")
@@ -584,10 +593,24 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
 def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root: Path, run_factors,
                   out: Path) -> None:
     """``--place-pareto``: synthesise, place and route (or read from the caches) the arrays of the
-    rows on the Pareto front (``pareto``) of an area-model sweep, and add to every row of those
-    arrays the measured ``measured_lut4_equiv``, ``measured_fmax_mhz`` and the model's errors in
-    percent of them (``lut4_error_pct``, ``fmax_error_pct``).  The fronts stay the predicted ones."""
-    keys = list(dict.fromkeys(r["synth_key"] for r in rows if r.get("pareto")))
+    rows on the Pareto front (``pareto``) of an area-model sweep -- with ``place_limit`` N, only the
+    N arrays of each device and PE kind with the most predicted inferences/s (``pareto_placed`` on
+    every Pareto row says which) -- and add to every row of those arrays the measured
+    ``measured_lut4_equiv``, ``measured_fmax_mhz`` and the model's errors in percent of them
+    (``lut4_error_pct``, ``fmax_error_pct``).  The fronts stay the predicted ones."""
+    front = [r for r in rows if r.get("pareto")]
+    keys = list(dict.fromkeys(r["synth_key"] for r in front))
+    if cfg.place_limit is not None:     # per device and kind, the most predicted inferences/s
+        best: dict = {}
+        for r in front:
+            k = (r["device"], r["pe"], r["synth_key"])
+            best[k] = max(best.get(k, 0.0), r.get("inferences_per_s") or 0.0)
+        keys = []
+        for group in dict.fromkeys((r["device"], r["pe"]) for r in front):
+            mine = sorted((k for k in best if k[:2] == group), key=lambda k: -best[k])
+            keys += [k[2] for k in mine[:cfg.place_limit]]
+    for r in front:
+        r["pareto_placed"] = r["synth_key"] in keys
     placed = {}
     for k in keys:                  # the caches first, as for any sweep
         arr, device, _ = syn_jobs[k]

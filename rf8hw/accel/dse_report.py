@@ -20,9 +20,9 @@ __all__ = ["COLUMNS", "pareto_front", "pick_best", "summarize", "write_outputs",
 COLUMNS = ("device", "pe", "rows", "cols", "acc_bits", "rounding", "act", "status", "accuracy",
            "accuracy_path", "overflow_events", "lut4_equiv", "lut4", "ff", "carry", "dsp", "bram",
            "fmax_mhz", "cycles_per_inference", "array_utilisation", "inferences_per_s", "gmac_per_s",
-           "pareto", "pareto_throughput", "pareto_accuracy", "area_source", "measured_lut4_equiv",
-           "measured_fmax_mhz", "lut4_error_pct", "fmax_error_pct", "accuracy_node", "synth_node",
-           "accuracy_cached", "synth_cached", "synth_seconds", "error", "log")
+           "pareto", "pareto_throughput", "pareto_accuracy", "area_source", "pareto_placed",
+           "measured_lut4_equiv", "measured_fmax_mhz", "lut4_error_pct", "fmax_error_pct", "accuracy_node",
+           "synth_node", "accuracy_cached", "synth_cached", "synth_seconds", "error", "log")
 
 #: (x, y) objectives of the fronts: LUT4 sites down, the other up (accuracy: its own direction).
 THROUGHPUT = {"lut4_equiv": "min", "inferences_per_s": "max"}
@@ -145,10 +145,16 @@ def render_markdown(summary: dict) -> str:
              f"tasks). Metric: {metric}. `pareto`: not dominated in (LUT4 sites, inferences/s, accuracy) "
              "on its device; `#`: the number of the point in the plots.", ""]
     if cfg.get("area") == "model":
+        placed = ""
+        if cfg.get("place_pareto"):
+            limit = cfg.get("place_limit")
+            placed = ("; `measured_*` columns: the Pareto points placed and routed (`--place-pareto`"
+                      + (f" --place-limit {limit}: the {limit} Pareto arrays of each device and PE kind "
+                         "with the most predicted inferences/s; `pareto_placed` False: not placed"
+                         if limit else "") + ")")
         lines += ["**Area and Fmax are predictions of the area model** (`--area model`, "
                   "docs/area_model.md), not measured: no synthesis or place and route ran for them"
-                  + ("; `measured_*` columns: the Pareto points placed and routed (`--place-pareto`)"
-                     if cfg.get("place_pareto") else "") + ".", ""]
+                  + placed + ".", ""]
     lines += [
              "| # | " + " | ".join(cols) + " |", "|--:|" + "---|" * len(cols)]
     short = {"accuracy_node", "synth_node"}             # Ray node ids: the first 8 hex digits

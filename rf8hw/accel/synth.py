@@ -385,7 +385,7 @@ def place_and_route(cmd: list[str], work: Path, what: str, family: str) -> None:
         log_text = (work / "nextpnr.log").read_text(errors="replace")
         util = parse_nextpnr_utilisation(log_text)
         over = {k: v for k, v in util.items() if v[0] > v[1]}
-        if over or "nable to place" in log_text:
+        if over or "nable to place" in log_text or "Unable to find legal placement" in log_text:
             table = ", ".join(f"{k} {u}/{a} ({100 * u / max(a, 1):.0f}%)" for k, (u, a) in
                               (over or util).items())
             raise DoesNotFitError(f"{what}: {table} (log: {work / 'nextpnr.log'})", util) from exc

@@ -229,6 +229,38 @@ def test_sweep_config_checks_the_model_covers_the_grid(checkpoint):
         dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), acc_bits=(48,), area="model")
     with pytest.raises(ValueError, match="needs area 'model'"):
         dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), place_pareto=True)
+    with pytest.raises(ValueError, match="give --place-pareto too"):
+        dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), area="model", place_limit=2)
+    with pytest.raises(ValueError, match="place_limit"):
+        dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), area="model", place_pareto=True,
+                        place_limit=0)
+
+
+def test_place_limit_places_the_fastest_pareto_arrays_of_each_device_and_kind(checkpoint, tmp_path):
+    cfg = dse.SweepConfig(model="mlp_digits", checkpoint=str(checkpoint), area="model", place_pareto=True,
+                          place_limit=1)
+    rows = [{"device": d, "pe": "rf8_pipe", "synth_key": f"{d}-{n}", "pareto": True,
+             "inferences_per_s": float(n), "lut4_equiv": 100 * n, "fmax_mhz": 100.0}
+            for d in ("ecp5-25k", "ecp5-85k") for n in (1, 3, 2)]
+    rows.append({"device": "ecp5-25k", "pe": "int8_pipe", "synth_key": "int8", "pareto": True,
+                 "inferences_per_s": 0.5, "lut4_equiv": 90, "fmax_mhz": 90.0})
+    rows.append({"device": "ecp5-25k", "pe": "rf8_pipe", "synth_key": "off-front", "pareto": False,
+                 "inferences_per_s": 9.0})
+    jobs = {r["synth_key"]: (ArrayConfig(1, 1), r["device"], 1) for r in rows}
+    asked = []
+
+    def run_factors(keys, into, what):
+        asked.extend(keys)
+        for k in keys:
+            into[k] = {"ok": True, "value": {"fits": True, "lut4_equiv": 150, "fmax_mhz": 50.0}}
+
+    dse._place_pareto(cfg, rows, jobs, tmp_path / "synth", run_factors, tmp_path)
+    assert asked == ["ecp5-25k-3", "ecp5-85k-3", "int8"]        # per device and PE kind
+    placed = {r["synth_key"]: r.get("pareto_placed") for r in rows}
+    assert placed == {"ecp5-25k-1": False, "ecp5-25k-3": True, "ecp5-25k-2": False, "ecp5-85k-1": False,
+                      "ecp5-85k-3": True, "ecp5-85k-2": False, "int8": True, "off-front": None}
+    (hit,) = [r for r in rows if r["synth_key"] == "ecp5-25k-3"]
+    assert (hit["measured_lut4_equiv"], hit["lut4_error_pct"], hit["fmax_error_pct"]) == (150, 100.0, 100.0)
 
 
 def test_model_factor_and_its_sweep_row():

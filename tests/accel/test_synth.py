@@ -166,6 +166,21 @@ def test_two_arrays_side_by_side_rules():
     assert synth.design_key(ArrayConfig(1, 1), beside=ArrayConfig(1, 1, pe="int8_dsp")) != one
 
 
+def test_a_placement_at_the_utilisation_limit_is_does_not_fit(tmp_path, monkeypatch):
+    """nextpnr at 99 % logic that cannot legalise its placement exits non-zero without any
+    resource above 100 %: that is a design that does not fit, not a tool failure."""
+    def fail(cmd, cwd, log, stage, done):
+        log.write_text("Info: \t        TRELLIS_COMB:   83541/  83640    99%\n"
+                       "ERROR: Unable to find legal placement for all cells, design is probably at "
+                       "utilisation limit.\n")
+        raise synth.ToolError(f"{stage} failed (exit 125)")
+
+    monkeypatch.setattr(synth, "run_tool", fail)
+    with pytest.raises(synth.DoesNotFitError, match="TRELLIS_COMB 83541/83640") as exc:
+        synth.place_and_route(["nextpnr-ecp5"], tmp_path, "19x19 int8_pipe array does not fit", "ecp5")
+    assert exc.value.utilisation["TRELLIS_COMB"] == (83541, 83640)
+
+
 def test_bare_unit_is_yosys_only(tmp_path):
     with pytest.raises(ValueError, match=r"^unit='bare' is Yosys only .*: place must be False$"):
         synth.synthesize(ArrayConfig(1, 1), unit="bare", workdir=tmp_path, progress=None)
