@@ -77,12 +77,17 @@ BEGIN, END = "<!-- BEGIN GENERATED (benchmarks/hardware_table.py) -->", "<!-- EN
 def store(db: dict, section: str, k: str, entry: dict) -> None:
     """Put one finished run into the JSON: the file's current contents (other copies of this script
     may have written runs meanwhile) plus ``entry`` under ``db[section][k]``, then :func:`save`.
-    ``db`` becomes that merged state, so a copy never writes back entries it read long ago."""
-    fresh = load()
-    fresh.setdefault(section, {})[k] = entry
-    db.clear()
-    db.update(fresh)
-    save(db)
+    ``db`` becomes that merged state, so a copy never writes back entries it read long ago.  The
+    read and the write hold a lock (``build/hardware_table/.lock``): two copies finishing at once
+    both land."""
+    from rf8hw.toolchain.cache import locked
+
+    with locked(ROOT / "build" / "hardware_table"):
+        fresh = load()
+        fresh.setdefault(section, {})[k] = entry
+        db.clear()
+        db.update(fresh)
+        save(db)
 
 
 def save(db: dict) -> None:
@@ -673,7 +678,11 @@ def main(argv=None) -> int:
         for pe in args.accel_pe:
             run_accel(db, args.largest_device, pe, args.accel_size, args.accel_max_m,
                       args.accel_max_k, args.seed, args.force, args.accel_place)
-    save(db)
+    from rf8hw.toolchain.cache import locked
+
+    with locked(ROOT / "build" / "hardware_table"):      # the tables of the file as it is now
+        db = load()
+        save(db)
     return 0
 
 
