@@ -1,0 +1,66 @@
+"""``benchmarks/hardware_table.py``: the ``--beside`` form, its table, and runs stored by several
+copies of the script at once (none lost)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from rf8hw.arch import ArrayConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def ht(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("hardware_table", ROOT / "benchmarks" / "hardware_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "DOCS", tmp_path)
+    monkeypatch.setattr(mod, "JSON_PATH", tmp_path / "hardware_table.json")
+    monkeypatch.setattr(mod, "MD_PATH", tmp_path / "hardware_table.md")
+    monkeypatch.setattr(mod, "plot", lambda db: None)
+    return mod
+
+
+def test_beside_form(ht):
+    first, second = ht.parse_beside("int8_pipe:9x10+int8_dsp_pipe:4x7")
+    assert (first.pe, first.rows, first.cols) == ("int8_pipe", 9, 10)
+    assert (second.pe, second.rows, second.cols) == ("int8_dsp_pipe", 4, 7)
+    for bad in ("int8_pipe:9x10", "int8_pipe:9x10+bogus", "int8_pipe:9by10+int8_dsp:1x1", "a+b+c"):
+        with pytest.raises(ValueError, match="expected PE:RxC\\+PE:RxC"):
+            ht.parse_beside(bad)
+    with pytest.raises(ValueError, match="pe"):
+        ht.parse_beside("int9:1x1+int8_dsp:1x1")
+
+
+def test_runs_stored_by_two_copies_are_both_kept(ht, monkeypatch):
+    monkeypatch.setattr(ht, "markdown", lambda db: "table\n")
+    a, b = ht.load(), ht.load()               # two copies of the script, each with its own view
+    ht.store(b, "runs", "k2", {"from": "b"})
+    ht.store(a, "runs", "k1", {"from": "a"})
+    ht.store(b, "beside", "k3", {"from": "b"})
+    on_disk = json.loads(ht.JSON_PATH.read_text())
+    assert on_disk == {"runs": {"k1": {"from": "a"}, "k2": {"from": "b"}}, "beside": {"k3": {"from": "b"}}}
+    assert b == on_disk                        # a copy holds the merged state of its last store
+    assert a == {"runs": on_disk["runs"]}
+    assert ht.MD_PATH.read_text() == "table\n"
+
+
+def test_beside_table_marks_what_it_measured(ht, monkeypatch):
+    monkeypatch.setattr(ht.synth, "design_key", lambda *args, **kwargs: "current")
+    arrays = [ArrayConfig(9, 10, pe="int8_pipe").as_dict(), ArrayConfig(4, 7, pe="int8_dsp_pipe").as_dict()]
+    db = {"beside": {
+        "ok": {"fits": True, "device": "ecp5-25k", "arrays": arrays, "seed": 1, "design_key": "current",
+               "lut4_equiv": 19937, "ff": 13160, "dsp": 28, "comb_used": 21735, "comb_available": 24288,
+               "fmax_mhz": 69.86, "pes": 118},
+        "old": {"fits": False, "device": "ecp5-85k", "arrays": arrays, "seed": 1, "design_key": "older",
+                "error": "does not fit: TRELLIS_COMB 90000/83640 (108%)", "pes": 118}}}
+    lines = ht.beside_markdown(db)
+    ok = next(line for line in lines if "ecp5-25k" in line)
+    assert "int8_pipe 9x10 + int8_dsp_pipe 4x7 |" in ok and "| 69.9 | 118 | 8.24 | 1 |" in ok
+    old = next(line for line in lines if "ecp5-85k" in line)
+    assert "int8_dsp_pipe 4x7 † |" in old and "does not fit" in old
+    assert ht.beside_markdown({}) == []
