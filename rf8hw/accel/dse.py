@@ -498,7 +498,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
         return {"kind": "accuracy", "model": cfg.model, "batch": cfg.batch, "numerics": num}
 
     def nofit_params(arr, device):
-        return {"kind": "does not fit", **arr.as_dict(), "device": device, "seed": cfg.seed}
+        return _nofit_params(arr, device, cfg.seed)
 
     results, computed = {}, {"accuracy": 0, "synthesis": 0}
     for k, (num, path) in acc_jobs.items():
@@ -590,6 +590,11 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     return summary
 
 
+def _nofit_params(arr: ArrayConfig, device: str, seed: int) -> dict:
+    """The parameters a does-not-fit cache entry records (and is checked against)."""
+    return {"kind": "does not fit", **arr.as_dict(), "device": device, "seed": seed}
+
+
 def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root: Path, run_factors,
                   out: Path) -> None:
     """``--place-pareto``: synthesise, place and route (or read from the caches) the arrays of the
@@ -613,8 +618,10 @@ def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root
         r["pareto_placed"] = r["synth_key"] in keys
     placed = {}
     for k in keys:                  # the caches first, as for any sweep
-        arr, device, _ = syn_jobs[k]
-        if (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
+        arr, device, nofit = syn_jobs[k]
+        if (hit := read_entry(nofit, k, _nofit_params(arr, device, cfg.seed), "does-not-fit")) is not None:
+            placed[k] = {"ok": True, "value": {**hit, "cached": True}}
+        elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
             placed[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
     todo = [k for k in keys if k not in placed]
     if todo:

@@ -246,7 +246,8 @@ def test_place_limit_places_the_fastest_pareto_arrays_of_each_device_and_kind(ch
                  "inferences_per_s": 0.5, "lut4_equiv": 90, "fmax_mhz": 90.0})
     rows.append({"device": "ecp5-25k", "pe": "rf8_pipe", "synth_key": "off-front", "pareto": False,
                  "inferences_per_s": 9.0})
-    jobs = {r["synth_key"]: (ArrayConfig(1, 1), r["device"], 1) for r in rows}
+    jobs = {r["synth_key"]: (ArrayConfig(1, 1), r["device"], tmp_path / "nofit" / f"{r['synth_key']}.json")
+            for r in rows}
     asked = []
 
     def run_factors(keys, into, what):
@@ -254,8 +255,12 @@ def test_place_limit_places_the_fastest_pareto_arrays_of_each_device_and_kind(ch
         for k in keys:
             into[k] = {"ok": True, "value": {"fits": True, "lut4_equiv": 150, "fmax_mhz": 50.0}}
 
+    # a does-not-fit result of the sweep's cache is read, not placed again
+    dse._store(jobs["ecp5-85k-3"][2], "ecp5-85k-3", dse._nofit_params(ArrayConfig(1, 1), "ecp5-85k", 1),
+               {"fits": False, "utilisation": {"TRELLIS_COMB": [9, 8]}})
     dse._place_pareto(cfg, rows, jobs, tmp_path / "synth", run_factors, tmp_path)
-    assert asked == ["ecp5-25k-3", "ecp5-85k-3", "int8"]        # per device and PE kind
+    assert asked == ["ecp5-25k-3", "int8"]                      # per device and PE kind
+    assert [r["measured_fits"] for r in rows if r["synth_key"] == "ecp5-85k-3"] == [False]
     placed = {r["synth_key"]: r.get("pareto_placed") for r in rows}
     assert placed == {"ecp5-25k-1": False, "ecp5-25k-3": True, "ecp5-25k-2": False, "ecp5-85k-1": False,
                       "ecp5-85k-3": True, "ecp5-85k-2": False, "int8": True, "off-front": None}
