@@ -146,7 +146,7 @@ def synth_script(name: str, family: str, kind: PEKind, booth: bool | None = None
             raise ValueError(f"{kind.name} beside {beside.name}: two arrays side by side must be one "
                              "DSP kind and one soft kind")
         allow_dsp = True
-        selected = []
+        selected = []                   # the Booth pass's selection: the soft array's modules
         for label, k in (("inner", kind), ("beside", beside)):
             if k.dsp:
                 continue
@@ -157,16 +157,14 @@ def synth_script(name: str, family: str, kind: PEKind, booth: bool | None = None
                                  "multipliers would be mapped onto DSP blocks (no Booth pre-pass for "
                                  f"it on {family}); pair a DSP kind with a kind in "
                                  f"{', '.join(BOOTH_FORMATS[family])} or rf8")
-        synth_cmd = _synth_command(name, family, allow_dsp)
-        prepass = (f"hierarchy -top {name}\nproc\nopt\nwreduce\nbooth {' '.join(selected)}\n"
-                   if selected else "")
-        return (f"read_verilog top.v\n{prepass}{synth_cmd} -json netlist.json\n"
-                "tee -q -o stat.json stat -json\n"), synth_cmd
-    allow_dsp = kind.dsp
+        booth_pass = f"booth {' '.join(selected)}" if selected else None
+    else:
+        allow_dsp = kind.dsp
+        if booth is None:
+            booth = kind.weight_format in BOOTH_FORMATS[family]
+        booth_pass = "booth" if booth and not allow_dsp else None
     synth_cmd = _synth_command(name, family, allow_dsp)
-    if booth is None:
-        booth = kind.weight_format in BOOTH_FORMATS[family]
-    prepass = f"hierarchy -top {name}\nproc\nopt\nwreduce\nbooth\n" if booth and not allow_dsp else ""
+    prepass = f"hierarchy -top {name}\nproc\nopt\nwreduce\n{booth_pass}\n" if booth_pass else ""
     script = (f"read_verilog top.v\n{prepass}{synth_cmd} -json netlist.json\n"
               "tee -q -o stat.json stat -json\n")
     return script, synth_cmd
