@@ -10,8 +10,9 @@ Two steps:
     point already there is skipped).  A 16 x 16 array takes about 1-3 minutes here.
 ``fit``
     Reads those points (role ``fit``: :data:`FIT_SHAPES` x :data:`FIT_ACC`; every other point is
-    held out) and the placed arrays of ``docs/hardware_table.json`` measured on the current design
-    (post-route Fmax), fits the model
+    held out), the placed arrays of ``docs/hardware_table.json`` measured on the current design
+    and the Pareto arrays placed by the MiniLM sweep (:data:`PLACED_SWEEP`, held out) (post-route
+    Fmax), fits the model
     (:func:`rf8hw.accel.area_model.fit`) and writes the JSON (points, coefficients, the held-out
     table) and the Markdown page.  ``--stored`` refits from the points already stored in the JSON
     (no Yosys, no build folder): what the drift test does; ``--keep-area`` keeps the stored LUT
@@ -41,6 +42,9 @@ from rf8hw.files import write_atomic  # noqa: E402
 POINTS_DIR = ROOT / "build" / "area_model"
 DOC = ROOT / "docs" / "area_model.md"
 HARDWARE_TABLE = ROOT / "docs" / "hardware_table.json"
+#: A sweep whose Pareto points were placed and routed (``--place-pareto``) on the current design:
+#: their post-route Fmax are held-out points (never fitted on).
+PLACED_SWEEP = ROOT / "docs" / "results" / "dse_minilm_deployable" / "placed_25k" / "sweep.json"
 
 #: Shapes and accumulator widths the LUT model is fitted on, and one larger array (8 x 8,
 #: accumulator 40) where there is one; every other point is held out.  Fitted on 1 x 1 .. 4 x 4
@@ -176,6 +180,21 @@ def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
                     "fmax_mhz": r["fmax_mhz"], "fill": round(r["comb_used"] / r["comb_available"], 4),
                     "dsp_fill": round(r["dsp"] / r["dsp_available"], 4) if r.get("dsp_available") else 0.0,
                     "rf8hw": r["tools"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
+    sweep = json.loads(PLACED_SWEEP.read_text())
+    seen = set()
+    for r in sweep["points"]:
+        if not r.get("measured_fmax_mhz") or r["synth_key"] in seen:
+            continue
+        seen.add(r["synth_key"])
+        ratio = comb_ratio[r["device"].split("-")[0]]
+        pts.append({"key": f"{PLACED_SWEEP.relative_to(ROOT / 'docs')} synth_key {r['synth_key']}",
+                    "device": r["device"], "pe": r["pe"], "rows": r["rows"], "cols": r["cols"],
+                    "acc_bits": r["acc_bits"], "seed": r["seed"], "fmax_mhz": r["measured_fmax_mhz"],
+                    "fill": round(r["measured_lut4_equiv"] * ratio / DEVICES[r["device"]]["comb_available"],
+                                  4),
+                    "dsp_fill": round(r["dsp"] / DEVICES[r["device"]]["dsp_available"], 4),
+                    "rf8hw": sweep["versions"]["rf8hw"], "lut4_equiv": r["measured_lut4_equiv"],
+                    "placed_sweep": True})
     for p in pts:
         now = today.get((p["pe"], p["rows"], p["cols"], p["acc_bits"])) if p["device"].startswith("ecp5") \
             else None
@@ -185,14 +204,15 @@ def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
     # per device and DSP kind, the least DSP-full array above the DSP knee gives the cap
     dsp_cap_fit = {}
     for p in pts:
-        if p["dsp_above"] and "fmax_from" not in DEVICES[p["device"]]:
+        if p["dsp_above"] and "fmax_from" not in DEVICES[p["device"]] and not p.get("placed_sweep"):
             k = (p["device"], p["pe"])
             if k not in dsp_cap_fit or p["dsp_fill"] < dsp_cap_fit[k]["dsp_fill"]:
                 dsp_cap_fit[k] = p
     for p in pts:
         shape = f"{p['rows']}x{p['cols']}"
         plain = not p.pop("above") and not p.pop("dsp_above")
-        own = "fmax_from" not in DEVICES[p["device"]]
+        swept = p.pop("placed_sweep", False)
+        own = "fmax_from" not in DEVICES[p["device"]] and not swept
         p["role"] = "fit" if own and ((shape in FMAX_FIT_SHAPES and plain) or p["key"] == CAP_FIT.get(
             p["device"]) or dsp_cap_fit.get((p["device"], p["pe"])) is p) else "heldout"
     return sorted(pts, key=lambda p: (p["device"], p["pe"], p["role"] != "fit", p["rows"] * p["cols"],
@@ -232,7 +252,8 @@ def build(doc_points: list[dict], doc_fmax: list[dict], ratios: dict, meta: dict
 
 FMAX_SOURCE = ("post-route Fmax of the placed arrays of docs/hardware_table.json measured on the "
                "current design (its design key; the *today's netlist* column compares their LUT4 "
-               "sites with the LUT points')")
+               "sites with the LUT points'), and, held out only, the Pareto arrays the MiniLM sweep "
+               "placed (docs/results/dse_minilm_deployable/placed_25k/sweep.json)")
 
 
 def cmd_fit(args) -> int:
