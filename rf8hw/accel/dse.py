@@ -497,20 +497,15 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
     def acc_params(num):
         return {"kind": "accuracy", "model": cfg.model, "batch": cfg.batch, "numerics": num}
 
-    def nofit_params(arr, device):
-        return _nofit_params(arr, device, cfg.seed)
-
     results, computed = {}, {"accuracy": 0, "synthesis": 0}
     for k, (num, path) in acc_jobs.items():
         if (hit := read_entry(path, k, acc_params(num), "accuracy")) is not None:
             results[k] = {"ok": True, "value": {**hit, "cached": True}}
-    for k, (arr, device, nofit) in syn_jobs.items():
+    for k, job in syn_jobs.items():
         if cfg.area == "model":
-            results[k] = {"ok": True, "value": model_factor(arr, device)}
-        elif (hit := read_entry(nofit, k, nofit_params(arr, device), "does-not-fit")) is not None:
-            results[k] = {"ok": True, "value": {**hit, "cached": True}}
-        elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
-            results[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
+            results[k] = {"ok": True, "value": model_factor(*job[:2])}
+        elif (hit := _cached_synthesis_factor(k, job, cfg.seed, synth_root)) is not None:
+            results[k] = hit
         # (an unusable entry was reported and removed: its synthesis runs on Ray with the others)
     # longest first: synthesis (the bulk) by array size, then the accuracy evaluations
     missing = sorted((k for k in syn_jobs if k not in results),
@@ -563,7 +558,7 @@ def sweep(cfg: SweepConfig, out_dir, progress: bool = True) -> dict:
                         computed["synthesis"] += 0 if value["cached"] else 1
                         if not value["fits"]:
                             arr, device, nofit = syn_jobs[k]
-                            _store(nofit, k, nofit_params(arr, device), value)
+                            _store(nofit, k, _nofit_params(arr, device, cfg.seed), value)
                 bar.update()
                 if sum(map(point_done, points)) != before:
                     bar.set_postfix_str(f"{sum(map(point_done, points))}/{len(points)} points")
@@ -595,6 +590,18 @@ def _nofit_params(arr: ArrayConfig, device: str, seed: int) -> dict:
     return {"kind": "does not fit", **arr.as_dict(), "device": device, "seed": seed}
 
 
+def _cached_synthesis_factor(k: str, job: tuple, seed: int, synth_root: Path) -> dict | None:
+    """A synthesis factor's result from the caches: the sweep's does-not-fit entry, else the
+    synthesis cache (``job``: the array, the device, the does-not-fit entry's path); None if
+    neither holds it."""
+    arr, device, nofit = job
+    if (hit := read_entry(nofit, k, _nofit_params(arr, device, seed), "does-not-fit")) is not None:
+        return {"ok": True, "value": {**hit, "cached": True}}
+    if (hit := read_cached_synthesis(arr, device, seed, synth_root)) is not None:
+        return {"ok": True, "value": _synthesis_value(hit, True, time.time())}
+    return None
+
+
 def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root: Path, run_factors,
                   out: Path) -> None:
     """``--place-pareto``: synthesise, place and route (or read from the caches) the arrays of the
@@ -618,11 +625,8 @@ def _place_pareto(cfg: SweepConfig, rows: list[dict], syn_jobs: dict, synth_root
         r["pareto_placed"] = r["synth_key"] in keys
     placed = {}
     for k in keys:                  # the caches first, as for any sweep
-        arr, device, nofit = syn_jobs[k]
-        if (hit := read_entry(nofit, k, _nofit_params(arr, device, cfg.seed), "does-not-fit")) is not None:
-            placed[k] = {"ok": True, "value": {**hit, "cached": True}}
-        elif (hit := read_cached_synthesis(arr, device, cfg.seed, synth_root)) is not None:
-            placed[k] = {"ok": True, "value": _synthesis_value(hit, True, time.time())}
+        if (hit := _cached_synthesis_factor(k, syn_jobs[k], cfg.seed, synth_root)) is not None:
+            placed[k] = hit
     todo = [k for k in keys if k not in placed]
     if todo:
         run_factors(todo, placed, "Pareto points to place and route")
