@@ -116,40 +116,55 @@ def design_key(device, pe, rows, cols, seed, unit="array") -> str:
                             None if device == "xc7" else seed, unit)
 
 
-def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict:
-    """Synthesise one configuration (or return the stored result) and store it.
+#: The fields of a synthesis result that a stored run keeps.
+RESULT_FIELDS = ("lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used", "comb_available",
+                 "fmax_mhz", "part", "package", "speed", "tools", "yosys_command", "critical_path", "wrapper")
 
-    A stored result is reused only if it was measured on the current design (:func:`design_key`).
-    The JSON is re-read before the check and before the write, so several copies of this script
-    (e.g. one per device) can fill it at the same time.
-    """
-    k = key(device, pe, rows, cols, seed, unit)
-    current = design_key(device, pe, rows, cols, seed, unit)
-    db["runs"].update(load()["runs"])
-    if k in db["runs"] and not force and db["runs"][k].get("design_key") == current:
-        return db["runs"][k]
+
+def measure(db, section: str, k: str, current: str, force: bool, run, about: dict) -> dict:
+    """The stored run ``db[section][k]`` if it was measured on the ``current`` design key (and
+    not ``force``), else ``run(workdir)`` (a :func:`rf8hw.accel.synth.synthesize` call returning
+    the result and the extra fields to keep) turned into an entry -- fits, does not fit, or tool
+    failure -- with ``about`` (what was measured), the seconds and the key, and stored.
+
+    The JSON is re-read before the check and again by :func:`store`, so several copies of this
+    script (e.g. one per device) can fill it at the same time."""
+    db.setdefault(section, {}).update(load().get(section, {}))
+    old = db[section].get(k)
+    if old and not force and old.get("design_key") == current:
+        return old
     t0 = time.monotonic()
     print(f"=== {k}", flush=True)
+    workdir = ROOT / "build" / "hardware_table" / k.replace("|", "_").replace(":", "_").replace("+", "_")
     try:
-        res = synth.synthesize(ArrayConfig(rows, cols, pe=pe), device=device, seed=seed, unit=unit,
-                               workdir=ROOT / "build" / "hardware_table" / k.replace("|", "_"))
-        entry = {"fits": True, **{f: res[f] for f in (
-            "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used",
-            "comb_available", "fmax_mhz", "part", "package", "speed", "tools", "yosys_command",
-            "critical_path", "wrapper")},
-                 "dsp_available": sum(v["available"] for b, v in res["utilization"].items()
-                                      if b in ("MULT18X18D", "ICESTORM_DSP"))}
+        res, extra = run(workdir)
+        entry = {"fits": True, **{f: res[f] for f in RESULT_FIELDS}, **extra}
     except synth.DoesNotFitError as exc:
         entry = {"fits": False, "error": str(exc).split(" (log:")[0],
                  "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
     except synth.ToolError as exc:
         entry = {"fits": None, "error": str(exc)[-2000:]}
-    entry.update({"device": device, "pe": pe, "unit": unit, "rows": rows, "cols": cols, "seed": seed,
-                  "seconds": round(time.monotonic() - t0, 1), "design_key": current})
+    entry.update({**about, "seconds": round(time.monotonic() - t0, 1), "design_key": current})
     print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}),
           flush=True)
-    store(db, "runs", k, entry)
+    store(db, section, k, entry)
     return entry
+
+
+def run_one(db, device, pe, rows, cols, seed, force=False, unit="array") -> dict:
+    """Synthesise one configuration (or return the stored result) and store it (:func:`measure`).
+
+    A stored result is reused only if it was measured on the current design (:func:`design_key`).
+    """
+    def run(workdir):
+        res = synth.synthesize(ArrayConfig(rows, cols, pe=pe), device=device, seed=seed, unit=unit,
+                               workdir=workdir)
+        return res, {"dsp_available": sum(v["available"] for b, v in res["utilization"].items()
+                                          if b in ("MULT18X18D", "ICESTORM_DSP"))}
+
+    return measure(db, "runs", key(device, pe, rows, cols, seed, unit),
+                   design_key(device, pe, rows, cols, seed, unit), force, run,
+                   {"device": device, "pe": pe, "unit": unit, "rows": rows, "cols": cols, "seed": seed})
 
 
 def run_xilinx(db, pe, rows, cols, force=False, unit="array") -> dict:
@@ -343,32 +358,13 @@ def beside_key(device, first: ArrayConfig, second: ArrayConfig, seed) -> str:
 
 def run_beside(db, device, first: ArrayConfig, second: ArrayConfig, seed, force=False) -> dict:
     """One side-by-side design (or the stored result), like :func:`run_one`."""
-    k = beside_key(device, first, second, seed)
-    current = synth.design_key(first, device, seed, beside=second)
-    db.setdefault("beside", {}).update(load().get("beside", {}))
-    old = db["beside"].get(k)
-    if old and not force and old.get("design_key") == current:
-        return old
-    t0 = time.monotonic()
-    print(f"=== {k}", flush=True)
-    name = k.replace("|", "_").replace(":", "_").replace("+", "_")
-    try:
-        res = synth.synthesize(first, device=device, seed=seed, beside=second,
-                               workdir=ROOT / "build" / "hardware_table" / name)
-        entry = {"fits": True, **{f: res[f] for f in (
-            "lut4", "carry", "lut4_equiv", "ff", "dsp", "bram", "lutram", "comb_used", "comb_available",
-            "fmax_mhz", "part", "package", "speed", "tools", "yosys_command", "critical_path", "wrapper",
-            "pes")}}
-    except synth.DoesNotFitError as exc:
-        entry = {"fits": False, "error": str(exc).split(" (log:")[0],
-                 "utilisation": {b: list(v) for b, v in exc.utilisation.items()}}
-    except synth.ToolError as exc:
-        entry = {"fits": None, "error": str(exc)[-2000:]}
-    entry.update({"device": device, "arrays": [first.as_dict(), second.as_dict()], "seed": seed,
-                  "seconds": round(time.monotonic() - t0, 1), "design_key": current})
-    print(json.dumps({k2: v for k2, v in entry.items() if k2 not in ("tools", "utilisation")}), flush=True)
-    store(db, "beside", k, entry)
-    return entry
+    def run(workdir):
+        res = synth.synthesize(first, device=device, seed=seed, beside=second, workdir=workdir)
+        return res, {"pes": res["pes"]}
+
+    return measure(db, "beside", beside_key(device, first, second, seed),
+                   synth.design_key(first, device, seed, beside=second), force, run,
+                   {"device": device, "arrays": [first.as_dict(), second.as_dict()], "seed": seed})
 
 
 def beside_markdown(db) -> list[str]:

@@ -64,3 +64,36 @@ def test_beside_table_marks_what_it_measured(ht, monkeypatch):
     old = next(line for line in lines if "ecp5-85k" in line)
     assert "int8_dsp_pipe 4x7 † |" in old and "does not fit" in old
     assert ht.beside_markdown({}) == []
+
+
+def test_a_run_is_measured_once_per_design_and_every_outcome_is_stored(ht, monkeypatch):
+    monkeypatch.setattr(ht, "markdown", lambda db: "table\n")
+    monkeypatch.setattr(ht, "design_key", lambda *args: "current")
+    calls = []
+    fields = dict.fromkeys(ht.RESULT_FIELDS, 1)
+
+    def synthesize(cfg, device, seed, unit, workdir):
+        calls.append((cfg.rows, cfg.cols, workdir))
+        if cfg.rows == 2:
+            raise ht.synth.DoesNotFitError("2x2 does not fit: TRELLIS_COMB 9/8 (112%) (log: x)",
+                                           {"TRELLIS_COMB": (9, 8)})
+        if cfg.rows == 3:
+            raise ht.synth.ToolError("yosys stopped")
+        return {**fields, "utilization": {"MULT18X18D": {"available": 28}, "TRELLIS_COMB": {"available": 8}}}
+
+    monkeypatch.setattr(ht.synth, "synthesize", synthesize)
+    db = ht.load()
+    ok = ht.run_one(db, "ecp5-25k", "rf8_pipe", 1, 1, 1)
+    assert ok == {"fits": True, **fields, "dsp_available": 28, "device": "ecp5-25k", "pe": "rf8_pipe",
+                  "unit": "array", "rows": 1, "cols": 1, "seed": 1, "seconds": ok["seconds"],
+                  "design_key": "current"}
+    assert calls[0][2] == ht.ROOT / "build" / "hardware_table" / "ecp5-25k_rf8_pipe_1x1_s1"
+    assert ht.run_one(db, "ecp5-25k", "rf8_pipe", 1, 1, 1) == ok and len(calls) == 1   # stored, not redone
+    assert ht.run_one(db, "ecp5-25k", "rf8_pipe", 1, 1, 1, force=True)["fits"] and len(calls) == 2
+    nofit = ht.run_one(db, "ecp5-25k", "rf8_pipe", 2, 2, 1)
+    assert (nofit["fits"], nofit["error"], nofit["utilisation"]) == \
+        (False, "2x2 does not fit: TRELLIS_COMB 9/8 (112%)", {"TRELLIS_COMB": [9, 8]})
+    failed = ht.run_one(db, "ecp5-25k", "rf8_pipe", 3, 3, 1)
+    assert (failed["fits"], failed["error"]) == (None, "yosys stopped")
+    on_disk = json.loads(ht.JSON_PATH.read_text())["runs"]
+    assert sorted(on_disk) == [f"ecp5-25k|rf8_pipe|{n}x{n}|s1" for n in (1, 2, 3)]
