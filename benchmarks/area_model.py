@@ -11,7 +11,7 @@ Two steps:
 ``fit``
     Reads those points (role ``fit``: :data:`FIT_SHAPES` x :data:`FIT_ACC`; every other point is
     held out), the placed arrays of ``docs/hardware_table.json`` measured on the current design
-    and the Pareto arrays placed by the MiniLM sweep (:data:`PLACED_SWEEP`, held out) (post-route
+    and the Pareto arrays placed by the MiniLM sweeps (:data:`PLACED_SWEEPS`, held out) (post-route
     Fmax), fits the model
     (:func:`rf8hw.accel.area_model.fit`) and writes the JSON (points, coefficients, the held-out
     table) and the Markdown page.  ``--stored`` refits from the points already stored in the JSON
@@ -42,9 +42,10 @@ from rf8hw.files import write_atomic  # noqa: E402
 POINTS_DIR = ROOT / "build" / "area_model"
 DOC = ROOT / "docs" / "area_model.md"
 HARDWARE_TABLE = ROOT / "docs" / "hardware_table.json"
-#: A sweep whose Pareto points were placed and routed (``--place-pareto``) on the current design:
+#: Sweeps whose Pareto points were placed and routed (``--place-pareto``) on the current design:
 #: their post-route Fmax are held-out points (never fitted on).
-PLACED_SWEEP = ROOT / "docs" / "results" / "dse_minilm_deployable" / "placed_25k" / "sweep.json"
+PLACED_SWEEPS = tuple(ROOT / "docs" / "results" / "dse_minilm_deployable" / d / "sweep.json"
+                      for d in ("placed_25k", "placed_85k_dsp"))
 
 #: Shapes and accumulator widths the LUT model is fitted on, and one larger array (8 x 8,
 #: accumulator 40) where there is one; every other point is held out.  Fitted on 1 x 1 .. 4 x 4
@@ -156,6 +157,26 @@ def area_points(raw: list[dict], large=FIT_LARGE) -> list[dict]:
                                       p["rows"] * p["cols"], p["rows"]))
 
 
+def placed_sweep_points(path: Path, comb_ratio: dict) -> list[dict]:
+    """The placed Pareto arrays of one ``--place-pareto`` sweep (one point per array), as Fmax points."""
+    sweep = json.loads(path.read_text())
+    pts, seen = [], set()
+    for r in sweep["points"]:
+        if not r.get("measured_fmax_mhz") or r["synth_key"] in seen:
+            continue
+        seen.add(r["synth_key"])
+        ratio = comb_ratio[r["device"].split("-")[0]]
+        pts.append({"key": f"{path.relative_to(ROOT / 'docs')} synth_key {r['synth_key']}",
+                    "device": r["device"], "pe": r["pe"], "rows": r["rows"], "cols": r["cols"],
+                    "acc_bits": r["acc_bits"], "seed": r["seed"], "fmax_mhz": r["measured_fmax_mhz"],
+                    "fill": round(r["measured_lut4_equiv"] * ratio / DEVICES[r["device"]]["comb_available"],
+                                  4),
+                    "dsp_fill": round(r["dsp"] / DEVICES[r["device"]]["dsp_available"], 4),
+                    "rf8hw": sweep["versions"]["rf8hw"], "lut4_equiv": r["measured_lut4_equiv"],
+                    "placed_sweep": True})
+    return pts
+
+
 def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
     """Placed arrays with a post-route Fmax: the hardware table's array runs measured on the
     current design (:func:`rf8hw.accel.synth.design_key` equal to the stored one: a run on older
@@ -180,21 +201,8 @@ def fmax_points(comb_ratio: dict, area: list[dict]) -> list[dict]:
                     "fmax_mhz": r["fmax_mhz"], "fill": round(r["comb_used"] / r["comb_available"], 4),
                     "dsp_fill": round(r["dsp"] / r["dsp_available"], 4) if r.get("dsp_available") else 0.0,
                     "rf8hw": r["tools"]["rf8hw"], "lut4_equiv": r["lut4_equiv"]})
-    sweep = json.loads(PLACED_SWEEP.read_text())
-    seen = set()
-    for r in sweep["points"]:
-        if not r.get("measured_fmax_mhz") or r["synth_key"] in seen:
-            continue
-        seen.add(r["synth_key"])
-        ratio = comb_ratio[r["device"].split("-")[0]]
-        pts.append({"key": f"{PLACED_SWEEP.relative_to(ROOT / 'docs')} synth_key {r['synth_key']}",
-                    "device": r["device"], "pe": r["pe"], "rows": r["rows"], "cols": r["cols"],
-                    "acc_bits": r["acc_bits"], "seed": r["seed"], "fmax_mhz": r["measured_fmax_mhz"],
-                    "fill": round(r["measured_lut4_equiv"] * ratio / DEVICES[r["device"]]["comb_available"],
-                                  4),
-                    "dsp_fill": round(r["dsp"] / DEVICES[r["device"]]["dsp_available"], 4),
-                    "rf8hw": sweep["versions"]["rf8hw"], "lut4_equiv": r["measured_lut4_equiv"],
-                    "placed_sweep": True})
+    for path in PLACED_SWEEPS:
+        pts += placed_sweep_points(path, comb_ratio)
     for p in pts:
         now = today.get((p["pe"], p["rows"], p["cols"], p["acc_bits"])) if p["device"].startswith("ecp5") \
             else None
@@ -253,7 +261,7 @@ def build(doc_points: list[dict], doc_fmax: list[dict], ratios: dict, meta: dict
 FMAX_SOURCE = ("post-route Fmax of the placed arrays of docs/hardware_table.json measured on the "
                "current design (its design key; the *today's netlist* column compares their LUT4 "
                "sites with the LUT points'), and, held out only, the Pareto arrays the MiniLM sweep "
-               "placed (docs/results/dse_minilm_deployable/placed_25k/sweep.json)")
+               "placed (docs/results/dse_minilm_deployable/placed_25k/ and placed_85k_dsp/sweep.json)")
 
 
 def cmd_fit(args) -> int:
