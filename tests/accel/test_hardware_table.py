@@ -97,3 +97,20 @@ def test_a_run_is_measured_once_per_design_and_every_outcome_is_stored(ht, monke
     assert (failed["fits"], failed["error"]) == (None, "yosys stopped")
     on_disk = json.loads(ht.JSON_PATH.read_text())["runs"]
     assert sorted(on_disk) == [f"ecp5-25k|rf8_pipe|{n}x{n}|s1" for n in (1, 2, 3)]
+
+
+def test_goals_take_the_median_of_three_seeds_and_say_when_there_is_none(ht, monkeypatch):
+    monkeypatch.setattr(ht, "design_key", lambda *args: "current")
+
+    def run(pe, rows, cols, seed, fmax):
+        return {"device": "ecp5-25k", "unit": "array", "fits": True, "pe": pe, "rows": rows, "cols": cols,
+                "seed": seed, "fmax_mhz": fmax, "comb_used": 21117, "comb_available": 24288, "dsp": 0,
+                "design_key": "current"}
+
+    runs = [run("rf8_pipe", 11, 11, s, f) for s, f in ((1, 115.3), (2, 106.2), (3, 114.3))]
+    runs += [run("rf8_pipe", 8, 8, s, f) for s, f in ((1, 117.2), (2, 116.0))]
+    runs += [run("int8_pipe", 10, 10, 2, 113.9), run("int8_pipe", 10, 10, 1, 114.4)]
+    text = "\n".join(ht.targets(runs))
+    assert "rf8_pipe: 11x11 at median 114.3 MHz of seeds' 106.2, 114.3, 115.3 = 13.83 GMAC/s" in text
+    assert "int8_pipe: 10x10 at 113.9, 114.4 MHz (2 seeds: no median of 3) = 11.44 GMAC/s" in text
+    assert "rf8_pipe: 116.0, 117.2 MHz (2 seeds: no median of 3) (not decided)" in text
