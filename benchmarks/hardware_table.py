@@ -510,14 +510,16 @@ def targets(runs, device="ecp5-25k") -> list[str]:
     arrays = [r for r in runs if r.get("unit") != "pe" and r["fmax_mhz"]]
 
     def seeds(k, rows, cols):
-        """The Fmax of every seed of one array, the median of 3 or more (else None), and its text."""
-        fmax = sorted(r["fmax_mhz"] for r in arrays
-                      if r["pe"] == k and (r["rows"], r["cols"]) == (rows, cols))
+        """The runs of one array (lowest seed first), the median Fmax of 3 or more (else None),
+        and its text."""
+        mine = sorted((r for r in arrays if r["pe"] == k and (r["rows"], r["cols"]) == (rows, cols)),
+                      key=lambda r: r["seed"])
+        fmax = sorted(r["fmax_mhz"] for r in mine)
         median = fmax[len(fmax) // 2] if len(fmax) >= 3 else None
         what = (f"median {median:.1f} MHz of seeds' {', '.join(f'{f:.1f}' for f in fmax)}"
                 if median is not None else f"{', '.join(f'{f:.1f}' for f in fmax)} MHz "
                 f"({len(fmax)} seed{'s' if len(fmax) > 1 else ''}: no median of 3)")
-        return fmax, median, what
+        return mine, median, what
 
     largest = {}
     for r in arrays:
@@ -528,10 +530,8 @@ def targets(runs, device="ecp5-25k") -> list[str]:
                  "median Fmax of 3 or more seeds, else at the lowest seed's):")
     for k in sorted(largest):
         r = largest[k]
-        fmax, median, what = seeds(k, r["rows"], r["cols"])
-        at = median if median is not None else min(
-            (x for x in arrays if x["pe"] == k and (x["rows"], x["cols"]) == (r["rows"], r["cols"])),
-            key=lambda x: x["seed"])["fmax_mhz"]
+        mine, median, what = seeds(k, r["rows"], r["cols"])
+        at = median if median is not None else mine[0]["fmax_mhz"]
         lines.append(f"   - {k}: {r['rows']}x{r['cols']} at {what} = "
                      f"{r['rows'] * r['cols'] * at / 1e3:.2f} GMAC/s ({r['comb_used']}/{r['comb_available']} "
                      f"logic sites, {r['dsp']} DSP; a lower bound unless a larger size is recorded as not "
@@ -541,8 +541,8 @@ def targets(runs, device="ecp5-25k") -> list[str]:
     lines.append("3. 8x8 RF8 array >= 150 MHz post-route (median of 3 seeds):")
     found = False
     for k in RF8_KINDS:
-        fmax, median, what = seeds(k, 8, 8)
-        if fmax:
+        mine, median, what = seeds(k, 8, 8)
+        if mine:
             found = True
             verdict = ("met" if median >= 150 else "missed") if median is not None else "not decided"
             lines.append(f"   - {k}: {what} ({verdict})")
